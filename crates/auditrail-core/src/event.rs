@@ -1,0 +1,370 @@
+//! The event model: what a host product sends, how it is validated, and the canonical
+//! stored form that is hashed into the log.
+//!
+//! Validation produces every problem of an event at once, each naming its field, so a
+//! client can fix a batch in one round trip. A valid event is turned into a
+//! [`PreparedEvent`]: its canonical JSON split around the two members (`received_at`,
+//! `seq`) that only the log's single writer can assign, so the expensive work
+//! (canonicalization) happens in parallel on request threads and the writer only splices.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Map, Value};
+
+use crate::canonical::{self, write_string};
+use crate::time;
+
+/// Configurable bounds on what an event may carry.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// How far in the future `occurred_at` may lie (clock skew allowance).
+    pub max_future: Duration,
+    /// Serialized size of `details` in bytes.
+    pub max_details_bytes: usize,
+    /// Nesting depth of `details` (the object itself is depth 1).
+    pub max_details_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_future: Duration::minutes(5), max_details_bytes: 32 * 1024, max_details_depth: 8 }
+    }
+}
+
+pub const MAX_ID_LEN: usize = 256;
+pub const MAX_ACTION_LEN: usize = 128;
+pub const MAX_TEXT_LEN: usize = 1024;
+pub const ACTOR_TYPES: [&str; 4] = ["USER", "API_KEY", "GRAPH", "SYSTEM"];
+pub const OUTCOMES: [&str; 2] = ["success", "failure"];
+
+/// One problem with one field of one event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    pub field: String,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("{} invalid field(s), first: {}: {}", .0.len(), .0[0].field, .0[0].reason)]
+    Invalid(Vec<FieldError>),
+}
+
+/// Terms the store indexes for search.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Terms {
+    pub action: String,
+    pub actor_id: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub scope_id: Option<String>,
+}
+
+/// A validated event, canonicalized except for `received_at` and `seq`.
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    /// The client's idempotency key, if it gave one.
+    pub client_id: Option<String>,
+    /// Canonical members sorting before `received_at`, without braces.
+    pub head: String,
+    /// Canonical members between `received_at` and `seq` (`resource`, `scope`), each
+    /// with its leading comma.
+    pub mid: String,
+    pub occurred_us: i64,
+    pub terms: Terms,
+}
+
+impl PreparedEvent {
+    /// The stored, canonical event text; its leaf hash is the log's leaf.
+    pub fn assemble(&self, received_ms: i64, seq: u64) -> String {
+        assemble(&self.head, &time::format_millis(received_ms), &self.mid, seq)
+    }
+}
+
+/// Builds the canonical stored event from its parts.
+pub fn assemble(head: &str, received_at: &str, mid: &str, seq: u64) -> String {
+    let mut s = String::with_capacity(head.len() + mid.len() + 64);
+    s.push('{');
+    s.push_str(head);
+    s.push_str(",\"received_at\":\"");
+    s.push_str(received_at);
+    s.push('"');
+    s.push_str(mid);
+    s.push_str(",\"seq\":");
+    s.push_str(&seq.to_string());
+    s.push('}');
+    s
+}
+
+/// Adds `leaf_hash` (hex) to a stored event's JSON for clients: they drop it and
+/// re-canonicalize to recompute the leaf.
+pub fn with_leaf_hash(stored: &str, leaf: &[u8; 32]) -> String {
+    let body = stored.strip_suffix('}').unwrap_or(stored);
+    format!("{body},\"leaf_hash\":\"{}\"}}", hex::encode(leaf))
+}
+
+struct Checker<'a> {
+    index: Option<usize>,
+    errors: &'a mut Vec<FieldError>,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.errors.push(FieldError { index: self.index, field: field.into(), reason: reason.into() });
+    }
+
+    fn text(&mut self, field: &str, v: &Value, min: usize, max: usize) -> Option<String> {
+        match v {
+            Value::String(s) => {
+                let n = s.chars().count();
+                if n < min || n > max {
+                    self.fail(field, format!("must be {min} to {max} characters, got {n}"));
+                    None
+                } else if s.chars().any(char::is_control) {
+                    self.fail(field, "must not contain control characters");
+                    None
+                } else {
+                    Some(s.clone())
+                }
+            }
+            _ => {
+                self.fail(field, "must be a string");
+                None
+            }
+        }
+    }
+
+    /// Validates a small object of string fields, returning it canonical-ready.
+    fn object(&mut self, field: &str, v: &Value, allowed: &[(&str, usize)]) -> Option<Map<String, Value>> {
+        let Value::Object(map) = v else {
+            self.fail(field, "must be an object");
+            return None;
+        };
+        let before = self.errors.len();
+        for (k, val) in map {
+            let path = format!("{field}.{k}");
+            match allowed.iter().find(|(name, _)| name == k) {
+                Some((_, max)) if !val.is_null() => {
+                    self.text(&path, val, 1, *max);
+                }
+                Some(_) => {}
+                None => self.fail(path, format!("unknown field; allowed: {}", names(allowed))),
+            }
+        }
+        let out: Map<String, Value> = map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
+        (self.errors.len() == before).then_some(out)
+    }
+}
+
+fn names(allowed: &[(&str, usize)]) -> String {
+    allowed.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+fn depth_and_nul(v: &Value, depth: usize) -> (usize, bool) {
+    match v {
+        Value::String(s) => (depth, s.contains('\0')),
+        Value::Array(a) => a.iter().fold((depth, false), |(d, n), x| {
+            let (d2, n2) = depth_and_nul(x, depth + 1);
+            (d.max(d2), n || n2)
+        }),
+        Value::Object(m) => m.iter().fold((depth, false), |(d, n), (k, x)| {
+            let (d2, n2) = depth_and_nul(x, depth + 1);
+            (d.max(d2), n || n2 || k.contains('\0'))
+        }),
+        _ => (depth, false),
+    }
+}
+
+const TOP_LEVEL: [&str; 9] =
+    ["id", "occurred_at", "action", "resource", "actor", "scope", "details", "context", "outcome"];
+
+/// Validates one event as sent by a client and canonicalizes it for `org_id`.
+///
+/// `index` is its position in a batch (named in errors); `new_id` makes an id when the
+/// client gave none.
+pub fn prepare(
+    value: &Value,
+    index: Option<usize>,
+    org_id: &str,
+    now: DateTime<Utc>,
+    limits: &Limits,
+    new_id: impl FnOnce() -> String,
+) -> Result<PreparedEvent, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut c = Checker { index, errors: &mut errors };
+    let Value::Object(obj) = value else {
+        c.fail("", "an event must be a JSON object");
+        return Err(errors);
+    };
+    for k in obj.keys() {
+        if !TOP_LEVEL.contains(&k.as_str()) {
+            let reason = if ["seq", "org_id", "received_at", "leaf_hash"].contains(&k.as_str()) {
+                "is assigned by auditrail and must not be sent".to_owned()
+            } else {
+                format!("unknown field; allowed: {}", TOP_LEVEL.join(", "))
+            };
+            c.fail(k.clone(), reason);
+        }
+    }
+    let get = |k: &str| obj.get(k).filter(|v| !v.is_null());
+
+    let action = match get("action") {
+        Some(v) => c.text("action", v, 1, MAX_ACTION_LEN),
+        None => {
+            c.fail("action", "is required");
+            None
+        }
+    };
+    let client_id = get("id").and_then(|v| c.text("id", v, 1, MAX_ID_LEN));
+    let occurred = match get("occurred_at") {
+        None => Some(now),
+        Some(Value::String(s)) => match time::parse_rfc3339(s) {
+            Some(t) if t > now + limits.max_future => {
+                c.fail("occurred_at", format!("is more than {} seconds in the future", limits.max_future.num_seconds()));
+                None
+            }
+            Some(t) => Some(t),
+            None => {
+                c.fail("occurred_at", "must be an RFC 3339 timestamp such as 2026-11-21T10:15:30.123Z");
+                None
+            }
+        },
+        Some(_) => {
+            c.fail("occurred_at", "must be an RFC 3339 timestamp string");
+            None
+        }
+    };
+    let resource = get("resource")
+        .and_then(|v| c.object("resource", v, &[("type", MAX_ACTION_LEN), ("id", MAX_ID_LEN), ("name", MAX_TEXT_LEN)]));
+    let scope = get("scope")
+        .and_then(|v| c.object("scope", v, &[("type", MAX_ACTION_LEN), ("id", MAX_ID_LEN), ("name", MAX_TEXT_LEN)]));
+    let actor = get("actor").and_then(|v| {
+        let a = c.object(
+            "actor",
+            v,
+            &[("id", MAX_ID_LEN), ("type", 32), ("email", MAX_TEXT_LEN), ("name", MAX_TEXT_LEN), ("role", MAX_ACTION_LEN)],
+        )?;
+        if let Some(t) = a.get("type").and_then(Value::as_str) {
+            if !ACTOR_TYPES.contains(&t) {
+                c.fail("actor.type", format!("must be one of {}", ACTOR_TYPES.join(", ")));
+                return None;
+            }
+        }
+        Some(a)
+    });
+    let context = get("context").and_then(|v| {
+        let Value::Object(m) = v else {
+            c.fail("context", "must be an object");
+            return None;
+        };
+        if m.len() > 16 {
+            c.fail("context", "may have at most 16 keys");
+        }
+        for (k, val) in m {
+            if let Some(s) = c.text(&format!("context.{k}"), val, 0, MAX_TEXT_LEN) {
+                if k == "ip" && s.parse::<std::net::IpAddr>().is_err() {
+                    c.fail("context.ip", "must be an IPv4 or IPv6 address");
+                }
+            }
+        }
+        Some(v.clone())
+    });
+    let outcome = get("outcome").and_then(|v| {
+        let s = v.as_str().filter(|s| OUTCOMES.contains(s));
+        if s.is_none() {
+            c.fail("outcome", format!("must be one of {}", OUTCOMES.join(", ")));
+        }
+        s.map(str::to_owned)
+    });
+    let details = get("details").and_then(|v| {
+        if !v.is_object() {
+            c.fail("details", "must be an object");
+            return None;
+        }
+        let (depth, nul) = depth_and_nul(v, 1);
+        if nul {
+            c.fail("details", "must not contain NUL characters");
+        }
+        if depth > limits.max_details_depth {
+            c.fail("details", format!("nests {depth} levels; at most {} allowed", limits.max_details_depth));
+        }
+        match canonical::to_string(v) {
+            Ok(s) if s.len() > limits.max_details_bytes => {
+                c.fail("details", format!("is {} bytes; at most {} allowed", s.len(), limits.max_details_bytes));
+                None
+            }
+            Ok(s) => Some(s),
+            Err(e) => {
+                c.fail("details", e.to_string());
+                None
+            }
+        }
+    });
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let (Some(action), Some(occurred)) = (action, occurred) else {
+        return Err(errors);
+    };
+
+    let id = client_id.clone().unwrap_or_else(new_id);
+    let occurred_at = time::format(occurred);
+    // Members in canonical (UTF-16) order; all names are ASCII so byte order is the same.
+    let mut head = String::with_capacity(256);
+    member(&mut head, "action", |o| write_string(&action, o));
+    if let Some(a) = &actor {
+        member(&mut head, "actor", |o| write_map(a, o));
+    }
+    if let Some(Value::Object(m)) = &context {
+        member(&mut head, "context", |o| write_map(m, o));
+    }
+    if let Some(d) = &details {
+        member(&mut head, "details", |o| o.push_str(d));
+    }
+    member(&mut head, "id", |o| write_string(&id, o));
+    member(&mut head, "occurred_at", |o| write_string(&occurred_at, o));
+    member(&mut head, "org_id", |o| write_string(org_id, o));
+    if let Some(out) = &outcome {
+        member(&mut head, "outcome", |o| write_string(out, o));
+    }
+    let mut mid = String::with_capacity(128);
+    if let Some(r) = &resource {
+        mid.push(',');
+        member(&mut mid, "resource", |o| write_map(r, o));
+    }
+    if let Some(s) = &scope {
+        mid.push(',');
+        member(&mut mid, "scope", |o| write_map(s, o));
+    }
+    let s = |m: &Option<Map<String, Value>>, k: &str| {
+        m.as_ref().and_then(|m| m.get(k)).and_then(Value::as_str).map(str::to_owned)
+    };
+    let terms = Terms {
+        action,
+        actor_id: s(&actor, "id"),
+        resource_type: s(&resource, "type"),
+        resource_id: s(&resource, "id"),
+        scope_id: s(&scope, "id"),
+    };
+    Ok(PreparedEvent { client_id, head, mid, occurred_us: time::micros(occurred), terms })
+}
+
+fn member(out: &mut String, name: &str, value: impl FnOnce(&mut String)) {
+    if !out.is_empty() && !out.ends_with(',') {
+        out.push(',');
+    }
+    write_string(name, out);
+    out.push(':');
+    value(out);
+}
+
+fn write_map(m: &Map<String, Value>, out: &mut String) {
+    // Only string values reach here (validated), so canonicalization cannot fail.
+    let v = Value::Object(m.clone());
+    let _ = canonical::write_value_str(&v, out);
+}
+
+#[cfg(test)]
+#[path = "event_tests.rs"]
+mod tests;

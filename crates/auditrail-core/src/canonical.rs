@@ -141,20 +141,30 @@ mod tests {
         // before U+FB33 although its scalar value is larger.
         let v = json!({"\u{fb33}": 1, "\u{1f600}": 2, "a": 3, "\r": 4, "1": 5, "\u{80}": 6});
         let s = to_string(&v).unwrap();
-        assert_eq!(s, "{\"\\r\":4,\"1\":5,\"a\":3,\"\u{80}\":6,\"\u{1f600}\":2,\"\u{fb33}\":1}");
+        assert_eq!(
+            s,
+            "{\"\\r\":4,\"1\":5,\"a\":3,\"\u{80}\":6,\"\u{1f600}\":2,\"\u{fb33}\":1}"
+        );
     }
 
     #[test]
     fn numbers_follow_ecmascript() {
-        let v: Value = serde_json::from_str("[1.0, -0.0, 1e21, 1e-7, 0.1, 333333333.3333333, 10, -5]")
-            .unwrap();
-        assert_eq!(to_string(&v).unwrap(), "[1,0,1e+21,1e-7,0.1,333333333.3333333,10,-5]");
+        let v: Value =
+            serde_json::from_str("[1.0, -0.0, 1e21, 1e-7, 0.1, 333333333.3333333, 10, -5]")
+                .unwrap();
+        assert_eq!(
+            to_string(&v).unwrap(),
+            "[1,0,1e+21,1e-7,0.1,333333333.3333333,10,-5]"
+        );
     }
 
     #[test]
     fn refuses_unsafe_integers() {
         let v: Value = serde_json::from_str("9007199254740993").unwrap();
-        assert!(matches!(to_string(&v), Err(CanonicalError::UnsafeInteger(_))));
+        assert!(matches!(
+            to_string(&v),
+            Err(CanonicalError::UnsafeInteger(_))
+        ));
         let ok: Value = serde_json::from_str("-9007199254740991").unwrap();
         assert_eq!(to_string(&ok).unwrap(), "-9007199254740991");
     }
@@ -162,7 +172,10 @@ mod tests {
     #[test]
     fn escapes_like_json_stringify() {
         let v = json!("a\"b\\c\n\u{1}\u{7f}\u{2028}é/");
-        assert_eq!(to_string(&v).unwrap(), "\"a\\\"b\\\\c\\n\\u0001\u{7f}\u{2028}é/\"");
+        assert_eq!(
+            to_string(&v).unwrap(),
+            "\"a\\\"b\\\\c\\n\\u0001\u{7f}\u{2028}é/\""
+        );
     }
 
     #[test]

@@ -26,7 +26,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_future: Duration::minutes(5), max_details_bytes: 32 * 1024, max_details_depth: 8 }
+        Self {
+            max_future: Duration::minutes(5),
+            max_details_bytes: 32 * 1024,
+            max_details_depth: 8,
+        }
     }
 }
 
@@ -64,6 +68,8 @@ pub struct Terms {
 /// A validated event, canonicalized except for `received_at` and `seq`.
 #[derive(Debug, Clone)]
 pub struct PreparedEvent {
+    /// The event's id: the client's, or one generated at acceptance.
+    pub id: String,
     /// The client's idempotency key, if it gave one.
     pub client_id: Option<String>,
     /// Canonical members sorting before `received_at`, without braces.
@@ -78,7 +84,12 @@ pub struct PreparedEvent {
 impl PreparedEvent {
     /// The stored, canonical event text; its leaf hash is the log's leaf.
     pub fn assemble(&self, received_ms: i64, seq: u64) -> String {
-        assemble(&self.head, &time::format_millis(received_ms), &self.mid, seq)
+        assemble(
+            &self.head,
+            &time::format_millis(received_ms),
+            &self.mid,
+            seq,
+        )
     }
 }
 
@@ -111,7 +122,11 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn fail(&mut self, field: impl Into<String>, reason: impl Into<String>) {
-        self.errors.push(FieldError { index: self.index, field: field.into(), reason: reason.into() });
+        self.errors.push(FieldError {
+            index: self.index,
+            field: field.into(),
+            reason: reason.into(),
+        });
     }
 
     fn text(&mut self, field: &str, v: &Value, min: usize, max: usize) -> Option<String> {
@@ -136,7 +151,12 @@ impl Checker<'_> {
     }
 
     /// Validates a small object of string fields, returning it canonical-ready.
-    fn object(&mut self, field: &str, v: &Value, allowed: &[(&str, usize)]) -> Option<Map<String, Value>> {
+    fn object(
+        &mut self,
+        field: &str,
+        v: &Value,
+        allowed: &[(&str, usize)],
+    ) -> Option<Map<String, Value>> {
         let Value::Object(map) = v else {
             self.fail(field, "must be an object");
             return None;
@@ -152,13 +172,21 @@ impl Checker<'_> {
                 None => self.fail(path, format!("unknown field; allowed: {}", names(allowed))),
             }
         }
-        let out: Map<String, Value> = map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let out: Map<String, Value> = map
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         (self.errors.len() == before).then_some(out)
     }
 }
 
 fn names(allowed: &[(&str, usize)]) -> String {
-    allowed.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    allowed
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn depth_and_nul(v: &Value, depth: usize) -> (usize, bool) {
@@ -176,8 +204,17 @@ fn depth_and_nul(v: &Value, depth: usize) -> (usize, bool) {
     }
 }
 
-const TOP_LEVEL: [&str; 9] =
-    ["id", "occurred_at", "action", "resource", "actor", "scope", "details", "context", "outcome"];
+const TOP_LEVEL: [&str; 9] = [
+    "id",
+    "occurred_at",
+    "action",
+    "resource",
+    "actor",
+    "scope",
+    "details",
+    "context",
+    "outcome",
+];
 
 /// Validates one event as sent by a client and canonicalizes it for `org_id`.
 ///
@@ -192,7 +229,10 @@ pub fn prepare(
     new_id: impl FnOnce() -> String,
 ) -> Result<PreparedEvent, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let mut c = Checker { index, errors: &mut errors };
+    let mut c = Checker {
+        index,
+        errors: &mut errors,
+    };
     let Value::Object(obj) = value else {
         c.fail("", "an event must be a JSON object");
         return Err(errors);
@@ -221,12 +261,21 @@ pub fn prepare(
         None => Some(now),
         Some(Value::String(s)) => match time::parse_rfc3339(s) {
             Some(t) if t > now + limits.max_future => {
-                c.fail("occurred_at", format!("is more than {} seconds in the future", limits.max_future.num_seconds()));
+                c.fail(
+                    "occurred_at",
+                    format!(
+                        "is more than {} seconds in the future",
+                        limits.max_future.num_seconds()
+                    ),
+                );
                 None
             }
             Some(t) => Some(t),
             None => {
-                c.fail("occurred_at", "must be an RFC 3339 timestamp such as 2026-11-21T10:15:30.123Z");
+                c.fail(
+                    "occurred_at",
+                    "must be an RFC 3339 timestamp such as 2026-11-21T10:15:30.123Z",
+                );
                 None
             }
         },
@@ -235,19 +284,46 @@ pub fn prepare(
             None
         }
     };
-    let resource = get("resource")
-        .and_then(|v| c.object("resource", v, &[("type", MAX_ACTION_LEN), ("id", MAX_ID_LEN), ("name", MAX_TEXT_LEN)]));
-    let scope = get("scope")
-        .and_then(|v| c.object("scope", v, &[("type", MAX_ACTION_LEN), ("id", MAX_ID_LEN), ("name", MAX_TEXT_LEN)]));
+    let resource = get("resource").and_then(|v| {
+        c.object(
+            "resource",
+            v,
+            &[
+                ("type", MAX_ACTION_LEN),
+                ("id", MAX_ID_LEN),
+                ("name", MAX_TEXT_LEN),
+            ],
+        )
+    });
+    let scope = get("scope").and_then(|v| {
+        c.object(
+            "scope",
+            v,
+            &[
+                ("type", MAX_ACTION_LEN),
+                ("id", MAX_ID_LEN),
+                ("name", MAX_TEXT_LEN),
+            ],
+        )
+    });
     let actor = get("actor").and_then(|v| {
         let a = c.object(
             "actor",
             v,
-            &[("id", MAX_ID_LEN), ("type", 32), ("email", MAX_TEXT_LEN), ("name", MAX_TEXT_LEN), ("role", MAX_ACTION_LEN)],
+            &[
+                ("id", MAX_ID_LEN),
+                ("type", 32),
+                ("email", MAX_TEXT_LEN),
+                ("name", MAX_TEXT_LEN),
+                ("role", MAX_ACTION_LEN),
+            ],
         )?;
         if let Some(t) = a.get("type").and_then(Value::as_str) {
             if !ACTOR_TYPES.contains(&t) {
-                c.fail("actor.type", format!("must be one of {}", ACTOR_TYPES.join(", ")));
+                c.fail(
+                    "actor.type",
+                    format!("must be one of {}", ACTOR_TYPES.join(", ")),
+                );
                 return None;
             }
         }
@@ -287,11 +363,24 @@ pub fn prepare(
             c.fail("details", "must not contain NUL characters");
         }
         if depth > limits.max_details_depth {
-            c.fail("details", format!("nests {depth} levels; at most {} allowed", limits.max_details_depth));
+            c.fail(
+                "details",
+                format!(
+                    "nests {depth} levels; at most {} allowed",
+                    limits.max_details_depth
+                ),
+            );
         }
         match canonical::to_string(v) {
             Ok(s) if s.len() > limits.max_details_bytes => {
-                c.fail("details", format!("is {} bytes; at most {} allowed", s.len(), limits.max_details_bytes));
+                c.fail(
+                    "details",
+                    format!(
+                        "is {} bytes; at most {} allowed",
+                        s.len(),
+                        limits.max_details_bytes
+                    ),
+                );
                 None
             }
             Ok(s) => Some(s),
@@ -338,7 +427,10 @@ pub fn prepare(
         member(&mut mid, "scope", |o| write_map(s, o));
     }
     let s = |m: &Option<Map<String, Value>>, k: &str| {
-        m.as_ref().and_then(|m| m.get(k)).and_then(Value::as_str).map(str::to_owned)
+        m.as_ref()
+            .and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     };
     let terms = Terms {
         action,
@@ -347,7 +439,14 @@ pub fn prepare(
         resource_id: s(&resource, "id"),
         scope_id: s(&scope, "id"),
     };
-    Ok(PreparedEvent { client_id, head, mid, occurred_us: time::micros(occurred), terms })
+    Ok(PreparedEvent {
+        id,
+        client_id,
+        head,
+        mid,
+        occurred_us: time::micros(occurred),
+        terms,
+    })
 }
 
 fn member(out: &mut String, name: &str, value: impl FnOnce(&mut String)) {

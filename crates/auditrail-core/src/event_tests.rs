@@ -6,11 +6,17 @@ fn now() -> DateTime<Utc> {
 }
 
 fn ok(v: Value) -> PreparedEvent {
-    prepare(&v, Some(0), "acme", now(), &Limits::default(), || "01JGEN".into()).unwrap()
+    prepare(&v, Some(0), "acme", now(), &Limits::default(), || {
+        "01JGEN".into()
+    })
+    .unwrap()
 }
 
 fn errs(v: Value) -> Vec<FieldError> {
-    prepare(&v, Some(3), "acme", now(), &Limits::default(), || "01JGEN".into()).unwrap_err()
+    prepare(&v, Some(3), "acme", now(), &Limits::default(), || {
+        "01JGEN".into()
+    })
+    .unwrap_err()
 }
 
 #[test]
@@ -59,7 +65,16 @@ fn errors_name_every_field() {
         "occurred_at": "yesterday", "context": {"ip": "nope"}, "outcome": "maybe", "details": []
     }));
     let fields: Vec<&str> = e.iter().map(|f| f.field.as_str()).collect();
-    for f in ["action", "id", "seq", "actor.x", "occurred_at", "context.ip", "outcome", "details"] {
+    for f in [
+        "action",
+        "id",
+        "seq",
+        "actor.x",
+        "occurred_at",
+        "context.ip",
+        "outcome",
+        "details",
+    ] {
         assert!(fields.contains(&f), "{f} missing from {fields:?}");
     }
     assert!(e.iter().all(|f| f.index == Some(3)));
@@ -79,7 +94,11 @@ fn details_limits() {
     for _ in 0..8 {
         deep = json!({ "k": deep });
     }
-    assert!(errs(json!({"action": "a", "details": deep}))[0].reason.contains("nests"));
+    assert!(
+        errs(json!({"action": "a", "details": deep}))[0]
+            .reason
+            .contains("nests")
+    );
     let big = json!({"action": "a", "details": {"k": "x".repeat(33 * 1024)}});
     assert!(errs(big)[0].reason.contains("bytes"));
     let nul = json!({"action": "a", "details": {"k": "a\u{0}b"}});

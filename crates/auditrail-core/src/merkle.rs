@@ -56,7 +56,10 @@ impl Frontier {
         if ids.len() != hashes.len() {
             return None;
         }
-        Some(Self { size, nodes: ids.into_iter().zip(hashes).collect() })
+        Some(Self {
+            size,
+            nodes: ids.into_iter().zip(hashes).collect(),
+        })
     }
 
     pub fn size(&self) -> u64 {
@@ -66,14 +69,20 @@ impl Frontier {
     /// Appends a leaf hash; calls `created` for each complete subtree above the leaf level
     /// that this append completes (the ones storage must persist).
     pub fn push(&mut self, leaf: Hash, mut created: impl FnMut(NodeId, &Hash)) {
-        let mut id = NodeId { level: 0, index: self.size };
+        let mut id = NodeId {
+            level: 0,
+            index: self.size,
+        };
         let mut hash = leaf;
         while let Some((top, top_hash)) = self.nodes.last() {
             if top.level != id.level {
                 break;
             }
             hash = node_hash(top_hash, &hash);
-            id = NodeId { level: id.level + 1, index: top.index / 2 };
+            id = NodeId {
+                level: id.level + 1,
+                index: top.index / 2,
+            };
             self.nodes.pop();
             created(id, &hash);
         }
@@ -82,7 +91,13 @@ impl Frontier {
     }
 
     pub fn root(&self) -> Hash {
-        fold(self.nodes.iter().map(|(_, h)| *h).collect::<Vec<_>>().as_slice())
+        fold(
+            self.nodes
+                .iter()
+                .map(|(_, h)| *h)
+                .collect::<Vec<_>>()
+                .as_slice(),
+        )
     }
 }
 
@@ -101,7 +116,10 @@ pub fn subtrees(start: u64, end: u64) -> Vec<NodeId> {
         while level > 0 && (1u64 << level) > end - at {
             level -= 1;
         }
-        out.push(NodeId { level, index: at >> level });
+        out.push(NodeId {
+            level,
+            index: at >> level,
+        });
         at += 1u64 << level;
     }
     out
@@ -219,7 +237,11 @@ pub fn verify_inclusion(
     if sn != 0 {
         return Err(ProofError::WrongLength);
     }
-    if &r == root { Ok(()) } else { Err(ProofError::RootMismatch) }
+    if &r == root {
+        Ok(())
+    } else {
+        Err(ProofError::RootMismatch)
+    }
 }
 
 /// RFC 9162 §2.1.4.2: verifies a consistency proof between two roots.
@@ -277,7 +299,11 @@ pub fn verify_consistency(
     if sn != 0 {
         return Err(ProofError::WrongLength);
     }
-    if &fr == first_root && &sr == second_root { Ok(()) } else { Err(ProofError::RootMismatch) }
+    if &fr == first_root && &sr == second_root {
+        Ok(())
+    } else {
+        Err(ProofError::RootMismatch)
+    }
 }
 
 #[cfg(test)]

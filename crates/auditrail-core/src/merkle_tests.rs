@@ -5,8 +5,16 @@ fn hd(s: &str) -> Hash {
 }
 
 /// RFC 6962 test vectors as published with the certificate-transparency reference trees.
-const LEAVES: [&str; 8] =
-    ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"];
+const LEAVES: [&str; 8] = [
+    "",
+    "00",
+    "10",
+    "2021",
+    "3031",
+    "40414243",
+    "5051525354555657",
+    "606162636465666768696a6b6c6d6e6f",
+];
 const ROOTS: [&str; 9] = [
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
     "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
@@ -20,7 +28,9 @@ const ROOTS: [&str; 9] = [
 ];
 
 fn leaves(n: usize) -> Vec<Hash> {
-    (0..n).map(|i| leaf_hash(&(i as u64).to_be_bytes())).collect()
+    (0..n)
+        .map(|i| leaf_hash(&(i as u64).to_be_bytes()))
+        .collect()
 }
 
 /// Reference MTH straight from the RFC's recursive definition.
@@ -51,8 +61,14 @@ fn roots_match_rfc6962_vectors() {
 
 #[test]
 fn inclusion_proof_matches_published_path() {
-    let l: Vec<Hash> = LEAVES.iter().map(|x| leaf_hash(&hex::decode(x).unwrap())).collect();
-    let proof: Vec<Hash> = inclusion_ranges(0, 8).into_iter().map(|r| range_hash(&l, r)).collect();
+    let l: Vec<Hash> = LEAVES
+        .iter()
+        .map(|x| leaf_hash(&hex::decode(x).unwrap()))
+        .collect();
+    let proof: Vec<Hash> = inclusion_ranges(0, 8)
+        .into_iter()
+        .map(|r| range_hash(&l, r))
+        .collect();
     assert_eq!(
         proof,
         vec![
@@ -74,7 +90,10 @@ fn frontier_reports_every_complete_node() {
     }
     for (id, hash) in &created {
         let size = 1u64 << id.level;
-        assert_eq!(*hash, range_hash(&l, (id.index * size, (id.index + 1) * size)));
+        assert_eq!(
+            *hash,
+            range_hash(&l, (id.index * size, (id.index + 1) * size))
+        );
     }
     // 13 leaves complete 6 level-1, 3 level-2 and 1 level-3 nodes.
     assert_eq!(created.len(), 10);
@@ -106,8 +125,14 @@ fn subtrees_fold_to_range_hash() {
 fn tampered_proofs_fail() {
     let l = leaves(10);
     let root = mth(&l);
-    let mut proof: Vec<Hash> = inclusion_ranges(3, 10).into_iter().map(|r| range_hash(&l, r)).collect();
-    assert_eq!(verify_inclusion(3, 10, &l[4], &proof, &root), Err(ProofError::RootMismatch));
+    let mut proof: Vec<Hash> = inclusion_ranges(3, 10)
+        .into_iter()
+        .map(|r| range_hash(&l, r))
+        .collect();
+    assert_eq!(
+        verify_inclusion(3, 10, &l[4], &proof, &root),
+        Err(ProofError::RootMismatch)
+    );
     proof[1][0] ^= 1;
     assert!(verify_inclusion(3, 10, &l[3], &proof, &root).is_err());
     proof.pop();

@@ -48,7 +48,9 @@ pub struct NoteSigner {
 
 impl std::fmt::Debug for NoteSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NoteSigner").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("NoteSigner")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -56,9 +58,14 @@ impl NoteSigner {
     /// `seed` is the 32-byte Ed25519 private key.
     pub fn new(name: &str, seed: [u8; 32]) -> Result<Self, NoteError> {
         if !valid_key_name(name) {
-            return Err(NoteError::BadKey("key name must be non-empty, without spaces or '+'"));
+            return Err(NoteError::BadKey(
+                "key name must be non-empty, without spaces or '+'",
+            ));
         }
-        Ok(Self { name: name.to_owned(), key: SigningKey::from_bytes(&seed) })
+        Ok(Self {
+            name: name.to_owned(),
+            key: SigningKey::from_bytes(&seed),
+        })
     }
 
     /// The C2SP verifier key: `name+hexhash+base64(0x01 ‖ public key)`.
@@ -66,7 +73,12 @@ impl NoteSigner {
         let public = self.key.verifying_key();
         let mut raw = vec![ALG_ED25519];
         raw.extend_from_slice(public.as_bytes());
-        format!("{}+{}+{}", self.name, hex::encode(key_hash(&self.name, &public)), B64.encode(raw))
+        format!(
+            "{}+{}+{}",
+            self.name,
+            hex::encode(key_hash(&self.name, &public)),
+            B64.encode(raw)
+        )
     }
 
     /// Signs `text` (which must end with a newline) and returns the whole signed note.
@@ -77,7 +89,11 @@ impl NoteSigner {
         let sig = self.key.sign(text.as_bytes());
         let mut blob = key_hash(&self.name, &self.key.verifying_key()).to_vec();
         blob.extend_from_slice(&sig.to_bytes());
-        Ok(format!("{text}\n\u{2014} {} {}\n", self.name, B64.encode(blob)))
+        Ok(format!(
+            "{text}\n\u{2014} {} {}\n",
+            self.name,
+            B64.encode(blob)
+        ))
     }
 }
 
@@ -92,39 +108,56 @@ pub struct NoteVerifier {
 impl NoteVerifier {
     pub fn parse(vkey: &str) -> Result<Self, NoteError> {
         let mut parts = vkey.trim().splitn(3, '+');
-        let (Some(name), Some(hash_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
+        let (Some(name), Some(hash_hex), Some(key_b64)) =
+            (parts.next(), parts.next(), parts.next())
         else {
             return Err(NoteError::BadKey("expected name+hash+key"));
         };
-        let raw = B64.decode(key_b64).map_err(|_| NoteError::BadKey("key is not base64"))?;
+        let raw = B64
+            .decode(key_b64)
+            .map_err(|_| NoteError::BadKey("key is not base64"))?;
         let (alg, key) = raw.split_first().ok_or(NoteError::BadKey("empty key"))?;
         if *alg != ALG_ED25519 {
             return Err(NoteError::BadKey("not an Ed25519 key"));
         }
-        let bytes: [u8; 32] = key.try_into().map_err(|_| NoteError::BadKey("key length"))?;
+        let bytes: [u8; 32] = key
+            .try_into()
+            .map_err(|_| NoteError::BadKey("key length"))?;
         let key = VerifyingKey::from_bytes(&bytes).map_err(|_| NoteError::BadKey("bad point"))?;
         let hash = key_hash(name, &key);
         if hex::encode(hash) != hash_hex {
             return Err(NoteError::BadKey("key hash does not match name and key"));
         }
-        Ok(Self { name: name.to_owned(), hash, key })
+        Ok(Self {
+            name: name.to_owned(),
+            hash,
+            key,
+        })
     }
 
     /// Verifies the note's signature by this key and returns the signed text.
     pub fn verify<'a>(&self, note: &'a str) -> Result<&'a str, NoteError> {
-        let split = note.rfind("\n\n").ok_or(NoteError::Malformed("no signature block"))?;
+        let split = note
+            .rfind("\n\n")
+            .ok_or(NoteError::Malformed("no signature block"))?;
         let (text, sigs) = (&note[..split + 1], &note[split + 2..]);
         for line in sigs.lines() {
             let Some(rest) = line.strip_prefix("\u{2014} ") else {
-                return Err(NoteError::Malformed("signature line must start with an em dash"));
+                return Err(NoteError::Malformed(
+                    "signature line must start with an em dash",
+                ));
             };
             let Some((name, b64)) = rest.split_once(' ') else {
-                return Err(NoteError::Malformed("signature line needs name and signature"));
+                return Err(NoteError::Malformed(
+                    "signature line needs name and signature",
+                ));
             };
             if name != self.name {
                 continue;
             }
-            let blob = B64.decode(b64).map_err(|_| NoteError::Malformed("signature not base64"))?;
+            let blob = B64
+                .decode(b64)
+                .map_err(|_| NoteError::Malformed("signature not base64"))?;
             if blob.len() != 68 || blob[..4] != self.hash {
                 continue;
             }
@@ -150,19 +183,31 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     pub fn body(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     pub fn parse(text: &str) -> Result<Self, NoteError> {
         let mut lines = text.split('\n');
         let origin = lines.next().filter(|o| !o.is_empty());
         let size = lines.next().and_then(|s| s.parse::<u64>().ok());
-        let root = lines.next().and_then(|r| B64.decode(r).ok()).and_then(|r| r.try_into().ok());
+        let root = lines
+            .next()
+            .and_then(|r| B64.decode(r).ok())
+            .and_then(|r| r.try_into().ok());
         match (origin, size, root) {
-            (Some(origin), Some(size), Some(root)) => {
-                Ok(Self { origin: origin.to_owned(), size, root })
-            }
-            _ => Err(NoteError::Malformed("checkpoint needs origin, size and base64 root")),
+            (Some(origin), Some(size), Some(root)) => Ok(Self {
+                origin: origin.to_owned(),
+                size,
+                root,
+            }),
+            _ => Err(NoteError::Malformed(
+                "checkpoint needs origin, size and base64 root",
+            )),
         }
     }
 }
@@ -182,7 +227,11 @@ mod tests {
 
     #[test]
     fn sign_then_verify_checkpoint() {
-        let cp = Checkpoint { origin: origin_for("auditrail.test", "acme"), size: 42, root: [9; 32] };
+        let cp = Checkpoint {
+            origin: origin_for("auditrail.test", "acme"),
+            size: 42,
+            root: [9; 32],
+        };
         let note = signer().sign(&cp.body()).unwrap();
         let v = NoteVerifier::parse(&signer().verifier_key()).unwrap();
         let text = v.verify(&note).unwrap();
@@ -195,10 +244,16 @@ mod tests {
         let note = signer().sign("origin\n1\nAAAA\n").unwrap();
         let v = NoteVerifier::parse(&signer().verifier_key()).unwrap();
         let forged = note.replacen("\n1\n", "\n2\n", 1);
-        assert_eq!(v.verify(&forged), Err(NoteError::BadSignature("auditrail.test".into())));
+        assert_eq!(
+            v.verify(&forged),
+            Err(NoteError::BadSignature("auditrail.test".into()))
+        );
         let other = NoteSigner::new("auditrail.test", [8u8; 32]).unwrap();
         let v2 = NoteVerifier::parse(&other.verifier_key()).unwrap();
-        assert_eq!(v2.verify(&note), Err(NoteError::Unsigned("auditrail.test".into())));
+        assert_eq!(
+            v2.verify(&note),
+            Err(NoteError::Unsigned("auditrail.test".into()))
+        );
     }
 
     #[test]

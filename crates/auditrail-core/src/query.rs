@@ -19,8 +19,13 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 5] =
-        [Field::Action, Field::ActorId, Field::ResourceType, Field::ResourceId, Field::ScopeId];
+    pub const ALL: [Field; 5] = [
+        Field::Action,
+        Field::ActorId,
+        Field::ResourceType,
+        Field::ResourceId,
+        Field::ScopeId,
+    ];
 
     /// A stable small number, used when hashing index terms.
     pub fn tag(self) -> u8 {
@@ -65,8 +70,12 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn eq(&mut self, field: Field, value: impl Into<String>) {
-        self.conds.push(Cond { field, value: value.into(), negate: false });
+    pub fn require(&mut self, field: Field, value: impl Into<String>) {
+        self.conds.push(Cond {
+            field,
+            value: value.into(),
+            negate: false,
+        });
     }
 
     pub fn narrow_from(&mut self, us: i64) {
@@ -149,7 +158,11 @@ pub fn parse_q(q: &str, filter: &mut Filter) -> Result<(), QueryError> {
         if value.is_empty() {
             return Err(QueryError::Empty(name.to_owned()));
         }
-        filter.conds.push(Cond { field, value: value.to_owned(), negate });
+        filter.conds.push(Cond {
+            field,
+            value: value.to_owned(),
+            negate,
+        });
     }
     Ok(())
 }
@@ -196,9 +209,21 @@ mod tests {
         assert_eq!(
             f.conds,
             vec![
-                Cond { field: Field::ActorId, value: "u-42".into(), negate: false },
-                Cond { field: Field::Action, value: "login".into(), negate: true },
-                Cond { field: Field::ScopeId, value: "my graph".into(), negate: false },
+                Cond {
+                    field: Field::ActorId,
+                    value: "u-42".into(),
+                    negate: false
+                },
+                Cond {
+                    field: Field::Action,
+                    value: "login".into(),
+                    negate: true
+                },
+                Cond {
+                    field: Field::ScopeId,
+                    value: "my graph".into(),
+                    negate: false
+                },
             ]
         );
         assert_eq!(f.text, vec![("timeout".to_owned(), false)]);
@@ -215,17 +240,35 @@ mod tests {
         assert_eq!(f.to_us, Some(d + 86_400_000_000));
         assert_eq!(f.from_us, Some(d - 86_400_000_000));
         let f = p(r#""quoted \"word\"" -"two words""#);
-        assert_eq!(f.text, vec![("quoted \"word\"".into(), false), ("two words".into(), true)]);
+        assert_eq!(
+            f.text,
+            vec![
+                ("quoted \"word\"".into(), false),
+                ("two words".into(), true)
+            ]
+        );
     }
 
     #[test]
     fn errors_are_precise() {
         let mut f = Filter::default();
-        assert_eq!(parse_q("colour:red", &mut f), Err(QueryError::UnknownField("colour".into())));
+        assert_eq!(
+            parse_q("colour:red", &mut f),
+            Err(QueryError::UnknownField("colour".into()))
+        );
         assert_eq!(parse_q("actor:\"u", &mut f), Err(QueryError::Unterminated));
-        assert_eq!(parse_q("created:>=soon", &mut f), Err(QueryError::BadTime("soon".into())));
-        assert_eq!(parse_q("-created:2026-01-01", &mut f), Err(QueryError::NegatedTime));
-        assert_eq!(parse_q("actor:", &mut f), Err(QueryError::Empty("actor".into())));
+        assert_eq!(
+            parse_q("created:>=soon", &mut f),
+            Err(QueryError::BadTime("soon".into()))
+        );
+        assert_eq!(
+            parse_q("-created:2026-01-01", &mut f),
+            Err(QueryError::NegatedTime)
+        );
+        assert_eq!(
+            parse_q("actor:", &mut f),
+            Err(QueryError::Empty("actor".into()))
+        );
     }
 
     proptest::proptest! {

@@ -15,7 +15,9 @@ pub fn format_millis(ms: i64) -> String {
 }
 
 pub fn parse_rfc3339(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// A search bound: a full RFC 3339 timestamp or a bare `YYYY-MM-DD` (midnight UTC).
@@ -41,9 +43,15 @@ mod tests {
     fn normalizes_offsets_and_precision() {
         let t = parse_rfc3339("2026-11-21T11:15:30.120+01:00").unwrap();
         assert_eq!(format(t), "2026-11-21T10:15:30.120Z");
-        assert_eq!(format(parse_rfc3339("2026-11-21T10:15:30Z").unwrap()), "2026-11-21T10:15:30Z");
+        assert_eq!(
+            format(parse_rfc3339("2026-11-21T10:15:30Z").unwrap()),
+            "2026-11-21T10:15:30Z"
+        );
         assert_eq!(format_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(parse_bound("2026-11-01").map(micros), parse_rfc3339("2026-11-01T00:00:00Z").map(micros));
+        assert_eq!(
+            parse_bound("2026-11-01").map(micros),
+            parse_rfc3339("2026-11-01T00:00:00Z").map(micros)
+        );
         assert!(parse_bound("yesterday").is_none());
     }
 }

@@ -1,1 +1,67 @@
+//! auditrail storage. The [`Store`] trait speaks the domain (append events, search,
+//! tree nodes, checkpoints, orgs and keys), not SQL; each backend implements it and the
+//! rest of auditrail is written against `Arc<dyn Store>`.
+#![forbid(unsafe_code)]
 
+pub mod conformance;
+mod error;
+pub mod proofs;
+pub mod sqlite;
+pub mod terms;
+mod types;
+
+use async_trait::async_trait;
+use auditrail_core::merkle::NodeId;
+use auditrail_core::query::Filter;
+use auditrail_core::{Hash, PreparedEvent};
+
+pub use error::StoreError;
+pub use types::*;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates an org; `Conflict` if its id is taken.
+    async fn create_org(&self, org: NewOrg) -> Result<Org>;
+    async fn get_org(&self, id: &str) -> Result<Option<Org>>;
+    async fn list_orgs(&self) -> Result<Vec<Org>>;
+
+    /// Stores a key record (the secret only as its hash).
+    async fn create_key(&self, key: KeyRecord) -> Result<()>;
+    async fn get_key(&self, key_id: &str) -> Result<Option<KeyRecord>>;
+    async fn list_keys(&self, org: &str) -> Result<Vec<KeyRecord>>;
+    /// Marks a key of `org` revoked; `NotFound` if `org` has no such key.
+    async fn revoke_key(&self, org: &str, key_id: &str) -> Result<KeyRecord>;
+
+    async fn get_setting(&self, name: &str) -> Result<Option<String>>;
+    /// Sets a setting unless present; returns the value in force.
+    async fn init_setting(&self, name: &str, value: &str) -> Result<String>;
+
+    /// Appends events to `org`'s log, assigning gapless seqs, and returns once they are
+    /// durable. Events whose client id was already accepted come back `duplicate` with
+    /// their original seq and are not stored again. `wait` decides what happens when the
+    /// write queue is full: wait for room, or fail fast with `Overloaded`.
+    async fn append(
+        &self,
+        org: &str,
+        events: Vec<PreparedEvent>,
+        wait: bool,
+    ) -> Result<Vec<Accepted>>;
+
+    /// One page of events matching `filter`, by seq.
+    async fn search(&self, org: &str, filter: &Filter, page: PageRequest) -> Result<Page>;
+
+    /// The current size and root of `org`'s tree.
+    async fn tree_head(&self, org: &str) -> Result<TreeHead>;
+    /// Hashes of complete subtrees of `org`'s tree, in the order asked.
+    async fn node_hashes(&self, org: &str, ids: &[NodeId]) -> Result<Vec<Hash>>;
+
+    async fn save_checkpoint(&self, org: &str, size: u64, note: &str) -> Result<()>;
+    async fn latest_checkpoint(&self, org: &str) -> Result<Option<StoredCheckpoint>>;
+    /// Orgs whose tree has grown past their latest checkpoint.
+    async fn stale_checkpoints(&self) -> Result<Vec<(String, TreeHead)>>;
+
+    /// Whether the store can serve requests (for readiness probes).
+    async fn ping(&self) -> Result<()>;
+}

@@ -1,0 +1,352 @@
+//! The storage conformance story: every behaviour the rest of auditrail relies on,
+//! written once against `&dyn Store` and run for every backend.
+
+use auditrail_core::merkle::{self, Hash};
+use auditrail_core::query::{Field, Filter, parse_q};
+use auditrail_core::{Limits, PreparedEvent, event};
+use serde_json::{Value, json};
+
+use crate::{KeyRecord, NewOrg, Order, PageRequest, Role, Store, StoreError, proofs};
+
+fn prep(org: &str, v: Value, n: usize) -> PreparedEvent {
+    let now = chrono::Utc::now();
+    event::prepare(&v, Some(0), org, now, &Limits::default(), || {
+        format!("gen-{org}-{n}-{}", rand_suffix())
+    })
+    .expect("valid test event")
+}
+
+fn rand_suffix() -> String {
+    let mut b = [0u8; 6];
+    let _ = getrandom::fill(&mut b);
+    hex::encode(b)
+}
+
+pub async fn new_org(store: &dyn Store, id: &str) {
+    store
+        .create_org(NewOrg {
+            id: id.into(),
+            name: id.into(),
+            strict: false,
+            retention_days: None,
+            catalog: None,
+        })
+        .await
+        .expect("create org");
+}
+
+fn page(limit: usize) -> PageRequest {
+    PageRequest {
+        after_seq: None,
+        limit,
+        order: Order::Desc,
+    }
+}
+
+pub async fn orgs_and_keys(store: &dyn Store) {
+    new_org(store, "acme").await;
+    new_org(store, "globex").await;
+    let dup = store
+        .create_org(NewOrg {
+            id: "acme".into(),
+            name: "x".into(),
+            strict: true,
+            retention_days: None,
+            catalog: None,
+        })
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert_eq!(store.get_org("acme").await.unwrap().unwrap().name, "acme");
+    assert!(store.get_org("nope").await.unwrap().is_none());
+    assert_eq!(store.list_orgs().await.unwrap().len(), 2);
+    let key = KeyRecord {
+        id: "k1".into(),
+        org: "acme".into(),
+        name: "ci".into(),
+        role: Role::Viewer,
+        secret_hash: [3; 32],
+        created_at: "2026-11-21T00:00:00.000Z".into(),
+        revoked_at: None,
+    };
+    store.create_key(key.clone()).await.unwrap();
+    assert_eq!(store.get_key("k1").await.unwrap(), Some(key));
+    assert_eq!(store.list_keys("acme").await.unwrap().len(), 1);
+    assert!(store.list_keys("globex").await.unwrap().is_empty());
+    assert!(matches!(
+        store.revoke_key("globex", "k1").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(
+        store
+            .get_key("k1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    assert!(
+        store
+            .revoke_key("acme", "k1")
+            .await
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert_eq!(store.init_setting("s", "a").await.unwrap(), "a");
+    assert_eq!(store.init_setting("s", "b").await.unwrap(), "a");
+    assert_eq!(store.get_setting("s").await.unwrap().as_deref(), Some("a"));
+}
+
+/// Recomputes the root from the event bodies a search returns.
+async fn independent_root(store: &dyn Store, org: &str) -> (u64, Hash) {
+    let all = store
+        .search(
+            org,
+            &Filter::default(),
+            PageRequest {
+                after_seq: None,
+                limit: 100_000,
+                order: Order::Asc,
+            },
+        )
+        .await
+        .unwrap();
+    let mut f = merkle::Frontier::new();
+    for (i, e) in all.events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1, "seqs are gapless");
+        assert_eq!(merkle::leaf_hash(e.body.as_bytes()), e.leaf);
+        f.push(e.leaf, |_, _| {});
+    }
+    (f.size(), f.root())
+}
+
+pub async fn append_idempotency_and_tree(store: &dyn Store) {
+    new_org(store, "acme").await;
+    new_org(store, "globex").await;
+    let a = store
+        .append(
+            "acme",
+            vec![
+                prep("acme", json!({"id": "e1", "action": "a"}), 0),
+                prep("acme", json!({"action": "b"}), 1),
+            ],
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!((a[0].seq, a[1].seq), (1, 2));
+    assert_eq!(a[0].id, "e1");
+    assert!(a[1].id.starts_with("gen-acme-1"));
+    // Orgs have independent seqs.
+    let g = store
+        .append(
+            "globex",
+            vec![prep("globex", json!({"id": "e1", "action": "a"}), 0)],
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!((g[0].seq, g[0].duplicate), (1, false));
+    // A resend returns the original seq; the same id twice in one batch is stored once.
+    let r = store
+        .append(
+            "acme",
+            vec![
+                prep("acme", json!({"id": "e1", "action": "changed"}), 0),
+                prep("acme", json!({"id": "e3", "action": "c"}), 1),
+                prep("acme", json!({"id": "e3", "action": "c"}), 2),
+            ],
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.iter().map(|x| (x.seq, x.duplicate)).collect::<Vec<_>>(),
+        vec![(1, true), (3, false), (3, true)]
+    );
+    let head = store.tree_head("acme").await.unwrap();
+    assert_eq!(head.size, 3);
+    assert_eq!(independent_root(store, "acme").await, (3, head.root));
+
+    // Many concurrent appends: one gapless order, and every proof verifies.
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let batch: Vec<_> = (0..25)
+            .map(|i| {
+                prep(
+                    "acme",
+                    json!({"action": "bulk", "details": {"t": t, "i": i}}),
+                    i,
+                )
+            })
+            .collect();
+        tasks.push(store.append("acme", batch, true));
+    }
+    for r in futures_join(tasks).await {
+        assert_eq!(r.unwrap().len(), 25);
+    }
+    let head = store.tree_head("acme").await.unwrap();
+    assert_eq!(head.size, 203);
+    assert_eq!(independent_root(store, "acme").await, (203, head.root));
+    let leaves = store
+        .search(
+            "acme",
+            &Filter::default(),
+            PageRequest {
+                after_seq: None,
+                limit: 1000,
+                order: Order::Asc,
+            },
+        )
+        .await
+        .unwrap();
+    for size in [1u64, 2, 3, 64, 100, 203] {
+        let root = proofs::root_at(store, "acme", size).await.unwrap();
+        for idx in [0, size / 2, size - 1] {
+            let p = proofs::inclusion(store, "acme", idx, size).await.unwrap();
+            merkle::verify_inclusion(idx, size, &leaves.events[idx as usize].leaf, &p, &root)
+                .unwrap();
+        }
+        let c = proofs::consistency(store, "acme", size, 203).await.unwrap();
+        merkle::verify_consistency(size, 203, &root, &head.root, &c).unwrap();
+    }
+    assert!(proofs::inclusion(store, "acme", 203, 203).await.is_err());
+    assert!(proofs::consistency(store, "acme", 5, 204).await.is_err());
+}
+
+async fn futures_join<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    // Poll all concurrently: pin them into a JoinSet-like loop without extra crates.
+    let mut pinned: Vec<_> = fs.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if done[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => done[i] = Some(v),
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.extend(done.into_iter().flatten());
+    out
+}
+
+pub async fn search_filters_and_paging(store: &dyn Store) {
+    new_org(store, "acme").await;
+    new_org(store, "other").await;
+    let evs = [
+        json!({"action": "addProject", "actor": {"id": "u-1"}, "resource": {"type": "PROJECT", "id": "p-1"}, "scope": {"id": "g1"}, "occurred_at": "2026-11-01T10:00:00Z"}),
+        json!({"action": "releaseProject", "actor": {"id": "u-2"}, "resource": {"type": "PROJECT", "id": "p-1"}, "scope": {"id": "g2"}, "occurred_at": "2026-11-02T10:00:00Z"}),
+        json!({"action": "addProject", "actor": {"id": "u-2"}, "resource": {"type": "PROJECT", "id": "p-2"}, "scope": {"id": "g1"}, "details": {"note": "needle"}, "occurred_at": "2026-11-03T10:00:00Z"}),
+        json!({"action": "setPassword", "actor": {"id": "u-1"}, "resource": {"type": "USER", "id": "u-1"}, "occurred_at": "2026-11-04T10:00:00Z"}),
+    ];
+    let batch: Vec<_> = evs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| prep("acme", v.clone(), i))
+        .collect();
+    store.append("acme", batch, false).await.unwrap();
+    store
+        .append("other", vec![prep("other", evs[0].clone(), 0)], false)
+        .await
+        .unwrap();
+    let seqs = |q: &str| {
+        let mut f = Filter::default();
+        parse_q(q, &mut f).unwrap();
+        async move {
+            store
+                .search("acme", &f, page(100))
+                .await
+                .unwrap()
+                .events
+                .iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(seqs("").await, vec![4, 3, 2, 1]);
+    assert_eq!(seqs("actor:u-1").await, vec![4, 1]);
+    assert_eq!(seqs("action:addProject").await, vec![3, 1]);
+    assert_eq!(seqs("action:addProject -actor:u-1").await, vec![3]);
+    assert_eq!(seqs("resource_type:PROJECT resource:p-1").await, vec![2, 1]);
+    assert_eq!(seqs("scope:g1").await, vec![3, 1]);
+    assert_eq!(seqs("needle").await, vec![3]);
+    assert_eq!(seqs("-needle type:PROJECT").await, vec![2, 1]);
+    assert_eq!(
+        seqs("created:>=2026-11-02 created:<2026-11-04").await,
+        vec![3, 2]
+    );
+    assert_eq!(seqs("created:2026-11-04").await, vec![4]);
+    assert_eq!(seqs("actor:nobody").await, Vec::<u64>::new());
+    let mut f = Filter::default();
+    f.require(Field::ActorId, "u-2");
+    let p1 = store.search("acme", &f, page(1)).await.unwrap();
+    assert_eq!(p1.events[0].seq, 3);
+    let p2 = store
+        .search(
+            "acme",
+            &f,
+            PageRequest {
+                after_seq: p1.next_after,
+                limit: 1,
+                order: Order::Desc,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(p2.events[0].seq, 2);
+    assert_eq!(p2.next_after, None);
+    let asc = store
+        .search(
+            "acme",
+            &Filter::default(),
+            PageRequest {
+                after_seq: Some(2),
+                limit: 10,
+                order: Order::Asc,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        asc.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    // Tenant isolation: the other org sees only its own event.
+    assert_eq!(
+        store
+            .search("other", &Filter::default(), page(100))
+            .await
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
+}
+
+pub async fn checkpoints(store: &dyn Store) {
+    new_org(store, "acme").await;
+    assert!(store.latest_checkpoint("acme").await.unwrap().is_none());
+    assert!(store.stale_checkpoints().await.unwrap().is_empty());
+    store
+        .append("acme", vec![prep("acme", json!({"action": "a"}), 0)], false)
+        .await
+        .unwrap();
+    let stale = store.stale_checkpoints().await.unwrap();
+    assert_eq!(stale.len(), 1);
+    assert_eq!(stale[0].1.size, 1);
+    store.save_checkpoint("acme", 1, "note-1").await.unwrap();
+    assert!(store.stale_checkpoints().await.unwrap().is_empty());
+    let cp = store.latest_checkpoint("acme").await.unwrap().unwrap();
+    assert_eq!((cp.size, cp.note.as_str()), (1, "note-1"));
+}

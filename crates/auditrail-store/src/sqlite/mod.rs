@@ -1,0 +1,506 @@
+//! The embedded SQLite backend: one database file in WAL mode under the data dir, one
+//! writer thread (see `writer.rs`), a small pool of read connections.
+
+mod schema;
+mod search;
+mod writer;
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use auditrail_core::merkle::{self, NodeId};
+use auditrail_core::query::Filter;
+use auditrail_core::{Hash, PreparedEvent};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use schema::{MAX_SEQ, rid, seq_of};
+pub use writer::CommitStats;
+use writer::{Job, Writer};
+
+use crate::error::Context;
+use crate::{
+    Accepted, KeyRecord, NewOrg, Org, Page, PageRequest, Result, Role, Store, StoreError,
+    StoredCheckpoint, TreeHead,
+};
+
+/// Events that may wait in the write queue; beyond this, `append` without `wait` fails
+/// with `Overloaded` instead of growing memory.
+const MAX_QUEUED_EVENTS: usize = 200_000;
+const DB_FILE: &str = "auditrail.db";
+const LOCK_FILE: &str = "auditrail.lock";
+
+pub struct SqliteStore {
+    path: PathBuf,
+    sender: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    queue: Arc<Semaphore>,
+    readers: Mutex<Vec<Connection>>,
+    org_nums: RwLock<HashMap<String, i64>>,
+    _lock: File,
+}
+
+pub struct Options {
+    /// Called after each group commit (for metrics).
+    pub on_commit: Option<Arc<dyn Fn(CommitStats) + Send + Sync>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir`, taking its lock file: a second
+    /// process opening the same data dir gets `Locked`.
+    pub fn open(dir: &Path, options: Options) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Locked {
+                path: dir.to_owned(),
+                lock: lock_path,
+            });
+        }
+        let path = dir.join(DB_FILE);
+        let mut conn = Connection::open(&path).op("open database")?;
+        schema::configure(&conn, true)?;
+        schema::migrate(&mut conn)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = Writer::new(conn, options.on_commit);
+        let handle = std::thread::Builder::new()
+            .name("auditrail-writer".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(Self {
+            path,
+            sender: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            queue: Arc::new(Semaphore::new(MAX_QUEUED_EVENTS)),
+            readers: Mutex::new(Vec::new()),
+            org_nums: RwLock::new(HashMap::new()),
+            _lock: lock,
+        })
+    }
+
+    /// Stops accepting writes, lets the writer commit everything queued, and waits.
+    pub fn close(&self) {
+        if let Ok(mut s) = self.sender.lock() {
+            s.take();
+        }
+        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        let guard = self
+            .sender
+            .lock()
+            .map_err(|_| StoreError::Unavailable("writer poisoned".into()))?;
+        let sender = guard
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("store is shutting down".into()))?;
+        sender
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("writer stopped".into()))
+    }
+
+    /// Runs a write in its own transaction on the writer thread.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Exec(Box::new(move |t| {
+            let r = f(t);
+            let commit = r.is_ok();
+            let finish: writer::Finisher = Box::new(move |commit_err| {
+                let _ = tx.send(match commit_err {
+                    Some(e) => Err(e),
+                    None => r,
+                });
+            });
+            (commit, finish)
+        })))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
+    }
+
+    /// Runs a read on a pooled connection, off the async threads.
+    async fn read<T: Send + 'static>(
+        self: &Self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let mut conn = match self.readers.lock().ok().and_then(|mut p| p.pop()) {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .op("open read connection")?;
+                schema::configure(&c, false)?;
+                c
+            }
+        };
+        let (r, conn) = tokio::task::spawn_blocking(move || {
+            let r = f(&mut conn);
+            (r, conn)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?;
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+        }
+        r
+    }
+
+    async fn org_num(&self, org: &str) -> Result<i64> {
+        if let Some(n) = self.org_nums.read().ok().and_then(|m| m.get(org).copied()) {
+            return Ok(n);
+        }
+        let id = org.to_owned();
+        let n = self
+            .read(move |c| {
+                c.query_row("SELECT num FROM orgs WHERE id = ?1", [&id], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()
+                .op("find org")
+            })
+            .await?
+            .ok_or(StoreError::NotFound { what: "org" })?;
+        if let Ok(mut m) = self.org_nums.write() {
+            m.insert(org.to_owned(), n);
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+pub(crate) fn read_nodes(conn: &Connection, org_num: i64, ids: &[NodeId]) -> Result<Vec<Hash>> {
+    let mut leaf = conn
+        .prepare_cached("SELECT leaf FROM events WHERE rid = ?1")
+        .op("prepare leaf read")?;
+    let mut node = conn
+        .prepare_cached("SELECT hash FROM nodes WHERE org_num = ?1 AND level = ?2 AND idx = ?3")
+        .op("prepare node read")?;
+    ids.iter()
+        .map(|id| {
+            let h: Option<Vec<u8>> = if id.level == 0 {
+                leaf.query_row([rid(org_num, id.index + 1)], |r| r.get(0))
+                    .optional()
+            } else {
+                node.query_row(params![org_num, id.level, id.index as i64], |r| r.get(0))
+                    .optional()
+            }
+            .op("read tree node")?;
+            h.and_then(|h| h.try_into().ok()).ok_or_else(|| {
+                StoreError::Corrupt(format!("missing tree node {id:?} of org {org_num}"))
+            })
+        })
+        .collect()
+}
+
+fn tree_size(conn: &Connection, org_num: i64) -> Result<u64> {
+    let max: Option<i64> = conn
+        .query_row(
+            "SELECT max(rid) FROM events WHERE rid BETWEEN ?1 AND ?2",
+            params![rid(org_num, 0), rid(org_num, MAX_SEQ)],
+            |r| r.get(0),
+        )
+        .op("read tree size")?;
+    Ok(max.map(seq_of).unwrap_or(0))
+}
+
+fn head_of(conn: &mut Connection, org_num: i64) -> Result<TreeHead> {
+    let tx = conn.transaction().op("begin read")?;
+    let size = tree_size(&tx, org_num)?;
+    let hashes = read_nodes(&tx, org_num, &merkle::frontier_ids(size))?;
+    Ok(TreeHead {
+        size,
+        root: merkle::fold(&hashes),
+    })
+}
+
+fn org_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Org> {
+    Ok(Org {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        strict: r.get(2)?,
+        retention_days: r.get(3)?,
+        catalog: r.get(4)?,
+        created_at: r.get(5)?,
+    })
+}
+
+const ORG_COLS: &str = "id, name, strict, retention_days, catalog, created_at";
+const KEY_COLS: &str = "k.id, o.id, k.name, k.role, k.secret_hash, k.created_at, k.revoked_at";
+
+fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
+    let role: String = r.get(3)?;
+    let hash: Vec<u8> = r.get(4)?;
+    Ok(KeyRecord {
+        id: r.get(0)?,
+        org: r.get(1)?,
+        name: r.get(2)?,
+        role: Role::parse(&role).unwrap_or(Role::Ingest),
+        secret_hash: hash.try_into().unwrap_or([0; 32]),
+        created_at: r.get(5)?,
+        revoked_at: r.get(6)?,
+    })
+}
+
+fn now_text() -> String {
+    auditrail_core::time::format_millis(chrono::Utc::now().timestamp_millis())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_org(&self, org: NewOrg) -> Result<Org> {
+        let created_at = now_text();
+        self.write(move |t| {
+            let n = t
+                .execute(
+                    "INSERT INTO orgs (id, name, strict, retention_days, catalog, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+                    params![org.id, org.name, org.strict, org.retention_days, org.catalog, created_at],
+                )
+                .op("create org")?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!("org `{}` already exists", org.id)));
+            }
+            Ok(Org { id: org.id, name: org.name, strict: org.strict, retention_days: org.retention_days, catalog: org.catalog, created_at })
+        })
+        .await
+    }
+
+    async fn get_org(&self, id: &str) -> Result<Option<Org>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            c.query_row(
+                &format!("SELECT {ORG_COLS} FROM orgs WHERE id = ?1"),
+                [id],
+                org_row,
+            )
+            .optional()
+            .op("read org")
+        })
+        .await
+    }
+
+    async fn list_orgs(&self) -> Result<Vec<Org>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare(&format!("SELECT {ORG_COLS} FROM orgs ORDER BY id"))
+                .op("list orgs")?;
+            let rows = s.query_map([], org_row).op("list orgs")?;
+            rows.collect::<rusqlite::Result<_>>().op("list orgs")
+        })
+        .await
+    }
+
+    async fn create_key(&self, key: KeyRecord) -> Result<()> {
+        let num = self.org_num(&key.org).await?;
+        self.write(move |t| {
+            t.execute(
+                "INSERT INTO keys (id, org_num, name, role, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key.id, num, key.name, key.role.as_str(), &key.secret_hash[..], key.created_at],
+            )
+            .op("create key")?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_key(&self, key_id: &str) -> Result<Option<KeyRecord>> {
+        let id = key_id.to_owned();
+        self.read(move |c| {
+            c.query_row(
+                &format!(
+                    "SELECT {KEY_COLS} FROM keys k JOIN orgs o ON o.num = k.org_num WHERE k.id = ?1"
+                ),
+                [id],
+                key_row,
+            )
+            .optional()
+            .op("read key")
+        })
+        .await
+    }
+
+    async fn list_keys(&self, org: &str) -> Result<Vec<KeyRecord>> {
+        let num = self.org_num(org).await?;
+        self.read(move |c| {
+            let mut s = c
+                .prepare(&format!("SELECT {KEY_COLS} FROM keys k JOIN orgs o ON o.num = k.org_num WHERE k.org_num = ?1 ORDER BY k.created_at"))
+                .op("list keys")?;
+            let rows = s.query_map([num], key_row).op("list keys")?;
+            rows.collect::<rusqlite::Result<_>>().op("list keys")
+        })
+        .await
+    }
+
+    async fn revoke_key(&self, org: &str, key_id: &str) -> Result<KeyRecord> {
+        let num = self.org_num(org).await?;
+        let (id, at) = (key_id.to_owned(), now_text());
+        self.write(move |t| {
+            t.execute("UPDATE keys SET revoked_at = coalesce(revoked_at, ?1) WHERE id = ?2 AND org_num = ?3", params![at, id, num])
+                .op("revoke key")?;
+            t.query_row(&format!("SELECT {KEY_COLS} FROM keys k JOIN orgs o ON o.num = k.org_num WHERE k.id = ?1 AND k.org_num = ?2"), params![id, num], key_row)
+                .optional()
+                .op("read key")?
+                .ok_or(StoreError::NotFound { what: "key" })
+        })
+        .await
+    }
+
+    async fn get_setting(&self, name: &str) -> Result<Option<String>> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            c.query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .op("read setting")
+        })
+        .await
+    }
+
+    async fn init_setting(&self, name: &str, value: &str) -> Result<String> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.write(move |t| {
+            t.execute(
+                "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, value],
+            )
+            .op("write setting")?;
+            t.query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .op("read setting")
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        org: &str,
+        events: Vec<PreparedEvent>,
+        wait: bool,
+    ) -> Result<Vec<Accepted>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let org_num = self.org_num(org).await?;
+        let n = u32::try_from(events.len().min(MAX_QUEUED_EVENTS)).unwrap_or(u32::MAX);
+        let permit = if wait {
+            self.queue
+                .clone()
+                .acquire_many_owned(n)
+                .await
+                .map_err(|_| StoreError::Unavailable("closed".into()))?
+        } else {
+            self.queue
+                .clone()
+                .try_acquire_many_owned(n)
+                .map_err(|_| StoreError::Overloaded)?
+        };
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Append {
+            org_num,
+            events,
+            reply: tx,
+            _permit: permit,
+        })?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
+    }
+
+    async fn search(&self, org: &str, filter: &Filter, page: PageRequest) -> Result<Page> {
+        let org_num = self.org_num(org).await?;
+        let filter = filter.clone();
+        self.read(move |c| search::search(c, org_num, &filter, page))
+            .await
+    }
+
+    async fn tree_head(&self, org: &str) -> Result<TreeHead> {
+        let org_num = self.org_num(org).await?;
+        self.read(move |c| head_of(c, org_num)).await
+    }
+
+    async fn node_hashes(&self, org: &str, ids: &[NodeId]) -> Result<Vec<Hash>> {
+        let org_num = self.org_num(org).await?;
+        let ids = ids.to_vec();
+        self.read(move |c| read_nodes(c, org_num, &ids)).await
+    }
+
+    async fn save_checkpoint(&self, org: &str, size: u64, note: &str) -> Result<()> {
+        let org_num = self.org_num(org).await?;
+        let note = note.to_owned();
+        let now = chrono::Utc::now().timestamp_millis();
+        self.write(move |t| {
+            t.execute(
+                "INSERT INTO checkpoints (org_num, size, note, created_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                params![org_num, size as i64, note, now],
+            )
+            .op("save checkpoint")?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn latest_checkpoint(&self, org: &str) -> Result<Option<StoredCheckpoint>> {
+        let org_num = self.org_num(org).await?;
+        self.read(move |c| {
+            c.query_row(
+                "SELECT size, note, created_ms FROM checkpoints WHERE org_num = ?1 ORDER BY size DESC LIMIT 1",
+                [org_num],
+                |r| Ok(StoredCheckpoint { size: r.get::<_, i64>(0)? as u64, note: r.get(1)?, created_ms: r.get(2)? }),
+            )
+            .optional()
+            .op("read checkpoint")
+        })
+        .await
+    }
+
+    async fn stale_checkpoints(&self) -> Result<Vec<(String, TreeHead)>> {
+        self.read(|c| {
+            let orgs: Vec<(i64, String, i64)> = {
+                let mut s = c
+                    .prepare("SELECT o.num, o.id, coalesce((SELECT max(size) FROM checkpoints WHERE org_num = o.num), 0) FROM orgs o")
+                    .op("list checkpoints")?;
+                let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).op("list checkpoints")?;
+                rows.collect::<rusqlite::Result<_>>().op("list checkpoints")?
+            };
+            let mut out = Vec::new();
+            for (num, id, signed) in orgs {
+                let head = head_of(c, num)?;
+                if head.size > signed as u64 {
+                    out.push((id, head));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).op("ping"))
+            .await
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

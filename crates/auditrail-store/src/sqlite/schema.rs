@@ -1,0 +1,109 @@
+//! The SQLite schema and its migrations (by `PRAGMA user_version`).
+//!
+//! Layout, chosen for append speed:
+//! - `events` is a rowid table whose rowid is `org_num << 40 | seq`, so each org's log is
+//!   one contiguous, append-only key range: inserting never splits a page in the middle.
+//! - `terms` is the only secondary index: one compact `(term, rid)` entry per searchable
+//!   field (a 64-bit hash, see `terms.rs`), instead of one wide index per column.
+//! - `idem` holds client-supplied ids only; generated ids are unique by construction.
+//! - `nodes` holds every complete Merkle subtree above the leaves, so roots and proofs
+//!   take O(log n) point reads; leaves are `events.leaf`.
+
+use rusqlite::Connection;
+
+use crate::Result;
+use crate::error::Context;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE orgs (
+    num INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    strict INTEGER NOT NULL,
+    retention_days INTEGER,
+    catalog TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE keys (
+    id TEXT PRIMARY KEY,
+    org_num INTEGER NOT NULL REFERENCES orgs(num),
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    secret_hash BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE events (
+    rid INTEGER PRIMARY KEY,
+    occurred_us INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    leaf BLOB NOT NULL,
+    body TEXT
+);
+CREATE TABLE terms (term INTEGER NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY (term, rid)) WITHOUT ROWID;
+CREATE TABLE idem (org_num INTEGER NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (org_num, id)) WITHOUT ROWID;
+CREATE TABLE nodes (
+    org_num INTEGER NOT NULL, level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+    PRIMARY KEY (org_num, level, idx)
+) WITHOUT ROWID;
+CREATE TABLE checkpoints (
+    org_num INTEGER NOT NULL, size INTEGER NOT NULL, note TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    PRIMARY KEY (org_num, size)
+) WITHOUT ROWID;
+"#];
+
+/// Bits of a rowid that hold the seq; the org number sits above them.
+pub const SEQ_BITS: u32 = 40;
+pub const MAX_SEQ: u64 = (1 << SEQ_BITS) - 1;
+
+pub fn rid(org_num: i64, seq: u64) -> i64 {
+    (org_num << SEQ_BITS) | (seq as i64)
+}
+
+pub fn seq_of(rid: i64) -> u64 {
+    (rid as u64) & MAX_SEQ
+}
+
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .op("read schema version")?;
+    if version > MIGRATIONS.len() {
+        return Err(crate::StoreError::Corrupt(format!(
+            "database schema version {version} is newer than this auditrail ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction().op("begin migration")?;
+        tx.execute_batch(sql).op("migrate schema")?;
+        tx.pragma_update(None, "user_version", i + 1)
+            .op("set schema version")?;
+        tx.commit().op("commit migration")?;
+    }
+    Ok(())
+}
+
+/// Settings every connection gets. `synchronous=FULL` makes each commit fsync the WAL:
+/// an acknowledged event survives power loss.
+pub fn configure(conn: &Connection, writer: bool) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .op("set busy timeout")?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .op("enable WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .op("set synchronous")?;
+    if writer {
+        conn.pragma_update(None, "cache_size", -65536)
+            .op("set cache size")?;
+        conn.pragma_update(None, "wal_autocheckpoint", 4000)
+            .op("set autocheckpoint")?;
+    } else {
+        conn.pragma_update(None, "query_only", true)
+            .op("set query_only")?;
+        conn.pragma_update(None, "cache_size", -16384)
+            .op("set cache size")?;
+    }
+    Ok(())
+}

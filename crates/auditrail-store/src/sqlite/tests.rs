@@ -1,0 +1,81 @@
+use super::*;
+use crate::conformance;
+
+fn open(dir: &Path) -> SqliteStore {
+    SqliteStore::open(dir, Options { on_commit: None }).unwrap()
+}
+
+#[tokio::test]
+async fn orgs_and_keys() {
+    let d = tempfile::tempdir().unwrap();
+    conformance::orgs_and_keys(&open(d.path())).await;
+}
+
+#[tokio::test]
+async fn append_idempotency_and_tree() {
+    let d = tempfile::tempdir().unwrap();
+    conformance::append_idempotency_and_tree(&open(d.path())).await;
+}
+
+#[tokio::test]
+async fn search_filters_and_paging() {
+    let d = tempfile::tempdir().unwrap();
+    conformance::search_filters_and_paging(&open(d.path())).await;
+}
+
+#[tokio::test]
+async fn checkpoints() {
+    let d = tempfile::tempdir().unwrap();
+    conformance::checkpoints(&open(d.path())).await;
+}
+
+#[tokio::test]
+async fn restart_continues_seqs_and_root() {
+    let d = tempfile::tempdir().unwrap();
+    let before = {
+        let s = open(d.path());
+        conformance::append_idempotency_and_tree(&s).await;
+        let h = s.tree_head("acme").await.unwrap();
+        s.close();
+        h
+    };
+    let s = open(d.path());
+    assert_eq!(s.tree_head("acme").await.unwrap(), before);
+    let ev = auditrail_core::event::prepare(
+        &serde_json::json!({"id": "e1", "action": "again"}),
+        None,
+        "acme",
+        chrono::Utc::now(),
+        &auditrail_core::Limits::default(),
+        || "x".into(),
+    )
+    .unwrap();
+    let ev2 = auditrail_core::event::prepare(
+        &serde_json::json!({"action": "new"}),
+        None,
+        "acme",
+        chrono::Utc::now(),
+        &auditrail_core::Limits::default(),
+        || "y".into(),
+    )
+    .unwrap();
+    let r = s.append("acme", vec![ev, ev2], false).await.unwrap();
+    assert_eq!(
+        (r[0].seq, r[0].duplicate),
+        (1, true),
+        "idempotency survives restart"
+    );
+    assert_eq!(r[1].seq, before.size + 1);
+    let root = crate::proofs::root_at(&s, "acme", before.size)
+        .await
+        .unwrap();
+    assert_eq!(root, before.root, "old tree unchanged");
+}
+
+#[tokio::test]
+async fn a_second_process_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let _s = open(d.path());
+    let second = SqliteStore::open(d.path(), Options { on_commit: None });
+    assert!(matches!(second, Err(StoreError::Locked { .. })));
+}

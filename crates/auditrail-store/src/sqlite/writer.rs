@@ -1,0 +1,306 @@
+//! The single writer: group commit.
+//!
+//! Every write goes through one thread that owns the write connection. It takes the first
+//! waiting job, then everything else already queued (up to a cap), and commits all the
+//! appends in one transaction: one fsync for many requests. Callers are answered only
+//! after the commit returns, so an acknowledged event is on disk. Per-org state (next
+//! seq, Merkle frontier, last `received_at`) lives here; a failed commit rolls it back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use auditrail_core::PreparedEvent;
+use auditrail_core::merkle::{self, Frontier};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+
+use super::read_nodes;
+use super::schema::{MAX_SEQ, rid, seq_of};
+use crate::error::Context;
+use crate::terms::{event_terms, term_key};
+use crate::{Accepted, Result, StoreError};
+
+/// Events gathered into one transaction at most.
+const MAX_GROUP_EVENTS: usize = 50_000;
+
+/// Called once the outcome of an exec's transaction is known (`Some` if commit failed).
+pub(crate) type Finisher = Box<dyn FnOnce(Option<StoreError>) + Send>;
+/// A write: runs inside a transaction, says whether to commit, and gets its finisher
+/// called only after the commit, so nobody hears of a write before it is durable.
+pub(crate) type ExecFn = Box<dyn FnOnce(&Transaction<'_>) -> (bool, Finisher) + Send>;
+
+pub(crate) enum Job {
+    Append {
+        org_num: i64,
+        events: Vec<PreparedEvent>,
+        reply: oneshot::Sender<Result<Vec<Accepted>>>,
+        _permit: OwnedSemaphorePermit,
+    },
+    /// Any other write, in a transaction of its own; it replies itself.
+    Exec(ExecFn),
+}
+
+/// What a commit reports to whoever watches the writer (metrics).
+#[derive(Debug, Clone, Copy)]
+pub struct CommitStats {
+    pub events: usize,
+    pub requests: usize,
+    pub seconds: f64,
+}
+
+pub(crate) type CommitObserver = Arc<dyn Fn(CommitStats) + Send + Sync>;
+
+#[derive(Clone)]
+struct OrgState {
+    next_seq: u64,
+    frontier: Frontier,
+    last_received_ms: i64,
+}
+
+pub(crate) struct Writer {
+    conn: Connection,
+    orgs: HashMap<i64, OrgState>,
+    observer: Option<CommitObserver>,
+}
+
+impl Writer {
+    pub(crate) fn new(conn: Connection, observer: Option<CommitObserver>) -> Self {
+        Self {
+            conn,
+            orgs: HashMap::new(),
+            observer,
+        }
+    }
+
+    pub(crate) fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut appends = Vec::new();
+            let mut pending = 0usize;
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Exec(f) => {
+                        // Keep order: commit what was gathered before running this write.
+                        self.commit_appends(std::mem::take(&mut appends));
+                        pending = 0;
+                        self.exec(f);
+                    }
+                    Job::Append {
+                        org_num,
+                        events,
+                        reply,
+                        _permit,
+                    } => {
+                        pending += events.len();
+                        appends.push((org_num, events, reply, _permit));
+                    }
+                }
+                if pending < MAX_GROUP_EVENTS {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.commit_appends(appends);
+        }
+        tracing::debug!("writer: queue closed, exiting");
+    }
+
+    fn exec(&mut self, f: ExecFn) {
+        match self.conn.transaction() {
+            Ok(tx) => {
+                let (commit, finish) = f(&tx);
+                if commit {
+                    finish(tx.commit().err().map(|source| StoreError::Sqlite {
+                        operation: "commit",
+                        source,
+                    }));
+                } else {
+                    drop(tx);
+                    finish(None);
+                }
+            }
+            // Dropping `f` drops its reply channel: the caller hears the writer failed.
+            Err(e) => tracing::error!(error = %e, "writer: cannot begin transaction"),
+        }
+    }
+
+    #[expect(clippy::type_complexity)]
+    fn commit_appends(
+        &mut self,
+        jobs: Vec<(
+            i64,
+            Vec<PreparedEvent>,
+            oneshot::Sender<Result<Vec<Accepted>>>,
+            OwnedSemaphorePermit,
+        )>,
+    ) {
+        if jobs.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let mut undo: HashMap<i64, OrgState> = HashMap::new();
+        let result = self.write_group(&jobs, &mut undo);
+        let events: usize = jobs.iter().map(|j| j.1.len()).sum();
+        let requests = jobs.len();
+        match result {
+            Ok(outcomes) => {
+                for ((_, _, reply, _), out) in jobs.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(out));
+                }
+                if let Some(obs) = &self.observer {
+                    obs(CommitStats {
+                        events,
+                        requests,
+                        seconds: started.elapsed().as_secs_f64(),
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events, "writer: group commit failed; nothing from it was stored");
+                for (org, state) in undo {
+                    self.orgs.insert(org, state);
+                }
+                let msg = e.to_string();
+                for (_, _, reply, _) in jobs {
+                    let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
+                }
+            }
+        }
+    }
+
+    #[expect(clippy::type_complexity)]
+    fn write_group(
+        &mut self,
+        jobs: &[(
+            i64,
+            Vec<PreparedEvent>,
+            oneshot::Sender<Result<Vec<Accepted>>>,
+            OwnedSemaphorePermit,
+        )],
+        undo: &mut HashMap<i64, OrgState>,
+    ) -> Result<Vec<Vec<Accepted>>> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let tx = self.conn.transaction().op("begin append")?;
+        let mut seen: HashMap<(i64, &str), u64> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        {
+            let mut ins_event = tx
+                .prepare_cached("INSERT INTO events (rid, occurred_us, received_ms, leaf, body) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .op("prepare event insert")?;
+            let mut ins_term = tx
+                .prepare_cached("INSERT OR IGNORE INTO terms (term, rid) VALUES (?1, ?2)")
+                .op("prepare term insert")?;
+            let mut ins_idem = tx
+                .prepare_cached("INSERT INTO idem (org_num, id, seq) VALUES (?1, ?2, ?3)")
+                .op("prepare idem insert")?;
+            let mut get_idem = tx
+                .prepare_cached("SELECT seq FROM idem WHERE org_num = ?1 AND id = ?2")
+                .op("prepare idem read")?;
+            let mut ins_node = tx
+                .prepare_cached(
+                    "INSERT INTO nodes (org_num, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .op("prepare node insert")?;
+            for (org_num, events, _, _) in jobs {
+                let org_num = *org_num;
+                if !self.orgs.contains_key(&org_num) {
+                    let state = load_org_state(&tx, org_num)?;
+                    self.orgs.insert(org_num, state);
+                }
+                let Some(state) = self.orgs.get_mut(&org_num) else {
+                    return Err(StoreError::Corrupt("org state vanished".into()));
+                };
+                undo.entry(org_num).or_insert_with(|| state.clone());
+                let received_ms = now_ms.max(state.last_received_ms);
+                state.last_received_ms = received_ms;
+                let mut out = Vec::with_capacity(events.len());
+                for ev in events {
+                    if let Some(cid) = ev.client_id.as_deref() {
+                        let earlier = match seen.get(&(org_num, cid)) {
+                            Some(seq) => Some(*seq),
+                            None => get_idem
+                                .query_row(params![org_num, cid], |r| r.get::<_, i64>(0))
+                                .optional()
+                                .op("read idempotency key")?
+                                .map(|s| s as u64),
+                        };
+                        if let Some(seq) = earlier {
+                            out.push(Accepted {
+                                id: cid.to_owned(),
+                                seq,
+                                duplicate: true,
+                            });
+                            continue;
+                        }
+                    }
+                    let seq = state.next_seq;
+                    if seq > MAX_SEQ {
+                        return Err(StoreError::Conflict("org log is full".into()));
+                    }
+                    let body = ev.assemble(received_ms, seq);
+                    let leaf = merkle::leaf_hash(body.as_bytes());
+                    let r = rid(org_num, seq);
+                    ins_event
+                        .execute(params![r, ev.occurred_us, received_ms, &leaf[..], body])
+                        .op("insert event")?;
+                    for (field, value) in event_terms(&ev.terms) {
+                        ins_term
+                            .execute(params![term_key(org_num, field, value), r])
+                            .op("insert index term")?;
+                    }
+                    let mut node_err = None;
+                    state.frontier.push(leaf, |id, h| {
+                        if node_err.is_none() {
+                            node_err = ins_node
+                                .execute(params![org_num, id.level, id.index as i64, &h[..]])
+                                .err();
+                        }
+                    });
+                    if let Some(e) = node_err {
+                        return Err(StoreError::Sqlite {
+                            operation: "insert tree node",
+                            source: e,
+                        });
+                    }
+                    if let Some(cid) = ev.client_id.as_deref() {
+                        ins_idem
+                            .execute(params![org_num, cid, seq as i64])
+                            .op("insert idempotency key")?;
+                        seen.insert((org_num, cid), seq);
+                    }
+                    state.next_seq += 1;
+                    out.push(Accepted {
+                        id: ev.id.clone(),
+                        seq,
+                        duplicate: false,
+                    });
+                }
+                outcomes.push(out);
+            }
+        }
+        tx.commit().op("commit append")?;
+        Ok(outcomes)
+    }
+}
+
+fn load_org_state(tx: &Transaction<'_>, org_num: i64) -> Result<OrgState> {
+    let last: Option<(i64, i64)> = tx
+        .query_row(
+            "SELECT rid, received_ms FROM events WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid DESC LIMIT 1",
+            params![rid(org_num, 0), rid(org_num, MAX_SEQ)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .op("read log head")?;
+    let (size, last_received_ms) = last.map(|(r, ms)| (seq_of(r), ms)).unwrap_or((0, 0));
+    let ids = merkle::frontier_ids(size);
+    let hashes = read_nodes(tx, org_num, &ids)?;
+    let frontier = Frontier::from_parts(size, hashes).ok_or_else(|| {
+        StoreError::Corrupt(format!("tree frontier of org {org_num} is incomplete"))
+    })?;
+    Ok(OrgState {
+        next_seq: size + 1,
+        frontier,
+        last_received_ms,
+    })
+}

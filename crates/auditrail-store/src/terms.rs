@@ -1,0 +1,61 @@
+//! Index terms. A search condition `field = value` in an org is looked up by a 64-bit
+//! key: the first 8 bytes of SHA-256(org ‖ field tag ‖ value). Finding a colliding value
+//! for a given one costs a second preimage (2^64 work); searches still re-check every
+//! returned event against the exact condition, so a collision can never show a wrong
+//! event.
+
+use auditrail_core::event::Terms;
+use auditrail_core::query::Field;
+use sha2::{Digest, Sha256};
+
+pub fn term_key(org_num: i64, field: Field, value: &str) -> i64 {
+    let mut h = Sha256::new();
+    h.update(org_num.to_be_bytes());
+    h.update([field.tag()]);
+    h.update(value.as_bytes());
+    let d = h.finalize();
+    i64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+/// The (field, value) pairs of an event that get index entries.
+pub fn event_terms(t: &Terms) -> impl Iterator<Item = (Field, &str)> {
+    [
+        (Field::Action, Some(t.action.as_str())),
+        (Field::ActorId, t.actor_id.as_deref()),
+        (Field::ResourceType, t.resource_type.as_deref()),
+        (Field::ResourceId, t.resource_id.as_deref()),
+        (Field::ScopeId, t.scope_id.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(f, v)| v.map(|v| (f, v)))
+}
+
+/// Reads a field of a stored event, to re-check conditions exactly.
+pub fn field_value(event: &serde_json::Value, field: Field) -> Option<&str> {
+    let path: [&str; 2] = match field {
+        Field::Action => return event.get("action").and_then(|v| v.as_str()),
+        Field::ActorId => ["actor", "id"],
+        Field::ResourceType => ["resource", "type"],
+        Field::ResourceId => ["resource", "id"],
+        Field::ScopeId => ["scope", "id"],
+    };
+    event
+        .get(path[0])
+        .and_then(|o| o.get(path[1]))
+        .and_then(|v| v.as_str())
+}
+
+/// Whether a stored event satisfies every condition of `filter` exactly.
+pub fn matches(body: &str, filter: &auditrail_core::query::Filter) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return false;
+    };
+    filter
+        .conds
+        .iter()
+        .all(|c| (field_value(&v, c.field) == Some(c.value.as_str())) != c.negate)
+        && filter
+            .text
+            .iter()
+            .all(|(t, neg)| body.contains(t.as_str()) != *neg)
+}

@@ -1,1 +1,82 @@
+//! The auditrail HTTP service: routes, authentication, background tasks.
+#![forbid(unsafe_code)]
 
+pub mod auth;
+mod checkpointer;
+pub mod error;
+pub mod ids;
+pub mod metrics;
+mod openapi;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auditrail_core::Limits;
+use auditrail_core::note::NoteSigner;
+use auditrail_store::Store;
+use tokio::net::TcpListener;
+
+pub use metrics::Metrics;
+
+/// What the service needs to know beyond its store.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Base of links the service hands out.
+    pub public_url: String,
+    /// How often checkpoints are signed for orgs with new events.
+    pub checkpoint_interval: Duration,
+    pub limits: Limits,
+    /// Prefix of every checkpoint origin line: `<prefix>/<org>`.
+    pub origin_prefix: String,
+}
+
+/// Shared state of the running service.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub signer: NoteSigner,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    pub admin_token_hash: [u8; 32],
+    pub keys: auth::KeyCache,
+}
+
+impl App {
+    pub fn new(
+        store: Arc<dyn Store>,
+        signer: NoteSigner,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        admin_token_hash: [u8; 32],
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            signer,
+            settings,
+            metrics,
+            admin_token_hash,
+            keys: auth::KeyCache::default(),
+        })
+    }
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests, signs a last
+/// checkpoint, and closes the store so every accepted write is committed.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let checkpoints = tokio::spawn(checkpointer::run(app.clone(), stop_rx));
+    let router = routes::router(app.clone());
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    let _ = stop_tx.send(true);
+    let _ = checkpoints.await;
+    let store = app.store.clone();
+    let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    Ok(())
+}

@@ -64,4 +64,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store can serve requests (for readiness probes).
     async fn ping(&self) -> Result<()>;
+
+    /// Stops taking writes and blocks until everything already accepted is committed.
+    fn close(&self) {}
 }

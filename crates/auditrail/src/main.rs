@@ -1,1 +1,77 @@
-fn main() {}
+//! `auditrail`: one binary for every role — the service, administration, bulk ingest.
+#![forbid(unsafe_code)]
+
+mod cmd;
+mod config;
+mod local;
+mod remote;
+
+use clap::{Parser, Subcommand};
+
+use config::Overrides;
+
+#[derive(Parser)]
+#[command(
+    name = "auditrail",
+    version,
+    about = "Durable, ordered, tamper-evident audit logs"
+)]
+struct Cli {
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service
+    Serve(cmd::serve::Args),
+    /// Manage orgs
+    Orgs {
+        #[command(subcommand)]
+        command: cmd::admin::OrgsCommand,
+    },
+    /// Manage API keys
+    Keys {
+        #[command(subcommand)]
+        command: cmd::admin::KeysCommand,
+    },
+    /// Bulk-load events from an NDJSON file
+    Ingest(cmd::ingest::Args),
+    /// Configuration helpers
+    Config {
+        #[command(subcommand)]
+        command: cmd::ConfigCommand,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => cmd::serve::run(&cli.overrides, args).await,
+            Command::Orgs { command } => cmd::admin::orgs(&cli.overrides, command).await,
+            Command::Keys { command } => cmd::admin::keys(&cli.overrides, command).await,
+            Command::Ingest(args) => cmd::ingest::run(&cli.overrides, args).await,
+            Command::Config { command } => cmd::config(command),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -86,7 +86,7 @@ impl SqliteStore {
     }
 
     /// Stops accepting writes, lets the writer commit everything queued, and waits.
-    pub fn close(&self) {
+    pub fn shutdown_writer(&self) {
         if let Ok(mut s) = self.sender.lock() {
             s.take();
         }
@@ -185,7 +185,7 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        self.close();
+        self.shutdown_writer();
     }
 }
 

@@ -36,7 +36,7 @@ async fn restart_continues_seqs_and_root() {
         let s = open(d.path());
         conformance::append_idempotency_and_tree(&s).await;
         let h = s.tree_head("acme").await.unwrap();
-        s.close();
+        s.shutdown_writer();
         h
     };
     let s = open(d.path());

@@ -1,0 +1,67 @@
+//! Signs a checkpoint for every org whose log grew, every `checkpoint_interval`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use auditrail_core::note::{Checkpoint, origin_for};
+use auditrail_store::TreeHead;
+use tokio::sync::watch;
+
+use crate::App;
+use crate::error::ApiError;
+
+/// Signs and stores the checkpoint for `head` of `org`; returns the note.
+pub(crate) async fn sign(app: &App, org: &str, head: TreeHead) -> Result<String, ApiError> {
+    let cp = Checkpoint {
+        origin: origin_for(&app.settings.origin_prefix, org),
+        size: head.size,
+        root: head.root,
+    };
+    let note = app.signer.sign(&cp.body()).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            e.to_string(),
+        )
+    })?;
+    app.store.save_checkpoint(org, head.size, &note).await?;
+    app.metrics.checkpoints_signed.inc();
+    Ok(note)
+}
+
+pub(crate) async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(app.settings.checkpoint_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unsigned_since: Option<Instant> = None;
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.changed() => true,
+        };
+        match app.store.stale_checkpoints().await {
+            Ok(stale) => {
+                let mut all_signed = true;
+                for (org, head) in stale {
+                    if let Err(e) = sign(&app, &org, head).await {
+                        all_signed = false;
+                        tracing::warn!(org, error = e.message, "could not sign checkpoint");
+                    }
+                }
+                unsigned_since = if all_signed {
+                    None
+                } else {
+                    unsigned_since.or(Some(Instant::now()))
+                };
+            }
+            Err(e) => {
+                unsigned_since = unsigned_since.or(Some(Instant::now()));
+                tracing::warn!(error = %e, "could not list orgs needing checkpoints");
+            }
+        }
+        let age = unsigned_since.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        app.metrics.checkpoint_age.set(age);
+        if stopping {
+            break;
+        }
+    }
+}

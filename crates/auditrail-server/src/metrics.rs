@@ -1,0 +1,96 @@
+//! Prometheus metrics.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use auditrail_store::sqlite::CommitStats;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    pub outcome: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub ingest_events: Counter,
+    pub ingest_requests: Family<Outcome, Counter>,
+    pub commit_events: Histogram,
+    pub commit_seconds: Histogram,
+    pub checkpoint_age: Gauge<f64, AtomicU64>,
+    pub checkpoints_signed: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("auditrail");
+        let ingest_events = Counter::default();
+        registry.register(
+            "ingest_events",
+            "Events stored (duplicates excluded)",
+            ingest_events.clone(),
+        );
+        let ingest_requests = Family::<Outcome, Counter>::default();
+        registry.register(
+            "ingest_requests",
+            "Ingest requests by outcome",
+            ingest_requests.clone(),
+        );
+        let commit_events = Histogram::new(exponential_buckets(1.0, 4.0, 10));
+        registry.register(
+            "commit_batch_events",
+            "Events per group commit",
+            commit_events.clone(),
+        );
+        let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "commit_seconds",
+            "Group commit latency, including fsync",
+            commit_seconds.clone(),
+        );
+        let checkpoint_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "checkpoint_age_seconds",
+            "Seconds the checkpointer has failed to sign every grown log (0 when all are signed)",
+            checkpoint_age.clone(),
+        );
+        let checkpoints_signed = Counter::default();
+        registry.register(
+            "checkpoints_signed",
+            "Checkpoints signed",
+            checkpoints_signed.clone(),
+        );
+        Self {
+            registry,
+            ingest_events,
+            ingest_requests,
+            commit_events,
+            commit_seconds,
+            checkpoint_age,
+            checkpoints_signed,
+        }
+    }
+
+    /// For the store's commit observer.
+    pub fn observe_commit(&self, stats: CommitStats) {
+        self.commit_events.observe(stats.events as f64);
+        self.commit_seconds.observe(stats.seconds);
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

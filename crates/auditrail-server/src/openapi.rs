@@ -1,0 +1,37 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::routes::{events, integrity, orgs};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "auditrail", description = "Durable, ordered, tamper-evident audit logs."),
+    paths(
+        orgs::create_org, orgs::create_key, orgs::list_keys, orgs::revoke_key,
+        events::ingest, events::search,
+        integrity::latest_checkpoint, integrity::public_key, integrity::inclusion, integrity::consistency,
+    ),
+    components(schemas(orgs::CreateOrg, orgs::CreateKey)),
+    modifiers(&Bearer),
+    security(("bearer" = []))
+)]
+struct Doc;
+
+struct Bearer;
+
+impl utoipa::Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(c) = openapi.components.as_mut() {
+            c.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+pub fn document() -> String {
+    Doc::openapi().to_json().unwrap_or_else(|_| "{}".into())
+}

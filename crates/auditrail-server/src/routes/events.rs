@@ -1,0 +1,363 @@
+//! Ingest and search.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use auditrail_core::event::{self, with_leaf_hash};
+use auditrail_core::query::{Field, Filter, parse_q};
+use auditrail_core::{PreparedEvent, time};
+use auditrail_store::{Accepted, Order, PageRequest, Role};
+
+use crate::App;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::ids::ulids;
+use crate::metrics::Outcome;
+
+pub const MAX_BATCH_EVENTS: usize = 1000;
+pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+const MAX_REPORTED_ERRORS: usize = 100;
+
+/// Validates and canonicalizes a batch; all or nothing.
+pub fn prepare_batch(
+    app: &App,
+    org: &str,
+    values: &[Value],
+    batched: bool,
+) -> ApiResult<Vec<PreparedEvent>> {
+    // Millisecond precision for the default `occurred_at`, like `received_at`.
+    let now = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 3);
+    let mut ids = ulids(values.len(), now.timestamp_millis().max(0) as u64).into_iter();
+    let mut errors = Vec::new();
+    let mut prepared = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        let index = batched.then_some(i);
+        match event::prepare(v, index, org, now, &app.settings.limits, || {
+            ids.next().unwrap_or_default()
+        }) {
+            Ok(p) => prepared.push(p),
+            Err(errs) => errors.extend(errs),
+        }
+    }
+    if errors.is_empty() {
+        return Ok(prepared);
+    }
+    let total = errors.len();
+    let first = &errors[0];
+    let at = first
+        .index
+        .map(|i| format!("event {i}: "))
+        .unwrap_or_default();
+    let message = format!(
+        "{at}{}: {} ({total} problem(s); nothing was stored)",
+        first.field, first.reason
+    );
+    errors.truncate(MAX_REPORTED_ERRORS);
+    let details = errors
+        .into_iter()
+        .map(|e| serde_json::to_value(e).unwrap_or_default())
+        .collect();
+    Err(
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_event", message)
+            .with_details(details),
+    )
+}
+
+/// Splits a request body into events: one event object, or `{"events": [...]}`.
+pub fn parse_events(body: &[u8]) -> ApiResult<(Vec<Value>, bool)> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("request body is not valid JSON: {e}"),
+        )
+    })?;
+    match v {
+        Value::Object(mut m) if m.contains_key("events") && !m.contains_key("action") => {
+            if m.len() > 1 {
+                let extra = m
+                    .keys()
+                    .find(|k| *k != "events")
+                    .cloned()
+                    .unwrap_or_default();
+                return Err(ApiError::invalid_field(
+                    &extra,
+                    "unknown field in a batch; only `events` is allowed",
+                ));
+            }
+            match m.remove("events") {
+                Some(Value::Array(events)) if events.is_empty() => Err(ApiError::invalid_field("events", "must contain at least one event")),
+                Some(Value::Array(events)) if events.len() > MAX_BATCH_EVENTS => Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "batch_too_large",
+                    format!("a batch holds at most {MAX_BATCH_EVENTS} events; this one has {}", events.len()),
+                )
+                .with_details(vec![json!({"field": "events", "reason": format!("at most {MAX_BATCH_EVENTS} events")})])),
+                Some(Value::Array(events)) => Ok((events, true)),
+                _ => Err(ApiError::invalid_field("events", "must be an array of events")),
+            }
+        }
+        v @ Value::Object(_) => Ok((vec![v], false)),
+        _ => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event",
+            "body must be an event object or {\"events\": [...]}",
+        )),
+    }
+}
+
+async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+            )
+        })
+}
+
+#[utoipa::path(post, path = "/v1/events", request_body(content = Object, description = "one event, or {\"events\": [...]} with at most 1000"),
+    responses((status = 200, description = "`{accepted: [{id, seq, duplicate?}]}`, sent once durable"), (status = 422, description = "invalid; nothing stored"), (status = 503, description = "overloaded; retry after Retry-After")))]
+pub async fn ingest(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    body: Body,
+) -> ApiResult<Response> {
+    let org = who.org_with(&[Role::Ingest, Role::Admin])?.to_owned();
+    let result = async {
+        let bytes = read_body(body).await?;
+        let (values, batched) = parse_events(&bytes)?;
+        let prepared = prepare_batch(&app, &org, &values, batched)?;
+        Ok::<_, ApiError>(app.store.append(&org, prepared, false).await?)
+    }
+    .await;
+    let outcome = match &result {
+        Ok(_) => "accepted",
+        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => "overloaded",
+        Err(_) => "rejected",
+    };
+    app.metrics
+        .ingest_requests
+        .get_or_create(&Outcome { outcome })
+        .inc();
+    let accepted = result?;
+    app.metrics
+        .ingest_events
+        .inc_by(accepted.iter().filter(|a| !a.duplicate).count() as u64);
+    Ok(axum::Json(json!({ "accepted": accepted })).into_response())
+}
+
+/// Appends an event describing an administrative action to `org`'s own log.
+pub async fn record_self_audit(
+    app: &App,
+    org: &str,
+    who: &Principal,
+    action: &str,
+    resource: Value,
+    details: Value,
+) -> ApiResult<Accepted> {
+    let ev = json!({"action": action, "actor": who.actor(), "resource": resource, "details": details, "outcome": "success"});
+    let mut p = prepare_batch(app, org, std::slice::from_ref(&ev), false)?;
+    let mut r = app.store.append(org, std::mem::take(&mut p), true).await?;
+    r.pop().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "append returned nothing",
+        )
+    })
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub actor_id: Option<String>,
+    pub action: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub scope_id: Option<String>,
+    pub q: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+    pub order: Option<String>,
+}
+
+fn time_param(name: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
+    v.as_deref()
+        .map(|s| {
+            time::parse_bound(s).map(time::micros).ok_or_else(|| {
+                ApiError::invalid_field(name, "must be an RFC 3339 timestamp or YYYY-MM-DD")
+            })
+        })
+        .transpose()
+}
+
+/// Builds the filter shared by search and exports.
+pub fn filter_from(p: &SearchParams) -> ApiResult<Filter> {
+    let mut f = Filter::default();
+    if let Some(from) = time_param("from", &p.from)? {
+        f.narrow_from(from);
+    }
+    if let Some(to) = time_param("to", &p.to)? {
+        f.narrow_to(to);
+    }
+    if let (Some(a), Some(b)) = (f.from_us, f.to_us) {
+        if a > b && p.from.is_some() && p.to.is_some() {
+            return Err(ApiError::invalid_field("from", "must not be after `to`"));
+        }
+    }
+    for (field, v) in [
+        (Field::ActorId, &p.actor_id),
+        (Field::Action, &p.action),
+        (Field::ResourceType, &p.resource_type),
+        (Field::ResourceId, &p.resource_id),
+        (Field::ScopeId, &p.scope_id),
+    ] {
+        if let Some(v) = v {
+            f.require(field, v.clone());
+        }
+    }
+    if let Some(q) = &p.q {
+        parse_q(q, &mut f).map_err(|e| ApiError::invalid_field("q", e.to_string()))?;
+    }
+    Ok(f)
+}
+
+fn encode_cursor(seq: u64, order: Order) -> String {
+    let o = if order == Order::Asc { "a" } else { "d" };
+    URL_SAFE_NO_PAD.encode(format!("v1:{o}:{seq}"))
+}
+
+fn decode_cursor(c: &str, order: Order) -> ApiResult<u64> {
+    let bad = || ApiError::invalid_field("cursor", "is not a cursor this server issued");
+    let raw = URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let mut parts = text.splitn(3, ':');
+    let (Some("v1"), Some(o), Some(seq)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    if o != if order == Order::Asc { "a" } else { "d" } {
+        return Err(ApiError::invalid_field(
+            "cursor",
+            "was issued for the other `order`",
+        ));
+    }
+    seq.parse().map_err(|_| bad())
+}
+
+#[utoipa::path(get, path = "/v1/events", params(("from" = Option<String>, Query), ("to" = Option<String>, Query), ("actor_id" = Option<String>, Query), ("action" = Option<String>, Query),
+    ("resource_type" = Option<String>, Query), ("resource_id" = Option<String>, Query), ("scope_id" = Option<String>, Query), ("q" = Option<String>, Query, description = "e.g. `actor:u-42 action:addProject created:>=2026-11-01`"),
+    ("limit" = Option<u32>, Query, description = "1..1000, default 100"), ("cursor" = Option<String>, Query), ("order" = Option<String>, Query, description = "desc (default) or asc")),
+    responses((status = 200, description = "`{events, next_cursor}`; each event exactly as stored and hashed, plus `leaf_hash`")))]
+pub async fn search(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let org = who.org_with(&[Role::Viewer, Role::Admin])?;
+    let Query(p) = params.map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_query",
+            e.body_text(),
+        )
+    })?;
+    let filter = filter_from(&p)?;
+    let limit = match p.limit.as_deref() {
+        None => 100,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_field("limit", "must be a whole number from 1 to 1000")
+            })?,
+    };
+    let order = match p.order.as_deref() {
+        None | Some("desc") => Order::Desc,
+        Some("asc") => Order::Asc,
+        Some(_) => return Err(ApiError::invalid_field("order", "must be asc or desc")),
+    };
+    let after_seq = p
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(c, order))
+        .transpose()?;
+    let page = app
+        .store
+        .search(
+            org,
+            &filter,
+            PageRequest {
+                after_seq,
+                limit,
+                order,
+            },
+        )
+        .await?;
+    // Events go out byte for byte as stored, so the response is assembled, not re-serialized.
+    let mut out =
+        String::with_capacity(page.events.iter().map(|e| e.body.len() + 90).sum::<usize>() + 64);
+    out.push_str("{\"events\":[");
+    for (i, e) in page.events.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&with_leaf_hash(&e.body, &e.leaf));
+    }
+    out.push_str("],\"next_cursor\":");
+    match page.next_after {
+        Some(s) => out.push_str(&format!("\"{}\"", encode_cursor(s, order))),
+        None => out.push_str("null"),
+    }
+    out.push('}');
+    Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trip_and_tamper() {
+        let c = encode_cursor(42, Order::Desc);
+        assert_eq!(decode_cursor(&c, Order::Desc).unwrap(), 42);
+        assert_eq!(decode_cursor(&c, Order::Asc).unwrap_err().status, 422);
+        assert!(decode_cursor("garbage!", Order::Desc).is_err());
+    }
+
+    #[test]
+    fn body_shapes() {
+        assert_eq!(parse_events(br#"{"action":"a"}"#).unwrap().0.len(), 1);
+        assert_eq!(
+            parse_events(br#"{"events":[{"action":"a"},{"action":"b"}]}"#)
+                .unwrap()
+                .0
+                .len(),
+            2
+        );
+        assert_eq!(parse_events(br#"{"events":[]}"#).unwrap_err().status, 422);
+        assert_eq!(
+            parse_events(br#"{"events":[], "x":1}"#).unwrap_err().status,
+            422
+        );
+        assert_eq!(parse_events(b"[1]").unwrap_err().status, 422);
+        assert_eq!(parse_events(b"{nope").unwrap_err().status, 400);
+        let many = format!(
+            "{{\"events\":[{}]}}",
+            vec!["{\"action\":\"a\"}"; 1001].join(",")
+        );
+        assert_eq!(parse_events(many.as_bytes()).unwrap_err().status, 413);
+    }
+}

@@ -1,0 +1,244 @@
+//! `auditrail ingest`: bulk-load an NDJSON file, in file order.
+//!
+//! Locally it is a pipeline: batches of lines are parsed and canonicalized on worker
+//! threads while the store's writer commits the previous batch, so both cores stay busy.
+//! Batches are appended strictly in file order, so seqs follow the file.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+
+use auditrail_server::routes::events::prepare_batch;
+
+use super::Target;
+use crate::config::{Config, Overrides};
+use crate::local::local_app;
+use crate::remote::Client;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The org to load into
+    #[arg(long)]
+    org: String,
+    /// One event per line (JSON), as `POST /v1/events` takes them
+    file: PathBuf,
+    /// Events per transaction (local) or request (with --url, at most 1000)
+    #[arg(long)]
+    batch: Option<usize>,
+    #[command(flatten)]
+    target: Target,
+}
+
+struct Batch {
+    first_line: usize,
+    lines: Vec<String>,
+    bytes: u64,
+}
+
+fn batches(
+    file: &PathBuf,
+    size: usize,
+) -> anyhow::Result<impl Iterator<Item = anyhow::Result<Batch>>> {
+    let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let mut lines = BufReader::with_capacity(1 << 20, f).lines().enumerate();
+    Ok(std::iter::from_fn(move || {
+        let mut b = Batch {
+            first_line: 0,
+            lines: Vec::with_capacity(size),
+            bytes: 0,
+        };
+        for (n, line) in lines.by_ref() {
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => return Some(Err(anyhow::anyhow!("line {}: cannot read: {e}", n + 1))),
+            };
+            b.bytes += line.len() as u64 + 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            if b.lines.is_empty() {
+                b.first_line = n + 1;
+            }
+            b.lines.push(line);
+            if b.lines.len() == size {
+                break;
+            }
+        }
+        (!b.lines.is_empty()).then_some(Ok(b))
+    }))
+}
+
+fn progress(total: u64) -> ProgressBar {
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
+    let total = std::fs::metadata(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?
+        .len();
+    let started = Instant::now();
+    let (stored, dups, first, last) = match &args.target.url {
+        Some(url) => remote(url, args.target.token.as_deref(), &args, total).await?,
+        None => local(o, &args, total).await?,
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let range = match (first, last) {
+        (Some(a), Some(b)) => format!("seq {a}..{b}"),
+        _ => "no new seqs".into(),
+    };
+    eprintln!(
+        "ingested {stored} events into org {} ({range}; {dups} already present) in {secs:.2}s: {:.0} events/s",
+        args.org,
+        stored as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+type Tally = (u64, u64, Option<u64>, Option<u64>);
+
+fn tally(t: &mut Tally, accepted: &[auditrail_store::Accepted]) {
+    for a in accepted {
+        if a.duplicate {
+            t.1 += 1;
+        } else {
+            t.0 += 1;
+            t.2 = t.2.or(Some(a.seq));
+            t.3 = Some(a.seq);
+        }
+    }
+}
+
+async fn local(o: &Overrides, args: &Args, total: u64) -> anyhow::Result<Tally> {
+    let cfg = Config::resolve(o, None)?;
+    let app = local_app(&cfg).await?;
+    if app.store.get_org(&args.org).await?.is_none() {
+        bail!(
+            "org `{}` does not exist; create it with `auditrail orgs create {}`",
+            args.org,
+            args.org
+        );
+    }
+    let size = args.batch.unwrap_or(10_000).clamp(1, 100_000);
+    let pb = progress(total);
+    let mut t: Tally = (0, 0, None, None);
+    let mut in_flight = VecDeque::new();
+    let mut source = batches(&args.file, size)?;
+    let result = async {
+        loop {
+            // Keep a few batches being prepared ahead of the writer.
+            while in_flight.len() < 3 {
+                let Some(b) = source.next() else { break };
+                let b = b?;
+                let (app, org) = (app.clone(), args.org.clone());
+                in_flight.push_back(tokio::task::spawn_blocking(move || prepare(&app, &org, b)));
+            }
+            let Some(next) = in_flight.pop_front() else {
+                break;
+            };
+            let (events, bytes) = next.await.context("prepare task failed")??;
+            let accepted = app.store.append(&args.org, events, true).await?;
+            tally(&mut t, &accepted);
+            pb.inc(bytes);
+            pb.set_message(format!("{} events", t.0));
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    pb.finish_and_clear();
+    // Everything appended so far is committed; report it even when a line was bad.
+    app.store.close();
+    if let Err(e) = result {
+        bail!(
+            "{e:#}\n{} events before the bad line were stored (rerunning is safe for events with an `id`: they are not stored twice)",
+            t.0
+        );
+    }
+    Ok(t)
+}
+
+fn prepare(
+    app: &auditrail_server::App,
+    org: &str,
+    b: Batch,
+) -> anyhow::Result<(Vec<auditrail_core::PreparedEvent>, u64)> {
+    let values = b
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str::<Value>(l)
+                .map_err(|e| anyhow::anyhow!("line {}: invalid JSON: {e}", b.first_line + i))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    prepare_batch(app, org, &values, true)
+        .map(|p| (p, b.bytes))
+        .map_err(|e| {
+            let line = e
+                .details
+                .first()
+                .and_then(|d| d["index"].as_u64())
+                .map_or(b.first_line, |i| b.first_line + i as usize);
+            let field = e
+                .details
+                .first()
+                .and_then(|d| d["field"].as_str())
+                .unwrap_or("");
+            let reason = e
+                .details
+                .first()
+                .and_then(|d| d["reason"].as_str())
+                .unwrap_or(&e.message);
+            anyhow::anyhow!("line {line}: {field}: {reason}")
+        })
+}
+
+async fn remote(url: &str, token: Option<&str>, args: &Args, total: u64) -> anyhow::Result<Tally> {
+    let client = Client::new(url, token)?;
+    let size = args.batch.unwrap_or(1000).clamp(1, 1000);
+    let pb = progress(total);
+    let mut t: Tally = (0, 0, None, None);
+    for b in batches(&args.file, size)? {
+        let b = b?;
+        let events = b
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str::<Value>(l)
+                    .map_err(|e| anyhow::anyhow!("line {}: invalid JSON: {e}", b.first_line + i))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let resp = client
+            .post("/v1/events", &serde_json::json!({ "events": events }))
+            .await
+            .with_context(|| format!("batch starting at line {}", b.first_line))?;
+        let accepted: Vec<auditrail_store::Accepted> = resp["accepted"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| auditrail_store::Accepted {
+                        id: x["id"].as_str().unwrap_or_default().to_owned(),
+                        seq: x["seq"].as_u64().unwrap_or(0),
+                        duplicate: x["duplicate"].as_bool().unwrap_or(false),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        tally(&mut t, &accepted);
+        pb.inc(b.bytes);
+    }
+    pb.finish_and_clear();
+    Ok(t)
+}

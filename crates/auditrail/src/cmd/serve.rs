@@ -1,0 +1,238 @@
+//! `auditrail serve`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use auditrail_server::auth::{new_admin_token, sha256};
+use auditrail_server::{App, Metrics};
+use auditrail_store::Store;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, Overrides};
+use crate::local::{load_signer, open_store, settings};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on [env: AUDITRAIL_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long, env = "AUDITRAIL_LISTEN")]
+    listen: Option<String>,
+    /// Seed a demo org with sample events and print how to use it
+    #[arg(long)]
+    demo: bool,
+    /// Print the effective configuration (secrets masked) and exit
+    #[arg(long)]
+    print_config: bool,
+}
+
+const ADMIN_HASH_SETTING: &str = "admin_token_sha256";
+
+/// The platform admin token's hash: from configuration, or generated once and printed.
+async fn admin_token_hash(cfg: &Config, store: &dyn Store) -> anyhow::Result<[u8; 32]> {
+    if let Some(t) = &cfg.admin_token {
+        return Ok(sha256(t.as_bytes()));
+    }
+    let token = new_admin_token();
+    let ours = hex::encode(sha256(token.as_bytes()));
+    let stored = store.init_setting(ADMIN_HASH_SETTING, &ours).await?;
+    if stored == ours {
+        eprintln!(
+            "\nGenerated the platform admin token (shown only this once; set AUDITRAIL_ADMIN_TOKEN to choose your own):\n\n    {token}\n"
+        );
+    }
+    hex::decode(&stored)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .context("stored admin token hash is corrupt")
+}
+
+pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
+    let cfg = Config::resolve(o, args.listen.clone())?;
+    if args.print_config {
+        print!("{}", cfg.render_masked());
+        return Ok(());
+    }
+    init_tracing();
+    let metrics = Arc::new(Metrics::new());
+    let store = open_store(&cfg, Some(metrics.clone()))?;
+    let signer = load_signer(&cfg)?;
+    let admin_hash = admin_token_hash(&cfg, store.as_ref()).await?;
+    let app = App::new(store, signer, settings(&cfg)?, metrics, admin_hash);
+    let listener = TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    println!("auditrail listening on http://{addr}");
+    if args.demo {
+        demo::seed(&app, &format!("http://{addr}")).await?;
+    }
+    auditrail_server::serve(app, listener, shutdown_signal()).await?;
+    tracing::info!("stopped; every accepted event is committed");
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AUDITRAIL_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests and commits");
+}
+
+pub mod demo {
+    //! `serve --demo`: a demo org with events from both reference catalogs.
+
+    use auditrail_server::auth::Principal;
+    use auditrail_server::routes::events::prepare_batch;
+    use auditrail_server::routes::orgs::{CreateKey, CreateOrg, create_key_as, create_org_as};
+    use serde_json::{Value, json};
+
+    use auditrail_server::App;
+
+    pub const DEMO_ORG: &str = "demo";
+
+    fn sample_events() -> Vec<Value> {
+        let ann = json!({"id": "u-42", "type": "USER", "email": "ann@example.com", "name": "Ann Lee", "role": "ORG_ADMIN"});
+        let bob = json!({"id": "u-7", "type": "USER", "email": "bob@example.com", "name": "Bob Roy", "role": "CONSUMER"});
+        let key = json!({"id": "key-ci", "type": "API_KEY", "name": "ci deploy"});
+        let p = |action: &str,
+                 rtype: &str,
+                 rid: &str,
+                 scope: &str,
+                 actor: &Value,
+                 details: Value| {
+            json!({"action": action, "resource": {"type": rtype, "id": rid}, "scope": {"type": "PROJECT", "id": scope},
+                   "actor": actor, "details": details, "context": {"ip": "203.0.113.7"}, "outcome": "success"})
+        };
+        let g = |action: &str, rtype: &str, rid: &str, graph: &str, actor: &Value| {
+            json!({"action": action, "resource": {"type": rtype, "id": rid}, "scope": {"type": "GRAPH", "id": graph},
+                   "actor": actor, "outcome": "success"})
+        };
+        vec![
+            p(
+                "addProject",
+                "PROJECT",
+                "p-123",
+                "p-123",
+                &ann,
+                json!({"name": "demo", "language": "scala"}),
+            ),
+            p(
+                "addPipeline",
+                "PIPELINE",
+                "pl-1",
+                "p-123",
+                &ann,
+                json!({"name": "ingest_orders", "branch": "main"}),
+            ),
+            p(
+                "releaseProject",
+                "PROJECT",
+                "p-123",
+                "p-123",
+                &bob,
+                json!({"version": "1.0.0"}),
+            ),
+            p(
+                "addDataset",
+                "DATASET",
+                "ds-9",
+                "p-123",
+                &bob,
+                json!({"name": "orders"}),
+            ),
+            p(
+                "setPassword",
+                "USER",
+                "u-7",
+                "p-123",
+                &bob,
+                json!({"newPassword": "[REDACTED]"}),
+            ),
+            g("CREATE_GRAPH", "GRAPH", "my-graph", "my-graph", &ann),
+            g(
+                "UPDATE_GRAPH_VARIANT",
+                "GRAPH_VARIANT",
+                "my-graph@prod",
+                "my-graph",
+                &key,
+            ),
+            g(
+                "CREATE_API_KEY",
+                "API_KEY",
+                "service:my-graph:1",
+                "my-graph",
+                &ann,
+            ),
+            g("ADD_USER_TO_ORGANIZATION", "USER", "u-7", "my-graph", &ann),
+            g(
+                "CREATE_AUDIT_EXPORT",
+                "AUDIT_JOB",
+                "export-1",
+                "my-graph",
+                &ann,
+            ),
+        ]
+    }
+
+    pub async fn seed(app: &App, base: &str) -> anyhow::Result<()> {
+        let err = |e: auditrail_server::error::ApiError| {
+            anyhow::anyhow!("demo seeding failed: {}", e.message)
+        };
+        if app.store.get_org(DEMO_ORG).await?.is_none() {
+            let req = CreateOrg {
+                id: DEMO_ORG.into(),
+                name: Some("Demo Org".into()),
+                catalog: None,
+                strict: false,
+                retention_days: None,
+            };
+            create_org_as(app, &Principal::PlatformAdmin, req)
+                .await
+                .map_err(err)?;
+            let events = prepare_batch(app, DEMO_ORG, &sample_events(), true).map_err(err)?;
+            app.store.append(DEMO_ORG, events, true).await?;
+        }
+        let key = create_key_as(
+            app,
+            &Principal::PlatformAdmin,
+            DEMO_ORG,
+            CreateKey {
+                name: "demo".into(),
+                role: "admin".into(),
+            },
+        )
+        .await
+        .map_err(err)?;
+        let token = key["token"].as_str().unwrap_or_default();
+        println!(
+            "\nDemo org `{DEMO_ORG}` is ready. Its admin key (shown once):\n\n    export TOKEN={token}\n\n\
+             Try:\n    curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/events?q=actor:u-42'\n\
+             \x20   curl -s -H \"Authorization: Bearer $TOKEN\" {base}/v1/checkpoints/latest\n"
+        );
+        Ok(())
+    }
+}

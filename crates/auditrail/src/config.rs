@@ -1,0 +1,298 @@
+//! Configuration: defaults → `auditrail.toml` → `AUDITRAIL_*` environment → flags.
+//!
+//! Flags and environment arrive together through clap (a flag beats its variable); a
+//! value from either beats the file, and the file beats the defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// The example configuration, printed by `auditrail config example`.
+pub const EXAMPLE: &str = include_str!("../auditrail.example.toml");
+
+/// What `auditrail.toml` may contain. Unknown keys are an error, so typos surface.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub admin_token: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub smtp_url: Option<String>,
+    pub smtp_from: Option<String>,
+    pub export_ttl: Option<String>,
+    pub checkpoint_interval: Option<String>,
+    pub signing_key_file: Option<PathBuf>,
+    pub max_clock_skew: Option<String>,
+    pub log_origin: Option<String>,
+}
+
+/// Values given by flag or environment (`None` when neither).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// Configuration file [env: AUDITRAIL_CONFIG] [default: ./auditrail.toml if present]
+    #[arg(long, env = "AUDITRAIL_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Directory holding the SQLite database, signing key and lock file
+    #[arg(long, env = "AUDITRAIL_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://...` to use PostgreSQL instead of the embedded SQLite
+    #[arg(
+        long,
+        env = "AUDITRAIL_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    #[arg(
+        long,
+        env = "AUDITRAIL_ADMIN_TOKEN",
+        hide = true,
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_token: Option<String>,
+    #[arg(long, env = "AUDITRAIL_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    #[arg(
+        long,
+        env = "AUDITRAIL_SMTP_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub smtp_url: Option<String>,
+    #[arg(long, env = "AUDITRAIL_SMTP_FROM", global = true)]
+    pub smtp_from: Option<String>,
+    #[arg(long, env = "AUDITRAIL_EXPORT_TTL", global = true)]
+    pub export_ttl: Option<String>,
+    #[arg(long, env = "AUDITRAIL_CHECKPOINT_INTERVAL", global = true)]
+    pub checkpoint_interval: Option<String>,
+    #[arg(long, env = "AUDITRAIL_SIGNING_KEY_FILE", global = true)]
+    pub signing_key_file: Option<PathBuf>,
+    /// How far in the future `occurred_at` may be
+    #[arg(long, env = "AUDITRAIL_MAX_CLOCK_SKEW", global = true)]
+    pub max_clock_skew: Option<String>,
+    /// Name of the signing key and prefix of checkpoint origins (`<origin>/<org>`)
+    #[arg(long, env = "AUDITRAIL_LOG_ORIGIN", global = true)]
+    pub log_origin: Option<String>,
+}
+
+/// The effective configuration.
+#[derive(Clone)]
+pub struct Config {
+    pub admin_token: Option<String>,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub listen: String,
+    pub public_url: String,
+    pub smtp_url: Option<String>,
+    pub smtp_from: String,
+    pub export_ttl: Duration,
+    pub checkpoint_interval: Duration,
+    pub signing_key_file: PathBuf,
+    pub max_clock_skew: Duration,
+    pub log_origin: String,
+    pub source: Option<PathBuf>,
+}
+
+fn duration(name: &str, v: &str) -> anyhow::Result<Duration> {
+    humantime::parse_duration(v)
+        .with_context(|| format!("{name}: `{v}` is not a duration such as 5s, 10m or 30d"))
+}
+
+fn load_file(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<PathBuf>)> {
+    let path = match explicit {
+        Some(p) => p.to_owned(),
+        None if Path::new("auditrail.toml").exists() => PathBuf::from("auditrail.toml"),
+        None => return Ok((FileConfig::default(), None)),
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let file: FileConfig =
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+    Ok((file, Some(path)))
+}
+
+impl Config {
+    pub fn resolve(o: &Overrides, listen_flag: Option<String>) -> anyhow::Result<Self> {
+        let (f, source) = load_file(o.config.as_deref())?;
+        let data_dir = o
+            .data_dir
+            .clone()
+            .or(f.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./auditrail-data"));
+        let listen = listen_flag
+            .or(f.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let public_url = o
+            .public_url
+            .clone()
+            .or(f.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"));
+        let pick = |a: &Option<String>, b: Option<String>, d: &str| {
+            a.clone().or(b).unwrap_or_else(|| d.to_owned())
+        };
+        let checkpoint_interval = duration(
+            "checkpoint_interval",
+            &pick(&o.checkpoint_interval, f.checkpoint_interval, "5s"),
+        )?;
+        if checkpoint_interval < Duration::from_millis(100) {
+            bail!("checkpoint_interval must be at least 100ms");
+        }
+        let log_origin = pick(&o.log_origin, f.log_origin, "auditrail");
+        if log_origin.is_empty() || log_origin.contains(['+', ' ', '\n']) {
+            bail!("log_origin must be non-empty without spaces or '+'");
+        }
+        Ok(Self {
+            admin_token: o.admin_token.clone().or(f.admin_token),
+            signing_key_file: o
+                .signing_key_file
+                .clone()
+                .or(f.signing_key_file)
+                .unwrap_or_else(|| data_dir.join("signing.key")),
+            data_dir,
+            database_url: o.database_url.clone().or(f.database_url),
+            listen,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            smtp_url: o.smtp_url.clone().or(f.smtp_url),
+            smtp_from: pick(&o.smtp_from, f.smtp_from, "auditrail@localhost"),
+            export_ttl: duration("export_ttl", &pick(&o.export_ttl, f.export_ttl, "30d"))?,
+            checkpoint_interval,
+            max_clock_skew: duration(
+                "max_clock_skew",
+                &pick(&o.max_clock_skew, f.max_clock_skew, "5m"),
+            )?,
+            log_origin,
+            source,
+        })
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn render_masked(&self) -> String {
+        let mask = |s: &Option<String>| s.as_ref().map(|_| "\"********\"".to_owned());
+        let url_mask =
+            |s: &Option<String>| s.as_ref().map(|u| format!("\"{}\"", mask_url_password(u)));
+        let lines = [
+            (
+                "config_file",
+                self.source.as_ref().map(|p| format!("\"{}\"", p.display())),
+            ),
+            ("admin_token", mask(&self.admin_token)),
+            ("data_dir", Some(format!("\"{}\"", self.data_dir.display()))),
+            ("database_url", url_mask(&self.database_url)),
+            ("listen", Some(format!("\"{}\"", self.listen))),
+            ("public_url", Some(format!("\"{}\"", self.public_url))),
+            ("smtp_url", url_mask(&self.smtp_url)),
+            ("smtp_from", Some(format!("\"{}\"", self.smtp_from))),
+            (
+                "export_ttl",
+                Some(format!(
+                    "\"{}\"",
+                    humantime::format_duration(self.export_ttl)
+                )),
+            ),
+            (
+                "checkpoint_interval",
+                Some(format!(
+                    "\"{}\"",
+                    humantime::format_duration(self.checkpoint_interval)
+                )),
+            ),
+            (
+                "signing_key_file",
+                Some(format!("\"{}\"", self.signing_key_file.display())),
+            ),
+            (
+                "max_clock_skew",
+                Some(format!(
+                    "\"{}\"",
+                    humantime::format_duration(self.max_clock_skew)
+                )),
+            ),
+            ("log_origin", Some(format!("\"{}\"", self.log_origin))),
+        ];
+        lines
+            .iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{k} = {v}\n"),
+                None => format!("# {k} is not set\n"),
+            })
+            .collect()
+    }
+}
+
+/// `scheme://user:secret@host` → `scheme://user:********@host`.
+pub fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:********@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let f: FileConfig = toml::from_str(EXAMPLE).unwrap();
+        assert_eq!(f.listen.as_deref(), Some("127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn precedence_file_then_env_or_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/from-file\"\ncheckpoint_interval = \"2s\"\nlisten = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&o, None).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/from-file"));
+        assert_eq!(c.checkpoint_interval, Duration::from_secs(2));
+        assert_eq!(c.listen, "127.0.0.1:1");
+        let o = Overrides {
+            config: Some(file),
+            data_dir: Some("/flag".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&o, Some("0.0.0.0:9".into())).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/flag"));
+        assert_eq!(c.listen, "0.0.0.0:9");
+        assert_eq!(c.signing_key_file, PathBuf::from("/flag/signing.key"));
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let o = Overrides {
+            admin_token: Some("s3cret-token".into()),
+            database_url: Some("postgres://u:pw@h/db".into()),
+            ..Default::default()
+        };
+        let out = Config::resolve(&o, None).unwrap().render_masked();
+        assert!(
+            !out.contains("s3cret-token") && !out.contains(":pw@"),
+            "{out}"
+        );
+        assert!(out.contains("postgres://u:********@h/db"));
+    }
+}

@@ -1,0 +1,100 @@
+//! Opening the data directly: the store, the signing key, the app state.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use auditrail_core::Limits;
+use auditrail_core::note::NoteSigner;
+use auditrail_server::{App, Metrics, Settings};
+use auditrail_store::sqlite::{Options, SqliteStore};
+
+use crate::config::Config;
+
+pub fn open_store(cfg: &Config, metrics: Option<Arc<Metrics>>) -> anyhow::Result<Arc<SqliteStore>> {
+    if let Some(url) = &cfg.database_url {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            bail!(
+                "this build of auditrail has no PostgreSQL backend yet; unset --database-url to use the embedded SQLite under --data-dir"
+            );
+        }
+        bail!(
+            "unsupported database URL scheme (expected postgres://); leave it unset for the embedded SQLite"
+        );
+    }
+    let on_commit =
+        metrics.map(|m| Arc::new(move |s| m.observe_commit(s)) as Arc<dyn Fn(_) + Send + Sync>);
+    let store = SqliteStore::open(&cfg.data_dir, Options { on_commit })
+        .with_context(|| format!("cannot open the data dir {}", cfg.data_dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Loads the Ed25519 signing key, creating it (mode 0600) on first use.
+pub fn load_signer(cfg: &Config) -> anyhow::Result<NoteSigner> {
+    let path = &cfg.signing_key_file;
+    let seed = if path.exists() {
+        read_seed(path)?
+    } else {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+        write_secret(path, format!("{}\n", hex::encode(seed)).as_bytes())
+            .with_context(|| format!("cannot write signing key {}", path.display()))?;
+        seed
+    };
+    NoteSigner::new(&cfg.log_origin, seed).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn read_seed(path: &Path) -> anyhow::Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read signing key {}", path.display()))?;
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .with_context(|| {
+            format!(
+                "signing key {} must hold 64 hex digits (a 32-byte Ed25519 seed)",
+                path.display()
+            )
+        })
+}
+
+fn write_secret(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(content)?;
+    f.sync_all()
+}
+
+pub fn settings(cfg: &Config) -> anyhow::Result<Settings> {
+    let max_future =
+        chrono::Duration::from_std(cfg.max_clock_skew).context("max_clock_skew is too large")?;
+    Ok(Settings {
+        public_url: cfg.public_url.clone(),
+        checkpoint_interval: cfg.checkpoint_interval,
+        limits: Limits {
+            max_future,
+            ..Limits::default()
+        },
+        origin_prefix: cfg.log_origin.clone(),
+    })
+}
+
+/// App state for commands that act on the data directly (no HTTP authentication).
+pub async fn local_app(cfg: &Config) -> anyhow::Result<Arc<App>> {
+    let store = open_store(cfg, None)?;
+    let signer = load_signer(cfg)?;
+    Ok(App::new(
+        store,
+        signer,
+        settings(cfg)?,
+        Arc::new(Metrics::new()),
+        [0; 32],
+    ))
+}

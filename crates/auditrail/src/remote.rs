@@ -1,0 +1,64 @@
+//! Talking to a running auditrail over HTTP.
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    pub fn new(url: &str, token: Option<&str>) -> anyhow::Result<Self> {
+        let token = token
+            .context("--token (or AUDITRAIL_TOKEN) is required with --url")?
+            .to_owned();
+        let http = reqwest::Client::builder()
+            .build()
+            .context("cannot build HTTP client")?;
+        Ok(Self {
+            http,
+            base: url.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    /// POSTs JSON; retries while the server says it is overloaded.
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        for attempt in 0..30u32 {
+            let resp = self
+                .http
+                .post(&url)
+                .bearer_auth(&self.token)
+                .json(body)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+            let status = resp.status();
+            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && attempt < 29 {
+                let wait = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(1);
+                tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                continue;
+            }
+            let value: Value = resp
+                .json()
+                .await
+                .with_context(|| format!("{url} answered {status} without JSON"))?;
+            if !status.is_success() {
+                let msg = value["error"]["message"]
+                    .as_str()
+                    .unwrap_or("request failed");
+                bail!("{url} answered {status}: {msg}");
+            }
+            return Ok(value);
+        }
+        bail!("{url} stayed overloaded")
+    }
+}

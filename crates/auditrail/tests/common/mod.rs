@@ -1,0 +1,172 @@
+//! Test helpers: a real server on a port-0 listener, stopped by a oneshot (no sleeps),
+//! and an HTTP client.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use auditrail_core::Limits;
+use auditrail_core::note::NoteSigner;
+use auditrail_server::{App, Metrics, Settings, auth::sha256};
+use auditrail_store::sqlite::{Options, SqliteStore};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+pub const ADMIN: &str = "test-platform-admin-token";
+
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub dir: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(dir: &Path) -> Self {
+        Self::start_with(dir, Duration::from_secs(3600)).await
+    }
+
+    pub async fn start_with(dir: &Path, checkpoint_interval: Duration) -> Self {
+        let store =
+            Arc::new(SqliteStore::open(dir, Options { on_commit: None }).expect("open store"));
+        let signer = NoteSigner::new("auditrail.test", [42u8; 32]).unwrap();
+        let settings = Settings {
+            public_url: "http://localhost".into(),
+            checkpoint_interval,
+            limits: Limits::default(),
+            origin_prefix: "auditrail.test".into(),
+        };
+        let app = App::new(
+            store,
+            signer,
+            settings,
+            Arc::new(Metrics::new()),
+            sha256(ADMIN.as_bytes()),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(auditrail_server::serve(app, listener, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            dir: dir.to_owned(),
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Graceful stop: in-flight requests finish, the store commits and closes.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(m, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call("GET", path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, token, Some(body)).await
+    }
+
+    pub async fn create_org(&self, id: &str) {
+        let (s, b) = self.post("/v1/orgs", ADMIN, json!({"id": id})).await;
+        assert_eq!(s, 201, "{b}");
+    }
+
+    pub async fn key(&self, org: &str, role: &str) -> String {
+        let (s, b) = self
+            .post(
+                &format!("/v1/orgs/{org}/keys"),
+                ADMIN,
+                json!({"name": role, "role": role}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        b["token"].as_str().unwrap().to_owned()
+    }
+
+    /// All events of the key's org, oldest first.
+    pub async fn all_events(&self, token: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = "/v1/events?order=asc&limit=1000".to_owned();
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let (s, b) = self.get(&path, token).await;
+            assert_eq!(s, 200, "{b}");
+            out.extend(b["events"].as_array().unwrap().iter().cloned());
+            match b["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return out,
+            }
+        }
+    }
+}
+
+/// Recomputes a leaf independently of auditrail's canonicalizer: for events (ASCII keys,
+/// strings and small integers) RFC 8785 is sorted keys and compact separators, which is
+/// exactly what serde_json writes for its default (sorted) map.
+pub fn independent_leaf(event: &Value) -> [u8; 32] {
+    let mut e = event.clone();
+    e.as_object_mut().unwrap().remove("leaf_hash");
+    let text = serde_json::to_string(&e).unwrap();
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(text.as_bytes());
+    h.finalize().into()
+}
+
+/// RFC 6962 Merkle tree hash, straight from the definition.
+pub fn independent_root(leaves: &[[u8; 32]]) -> [u8; 32] {
+    match leaves.len() {
+        0 => Sha256::digest([]).into(),
+        1 => leaves[0],
+        n => {
+            let mut k = 1;
+            while k * 2 < n {
+                k *= 2;
+            }
+            let mut h = Sha256::new();
+            h.update([1u8]);
+            h.update(independent_root(&leaves[..k]));
+            h.update(independent_root(&leaves[k..]));
+            h.finalize().into()
+        }
+    }
+}

@@ -36,6 +36,8 @@ pub struct Args {
 
 struct Batch {
     first_line: usize,
+    /// File line number of each entry of `lines` (blank lines are skipped).
+    numbers: Vec<usize>,
     lines: Vec<String>,
     bytes: u64,
 }
@@ -49,6 +51,7 @@ fn batches(
     Ok(std::iter::from_fn(move || {
         let mut b = Batch {
             first_line: 0,
+            numbers: Vec::with_capacity(size),
             lines: Vec::with_capacity(size),
             bytes: 0,
         };
@@ -64,6 +67,7 @@ fn batches(
             if b.lines.is_empty() {
                 b.first_line = n + 1;
             }
+            b.numbers.push(n + 1);
             b.lines.push(line);
             if b.lines.len() == size {
                 break;
@@ -179,7 +183,7 @@ fn prepare(
         .enumerate()
         .map(|(i, l)| {
             serde_json::from_str::<Value>(l)
-                .map_err(|e| anyhow::anyhow!("line {}: invalid JSON: {e}", b.first_line + i))
+                .map_err(|e| anyhow::anyhow!("line {}: invalid JSON: {e}", b.numbers[i]))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     prepare_batch(app, org, &values, true)
@@ -189,7 +193,8 @@ fn prepare(
                 .details
                 .first()
                 .and_then(|d| d["index"].as_u64())
-                .map_or(b.first_line, |i| b.first_line + i as usize);
+                .and_then(|i| b.numbers.get(i as usize).copied())
+                .unwrap_or(b.first_line);
             let field = e
                 .details
                 .first()
@@ -217,7 +222,7 @@ async fn remote(url: &str, token: Option<&str>, args: &Args, total: u64) -> anyh
             .enumerate()
             .map(|(i, l)| {
                 serde_json::from_str::<Value>(l)
-                    .map_err(|e| anyhow::anyhow!("line {}: invalid JSON: {e}", b.first_line + i))
+                    .map_err(|e| anyhow::anyhow!("line {}: invalid JSON: {e}", b.numbers[i]))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let resp = client

@@ -1,0 +1,421 @@
+//! The `auditrail` binary as users run it: a crash test with SIGKILL, the data-dir lock,
+//! bulk ingest, local administration and configuration.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use common::{independent_leaf, independent_root};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_auditrail");
+const ADMIN: &str = "cli-test-admin-token";
+
+struct Serve {
+    child: Child,
+    base: String,
+}
+
+fn serve(dir: &Path) -> Serve {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("AUDITRAIL_ADMIN_TOKEN", ADMIN)
+        .env("AUDITRAIL_CHECKPOINT_INTERVAL", "200ms")
+        .env("AUDITRAIL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start auditrail serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("auditrail listening on ")
+        .expect("listening line")
+        .to_owned();
+    Serve { child, base }
+}
+
+fn run(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("AUDITRAIL_ADMIN_TOKEN")
+        .output()
+        .unwrap()
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: Value,
+) -> reqwest::Result<(u16, Value)> {
+    let r = http.post(url).bearer_auth(token).json(&body).send().await?;
+    let s = r.status().as_u16();
+    Ok((s, r.json().await.unwrap_or(Value::Null)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_concurrent_ingest_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut srv = serve(dir.path());
+    let http = reqwest::Client::new();
+    let (s, _) = post(
+        &http,
+        &format!("{}/v1/orgs", srv.base),
+        ADMIN,
+        json!({"id": "acme"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 201);
+    let (_, k) = post(
+        &http,
+        &format!("{}/v1/orgs/acme/keys", srv.base),
+        ADMIN,
+        json!({"name": "i", "role": "admin"}),
+    )
+    .await
+    .unwrap();
+    let token = k["token"].as_str().unwrap().to_owned();
+
+    // 16 clients send batches until the server dies; record every acknowledgement.
+    let acked: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let mut clients = Vec::new();
+    for c in 0..16 {
+        let (http, url, token, acked) = (
+            http.clone(),
+            format!("{}/v1/events", srv.base),
+            token.clone(),
+            acked.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            for b in 0.. {
+                let n = if c % 2 == 0 { 1 } else { 50 };
+                let events: Vec<Value> = (0..n).map(|i| json!({"id": format!("c{c}-b{b}-{i}"), "action": "crash.test", "details": {"c": c}})).collect();
+                let Ok((200, body)) = post(&http, &url, &token, json!({"events": events})).await else { return };
+                let mut a = acked.lock().unwrap();
+                for x in body["accepted"].as_array().unwrap() {
+                    a.insert(x["id"].as_str().unwrap().to_owned(), x["seq"].as_u64().unwrap());
+                }
+            }
+        }));
+    }
+    // Kill once a good number of events is acknowledged (no fixed sleep).
+    while acked.lock().unwrap().len() < 3000 {
+        tokio::task::yield_now().await;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    srv.child.kill().unwrap(); // SIGKILL
+    srv.child.wait().unwrap();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let mut srv = serve(dir.path());
+    let mut events = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let r: Value = http
+            .get(format!(
+                "{}/v1/events?order=asc&limit=1000{cursor}",
+                srv.base
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        events.extend(r["events"].as_array().unwrap().iter().cloned());
+        match r["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=events.len() as u64).collect::<Vec<_>>(),
+        "seqs are gapless after the crash"
+    );
+    let by_id: HashMap<&str, u64> = events
+        .iter()
+        .map(|e| (e["id"].as_str().unwrap(), e["seq"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(by_id.len(), events.len(), "no event is stored twice");
+    for (id, seq) in &acked {
+        assert_eq!(
+            by_id.get(id.as_str()),
+            Some(seq),
+            "acknowledged event {id} is present with its seq"
+        );
+    }
+    // The restarted tree is the one the events make.
+    let note = http
+        .get(format!("{}/v1/checkpoints/latest", srv.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let leaves: Vec<[u8; 32]> = events.iter().map(independent_leaf).collect();
+    use base64::Engine;
+    assert_eq!(note.lines().nth(1).unwrap(), events.len().to_string());
+    assert_eq!(
+        note.lines().nth(2).unwrap(),
+        base64::engine::general_purpose::STANDARD.encode(independent_root(&leaves))
+    );
+    // And it keeps going.
+    let (s, b) = post(
+        &http,
+        &format!("{}/v1/events", srv.base),
+        &token,
+        json!({"action": "after"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (s, b["accepted"][0]["seq"].as_u64()),
+        (200, Some(events.len() as u64 + 1))
+    );
+    srv.child.kill().unwrap();
+    srv.child.wait().unwrap();
+    eprintln!(
+        "crash test: {} acknowledged, {} present after restart",
+        acked.len(),
+        events.len()
+    );
+}
+
+#[test]
+fn data_dir_in_use_is_refused_and_local_admin_works_when_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut srv = serve(dir.path());
+    let out = run(&["orgs", "create", "acme"], dir.path());
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use by another auditrail process"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ndjson = dir.path().join("x.ndjson");
+    std::fs::write(&ndjson, "{\"action\":\"a\"}\n").unwrap();
+    let out = run(
+        &["ingest", "--org", "acme", ndjson.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(
+        !out.status.success(),
+        "ingest refuses a data dir a server holds"
+    );
+    srv.child.kill().unwrap();
+    srv.child.wait().unwrap();
+
+    let out = run(&["orgs", "create", "acme", "--name", "Acme"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let org: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(org["name"], "Acme");
+    let out = run(
+        &["keys", "create", "--org", "acme", "--role", "viewer"],
+        dir.path(),
+    );
+    assert!(out.status.success());
+    let key: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(key["token"].as_str().unwrap().starts_with("ark_key_"));
+    let out = run(
+        &["keys", "create", "--org", "acme", "--role", "root"],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("role"));
+}
+
+#[test]
+fn bulk_ingest_keeps_file_order_and_names_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        run(&["orgs", "create", "acme"], dir.path())
+            .status
+            .success()
+    );
+    let file = dir.path().join("events.ndjson");
+    let mut f = std::fs::File::create(&file).unwrap();
+    for i in 0..25_000 {
+        writeln!(f, "{}", json!({"id": format!("e{i}"), "action": "bulk", "actor": {"id": format!("u-{}", i % 7)}})).unwrap();
+    }
+    drop(f);
+    let out = run(
+        &[
+            "ingest",
+            "--org",
+            "acme",
+            "--batch",
+            "4000",
+            file.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ingested 25000 events"));
+    // Rerunning stores nothing twice.
+    let out = run(
+        &["ingest", "--org", "acme", file.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ingested 0 events"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = dir.path().join("bad.ndjson");
+    std::fs::write(
+        &bad,
+        "{\"action\":\"ok\"}\n\n{\"action\":\"ok\",\"actor\":{\"type\":\"ROBOT\"}}\n",
+    )
+    .unwrap();
+    let out = run(
+        &["ingest", "--org", "acme", bad.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3: actor.type"), "{err}");
+
+    // File order is seq order.
+    let conn = rusqlite::Connection::open(dir.path().join("auditrail.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT body FROM events ORDER BY rid")
+        .unwrap();
+    let bodies: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let ids: Vec<String> = bodies
+        .iter()
+        .map(|b| {
+            serde_json::from_str::<Value>(b).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let bulk: Vec<&String> = ids.iter().filter(|i| i.starts_with('e')).collect();
+    assert_eq!(bulk.len(), 25_000);
+    assert!(
+        bulk.iter()
+            .enumerate()
+            .all(|(i, id)| **id == format!("e{i}"))
+    );
+}
+
+#[test]
+fn print_config_masks_secrets_and_layers_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("a.toml");
+    std::fs::write(
+        &cfg,
+        "listen = \"127.0.0.1:9999\"\nexport_ttl = \"7d\"\ncheckpoint_interval = \"9s\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--print-config", "--config"])
+        .arg(&cfg)
+        .env("AUDITRAIL_ADMIN_TOKEN", "very-secret-value")
+        .env("AUDITRAIL_CHECKPOINT_INTERVAL", "3s")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(!text.contains("very-secret-value"));
+    assert!(text.contains("admin_token = \"********\""));
+    assert!(
+        text.contains("listen = \"127.0.0.1:9999\""),
+        "file value: {text}"
+    );
+    assert!(text.contains("export_ttl = \"7days\""), "{text}");
+    assert!(
+        text.contains("checkpoint_interval = \"3s\""),
+        "env beats file: {text}"
+    );
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--print-config",
+            "--listen",
+            "0.0.0.0:1",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("listen = \"0.0.0.0:1\""),
+        "flag beats file"
+    );
+    std::fs::write(&cfg, "lisen = 1\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--print-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lisen"));
+}
+
+#[test]
+fn first_start_prints_the_admin_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env_remove("AUDITRAIL_ADMIN_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        child.kill().unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let first = start();
+    assert!(first.contains("arp_"), "{first}");
+    let second = start();
+    assert!(!second.contains("arp_"), "{second}");
+    let db = std::fs::read(dir.path().join("auditrail.db")).unwrap();
+    let token = first
+        .split_whitespace()
+        .find(|w| w.starts_with("arp_"))
+        .unwrap();
+    assert!(
+        !db.windows(token.len()).any(|w| w == token.as_bytes()),
+        "the token is stored only hashed"
+    );
+}

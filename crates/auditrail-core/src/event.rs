@@ -318,14 +318,14 @@ pub fn prepare(
                 ("role", MAX_ACTION_LEN),
             ],
         )?;
-        if let Some(t) = a.get("type").and_then(Value::as_str) {
-            if !ACTOR_TYPES.contains(&t) {
-                c.fail(
-                    "actor.type",
-                    format!("must be one of {}", ACTOR_TYPES.join(", ")),
-                );
-                return None;
-            }
+        if let Some(t) = a.get("type").and_then(Value::as_str)
+            && !ACTOR_TYPES.contains(&t)
+        {
+            c.fail(
+                "actor.type",
+                format!("must be one of {}", ACTOR_TYPES.join(", ")),
+            );
+            return None;
         }
         Some(a)
     });
@@ -338,10 +338,11 @@ pub fn prepare(
             c.fail("context", "may have at most 16 keys");
         }
         for (k, val) in m {
-            if let Some(s) = c.text(&format!("context.{k}"), val, 0, MAX_TEXT_LEN) {
-                if k == "ip" && s.parse::<std::net::IpAddr>().is_err() {
-                    c.fail("context.ip", "must be an IPv4 or IPv6 address");
-                }
+            if let Some(s) = c.text(&format!("context.{k}"), val, 0, MAX_TEXT_LEN)
+                && k == "ip"
+                && s.parse::<std::net::IpAddr>().is_err()
+            {
+                c.fail("context.ip", "must be an IPv4 or IPv6 address");
             }
         }
         Some(v.clone())

@@ -212,10 +212,10 @@ pub fn filter_from(p: &SearchParams) -> ApiResult<Filter> {
     if let Some(to) = time_param("to", &p.to)? {
         f.narrow_to(to);
     }
-    if let (Some(a), Some(b)) = (f.from_us, f.to_us) {
-        if a > b && p.from.is_some() && p.to.is_some() {
-            return Err(ApiError::invalid_field("from", "must not be after `to`"));
-        }
+    if let (Some(a), Some(b)) = (f.from_us, f.to_us)
+        && a > b
+    {
+        return Err(ApiError::invalid_field("from", "must not be after `to`"));
     }
     for (field, v) in [
         (Field::ActorId, &p.actor_id),

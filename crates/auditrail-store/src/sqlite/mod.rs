@@ -132,7 +132,7 @@ impl SqliteStore {
 
     /// Runs a read on a pooled connection, off the async threads.
     async fn read<T: Send + 'static>(
-        self: &Self,
+        &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let mut conn = match self.readers.lock().ok().and_then(|mut p| p.pop()) {
@@ -153,10 +153,10 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?;
-        if let Ok(mut pool) = self.readers.lock() {
-            if pool.len() < 8 {
-                pool.push(conn);
-            }
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < 8
+        {
+            pool.push(conn);
         }
         r
     }

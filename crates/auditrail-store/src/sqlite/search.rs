@@ -105,14 +105,12 @@ pub(crate) fn search(
     let mut more = false;
     // Rows dropped by the exact re-check still count toward the page, so the cursor
     // always advances past everything that was read.
-    let mut consumed = 0;
-    for row in rows {
+    for (consumed, row) in rows.enumerate() {
         let (seq, body, leaf) = row.op("read search row")?;
         if consumed == page.limit {
             more = true;
             break;
         }
-        consumed += 1;
         last_seq = Some(seq);
         if matches(&body, filter) {
             let leaf = leaf

@@ -203,12 +203,11 @@ impl Writer {
                 .op("prepare node insert")?;
             for (org_num, events, _, _) in jobs {
                 let org_num = *org_num;
-                if !self.orgs.contains_key(&org_num) {
-                    let state = load_org_state(&tx, org_num)?;
-                    self.orgs.insert(org_num, state);
-                }
-                let Some(state) = self.orgs.get_mut(&org_num) else {
-                    return Err(StoreError::Corrupt("org state vanished".into()));
+                let state = match self.orgs.entry(org_num) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(load_org_state(&tx, org_num)?)
+                    }
                 };
                 undo.entry(org_num).or_insert_with(|| state.clone());
                 let received_ms = now_ms.max(state.last_received_ms);

@@ -1,6 +1,10 @@
 //! Test helpers: a real server on a port-0 listener, stopped by a oneshot (no sleeps),
 //! and an HTTP client.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is a failed test"
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -60,7 +60,8 @@ pub fn write_value_str(value: &Value, out: &mut String) -> Result<(), CanonicalE
     Ok(())
 }
 
-fn write_object(map: &Map<String, Value>, out: &mut String) -> Result<(), CanonicalError> {
+/// Appends the canonical text of an object.
+pub fn write_object(map: &Map<String, Value>, out: &mut String) -> Result<(), CanonicalError> {
     let mut members: Vec<(&String, &Value)> = map.iter().collect();
     members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
     out.push('{');

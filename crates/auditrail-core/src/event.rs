@@ -10,6 +10,8 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
+use sha2::{Digest, Sha256};
+
 use crate::canonical::{self, write_string};
 use crate::time;
 
@@ -79,6 +81,9 @@ pub struct PreparedEvent {
     pub mid: String,
     pub occurred_us: i64,
     pub terms: Terms,
+    /// SHA-256 state after `0x00 ‖ "{" ‖ head`: most of the leaf hash, computed where
+    /// the event is prepared so the single writer only hashes the short tail.
+    pub leaf_prefix: Sha256,
 }
 
 impl PreparedEvent {
@@ -90,6 +95,14 @@ impl PreparedEvent {
             &self.mid,
             seq,
         )
+    }
+
+    /// The stored event text and its leaf hash, finishing the precomputed hash state.
+    pub fn finish(&self, received_ms: i64, seq: u64) -> (String, crate::Hash) {
+        let body = self.assemble(received_ms, seq);
+        let mut h = self.leaf_prefix.clone();
+        h.update(&body.as_bytes()[1 + self.head.len()..]);
+        (body, h.finalize().into())
     }
 }
 
@@ -120,6 +133,26 @@ struct Checker<'a> {
     errors: &'a mut Vec<FieldError>,
 }
 
+/// Checks a string field; the reason on failure.
+fn check_text(v: &Value, min: usize, max: usize) -> Result<&str, String> {
+    let Value::String(s) = v else {
+        return Err("must be a string".into());
+    };
+    // Bytes bound characters from above, so short strings skip the count.
+    let n = if s.len() <= max && s.len() >= min && s.is_ascii() {
+        s.len()
+    } else {
+        s.chars().count()
+    };
+    if n < min || n > max {
+        return Err(format!("must be {min} to {max} characters, got {n}"));
+    }
+    if s.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(s)
+}
+
 impl Checker<'_> {
     fn fail(&mut self, field: impl Into<String>, reason: impl Into<String>) {
         self.errors.push(FieldError {
@@ -129,55 +162,39 @@ impl Checker<'_> {
         });
     }
 
-    fn text(&mut self, field: &str, v: &Value, min: usize, max: usize) -> Option<String> {
-        match v {
-            Value::String(s) => {
-                let n = s.chars().count();
-                if n < min || n > max {
-                    self.fail(field, format!("must be {min} to {max} characters, got {n}"));
-                    None
-                } else if s.chars().any(char::is_control) {
-                    self.fail(field, "must not contain control characters");
-                    None
-                } else {
-                    Some(s.clone())
-                }
-            }
-            _ => {
-                self.fail(field, "must be a string");
-                None
-            }
-        }
+    fn text<'v>(&mut self, field: &str, v: &'v Value, min: usize, max: usize) -> Option<&'v str> {
+        check_text(v, min, max)
+            .map_err(|reason| self.fail(field, reason))
+            .ok()
     }
 
-    /// Validates a small object of string fields, returning it canonical-ready.
-    fn object(
+    /// Validates a small object of string fields (nulls mean absent).
+    fn object<'v>(
         &mut self,
         field: &str,
-        v: &Value,
+        v: &'v Value,
         allowed: &[(&str, usize)],
-    ) -> Option<Map<String, Value>> {
+    ) -> Option<&'v Map<String, Value>> {
         let Value::Object(map) = v else {
             self.fail(field, "must be an object");
             return None;
         };
         let before = self.errors.len();
         for (k, val) in map {
-            let path = format!("{field}.{k}");
             match allowed.iter().find(|(name, _)| name == k) {
                 Some((_, max)) if !val.is_null() => {
-                    self.text(&path, val, 1, *max);
+                    if let Err(reason) = check_text(val, 1, *max) {
+                        self.fail(format!("{field}.{k}"), reason);
+                    }
                 }
                 Some(_) => {}
-                None => self.fail(path, format!("unknown field; allowed: {}", names(allowed))),
+                None => self.fail(
+                    format!("{field}.{k}"),
+                    format!("unknown field; allowed: {}", names(allowed)),
+                ),
             }
         }
-        let out: Map<String, Value> = map
-            .iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        (self.errors.len() == before).then_some(out)
+        (self.errors.len() == before).then_some(map)
     }
 }
 
@@ -214,6 +231,19 @@ const TOP_LEVEL: [&str; 9] = [
     "details",
     "context",
     "outcome",
+];
+
+const RESOURCE_FIELDS: [(&str, usize); 3] = [
+    ("type", MAX_ACTION_LEN),
+    ("id", MAX_ID_LEN),
+    ("name", MAX_TEXT_LEN),
+];
+const ACTOR_FIELDS: [(&str, usize); 5] = [
+    ("id", MAX_ID_LEN),
+    ("type", 32),
+    ("email", MAX_TEXT_LEN),
+    ("name", MAX_TEXT_LEN),
+    ("role", MAX_ACTION_LEN),
 ];
 
 /// Validates one event as sent by a client and canonicalizes it for `org_id`.
@@ -284,40 +314,10 @@ pub fn prepare(
             None
         }
     };
-    let resource = get("resource").and_then(|v| {
-        c.object(
-            "resource",
-            v,
-            &[
-                ("type", MAX_ACTION_LEN),
-                ("id", MAX_ID_LEN),
-                ("name", MAX_TEXT_LEN),
-            ],
-        )
-    });
-    let scope = get("scope").and_then(|v| {
-        c.object(
-            "scope",
-            v,
-            &[
-                ("type", MAX_ACTION_LEN),
-                ("id", MAX_ID_LEN),
-                ("name", MAX_TEXT_LEN),
-            ],
-        )
-    });
+    let resource = get("resource").and_then(|v| c.object("resource", v, &RESOURCE_FIELDS));
+    let scope = get("scope").and_then(|v| c.object("scope", v, &RESOURCE_FIELDS));
     let actor = get("actor").and_then(|v| {
-        let a = c.object(
-            "actor",
-            v,
-            &[
-                ("id", MAX_ID_LEN),
-                ("type", 32),
-                ("email", MAX_TEXT_LEN),
-                ("name", MAX_TEXT_LEN),
-                ("role", MAX_ACTION_LEN),
-            ],
-        )?;
+        let a = c.object("actor", v, &ACTOR_FIELDS)?;
         if let Some(t) = a.get("type").and_then(Value::as_str)
             && !ACTOR_TYPES.contains(&t)
         {
@@ -338,27 +338,28 @@ pub fn prepare(
             c.fail("context", "may have at most 16 keys");
         }
         for (k, val) in m {
-            if let Some(s) = c.text(&format!("context.{k}"), val, 0, MAX_TEXT_LEN)
-                && k == "ip"
-                && s.parse::<std::net::IpAddr>().is_err()
-            {
-                c.fail("context.ip", "must be an IPv4 or IPv6 address");
+            match check_text(val, 0, MAX_TEXT_LEN) {
+                Err(reason) => c.fail(format!("context.{k}"), reason),
+                Ok(s) if k == "ip" && s.parse::<std::net::IpAddr>().is_err() => {
+                    c.fail("context.ip", "must be an IPv4 or IPv6 address")
+                }
+                Ok(_) => {}
             }
         }
-        Some(v.clone())
+        Some(m)
     });
     let outcome = get("outcome").and_then(|v| {
         let s = v.as_str().filter(|s| OUTCOMES.contains(s));
         if s.is_none() {
             c.fail("outcome", format!("must be one of {}", OUTCOMES.join(", ")));
         }
-        s.map(str::to_owned)
+        s
     });
     let details = get("details").and_then(|v| {
-        if !v.is_object() {
+        let Value::Object(m) = v else {
             c.fail("details", "must be an object");
             return None;
-        }
+        };
         let (depth, nul) = depth_and_nul(v, 1);
         if nul {
             c.fail("details", "must not contain NUL characters");
@@ -372,19 +373,20 @@ pub fn prepare(
                 ),
             );
         }
-        match canonical::to_string(v) {
-            Ok(s) if s.len() > limits.max_details_bytes => {
+        let mut text = String::with_capacity(128);
+        match canonical::write_object(m, &mut text) {
+            Ok(()) if text.len() > limits.max_details_bytes => {
                 c.fail(
                     "details",
                     format!(
                         "is {} bytes; at most {} allowed",
-                        s.len(),
+                        text.len(),
                         limits.max_details_bytes
                     ),
                 );
                 None
             }
-            Ok(s) => Some(s),
+            Ok(()) => Some(text),
             Err(e) => {
                 c.fail("details", e.to_string());
                 None
@@ -398,15 +400,15 @@ pub fn prepare(
         return Err(errors);
     };
 
-    let id = client_id.clone().unwrap_or_else(new_id);
+    let id = client_id.map_or_else(new_id, str::to_owned);
     let occurred_at = time::format(occurred);
     // Members in canonical (UTF-16) order; all names are ASCII so byte order is the same.
-    let mut head = String::with_capacity(256);
-    member(&mut head, "action", |o| write_string(&action, o));
-    if let Some(a) = &actor {
+    let mut head = String::with_capacity(512);
+    member(&mut head, "action", |o| write_string(action, o));
+    if let Some(a) = actor {
         member(&mut head, "actor", |o| write_map(a, o));
     }
-    if let Some(Value::Object(m)) = &context {
+    if let Some(m) = context {
         member(&mut head, "context", |o| write_map(m, o));
     }
     if let Some(d) = &details {
@@ -415,38 +417,41 @@ pub fn prepare(
     member(&mut head, "id", |o| write_string(&id, o));
     member(&mut head, "occurred_at", |o| write_string(&occurred_at, o));
     member(&mut head, "org_id", |o| write_string(org_id, o));
-    if let Some(out) = &outcome {
+    if let Some(out) = outcome {
         member(&mut head, "outcome", |o| write_string(out, o));
     }
     let mut mid = String::with_capacity(128);
-    if let Some(r) = &resource {
+    if let Some(r) = resource {
         mid.push(',');
         member(&mut mid, "resource", |o| write_map(r, o));
     }
-    if let Some(s) = &scope {
+    if let Some(s) = scope {
         mid.push(',');
         member(&mut mid, "scope", |o| write_map(s, o));
     }
-    let s = |m: &Option<Map<String, Value>>, k: &str| {
-        m.as_ref()
-            .and_then(|m| m.get(k))
+    let s = |m: Option<&Map<String, Value>>, k: &str| {
+        m.and_then(|m| m.get(k))
             .and_then(Value::as_str)
             .map(str::to_owned)
     };
     let terms = Terms {
-        action,
-        actor_id: s(&actor, "id"),
-        resource_type: s(&resource, "type"),
-        resource_id: s(&resource, "id"),
-        scope_id: s(&scope, "id"),
+        action: action.to_owned(),
+        actor_id: s(actor, "id"),
+        resource_type: s(resource, "type"),
+        resource_id: s(resource, "id"),
+        scope_id: s(scope, "id"),
     };
+    let mut leaf_prefix = Sha256::new();
+    leaf_prefix.update([0u8, b'{']);
+    leaf_prefix.update(head.as_bytes());
     Ok(PreparedEvent {
         id,
-        client_id,
+        client_id: client_id.map(str::to_owned),
         head,
         mid,
         occurred_us: time::micros(occurred),
         terms,
+        leaf_prefix,
     })
 }
 
@@ -459,10 +464,19 @@ fn member(out: &mut String, name: &str, value: impl FnOnce(&mut String)) {
     value(out);
 }
 
+/// Writes an object of validated string values, leaving out nulls (absent).
 fn write_map(m: &Map<String, Value>, out: &mut String) {
-    // Only string values reach here (validated), so canonicalization cannot fail.
-    let v = Value::Object(m.clone());
-    let _ = canonical::write_value_str(&v, out);
+    // Only strings and nulls reach here, so canonicalization cannot fail.
+    if m.values().any(Value::is_null) {
+        let filtered: Map<String, Value> = m
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let _ = canonical::write_object(&filtered, out);
+    } else {
+        let _ = canonical::write_object(m, out);
+    }
 }
 
 #[cfg(test)]

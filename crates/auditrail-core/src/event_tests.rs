@@ -113,3 +113,13 @@ fn nulls_mean_absent() {
     assert!(!p.mid.contains("scope"));
     assert!(!p.head.contains("email"));
 }
+
+#[test]
+fn finish_hashes_like_the_whole_text() {
+    let p = ok(
+        json!({"action": "a", "actor": {"id": "u"}, "scope": {"id": "s"}, "details": {"x": [1, "é"]}}),
+    );
+    let (body, leaf) = p.finish(1_700_000_000_000, 9);
+    assert_eq!(body, p.assemble(1_700_000_000_000, 9));
+    assert_eq!(leaf, crate::merkle::leaf_hash(body.as_bytes()));
+}

@@ -59,3 +59,52 @@ pub fn matches(body: &str, filter: &auditrail_core::query::Filter) -> bool {
             .iter()
             .all(|(t, neg)| body.contains(t.as_str()) != *neg)
 }
+
+/// Encodes ascending rids as LEB128 deltas from the first (which is stored as the key).
+pub fn encode_rids(rids: &[i64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rids.len() * 2);
+    let mut prev = rids.first().copied().unwrap_or(0);
+    for &r in rids {
+        let mut d = (r - prev) as u64;
+        prev = r;
+        loop {
+            let b = (d & 0x7f) as u8;
+            d >>= 7;
+            if d == 0 {
+                out.push(b);
+                break;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    out
+}
+
+/// Decodes what [`encode_rids`] wrote, given the first rid.
+pub fn decode_rids(first: i64, blob: &[u8]) -> Vec<i64> {
+    let mut out = Vec::with_capacity(blob.len());
+    let (mut cur, mut shift, mut d) = (first, 0u32, 0u64);
+    for &b in blob {
+        d |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            cur += d as i64;
+            out.push(cur);
+            (shift, d) = (0, 0);
+        } else {
+            shift += 7;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rid_blocks_round_trip() {
+        let rids = vec![1 << 40, (1 << 40) + 1, (1 << 40) + 200, (1 << 40) + 70_000];
+        assert_eq!(decode_rids(rids[0], &encode_rids(&rids)), rids);
+        assert_eq!(encode_rids(&rids[..1]), vec![0]);
+    }
+}

@@ -1,1 +1,336 @@
-fn main() {}
+//! Ingest benchmark: auditrail against the naive SQLite layout, on the same events, in
+//! one run. `cargo bench -p auditrail --bench ingest` (env BENCH_EVENTS, BENCH_BULK_EVENTS).
+//!
+//! Peers: one SQLite row per event with two secondary indexes, WAL, synchronous=FULL,
+//! 1000-row transactions, driven from Rust (rusqlite) and from Python's `executemany`.
+#![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auditrail_core::Limits;
+use auditrail_core::note::NoteSigner;
+use auditrail_server::{App, Metrics, Settings, auth::sha256};
+use auditrail_store::sqlite::{Options, SqliteStore};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "bench-admin";
+
+/// A deterministic, realistic event (~550 bytes as sent).
+fn event(i: u64) -> Value {
+    let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let actions = [
+        "addProject",
+        "releaseProject",
+        "addPipeline",
+        "updatePipeline",
+        "setPassword",
+        "CREATE_GRAPH",
+        "UPDATE_GRAPH_VARIANT",
+        "ADD_USER_TO_ORGANIZATION",
+    ];
+    json!({
+        "id": format!("{:016x}{:016x}", x, x.rotate_left(17) ^ i),
+        "action": actions[(x % actions.len() as u64) as usize],
+        "actor": {"id": format!("u-{}", x % 1000), "type": "USER", "email": format!("user{}@example.com", x % 1000), "name": "Ann Lee", "role": "ORG_ADMIN"},
+        "resource": {"type": "PROJECT", "id": format!("p-{}", (x >> 8) % 100_000)},
+        "scope": {"type": "GRAPH", "id": format!("graph-{}", (x >> 20) % 200)},
+        "details": {"name": format!("project {}", i), "language": "scala", "branch": "main", "version": (x % 97) as i64},
+        "context": {"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"},
+        "outcome": "success"
+    })
+}
+
+fn naive_schema(conn: &rusqlite::Connection) {
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+         CREATE TABLE events (id INTEGER PRIMARY KEY, org TEXT NOT NULL, seq INTEGER NOT NULL, event_id TEXT NOT NULL,
+            occurred_at TEXT NOT NULL, action TEXT NOT NULL, actor_id TEXT, body TEXT NOT NULL);
+         CREATE INDEX events_actor ON events (org, actor_id, occurred_at);
+         CREATE INDEX events_action ON events (org, action, occurred_at);",
+    )
+    .unwrap();
+}
+
+fn naive_rust(dir: &Path, events: &[Value]) -> f64 {
+    let mut conn = rusqlite::Connection::open(dir.join("naive.db")).unwrap();
+    naive_schema(&conn);
+    let rows: Vec<(String, String, String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap().to_owned(),
+                e["action"].as_str().unwrap().to_owned(),
+                e["actor"]["id"].as_str().unwrap().to_owned(),
+                e.to_string(),
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    for (c, chunk) in rows.chunks(1000).enumerate() {
+        let tx = conn.transaction().unwrap();
+        {
+            let mut st = tx.prepare_cached("INSERT INTO events (org, seq, event_id, occurred_at, action, actor_id, body) VALUES ('acme', ?1, ?2, '2026-11-21T10:00:00Z', ?3, ?4, ?5)").unwrap();
+            for (i, (id, action, actor, body)) in chunk.iter().enumerate() {
+                st.execute(rusqlite::params![
+                    (c * 1000 + i) as i64,
+                    id,
+                    action,
+                    actor,
+                    body
+                ])
+                .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    events.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+fn naive_python(dir: &Path, events: &[Value]) -> Option<f64> {
+    let data = dir.join("py.ndjson");
+    let mut f = std::fs::File::create(&data).unwrap();
+    for e in events {
+        writeln!(f, "{e}").unwrap();
+    }
+    let script = r#"
+import json, sqlite3, sys, time
+rows = [json.loads(l) for l in open(sys.argv[1])]
+rows = [("acme", i, e["id"], "2026-11-21T10:00:00Z", e["action"], e["actor"]["id"], json.dumps(e)) for i, e in enumerate(rows)]
+db = sqlite3.connect(sys.argv[2], isolation_level=None)
+db.executescript("""PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+CREATE TABLE events (id INTEGER PRIMARY KEY, org TEXT NOT NULL, seq INTEGER NOT NULL, event_id TEXT NOT NULL,
+  occurred_at TEXT NOT NULL, action TEXT NOT NULL, actor_id TEXT, body TEXT NOT NULL);
+CREATE INDEX events_actor ON events (org, actor_id, occurred_at);
+CREATE INDEX events_action ON events (org, action, occurred_at);""")
+t = time.perf_counter()
+for i in range(0, len(rows), 1000):
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO events (org, seq, event_id, occurred_at, action, actor_id, body) VALUES (?,?,?,?,?,?,?)", rows[i:i+1000])
+    db.execute("COMMIT")
+print(len(rows) / (time.perf_counter() - t))
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&data)
+        .arg(dir.join("py.db"))
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+async fn start_server(
+    dir: &Path,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let store = Arc::new(SqliteStore::open(dir, Options { on_commit: None }).unwrap());
+    let settings = Settings {
+        public_url: "http://localhost".into(),
+        checkpoint_interval: Duration::from_secs(5),
+        limits: Limits::default(),
+        origin_prefix: "bench".into(),
+    };
+    let app = App::new(
+        store,
+        NoteSigner::new("bench", [1; 32]).unwrap(),
+        settings,
+        Arc::new(Metrics::new()),
+        sha256(ADMIN.as_bytes()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(auditrail_server::serve(app, listener, async move {
+        let _ = rx.await;
+    }));
+    (base, tx, task)
+}
+
+async fn org_key(http: &reqwest::Client, base: &str, org: &str) -> String {
+    http.post(format!("{base}/v1/orgs"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"id": org}))
+        .send()
+        .await
+        .unwrap();
+    let k: Value = http
+        .post(format!("{base}/v1/orgs/{org}/keys"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "b", "role": "ingest"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    k["token"].as_str().unwrap().to_owned()
+}
+
+/// 16 connections posting 500-event batches; returns events/s.
+async fn http_batches(base: &str, token: &str, events: &[Value]) -> f64 {
+    let bodies: Vec<Vec<u8>> = events
+        .chunks(500)
+        .map(|c| serde_json::to_vec(&json!({"events": c})).unwrap())
+        .collect();
+    let queue = Arc::new(std::sync::Mutex::new(bodies));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (queue, base, token) = (queue.clone(), base.to_owned(), token.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            loop {
+                let Some(body) = queue.lock().unwrap().pop() else {
+                    return;
+                };
+                let r = http
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    events.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// 64 clients sending one event per request; returns (events/s, p50 ms, p99 ms).
+async fn http_singles(base: &str, token: &str, events: &[Value]) -> (f64, f64, f64) {
+    let bodies: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| serde_json::to_vec(e).unwrap())
+        .collect();
+    let queue = Arc::new(std::sync::Mutex::new(bodies));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (queue, base, token) = (queue.clone(), base.to_owned(), token.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut lat = Vec::new();
+            loop {
+                let Some(body) = queue.lock().unwrap().pop() else {
+                    return lat;
+                };
+                let t = Instant::now();
+                let r = http
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap();
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let rate = events.len() as f64 / start.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    (rate, lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+}
+
+fn bulk_cli(dir: &Path, n: u64) -> f64 {
+    let bin = env!("CARGO_BIN_EXE_auditrail");
+    let data = dir.join("bulk");
+    let ok = std::process::Command::new(bin)
+        .args(["orgs", "create", "bulk", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let file = dir.join("bulk.ndjson");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    for i in 0..n {
+        writeln!(f, "{}", event(i + 10_000_000)).unwrap();
+    }
+    drop(f);
+    let start = Instant::now();
+    let out = std::process::Command::new(bin)
+        .args(["ingest", "--org", "bulk", "--data-dir"])
+        .arg(&data)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let n: u64 = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let bulk: u64 = std::env::var("BENCH_BULK_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let root = std::env::var("BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir());
+    let dir = tempfile::tempdir_in(root).unwrap();
+    let events: Vec<Value> = (0..n).map(event).collect();
+    let avg = events.iter().map(|e| e.to_string().len()).sum::<usize>() / events.len();
+    println!("events: {n} (average {avg} bytes as sent); bulk: {bulk}");
+
+    let naive = naive_rust(dir.path(), &events);
+    println!("naive layout, Rust (rusqlite, 1000-row tx, 2 indexes): {naive:.0} rows/s");
+    let py = naive_python(dir.path(), &events);
+    match py {
+        Some(p) => println!("naive layout, Python executemany:                      {p:.0} rows/s"),
+        None => println!("naive layout, Python executemany: python3 not available"),
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (batch_rate, singles) = rt.block_on(async {
+        let (base, stop, task) = start_server(&dir.path().join("srv")).await;
+        let http = reqwest::Client::new();
+        let token = org_key(&http, &base, "acme").await;
+        let batch_rate = http_batches(&base, &token, &events).await;
+        let token2 = org_key(&http, &base, "single").await;
+        let single_events: Vec<Value> = (0..(n / 4)).map(|i| event(i + 5_000_000)).collect();
+        let singles = http_singles(&base, &token2, &single_events).await;
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+        (batch_rate, singles)
+    });
+    println!(
+        "auditrail HTTP, 500-event batches x 16 connections:    {batch_rate:.0} events/s ({:.2}x naive Rust{})",
+        batch_rate / naive,
+        py.map(|p| format!(", {:.2}x naive Python", batch_rate / p))
+            .unwrap_or_default()
+    );
+    println!(
+        "auditrail HTTP, single events x 64 clients:            {:.0} events/s, p50 {:.2} ms, p99 {:.2} ms",
+        singles.0, singles.1, singles.2
+    );
+    let bulk_rate = bulk_cli(dir.path(), bulk);
+    println!("auditrail ingest (CLI bulk load) of {bulk} events:       {bulk_rate:.0} events/s");
+}

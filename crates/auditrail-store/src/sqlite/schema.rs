@@ -3,8 +3,11 @@
 //! Layout, chosen for append speed:
 //! - `events` is a rowid table whose rowid is `org_num << 40 | seq`, so each org's log is
 //!   one contiguous, append-only key range: inserting never splits a page in the middle.
-//! - `terms` is the only secondary index: one compact `(term, rid)` entry per searchable
-//!   field (a 64-bit hash, see `terms.rs`), instead of one wide index per column.
+//! - `postings` is the only search index. Each group commit writes one row per distinct
+//!   term it saw (a 64-bit hash of org, field and value, see `terms.rs`) holding the
+//!   delta-encoded rids of that commit's events with the term. Index maintenance is one
+//!   row per distinct term per commit rather than one row per event per field, which is
+//!   what makes secondary indexes the dominant cost of the naive layout.
 //! - `idem` holds client-supplied ids only; generated ids are unique by construction.
 //! - `nodes` holds every complete Merkle subtree above the leaves, so roots and proofs
 //!   take O(log n) point reads; leaves are `events.leaf`.
@@ -41,7 +44,7 @@ CREATE TABLE events (
     leaf BLOB NOT NULL,
     body TEXT
 );
-CREATE TABLE terms (term INTEGER NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY (term, rid)) WITHOUT ROWID;
+CREATE TABLE postings (term INTEGER NOT NULL, first_rid INTEGER NOT NULL, rids BLOB NOT NULL, PRIMARY KEY (term, first_rid)) WITHOUT ROWID;
 CREATE TABLE idem (org_num INTEGER NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (org_num, id)) WITHOUT ROWID;
 CREATE TABLE nodes (
     org_num INTEGER NOT NULL, level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,

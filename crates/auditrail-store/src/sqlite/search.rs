@@ -1,15 +1,19 @@
-//! Search on SQLite: the most selective positive condition drives an index range scan
-//! over `terms`; every other condition is checked per candidate; results are re-checked
-//! exactly against the event text before they are returned.
+//! Search on SQLite.
+//!
+//! With a positive condition, the most selective one drives: its postings blocks are
+//! walked in seq order and each candidate event is fetched by rid. Without one, the
+//! events of the org are scanned in seq order. Either way every candidate is checked
+//! exactly against the whole filter, and reading stops one match past the page, so the
+//! cursor never skips or repeats and `next_after` is set only when more matches exist.
 
 use auditrail_core::query::{Field, Filter};
-use rusqlite::Connection;
 use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::schema::{MAX_SEQ, rid, seq_of};
 use crate::error::Context;
-use crate::terms::{matches, term_key};
-use crate::{Order, Page, PageRequest, Result, StoredEvent};
+use crate::terms::{decode_rids, matches, term_key};
+use crate::{Order, Page, PageRequest, Result, StoreError, StoredEvent};
 
 /// Which indexed field narrows results most, typically.
 fn selectivity(f: Field) -> u8 {
@@ -19,6 +23,35 @@ fn selectivity(f: Field) -> u8 {
         Field::ScopeId => 2,
         Field::Action => 3,
         Field::ResourceType => 4,
+    }
+}
+
+struct Collector<'f> {
+    filter: &'f Filter,
+    limit: usize,
+    events: Vec<StoredEvent>,
+    more: bool,
+}
+
+impl Collector<'_> {
+    /// Offers a candidate; returns true once the page is full and one more match is known.
+    fn offer(&mut self, seq: u64, occurred_us: i64, body: String, leaf: Vec<u8>) -> Result<bool> {
+        let f = self.filter;
+        if f.from_us.is_some_and(|t| occurred_us < t) || f.to_us.is_some_and(|t| occurred_us >= t) {
+            return Ok(false);
+        }
+        if !matches(&body, f) {
+            return Ok(false);
+        }
+        if self.events.len() == self.limit {
+            self.more = true;
+            return Ok(true);
+        }
+        let leaf = leaf
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("leaf of seq {seq}")))?;
+        self.events.push(StoredEvent { seq, body, leaf });
+        Ok(false)
     }
 }
 
@@ -34,93 +67,152 @@ pub(crate) fn search(
         (Order::Asc, Some(s)) => lo = s.saturating_add(1),
         _ => {}
     }
-    let dir = if page.order == Order::Desc {
-        "DESC"
+    let mut c = Collector {
+        filter,
+        limit: page.limit,
+        events: Vec::with_capacity(page.limit.min(1000)),
+        more: false,
+    };
+    if lo <= hi {
+        match filter
+            .conds
+            .iter()
+            .filter(|c| !c.negate)
+            .min_by_key(|c| selectivity(c.field))
+        {
+            Some(d) => by_postings(
+                conn,
+                term_key(org_num, d.field, &d.value),
+                (rid(org_num, lo), rid(org_num, hi)),
+                page.order,
+                &mut c,
+            )?,
+            None => by_scan(
+                conn,
+                (rid(org_num, lo), rid(org_num, hi)),
+                page.order,
+                &mut c,
+            )?,
+        }
+    }
+    let next_after = if c.more {
+        c.events.last().map(|e| e.seq)
     } else {
-        "ASC"
+        None
     };
-    let mut params: Vec<Value> = Vec::new();
-    let driver = filter
-        .conds
-        .iter()
-        .filter(|c| !c.negate)
-        .min_by_key(|c| selectivity(c.field));
-    let mut sql = String::from("SELECT e.rid, e.body, e.leaf FROM ");
-    let key_col = match driver {
-        Some(d) => {
-            sql.push_str(
-                "terms t JOIN events e ON e.rid = t.rid WHERE t.term = ? AND t.rid BETWEEN ? AND ?",
-            );
-            params.push(Value::Integer(term_key(org_num, d.field, &d.value)));
-            "t.rid"
-        }
-        None => {
-            sql.push_str("events e WHERE e.rid BETWEEN ? AND ?");
-            "e.rid"
-        }
-    };
-    params.push(Value::Integer(rid(org_num, lo)));
-    params.push(Value::Integer(rid(org_num, hi.min(MAX_SEQ))));
-    sql.push_str(" AND e.body IS NOT NULL");
-    for c in &filter.conds {
-        if Some(c) == driver {
-            continue;
-        }
-        sql.push_str(if c.negate {
-            " AND NOT EXISTS"
-        } else {
-            " AND EXISTS"
-        });
-        sql.push_str(" (SELECT 1 FROM terms x WHERE x.term = ? AND x.rid = e.rid)");
-        params.push(Value::Integer(term_key(org_num, c.field, &c.value)));
-    }
-    if let Some(f) = filter.from_us {
-        sql.push_str(" AND e.occurred_us >= ?");
-        params.push(Value::Integer(f));
-    }
-    if let Some(t) = filter.to_us {
-        sql.push_str(" AND e.occurred_us < ?");
-        params.push(Value::Integer(t));
-    }
-    for (text, negate) in &filter.text {
-        sql.push_str(if *negate {
-            " AND instr(e.body, ?) = 0"
-        } else {
-            " AND instr(e.body, ?) > 0"
-        });
-        params.push(Value::Text(text.clone()));
-    }
-    sql.push_str(&format!(" ORDER BY {key_col} {dir} LIMIT ?"));
-    params.push(Value::Integer(page.limit as i64 + 1));
+    Ok(Page {
+        events: c.events,
+        next_after,
+    })
+}
 
-    let mut stmt = conn.prepare_cached(&sql).op("prepare search")?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(params), |r| {
-            let leaf: Vec<u8> = r.get(2)?;
-            Ok((seq_of(r.get(0)?), r.get::<_, String>(1)?, leaf))
-        })
-        .op("search")?;
-    let mut events = Vec::with_capacity(page.limit.min(1000));
-    let mut last_seq = None;
-    let mut more = false;
-    // Rows dropped by the exact re-check still count toward the page, so the cursor
-    // always advances past everything that was read.
-    for (consumed, row) in rows.enumerate() {
-        let (seq, body, leaf) = row.op("read search row")?;
-        if consumed == page.limit {
-            more = true;
+fn by_postings(
+    conn: &Connection,
+    term: i64,
+    (lo, hi): (i64, i64),
+    order: Order,
+    c: &mut Collector<'_>,
+) -> Result<()> {
+    let org_base = lo & !(MAX_SEQ as i64);
+    let mut fetch = conn
+        .prepare_cached(
+            "SELECT occurred_us, body, leaf FROM events WHERE rid = ?1 AND body IS NOT NULL",
+        )
+        .op("prepare event fetch")?;
+    let (sql, start) = match order {
+        Order::Desc => (
+            "SELECT first_rid, rids FROM postings WHERE term = ?1 AND first_rid BETWEEN ?2 AND ?3 ORDER BY first_rid DESC",
+            org_base,
+        ),
+        Order::Asc => {
+            // The block holding `lo`, if any, starts at or before it.
+            let start: Option<i64> = conn
+                .query_row("SELECT max(first_rid) FROM postings WHERE term = ?1 AND first_rid BETWEEN ?2 AND ?3", params![term, org_base, lo], |r| r.get(0))
+                .op("find postings start")?;
+            (
+                "SELECT first_rid, rids FROM postings WHERE term = ?1 AND first_rid BETWEEN ?2 AND ?3 ORDER BY first_rid ASC",
+                start.unwrap_or(lo),
+            )
+        }
+    };
+    let mut blocks = conn.prepare_cached(sql).op("prepare postings read")?;
+    let mut rows = blocks.query(params![term, start, hi]).op("read postings")?;
+    while let Some(row) = rows.next().op("read postings")? {
+        let (first, blob): (i64, Vec<u8>) =
+            (row.get(0).op("postings")?, row.get(1).op("postings")?);
+        let mut rids = decode_rids(first, &blob);
+        if order == Order::Desc {
+            rids.reverse();
+        }
+        for r in rids {
+            if r < lo || r > hi {
+                if (order == Order::Desc && r < lo) || (order == Order::Asc && r > hi) {
+                    return Ok(());
+                }
+                continue;
+            }
+            let Some((occurred, body, leaf)) = fetch
+                .query_row([r], |x| {
+                    Ok((
+                        x.get::<_, i64>(0)?,
+                        x.get::<_, String>(1)?,
+                        x.get::<_, Vec<u8>>(2)?,
+                    ))
+                })
+                .optional()
+                .op("fetch event")?
+            else {
+                continue;
+            };
+            if c.offer(seq_of(r), occurred, body, leaf)? {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn by_scan(
+    conn: &Connection,
+    (lo, hi): (i64, i64),
+    order: Order,
+    c: &mut Collector<'_>,
+) -> Result<()> {
+    let dir = if order == Order::Desc { "DESC" } else { "ASC" };
+    let mut sql = String::from(
+        "SELECT rid, occurred_us, body, leaf FROM events WHERE rid BETWEEN ?1 AND ?2 AND body IS NOT NULL",
+    );
+    let mut args: Vec<Value> = vec![Value::Integer(lo), Value::Integer(hi)];
+    // Cheap prefilters in SQL; the exact check happens in `offer`.
+    if let Some(f) = c.filter.from_us {
+        sql.push_str(&format!(" AND occurred_us >= ?{}", args.len() + 1));
+        args.push(Value::Integer(f));
+    }
+    if let Some(t) = c.filter.to_us {
+        sql.push_str(&format!(" AND occurred_us < ?{}", args.len() + 1));
+        args.push(Value::Integer(t));
+    }
+    for (text, negate) in &c.filter.text {
+        sql.push_str(&format!(
+            " AND instr(body, ?{}) {}",
+            args.len() + 1,
+            if *negate { "= 0" } else { "> 0" }
+        ));
+        args.push(Value::Text(text.clone()));
+    }
+    sql.push_str(&format!(" ORDER BY rid {dir}"));
+    let mut stmt = conn.prepare_cached(&sql).op("prepare scan")?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args)).op("scan")?;
+    while let Some(row) = rows.next().op("scan")? {
+        let r: i64 = row.get(0).op("scan")?;
+        if c.offer(
+            seq_of(r),
+            row.get(1).op("scan")?,
+            row.get(2).op("scan")?,
+            row.get(3).op("scan")?,
+        )? {
             break;
         }
-        last_seq = Some(seq);
-        if matches(&body, filter) {
-            let leaf = leaf
-                .try_into()
-                .map_err(|_| crate::StoreError::Corrupt(format!("leaf of seq {seq}")))?;
-            events.push(StoredEvent { seq, body, leaf });
-        }
     }
-    Ok(Page {
-        events,
-        next_after: if more { last_seq } else { None },
-    })
+    Ok(())
 }

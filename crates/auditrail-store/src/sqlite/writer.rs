@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use super::read_nodes;
 use super::schema::{MAX_SEQ, rid, seq_of};
 use crate::error::Context;
-use crate::terms::{event_terms, term_key};
+use crate::terms::{encode_rids, event_terms, term_key};
 use crate::{Accepted, Result, StoreError};
 
 /// Events gathered into one transaction at most.
@@ -181,17 +181,18 @@ impl Writer {
     ) -> Result<Vec<Vec<Accepted>>> {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let tx = self.conn.transaction().op("begin append")?;
-        let mut seen: HashMap<(i64, &str), u64> = HashMap::new();
+        // Index entries of this group, one postings row per distinct term at the end.
+        let mut postings: HashMap<i64, Vec<i64>> = HashMap::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
         {
             let mut ins_event = tx
                 .prepare_cached("INSERT INTO events (rid, occurred_us, received_ms, leaf, body) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .op("prepare event insert")?;
-            let mut ins_term = tx
-                .prepare_cached("INSERT OR IGNORE INTO terms (term, rid) VALUES (?1, ?2)")
+            let mut ins_posting = tx
+                .prepare_cached("INSERT INTO postings (term, first_rid, rids) VALUES (?1, ?2, ?3)")
                 .op("prepare term insert")?;
             let mut ins_idem = tx
-                .prepare_cached("INSERT INTO idem (org_num, id, seq) VALUES (?1, ?2, ?3)")
+                .prepare_cached("INSERT OR IGNORE INTO idem (org_num, id, seq) VALUES (?1, ?2, ?3)")
                 .op("prepare idem insert")?;
             let mut get_idem = tx
                 .prepare_cached("SELECT seq FROM idem WHERE org_num = ?1 AND id = ?2")
@@ -214,38 +215,40 @@ impl Writer {
                 state.last_received_ms = received_ms;
                 let mut out = Vec::with_capacity(events.len());
                 for ev in events {
+                    let seq = state.next_seq;
+                    if seq > MAX_SEQ {
+                        return Err(StoreError::Conflict("org log is full".into()));
+                    }
                     if let Some(cid) = ev.client_id.as_deref() {
-                        let earlier = match seen.get(&(org_num, cid)) {
-                            Some(seq) => Some(*seq),
-                            None => get_idem
-                                .query_row(params![org_num, cid], |r| r.get::<_, i64>(0))
-                                .optional()
-                                .op("read idempotency key")?
-                                .map(|s| s as u64),
-                        };
-                        if let Some(seq) = earlier {
+                        // One B-tree operation in the common case: claim the id for this
+                        // seq; only a resend pays for the second lookup. Earlier events
+                        // of this same transaction are seen too.
+                        let claimed = ins_idem
+                            .execute(params![org_num, cid, seq as i64])
+                            .op("claim idempotency key")?
+                            == 1;
+                        if !claimed {
+                            let earlier: i64 = get_idem
+                                .query_row(params![org_num, cid], |r| r.get(0))
+                                .op("read idempotency key")?;
                             out.push(Accepted {
                                 id: cid.to_owned(),
-                                seq,
+                                seq: earlier as u64,
                                 duplicate: true,
                             });
                             continue;
                         }
                     }
-                    let seq = state.next_seq;
-                    if seq > MAX_SEQ {
-                        return Err(StoreError::Conflict("org log is full".into()));
-                    }
-                    let body = ev.assemble(received_ms, seq);
-                    let leaf = merkle::leaf_hash(body.as_bytes());
+                    let (body, leaf) = ev.finish(received_ms, seq);
                     let r = rid(org_num, seq);
                     ins_event
                         .execute(params![r, ev.occurred_us, received_ms, &leaf[..], body])
                         .op("insert event")?;
                     for (field, value) in event_terms(&ev.terms) {
-                        ins_term
-                            .execute(params![term_key(org_num, field, value), r])
-                            .op("insert index term")?;
+                        postings
+                            .entry(term_key(org_num, field, value))
+                            .or_default()
+                            .push(r);
                     }
                     let mut node_err = None;
                     state.frontier.push(leaf, |id, h| {
@@ -261,12 +264,6 @@ impl Writer {
                             source: e,
                         });
                     }
-                    if let Some(cid) = ev.client_id.as_deref() {
-                        ins_idem
-                            .execute(params![org_num, cid, seq as i64])
-                            .op("insert idempotency key")?;
-                        seen.insert((org_num, cid), seq);
-                    }
                     state.next_seq += 1;
                     out.push(Accepted {
                         id: ev.id.clone(),
@@ -275,6 +272,11 @@ impl Writer {
                     });
                 }
                 outcomes.push(out);
+            }
+            for (term, rids) in &postings {
+                ins_posting
+                    .execute(params![term, rids[0], encode_rids(rids)])
+                    .op("insert postings")?;
             }
         }
         tx.commit().op("commit append")?;

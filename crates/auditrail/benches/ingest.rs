@@ -18,6 +18,10 @@ use serde_json::{Value, json};
 
 const ADMIN: &str = "bench-admin";
 
+/// The same allocator as the `auditrail` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A deterministic, realistic event (~550 bytes as sent).
 fn event(i: u64) -> Value {
     let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);

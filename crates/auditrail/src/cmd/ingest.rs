@@ -42,6 +42,19 @@ struct Batch {
     bytes: u64,
 }
 
+impl Batch {
+    /// The batch's lines as JSON, naming the file line of the first that is not.
+    fn values(&self) -> anyhow::Result<Vec<Value>> {
+        self.lines
+            .iter()
+            .zip(&self.numbers)
+            .map(|(l, n)| {
+                serde_json::from_str(l).map_err(|e| anyhow::anyhow!("line {n}: invalid JSON: {e}"))
+            })
+            .collect()
+    }
+}
+
 fn batches(
     file: &PathBuf,
     size: usize,
@@ -177,15 +190,7 @@ fn prepare(
     org: &str,
     b: Batch,
 ) -> anyhow::Result<(Vec<auditrail_core::PreparedEvent>, u64)> {
-    let values = b
-        .lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str::<Value>(l)
-                .map_err(|e| anyhow::anyhow!("line {}: invalid JSON: {e}", b.numbers[i]))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let values = b.values()?;
     prepare_batch(app, org, &values, true)
         .map(|p| (p, b.bytes))
         .map_err(|e| {
@@ -216,15 +221,7 @@ async fn remote(url: &str, token: Option<&str>, args: &Args, total: u64) -> anyh
     let mut t: Tally = (0, 0, None, None);
     for b in batches(&args.file, size)? {
         let b = b?;
-        let events = b
-            .lines
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                serde_json::from_str::<Value>(l)
-                    .map_err(|e| anyhow::anyhow!("line {}: invalid JSON: {e}", b.numbers[i]))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let events = b.values()?;
         let resp = client
             .post("/v1/events", &serde_json::json!({ "events": events }))
             .await

@@ -15,8 +15,8 @@ use auditrail_core::merkle::{self, Frontier};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
-use super::read_nodes;
 use super::schema::{MAX_SEQ, rid, seq_of};
+use super::{STORED_LEVEL, read_nodes};
 use crate::error::Context;
 use crate::terms::{encode_rids, event_terms, term_key};
 use crate::{Accepted, Result, StoreError};
@@ -252,7 +252,8 @@ impl Writer {
                     }
                     let mut node_err = None;
                     state.frontier.push(leaf, |id, h| {
-                        if node_err.is_none() {
+                        // Levels below STORED_LEVEL are recomputed from leaves on read.
+                        if node_err.is_none() && id.level >= STORED_LEVEL {
                             node_err = ins_node
                                 .execute(params![org_num, id.level, id.index as i64, &h[..]])
                                 .err();

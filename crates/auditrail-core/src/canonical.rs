@@ -16,25 +16,11 @@ pub enum CanonicalError {
     UnsafeInteger(String),
 }
 
-/// Canonical bytes of `value`.
-pub fn to_vec(value: &Value) -> Result<Vec<u8>, CanonicalError> {
-    let mut out = Vec::with_capacity(128);
-    write_value(value, &mut out)?;
-    Ok(out)
-}
-
 /// Canonical text of `value`.
 pub fn to_string(value: &Value) -> Result<String, CanonicalError> {
     let mut out = String::with_capacity(128);
     write_value_str(value, &mut out)?;
     Ok(out)
-}
-
-fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
-    let mut s = String::new();
-    write_value_str(value, &mut s)?;
-    out.extend_from_slice(s.as_bytes());
-    Ok(())
 }
 
 /// Appends the canonical text of `value` to `out`.
@@ -82,7 +68,7 @@ fn write_number(n: &Number, out: &mut String) -> Result<(), CanonicalError> {
         if u > MAX_SAFE_INTEGER {
             return Err(CanonicalError::UnsafeInteger(u.to_string()));
         }
-        out.push_str(itoa_u64(u).as_str());
+        out.push_str(&u.to_string());
     } else if let Some(i) = n.as_i64() {
         if i.unsigned_abs() > MAX_SAFE_INTEGER {
             return Err(CanonicalError::UnsafeInteger(i.to_string()));
@@ -94,10 +80,6 @@ fn write_number(n: &Number, out: &mut String) -> Result<(), CanonicalError> {
         out.push_str(buf.format_finite(f));
     }
     Ok(())
-}
-
-fn itoa_u64(u: u64) -> String {
-    u.to_string()
 }
 
 /// Appends `s` as a JSON string literal with JCS escaping.

@@ -89,12 +89,17 @@ pub struct PreparedEvent {
 impl PreparedEvent {
     /// The stored, canonical event text; its leaf hash is the log's leaf.
     pub fn assemble(&self, received_ms: i64, seq: u64) -> String {
-        assemble(
-            &self.head,
-            &time::format_millis(received_ms),
-            &self.mid,
-            seq,
-        )
+        let mut s = String::with_capacity(self.head.len() + self.mid.len() + 64);
+        s.push('{');
+        s.push_str(&self.head);
+        s.push_str(",\"received_at\":\"");
+        s.push_str(&time::format_millis(received_ms));
+        s.push('"');
+        s.push_str(&self.mid);
+        s.push_str(",\"seq\":");
+        s.push_str(&seq.to_string());
+        s.push('}');
+        s
     }
 
     /// The stored event text and its leaf hash, finishing the precomputed hash state.
@@ -104,21 +109,6 @@ impl PreparedEvent {
         h.update(&body.as_bytes()[1 + self.head.len()..]);
         (body, h.finalize().into())
     }
-}
-
-/// Builds the canonical stored event from its parts.
-pub fn assemble(head: &str, received_at: &str, mid: &str, seq: u64) -> String {
-    let mut s = String::with_capacity(head.len() + mid.len() + 64);
-    s.push('{');
-    s.push_str(head);
-    s.push_str(",\"received_at\":\"");
-    s.push_str(received_at);
-    s.push('"');
-    s.push_str(mid);
-    s.push_str(",\"seq\":");
-    s.push_str(&seq.to_string());
-    s.push('}');
-    s
 }
 
 /// Adds `leaf_hash` (hex) to a stored event's JSON for clients: they drop it and

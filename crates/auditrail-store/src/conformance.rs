@@ -208,15 +208,29 @@ pub async fn append_idempotency_and_tree(store: &dyn Store) {
     for size in [1u64, 2, 3, 64, 100, 203] {
         let root = proofs::root_at(store, "acme", size).await.unwrap();
         for idx in [0, size / 2, size - 1] {
-            let p = proofs::inclusion(store, "acme", idx, size).await.unwrap();
+            let p = proofs::inclusion(store, "acme", head.size, idx, size)
+                .await
+                .unwrap()
+                .hashes;
             merkle::verify_inclusion(idx, size, &leaves.events[idx as usize].leaf, &p, &root)
                 .unwrap();
         }
-        let c = proofs::consistency(store, "acme", size, 203).await.unwrap();
+        let c = proofs::consistency(store, "acme", head.size, size, 203)
+            .await
+            .unwrap()
+            .hashes;
         merkle::verify_consistency(size, 203, &root, &head.root, &c).unwrap();
     }
-    assert!(proofs::inclusion(store, "acme", 203, 203).await.is_err());
-    assert!(proofs::consistency(store, "acme", 5, 204).await.is_err());
+    assert!(
+        proofs::inclusion(store, "acme", head.size, 203, 203)
+            .await
+            .is_err()
+    );
+    assert!(
+        proofs::consistency(store, "acme", head.size, 5, 204)
+            .await
+            .is_err()
+    );
 }
 
 async fn futures_join<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {

@@ -10,13 +10,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auditrail_core::Limits;
-use auditrail_core::note::NoteSigner;
-use auditrail_server::{App, Metrics, Settings, auth::sha256};
-use auditrail_store::sqlite::{Options, SqliteStore};
 use serde_json::{Value, json};
 
-const ADMIN: &str = "bench-admin";
+/// The same real server the integration tests start, on a port-0 listener.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::TestServer;
 
 /// The same allocator as the `auditrail` binary.
 #[global_allocator]
@@ -126,103 +125,21 @@ print(len(rows) / (time.perf_counter() - t))
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
-async fn start_server(
-    dir: &Path,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
-    let store = Arc::new(SqliteStore::open(dir, Options { on_commit: None }).unwrap());
-    let settings = Settings {
-        public_url: "http://localhost".into(),
-        checkpoint_interval: Duration::from_secs(5),
-        limits: Limits::default(),
-        origin_prefix: "bench".into(),
-    };
-    let app = App::new(
-        store,
-        NoteSigner::new("bench", [1; 32]).unwrap(),
-        settings,
-        Arc::new(Metrics::new()),
-        sha256(ADMIN.as_bytes()),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(auditrail_server::serve(app, listener, async move {
-        let _ = rx.await;
-    }));
-    (base, tx, task)
-}
-
-async fn org_key(http: &reqwest::Client, base: &str, org: &str) -> String {
-    http.post(format!("{base}/v1/orgs"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"id": org}))
-        .send()
-        .await
-        .unwrap();
-    let k: Value = http
-        .post(format!("{base}/v1/orgs/{org}/keys"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "b", "role": "ingest"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    k["token"].as_str().unwrap().to_owned()
-}
-
-/// 16 connections posting 500-event batches; returns events/s.
-async fn http_batches(base: &str, token: &str, events: &[Value]) -> f64 {
-    let bodies: Vec<Vec<u8>> = events
-        .chunks(500)
-        .map(|c| serde_json::to_vec(&json!({"events": c})).unwrap())
-        .collect();
+/// `clients` connections post `bodies` until none are left; returns events/s (each body
+/// holds `per_body` events) and every request's latency in milliseconds, sorted.
+async fn drive(
+    base: &str,
+    token: &str,
+    bodies: Vec<Vec<u8>>,
+    per_body: usize,
+    clients: usize,
+) -> (f64, Vec<f64>) {
+    let total = bodies.len() * per_body;
     let queue = Arc::new(std::sync::Mutex::new(bodies));
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (queue, base, token) = (queue.clone(), base.to_owned(), token.to_owned());
-        tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            loop {
-                let Some(body) = queue.lock().unwrap().pop() else {
-                    return;
-                };
-                let r = http
-                    .post(format!("{base}/v1/events"))
-                    .bearer_auth(&token)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-                r.bytes().await.unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    events.len() as f64 / start.elapsed().as_secs_f64()
-}
-
-/// 64 clients sending one event per request; returns (events/s, p50 ms, p99 ms).
-async fn http_singles(base: &str, token: &str, events: &[Value]) -> (f64, f64, f64) {
-    let bodies: Vec<Vec<u8>> = events
-        .iter()
-        .map(|e| serde_json::to_vec(e).unwrap())
-        .collect();
-    let queue = Arc::new(std::sync::Mutex::new(bodies));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..64 {
-        let (queue, base, token) = (queue.clone(), base.to_owned(), token.to_owned());
+    for _ in 0..clients {
+        let (queue, url, token) = (queue.clone(), format!("{base}/v1/events"), token.to_owned());
         tasks.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut lat = Vec::new();
@@ -232,7 +149,7 @@ async fn http_singles(base: &str, token: &str, events: &[Value]) -> (f64, f64, f
                 };
                 let t = Instant::now();
                 let r = http
-                    .post(format!("{base}/v1/events"))
+                    .post(&url)
                     .bearer_auth(&token)
                     .header("content-type", "application/json")
                     .body(body)
@@ -249,8 +166,27 @@ async fn http_singles(base: &str, token: &str, events: &[Value]) -> (f64, f64, f
     for t in tasks {
         lat.extend(t.await.unwrap());
     }
-    let rate = events.len() as f64 / start.elapsed().as_secs_f64();
+    let rate = total as f64 / start.elapsed().as_secs_f64();
     lat.sort_by(|a, b| a.total_cmp(b));
+    (rate, lat)
+}
+
+/// 16 connections posting 500-event batches; returns events/s.
+async fn http_batches(base: &str, token: &str, events: &[Value]) -> f64 {
+    let bodies = events
+        .chunks(500)
+        .map(|c| serde_json::to_vec(&json!({"events": c})).unwrap())
+        .collect();
+    drive(base, token, bodies, 500, 16).await.0
+}
+
+/// 64 clients sending one event per request; returns (events/s, p50 ms, p99 ms).
+async fn http_singles(base: &str, token: &str, events: &[Value]) -> (f64, f64, f64) {
+    let bodies = events
+        .iter()
+        .map(|e| serde_json::to_vec(e).unwrap())
+        .collect();
+    let (rate, lat) = drive(base, token, bodies, 1, 64).await;
     (rate, lat[lat.len() / 2], lat[lat.len() * 99 / 100])
 }
 
@@ -314,15 +250,18 @@ fn main() {
         .build()
         .unwrap();
     let (batch_rate, singles) = rt.block_on(async {
-        let (base, stop, task) = start_server(&dir.path().join("srv")).await;
-        let http = reqwest::Client::new();
-        let token = org_key(&http, &base, "acme").await;
-        let batch_rate = http_batches(&base, &token, &events).await;
-        let token2 = org_key(&http, &base, "single").await;
+        let srv = TestServer::start_with(&dir.path().join("srv"), Duration::from_secs(5)).await;
+        srv.create_org("acme").await;
+        let batch_rate = http_batches(&srv.base, &srv.key("acme", "ingest").await, &events).await;
+        srv.create_org("single").await;
         let single_events: Vec<Value> = (0..(n / 4)).map(|i| event(i + 5_000_000)).collect();
-        let singles = http_singles(&base, &token2, &single_events).await;
-        let _ = stop.send(());
-        task.await.unwrap().unwrap();
+        let singles = http_singles(
+            &srv.base,
+            &srv.key("single", "ingest").await,
+            &single_events,
+        )
+        .await;
+        srv.stop().await;
         (batch_rate, singles)
     });
     println!(

@@ -124,27 +124,7 @@ async fn sigkill_during_concurrent_ingest_loses_no_acknowledged_event() {
     let acked = acked.lock().unwrap().clone();
 
     let mut srv = serve(dir.path());
-    let mut events = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let r: Value = http
-            .get(format!(
-                "{}/v1/events?order=asc&limit=1000{cursor}",
-                srv.base
-            ))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        events.extend(r["events"].as_array().unwrap().iter().cloned());
-        match r["next_cursor"].as_str() {
-            Some(c) => cursor = format!("&cursor={c}"),
-            None => break,
-        }
-    }
+    let events = common::all_events(&http, &srv.base, &token).await;
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(
         seqs,

@@ -166,8 +166,8 @@ pub async fn record_self_audit(
     details: Value,
 ) -> ApiResult<Accepted> {
     let ev = json!({"action": action, "actor": who.actor(), "resource": resource, "details": details, "outcome": "success"});
-    let mut p = prepare_batch(app, org, std::slice::from_ref(&ev), false)?;
-    let mut r = app.store.append(org, std::mem::take(&mut p), true).await?;
+    let p = prepare_batch(app, org, std::slice::from_ref(&ev), false)?;
+    let mut r = app.store.append(org, p, true).await?;
     r.pop().ok_or_else(|| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

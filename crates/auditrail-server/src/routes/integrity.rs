@@ -87,21 +87,10 @@ pub async fn inclusion(
             format!("is beyond tree_size {size}"),
         ));
     }
-    let hashes = proofs::inclusion(app.store.as_ref(), org, seq - 1, size).await?;
-    let leaf = app
-        .store
-        .node_hashes(
-            org,
-            &[auditrail_core::merkle::NodeId {
-                level: 0,
-                index: seq - 1,
-            }],
-        )
-        .await?;
-    let root = proofs::root_at(app.store.as_ref(), org, size).await?;
+    let p = proofs::inclusion(app.store.as_ref(), org, current, seq - 1, size).await?;
     Ok(Json(json!({
         "seq": seq, "leaf_index": seq - 1, "tree_size": size,
-        "leaf_hash": B64.encode(leaf[0]), "root_hash": B64.encode(root), "hashes": b64(&hashes),
+        "leaf_hash": B64.encode(p.leaf), "root_hash": B64.encode(p.root), "hashes": b64(&p.hashes),
     })))
 }
 
@@ -135,12 +124,8 @@ pub async fn consistency(
     if from > to {
         return Err(ApiError::invalid_field("from", "must not exceed `to`"));
     }
-    let hashes = proofs::consistency(app.store.as_ref(), org, from, to).await?;
-    let (r1, r2) = (
-        proofs::root_at(app.store.as_ref(), org, from).await?,
-        proofs::root_at(app.store.as_ref(), org, to).await?,
-    );
+    let p = proofs::consistency(app.store.as_ref(), org, current, from, to).await?;
     Ok(Json(
-        json!({"from": from, "to": to, "from_root": B64.encode(r1), "to_root": B64.encode(r2), "hashes": b64(&hashes)}),
+        json!({"from": from, "to": to, "from_root": B64.encode(p.from_root), "to_root": B64.encode(p.to_root), "hashes": b64(&p.hashes)}),
     ))
 }

@@ -442,12 +442,12 @@ impl Store for SqliteStore {
                 .map_err(|_| StoreError::Overloaded)?
         };
         let (tx, rx) = oneshot::channel();
-        self.send(Job::Append {
+        self.send(Job::Append(writer::Append {
             org_num,
             events,
             reply: tx,
             _permit: permit,
-        })?;
+        }))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
     }

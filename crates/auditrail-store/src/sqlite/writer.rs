@@ -30,13 +30,17 @@ pub(crate) type Finisher = Box<dyn FnOnce(Option<StoreError>) + Send>;
 /// called only after the commit, so nobody hears of a write before it is durable.
 pub(crate) type ExecFn = Box<dyn FnOnce(&Transaction<'_>) -> (bool, Finisher) + Send>;
 
+/// Events for one org from one request, with where to send the outcome. The permit
+/// holds the events' place in the bounded queue until they are committed.
+pub(crate) struct Append {
+    pub org_num: i64,
+    pub events: Vec<PreparedEvent>,
+    pub reply: oneshot::Sender<Result<Vec<Accepted>>>,
+    pub _permit: OwnedSemaphorePermit,
+}
+
 pub(crate) enum Job {
-    Append {
-        org_num: i64,
-        events: Vec<PreparedEvent>,
-        reply: oneshot::Sender<Result<Vec<Accepted>>>,
-        _permit: OwnedSemaphorePermit,
-    },
+    Append(Append),
     /// Any other write, in a transaction of its own; it replies itself.
     Exec(ExecFn),
 }
@@ -45,7 +49,6 @@ pub(crate) enum Job {
 #[derive(Debug, Clone, Copy)]
 pub struct CommitStats {
     pub events: usize,
-    pub requests: usize,
     pub seconds: f64,
 }
 
@@ -86,14 +89,9 @@ impl Writer {
                         pending = 0;
                         self.exec(f);
                     }
-                    Job::Append {
-                        org_num,
-                        events,
-                        reply,
-                        _permit,
-                    } => {
-                        pending += events.len();
-                        appends.push((org_num, events, reply, _permit));
+                    Job::Append(job) => {
+                        pending += job.events.len();
+                        appends.push(job);
                     }
                 }
                 if pending < MAX_GROUP_EVENTS {
@@ -124,33 +122,22 @@ impl Writer {
         }
     }
 
-    #[expect(clippy::type_complexity)]
-    fn commit_appends(
-        &mut self,
-        jobs: Vec<(
-            i64,
-            Vec<PreparedEvent>,
-            oneshot::Sender<Result<Vec<Accepted>>>,
-            OwnedSemaphorePermit,
-        )>,
-    ) {
+    fn commit_appends(&mut self, jobs: Vec<Append>) {
         if jobs.is_empty() {
             return;
         }
         let started = Instant::now();
         let mut undo: HashMap<i64, OrgState> = HashMap::new();
         let result = self.write_group(&jobs, &mut undo);
-        let events: usize = jobs.iter().map(|j| j.1.len()).sum();
-        let requests = jobs.len();
+        let events: usize = jobs.iter().map(|j| j.events.len()).sum();
         match result {
             Ok(outcomes) => {
-                for ((_, _, reply, _), out) in jobs.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(out));
+                for (job, out) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(out));
                 }
                 if let Some(obs) = &self.observer {
                     obs(CommitStats {
                         events,
-                        requests,
                         seconds: started.elapsed().as_secs_f64(),
                     });
                 }
@@ -161,22 +148,16 @@ impl Writer {
                     self.orgs.insert(org, state);
                 }
                 let msg = e.to_string();
-                for (_, _, reply, _) in jobs {
-                    let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
+                for job in jobs {
+                    let _ = job.reply.send(Err(StoreError::Unavailable(msg.clone())));
                 }
             }
         }
     }
 
-    #[expect(clippy::type_complexity)]
     fn write_group(
         &mut self,
-        jobs: &[(
-            i64,
-            Vec<PreparedEvent>,
-            oneshot::Sender<Result<Vec<Accepted>>>,
-            OwnedSemaphorePermit,
-        )],
+        jobs: &[Append],
         undo: &mut HashMap<i64, OrgState>,
     ) -> Result<Vec<Vec<Accepted>>> {
         let now_ms = chrono::Utc::now().timestamp_millis();
@@ -202,7 +183,10 @@ impl Writer {
                     "INSERT INTO nodes (org_num, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
                 )
                 .op("prepare node insert")?;
-            for (org_num, events, _, _) in jobs {
+            for Append {
+                org_num, events, ..
+            } in jobs
+            {
                 let org_num = *org_num;
                 let state = match self.orgs.entry(org_num) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),

@@ -125,20 +125,27 @@ impl TestServer {
 
     /// All events of the key's org, oldest first.
     pub async fn all_events(&self, token: &str) -> Vec<Value> {
-        let mut out = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut path = "/v1/events?order=asc&limit=1000".to_owned();
-            if let Some(c) = &cursor {
-                path.push_str(&format!("&cursor={c}"));
-            }
-            let (s, b) = self.get(&path, token).await;
-            assert_eq!(s, 200, "{b}");
-            out.extend(b["events"].as_array().unwrap().iter().cloned());
-            match b["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_owned()),
-                None => return out,
-            }
+        all_events(&self.http, &self.base, token).await
+    }
+}
+
+/// All events of the key's org on the server at `base`, oldest first, page by page.
+pub async fn all_events(http: &reqwest::Client, base: &str, token: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let resp = http
+            .get(format!("{base}/v1/events?order=asc&limit=1000{cursor}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let b: Value = resp.json().await.unwrap();
+        out.extend(b["events"].as_array().unwrap().iter().cloned());
+        match b["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return out,
         }
     }
 }

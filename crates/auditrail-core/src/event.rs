@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::canonical::{self, write_string};
+use crate::catalog::{Checked, Policy};
 use crate::time;
 
 /// Configurable bounds on what an event may carry.
@@ -24,6 +25,12 @@ pub struct Limits {
     pub max_details_bytes: usize,
     /// Nesting depth of `details` (the object itself is depth 1).
     pub max_details_depth: usize,
+    /// Keys in `details`, counted at every level.
+    pub max_details_keys: usize,
+    /// Characters in one `details` key.
+    pub max_details_key_len: usize,
+    /// Characters in one string value inside `details`.
+    pub max_details_value_len: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +39,9 @@ impl Default for Limits {
             max_future: Duration::minutes(5),
             max_details_bytes: 32 * 1024,
             max_details_depth: 8,
+            max_details_keys: 256,
+            max_details_key_len: 128,
+            max_details_value_len: 8192,
         }
     }
 }
@@ -84,6 +94,8 @@ pub struct PreparedEvent {
     /// SHA-256 state after `0x00 ‖ "{" ‖ head`: most of the leaf hash, computed where
     /// the event is prepared so the single writer only hashes the short tail.
     pub leaf_prefix: Sha256,
+    /// The org's catalog does not name the action (accepted: the org is not strict).
+    pub unknown_action: bool,
 }
 
 impl PreparedEvent {
@@ -196,18 +208,77 @@ fn names(allowed: &[(&str, usize)]) -> String {
         .join(", ")
 }
 
-fn depth_and_nul(v: &Value, depth: usize) -> (usize, bool) {
-    match v {
-        Value::String(s) => (depth, s.contains('\0')),
-        Value::Array(a) => a.iter().fold((depth, false), |(d, n), x| {
-            let (d2, n2) = depth_and_nul(x, depth + 1);
-            (d.max(d2), n || n2)
-        }),
-        Value::Object(m) => m.iter().fold((depth, false), |(d, n), (k, x)| {
-            let (d2, n2) = depth_and_nul(x, depth + 1);
-            (d.max(d2), n || n2 || k.contains('\0'))
-        }),
-        _ => (depth, false),
+/// Walks `details` once, checking the configured limits and NULs; problems name the
+/// path of the offending key or value, never the value itself.
+struct Scan<'l> {
+    limits: &'l Limits,
+    keys: usize,
+    depth: usize,
+    nul: bool,
+    problems: Vec<(String, String)>,
+}
+
+const MAX_SCAN_PROBLEMS: usize = 10;
+
+fn chars(s: &str, max: usize) -> Option<usize> {
+    // Bytes bound characters from above, so short strings skip the count.
+    (s.len() > max)
+        .then(|| s.chars().count())
+        .filter(|n| *n > max)
+}
+
+impl Scan<'_> {
+    fn problem(&mut self, field: String, reason: String) {
+        if self.problems.len() < MAX_SCAN_PROBLEMS {
+            self.problems.push((field, reason));
+        }
+    }
+
+    fn value(&mut self, v: &Value, depth: usize, path: &mut String) {
+        self.depth = self.depth.max(depth);
+        match v {
+            Value::String(s) => {
+                self.nul |= s.contains('\0');
+                if let Some(n) = chars(s, self.limits.max_details_value_len) {
+                    let max = self.limits.max_details_value_len;
+                    self.problem(
+                        path.clone(),
+                        format!("is {n} characters; at most {max} allowed"),
+                    );
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    self.value(x, depth + 1, path);
+                    path.truncate(len);
+                }
+            }
+            Value::Object(m) => {
+                self.keys += m.len();
+                for (k, x) in m {
+                    self.nul |= k.contains('\0');
+                    let len = path.len();
+                    path.push('.');
+                    if let Some(n) = chars(k, self.limits.max_details_key_len) {
+                        let shown: String = k.chars().take(32).collect();
+                        path.push_str(&shown);
+                        path.push('…');
+                        let max = self.limits.max_details_key_len;
+                        self.problem(
+                            path.clone(),
+                            format!("key is {n} characters; at most {max} allowed"),
+                        );
+                    } else {
+                        path.push_str(k);
+                    }
+                    self.value(x, depth + 1, path);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -236,18 +307,29 @@ const ACTOR_FIELDS: [(&str, usize); 5] = [
     ("role", MAX_ACTION_LEN),
 ];
 
-/// Validates one event as sent by a client and canonicalizes it for `org_id`.
+/// What an event is validated against.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    pub org_id: &'a str,
+    /// Acceptance time: the default `occurred_at`, and the reference for clock skew.
+    pub now: DateTime<Utc>,
+    pub limits: &'a Limits,
+    /// The org's catalog, if it has one.
+    pub catalog: Option<Policy<'a>>,
+}
+
+/// Validates one event as sent by a client and canonicalizes it for `rules.org_id`.
 ///
 /// `index` is its position in a batch (named in errors); `new_id` makes an id when the
-/// client gave none.
+/// client gave none. With a catalog, the event is checked against it and its secrets are
+/// replaced before canonicalization, so they never reach the hash or the store.
 pub fn prepare(
     value: &Value,
     index: Option<usize>,
-    org_id: &str,
-    now: DateTime<Utc>,
-    limits: &Limits,
+    rules: &Rules<'_>,
     new_id: impl FnOnce() -> String,
 ) -> Result<PreparedEvent, Vec<FieldError>> {
+    let (org_id, now, limits) = (rules.org_id, rules.now, rules.limits);
     let mut errors = Vec::new();
     let mut c = Checker {
         index,
@@ -350,19 +432,49 @@ pub fn prepare(
             c.fail("details", "must be an object");
             return None;
         };
-        let (depth, nul) = depth_and_nul(v, 1);
-        if nul {
+        let mut scan = Scan {
+            limits,
+            keys: 0,
+            depth: 1,
+            nul: false,
+            problems: Vec::new(),
+        };
+        scan.value(v, 1, &mut "details".to_owned());
+        if scan.nul {
             c.fail("details", "must not contain NUL characters");
         }
-        if depth > limits.max_details_depth {
+        if scan.depth > limits.max_details_depth {
             c.fail(
                 "details",
                 format!(
-                    "nests {depth} levels; at most {} allowed",
-                    limits.max_details_depth
+                    "nests {} levels; at most {} allowed",
+                    scan.depth, limits.max_details_depth
                 ),
             );
         }
+        if scan.keys > limits.max_details_keys {
+            c.fail(
+                "details",
+                format!(
+                    "has {} keys in all; at most {} allowed",
+                    scan.keys, limits.max_details_keys
+                ),
+            );
+        }
+        for (field, reason) in scan.problems {
+            c.fail(field, reason);
+        }
+        Some(m)
+    });
+    let checked = match (&rules.catalog, action) {
+        (Some(policy), Some(action)) => {
+            let rtype = resource.and_then(|r| r.get("type")).and_then(Value::as_str);
+            policy.check(action, rtype, details, &mut |f, r| c.fail(f, r))
+        }
+        _ => Checked::default(),
+    };
+    let details_text = details.and_then(|original| {
+        let m = checked.details.as_ref().unwrap_or(original);
         let mut text = String::with_capacity(128);
         match canonical::write_object(m, &mut text) {
             Ok(()) if text.len() > limits.max_details_bytes => {
@@ -398,10 +510,15 @@ pub fn prepare(
     if let Some(a) = actor {
         member(&mut head, "actor", |o| write_map(a, o));
     }
+    if let Some(p) = &rules.catalog {
+        member(&mut head, "catalog_version", |o| {
+            o.push_str(&p.version.to_string())
+        });
+    }
     if let Some(m) = context {
         member(&mut head, "context", |o| write_map(m, o));
     }
-    if let Some(d) = &details {
+    if let Some(d) = &details_text {
         member(&mut head, "details", |o| o.push_str(d));
     }
     member(&mut head, "id", |o| write_string(&id, o));
@@ -442,6 +559,7 @@ pub fn prepare(
         occurred_us: time::micros(occurred),
         terms,
         leaf_prefix,
+        unknown_action: checked.unknown_action,
     })
 }
 

@@ -5,18 +5,21 @@ fn now() -> DateTime<Utc> {
     time::parse_rfc3339("2026-11-21T10:30:00Z").unwrap()
 }
 
+fn rules(limits: &Limits) -> Rules<'_> {
+    Rules {
+        org_id: "acme",
+        now: now(),
+        limits,
+        catalog: None,
+    }
+}
+
 fn ok(v: Value) -> PreparedEvent {
-    prepare(&v, Some(0), "acme", now(), &Limits::default(), || {
-        "01JGEN".into()
-    })
-    .unwrap()
+    prepare(&v, Some(0), &rules(&Limits::default()), || "01JGEN".into()).unwrap()
 }
 
 fn errs(v: Value) -> Vec<FieldError> {
-    prepare(&v, Some(3), "acme", now(), &Limits::default(), || {
-        "01JGEN".into()
-    })
-    .unwrap_err()
+    prepare(&v, Some(3), &rules(&Limits::default()), || "01JGEN".into()).unwrap_err()
 }
 
 #[test]
@@ -99,8 +102,12 @@ fn details_limits() {
             .reason
             .contains("nests")
     );
-    let big = json!({"action": "a", "details": {"k": "x".repeat(33 * 1024)}});
-    assert!(errs(big)[0].reason.contains("bytes"));
+    let big: serde_json::Map<String, Value> = (0..5)
+        .map(|i| (format!("k{i}"), json!("x".repeat(7000))))
+        .collect();
+    let e = errs(json!({"action": "a", "details": big}));
+    assert_eq!(e.len(), 1);
+    assert!(e[0].reason.contains("bytes"));
     let nul = json!({"action": "a", "details": {"k": "a\u{0}b"}});
     assert!(errs(nul)[0].reason.contains("NUL"));
     let huge = json!({"action": "a", "details": {"n": 9007199254740993u64}});
@@ -122,4 +129,96 @@ fn finish_hashes_like_the_whole_text() {
     let (body, leaf) = p.finish(1_700_000_000_000, 9);
     assert_eq!(body, p.assemble(1_700_000_000_000, 9));
     assert_eq!(leaf, crate::merkle::leaf_hash(body.as_bytes()));
+}
+
+#[test]
+fn details_limits_name_the_field_and_never_echo_the_value() {
+    let limits = Limits {
+        max_details_keys: 4,
+        max_details_key_len: 8,
+        max_details_value_len: 10,
+        ..Limits::default()
+    };
+    let e = prepare(
+        &json!({"action": "a", "details": {"ok": "fine", "n": {"long": "0123456789-secret"}, "averyveryverylongkey": 1}}),
+        Some(2),
+        &rules(&limits),
+        || "x".into(),
+    )
+    .unwrap_err();
+    let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+    assert!(fields.contains(&"details.n.long"), "{fields:?}");
+    assert!(
+        fields.contains(&"details.averyveryverylongkey…"),
+        "{fields:?}"
+    );
+    assert!(!format!("{e:?}").contains("secret"));
+    assert!(e.iter().all(|e| e.index == Some(2)));
+
+    let e = prepare(
+        &json!({"action": "a", "details": {"a": 1, "b": 2, "c": {"d": 3, "e": 4}}}),
+        None,
+        &rules(&limits),
+        || "x".into(),
+    )
+    .unwrap_err();
+    assert_eq!(e[0].field, "details");
+    assert!(e[0].reason.contains("5 keys"), "{}", e[0].reason);
+
+    let e = prepare(
+        &json!({"action": "a", "details": {"list": ["short", "far too long a value"]}}),
+        None,
+        &rules(&limits),
+        || "x".into(),
+    )
+    .unwrap_err();
+    assert_eq!(e[0].field, "details.list[1]");
+}
+
+#[test]
+fn a_catalog_tags_the_event_and_redacts_before_hashing() {
+    let cat = crate::catalog::builtin("prophecy").unwrap();
+    let limits = Limits::default();
+    let policy = crate::catalog::Policy {
+        catalog: &cat,
+        version: 3,
+        strict: true,
+        hmac_key: &[1; 32],
+    };
+    let r = Rules {
+        catalog: Some(policy),
+        ..rules(&limits)
+    };
+    let p = prepare(
+        &json!({"action": "setPassword", "resource": {"type": "USER", "id": "u1"},
+                "details": {"uid": "u1", "newPassword": "correct horse"}}),
+        None,
+        &r,
+        || "01JGEN".into(),
+    )
+    .unwrap();
+    let (body, leaf) = p.finish(1_795_000_000_000, 9);
+    assert!(body.contains(r#""catalog_version":3"#), "{body}");
+    assert!(body.contains(r#""newPassword":"[REDACTED]""#), "{body}");
+    assert!(!body.contains("correct horse"));
+    // The leaf is the hash of exactly what is stored.
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        leaf,
+        crate::merkle::leaf_hash(crate::canonical::to_string(&v).unwrap().as_bytes())
+    );
+
+    let e = prepare(&json!({"action": "nope"}), Some(1), &r, || "x".into()).unwrap_err();
+    assert_eq!((e[0].index, e[0].field.as_str()), (Some(1), "action"));
+
+    let lenient = Rules {
+        catalog: Some(crate::catalog::Policy {
+            strict: false,
+            ..policy
+        }),
+        ..rules(&limits)
+    };
+    let p = prepare(&json!({"action": "nope"}), None, &lenient, || "x".into()).unwrap();
+    assert!(p.unknown_action);
+    assert!(p.finish(0, 1).0.contains(r#""catalog_version":3"#));
 }

@@ -1,14 +1,15 @@
 //! The pure domain of auditrail. Nothing here performs I/O: the event model and its
-//! validation, RFC 8785 canonical JSON, the RFC 6962 / RFC 9162 Merkle tree and its proofs,
+//! validation, catalogs, RFC 8785 canonical JSON, the RFC 6962 / RFC 9162 Merkle tree and its proofs,
 //! C2SP signed notes and checkpoints, and the search query syntax.
 #![forbid(unsafe_code)]
 
 pub mod canonical;
+pub mod catalog;
 pub mod event;
 pub mod merkle;
 pub mod note;
 pub mod query;
 pub mod time;
 
-pub use event::{EventError, FieldError, Limits, PreparedEvent};
+pub use event::{EventError, FieldError, Limits, PreparedEvent, Rules};
 pub use merkle::Hash;

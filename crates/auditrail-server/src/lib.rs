@@ -7,6 +7,7 @@ pub mod error;
 pub mod ids;
 pub mod metrics;
 mod openapi;
+pub mod policy;
 pub mod routes;
 
 use std::future::Future;
@@ -40,6 +41,7 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub admin_token_hash: [u8; 32],
     pub keys: auth::KeyCache,
+    pub policies: policy::Policies,
 }
 
 impl App {
@@ -57,6 +59,7 @@ impl App {
             metrics,
             admin_token_hash,
             keys: auth::KeyCache::default(),
+            policies: policy::Policies::default(),
         })
     }
 }

@@ -16,8 +16,14 @@ pub struct Outcome {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OrgLabel {
+    pub org: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub unknown_actions: Family<OrgLabel, Counter>,
     pub ingest_events: Counter,
     pub ingest_requests: Family<Outcome, Counter>,
     pub commit_events: Histogram,
@@ -34,6 +40,12 @@ impl Metrics {
             "ingest_events",
             "Events stored (duplicates excluded)",
             ingest_events.clone(),
+        );
+        let unknown_actions = Family::<OrgLabel, Counter>::default();
+        registry.register(
+            "catalog_unknown_actions",
+            "Events accepted with an action their org's catalog does not name (non-strict orgs)",
+            unknown_actions.clone(),
         );
         let ingest_requests = Family::<Outcome, Counter>::default();
         registry.register(
@@ -67,6 +79,7 @@ impl Metrics {
         );
         Self {
             registry,
+            unknown_actions,
             ingest_events,
             ingest_requests,
             commit_events,

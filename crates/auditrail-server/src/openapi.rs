@@ -3,13 +3,14 @@
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{events, integrity, orgs};
+use crate::routes::{catalog, events, integrity, orgs};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "auditrail", description = "Durable, ordered, tamper-evident audit logs."),
     paths(
         orgs::create_org, orgs::create_key, orgs::list_keys, orgs::revoke_key,
+        catalog::put_catalog, catalog::get_catalog, catalog::hmac,
         events::ingest, events::search,
         integrity::latest_checkpoint, integrity::public_key, integrity::inclusion, integrity::consistency,
     ),

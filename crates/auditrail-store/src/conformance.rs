@@ -10,11 +10,17 @@ use auditrail_core::query::{Field, Filter, parse_q};
 use auditrail_core::{Limits, PreparedEvent, event};
 use serde_json::{Value, json};
 
-use crate::{KeyRecord, NewOrg, Order, PageRequest, Role, Store, StoreError, proofs};
+use crate::{KeyRecord, NewCatalog, NewOrg, Order, PageRequest, Role, Store, StoreError, proofs};
 
 fn prep(org: &str, v: Value, n: usize) -> PreparedEvent {
-    let now = chrono::Utc::now();
-    event::prepare(&v, Some(0), org, now, &Limits::default(), || {
+    let limits = Limits::default();
+    let rules = event::Rules {
+        org_id: org,
+        now: chrono::Utc::now(),
+        limits: &limits,
+        catalog: None,
+    };
+    event::prepare(&v, Some(0), &rules, || {
         format!("gen-{org}-{n}-{}", rand_suffix())
     })
     .expect("valid test event")
@@ -367,4 +373,73 @@ pub async fn checkpoints(store: &dyn Store) {
     assert!(store.stale_checkpoints().await.unwrap().is_empty());
     let cp = store.latest_checkpoint("acme").await.unwrap().unwrap();
     assert_eq!((cp.size, cp.note.as_str()), (1, "note-1"));
+}
+
+/// Catalog versions: created with the org in one step, a new version per change, an
+/// unchanged upload keeps the version, every version stays readable, orgs are separate.
+pub async fn catalogs(store: &dyn Store) {
+    let doc = |n: u32| NewCatalog {
+        name: "custom".into(),
+        document: format!(r#"{{"name":"custom","actions":{{"a{n}":{{}}}}}}"#),
+    };
+    let org = store
+        .create_org(NewOrg {
+            id: "acme".into(),
+            name: "Acme".into(),
+            strict: true,
+            retention_days: None,
+            catalog: Some(doc(1)),
+        })
+        .await
+        .expect("create org with catalog");
+    assert_eq!(
+        (org.catalog.as_deref(), org.catalog_version),
+        (Some("custom"), Some(1))
+    );
+    new_org(store, "globex").await;
+    assert!(store.get_catalog("globex", None).await.unwrap().is_none());
+    let g = store.get_org("globex").await.unwrap().unwrap();
+    assert_eq!((g.catalog, g.catalog_version), (None, None));
+
+    let (same, created) = store.put_catalog("acme", doc(1)).await.unwrap();
+    assert_eq!((same.version, created), (1, false));
+    let (v2, created) = store.put_catalog("acme", doc(2)).await.unwrap();
+    assert_eq!((v2.version, created), (2, true));
+    let (v3, _) = store
+        .put_catalog(
+            "acme",
+            NewCatalog {
+                name: "prophecy".into(),
+                document: "{}".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(v3.version, 3);
+    let org = store.get_org("acme").await.unwrap().unwrap();
+    assert_eq!(
+        (org.catalog.as_deref(), org.catalog_version),
+        (Some("prophecy"), Some(3))
+    );
+    let current = store.get_catalog("acme", None).await.unwrap().unwrap();
+    assert_eq!(current, v3);
+    let first = store.get_catalog("acme", Some(1)).await.unwrap().unwrap();
+    assert_eq!(first.document, doc(1).document);
+    assert!(store.get_catalog("acme", Some(9)).await.unwrap().is_none());
+    assert!(matches!(
+        store.get_catalog("nope", None).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // The other org's catalog is its own.
+    let (g1, _) = store.put_catalog("globex", doc(7)).await.unwrap();
+    assert_eq!(g1.version, 1);
+    assert_eq!(
+        store
+            .get_catalog("acme", None)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        3
+    );
 }

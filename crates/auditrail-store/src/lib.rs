@@ -34,6 +34,12 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a key of `org` revoked; `NotFound` if `org` has no such key.
     async fn revoke_key(&self, org: &str, key_id: &str) -> Result<KeyRecord>;
 
+    /// Stores a new version of `org`'s catalog, unless `catalog` is the current one;
+    /// returns the version in force and whether it is new.
+    async fn put_catalog(&self, org: &str, catalog: NewCatalog) -> Result<(StoredCatalog, bool)>;
+    /// One version of `org`'s catalog, or the current one when `version` is `None`.
+    async fn get_catalog(&self, org: &str, version: Option<u32>) -> Result<Option<StoredCatalog>>;
+
     async fn get_setting(&self, name: &str) -> Result<Option<String>>;
     /// Sets a setting unless present; returns the value in force.
     async fn init_setting(&self, name: &str, value: &str) -> Result<String>;

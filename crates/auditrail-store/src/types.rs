@@ -8,7 +8,8 @@ pub struct NewOrg {
     pub name: String,
     pub strict: bool,
     pub retention_days: Option<u32>,
-    pub catalog: Option<String>,
+    /// The org's first catalog version, stored with the org in one transaction.
+    pub catalog: Option<NewCatalog>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,7 +18,26 @@ pub struct Org {
     pub name: String,
     pub strict: bool,
     pub retention_days: Option<u32>,
+    /// The name of the org's current catalog.
     pub catalog: Option<String>,
+    /// Its version (1, 2, ...: each upload adds one).
+    pub catalog_version: Option<u32>,
+    pub created_at: String,
+}
+
+/// A catalog to store: its name and its document (JSON text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewCatalog {
+    pub name: String,
+    pub document: String,
+}
+
+/// One stored version of an org's catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCatalog {
+    pub version: u32,
+    pub name: String,
+    pub document: String,
     pub created_at: String,
 }
 

@@ -28,6 +28,11 @@ pub struct FileConfig {
     pub signing_key_file: Option<PathBuf>,
     pub max_clock_skew: Option<String>,
     pub log_origin: Option<String>,
+    pub max_details_bytes: Option<usize>,
+    pub max_details_depth: Option<usize>,
+    pub max_details_keys: Option<usize>,
+    pub max_details_key_len: Option<usize>,
+    pub max_details_value_len: Option<usize>,
 }
 
 /// Values given by flag or environment (`None` when neither).
@@ -78,6 +83,21 @@ pub struct Overrides {
     /// Name of the signing key and prefix of checkpoint origins (`<origin>/<org>`)
     #[arg(long, env = "AUDITRAIL_LOG_ORIGIN", global = true)]
     pub log_origin: Option<String>,
+    /// Largest serialized `details` in bytes [default: 32768]
+    #[arg(long, env = "AUDITRAIL_MAX_DETAILS_BYTES", global = true)]
+    pub max_details_bytes: Option<usize>,
+    /// Deepest nesting of `details` [default: 8]
+    #[arg(long, env = "AUDITRAIL_MAX_DETAILS_DEPTH", global = true)]
+    pub max_details_depth: Option<usize>,
+    /// Most keys in `details`, counted at every level [default: 256]
+    #[arg(long, env = "AUDITRAIL_MAX_DETAILS_KEYS", global = true)]
+    pub max_details_keys: Option<usize>,
+    /// Longest `details` key in characters [default: 128]
+    #[arg(long, env = "AUDITRAIL_MAX_DETAILS_KEY_LEN", global = true)]
+    pub max_details_key_len: Option<usize>,
+    /// Longest string value in `details` in characters [default: 8192]
+    #[arg(long, env = "AUDITRAIL_MAX_DETAILS_VALUE_LEN", global = true)]
+    pub max_details_value_len: Option<usize>,
 }
 
 /// The effective configuration.
@@ -95,7 +115,19 @@ pub struct Config {
     pub signing_key_file: PathBuf,
     pub max_clock_skew: Duration,
     pub log_origin: String,
+    /// Bounds on `details` (the clock-skew bound is `max_clock_skew`).
+    pub details: DetailLimits,
     pub source: Option<PathBuf>,
+}
+
+/// Configurable bounds on an event's `details`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetailLimits {
+    pub bytes: usize,
+    pub depth: usize,
+    pub keys: usize,
+    pub key_len: usize,
+    pub value_len: usize,
 }
 
 fn duration(name: &str, v: &str) -> anyhow::Result<Duration> {
@@ -146,7 +178,53 @@ impl Config {
         if log_origin.is_empty() || log_origin.contains(['+', ' ', '\n']) {
             bail!("log_origin must be non-empty without spaces or '+'");
         }
+        let defaults = auditrail_core::Limits::default();
+        let limit = |name: &str, a: Option<usize>, b: Option<usize>, d: usize, max: usize| {
+            let v = a.or(b).unwrap_or(d);
+            if v == 0 || v > max {
+                bail!("{name} must be between 1 and {max}, got {v}");
+            }
+            Ok(v)
+        };
+        let details = DetailLimits {
+            bytes: limit(
+                "max_details_bytes",
+                o.max_details_bytes,
+                f.max_details_bytes,
+                defaults.max_details_bytes,
+                4 * 1024 * 1024,
+            )?,
+            depth: limit(
+                "max_details_depth",
+                o.max_details_depth,
+                f.max_details_depth,
+                defaults.max_details_depth,
+                64,
+            )?,
+            keys: limit(
+                "max_details_keys",
+                o.max_details_keys,
+                f.max_details_keys,
+                defaults.max_details_keys,
+                100_000,
+            )?,
+            key_len: limit(
+                "max_details_key_len",
+                o.max_details_key_len,
+                f.max_details_key_len,
+                defaults.max_details_key_len,
+                4096,
+            )?,
+            value_len: limit(
+                "max_details_value_len",
+                o.max_details_value_len,
+                f.max_details_value_len,
+                defaults.max_details_value_len,
+                4 * 1024 * 1024,
+            )?,
+        };
         Ok(Self {
+            details,
             admin_token: o.admin_token.clone().or(f.admin_token),
             signing_key_file: o
                 .signing_key_file
@@ -213,6 +291,17 @@ impl Config {
                 )),
             ),
             ("log_origin", Some(format!("\"{}\"", self.log_origin))),
+            ("max_details_bytes", Some(self.details.bytes.to_string())),
+            ("max_details_depth", Some(self.details.depth.to_string())),
+            ("max_details_keys", Some(self.details.keys.to_string())),
+            (
+                "max_details_key_len",
+                Some(self.details.key_len.to_string()),
+            ),
+            (
+                "max_details_value_len",
+                Some(self.details.value_len.to_string()),
+            ),
         ];
         lines
             .iter()
@@ -279,6 +368,28 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/flag"));
         assert_eq!(c.listen, "0.0.0.0:9");
         assert_eq!(c.signing_key_file, PathBuf::from("/flag/signing.key"));
+    }
+
+    #[test]
+    fn detail_limits_layer_and_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.toml");
+        std::fs::write(&file, "max_details_keys = 10\nmax_details_value_len = 99\n").unwrap();
+        let o = Overrides {
+            config: Some(file.clone()),
+            max_details_keys: Some(20),
+            ..Default::default()
+        };
+        let c = Config::resolve(&o, None).unwrap();
+        assert_eq!((c.details.keys, c.details.value_len), (20, 99));
+        assert_eq!(c.details.key_len, 128);
+        assert!(c.render_masked().contains("max_details_keys = 20"));
+        let o = Overrides {
+            max_details_depth: Some(0),
+            ..Default::default()
+        };
+        let e = Config::resolve(&o, None).err().unwrap().to_string();
+        assert!(e.contains("max_details_depth"), "{e}");
     }
 
     #[test]

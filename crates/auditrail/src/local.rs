@@ -80,7 +80,11 @@ pub fn settings(cfg: &Config) -> anyhow::Result<Settings> {
         checkpoint_interval: cfg.checkpoint_interval,
         limits: Limits {
             max_future,
-            ..Limits::default()
+            max_details_bytes: cfg.details.bytes,
+            max_details_depth: cfg.details.depth,
+            max_details_keys: cfg.details.keys,
+            max_details_key_len: cfg.details.key_len,
+            max_details_value_len: cfg.details.value_len,
         },
         origin_prefix: cfg.log_origin.clone(),
     })

@@ -229,6 +229,11 @@ async fn resend_is_idempotent_and_bad_batches_store_nothing() {
         (
             json!({"action": "a", "details": {"k": "x".repeat(40_000)}}),
             422,
+            "details.k",
+        ),
+        (
+            json!({"action": "a", "details": (0..5).map(|i| (format!("k{i}"), json!("x".repeat(7000)))).collect::<serde_json::Map<_, _>>()}),
+            422,
             "details",
         ),
         (

@@ -13,36 +13,43 @@ use serde_json::{Value, json};
 
 use auditrail_core::event::{self, with_leaf_hash};
 use auditrail_core::query::{Field, Filter, parse_q};
-use auditrail_core::{PreparedEvent, time};
+use auditrail_core::{PreparedEvent, Rules, time};
 use auditrail_store::{Accepted, Order, PageRequest, Role};
 
 use crate::App;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::ids::ulids;
-use crate::metrics::Outcome;
+use crate::metrics::{OrgLabel, Outcome};
+use crate::policy::OrgPolicy;
 
 pub const MAX_BATCH_EVENTS: usize = 1000;
 pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 const MAX_REPORTED_ERRORS: usize = 100;
 
-/// Validates and canonicalizes a batch; all or nothing.
+/// Validates and canonicalizes a batch; all or nothing. `policy` is the org's catalog
+/// policy (`None` for auditrail's own events, which no catalog governs).
 pub fn prepare_batch(
     app: &App,
     org: &str,
+    policy: Option<&OrgPolicy>,
     values: &[Value],
     batched: bool,
 ) -> ApiResult<Vec<PreparedEvent>> {
     // Millisecond precision for the default `occurred_at`, like `received_at`.
     let now = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 3);
     let mut ids = ulids(values.len(), now.timestamp_millis().max(0) as u64).into_iter();
+    let rules = Rules {
+        org_id: org,
+        now,
+        limits: &app.settings.limits,
+        catalog: policy.and_then(OrgPolicy::policy),
+    };
     let mut errors = Vec::new();
     let mut prepared = Vec::with_capacity(values.len());
     for (i, v) in values.iter().enumerate() {
         let index = batched.then_some(i);
-        match event::prepare(v, index, org, now, &app.settings.limits, || {
-            ids.next().unwrap_or_default()
-        }) {
+        match event::prepare(v, index, &rules, || ids.next().unwrap_or_default()) {
             Ok(p) => prepared.push(p),
             Err(errs) => errors.extend(errs),
         }
@@ -136,8 +143,12 @@ pub async fn ingest(
     let result = async {
         let bytes = read_body(body).await?;
         let (values, batched) = parse_events(&bytes)?;
-        let prepared = prepare_batch(&app, &org, &values, batched)?;
-        Ok::<_, ApiError>(app.store.append(&org, prepared, false).await?)
+        let policy = app.policies.get(&app, &org).await?;
+        let prepared = prepare_batch(&app, &org, Some(&policy), &values, batched)?;
+        let unknown: Vec<bool> = prepared.iter().map(|p| p.unknown_action).collect();
+        let accepted = app.store.append(&org, prepared, false).await?;
+        count_unknown_actions(&app, &org, &unknown, &accepted);
+        Ok::<_, ApiError>(accepted)
     }
     .await;
     let outcome = match &result {
@@ -156,6 +167,23 @@ pub async fn ingest(
     Ok(axum::Json(json!({ "accepted": accepted })).into_response())
 }
 
+/// Counts newly stored events whose action the org's catalog does not name.
+pub fn count_unknown_actions(app: &App, org: &str, unknown: &[bool], accepted: &[Accepted]) {
+    let n = unknown
+        .iter()
+        .zip(accepted)
+        .filter(|(u, a)| **u && !a.duplicate)
+        .count();
+    if n > 0 {
+        app.metrics
+            .unknown_actions
+            .get_or_create(&OrgLabel {
+                org: org.to_owned(),
+            })
+            .inc_by(n as u64);
+    }
+}
+
 /// Appends an event describing an administrative action to `org`'s own log.
 pub async fn record_self_audit(
     app: &App,
@@ -166,7 +194,7 @@ pub async fn record_self_audit(
     details: Value,
 ) -> ApiResult<Accepted> {
     let ev = json!({"action": action, "actor": who.actor(), "resource": resource, "details": details, "outcome": "success"});
-    let p = prepare_batch(app, org, std::slice::from_ref(&ev), false)?;
+    let p = prepare_batch(app, org, None, std::slice::from_ref(&ev), false)?;
     let mut r = app.store.append(org, p, true).await?;
     r.pop().ok_or_else(|| {
         ApiError::new(

@@ -1,5 +1,6 @@
 //! The HTTP surface. One file per area; errors map in `error.rs`.
 
+pub mod catalog;
 pub mod events;
 pub(crate) mod integrity;
 mod ops;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 
 use crate::App;
 
@@ -21,6 +22,9 @@ pub fn router(app: Arc<App>) -> Router {
             post(orgs::create_key).get(orgs::list_keys),
         )
         .route("/v1/orgs/{org}/keys/{key_id}", delete(orgs::revoke_key))
+        .route("/v1/orgs/{org}/catalog", put(catalog::put_catalog))
+        .route("/v1/catalog", get(catalog::get_catalog))
+        .route("/v1/hmac", post(catalog::hmac))
         .route("/v1/events", post(events::ingest).get(events::search))
         .route("/v1/checkpoints/latest", get(integrity::latest_checkpoint))
         .route("/v1/public-key", get(integrity::public_key))

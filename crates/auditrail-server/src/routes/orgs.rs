@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use auditrail_store::{KeyRecord, NewOrg, Role};
 
+use super::catalog::{CatalogInput, resolve, to_new};
 use super::events::record_self_audit;
 use crate::App;
 use crate::auth::{Principal, new_key_token};
@@ -22,7 +23,7 @@ pub struct CreateOrg {
     /// Lowercase letters, digits, `-` and `_`; 1 to 64 characters, starting with a letter or digit.
     pub id: String,
     pub name: Option<String>,
-    /// A built-in catalog name or a catalog document.
+    /// A built-in catalog name (`prophecy`, `apollo-studio`) or a catalog document.
     #[schema(value_type = Object)]
     pub catalog: Option<Value>,
     #[serde(default)]
@@ -87,15 +88,14 @@ pub async fn create_org_as(
     }
     let catalog = match &req.catalog {
         None | Some(Value::Null) => None,
-        Some(Value::String(name)) => Some(name.clone()),
-        Some(doc @ Value::Object(_)) => Some(doc.to_string()),
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "catalog",
-                "must be a built-in catalog name or a catalog document",
-            ));
-        }
+        Some(v) => Some(resolve(CatalogInput::Json(v), "catalog")?),
     };
+    if req.strict && catalog.is_none() {
+        return Err(ApiError::invalid_field(
+            "strict",
+            "a strict org needs a catalog to check events against; give `catalog`",
+        ));
+    }
     let org = app
         .store
         .create_org(NewOrg {
@@ -103,7 +103,7 @@ pub async fn create_org_as(
             name: req.name.unwrap_or_else(|| req.id.clone()),
             strict: req.strict,
             retention_days: req.retention_days,
-            catalog,
+            catalog: catalog.as_ref().map(to_new),
         })
         .await?;
     record_self_audit(
@@ -112,7 +112,7 @@ pub async fn create_org_as(
         who,
         "createOrg",
         json!({"type": "ORG", "id": org.id}),
-        json!({"name": org.name, "strict": org.strict}),
+        json!({"name": org.name, "strict": org.strict, "catalog": org.catalog, "catalog_version": org.catalog_version}),
     )
     .await?;
     Ok(org)

@@ -23,8 +23,8 @@ use writer::{Job, Writer};
 
 use crate::error::Context;
 use crate::{
-    Accepted, KeyRecord, NewOrg, Org, Page, PageRequest, Result, Role, Store, StoreError,
-    StoredCheckpoint, TreeHead,
+    Accepted, KeyRecord, NewCatalog, NewOrg, Org, Page, PageRequest, Result, Role, Store,
+    StoreError, StoredCatalog, StoredCheckpoint, TreeHead,
 };
 
 /// Events that may wait in the write queue; beyond this, `append` without `wait` fails
@@ -266,11 +266,33 @@ fn org_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Org> {
         strict: r.get(2)?,
         retention_days: r.get(3)?,
         catalog: r.get(4)?,
-        created_at: r.get(5)?,
+        catalog_version: r.get(5)?,
+        created_at: r.get(6)?,
     })
 }
 
-const ORG_COLS: &str = "id, name, strict, retention_days, catalog, created_at";
+const ORG_COLS: &str = "id, name, strict, retention_days, \
+    (SELECT name FROM catalogs c WHERE c.org_num = orgs.num ORDER BY version DESC LIMIT 1), \
+    (SELECT max(version) FROM catalogs c WHERE c.org_num = orgs.num), created_at";
+
+fn catalog_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCatalog> {
+    Ok(StoredCatalog {
+        version: r.get(0)?,
+        name: r.get(1)?,
+        document: r.get(2)?,
+        created_at: r.get(3)?,
+    })
+}
+
+fn current_catalog(t: &Connection, org_num: i64) -> Result<Option<StoredCatalog>> {
+    t.query_row(
+        "SELECT version, name, document, created_at FROM catalogs WHERE org_num = ?1 ORDER BY version DESC LIMIT 1",
+        [org_num],
+        catalog_row,
+    )
+    .optional()
+    .op("read catalog")
+}
 const KEY_COLS: &str = "k.id, o.id, k.name, k.role, k.secret_hash, k.created_at, k.revoked_at";
 
 fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
@@ -298,14 +320,22 @@ impl Store for SqliteStore {
         self.write(move |t| {
             let n = t
                 .execute(
-                    "INSERT INTO orgs (id, name, strict, retention_days, catalog, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-                    params![org.id, org.name, org.strict, org.retention_days, org.catalog, created_at],
+                    "INSERT INTO orgs (id, name, strict, retention_days, created_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+                    params![org.id, org.name, org.strict, org.retention_days, created_at],
                 )
                 .op("create org")?;
             if n == 0 {
                 return Err(StoreError::Conflict(format!("org `{}` already exists", org.id)));
             }
-            Ok(Org { id: org.id, name: org.name, strict: org.strict, retention_days: org.retention_days, catalog: org.catalog, created_at })
+            if let Some(c) = &org.catalog {
+                t.execute(
+                    "INSERT INTO catalogs (org_num, version, name, document, created_at) VALUES (?1, 1, ?2, ?3, ?4)",
+                    params![t.last_insert_rowid(), c.name, c.document, created_at],
+                )
+                .op("store catalog")?;
+            }
+            let catalog_version = org.catalog.as_ref().map(|_| 1);
+            Ok(Org { id: org.id, name: org.name, strict: org.strict, retention_days: org.retention_days, catalog: org.catalog.map(|c| c.name), catalog_version, created_at })
         })
         .await
     }
@@ -386,6 +416,41 @@ impl Store for SqliteStore {
                 .optional()
                 .op("read key")?
                 .ok_or(StoreError::NotFound { what: "key" })
+        })
+        .await
+    }
+
+    async fn put_catalog(&self, org: &str, catalog: NewCatalog) -> Result<(StoredCatalog, bool)> {
+        let num = self.org_num(org).await?;
+        let created_at = now_text();
+        self.write(move |t| {
+            let current = current_catalog(t, num)?;
+            if let Some(c) = current.as_ref().filter(|c| c.name == catalog.name && c.document == catalog.document) {
+                return Ok((c.clone(), false));
+            }
+            let version = current.map_or(1, |c| c.version + 1);
+            t.execute(
+                "INSERT INTO catalogs (org_num, version, name, document, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![num, version, catalog.name, catalog.document, created_at],
+            )
+            .op("store catalog")?;
+            Ok((StoredCatalog { version, name: catalog.name, document: catalog.document, created_at }, true))
+        })
+        .await
+    }
+
+    async fn get_catalog(&self, org: &str, version: Option<u32>) -> Result<Option<StoredCatalog>> {
+        let num = self.org_num(org).await?;
+        self.read(move |c| match version {
+            None => current_catalog(c, num),
+            Some(v) => c
+                .query_row(
+                    "SELECT version, name, document, created_at FROM catalogs WHERE org_num = ?1 AND version = ?2",
+                    params![num, v],
+                    catalog_row,
+                )
+                .optional()
+                .op("read catalog"),
         })
         .await
     }

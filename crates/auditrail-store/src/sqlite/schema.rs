@@ -9,6 +9,8 @@
 //!   row per distinct term per commit rather than one row per event per field, which is
 //!   what makes secondary indexes the dominant cost of the naive layout.
 //! - `idem` holds client-supplied ids only; generated ids are unique by construction.
+//! - `catalogs` holds every version of each org's catalog; `orgs.catalog` is unused
+//!   since schema version 2 (the current catalog is the highest version).
 //! - `nodes` holds every complete Merkle subtree above the leaves, so roots and proofs
 //!   take O(log n) point reads; leaves are `events.leaf`.
 
@@ -17,7 +19,8 @@ use rusqlite::Connection;
 use crate::Result;
 use crate::error::Context;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE orgs (
     num INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -54,7 +57,18 @@ CREATE TABLE checkpoints (
     org_num INTEGER NOT NULL, size INTEGER NOT NULL, note TEXT NOT NULL, created_ms INTEGER NOT NULL,
     PRIMARY KEY (org_num, size)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+CREATE TABLE catalogs (
+    org_num INTEGER NOT NULL REFERENCES orgs(num),
+    version INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    document TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (org_num, version)
+) WITHOUT ROWID;
+"#,
+];
 
 /// Bits of a rowid that hold the seq; the org number sits above them.
 pub const SEQ_BITS: u32 = 40;

@@ -24,6 +24,12 @@ async fn search_filters_and_paging() {
 }
 
 #[tokio::test]
+async fn catalogs() {
+    let d = tempfile::tempdir().unwrap();
+    conformance::catalogs(&open(d.path())).await;
+}
+
+#[tokio::test]
 async fn checkpoints() {
     let d = tempfile::tempdir().unwrap();
     conformance::checkpoints(&open(d.path())).await;
@@ -41,24 +47,25 @@ async fn restart_continues_seqs_and_root() {
     };
     let s = open(d.path());
     assert_eq!(s.tree_head("acme").await.unwrap(), before);
+    let limits = auditrail_core::Limits::default();
+    let rules = auditrail_core::Rules {
+        org_id: "acme",
+        now: chrono::Utc::now(),
+        limits: &limits,
+        catalog: None,
+    };
     let ev = auditrail_core::event::prepare(
         &serde_json::json!({"id": "e1", "action": "again"}),
         None,
-        "acme",
-        chrono::Utc::now(),
-        &auditrail_core::Limits::default(),
+        &rules,
         || "x".into(),
     )
     .unwrap();
-    let ev2 = auditrail_core::event::prepare(
-        &serde_json::json!({"action": "new"}),
-        None,
-        "acme",
-        chrono::Utc::now(),
-        &auditrail_core::Limits::default(),
-        || "y".into(),
-    )
-    .unwrap();
+    let ev2 =
+        auditrail_core::event::prepare(&serde_json::json!({"action": "new"}), None, &rules, || {
+            "y".into()
+        })
+        .unwrap();
     let r = s.append("acme", vec![ev, ev2], false).await.unwrap();
     assert_eq!(
         (r[0].seq, r[0].duplicate),

@@ -18,7 +18,7 @@ pub enum OrgsCommand {
         id: String,
         #[arg(long)]
         name: Option<String>,
-        /// A built-in catalog name
+        /// A built-in catalog (prophecy, apollo-studio) or a catalog file (.toml or .json)
         #[arg(long)]
         catalog: Option<String>,
         /// Reject what the catalog does not name
@@ -53,6 +53,39 @@ fn api_err(e: auditrail_server::error::ApiError) -> anyhow::Error {
     anyhow::anyhow!("{} ({})", e.message, e.code)
 }
 
+/// `--catalog`: a built-in's name as is, or a file read into a catalog document.
+fn catalog_arg(c: &str) -> anyhow::Result<Value> {
+    use auditrail_core::catalog::{BUILTIN_NAMES, Catalog};
+    if BUILTIN_NAMES.contains(&c) {
+        return Ok(json!(c));
+    }
+    let path = std::path::Path::new(c);
+    if !path.exists() {
+        anyhow::bail!(
+            "--catalog {c}: neither a built-in catalog ({}) nor a file",
+            BUILTIN_NAMES.join(", ")
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read catalog {c}: {e}"))?;
+    let parsed = if c.ends_with(".json") {
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("catalog {c} is not valid JSON: {e}"))?;
+        Catalog::from_json(&v)
+    } else {
+        Catalog::from_toml(&text)
+    };
+    let catalog = parsed.map_err(|e| {
+        let lines: Vec<String> = e
+            .problems()
+            .iter()
+            .map(|p| format!("  {}: {}", p.field, p.reason))
+            .collect();
+        anyhow::anyhow!("catalog {c} is invalid:\n{}", lines.join("\n"))
+    })?;
+    Ok(catalog.to_json())
+}
+
 pub async fn orgs(o: &Overrides, c: OrgsCommand) -> anyhow::Result<()> {
     let OrgsCommand::Create {
         id,
@@ -61,6 +94,7 @@ pub async fn orgs(o: &Overrides, c: OrgsCommand) -> anyhow::Result<()> {
         strict,
         target,
     } = c;
+    let catalog = catalog.map(|c| catalog_arg(&c)).transpose()?;
     let body = json!({"id": id, "name": name, "catalog": catalog, "strict": strict});
     let out = match &target.url {
         Some(url) => {

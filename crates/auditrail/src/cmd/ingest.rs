@@ -147,6 +147,11 @@ async fn local(o: &Overrides, args: &Args, total: u64) -> anyhow::Result<Tally> 
             args.org
         );
     }
+    let policy = app
+        .policies
+        .get(&app, &args.org)
+        .await
+        .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
     let size = args.batch.unwrap_or(10_000).clamp(1, 100_000);
     let pb = progress(total);
     let mut t: Tally = (0, 0, None, None);
@@ -158,8 +163,10 @@ async fn local(o: &Overrides, args: &Args, total: u64) -> anyhow::Result<Tally> 
             while in_flight.len() < 3 {
                 let Some(b) = source.next() else { break };
                 let b = b?;
-                let (app, org) = (app.clone(), args.org.clone());
-                in_flight.push_back(tokio::task::spawn_blocking(move || prepare(&app, &org, b)));
+                let (app, org, policy) = (app.clone(), args.org.clone(), policy.clone());
+                in_flight.push_back(tokio::task::spawn_blocking(move || {
+                    prepare(&app, &org, &policy, b)
+                }));
             }
             let Some(next) = in_flight.pop_front() else {
                 break;
@@ -188,10 +195,11 @@ async fn local(o: &Overrides, args: &Args, total: u64) -> anyhow::Result<Tally> 
 fn prepare(
     app: &auditrail_server::App,
     org: &str,
+    policy: &auditrail_server::policy::OrgPolicy,
     b: Batch,
 ) -> anyhow::Result<(Vec<auditrail_core::PreparedEvent>, u64)> {
     let values = b.values()?;
-    prepare_batch(app, org, &values, true)
+    prepare_batch(app, org, Some(policy), &values, true)
         .map(|p| (p, b.bytes))
         .map_err(|e| {
             let line = e

@@ -103,7 +103,10 @@ async fn shutdown_signal() {
 }
 
 pub mod demo {
-    //! `serve --demo`: a demo org with events from both reference catalogs.
+    //! `serve --demo`: a demo org with events from both reference catalogs. The org
+    //! uses the Prophecy catalog, not strictly: Prophecy events are checked and their
+    //! secrets redacted (`setPassword` below is stored as `[REDACTED]`); Apollo Studio
+    //! events are accepted and counted as unknown actions.
 
     use auditrail_server::auth::Principal;
     use auditrail_server::routes::events::prepare_batch;
@@ -170,31 +173,25 @@ pub mod demo {
                 "u-7",
                 "p-123",
                 &bob,
-                json!({"newPassword": "[REDACTED]"}),
+                json!({"uid": "u-7", "newPassword": "hunter2"}),
             ),
-            g("CREATE_GRAPH", "GRAPH", "my-graph", "my-graph", &ann),
+            g("CREATE", "GRAPH", "my-graph", "my-graph", &ann),
             g(
-                "UPDATE_GRAPH_VARIANT",
+                "CONFIG_CHANGE",
                 "GRAPH_VARIANT",
                 "my-graph@prod",
                 "my-graph",
                 &key,
             ),
             g(
-                "CREATE_API_KEY",
-                "API_KEY",
+                "CREATE",
+                "GRAPH_API_KEY",
                 "service:my-graph:1",
                 "my-graph",
                 &ann,
             ),
-            g("ADD_USER_TO_ORGANIZATION", "USER", "u-7", "my-graph", &ann),
-            g(
-                "CREATE_AUDIT_EXPORT",
-                "AUDIT_JOB",
-                "export-1",
-                "my-graph",
-                &ann,
-            ),
+            g("JOIN_ACCOUNT", "USER", "u-7", "my-graph", &ann),
+            g("CREATE", "AUDIT_JOB", "export-1", "my-graph", &ann),
         ]
     }
 
@@ -206,14 +203,16 @@ pub mod demo {
             let req = CreateOrg {
                 id: DEMO_ORG.into(),
                 name: Some("Demo Org".into()),
-                catalog: None,
+                catalog: Some(json!("prophecy")),
                 strict: false,
                 retention_days: None,
             };
             create_org_as(app, &Principal::PlatformAdmin, req)
                 .await
                 .map_err(err)?;
-            let events = prepare_batch(app, DEMO_ORG, &sample_events(), true).map_err(err)?;
+            let policy = app.policies.get(app, DEMO_ORG).await.map_err(err)?;
+            let events =
+                prepare_batch(app, DEMO_ORG, Some(&policy), &sample_events(), true).map_err(err)?;
             app.store.append(DEMO_ORG, events, true).await?;
         }
         let key = create_key_as(

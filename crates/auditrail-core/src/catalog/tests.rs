@@ -430,3 +430,35 @@ fn json_form_round_trips() {
         assert_eq!(back.document(), c.document());
     }
 }
+
+#[test]
+fn the_documented_example_is_a_valid_catalog() {
+    let doc = include_str!("../../../../docs/catalogs.md");
+    let section = &doc[doc.find("## The format").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + 8;
+    let end = start + section[start..].find("```").unwrap();
+    let c = Catalog::from_toml(&section[start..end]).unwrap();
+    assert_eq!(c.name(), "shop");
+    let p = policy(&c, true);
+    let (checked, e) = run(
+        &p,
+        "refund",
+        Some("ORDER"),
+        json!({"amount": 5, "card": [{"last4": "4242", "number": "4242424242424242"}]}),
+    );
+    assert!(e.is_empty(), "{e:?}");
+    assert_eq!(
+        checked.details.unwrap()["card"][0]["number"],
+        json!("[REDACTED]")
+    );
+    assert!(
+        run(
+            &p,
+            "tableQuery",
+            None,
+            json!({"uid": "u", "projectId": "p"})
+        )
+        .1
+        .is_empty()
+    );
+}

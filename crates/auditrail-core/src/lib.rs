@@ -6,6 +6,7 @@
 pub mod canonical;
 pub mod catalog;
 pub mod event;
+pub mod export;
 pub mod merkle;
 pub mod note;
 pub mod query;

@@ -48,6 +48,24 @@ pub fn hmac_value(key: &[u8; 32], value: &Value) -> String {
 
 pub const REDACTED: &str = "[REDACTED]";
 
+/// Where in `details` the walk is; rendered only when a problem is reported.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Root,
+    Key(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+}
+
+impl At<'_> {
+    fn render(&self) -> String {
+        match self {
+            At::Root => "details".to_owned(),
+            At::Key(parent, k) => format!("{}.{k}", parent.render()),
+            At::Index(parent, i) => format!("{}[{i}]", parent.render()),
+        }
+    }
+}
+
 struct Walk<'a, 'f> {
     policy: &'a Policy<'a>,
     action: &'a str,
@@ -119,7 +137,7 @@ impl Policy<'_> {
                 action,
                 fail,
             };
-            w.map(&compiled.params, d, "details")
+            w.map(&compiled.params, d, &At::Root)
         });
         Checked {
             details,
@@ -148,19 +166,19 @@ impl Walk<'_, '_> {
         &mut self,
         node: &Node,
         m: &Map<String, Value>,
-        path: &str,
+        at: &At<'_>,
     ) -> Option<Map<String, Value>> {
         let mut out: Option<Map<String, Value>> = None;
         for (i, (k, v)) in m.iter().enumerate() {
             let edit = match node.children.get(k) {
-                Some(child) => self.member(child, v, &format!("{path}.{k}")),
+                Some(child) => self.member(child, v, &At::Key(at, k)),
                 None if node.open => Edit::Keep,
                 None if !self.policy.strict => Edit::Keep,
                 None => match self.policy.catalog.doc.options.unknown_details {
                     UnknownDetails::Drop => Edit::Drop,
                     UnknownDetails::Reject => {
                         (self.fail)(
-                            format!("{path}.{k}"),
+                            At::Key(at, k).render(),
                             format!(
                                 "is not a parameter of `{}`; allowed here: {}",
                                 self.action,
@@ -194,7 +212,7 @@ impl Walk<'_, '_> {
         out
     }
 
-    fn member(&mut self, node: &Node, v: &Value, path: &str) -> Edit {
+    fn member(&mut self, node: &Node, v: &Value, at: &At<'_>) -> Edit {
         if node.sensitive && !v.is_null() {
             return Edit::Set(self.policy.redact(v));
         }
@@ -203,19 +221,19 @@ impl Walk<'_, '_> {
         }
         match v {
             Value::Object(m) => self
-                .map(node, m, path)
+                .map(node, m, at)
                 .map_or(Edit::Keep, |m| Edit::Set(Value::Object(m))),
             Value::Array(items) => {
                 let mut out: Option<Vec<Value>> = None;
                 for (i, item) in items.iter().enumerate() {
-                    let at = format!("{path}[{i}]");
+                    let item_at = At::Index(at, i);
                     let edit = match item {
                         Value::Object(m) => self
-                            .map(node, m, &at)
+                            .map(node, m, &item_at)
                             .map_or(Edit::Keep, |m| Edit::Set(Value::Object(m))),
                         Value::Null => Edit::Keep,
                         _ => {
-                            self.not_nested(node, &at);
+                            self.not_nested(node, &item_at);
                             Edit::Keep
                         }
                     };
@@ -229,16 +247,16 @@ impl Walk<'_, '_> {
             }
             Value::Null => Edit::Keep,
             _ => {
-                self.not_nested(node, path);
+                self.not_nested(node, at);
                 Edit::Keep
             }
         }
     }
 
-    fn not_nested(&mut self, node: &Node, path: &str) {
+    fn not_nested(&mut self, node: &Node, at: &At<'_>) {
         if self.policy.strict && !node.open {
             (self.fail)(
-                path.to_owned(),
+                at.render(),
                 format!(
                     "must be an object, or a list of objects, with keys among: {}",
                     node.names()

@@ -17,13 +17,7 @@ pub(crate) async fn sign(app: &App, org: &str, head: TreeHead) -> Result<String,
         size: head.size,
         root: head.root,
     };
-    let note = app.signer.sign(&cp.body()).map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            e.to_string(),
-        )
-    })?;
+    let note = app.signer.sign(&cp.body()).map_err(ApiError::internal)?;
     app.store.save_checkpoint(org, head.size, &note).await?;
     app.metrics.checkpoints_signed.inc();
     Ok(note)

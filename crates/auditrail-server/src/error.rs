@@ -67,6 +67,16 @@ impl ApiError {
         .with_details(vec![json!({"field": field, "reason": reason})])
     }
 
+    /// A generic 500; what went wrong is logged, never sent to the client.
+    pub fn internal(what: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %what, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+
     fn unavailable(code: &'static str, msg: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, msg);
         e.retry_after = Some(1);
@@ -86,14 +96,7 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %m, "storage unavailable");
                 Self::unavailable("unavailable", "storage is unavailable; retry shortly")
             }
-            other => {
-                tracing::error!(error = %other, "internal error");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
-            }
+            other => Self::internal(other),
         }
     }
 }

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use auditrail_core::catalog::{Catalog, Policy};
-use axum::http::StatusCode;
 
 use crate::App;
 use crate::error::{ApiError, ApiResult};
@@ -60,15 +59,6 @@ impl Policies {
     }
 }
 
-fn corrupt(msg: String) -> ApiError {
-    tracing::error!("{msg}");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "internal error",
-    )
-}
-
 async fn load(app: &App, org: &str) -> ApiResult<OrgPolicy> {
     let o = app
         .store
@@ -78,10 +68,11 @@ async fn load(app: &App, org: &str) -> ApiResult<OrgPolicy> {
     let catalog = match app.store.get_catalog(org, None).await? {
         None => None,
         Some(stored) => {
-            let doc: serde_json::Value = serde_json::from_str(&stored.document)
-                .map_err(|e| corrupt(format!("stored catalog of org {org} is not JSON: {e}")))?;
+            let doc: serde_json::Value = serde_json::from_str(&stored.document).map_err(|e| {
+                ApiError::internal(format!("stored catalog of org {org} is not JSON: {e}"))
+            })?;
             let c = Catalog::from_json(&doc).map_err(|e| {
-                corrupt(format!(
+                ApiError::internal(format!(
                     "stored catalog v{} of org {org} is invalid: {e}",
                     stored.version
                 ))
@@ -103,12 +94,13 @@ async fn hmac_key(app: &App, org: &str) -> ApiResult<[u8; 32]> {
         Some(t) => t,
         None => {
             let mut k = [0u8; 32];
-            getrandom::fill(&mut k).map_err(|e| corrupt(format!("no OS randomness: {e}")))?;
+            getrandom::fill(&mut k)
+                .map_err(|e| ApiError::internal(format!("no OS randomness: {e}")))?;
             app.store.init_setting(&name, &hex::encode(k)).await?
         }
     };
     hex::decode(text.trim())
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| corrupt(format!("HMAC key of org {org} is malformed")))
+        .ok_or_else(|| ApiError::internal(format!("HMAC key of org {org} is malformed")))
 }

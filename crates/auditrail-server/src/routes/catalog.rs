@@ -85,12 +85,8 @@ pub fn to_new(c: &Catalog) -> NewCatalog {
 }
 
 fn catalog_json(org: &str, strict: bool, c: &StoredCatalog) -> ApiResult<Value> {
-    let doc: Value = serde_json::from_str(&c.document).map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "stored catalog is unreadable",
-        )
+    let doc: Value = serde_json::from_str(&c.document).map_err(|e| {
+        ApiError::internal(format!("stored catalog of org {org} is unreadable: {e}"))
     })?;
     Ok(json!({
         "org_id": org,

@@ -196,13 +196,8 @@ pub async fn record_self_audit(
     let ev = json!({"action": action, "actor": who.actor(), "resource": resource, "details": details, "outcome": "success"});
     let p = prepare_batch(app, org, None, std::slice::from_ref(&ev), false)?;
     let mut r = app.store.append(org, p, true).await?;
-    r.pop().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "append returned nothing",
-        )
-    })
+    r.pop()
+        .ok_or_else(|| ApiError::internal("append returned nothing"))
 }
 
 #[derive(Debug, Deserialize, Default)]

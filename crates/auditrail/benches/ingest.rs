@@ -191,7 +191,7 @@ async fn http_singles(base: &str, token: &str, events: &[Value]) -> (f64, f64, f
 }
 
 fn bulk_cli(dir: &Path, n: u64) -> f64 {
-    let bin = env!("CARGO_BIN_EXE_auditrail");
+    let bin = common::BIN;
     let data = dir.join("bulk");
     let ok = std::process::Command::new(bin)
         .args(["orgs", "create", "bulk", "--data-dir"])

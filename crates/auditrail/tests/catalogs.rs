@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{ADMIN, TestServer, independent_leaf};
+use common::{ADMIN, BIN, TestServer, independent_leaf, run};
 use serde_json::{Value, json};
 
 async fn strict_org(s: &TestServer, id: &str, catalog: Value) -> (String, String) {
@@ -410,30 +410,18 @@ async fn a_new_catalog_version_leaves_old_events_readable_and_tagged() {
 
     let v2 = json!({"name": "accounts-v2", "resource_types": {"USER": {}},
                     "actions": {"deactivateUser": {"resource_types": ["USER"], "parameters": ["uid"]}}});
-    let r = s
-        .http
-        .put(format!("{}/v1/orgs/acme/catalog", s.base))
-        .bearer_auth(&admin)
-        .json(&v2)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
+    let (st, b) = s
+        .call("PUT", "/v1/orgs/acme/catalog", &admin, Some(v2.clone()))
+        .await;
+    assert_eq!(st, 200);
     assert_eq!(
         (b["version"].as_u64(), b["name"].as_str()),
         (Some(2), Some("accounts-v2"))
     );
     // The same document again is not a new version.
-    let r = s
-        .http
-        .put(format!("{}/v1/orgs/acme/catalog", s.base))
-        .bearer_auth(&admin)
-        .json(&v2)
-        .send()
-        .await
-        .unwrap();
-    let b: Value = r.json().await.unwrap();
+    let (_, b) = s
+        .call("PUT", "/v1/orgs/acme/catalog", &admin, Some(v2))
+        .await;
     assert_eq!(
         (b["version"].as_u64(), b["created"].as_bool()),
         (Some(2), Some(false))
@@ -578,23 +566,20 @@ async fn bad_catalogs_and_wrong_callers_are_refused() {
     assert_eq!(st, 200, "the platform admin may set any org's catalog");
     let (st, b) = s.get("/v1/catalog", &viewer).await;
     assert_eq!((st, b["name"].as_str()), (200, Some("accounts")));
-    let r = s
-        .http
-        .put(format!("{}/v1/orgs/acme/catalog", s.base))
-        .bearer_auth(&admin)
-        .json(&json!("apollo-studio"))
-        .send()
-        .await
-        .unwrap();
-    let b: Value = r.json().await.unwrap();
+    let (_, b) = s
+        .call(
+            "PUT",
+            "/v1/orgs/acme/catalog",
+            &admin,
+            Some(json!("apollo-studio")),
+        )
+        .await;
     assert_eq!(
         (b["version"].as_u64(), b["name"].as_str()),
         (Some(2), Some("apollo-studio"))
     );
     s.stop().await;
 }
-
-const BIN: &str = env!("CARGO_BIN_EXE_auditrail");
 
 /// Every file under `dir`, recursively.
 fn files(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -753,16 +738,6 @@ async fn a_secret_never_reaches_the_data_dir_logs_metrics_or_errors() {
     let log_text = std::fs::read_to_string(&log_path).unwrap();
     assert!(log_text.len() > 100, "the server logged: {log_text}");
     assert_absent(&data, SECRET);
-}
-
-fn run(args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("AUDITRAIL_ADMIN_TOKEN")
-        .output()
-        .unwrap()
 }
 
 #[test]

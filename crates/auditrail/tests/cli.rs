@@ -10,10 +10,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::{independent_leaf, independent_root};
+use common::{BIN, independent_leaf, independent_root, run};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_auditrail");
 const ADMIN: &str = "cli-test-admin-token";
 
 struct Serve {
@@ -42,16 +41,6 @@ fn serve(dir: &Path) -> Serve {
         .expect("listening line")
         .to_owned();
     Serve { child, base }
-}
-
-fn run(args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("AUDITRAIL_ADMIN_TOKEN")
-        .output()
-        .unwrap()
 }
 
 async fn post(

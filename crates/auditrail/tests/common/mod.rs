@@ -19,6 +19,20 @@ use sha2::{Digest, Sha256};
 
 pub const ADMIN: &str = "test-platform-admin-token";
 
+/// The `auditrail` binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_auditrail");
+
+/// Runs the binary against the data dir `dir`, with no admin token in the environment.
+pub fn run(args: &[&str], dir: &Path) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("AUDITRAIL_ADMIN_TOKEN")
+        .output()
+        .unwrap()
+}
+
 pub struct TestServer {
     pub base: String,
     pub http: reqwest::Client,

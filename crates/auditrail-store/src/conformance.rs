@@ -443,3 +443,169 @@ pub async fn catalogs(store: &dyn Store) {
         3
     );
 }
+
+/// Export jobs: created queued, leased oldest first to one owner, progress and finish
+/// only by the holder, a lapsed lease is taken over, expiry lists only what is due,
+/// and no org sees another's jobs.
+pub async fn export_jobs(store: &dyn Store) {
+    use crate::{ExportJob, ExportOutcome, ExportStatus};
+    new_org(store, "acme").await;
+    new_org(store, "globex").await;
+    let job = |id: &str, org: &str, at: i64| {
+        ExportJob::queued(
+            id.into(),
+            org.into(),
+            "{}".into(),
+            "{\"id\":\"k\"}".into(),
+            at,
+        )
+    };
+    store
+        .create_export(job("exp-1", "acme", 1000))
+        .await
+        .unwrap();
+    store
+        .create_export(job("exp-2", "acme", 2000))
+        .await
+        .unwrap();
+    store
+        .create_export(job("exp-3", "globex", 3000))
+        .await
+        .unwrap();
+    assert!(store.get_export("globex", "exp-1").await.unwrap().is_none());
+    let listed = store.list_exports("acme", 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["exp-2", "exp-1"]
+    );
+    assert_eq!(listed[0].status, ExportStatus::Queued);
+
+    let a = store
+        .claim_export("node-a", 10_000, 20_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.id.as_str(), a.status, a.attempts),
+        ("exp-1", ExportStatus::Running, 1)
+    );
+    let b = store
+        .claim_export("node-b", 10_000, 100_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.id, "exp-2");
+    assert!(
+        store
+            .export_progress("exp-1", "node-a", 50, 25_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .export_progress("exp-1", "node-b", 60, 25_000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .get_export("acme", "exp-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .row_count,
+        50
+    );
+
+    // exp-3 is next; then nothing until exp-1's lease (25 000) lapses.
+    assert_eq!(
+        store
+            .claim_export("node-b", 10_000, 100_000)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "exp-3"
+    );
+    assert!(
+        store
+            .claim_export("node-b", 24_000, 40_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let taken = store
+        .claim_export("node-b", 26_000, 40_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (taken.id.as_str(), taken.attempts, taken.row_count),
+        ("exp-1", 2, 0)
+    );
+
+    let done = ExportOutcome::Succeeded {
+        rows: 7,
+        bytes: 700,
+        sha256: "ab".into(),
+        file: "exp-1.csv".into(),
+        checkpoint_size: 9,
+        checkpoint: "note".into(),
+        expires_ms: 50_000,
+    };
+    assert!(
+        store
+            .finish_export("exp-1", "node-a", done.clone(), 27_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "the old owner lost the lease"
+    );
+    let fin = store
+        .finish_export("exp-1", "node-b", done, 27_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (fin.status, fin.row_count, fin.bytes),
+        (ExportStatus::Succeeded, 7, Some(700))
+    );
+    assert_eq!(
+        (fin.checkpoint_size, fin.completed_ms, fin.expires_ms),
+        (Some(9), Some(27_000), Some(50_000))
+    );
+    let failed = store
+        .finish_export(
+            "exp-2",
+            "node-b",
+            ExportOutcome::Failed {
+                error: "disk full".into(),
+            },
+            28_000,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (failed.status, failed.error.as_deref()),
+        (ExportStatus::Failed, Some("disk full"))
+    );
+
+    assert!(store.exports_due_expiry(49_999).await.unwrap().is_empty());
+    let due = store.exports_due_expiry(50_000).await.unwrap();
+    assert_eq!(
+        due.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["exp-1"]
+    );
+    store.mark_export_expired("exp-1").await.unwrap();
+    assert_eq!(
+        store
+            .get_export("acme", "exp-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ExportStatus::Expired
+    );
+    assert!(store.exports_due_expiry(60_000).await.unwrap().is_empty());
+}

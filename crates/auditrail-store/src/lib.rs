@@ -5,6 +5,7 @@
 
 pub mod conformance;
 mod error;
+mod jobs;
 pub mod proofs;
 pub mod sqlite;
 pub mod terms;
@@ -16,6 +17,7 @@ use auditrail_core::query::Filter;
 use auditrail_core::{Hash, PreparedEvent};
 
 pub use error::StoreError;
+pub use jobs::{ExportJob, ExportOutcome, ExportStatus};
 pub use types::*;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -67,6 +69,41 @@ pub trait Store: Send + Sync + 'static {
     async fn latest_checkpoint(&self, org: &str) -> Result<Option<StoredCheckpoint>>;
     /// Orgs whose tree has grown past their latest checkpoint.
     async fn stale_checkpoints(&self) -> Result<Vec<(String, TreeHead)>>;
+
+    /// Stores a new export job (status `queued`).
+    async fn create_export(&self, job: ExportJob) -> Result<()>;
+    /// One export of `org`; another org's export is `None`.
+    async fn get_export(&self, org: &str, id: &str) -> Result<Option<ExportJob>>;
+    /// `org`'s exports, newest first.
+    async fn list_exports(&self, org: &str, limit: usize) -> Result<Vec<ExportJob>>;
+    /// Leases the oldest runnable export to `owner` until `lease_until_ms`: a queued
+    /// one, or a running one whose lease has lapsed (its runner died). Counts the attempt.
+    async fn claim_export(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<ExportJob>>;
+    /// Records rows written and extends the lease; `false` when `owner` no longer holds it.
+    async fn export_progress(
+        &self,
+        id: &str,
+        owner: &str,
+        rows: u64,
+        lease_until_ms: i64,
+    ) -> Result<bool>;
+    /// Ends a run `owner` holds; `None` when the lease was lost (nothing changes).
+    async fn finish_export(
+        &self,
+        id: &str,
+        owner: &str,
+        outcome: ExportOutcome,
+        now_ms: i64,
+    ) -> Result<Option<ExportJob>>;
+    /// Succeeded exports whose `expires_ms` has passed.
+    async fn exports_due_expiry(&self, now_ms: i64) -> Result<Vec<ExportJob>>;
+    /// Marks an export `expired` (after its file is deleted).
+    async fn mark_export_expired(&self, id: &str) -> Result<()>;
 
     /// Whether the store can serve requests (for readiness probes).
     async fn ping(&self) -> Result<()>;

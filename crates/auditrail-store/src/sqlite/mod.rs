@@ -1,6 +1,7 @@
 //! The embedded SQLite backend: one database file in WAL mode under the data dir, one
 //! writer thread (see `writer.rs`), a small pool of read connections.
 
+mod exports;
 mod schema;
 mod search;
 mod writer;
@@ -23,8 +24,8 @@ use writer::{Job, Writer};
 
 use crate::error::Context;
 use crate::{
-    Accepted, KeyRecord, NewCatalog, NewOrg, Org, Page, PageRequest, Result, Role, Store,
-    StoreError, StoredCatalog, StoredCheckpoint, TreeHead,
+    Accepted, ExportJob, ExportOutcome, KeyRecord, NewCatalog, NewOrg, Org, Page, PageRequest,
+    Result, Role, Store, StoreError, StoredCatalog, StoredCheckpoint, TreeHead,
 };
 
 /// Events that may wait in the write queue; beyond this, `append` without `wait` fails
@@ -69,6 +70,7 @@ impl SqliteStore {
         let mut conn = Connection::open(&path).op("open database")?;
         schema::configure(&conn, true)?;
         schema::migrate(&mut conn)?;
+        exports::void_leases(&conn)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = Writer::new(conn, options.on_commit);
         let handle = std::thread::Builder::new()
@@ -583,6 +585,66 @@ impl Store for SqliteStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn create_export(&self, job: ExportJob) -> Result<()> {
+        let num = self.org_num(&job.org).await?;
+        self.write(move |t| exports::create(t, num, &job)).await
+    }
+
+    async fn get_export(&self, org: &str, id: &str) -> Result<Option<ExportJob>> {
+        let num = self.org_num(org).await?;
+        let id = id.to_owned();
+        self.read(move |c| exports::get(c, num, &id)).await
+    }
+
+    async fn list_exports(&self, org: &str, limit: usize) -> Result<Vec<ExportJob>> {
+        let num = self.org_num(org).await?;
+        self.read(move |c| exports::list(c, num, limit)).await
+    }
+
+    async fn claim_export(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<ExportJob>> {
+        let owner = owner.to_owned();
+        self.write(move |t| exports::claim(t, &owner, now_ms, lease_until_ms))
+            .await
+    }
+
+    async fn export_progress(
+        &self,
+        id: &str,
+        owner: &str,
+        rows: u64,
+        lease_until_ms: i64,
+    ) -> Result<bool> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.write(move |t| exports::progress(t, &id, &owner, rows, lease_until_ms))
+            .await
+    }
+
+    async fn finish_export(
+        &self,
+        id: &str,
+        owner: &str,
+        outcome: ExportOutcome,
+        now_ms: i64,
+    ) -> Result<Option<ExportJob>> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.write(move |t| exports::finish(t, &id, &owner, &outcome, now_ms))
+            .await
+    }
+
+    async fn exports_due_expiry(&self, now_ms: i64) -> Result<Vec<ExportJob>> {
+        self.read(move |c| exports::due_expiry(c, now_ms)).await
+    }
+
+    async fn mark_export_expired(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |t| exports::mark_expired(t, &id)).await
     }
 
     async fn ping(&self) -> Result<()> {

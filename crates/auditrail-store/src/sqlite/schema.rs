@@ -11,6 +11,7 @@
 //! - `idem` holds client-supplied ids only; generated ids are unique by construction.
 //! - `catalogs` holds every version of each org's catalog; `orgs.catalog` is unused
 //!   since schema version 2 (the current catalog is the highest version).
+//! - `exports` holds export jobs with their lease (owner, until) and results.
 //! - `nodes` holds every complete Merkle subtree above the leaves, so roots and proofs
 //!   take O(log n) point reads; leaves are `events.leaf`.
 
@@ -67,6 +68,31 @@ CREATE TABLE catalogs (
     created_at TEXT NOT NULL,
     PRIMARY KEY (org_num, version)
 ) WITHOUT ROWID;
+"#,
+    r#"
+CREATE TABLE exports (
+    id TEXT PRIMARY KEY,
+    org_num INTEGER NOT NULL REFERENCES orgs(num),
+    status TEXT NOT NULL,
+    request TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    row_count INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER,
+    sha256 TEXT,
+    error TEXT,
+    checkpoint_size INTEGER,
+    checkpoint TEXT,
+    file TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL,
+    started_ms INTEGER,
+    completed_ms INTEGER,
+    expires_ms INTEGER,
+    lease_owner TEXT,
+    lease_until INTEGER
+);
+CREATE INDEX exports_by_org ON exports (org_num, created_ms);
+CREATE INDEX exports_by_status ON exports (status, created_ms);
 "#,
 ];
 

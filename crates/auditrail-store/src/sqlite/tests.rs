@@ -86,3 +86,33 @@ async fn a_second_process_is_refused() {
     let second = SqliteStore::open(d.path(), Options { on_commit: None });
     assert!(matches!(second, Err(StoreError::Locked { .. })));
 }
+
+#[tokio::test]
+async fn export_jobs() {
+    let d = tempfile::tempdir().unwrap();
+    conformance::export_jobs(&open(d.path())).await;
+}
+
+#[tokio::test]
+async fn a_restart_voids_export_leases() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let s = open(d.path());
+        conformance::new_org(&s, "acme").await;
+        s.create_export(ExportJob::queued(
+            "e".into(),
+            "acme".into(),
+            "{}".into(),
+            "{}".into(),
+            1,
+        ))
+        .await
+        .unwrap();
+        let far = i64::MAX / 2;
+        assert!(s.claim_export("dead", 10, far).await.unwrap().is_some());
+        assert!(s.claim_export("other", 20, far).await.unwrap().is_none());
+    }
+    let s = open(d.path());
+    let j = s.claim_export("new", 30, 40).await.unwrap().unwrap();
+    assert_eq!((j.id.as_str(), j.attempts), ("e", 2));
+}

@@ -1,6 +1,9 @@
 use serde_json::json;
 
+use serde_json::Value;
+
 use super::*;
+use crate::canonical;
 
 fn stored(v: &Value) -> String {
     canonical::to_string(v).unwrap()
@@ -87,10 +90,14 @@ fn csv_round_trips_through_a_real_reader() {
 #[test]
 fn missing_fields_are_empty_cells() {
     let e = json!({"action": "a", "id": "x", "org_id": "o", "occurred_at": "2026-11-21T10:00:00.000Z", "received_at": "2026-11-21T10:00:00.000Z", "seq": 1});
-    let cells = csv_cells(&e, "ab", Layout::Apollo);
+    let text = stored(&e);
+    let row = Row::parse(&text).unwrap();
+    let cells = csv_cells(&row, "1", "ab", Layout::Apollo);
     assert_eq!(cells.len(), 11);
     assert_eq!(cells[1], "a");
-    assert!(cells[2..].iter().all(String::is_empty));
+    assert!(cells[2..].iter().all(|c| c.is_empty()));
+    let full = csv_cells(&row, "1", "ab", Layout::Full);
+    assert_eq!(full[11..], ["1", "x", "2026-11-21T10:00:00.000Z", "ab"]);
 }
 
 #[test]

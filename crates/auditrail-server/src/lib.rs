@@ -4,6 +4,7 @@
 pub mod auth;
 mod checkpointer;
 pub mod error;
+pub mod exports;
 pub mod ids;
 pub mod metrics;
 mod openapi;
@@ -31,6 +32,7 @@ pub struct Settings {
     pub limits: Limits,
     /// Prefix of every checkpoint origin line: `<prefix>/<org>`.
     pub origin_prefix: String,
+    pub exports: exports::ExportSettings,
 }
 
 /// Shared state of the running service.
@@ -42,6 +44,7 @@ pub struct App {
     pub admin_token_hash: [u8; 32],
     pub keys: auth::KeyCache,
     pub policies: policy::Policies,
+    pub exports: exports::Exports,
 }
 
 impl App {
@@ -60,6 +63,7 @@ impl App {
             admin_token_hash,
             keys: auth::KeyCache::default(),
             policies: policy::Policies::default(),
+            exports: exports::Exports::default(),
         })
     }
 }
@@ -72,13 +76,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let checkpoints = tokio::spawn(checkpointer::run(app.clone(), stop_rx));
+    let checkpoints = tokio::spawn(checkpointer::run(app.clone(), stop_rx.clone()));
+    let exporter = tokio::spawn(exports::worker::run(app.clone(), stop_rx));
     let router = routes::router(app.clone());
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await?;
     let _ = stop_tx.send(true);
     let _ = checkpoints.await;
+    let _ = exporter.await;
     let store = app.store.clone();
     let _ = tokio::task::spawn_blocking(move || store.close()).await;
     Ok(())

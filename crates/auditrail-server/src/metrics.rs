@@ -30,6 +30,9 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub checkpoint_age: Gauge<f64, AtomicU64>,
     pub checkpoints_signed: Counter,
+    pub exports_finished: Family<Outcome, Counter>,
+    pub export_rows: Counter,
+    pub export_notifications_failed: Counter,
 }
 
 impl Metrics {
@@ -77,8 +80,29 @@ impl Metrics {
             "Checkpoints signed",
             checkpoints_signed.clone(),
         );
+        let exports_finished = Family::<Outcome, Counter>::default();
+        registry.register(
+            "exports_finished",
+            "Export jobs finished, by outcome (succeeded, failed)",
+            exports_finished.clone(),
+        );
+        let export_rows = Counter::default();
+        registry.register(
+            "export_rows",
+            "Rows written to finished exports",
+            export_rows.clone(),
+        );
+        let export_notifications_failed = Counter::default();
+        registry.register(
+            "export_notifications_failed",
+            "Export emails and webhook calls that failed",
+            export_notifications_failed.clone(),
+        );
         Self {
             registry,
+            exports_finished,
+            export_rows,
+            export_notifications_failed,
             unknown_actions,
             ingest_events,
             ingest_requests,

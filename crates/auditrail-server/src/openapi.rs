@@ -3,7 +3,7 @@
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{catalog, events, integrity, orgs};
+use crate::routes::{catalog, events, exports, integrity, orgs};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,6 +12,8 @@ use crate::routes::{catalog, events, integrity, orgs};
         orgs::create_org, orgs::create_key, orgs::list_keys, orgs::revoke_key,
         catalog::put_catalog, catalog::get_catalog, catalog::hmac,
         events::ingest, events::search,
+        exports::create, exports::list, exports::get, exports::download, exports::checkpoint,
+        exports::put_webhook, exports::delete_webhook,
         integrity::latest_checkpoint, integrity::public_key, integrity::inclusion, integrity::consistency,
     ),
     components(schemas(orgs::CreateOrg, orgs::CreateKey)),

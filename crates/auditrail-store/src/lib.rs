@@ -43,6 +43,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_catalog(&self, org: &str, version: Option<u32>) -> Result<Option<StoredCatalog>>;
 
     async fn get_setting(&self, name: &str) -> Result<Option<String>>;
+    /// Sets a setting (`None` removes it).
+    async fn put_setting(&self, name: &str, value: Option<&str>) -> Result<()>;
     /// Sets a setting unless present; returns the value in force.
     async fn init_setting(&self, name: &str, value: &str) -> Result<String>;
 

@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub smtp_url: Option<String>,
     pub smtp_from: Option<String>,
     pub export_ttl: Option<String>,
+    pub export_max_range: Option<String>,
+    pub export_workers: Option<usize>,
     pub checkpoint_interval: Option<String>,
     pub signing_key_file: Option<PathBuf>,
     pub max_clock_skew: Option<String>,
@@ -71,8 +73,15 @@ pub struct Overrides {
     pub smtp_url: Option<String>,
     #[arg(long, env = "AUDITRAIL_SMTP_FROM", global = true)]
     pub smtp_from: Option<String>,
+    /// How long finished export files stay downloadable [default: 30d]
     #[arg(long, env = "AUDITRAIL_EXPORT_TTL", global = true)]
     pub export_ttl: Option<String>,
+    /// Widest time range one export may cover [default: 366d]
+    #[arg(long, env = "AUDITRAIL_EXPORT_MAX_RANGE", global = true)]
+    pub export_max_range: Option<String>,
+    /// Exports run at the same time by one server [default: 2]
+    #[arg(long, env = "AUDITRAIL_EXPORT_WORKERS", global = true)]
+    pub export_workers: Option<usize>,
     #[arg(long, env = "AUDITRAIL_CHECKPOINT_INTERVAL", global = true)]
     pub checkpoint_interval: Option<String>,
     #[arg(long, env = "AUDITRAIL_SIGNING_KEY_FILE", global = true)]
@@ -111,6 +120,8 @@ pub struct Config {
     pub smtp_url: Option<String>,
     pub smtp_from: String,
     pub export_ttl: Duration,
+    pub export_max_range: Duration,
+    pub export_workers: usize,
     pub checkpoint_interval: Duration,
     pub signing_key_file: PathBuf,
     pub max_clock_skew: Duration,
@@ -238,6 +249,11 @@ impl Config {
             smtp_url: o.smtp_url.clone().or(f.smtp_url),
             smtp_from: pick(&o.smtp_from, f.smtp_from, "auditrail@localhost"),
             export_ttl: duration("export_ttl", &pick(&o.export_ttl, f.export_ttl, "30d"))?,
+            export_max_range: duration(
+                "export_max_range",
+                &pick(&o.export_max_range, f.export_max_range, "366d"),
+            )?,
+            export_workers: limit("export_workers", o.export_workers, f.export_workers, 2, 64)?,
             checkpoint_interval,
             max_clock_skew: duration(
                 "max_clock_skew",
@@ -272,6 +288,14 @@ impl Config {
                     humantime::format_duration(self.export_ttl)
                 )),
             ),
+            (
+                "export_max_range",
+                Some(format!(
+                    "\"{}\"",
+                    humantime::format_duration(self.export_max_range)
+                )),
+            ),
+            ("export_workers", Some(self.export_workers.to_string())),
             (
                 "checkpoint_interval",
                 Some(format!(

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use auditrail_core::Limits;
 use auditrail_core::note::NoteSigner;
+use auditrail_server::exports::ExportSettings;
+use auditrail_server::exports::notify::SmtpSettings;
 use auditrail_server::{App, Metrics, Settings};
 use auditrail_store::sqlite::{Options, SqliteStore};
 
@@ -87,6 +89,18 @@ pub fn settings(cfg: &Config) -> anyhow::Result<Settings> {
             max_details_value_len: cfg.details.value_len,
         },
         origin_prefix: cfg.log_origin.clone(),
+        exports: ExportSettings {
+            dir: cfg.data_dir.join("exports"),
+            ttl: cfg.export_ttl,
+            max_range: cfg.export_max_range,
+            workers: cfg.export_workers,
+            smtp: cfg
+                .smtp_url
+                .as_deref()
+                .map(|u| SmtpSettings::parse(u, &cfg.smtp_from))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!(e))?,
+        },
     })
 }
 

@@ -193,7 +193,20 @@ pub async fn record_self_audit(
     resource: Value,
     details: Value,
 ) -> ApiResult<Accepted> {
-    let ev = json!({"action": action, "actor": who.actor(), "resource": resource, "details": details, "outcome": "success"});
+    record_audit_event(app, org, who.actor(), action, resource, details, "success").await
+}
+
+/// Appends an event auditrail itself writes to `org`'s log, for `actor`.
+pub async fn record_audit_event(
+    app: &App,
+    org: &str,
+    actor: Value,
+    action: &str,
+    resource: Value,
+    details: Value,
+    outcome: &str,
+) -> ApiResult<Accepted> {
+    let ev = json!({"action": action, "actor": actor, "resource": resource, "details": details, "outcome": outcome});
     let p = prepare_batch(app, org, None, std::slice::from_ref(&ev), false)?;
     let mut r = app.store.append(org, p, true).await?;
     r.pop()

@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod events;
+pub mod exports;
 pub(crate) mod integrity;
 mod ops;
 pub mod orgs;
@@ -26,6 +27,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/catalog", get(catalog::get_catalog))
         .route("/v1/hmac", post(catalog::hmac))
         .route("/v1/events", post(events::ingest).get(events::search))
+        .route("/v1/exports", post(exports::create).get(exports::list))
+        .route("/v1/exports/{id}", get(exports::get))
+        .route("/v1/exports/{id}/download", get(exports::download))
+        .route("/v1/exports/{id}/checkpoint", get(exports::checkpoint))
+        .route(
+            "/v1/orgs/{org}/export-webhook",
+            put(exports::put_webhook).delete(exports::delete_webhook),
+        )
         .route("/v1/checkpoints/latest", get(integrity::latest_checkpoint))
         .route("/v1/public-key", get(integrity::public_key))
         .route("/v1/proofs/inclusion", get(integrity::inclusion))

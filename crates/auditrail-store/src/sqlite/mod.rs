@@ -469,6 +469,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_setting(&self, name: &str, value: Option<&str>) -> Result<()> {
+        let (name, value) = (name.to_owned(), value.map(str::to_owned));
+        self.write(move |t| {
+            match value {
+                Some(v) => t.execute(
+                    "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    params![name, v],
+                ),
+                None => t.execute("DELETE FROM settings WHERE name = ?1", [name]),
+            }
+            .op("write setting")?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn init_setting(&self, name: &str, value: &str) -> Result<String> {
         let (name, value) = (name.to_owned(), value.to_owned());
         self.write(move |t| {

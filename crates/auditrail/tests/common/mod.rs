@@ -47,15 +47,24 @@ impl TestServer {
     }
 
     pub async fn start_with(dir: &Path, checkpoint_interval: Duration) -> Self {
+        Self::start_custom(dir, |s| s.checkpoint_interval = checkpoint_interval).await
+    }
+
+    /// A server whose settings `adjust` changes; `public_url` is its own address.
+    pub async fn start_custom(dir: &Path, adjust: impl FnOnce(&mut Settings)) -> Self {
         let store =
             Arc::new(SqliteStore::open(dir, Options { on_commit: None }).expect("open store"));
         let signer = NoteSigner::new("auditrail.test", [42u8; 32]).unwrap();
-        let settings = Settings {
-            public_url: "http://localhost".into(),
-            checkpoint_interval,
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut settings = Settings {
+            public_url: base.clone(),
+            checkpoint_interval: Duration::from_secs(3600),
             limits: Limits::default(),
             origin_prefix: "auditrail.test".into(),
+            exports: auditrail_server::exports::ExportSettings::in_dir(dir.join("exports")),
         };
+        adjust(&mut settings);
         let app = App::new(
             store,
             signer,
@@ -63,8 +72,6 @@ impl TestServer {
             Arc::new(Metrics::new()),
             sha256(ADMIN.as_bytes()),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(auditrail_server::serve(app, listener, async move {
             let _ = rx.await;

@@ -44,6 +44,8 @@ enum Command {
     },
     /// Bulk-load events from an NDJSON file
     Ingest(cmd::ingest::Args),
+    /// Export an org's events to a CSV, NDJSON or Parquet file
+    Export(cmd::export::Args),
     /// Configuration helpers
     Config {
         #[command(subcommand)]
@@ -69,6 +71,7 @@ fn main() -> std::process::ExitCode {
             Command::Orgs { command } => cmd::admin::orgs(&cli.overrides, command).await,
             Command::Keys { command } => cmd::admin::keys(&cli.overrides, command).await,
             Command::Ingest(args) => cmd::ingest::run(&cli.overrides, args).await,
+            Command::Export(args) => cmd::export::run(&cli.overrides, args).await,
             Command::Config { command } => cmd::config(command),
         }
     });

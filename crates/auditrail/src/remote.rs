@@ -61,4 +61,44 @@ impl Client {
         }
         bail!("{url} stayed overloaded")
     }
+
+    async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            let msg = v["error"]["message"].as_str().unwrap_or("request failed");
+            bail!("{url} answered {status}: {msg}");
+        }
+        Ok(resp)
+    }
+
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        Ok(self.get(path).await?.json().await?)
+    }
+
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        Ok(self.get(path).await?.text().await?)
+    }
+
+    /// Streams a GET's body into `to`.
+    pub async fn download(&self, path: &str, to: &std::path::Path) -> anyhow::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let mut resp = self.get(path).await?;
+        let mut f = tokio::fs::File::create(to)
+            .await
+            .with_context(|| format!("cannot create {}", to.display()))?;
+        while let Some(chunk) = resp.chunk().await? {
+            f.write_all(&chunk).await?;
+        }
+        f.sync_all().await?;
+        Ok(())
+    }
 }

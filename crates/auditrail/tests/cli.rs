@@ -389,3 +389,189 @@ fn first_start_prints_the_admin_token_once() {
         "the token is stored only hashed"
     );
 }
+
+async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
+    let r = http.get(url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    r.json().await.unwrap()
+}
+
+/// A server killed while an export runs leaves no file marked done; after a restart the
+/// job runs again and produces the whole file. Then `auditrail export` writes the same
+/// rows from the data dir, and against the server with `--url`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_an_export_then_restart_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let from = (today - chrono::Duration::days(1)).to_string();
+    let to = (today + chrono::Duration::days(1)).to_string();
+    assert!(
+        run(&["orgs", "create", "acme"], dir.path())
+            .status
+            .success()
+    );
+    let file = dir.path().join("events.ndjson");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    const N: usize = 300_000;
+    for i in 0..N {
+        writeln!(f, "{}", json!({"action": "bulk", "actor": {"id": format!("u-{}", i % 7)}, "resource": {"type": "DOC", "id": format!("d-{i}")}, "details": {"i": i, "text": "lorem ipsum dolor sit amet"}})).unwrap();
+    }
+    drop(f);
+    let out = run(
+        &["ingest", "--org", "acme", file.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let http = reqwest::Client::new();
+    let mut srv = serve(dir.path());
+    let (s, key) = post(
+        &http,
+        &format!("{}/v1/orgs/acme/keys", srv.base),
+        ADMIN,
+        json!({"name": "a", "role": "admin"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 201);
+    let token = key["token"].as_str().unwrap().to_owned();
+    let (s, job) = post(
+        &http,
+        &format!("{}/v1/exports", srv.base),
+        &token,
+        json!({"from": from, "to": to, "format": "ndjson"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let job_url = |base: &str| format!("{base}/v1/exports/{id}");
+    loop {
+        let j = get_json(&http, &job_url(&srv.base), &token).await;
+        if j["status"] == "running" {
+            break;
+        }
+        assert_eq!(j["status"], "queued", "{j}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    srv.child.kill().unwrap();
+    srv.child.wait().unwrap();
+    let exports = dir.path().join("exports");
+    let db = rusqlite::Connection::open(dir.path().join("auditrail.db")).unwrap();
+    let status: String = db
+        .query_row("SELECT status FROM exports WHERE id = ?1", [&id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(status, "running", "killed mid-export");
+    drop(db);
+    assert!(
+        !exports.join(format!("{id}.ndjson")).exists(),
+        "no final file from a killed run"
+    );
+
+    let mut srv = serve(dir.path());
+    let done = loop {
+        let j = get_json(&http, &job_url(&srv.base), &token).await;
+        match j["status"].as_str().unwrap() {
+            "queued" | "running" => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            _ => break j,
+        }
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 2);
+    let text = std::fs::read_to_string(exports.join(format!("{id}.ndjson"))).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let cut = done["checkpoint_size"].as_u64().unwrap();
+    assert_eq!(lines.len() as u64, cut, "every event up to the cut, once");
+    assert_eq!(done["row_count"].as_u64(), Some(cut));
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["seq"].as_u64(), Some(i as u64 + 1));
+    }
+    assert_eq!(
+        lines[1..].iter().filter(|l| l["action"] == "bulk").count(),
+        N
+    );
+    assert!(!exports.join(format!("{id}.part")).exists());
+
+    // The CLI against the server: same rows for one actor, and the checkpoint beside it.
+    let remote = dir.path().join("u3.csv");
+    let out = Command::new(BIN)
+        .args([
+            "export", "--org", "acme", "--from", &from, "--to", &to, "--actor", "u-3", "--url",
+            &srv.base, "--token", &token, "-o",
+        ])
+        .arg(&remote)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expect = lines.iter().filter(|l| l["actor"]["id"] == "u-3").count();
+    let rows = csv::Reader::from_path(&remote).unwrap().records().count();
+    assert_eq!(rows, expect);
+    assert!(
+        std::fs::read_to_string(dir.path().join("u3.csv.checkpoint"))
+            .unwrap()
+            .starts_with("auditrail/acme\n")
+    );
+    srv.child.kill().unwrap();
+    srv.child.wait().unwrap();
+
+    // The CLI on the data dir: the same rows again, as Parquet too.
+    let local = dir.path().join("u3-local.csv");
+    let out = run(
+        &[
+            "export",
+            "--org",
+            "acme",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--actor",
+            "u-3",
+            "-o",
+            local.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&local).unwrap(),
+        std::fs::read(&remote).unwrap()
+    );
+    let out = run(
+        &[
+            "export",
+            "--org",
+            "acme",
+            "--from",
+            &from,
+            "--to",
+            "2000-01-01",
+            "-o",
+            local.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--from"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -63,6 +63,14 @@ impl Default for Exports {
     }
 }
 
+/// Signs a checkpoint of `org`'s tree as it is now: the point an export is cut at.
+/// Returns the tree size and the signed note.
+pub async fn cut(app: &App, org: &str) -> Result<(u64, String), ApiError> {
+    let head = app.store.tree_head(org).await?;
+    let note = crate::checkpointer::sign(app, org, head).await?;
+    Ok((head.size, note))
+}
+
 const LINK_KEY_SETTING: &str = "export_link_key";
 
 /// The key download links are signed with: 32 random bytes made once per database, so

@@ -18,7 +18,6 @@ use tokio::sync::{Semaphore, watch};
 
 use super::notify;
 use crate::App;
-use crate::checkpointer;
 use crate::routes::events::record_audit_event;
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -174,8 +173,7 @@ async fn produce(app: &App, job: &ExportJob) -> Result<ExportOutcome, Failure> {
         .validate(max_range)
         .map_err(|e| Failure::Fatal(e.to_string()))?;
     // The export is cut at a freshly signed checkpoint: every row is in the tree it signs.
-    let head = app.store.tree_head(&job.org).await?;
-    let checkpoint = checkpointer::sign(app, &job.org, head)
+    let (size, checkpoint) = super::cut(app, &job.org)
         .await
         .map_err(|e| Failure::Retry(e.message))?;
     let dir = &app.settings.exports.dir;
@@ -186,7 +184,7 @@ async fn produce(app: &App, job: &ExportJob) -> Result<ExportOutcome, Failure> {
     let plan = Plan {
         org: job.org.clone(),
         filter,
-        upto_seq: head.size,
+        upto_seq: size,
         format: req.format,
         layout: req.layout,
         gzip: req.gzip,
@@ -222,7 +220,7 @@ async fn produce(app: &App, job: &ExportJob) -> Result<ExportOutcome, Failure> {
         bytes: summary.bytes,
         sha256: summary.sha256,
         file: name,
-        checkpoint_size: head.size,
+        checkpoint_size: size,
         checkpoint,
         expires_ms,
     })

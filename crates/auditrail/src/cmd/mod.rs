@@ -1,4 +1,5 @@
 pub mod admin;
+pub mod export;
 pub mod ingest;
 pub mod serve;
 

@@ -13,9 +13,19 @@ use auditrail_core::time;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 /// Rows per Parquet row group.
-pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Columns whose values are (nearly) all distinct.
+const UNIQUE_COLUMNS: [&str; 6] = [
+    "seq",
+    "id",
+    "occurred_at",
+    "received_at",
+    "details",
+    "leaf_hash",
+];
 /// Rows per Arrow batch handed to the writer.
 const BATCH_ROWS: usize = 8192;
 
@@ -74,10 +84,14 @@ fn micros(t: &str) -> i64 {
 impl<W: Write + Send> ParquetEncoder<W> {
     pub fn new(w: W) -> std::io::Result<Self> {
         let schema = schema();
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
-            .set_max_row_group_size(ROW_GROUP_ROWS)
-            .build();
+            .set_max_row_group_size(ROW_GROUP_ROWS);
+        // Unique per row: a dictionary would only cost memory before falling back.
+        for c in UNIQUE_COLUMNS {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(c), false);
+        }
+        let props = props.build();
         let writer = ArrowWriter::try_new(w, schema.clone(), Some(props)).map_err(io_err)?;
         Ok(Self {
             writer,

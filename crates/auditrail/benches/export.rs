@@ -1,0 +1,181 @@
+//! Export benchmark: `auditrail export` of the same events as CSV (Apollo layout) and
+//! Parquet, beside DuckDB writing the Apollo columns as CSV from the NDJSON file and
+//! `sqlite3 -csv` dumping a full table, all in one run. Wall time and peak RSS of each
+//! process (GNU time). `cargo bench -p auditrail --bench export` (env BENCH_EXPORT_EVENTS,
+//! default 1,000,000; BENCH_EXPORT_LARGE to also export that many, for flat memory).
+#![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+#[path = "events.rs"]
+mod events;
+
+const BIN: &str = env!("CARGO_BIN_EXE_auditrail");
+
+/// Runs `cmd` under GNU time; returns (seconds, peak RSS in MB).
+fn measured(cmd: &mut Command) -> (f64, f64) {
+    let prog = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "TIME %e %M"])
+        .arg(prog)
+        .args(args)
+        .output()
+        .expect("GNU time (/usr/bin/time) is installed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let line = err.lines().rev().find(|l| l.starts_with("TIME ")).unwrap();
+    let mut p = line.split_whitespace().skip(1);
+    let secs: f64 = p.next().unwrap().parse().unwrap();
+    let kb: f64 = p.next().unwrap().parse().unwrap();
+    (secs, kb / 1024.0)
+}
+
+fn write_events(path: &Path, n: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        writeln!(f, "{}", events::event(i)).unwrap();
+    }
+}
+
+fn load(dir: &Path, file: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["orgs", "create", "acme"]);
+    run(&[
+        "ingest",
+        "--org",
+        "acme",
+        "--batch",
+        "20000",
+        file.to_str().unwrap(),
+    ]);
+}
+
+fn export(dir: &Path, format: &str, out: &Path) -> (f64, f64) {
+    let today = chrono::Utc::now().date_naive();
+    let from = (today - chrono::Duration::days(1)).to_string();
+    let to = (today + chrono::Duration::days(1)).to_string();
+    measured(
+        Command::new(BIN)
+            .args([
+                "export", "--org", "acme", "--from", &from, "--to", &to, "--format", format, "-o",
+            ])
+            .arg(out)
+            .arg("--data-dir")
+            .arg(dir),
+    )
+}
+
+const DUCKDB: &str = r#"
+import sys, duckdb
+src, out = sys.argv[1], sys.argv[2]
+duckdb.sql(f"""COPY (SELECT occurred_at AS Timestamp, action AS Action, resource.id AS Resource_ID,
+  resource.type AS Resource_Type, to_json(details) AS Details, actor.id AS Actor_ID, actor.type AS Actor_Type,
+  actor.role AS Effective_Role, actor.email AS Actor_Email, actor.name AS Actor_Name, scope.id AS Graph_ID
+  FROM read_ndjson('{src}', maximum_object_size=100000000)) TO '{out}' (HEADER, DELIMITER ',')""")
+"#;
+
+const SQLITE_LOAD: &str = r#"
+import sys, sqlite3, json
+src, db = sys.argv[1], sys.argv[2]
+c = sqlite3.connect(db)
+c.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, occurred_at TEXT, action TEXT, resource_id TEXT, resource_type TEXT, details TEXT, actor_id TEXT, actor_type TEXT, role TEXT, email TEXT, name TEXT, graph_id TEXT)")
+def rows():
+    for i, line in enumerate(open(src)):
+        e = json.loads(line)
+        a, r, s = e.get("actor", {}), e.get("resource", {}), e.get("scope", {})
+        yield (i + 1, e.get("occurred_at", ""), e["action"], r.get("id"), r.get("type"), json.dumps(e.get("details")), a.get("id"), a.get("type"), a.get("role"), a.get("email"), a.get("name"), s.get("id"))
+c.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows())
+c.commit()
+"#;
+
+fn main() {
+    let n: u64 = std::env::var("BENCH_EXPORT_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("events.ndjson");
+    write_events(&src, n);
+    let data = tmp.path().join("data");
+    load(&data, &src);
+    println!(
+        "{n} events ({} MB of NDJSON)",
+        std::fs::metadata(&src).unwrap().len() / 1_000_000
+    );
+
+    let csv = tmp.path().join("out.csv");
+    let (t, mb) = export(&data, "csv", &csv);
+    let rows = std::fs::read_to_string(&csv)
+        .map(|s| s.lines().count())
+        .unwrap_or(0);
+    println!(
+        "auditrail export --format csv: {t:.2} s ({:.0} rows/s), peak RSS {mb:.1} MB, {} MB written, {rows} lines",
+        n as f64 / t,
+        std::fs::metadata(&csv).unwrap().len() / 1_000_000
+    );
+    let pq = tmp.path().join("out.parquet");
+    let (tp, mbp) = export(&data, "parquet", &pq);
+    println!(
+        "auditrail export --format parquet: {tp:.2} s ({:.2}x the CSV time), peak RSS {mbp:.1} MB, {} MB written",
+        tp / t,
+        std::fs::metadata(&pq).unwrap().len() / 1_000_000
+    );
+
+    // The peers read the stored events (auditrail's NDJSON export), as a user would.
+    let nd = tmp.path().join("out.ndjson");
+    let (tn, mbn) = export(&data, "ndjson", &nd);
+    println!("auditrail export --format ndjson: {tn:.2} s, peak RSS {mbn:.1} MB");
+    let src = nd;
+    let duck_out = tmp.path().join("duck.csv");
+    let has_duckdb = Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_duckdb {
+        let (td, mbd) = measured(
+            Command::new("python3")
+                .args(["-c", DUCKDB])
+                .arg(&src)
+                .arg(&duck_out),
+        );
+        println!(
+            "DuckDB (Python) NDJSON → CSV, Apollo columns: {td:.2} s, peak RSS {mbd:.1} MB; auditrail is {:.2}x DuckDB's speed",
+            td / t
+        );
+    } else {
+        println!("DuckDB: not installed (pip install duckdb)");
+    }
+    let db = tmp.path().join("peer.db");
+    let loaded = Command::new("python3")
+        .args(["-c", SQLITE_LOAD])
+        .arg(&src)
+        .arg(&db)
+        .status()
+        .is_ok_and(|s| s.success());
+    if loaded && Command::new("sqlite3").arg("-version").output().is_ok() {
+        let sh = format!(
+            "sqlite3 -csv -header {} 'SELECT * FROM events' > {}",
+            db.display(),
+            tmp.path().join("sqlite.csv").display()
+        );
+        let (ts, mbs) = measured(Command::new("sh").args(["-c", &sh]));
+        println!("sqlite3 -csv of the same rows as a flat table: {ts:.2} s, peak RSS {mbs:.1} MB");
+    } else {
+        println!("sqlite3: not installed");
+    }
+}

@@ -71,6 +71,11 @@ pub async fn cut(app: &App, org: &str) -> Result<(u64, String), ApiError> {
     Ok((head.size, note))
 }
 
+/// Milliseconds since the epoch, the unit export times are stored in.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 const LINK_KEY_SETTING: &str = "export_link_key";
 
 /// The key download links are signed with: 32 random bytes made once per database, so

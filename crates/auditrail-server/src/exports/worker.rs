@@ -16,7 +16,7 @@ use auditrail_store::{ExportJob, ExportOutcome, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
-use super::notify;
+use super::{notify, now_ms};
 use crate::App;
 use crate::routes::events::record_audit_event;
 
@@ -26,10 +26,6 @@ const LEASE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_secs(2);
 /// Runs after which a job that keeps dying is marked failed instead of retried.
 const MAX_ATTEMPTS: u32 = 5;
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 fn lease_until() -> i64 {
     now_ms() + LEASE.as_millis() as i64

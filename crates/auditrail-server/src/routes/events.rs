@@ -302,13 +302,7 @@ pub async fn search(
     params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let org = who.org_with(&[Role::Viewer, Role::Admin])?;
-    let Query(p) = params.map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_query",
-            e.body_text(),
-        )
-    })?;
+    let Query(p) = params?;
     let filter = filter_from(&p)?;
     let limit = match p.limit.as_deref() {
         None => 100,

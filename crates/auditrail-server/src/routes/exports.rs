@@ -19,13 +19,9 @@ use crate::App;
 use crate::auth::{Principal, authenticate};
 use crate::error::{ApiError, ApiResult};
 use crate::exports::notify::{Webhook, webhook_setting};
-use crate::exports::{check_link, urlencode};
+use crate::exports::{check_link, now_ms, urlencode};
 
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 /// The job as the API shows it: the request's fields, the status and the results.
 pub fn view(app: &App, job: &ExportJob) -> Value {
@@ -147,13 +143,7 @@ pub async fn list(
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let org = who.org_with(&[Role::Viewer, Role::Admin])?;
-    let Query(p) = params.map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_query",
-            e.body_text(),
-        )
-    })?;
+    let Query(p) = params?;
     let limit = p.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid_field("limit", "must be from 1 to 1000"));
@@ -190,6 +180,14 @@ pub struct LinkParams {
 enum Access {
     Key(Principal, String),
     Link { org: String },
+}
+
+impl Access {
+    fn org(&self) -> &str {
+        match self {
+            Access::Key(_, org) | Access::Link { org } => org,
+        }
+    }
 }
 
 /// An admin key of the export's org (viewers and ingest keys get 403), or a valid
@@ -273,17 +271,9 @@ pub async fn download(
     headers: HeaderMap,
     params: Result<Query<LinkParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    let Query(p) = params.map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_query",
-            e.body_text(),
-        )
-    })?;
+    let Query(p) = params?;
     let acc = access(&app, &headers, &p, &id, &[Role::Admin]).await?;
-    let org = match &acc {
-        Access::Key(_, org) | Access::Link { org } => org.clone(),
-    };
+    let org = acc.org().to_owned();
     let job = ready_job(&app, &org, &id).await?;
     let name = job
         .file
@@ -358,19 +348,12 @@ pub async fn checkpoint(
     headers: HeaderMap,
     params: Result<Query<LinkParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    let Query(p) = params.map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_query",
-            e.body_text(),
-        )
-    })?;
-    let org = match access(&app, &headers, &p, &id, &[Role::Viewer, Role::Admin]).await? {
-        Access::Key(_, org) | Access::Link { org } => org,
-    };
+    let Query(p) = params?;
+    let acc = access(&app, &headers, &p, &id, &[Role::Viewer, Role::Admin]).await?;
+    let org = acc.org();
     let job = app
         .store
-        .get_export(&org, &id)
+        .get_export(org, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("export"))?;
     let note = job.checkpoint.ok_or_else(|| {

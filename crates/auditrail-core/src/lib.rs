@@ -5,6 +5,7 @@
 
 pub mod canonical;
 pub mod catalog;
+pub mod delivery;
 pub mod event;
 pub mod export;
 pub mod merkle;

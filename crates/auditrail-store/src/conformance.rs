@@ -609,3 +609,201 @@ pub async fn export_jobs(store: &dyn Store) {
     );
     assert!(store.exports_due_expiry(60_000).await.unwrap().is_empty());
 }
+
+/// Destinations: created with their start, replaced without losing delivery state,
+/// pending batches recorded only in order, delivery advancing only the pending batch,
+/// failures kept until the next delivery, and no org sees another's.
+pub async fn destinations(store: &dyn Store) {
+    use crate::{DeliveryUpdate as U, Destination};
+    new_org(store, "acme").await;
+    new_org(store, "globex").await;
+    let dest = |org: &str, name: &str, config: &str, start: u64| Destination {
+        org: org.into(),
+        name: name.into(),
+        config: config.into(),
+        sealed_credentials: Some("sealed".into()),
+        paused: false,
+        delivered_seq: start,
+        pending: None,
+        last_error: None,
+        last_error_ms: None,
+        failing_since_ms: None,
+        last_delivery_ms: None,
+        created_ms: 10,
+        updated_ms: 10,
+    };
+    let (d, created) = store
+        .put_destination(dest("acme", "s3", "{\"v\":1}", 0))
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!((d.delivered_seq, d.pending, d.paused), (0, None, false));
+    let (_, created) = store
+        .put_destination(dest("globex", "s3", "{\"v\":9}", 7))
+        .await
+        .unwrap();
+    assert!(created);
+
+    // Out of order or empty ranges are refused; the next range is recorded.
+    assert!(
+        !store
+            .update_delivery("acme", "s3", U::Begin { first: 2, last: 5 })
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .update_delivery("acme", "s3", U::Begin { first: 1, last: 0 })
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .update_delivery("acme", "s3", U::Begin { first: 1, last: 5 })
+            .await
+            .unwrap()
+    );
+    // The same range again is fine (a retry); another range is not.
+    assert!(
+        store
+            .update_delivery("acme", "s3", U::Begin { first: 1, last: 5 })
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .update_delivery("acme", "s3", U::Begin { first: 1, last: 6 })
+            .await
+            .unwrap()
+    );
+    let fail = |at: i64| U::Failed {
+        error: "403 AccessDenied".into(),
+        at_ms: at,
+    };
+    assert!(
+        store
+            .update_delivery("acme", "s3", fail(100))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .update_delivery("acme", "s3", fail(200))
+            .await
+            .unwrap()
+    );
+    let d = store.get_destination("acme", "s3").await.unwrap().unwrap();
+    assert_eq!(d.pending, Some((1, 5)));
+    assert_eq!(d.last_error.as_deref(), Some("403 AccessDenied"));
+    assert_eq!(
+        (d.last_error_ms, d.failing_since_ms),
+        (Some(200), Some(100))
+    );
+
+    // Replacing the configuration keeps the delivery state.
+    let mut replaced = dest("acme", "s3", "{\"v\":2}", 999);
+    replaced.updated_ms = 300;
+    let (d, created) = store.put_destination(replaced).await.unwrap();
+    assert!(!created);
+    assert_eq!(
+        (d.config.as_str(), d.delivered_seq, d.pending),
+        ("{\"v\":2}", 0, Some((1, 5)))
+    );
+    assert_eq!((d.created_ms, d.updated_ms), (10, 300));
+
+    // Only the pending batch's end advances delivery; it clears the error.
+    assert!(
+        !store
+            .update_delivery(
+                "acme",
+                "s3",
+                U::Delivered {
+                    last: 4,
+                    at_ms: 400
+                }
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .update_delivery(
+                "acme",
+                "s3",
+                U::Delivered {
+                    last: 5,
+                    at_ms: 400
+                }
+            )
+            .await
+            .unwrap()
+    );
+    let d = store.get_destination("acme", "s3").await.unwrap().unwrap();
+    assert_eq!(
+        (d.delivered_seq, d.pending, d.last_delivery_ms),
+        (5, None, Some(400))
+    );
+    assert_eq!((d.last_error, d.failing_since_ms), (None, None));
+    assert!(
+        !store
+            .update_delivery(
+                "acme",
+                "s3",
+                U::Delivered {
+                    last: 5,
+                    at_ms: 500
+                }
+            )
+            .await
+            .unwrap()
+    );
+
+    assert!(
+        store
+            .update_delivery("acme", "s3", U::Pause(true))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .get_destination("acme", "s3")
+            .await
+            .unwrap()
+            .unwrap()
+            .paused
+    );
+
+    // Tenancy: each org sees its own; the worker sees all.
+    let names = |v: Vec<Destination>| v.into_iter().map(|d| (d.org, d.name)).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.list_destinations(Some("acme")).await.unwrap()),
+        [("acme".into(), "s3".into())]
+    );
+    assert_eq!(store.list_destinations(None).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .get_destination("globex", "s3")
+            .await
+            .unwrap()
+            .unwrap()
+            .delivered_seq,
+        7
+    );
+    assert!(
+        !store
+            .update_delivery("globex", "nope", U::Pause(true))
+            .await
+            .unwrap()
+    );
+
+    assert!(store.delete_destination("acme", "s3").await.unwrap());
+    assert!(!store.delete_destination("acme", "s3").await.unwrap());
+    assert!(store.get_destination("acme", "s3").await.unwrap().is_none());
+    assert!(
+        store
+            .get_destination("globex", "s3")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

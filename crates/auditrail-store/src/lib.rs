@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod conformance;
+mod destinations;
 mod error;
 mod jobs;
 pub mod proofs;
@@ -16,6 +17,7 @@ use auditrail_core::merkle::NodeId;
 use auditrail_core::query::Filter;
 use auditrail_core::{Hash, PreparedEvent};
 
+pub use destinations::{DeliveryUpdate, Destination};
 pub use error::StoreError;
 pub use jobs::{ExportJob, ExportOutcome, ExportStatus};
 pub use types::*;
@@ -106,6 +108,19 @@ pub trait Store: Send + Sync + 'static {
     async fn exports_due_expiry(&self, now_ms: i64) -> Result<Vec<ExportJob>>;
     /// Marks an export `expired` (after its file is deleted).
     async fn mark_export_expired(&self, id: &str) -> Result<()>;
+
+    /// Creates `dest`, or replaces the configuration and credentials of the org's
+    /// destination of that name, keeping its delivery state; returns it as stored and
+    /// whether it is new.
+    async fn put_destination(&self, dest: Destination) -> Result<(Destination, bool)>;
+    async fn get_destination(&self, org: &str, name: &str) -> Result<Option<Destination>>;
+    /// `org`'s destinations by name, or every org's when `org` is `None`.
+    async fn list_destinations(&self, org: Option<&str>) -> Result<Vec<Destination>>;
+    /// Removes a destination; `false` if there was none.
+    async fn delete_destination(&self, org: &str, name: &str) -> Result<bool>;
+    /// Applies `update`; `false` (nothing changed) when the destination is gone or the
+    /// update does not follow from its state.
+    async fn update_delivery(&self, org: &str, name: &str, update: DeliveryUpdate) -> Result<bool>;
 
     /// Whether the store can serve requests (for readiness probes).
     async fn ping(&self) -> Result<()>;

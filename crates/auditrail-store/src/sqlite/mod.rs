@@ -1,6 +1,7 @@
 //! The embedded SQLite backend: one database file in WAL mode under the data dir, one
 //! writer thread (see `writer.rs`), a small pool of read connections.
 
+mod destinations;
 mod exports;
 mod schema;
 mod search;
@@ -24,8 +25,9 @@ use writer::{Job, Writer};
 
 use crate::error::Context;
 use crate::{
-    Accepted, ExportJob, ExportOutcome, KeyRecord, NewCatalog, NewOrg, Org, Page, PageRequest,
-    Result, Role, Store, StoreError, StoredCatalog, StoredCheckpoint, TreeHead,
+    Accepted, DeliveryUpdate, Destination, ExportJob, ExportOutcome, KeyRecord, NewCatalog, NewOrg,
+    Org, Page, PageRequest, Result, Role, Store, StoreError, StoredCatalog, StoredCheckpoint,
+    TreeHead,
 };
 
 /// Events that may wait in the write queue; beyond this, `append` without `wait` fails
@@ -661,6 +663,39 @@ impl Store for SqliteStore {
     async fn mark_export_expired(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
         self.write(move |t| exports::mark_expired(t, &id)).await
+    }
+
+    async fn put_destination(&self, dest: Destination) -> Result<(Destination, bool)> {
+        let num = self.org_num(&dest.org).await?;
+        self.write(move |t| destinations::put(t, num, &dest)).await
+    }
+
+    async fn get_destination(&self, org: &str, name: &str) -> Result<Option<Destination>> {
+        let num = self.org_num(org).await?;
+        let name = name.to_owned();
+        self.read(move |c| destinations::get(c, num, &name)).await
+    }
+
+    async fn list_destinations(&self, org: Option<&str>) -> Result<Vec<Destination>> {
+        let num = match org {
+            Some(o) => Some(self.org_num(o).await?),
+            None => None,
+        };
+        self.read(move |c| destinations::list(c, num)).await
+    }
+
+    async fn delete_destination(&self, org: &str, name: &str) -> Result<bool> {
+        let num = self.org_num(org).await?;
+        let name = name.to_owned();
+        self.write(move |t| destinations::delete(t, num, &name))
+            .await
+    }
+
+    async fn update_delivery(&self, org: &str, name: &str, update: DeliveryUpdate) -> Result<bool> {
+        let num = self.org_num(org).await?;
+        let name = name.to_owned();
+        self.write(move |t| destinations::update(t, num, &name, &update))
+            .await
     }
 
     async fn ping(&self) -> Result<()> {

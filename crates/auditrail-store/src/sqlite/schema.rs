@@ -94,6 +94,25 @@ CREATE TABLE exports (
 CREATE INDEX exports_by_org ON exports (org_num, created_ms);
 CREATE INDEX exports_by_status ON exports (status, created_ms);
 "#,
+    r#"
+CREATE TABLE destinations (
+    org_num INTEGER NOT NULL REFERENCES orgs(num),
+    name TEXT NOT NULL,
+    config TEXT NOT NULL,
+    credentials TEXT,
+    paused INTEGER NOT NULL DEFAULT 0,
+    delivered_seq INTEGER NOT NULL,
+    pending_first INTEGER,
+    pending_last INTEGER,
+    last_error TEXT,
+    last_error_ms INTEGER,
+    failing_since_ms INTEGER,
+    last_delivery_ms INTEGER,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (org_num, name)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Bits of a rowid that hold the seq; the org number sits above them.

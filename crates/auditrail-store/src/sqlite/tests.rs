@@ -116,3 +116,9 @@ async fn a_restart_voids_export_leases() {
     let j = s.claim_export("new", 30, 40).await.unwrap().unwrap();
     assert_eq!((j.id.as_str(), j.attempts), ("e", 2));
 }
+
+#[tokio::test]
+async fn destinations() {
+    let d = tempfile::tempdir().unwrap();
+    conformance::destinations(&open(d.path())).await;
+}

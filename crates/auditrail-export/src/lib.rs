@@ -2,6 +2,7 @@
 //! NDJSON or Parquet file with flat memory, counted and hashed as written.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod columnar;
 pub mod request;
 pub mod sink;

@@ -46,7 +46,7 @@ impl<W: Write> Write for Measured<W> {
 /// The file an encoder writes to: measured, with gzip in front when asked.
 pub enum Sink {
     Plain(Measured<BufWriter<File>>),
-    Gzip(GzEncoder<Measured<BufWriter<File>>>),
+    Gzip(Box<GzEncoder<Measured<BufWriter<File>>>>),
 }
 
 /// What was written.
@@ -60,7 +60,7 @@ impl Sink {
     pub fn new(file: File, gzip: bool) -> Self {
         let m = Measured::new(BufWriter::with_capacity(1 << 20, file));
         if gzip {
-            Sink::Gzip(GzEncoder::new(m, Compression::fast()))
+            Sink::Gzip(Box::new(GzEncoder::new(m, Compression::fast())))
         } else {
             Sink::Plain(m)
         }

@@ -82,7 +82,7 @@ impl Encoder {
 }
 
 /// The stored event exactly as hashed, plus `leaf_hash`, without building a new string.
-fn ndjson(out: &mut impl Write, body: &str, leaf: &[u8; 32]) -> std::io::Result<()> {
+pub(crate) fn ndjson(out: &mut impl Write, body: &str, leaf: &[u8; 32]) -> std::io::Result<()> {
     let open = body.strip_suffix('}').unwrap_or(body);
     let mut tail = [0u8; 96];
     let prefix = b",\"leaf_hash\":\"";

@@ -27,6 +27,8 @@ use tokio::task::JoinSet;
 #[derive(Debug, Default)]
 pub struct Faults {
     denied: Mutex<HashSet<String>>,
+    denied_keys: Mutex<Vec<String>>,
+    log: Mutex<Vec<(String, String)>>,
     refusing: AtomicBool,
     requests: AtomicU64,
 }
@@ -40,12 +42,32 @@ impl Faults {
             .insert(action.to_owned());
     }
 
+    /// Answers `AccessDenied` to any request on a key containing `part`.
+    pub fn deny_keys_containing(&self, part: &str) {
+        self.denied_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(part.to_owned());
+    }
+
     /// Lifts every denial.
     pub fn allow_all(&self) {
         self.denied
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+        self.denied_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// Every request that reached the store with credentials: `(operation, key)`.
+    pub fn log(&self) -> Vec<(String, String)> {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// While on, every request gets `503 ServiceUnavailable`.
@@ -72,12 +94,28 @@ impl S3Access for Access {
             return Err(s3_error!(AccessDenied, "Signature is required"));
         }
         let op = cx.s3_op().name();
+        let key = match cx.s3_path() {
+            s3s::path::S3Path::Object { key, .. } => key.to_string(),
+            _ => String::new(),
+        };
+        self.0
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((op.to_owned(), key.clone()));
         let denied = self
             .0
             .denied
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains(op);
+            .contains(op)
+            || self
+                .0
+                .denied_keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .any(|p| key.contains(p.as_str()));
         if denied {
             return Err(s3_error!(AccessDenied, "{op} is denied by policy"));
         }

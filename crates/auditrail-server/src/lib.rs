@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod checkpointer;
+pub mod delivery;
 pub mod error;
 pub mod exports;
 pub mod ids;
@@ -33,6 +34,7 @@ pub struct Settings {
     /// Prefix of every checkpoint origin line: `<prefix>/<org>`.
     pub origin_prefix: String,
     pub exports: exports::ExportSettings,
+    pub delivery: delivery::DeliverySettings,
 }
 
 /// Shared state of the running service.
@@ -45,6 +47,7 @@ pub struct App {
     pub keys: auth::KeyCache,
     pub policies: policy::Policies,
     pub exports: exports::Exports,
+    pub delivery: delivery::Delivery,
 }
 
 impl App {
@@ -55,7 +58,9 @@ impl App {
         metrics: Arc<Metrics>,
         admin_token_hash: [u8; 32],
     ) -> Arc<Self> {
+        let delivery = delivery::Delivery::new(&settings.delivery);
         Arc::new(Self {
+            delivery,
             store,
             signer,
             settings,
@@ -77,7 +82,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let checkpoints = tokio::spawn(checkpointer::run(app.clone(), stop_rx.clone()));
-    let exporter = tokio::spawn(exports::worker::run(app.clone(), stop_rx));
+    let exporter = tokio::spawn(exports::worker::run(app.clone(), stop_rx.clone()));
+    let deliverer = tokio::spawn(delivery::worker::run(app.clone(), stop_rx));
     let router = routes::router(app.clone());
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
@@ -85,6 +91,7 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = checkpoints.await;
     let _ = exporter.await;
+    let _ = deliverer.await;
     let store = app.store.clone();
     let _ = tokio::task::spawn_blocking(move || store.close()).await;
     Ok(())

@@ -33,6 +33,14 @@ pub struct Metrics {
     pub exports_finished: Family<Outcome, Counter>,
     pub export_rows: Counter,
     pub export_notifications_failed: Counter,
+    pub delivery_objects: Family<Outcome, Counter>,
+    pub delivery_events: Counter,
+    pub delivery_errors: Family<ErrorKind, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorKind {
+    pub kind: &'static str,
 }
 
 impl Metrics {
@@ -98,8 +106,29 @@ impl Metrics {
             "Export emails and webhook calls that failed",
             export_notifications_failed.clone(),
         );
+        let delivery_objects = Family::<Outcome, Counter>::default();
+        registry.register(
+            "delivery_objects",
+            "Objects uploaded to destinations, by outcome (delivered, failed)",
+            delivery_objects.clone(),
+        );
+        let delivery_events = Counter::default();
+        registry.register(
+            "delivery_events",
+            "Events delivered to destinations",
+            delivery_events.clone(),
+        );
+        let delivery_errors = Family::<ErrorKind, Counter>::default();
+        registry.register(
+            "delivery_errors",
+            "Failed deliveries, by kind (permanent: credentials, permissions, missing bucket; transient)",
+            delivery_errors.clone(),
+        );
         Self {
             registry,
+            delivery_objects,
+            delivery_events,
+            delivery_errors,
             exports_finished,
             export_rows,
             export_notifications_failed,

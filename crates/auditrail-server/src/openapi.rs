@@ -3,7 +3,7 @@
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{catalog, events, exports, integrity, orgs};
+use crate::routes::{catalog, destinations, events, exports, integrity, orgs};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,8 @@ use crate::routes::{catalog, events, exports, integrity, orgs};
         events::ingest, events::search,
         exports::create, exports::list, exports::get, exports::download, exports::checkpoint,
         exports::put_webhook, exports::delete_webhook,
+        destinations::put, destinations::list, destinations::get, destinations::delete,
+        destinations::pause, destinations::resume, destinations::test, destinations::bucket_policy,
         integrity::latest_checkpoint, integrity::public_key, integrity::inclusion, integrity::consistency,
     ),
     components(schemas(orgs::CreateOrg, orgs::CreateKey)),

@@ -28,6 +28,8 @@ pub struct FileConfig {
     pub export_workers: Option<usize>,
     pub checkpoint_interval: Option<String>,
     pub signing_key_file: Option<PathBuf>,
+    pub secret_key_file: Option<PathBuf>,
+    pub aws_principal_arn: Option<String>,
     pub max_clock_skew: Option<String>,
     pub log_origin: Option<String>,
     pub max_details_bytes: Option<usize>,
@@ -86,6 +88,12 @@ pub struct Overrides {
     pub checkpoint_interval: Option<String>,
     #[arg(long, env = "AUDITRAIL_SIGNING_KEY_FILE", global = true)]
     pub signing_key_file: Option<PathBuf>,
+    /// Key that seals destination credentials at rest [default: <data dir>/secret.key]
+    #[arg(long, env = "AUDITRAIL_SECRET_KEY_FILE", global = true)]
+    pub secret_key_file: Option<PathBuf>,
+    /// The AWS role or user auditrail delivers as, for the bucket policies it suggests
+    #[arg(long, env = "AUDITRAIL_AWS_PRINCIPAL_ARN", global = true)]
+    pub aws_principal_arn: Option<String>,
     /// How far in the future `occurred_at` may be
     #[arg(long, env = "AUDITRAIL_MAX_CLOCK_SKEW", global = true)]
     pub max_clock_skew: Option<String>,
@@ -124,6 +132,8 @@ pub struct Config {
     pub export_workers: usize,
     pub checkpoint_interval: Duration,
     pub signing_key_file: PathBuf,
+    pub secret_key_file: PathBuf,
+    pub aws_principal_arn: Option<String>,
     pub max_clock_skew: Duration,
     pub log_origin: String,
     /// Bounds on `details` (the clock-skew bound is `max_clock_skew`).
@@ -242,6 +252,12 @@ impl Config {
                 .clone()
                 .or(f.signing_key_file)
                 .unwrap_or_else(|| data_dir.join("signing.key")),
+            secret_key_file: o
+                .secret_key_file
+                .clone()
+                .or(f.secret_key_file)
+                .unwrap_or_else(|| data_dir.join("secret.key")),
+            aws_principal_arn: o.aws_principal_arn.clone().or(f.aws_principal_arn),
             data_dir,
             database_url: o.database_url.clone().or(f.database_url),
             listen,
@@ -306,6 +322,14 @@ impl Config {
             (
                 "signing_key_file",
                 Some(format!("\"{}\"", self.signing_key_file.display())),
+            ),
+            (
+                "secret_key_file",
+                Some(format!("\"{}\"", self.secret_key_file.display())),
+            ),
+            (
+                "aws_principal_arn",
+                self.aws_principal_arn.as_ref().map(|a| format!("\"{a}\"")),
             ),
             (
                 "max_clock_skew",

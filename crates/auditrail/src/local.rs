@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use auditrail_core::Limits;
 use auditrail_core::note::NoteSigner;
+use auditrail_server::delivery::DeliverySettings;
 use auditrail_server::exports::ExportSettings;
 use auditrail_server::exports::notify::SmtpSettings;
 use auditrail_server::{App, Metrics, Settings};
@@ -34,28 +35,31 @@ pub fn open_store(cfg: &Config, metrics: Option<Arc<Metrics>>) -> anyhow::Result
 
 /// Loads the Ed25519 signing key, creating it (mode 0600) on first use.
 pub fn load_signer(cfg: &Config) -> anyhow::Result<NoteSigner> {
-    let path = &cfg.signing_key_file;
-    let seed = if path.exists() {
-        read_seed(path)?
-    } else {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
-        write_secret(path, format!("{}\n", hex::encode(seed)).as_bytes())
-            .with_context(|| format!("cannot write signing key {}", path.display()))?;
-        seed
-    };
+    let seed = load_key(&cfg.signing_key_file, "signing key")?;
     NoteSigner::new(&cfg.log_origin, seed).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn read_seed(path: &Path) -> anyhow::Result<[u8; 32]> {
+/// Loads a 32-byte key kept as hex in `path`, creating it (mode 0600) on first use.
+pub fn load_key(path: &Path, what: &str) -> anyhow::Result<[u8; 32]> {
+    if path.exists() {
+        return read_key(path, what);
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+    write_secret(path, format!("{}\n", hex::encode(key)).as_bytes())
+        .with_context(|| format!("cannot write {what} {}", path.display()))?;
+    Ok(key)
+}
+
+fn read_key(path: &Path, what: &str) -> anyhow::Result<[u8; 32]> {
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read signing key {}", path.display()))?;
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
     hex::decode(text.trim())
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .with_context(|| {
             format!(
-                "signing key {} must hold 64 hex digits (a 32-byte Ed25519 seed)",
+                "{what} {} must hold 64 hex digits (32 bytes)",
                 path.display()
             )
         })
@@ -100,6 +104,10 @@ pub fn settings(cfg: &Config) -> anyhow::Result<Settings> {
                 .map(|u| SmtpSettings::parse(u, &cfg.smtp_from))
                 .transpose()
                 .map_err(|e| anyhow::anyhow!(e))?,
+        },
+        delivery: DeliverySettings {
+            principal_arn: cfg.aws_principal_arn.clone(),
+            ..DeliverySettings::new(load_key(&cfg.secret_key_file, "secret key")?)
         },
     })
 }

@@ -46,6 +46,9 @@ enum Command {
     Ingest(cmd::ingest::Args),
     /// Export an org's events to a CSV, NDJSON or Parquet file
     Export(cmd::export::Args),
+    /// Verify a delivered log (s3://bucket/prefix or a local copy): every seq once,
+    /// every leaf recomputed, every signed checkpoint matched
+    Verify(cmd::verify::Args),
     /// Configuration helpers
     Config {
         #[command(subcommand)]
@@ -72,6 +75,7 @@ fn main() -> std::process::ExitCode {
             Command::Keys { command } => cmd::admin::keys(&cli.overrides, command).await,
             Command::Ingest(args) => cmd::ingest::run(&cli.overrides, args).await,
             Command::Export(args) => cmd::export::run(&cli.overrides, args).await,
+            Command::Verify(args) => cmd::verify::run(args).await,
             Command::Config { command } => cmd::config(command),
         }
     });

@@ -60,28 +60,8 @@ fn new_export_id() -> String {
     format!("exp_{}", hex::encode(b))
 }
 
-/// Parses the request body, naming the field that is wrong.
 fn parse_request(body: &[u8]) -> ApiResult<ExportRequest> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize::<_, ExportRequest>(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            return ApiError::bad_request(
-                "invalid_json",
-                format!("request body is not valid JSON: {inner}"),
-            );
-        }
-        let msg = inner.to_string();
-        // Missing and unknown fields are reported at the top level; name them anyway.
-        let field = msg
-            .split('`')
-            .nth(1)
-            .filter(|_| path == "." || path.is_empty())
-            .map(str::to_owned)
-            .unwrap_or(path);
-        ApiError::invalid_field(&field, msg)
-    })
+    super::parse_json(body)
 }
 
 #[utoipa::path(post, path = "/v1/exports", request_body(content = Object, description = "`{from, to, actor_id?, scope_id?, action?, resource_type?, format: csv|ndjson|parquet, layout?: apollo|full, gzip?, notify_email?}`"),

@@ -1,6 +1,7 @@
 //! The HTTP surface. One file per area; errors map in `error.rs`.
 
 pub mod catalog;
+pub mod destinations;
 pub mod events;
 pub mod exports;
 pub(crate) mod integrity;
@@ -14,6 +15,38 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 
 use crate::App;
+use crate::error::{ApiError, ApiResult};
+
+/// Parses a JSON request body, naming the field that is wrong (422), or 400 when the
+/// body is not JSON at all.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::bad_request(
+                "invalid_json",
+                format!("request body is not valid JSON: {inner}"),
+            );
+        }
+        let msg = inner.to_string();
+        // Missing and unknown fields are reported at their parent; name them anyway.
+        let named = msg
+            .split('`')
+            .nth(1)
+            .filter(|_| msg.starts_with("missing field") || msg.starts_with("unknown field"));
+        let field = match named {
+            Some(f) if path == "." || path.is_empty() => f.to_owned(),
+            Some(f) if path != f && !path.ends_with(&format!(".{f}")) => format!("{path}.{f}"),
+            _ if path == "." || path.is_empty() => {
+                msg.split('`').nth(1).unwrap_or("body").to_owned()
+            }
+            _ => path,
+        };
+        ApiError::invalid_field(&field, msg)
+    })
+}
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -34,6 +67,20 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/v1/orgs/{org}/export-webhook",
             put(exports::put_webhook).delete(exports::delete_webhook),
+        )
+        .route("/v1/destinations", get(destinations::list))
+        .route(
+            "/v1/destinations/{name}",
+            put(destinations::put)
+                .get(destinations::get)
+                .delete(destinations::delete),
+        )
+        .route("/v1/destinations/{name}/pause", post(destinations::pause))
+        .route("/v1/destinations/{name}/resume", post(destinations::resume))
+        .route("/v1/destinations/{name}/test", post(destinations::test))
+        .route(
+            "/v1/destinations/{name}/bucket-policy",
+            get(destinations::bucket_policy),
         )
         .route("/v1/checkpoints/latest", get(integrity::latest_checkpoint))
         .route("/v1/public-key", get(integrity::public_key))

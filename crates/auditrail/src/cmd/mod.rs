@@ -2,6 +2,7 @@ pub mod admin;
 pub mod export;
 pub mod ingest;
 pub mod serve;
+pub mod verify;
 
 use clap::Subcommand;
 

@@ -63,6 +63,7 @@ impl TestServer {
             limits: Limits::default(),
             origin_prefix: "auditrail.test".into(),
             exports: auditrail_server::exports::ExportSettings::in_dir(dir.join("exports")),
+            delivery: auditrail_server::delivery::DeliverySettings::new([7u8; 32]),
         };
         adjust(&mut settings);
         let app = App::new(

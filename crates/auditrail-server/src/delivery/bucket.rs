@@ -1,0 +1,371 @@
+//! One destination's bucket, through `object_store`: whole-object puts (multipart above
+//! a threshold), bounded client retries so an outage shows within seconds, errors
+//! classified, and the permission test that exercises each action of the bucket policy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use object_store::aws::{AmazonS3, AmazonS3Builder, AwsAuthorizer};
+use object_store::client::HttpRequestBody;
+use object_store::path::Path;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    WriteMultipart,
+};
+use serde::Serialize;
+
+use super::config::{DestinationConfig, StaticKeys};
+
+/// Part size for multipart uploads (S3's minimum is 5 MiB).
+const PART_BYTES: usize = 8 << 20;
+
+/// A failed store operation: what the store said, and whether retrying can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Failure {
+    pub message: String,
+    /// Credentials, permissions or a missing bucket: needs a person, not a retry.
+    pub permanent: bool,
+}
+
+impl std::fmt::Display for S3Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn classify(op: &str, e: object_store::Error) -> S3Failure {
+    use object_store::Error as E;
+    let permanent = matches!(
+        e,
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } | E::NotFound { .. }
+    );
+    let kind = match e {
+        E::PermissionDenied { .. } => "access denied: ",
+        E::Unauthenticated { .. } => "credentials rejected: ",
+        E::NotFound { .. } => "not found (does the bucket exist?): ",
+        _ => "",
+    };
+    S3Failure {
+        message: format!("{op}: {kind}{e}"),
+        permanent,
+    }
+}
+
+/// The bucket of one destination.
+pub struct Bucket {
+    store: Arc<AmazonS3>,
+    config: DestinationConfig,
+    http: reqwest::Client,
+}
+
+/// How long the client may try before a failure is reported.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub retries: usize,
+    pub retry_window: Duration,
+}
+
+impl Default for Patience {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            retries: 2,
+            retry_window: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Bucket {
+    pub fn connect(
+        config: &DestinationConfig,
+        keys: Option<&StaticKeys>,
+        patience: Patience,
+    ) -> Result<Self, S3Failure> {
+        let mut b = match keys {
+            Some(k) => {
+                let mut b = AmazonS3Builder::new()
+                    .with_access_key_id(&k.access_key_id)
+                    .with_secret_access_key(&k.secret_access_key);
+                if let Some(t) = &k.session_token {
+                    b = b.with_token(t);
+                }
+                b
+            }
+            None => AmazonS3Builder::from_env(),
+        };
+        let retry = RetryConfig {
+            max_retries: patience.retries,
+            retry_timeout: patience.retry_window,
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(1),
+                ..BackoffConfig::default()
+            },
+        };
+        let mut options = ClientOptions::new()
+            .with_timeout(patience.request_timeout)
+            .with_connect_timeout(patience.connect_timeout);
+        b = b
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_retry(retry);
+        if let Some(e) = &config.endpoint {
+            options = options.with_allow_http(e.starts_with("http://"));
+            b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
+        }
+        let store = b
+            .with_client_options(options)
+            .build()
+            .map_err(|e| classify("configure S3 client", e))?;
+        let http = reqwest::Client::builder()
+            .timeout(patience.request_timeout)
+            .connect_timeout(patience.connect_timeout)
+            .build()
+            .map_err(|e| S3Failure {
+                message: format!("configure HTTP client: {e}"),
+                permanent: true,
+            })?;
+        Ok(Self {
+            store: Arc::new(store),
+            config: config.clone(),
+            http,
+        })
+    }
+
+    pub fn store(&self) -> Arc<AmazonS3> {
+        self.store.clone()
+    }
+
+    /// Stores `bytes` at `key` whole: one PUT, or a multipart upload above `threshold`
+    /// that is completed only when every part is in (and aborted otherwise).
+    pub async fn put(&self, key: &str, bytes: Bytes, threshold: usize) -> Result<(), S3Failure> {
+        let path = Path::parse(key).map_err(|e| classify("object key", e.into()))?;
+        if bytes.len() <= threshold {
+            return self
+                .store
+                .put(&path, PutPayload::from_bytes(bytes))
+                .await
+                .map(|_| ())
+                .map_err(|e| classify(&format!("PutObject {key}"), e));
+        }
+        let upload = self
+            .store
+            .put_multipart(&path)
+            .await
+            .map_err(|e| classify(&format!("CreateMultipartUpload {key}"), e))?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        w.put(bytes);
+        w.finish()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&format!("multipart upload of {key}"), e))
+    }
+
+    fn url(&self, key: Option<&str>, query: &str) -> String {
+        let c = &self.config;
+        let base = match &c.endpoint {
+            Some(e) => format!("{e}/{}", c.bucket),
+            None => format!("https://{}.s3.{}.amazonaws.com", c.bucket, c.region),
+        };
+        let path = key.map(|k| format!("/{k}")).unwrap_or_else(|| "/".into());
+        format!("{base}{path}?{query}")
+    }
+
+    /// A signed request for an action `object_store` has no call for.
+    async fn raw(
+        &self,
+        method: Method,
+        key: Option<&str>,
+        query: &str,
+        body: Bytes,
+    ) -> Result<String, String> {
+        let cred = self
+            .store
+            .credentials()
+            .get_credential()
+            .await
+            .map_err(|e| format!("credentials: {e}"))?;
+        let url = self.url(key, query);
+        let md5 = {
+            use base64::Engine;
+            use md5::Digest;
+            base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body))
+        };
+        let mut req = http::Request::builder()
+            .method(method.clone())
+            .uri(&url)
+            .header("content-md5", md5)
+            .body(HttpRequestBody::from(body.clone()))
+            .map_err(|e| e.to_string())?;
+        AwsAuthorizer::new(&cred, "s3", &self.config.region).authorize(&mut req, None);
+        let (parts, _) = req.into_parts();
+        let resp = self
+            .http
+            .request(method, &url)
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if status.is_success() {
+            Ok(text)
+        } else {
+            Err(format!("{status}: {}", s3_error_code(&text)))
+        }
+    }
+
+    /// Exercises each action the bucket policy grants on a marker object under
+    /// `{prefix}/_auditrail/`, and removes it.
+    pub async fn permission_test(&self) -> Vec<Check> {
+        let mut out = Vec::new();
+        let mut rnd = [0u8; 8];
+        let _ = getrandom::fill(&mut rnd);
+        let dir = match self.config.prefix.as_str() {
+            "" => "_auditrail".to_owned(),
+            p => format!("{p}/_auditrail"),
+        };
+        let key = format!("{dir}/permission-test-{}", hex::encode(rnd));
+        let path = Path::from(key.as_str());
+        let store = &self.store;
+
+        let r = self.raw(Method::GET, None, "location", Bytes::new()).await;
+        out.push(Check::new("s3:GetBucketLocation", r.map(|_| ())));
+        let r = store
+            .put(
+                &path,
+                PutPayload::from_static(b"auditrail permission test\n"),
+            )
+            .await;
+        out.push(Check::object("s3:PutObject", r.map(|_| ())));
+        let r = match store.get(&path).await {
+            Ok(g) => g.bytes().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        out.push(Check::object("s3:GetObject", r));
+        let tagging = Bytes::from_static(
+            b"<Tagging><TagSet><Tag><Key>auditrail</Key><Value>permission-test</Value></Tag></TagSet></Tagging>",
+        );
+        let r = self.raw(Method::PUT, Some(&key), "tagging", tagging).await;
+        out.push(Check::new("s3:PutObjectTagging", r.map(|_| ())));
+        let r = self
+            .raw(Method::GET, Some(&key), "tagging", Bytes::new())
+            .await;
+        out.push(Check::new("s3:GetObjectTagging", r.map(|_| ())));
+        let r = futures_util::TryStreamExt::try_collect::<Vec<_>>(
+            store.list(Some(&Path::from(dir.as_str()))),
+        )
+        .await;
+        out.push(Check::object("s3:ListBucket", r.map(|_| ())));
+        let q = format!("prefix={}&uploads=", urlencode(&dir));
+        let r = self.raw(Method::GET, None, &q, Bytes::new()).await;
+        out.push(Check::new("s3:ListBucketMultipartUploads", r.map(|_| ())));
+
+        // A multipart upload to list and abort (creating it needs s3:PutObject).
+        let upload_key = format!("{key}-multipart");
+        let created = self
+            .raw(Method::POST, Some(&upload_key), "uploads=", Bytes::new())
+            .await;
+        let upload_id = created
+            .as_deref()
+            .ok()
+            .and_then(|x| xml_value(x, "UploadId"));
+        let (list, abort) = match upload_id {
+            Some(id) => {
+                let q = format!("uploadId={}", urlencode(&id));
+                let l = self
+                    .raw(Method::GET, Some(&upload_key), &q, Bytes::new())
+                    .await;
+                let a = self
+                    .raw(Method::DELETE, Some(&upload_key), &q, Bytes::new())
+                    .await;
+                (l.map(|_| ()), a.map(|_| ()))
+            }
+            None => {
+                let why = format!(
+                    "could not start a multipart upload to try it: {}",
+                    created
+                        .err()
+                        .unwrap_or_else(|| "no UploadId in the answer".into())
+                );
+                (Err(why.clone()), Err(why))
+            }
+        };
+        out.push(Check::new("s3:ListMultipartUploadParts", list));
+        out.push(Check::new("s3:AbortMultipartUpload", abort));
+        let r = store.delete(&path).await;
+        out.push(Check::object("s3:DeleteObject", r));
+        out
+    }
+}
+
+/// One action of the permission test.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Check {
+    pub action: &'static str,
+    pub passed: bool,
+    pub error: Option<String>,
+}
+
+impl Check {
+    fn new(action: &'static str, r: Result<(), String>) -> Self {
+        Self {
+            action,
+            passed: r.is_ok(),
+            error: r.err(),
+        }
+    }
+
+    fn object(action: &'static str, r: object_store::Result<()>) -> Self {
+        Self::new(action, r.map_err(|e| classify(action, e).message))
+    }
+}
+
+fn xml_value(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(xml[start..end].to_owned())
+}
+
+/// `AccessDenied: message` from an S3 error document, or the text as it came.
+fn s3_error_code(body: &str) -> String {
+    match (xml_value(body, "Code"), xml_value(body, "Message")) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c,
+        _ => body.chars().take(300).collect(),
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_error_documents_are_summarized() {
+        let body = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>PutObject is denied</Message></Error>";
+        assert_eq!(s3_error_code(body), "AccessDenied: PutObject is denied");
+        assert_eq!(
+            xml_value("<a><UploadId>x-1</UploadId></a>", "UploadId").as_deref(),
+            Some("x-1")
+        );
+        assert_eq!(urlencode("a/b c"), "a%2Fb%20c");
+    }
+}

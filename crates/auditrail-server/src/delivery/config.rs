@@ -1,0 +1,428 @@
+//! A destination's configuration: the request body, its validation (naming the field
+//! at fault), what is stored (no secrets), and the credentials that are sealed apart.
+
+use auditrail_core::delivery::ObjectFormat;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+pub const DEFAULT_BATCH_EVENTS: u64 = 10_000;
+pub const MAX_BATCH_EVENTS: u64 = 100_000;
+pub const DEFAULT_BATCH_SECONDS: u64 = 10;
+pub const MAX_BATCH_SECONDS: u64 = 3_600;
+
+/// `PUT /v1/destinations/{name}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationRequest {
+    pub kind: String,
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub credentials: Option<CredentialsRequest>,
+    pub format: Option<String>,
+    pub max_batch_events: Option<u64>,
+    pub max_batch_seconds: Option<u64>,
+    pub start: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsRequest {
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    pub source: Option<String>,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+}
+
+/// Static keys, sealed at rest.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StaticKeys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for StaticKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StaticKeys({}, ****)", mask_key_id(&self.access_key_id))
+    }
+}
+
+/// What the request says about credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialsChoice {
+    Static(StaticKeys),
+    Environment,
+    /// Not given: keep what is stored (an update), required on create.
+    Unchanged,
+}
+
+/// A destination's configuration as stored and shown (never a secret).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DestinationConfig {
+    pub kind: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub region: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    pub format: String,
+    pub max_batch_events: u64,
+    pub max_batch_seconds: u64,
+    pub start: String,
+    /// `static` or `environment`.
+    pub credentials_source: String,
+    /// The access key id, masked, for static credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+}
+
+impl DestinationConfig {
+    pub fn object_format(&self) -> ObjectFormat {
+        ObjectFormat::parse(&self.format).unwrap_or(ObjectFormat::NdjsonGz)
+    }
+}
+
+/// `AKIA…WXYZ`: enough to recognise a key, not to use it.
+pub fn mask_key_id(id: &str) -> String {
+    let n = id.chars().count();
+    if n <= 8 {
+        return "****".into();
+    }
+    let head: String = id.chars().take(4).collect();
+    let tail: String = id.chars().skip(n - 4).collect();
+    format!("{head}…{tail}")
+}
+
+/// Destination names: 1–64 of `A-Z a-z 0-9 . _ -`.
+pub fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field(
+            "name",
+            "1-64 characters from A-Z a-z 0-9 . _ -",
+        ))
+    }
+}
+
+/// S3 bucket naming rules: 3–63 of lowercase letters, digits, `.` and `-`, starting and
+/// ending with a letter or digit.
+fn check_bucket(b: &str) -> Result<(), &'static str> {
+    let bytes = b.as_bytes();
+    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !(3..=63).contains(&b.len()) {
+        return Err("must be 3-63 characters");
+    }
+    if !bytes.iter().all(|&c| edge(c) || c == b'.' || c == b'-') {
+        return Err("only lowercase letters, digits, '.' and '-'");
+    }
+    if !edge(bytes[0]) || !edge(bytes[bytes.len() - 1]) || b.contains("..") {
+        return Err("must start and end with a letter or digit, without '..'");
+    }
+    Ok(())
+}
+
+/// Key prefixes: no leading `/`, no empty, `.` or `..` segments, printable, ≤ 512 bytes;
+/// a trailing `/` is dropped.
+fn normalize_prefix(p: &str) -> Result<String, &'static str> {
+    let p = p.trim_end_matches('/');
+    if p.is_empty() {
+        return Ok(String::new());
+    }
+    if p.len() > 512 {
+        return Err("at most 512 bytes");
+    }
+    if p.chars().any(|c| {
+        c.is_control()
+            || matches!(
+                c,
+                '\\' | '{'
+                    | '}'
+                    | '^'
+                    | '%'
+                    | '`'
+                    | '['
+                    | ']'
+                    | '"'
+                    | '<'
+                    | '>'
+                    | '~'
+                    | '#'
+                    | '|'
+                    | '*'
+                    | '?'
+            )
+    }) {
+        return Err("use letters, digits and / - _ . = ! ' ( ) only");
+    }
+    if p.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err("no leading '/', empty, '.' or '..' segments");
+    }
+    if p.split('/').any(|s| s.starts_with("org=")) {
+        return Err("must not contain an org= segment (auditrail adds it)");
+    }
+    Ok(p.to_owned())
+}
+
+fn check_region(r: &str) -> Result<(), &'static str> {
+    let ok = !r.is_empty()
+        && r.len() <= 64
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err("an AWS region name such as us-east-1")
+    }
+}
+
+fn check_endpoint(e: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(e).map_err(|err| err.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an http or https URL".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() || url.path() != "/" {
+        return Err("must be the store's base URL, without path or query".into());
+    }
+    Ok(e.trim_end_matches('/').to_owned())
+}
+
+fn credentials(c: Option<CredentialsRequest>) -> Result<CredentialsChoice, ApiError> {
+    let Some(c) = c else {
+        return Ok(CredentialsChoice::Unchanged);
+    };
+    if c.role_arn.is_some() || c.external_id.is_some() {
+        return Err(ApiError::invalid_field(
+            "credentials.role_arn",
+            "assuming a role with an external id is not supported by this build; give static keys or {\"source\": \"environment\"} (which follows the standard AWS chain, including web identity)",
+        ));
+    }
+    match c.source.as_deref() {
+        Some("environment") => {
+            if c.access_key_id.is_some() || c.secret_access_key.is_some() {
+                return Err(ApiError::invalid_field(
+                    "credentials.source",
+                    "\"environment\" takes no keys",
+                ));
+            }
+            Ok(CredentialsChoice::Environment)
+        }
+        Some("static") | None => {
+            let id = c.access_key_id.filter(|s| !s.is_empty()).ok_or_else(|| {
+                ApiError::invalid_field("credentials.access_key_id", "required with static keys")
+            })?;
+            let secret = c
+                .secret_access_key
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    ApiError::invalid_field(
+                        "credentials.secret_access_key",
+                        "required with static keys",
+                    )
+                })?;
+            if id.len() > 128 || secret.len() > 256 {
+                return Err(ApiError::invalid_field("credentials", "keys are too long"));
+            }
+            Ok(CredentialsChoice::Static(StaticKeys {
+                access_key_id: id,
+                secret_access_key: secret,
+                session_token: c.session_token,
+            }))
+        }
+        Some(_) => Err(ApiError::invalid_field(
+            "credentials.source",
+            "must be \"static\" or \"environment\"",
+        )),
+    }
+}
+
+/// Validates a request. `previous` is the stored configuration when this is an update:
+/// `start` only matters at creation, and omitted credentials keep the stored ones.
+pub fn validate(
+    req: DestinationRequest,
+    previous: Option<&DestinationConfig>,
+) -> Result<(DestinationConfig, CredentialsChoice), ApiError> {
+    let bad = |field: &str, reason: &str| ApiError::invalid_field(field, reason);
+    if req.kind != "s3" {
+        return Err(bad("kind", "must be \"s3\""));
+    }
+    check_bucket(&req.bucket).map_err(|r| bad("bucket", r))?;
+    let prefix = normalize_prefix(&req.prefix).map_err(|r| bad("prefix", r))?;
+    let region = req.region.unwrap_or_else(|| "us-east-1".into());
+    check_region(&region).map_err(|r| bad("region", r))?;
+    let endpoint = req
+        .endpoint
+        .map(|e| check_endpoint(&e))
+        .transpose()
+        .map_err(|r| bad("endpoint", &r))?;
+    let format = req.format.unwrap_or_else(|| "ndjson.gz".into());
+    if ObjectFormat::parse(&format).is_none() {
+        return Err(bad("format", "must be ndjson.gz, csv.gz or parquet"));
+    }
+    let max_batch_events = req.max_batch_events.unwrap_or(DEFAULT_BATCH_EVENTS);
+    if !(1..=MAX_BATCH_EVENTS).contains(&max_batch_events) {
+        return Err(bad("max_batch_events", "must be 1 to 100000"));
+    }
+    let max_batch_seconds = req.max_batch_seconds.unwrap_or(DEFAULT_BATCH_SECONDS);
+    if !(1..=MAX_BATCH_SECONDS).contains(&max_batch_seconds) {
+        return Err(bad("max_batch_seconds", "must be 1 to 3600"));
+    }
+    let start = match (req.start.as_deref(), previous) {
+        (None, Some(p)) => p.start.clone(),
+        (None, None) => "earliest".into(),
+        (Some(s @ ("earliest" | "now")), None) => s.to_owned(),
+        (Some(s @ ("earliest" | "now")), Some(p)) if s == p.start => s.to_owned(),
+        (Some("earliest" | "now"), Some(_)) => {
+            return Err(bad(
+                "start",
+                "applies only when a destination is created; delete and recreate it to start elsewhere",
+            ));
+        }
+        (Some(_), _) => return Err(bad("start", "must be \"earliest\" or \"now\"")),
+    };
+    let creds = credentials(req.credentials)?;
+    let (credentials_source, access_key_id) = match (&creds, previous) {
+        (CredentialsChoice::Static(k), _) => ("static".into(), Some(mask_key_id(&k.access_key_id))),
+        (CredentialsChoice::Environment, _) => ("environment".into(), None),
+        (CredentialsChoice::Unchanged, Some(p)) => {
+            (p.credentials_source.clone(), p.access_key_id.clone())
+        }
+        (CredentialsChoice::Unchanged, None) => {
+            return Err(bad(
+                "credentials",
+                "required: {\"access_key_id\", \"secret_access_key\"} or {\"source\": \"environment\"}",
+            ));
+        }
+    };
+    Ok((
+        DestinationConfig {
+            kind: req.kind,
+            bucket: req.bucket,
+            prefix,
+            region,
+            endpoint,
+            format,
+            max_batch_events,
+            max_batch_seconds,
+            start,
+            credentials_source,
+            access_key_id,
+        },
+        creds,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(v: serde_json::Value) -> DestinationRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn field(v: serde_json::Value) -> String {
+        let e = validate(req(v), None).unwrap_err();
+        assert_eq!(e.status.as_u16(), 422);
+        e.details[0]["field"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn defaults_and_masking() {
+        let (c, creds) = validate(
+            req(serde_json::json!({"kind": "s3", "bucket": "audit-logs", "prefix": "a/b/",
+                "credentials": {"access_key_id": "AKIAEXAMPLE1234", "secret_access_key": "s3cr3t"}})),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.prefix.as_str(), c.region.as_str(), c.format.as_str()),
+            ("a/b", "us-east-1", "ndjson.gz")
+        );
+        assert_eq!(
+            (c.max_batch_events, c.max_batch_seconds, c.start.as_str()),
+            (10_000, 10, "earliest")
+        );
+        assert_eq!(c.access_key_id.as_deref(), Some("AKIA…1234"));
+        assert!(!serde_json::to_string(&c).unwrap().contains("s3cr3t"));
+        assert!(matches!(creds, CredentialsChoice::Static(_)));
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let base = |k: &str, v: serde_json::Value| {
+            let mut b = serde_json::json!({"kind": "s3", "bucket": "audit-logs", "credentials": {"source": "environment"}});
+            b[k] = v;
+            b
+        };
+        assert_eq!(field(base("kind", "gcs".into())), "kind");
+        assert_eq!(field(base("bucket", "Audit_Logs".into())), "bucket");
+        assert_eq!(field(base("prefix", "/abs".into())), "prefix");
+        assert_eq!(field(base("prefix", "a/../b".into())), "prefix");
+        assert_eq!(field(base("region", "US East".into())), "region");
+        assert_eq!(field(base("endpoint", "ftp://x".into())), "endpoint");
+        assert_eq!(field(base("format", "xlsx".into())), "format");
+        assert_eq!(
+            field(base("max_batch_events", 0.into())),
+            "max_batch_events"
+        );
+        assert_eq!(
+            field(base("max_batch_seconds", 0.into())),
+            "max_batch_seconds"
+        );
+        assert_eq!(field(base("start", "yesterday".into())), "start");
+        assert_eq!(
+            field(base(
+                "credentials",
+                serde_json::json!({"access_key_id": "A"})
+            )),
+            "credentials.secret_access_key"
+        );
+        assert_eq!(
+            field(base(
+                "credentials",
+                serde_json::json!({"role_arn": "arn:aws:iam::1:role/x"})
+            )),
+            "credentials.role_arn"
+        );
+        let mut none = base("kind", "s3".into());
+        none.as_object_mut().unwrap().remove("credentials");
+        assert_eq!(field(none), "credentials");
+    }
+
+    #[test]
+    fn updates_keep_credentials_and_start() {
+        let (first, _) = validate(
+            req(serde_json::json!({"kind": "s3", "bucket": "b-1", "start": "now", "credentials": {"source": "environment"}})),
+            None,
+        )
+        .unwrap();
+        let (second, creds) = validate(
+            req(serde_json::json!({"kind": "s3", "bucket": "b-2"})),
+            Some(&first),
+        )
+        .unwrap();
+        assert_eq!(
+            (second.start.as_str(), second.credentials_source.as_str()),
+            ("now", "environment")
+        );
+        assert_eq!(creds, CredentialsChoice::Unchanged);
+        let e = validate(
+            req(serde_json::json!({"kind": "s3", "bucket": "b-2", "start": "earliest"})),
+            Some(&first),
+        )
+        .unwrap_err();
+        assert_eq!(e.details[0]["field"], "start");
+    }
+}

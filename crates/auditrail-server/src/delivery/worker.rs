@@ -1,0 +1,419 @@
+//! The delivery worker: one task per active destination. Each task waits until a batch
+//! is due (`max_batch_events` undelivered, or the oldest undelivered event is
+//! `max_batch_seconds` old), records the batch's range, uploads it under a key derived
+//! from its content, writes the signed checkpoint of its last seq beside it, and only
+//! then advances `delivered_seq`. A failure keeps the recorded range, so the retry writes
+//! the same object: nothing is skipped, reordered or delivered twice.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auditrail_core::delivery::{FrontierFile, checkpoint_key, date_of, frontier_key, object_key};
+use auditrail_core::export::Row;
+use auditrail_core::merkle::frontier_ids;
+use auditrail_core::note::{Checkpoint, origin_for};
+use auditrail_core::query::Filter;
+use auditrail_store::{DeliveryUpdate, Destination, Order, PageRequest, StoredEvent};
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::bucket::{Bucket, S3Failure};
+use super::config::DestinationConfig;
+use crate::App;
+use crate::metrics::{ErrorKind, Outcome};
+
+type Key = (String, String);
+
+struct Running {
+    updated_ms: i64,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Keeps one task per active destination until `stop`; then lets each flush what is due.
+pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let mut running: HashMap<Key, Running> = HashMap::new();
+    loop {
+        match app.store.list_destinations(None).await {
+            Ok(all) => reconcile(&app, &mut running, all).await,
+            Err(e) => tracing::warn!(error = %e, "could not list destinations"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = app.delivery.wake.notified() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    for r in running.values() {
+        let _ = r.stop.send(true);
+    }
+    let flush = app.settings.delivery.flush_timeout;
+    for (_, r) in running {
+        let abort = r.task.abort_handle();
+        if tokio::time::timeout(flush, r.task).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+async fn reconcile(app: &Arc<App>, running: &mut HashMap<Key, Running>, all: Vec<Destination>) {
+    let wanted: HashMap<Key, i64> = all
+        .into_iter()
+        .filter(|d| !d.paused)
+        .map(|d| ((d.org, d.name), d.updated_ms))
+        .collect();
+    let stale: Vec<Key> = running
+        .iter()
+        .filter(|(k, r)| wanted.get(*k) != Some(&r.updated_ms) || r.task.is_finished())
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in stale {
+        if let Some(r) = running.remove(&k) {
+            // Changed, paused or deleted: stop between steps, or cut an upload short
+            // (its range stays recorded, so nothing is lost).
+            let _ = r.stop.send(true);
+            let abort = r.task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), r.task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+    for (k, updated_ms) in wanted {
+        if running.contains_key(&k) {
+            continue;
+        }
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(deliver(app.clone(), k.0.clone(), k.1.clone(), rx));
+        running.insert(
+            k,
+            Running {
+                updated_ms,
+                stop: tx,
+                task,
+            },
+        );
+    }
+}
+
+/// Exponential backoff with jitter, from 500 ms up to `max`.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Self {
+        Self {
+            next: Duration::from_millis(500),
+            max,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = Duration::from_millis(500);
+    }
+
+    fn step(&mut self) -> Duration {
+        let mut b = [0u8; 2];
+        let _ = getrandom::fill(&mut b);
+        let jitter = 0.5 + f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX);
+        let d = self.next.mul_f64(jitter).min(self.max);
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+}
+
+/// What a task keeps between rounds.
+struct Task {
+    app: Arc<App>,
+    org: String,
+    name: String,
+    bucket: Option<(i64, Bucket)>,
+    /// `(delivered_seq, received_at in ms)` of the oldest undelivered event.
+    oldest: Option<(u64, i64)>,
+}
+
+enum Step {
+    /// Nothing due before this long.
+    Wait(Duration),
+    Delivered,
+    Gone,
+}
+
+async fn deliver(app: Arc<App>, org: String, name: String, mut stop: watch::Receiver<bool>) {
+    let mut backoff = Backoff::new(app.settings.delivery.max_backoff);
+    let mut t = Task {
+        app,
+        org,
+        name,
+        bucket: None,
+        oldest: None,
+    };
+    loop {
+        let stopping = *stop.borrow();
+        let pause = match t.step(stopping).await {
+            Ok(Step::Gone) => return,
+            Ok(Step::Delivered) => {
+                backoff.reset();
+                continue;
+            }
+            Ok(Step::Wait(_)) if stopping => return,
+            Ok(Step::Wait(d)) => d,
+            Err(f) => {
+                t.failed(&f).await;
+                if stopping {
+                    return;
+                }
+                backoff.step()
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+fn received_ms(e: &StoredEvent) -> Result<(i64, String), S3Failure> {
+    let row = Row::parse(&e.body).map_err(|err| internal(format!("seq {}: {err}", e.seq)))?;
+    let at = auditrail_core::time::parse_rfc3339(&row.received_at)
+        .ok_or_else(|| internal(format!("seq {} has no readable received_at", e.seq)))?;
+    let date = date_of(&row.received_at)
+        .ok_or_else(|| internal(format!("seq {} has no readable received_at", e.seq)))?;
+    Ok((at.timestamp_millis(), date.to_owned()))
+}
+
+fn internal(message: String) -> S3Failure {
+    S3Failure {
+        message,
+        permanent: false,
+    }
+}
+
+impl Task {
+    async fn read(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, S3Failure> {
+        let page = self
+            .app
+            .store
+            .search(
+                &self.org,
+                &Filter::default(),
+                PageRequest {
+                    after_seq: Some(after),
+                    limit,
+                    order: Order::Asc,
+                },
+            )
+            .await
+            .map_err(|e| internal(format!("reading events: {e}")))?;
+        Ok(page.events)
+    }
+
+    async fn update(&self, u: DeliveryUpdate) -> Result<bool, S3Failure> {
+        self.app
+            .store
+            .update_delivery(&self.org, &self.name, u)
+            .await
+            .map_err(|e| internal(format!("recording delivery state: {e}")))
+    }
+
+    async fn failed(&self, f: &S3Failure) {
+        tracing::warn!(
+            org = self.org,
+            destination = self.name,
+            error = f.message,
+            "delivery failed"
+        );
+        let m = &self.app.metrics;
+        m.delivery_objects
+            .get_or_create(&Outcome { outcome: "failed" })
+            .inc();
+        let kind = if f.permanent {
+            "permanent"
+        } else {
+            "transient"
+        };
+        m.delivery_errors.get_or_create(&ErrorKind { kind }).inc();
+        let at_ms = chrono::Utc::now().timestamp_millis();
+        let u = DeliveryUpdate::Failed {
+            error: f.message.clone(),
+            at_ms,
+        };
+        if let Err(e) = self.update(u).await {
+            tracing::warn!(error = e.message, "could not record a delivery error");
+        }
+    }
+
+    /// One round: deliver the pending or a due batch, or say how long to wait.
+    async fn step(&mut self, flushing: bool) -> Result<Step, S3Failure> {
+        let app = self.app.clone();
+        let dest = match app.store.get_destination(&self.org, &self.name).await {
+            Ok(Some(d)) if !d.paused => d,
+            Ok(_) => return Ok(Step::Gone),
+            Err(e) => return Err(internal(format!("reading the destination: {e}"))),
+        };
+        let config = super::config_of(&dest)?;
+        let poll = app.settings.delivery.poll;
+        let events = match dest.pending {
+            Some((first, last)) => {
+                let n = (last - first + 1) as usize;
+                let events = self.read(first - 1, n).await?;
+                let contiguous =
+                    events.len() == n && events.iter().zip(first..).all(|(e, s)| e.seq == s);
+                if !contiguous {
+                    return Err(internal(format!(
+                        "the recorded batch {first}..{last} can no longer be read whole"
+                    )));
+                }
+                events
+            }
+            None => {
+                let delivered = dest.delivered_seq;
+                let head = app
+                    .store
+                    .tree_head(&self.org)
+                    .await
+                    .map_err(|e| internal(format!("reading the log head: {e}")))?;
+                if head.size <= delivered {
+                    return Ok(Step::Wait(poll));
+                }
+                let full = head.size - delivered >= config.max_batch_events;
+                if !full && !flushing {
+                    let oldest = match self.oldest {
+                        Some((d, ms)) if d == delivered => ms,
+                        _ => {
+                            let first = self.read(delivered, 1).await?;
+                            let Some(e) = first.first() else {
+                                return Ok(Step::Wait(poll));
+                            };
+                            let ms = received_ms(e)?.0;
+                            self.oldest = Some((delivered, ms));
+                            ms
+                        }
+                    };
+                    let due = oldest + (config.max_batch_seconds * 1000) as i64;
+                    let now = chrono::Utc::now().timestamp_millis();
+                    if now < due {
+                        let wait = Duration::from_millis((due - now) as u64);
+                        return Ok(Step::Wait(wait.min(poll)));
+                    }
+                }
+                let events = self
+                    .read(delivered, config.max_batch_events as usize)
+                    .await?;
+                let (Some(first), Some(last)) = (events.first(), events.last()) else {
+                    return Ok(Step::Wait(poll));
+                };
+                let (first, last) = (first.seq, last.seq);
+                if !self.update(DeliveryUpdate::Begin { first, last }).await? {
+                    // The state moved under us (an update elsewhere): look again.
+                    return Ok(Step::Wait(Duration::ZERO));
+                }
+                events
+            }
+        };
+        self.upload(&dest, &config, events).await?;
+        Ok(Step::Delivered)
+    }
+
+    fn bucket(&mut self, dest: &Destination) -> Result<&Bucket, S3Failure> {
+        let fresh = matches!(&self.bucket, Some((u, _)) if *u == dest.updated_ms);
+        if !fresh {
+            let (_, b) = super::open_bucket(&self.app.delivery, &self.app.settings.delivery, dest)?;
+            self.bucket = Some((dest.updated_ms, b));
+        }
+        match &self.bucket {
+            Some((_, b)) => Ok(b),
+            None => Err(internal("no bucket".into())),
+        }
+    }
+
+    async fn upload(
+        &mut self,
+        dest: &Destination,
+        config: &DestinationConfig,
+        events: Vec<StoredEvent>,
+    ) -> Result<(), S3Failure> {
+        let app = self.app.clone();
+        let (Some(first_ev), Some(last_ev)) = (events.first(), events.last()) else {
+            return Ok(());
+        };
+        let (first, last) = (first_ev.seq, last_ev.seq);
+        let (_, date) = received_ms(first_ev)?;
+        let format = config.object_format();
+        let key = object_key(&config.prefix, &self.org, &date, first, last, format);
+        let count = events.len() as u64;
+        let body = tokio::task::spawn_blocking(move || {
+            auditrail_export::batch::encode_batch(&events, format)
+        })
+        .await
+        .map_err(|e| internal(format!("encoding task: {e}")))?
+        .map_err(|e| internal(format!("encoding the batch: {e}")))?;
+        let note = self.checkpoint_note(last).await?;
+        let frontier = if first > 1 && dest.last_delivery_ms.is_none() {
+            Some(self.frontier(first - 1).await?)
+        } else {
+            None
+        };
+        let threshold = app.settings.delivery.multipart_threshold;
+        let org = self.org.clone();
+        let bucket = self.bucket(dest)?;
+        if let Some(f) = frontier {
+            let k = frontier_key(&config.prefix, &org, first - 1);
+            bucket.put(&k, Bytes::from(f), threshold).await?;
+        }
+        bucket.put(&key, Bytes::from(body), threshold).await?;
+        let cp_key = checkpoint_key(&config.prefix, &org, last);
+        bucket.put(&cp_key, Bytes::from(note), threshold).await?;
+        let at_ms = chrono::Utc::now().timestamp_millis();
+        if self
+            .update(DeliveryUpdate::Delivered { last, at_ms })
+            .await?
+        {
+            app.metrics
+                .delivery_objects
+                .get_or_create(&Outcome {
+                    outcome: "delivered",
+                })
+                .inc();
+            app.metrics.delivery_events.inc_by(count);
+        }
+        Ok(())
+    }
+
+    /// The signed checkpoint of the tree at exactly `size`.
+    async fn checkpoint_note(&self, size: u64) -> Result<String, S3Failure> {
+        let app = &self.app;
+        let root = auditrail_store::proofs::root_at(app.store.as_ref(), &self.org, size)
+            .await
+            .map_err(|e| internal(format!("reading the tree: {e}")))?;
+        let cp = Checkpoint {
+            origin: origin_for(&app.settings.origin_prefix, &self.org),
+            size,
+            root,
+        };
+        app.signer
+            .sign(&cp.body())
+            .map_err(|e| internal(format!("signing the checkpoint: {e}")))
+    }
+
+    /// The tree's edge at `size`, for a destination that starts after seq 1.
+    async fn frontier(&self, size: u64) -> Result<String, S3Failure> {
+        let hashes = self
+            .app
+            .store
+            .node_hashes(&self.org, &frontier_ids(size))
+            .await
+            .map_err(|e| internal(format!("reading the tree: {e}")))?;
+        let f = FrontierFile {
+            size,
+            hashes: hashes.iter().map(hex::encode).collect(),
+        };
+        serde_json::to_string(&f).map_err(|e| internal(e.to_string()))
+    }
+}

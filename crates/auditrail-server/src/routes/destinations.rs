@@ -1,0 +1,316 @@
+//! Destinations (org admins only): create or replace, inspect with delivery status,
+//! delete, pause and resume, the permission test, and the bucket policy to paste.
+//! Every change is an event in the org's own log.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use auditrail_core::export::Row;
+use auditrail_core::query::Filter;
+use auditrail_core::time::format_millis;
+use auditrail_store::{DeliveryUpdate, Destination, Order, PageRequest, Role};
+
+use super::events::record_self_audit;
+use crate::App;
+use crate::auth::Principal;
+use crate::delivery::config::{CredentialsChoice, DestinationRequest, check_name, validate};
+use crate::delivery::{bucket_policy as policy_for, config_of, open_bucket, seal_context};
+use crate::error::{ApiError, ApiResult};
+
+const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The destination as the API shows it: its configuration (secrets masked) and status.
+async fn view(app: &App, d: &Destination) -> ApiResult<Value> {
+    let c = config_of(d).map_err(|e| ApiError::internal(e.message))?;
+    let head = app.store.tree_head(&d.org).await?.size;
+    let lag_events = head.saturating_sub(d.delivered_seq);
+    let mut lag_seconds = 0.0;
+    if lag_events > 0 {
+        let page = app
+            .store
+            .search(
+                &d.org,
+                &Filter::default(),
+                PageRequest {
+                    after_seq: Some(d.delivered_seq),
+                    limit: 1,
+                    order: Order::Asc,
+                },
+            )
+            .await?;
+        if let Some(e) = page.events.first()
+            && let Ok(row) = Row::parse(&e.body)
+            && let Some(at) = auditrail_core::time::parse_rfc3339(&row.received_at)
+        {
+            lag_seconds = ((now_ms() - at.timestamp_millis()).max(0) as f64) / 1000.0;
+        }
+    }
+    let state = if d.paused {
+        "paused"
+    } else if d.last_error.is_some() {
+        "retrying"
+    } else {
+        "active"
+    };
+    let mut credentials = json!({"source": c.credentials_source});
+    if let Some(k) = &c.access_key_id {
+        credentials["access_key_id"] = json!(k);
+        credentials["secret_access_key"] = json!("********");
+    }
+    Ok(json!({
+        "name": d.name,
+        "kind": c.kind,
+        "bucket": c.bucket,
+        "prefix": c.prefix,
+        "region": c.region,
+        "endpoint": c.endpoint,
+        "format": c.format,
+        "max_batch_events": c.max_batch_events,
+        "max_batch_seconds": c.max_batch_seconds,
+        "start": c.start,
+        "credentials": credentials,
+        "state": state,
+        "delivered_seq": d.delivered_seq,
+        "lag_events": lag_events,
+        "lag_seconds": lag_seconds,
+        "pending": d.pending.map(|(f, l)| json!({"first_seq": f, "last_seq": l})),
+        "last_delivery_at": d.last_delivery_ms.map(format_millis),
+        "last_error": d.last_error,
+        "last_error_at": d.last_error_ms.map(format_millis),
+        "failing_since": d.failing_since_ms.map(format_millis),
+        "created_at": format_millis(d.created_ms),
+        "updated_at": format_millis(d.updated_ms),
+    }))
+}
+
+async fn find(app: &App, org: &str, name: &str) -> ApiResult<Destination> {
+    app.store
+        .get_destination(org, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("destination"))
+}
+
+fn resource(name: &str) -> Value {
+    json!({"type": "DESTINATION", "id": name})
+}
+
+#[utoipa::path(put, path = "/v1/destinations/{name}", request_body(content = Object, description = "`{kind: \"s3\", bucket, prefix?, region?, endpoint?, credentials: {access_key_id, secret_access_key, session_token?} | {source: \"environment\"}, format?: ndjson.gz|csv.gz|parquet, max_batch_events?, max_batch_seconds?, start?: earliest|now}`; credentials may be omitted on update"),
+    responses((status = 201, description = "created"), (status = 200, description = "replaced; delivery continues where it was"), (status = 403, description = "admins only"), (status = 422, description = "names the invalid field")))]
+pub async fn put(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let org = who.org_with(&[Role::Admin])?.to_owned();
+    check_name(&name)?;
+    if body.len() > MAX_REQUEST_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "a destination is small JSON",
+        ));
+    }
+    let req: DestinationRequest = super::parse_json(&body)?;
+    let existing = app.store.get_destination(&org, &name).await?;
+    let previous = existing
+        .as_ref()
+        .map(config_of)
+        .transpose()
+        .map_err(|e| ApiError::internal(e.message))?;
+    let (config, creds) = validate(req, previous.as_ref())?;
+    let sealed = match creds {
+        CredentialsChoice::Static(keys) => {
+            let plain = serde_json::to_vec(&keys).map_err(ApiError::internal)?;
+            Some(
+                app.delivery
+                    .secrets()
+                    .seal(&plain, &seal_context(&org, &name))
+                    .map_err(ApiError::internal)?,
+            )
+        }
+        CredentialsChoice::Environment => None,
+        CredentialsChoice::Unchanged => {
+            existing.as_ref().and_then(|d| d.sealed_credentials.clone())
+        }
+    };
+    let start_seq = match (&existing, config.start.as_str()) {
+        (None, "now") => app.store.tree_head(&org).await?.size,
+        _ => 0,
+    };
+    let now = now_ms();
+    let dest = Destination {
+        org: org.clone(),
+        name: name.clone(),
+        config: serde_json::to_string(&config).map_err(ApiError::internal)?,
+        sealed_credentials: sealed,
+        paused: false,
+        delivered_seq: start_seq,
+        pending: None,
+        last_error: None,
+        last_error_ms: None,
+        failing_since_ms: None,
+        last_delivery_ms: None,
+        created_ms: now,
+        updated_ms: now,
+    };
+    let (stored, created) = app.store.put_destination(dest).await?;
+    let action = if created {
+        "createDestination"
+    } else {
+        "updateDestination"
+    };
+    record_self_audit(
+        &app,
+        &org,
+        &who,
+        action,
+        resource(&name),
+        serde_json::to_value(&config).unwrap_or_default(),
+    )
+    .await?;
+    app.delivery.wake.notify_one();
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(view(&app, &stored).await?)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/destinations", responses((status = 200, description = "`{destinations: [...]}` with status")))]
+pub async fn list(State(app): State<Arc<App>>, who: Principal) -> ApiResult<Response> {
+    let org = who.org_with(&[Role::Admin])?.to_owned();
+    let mut out = Vec::new();
+    for d in app.store.list_destinations(Some(&org)).await? {
+        out.push(view(&app, &d).await?);
+    }
+    Ok(axum::Json(json!({ "destinations": out })).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/destinations/{name}", responses((status = 200, description = "configuration (secrets masked) and status: state, delivered_seq, lag_events, lag_seconds, last_delivery_at, last_error")))]
+pub async fn get(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let org = who.org_with(&[Role::Admin])?.to_owned();
+    let d = find(&app, &org, &name).await?;
+    Ok(axum::Json(view(&app, &d).await?).into_response())
+}
+
+#[utoipa::path(delete, path = "/v1/destinations/{name}", responses((status = 204, description = "deleted; objects already delivered stay in the bucket")))]
+pub async fn delete(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let org = who.org_with(&[Role::Admin])?.to_owned();
+    let d = find(&app, &org, &name).await?;
+    if !app.store.delete_destination(&org, &name).await? {
+        return Err(ApiError::not_found("destination"));
+    }
+    record_self_audit(
+        &app,
+        &org,
+        &who,
+        "deleteDestination",
+        resource(&name),
+        json!({"delivered_seq": d.delivered_seq}),
+    )
+    .await?;
+    app.delivery.wake.notify_one();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn set_paused(
+    app: Arc<App>,
+    who: Principal,
+    name: String,
+    paused: bool,
+) -> ApiResult<Response> {
+    let org = who.org_with(&[Role::Admin])?.to_owned();
+    find(&app, &org, &name).await?;
+    if !app
+        .store
+        .update_delivery(&org, &name, DeliveryUpdate::Pause(paused))
+        .await?
+    {
+        return Err(ApiError::not_found("destination"));
+    }
+    let action = if paused {
+        "pauseDestination"
+    } else {
+        "resumeDestination"
+    };
+    record_self_audit(&app, &org, &who, action, resource(&name), json!({})).await?;
+    app.delivery.wake.notify_one();
+    let d = find(&app, &org, &name).await?;
+    Ok(axum::Json(view(&app, &d).await?).into_response())
+}
+
+#[utoipa::path(post, path = "/v1/destinations/{name}/pause", responses((status = 200, description = "paused: nothing is delivered until resumed")))]
+pub async fn pause(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    set_paused(app, who, name, true).await
+}
+
+#[utoipa::path(post, path = "/v1/destinations/{name}/resume", responses((status = 200, description = "delivery resumes after delivered_seq")))]
+pub async fn resume(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    set_paused(app, who, name, false).await
+}
+
+#[utoipa::path(post, path = "/v1/destinations/{name}/test", responses((status = 200, description = "`{all_passed, results: [{action, passed, error}]}`, one per action of the bucket policy")))]
+pub async fn test(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let org = who.org_with(&[Role::Admin])?.to_owned();
+    let d = find(&app, &org, &name).await?;
+    let (_, bucket) = open_bucket(&app.delivery, &app.settings.delivery, &d).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "destination_unusable",
+            e.message,
+        )
+    })?;
+    let results = bucket.permission_test().await;
+    let all_passed = results.iter().all(|r| r.passed);
+    Ok(axum::Json(json!({"all_passed": all_passed, "results": results})).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/destinations/{name}/bucket-policy", responses((status = 200, description = "the bucket policy JSON to paste"), (status = 409, description = "no principal configured (AUDITRAIL_AWS_PRINCIPAL_ARN)")))]
+pub async fn bucket_policy(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let org = who.org_with(&[Role::Admin])?.to_owned();
+    let d = find(&app, &org, &name).await?;
+    let c = config_of(&d).map_err(|e| ApiError::internal(e.message))?;
+    let principal = app.settings.delivery.principal_arn.as_deref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "principal_not_configured",
+            "this server has no AWS principal to grant; set AUDITRAIL_AWS_PRINCIPAL_ARN (aws_principal_arn) to the role or user auditrail runs as",
+        )
+    })?;
+    Ok(axum::Json(policy_for(principal, &c.bucket)).into_response())
+}

@@ -1,0 +1,222 @@
+//! `auditrail verify s3://bucket/prefix | DIR`: proves a delivered log whole and
+//! unaltered, offline. Lists the objects, checks every seq appears exactly once,
+//! recomputes every leaf and root, checks every checkpoint's signature and root, and
+//! names the first bad object and seq.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use auditrail_core::delivery::{Entry, FrontierFile, ObjectFormat, OrgVerifier, classify};
+use auditrail_core::note::NoteVerifier;
+use base64::Engine;
+use futures_util::TryStreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// `s3://bucket/prefix` (credentials from the standard AWS environment) or a local
+    /// directory holding a copy of the prefix
+    pub target: String,
+    /// The server's checkpoint verifier key (`GET /v1/public-key`), or a file holding it;
+    /// without it, roots are matched but signatures are not checked
+    #[arg(long)]
+    pub public_key: Option<String>,
+    /// S3-compatible endpoint (path-style requests), e.g. http://127.0.0.1:9000
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub endpoint: Option<String>,
+    /// Hide the progress bar
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn open(args: &Args) -> anyhow::Result<(Arc<dyn ObjectStore>, String)> {
+    if let Some(rest) = args.target.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            bail!("s3:// needs a bucket: s3://bucket/prefix");
+        }
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(e) = &args.endpoint {
+            b = b
+                .with_endpoint(e)
+                .with_virtual_hosted_style_request(false)
+                .with_allow_http(e.starts_with("http://"));
+        }
+        let store = b.build().context("cannot set up the S3 client")?;
+        return Ok((Arc::new(store), prefix.trim_end_matches('/').to_owned()));
+    }
+    let dir = PathBuf::from(&args.target);
+    if dir.is_file() {
+        bail!(
+            "{} is a file; verify takes a delivered prefix (s3://bucket/prefix) or a directory copy of one",
+            dir.display()
+        );
+    }
+    if !dir.is_dir() {
+        bail!(
+            "{} is neither s3://bucket/prefix nor a directory",
+            dir.display()
+        );
+    }
+    let store = LocalFileSystem::new_with_prefix(&dir)
+        .with_context(|| format!("cannot open {}", dir.display()))?;
+    Ok((Arc::new(store), String::new()))
+}
+
+fn load_key(k: &str) -> anyhow::Result<NoteVerifier> {
+    let text = if std::path::Path::new(k).is_file() {
+        std::fs::read_to_string(k).with_context(|| format!("cannot read {k}"))?
+    } else {
+        k.to_owned()
+    };
+    // `GET /v1/public-key` answers JSON; accept it as saved, or the bare key.
+    let key = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| {
+            v.get("verifier_key")
+                .and_then(|s| s.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| text.trim().to_owned());
+    NoteVerifier::parse(&key).map_err(|e| anyhow::anyhow!("--public-key: {e}"))
+}
+
+#[derive(Default)]
+struct OrgFiles {
+    objects: Vec<(u64, u64, String, String, ObjectFormat)>,
+    checkpoints: Vec<(u64, String)>,
+    frontiers: Vec<String>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let key = args.public_key.as_deref().map(load_key).transpose()?;
+    let (store, prefix) = open(&args)?;
+    let list_at = (!prefix.is_empty()).then(|| Path::from(prefix.as_str()));
+    let metas: Vec<_> = store
+        .list(list_at.as_ref())
+        .try_collect()
+        .await
+        .with_context(|| format!("cannot list {}", args.target))?;
+    let mut orgs: BTreeMap<String, OrgFiles> = BTreeMap::new();
+    for m in &metas {
+        let full = m.location.as_ref();
+        let rel = match prefix.as_str() {
+            "" => full,
+            p => full
+                .strip_prefix(p)
+                .and_then(|r| r.strip_prefix('/'))
+                .unwrap_or(full),
+        };
+        if rel.starts_with("_auditrail/") {
+            continue;
+        }
+        match classify(rel) {
+            Some(Entry::Object {
+                org,
+                date,
+                first,
+                last,
+                format,
+            }) => orgs.entry(org).or_default().objects.push((
+                first,
+                last,
+                full.to_owned(),
+                date,
+                format,
+            )),
+            Some(Entry::Checkpoint { org, size }) => orgs
+                .entry(org)
+                .or_default()
+                .checkpoints
+                .push((size, full.to_owned())),
+            Some(Entry::Frontier { org, .. }) => {
+                orgs.entry(org).or_default().frontiers.push(full.to_owned())
+            }
+            None => bail!("{full}: unexpected object (not one auditrail writes)"),
+        }
+    }
+    if orgs.is_empty() {
+        bail!("{}: no delivered objects found", args.target);
+    }
+    if key.is_none() {
+        eprintln!("warning: no --public-key given; checkpoint signatures are not checked");
+    }
+    let total: usize = orgs.values().map(|o| o.objects.len()).sum();
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} objects {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut reports = Vec::new();
+    for (org, mut files) in orgs {
+        let mut v = OrgVerifier::new(&org, key.clone());
+        for (size, name) in &files.checkpoints {
+            let note = read_text(store.as_ref(), name).await?;
+            v.add_checkpoint(name, *size, &note)?;
+        }
+        if let Some(name) = files.frontiers.first() {
+            let text = read_text(store.as_ref(), name).await?;
+            let f: FrontierFile = serde_json::from_str(&text)
+                .with_context(|| format!("{name}: malformed frontier"))?;
+            v.start_from(name, &f)?;
+        }
+        files
+            .objects
+            .sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+        for (first, last, name, date, format) in &files.objects {
+            if *format == ObjectFormat::NdjsonGz {
+                let raw = read_bytes(store.as_ref(), name).await?;
+                let mut text = String::new();
+                flate2::read::GzDecoder::new(raw.as_ref())
+                    .read_to_string(&mut text)
+                    .with_context(|| format!("{name}: not gzip'd UTF-8 text"))?;
+                v.ndjson_object(name, date, *first, *last, text.split('\n'))?;
+            } else {
+                v.skip_object(name, *first, *last)?;
+            }
+            bar.inc(1);
+        }
+        reports.push(v.finish()?);
+    }
+    bar.finish_and_clear();
+    for r in reports {
+        let root = base64::engine::general_purpose::STANDARD.encode(r.root);
+        println!(
+            "org {}: seqs {}..{} in {} objects, each once; {} checkpoints matched; root at {} is {root}",
+            r.org, r.first_seq, r.size, r.objects, r.checkpoints, r.size
+        );
+        if r.unhashed_objects > 0 {
+            println!(
+                "  {} objects are not NDJSON: their ranges were checked, their leaves and later roots could not be",
+                r.unhashed_objects
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn read_bytes(store: &dyn ObjectStore, name: &str) -> anyhow::Result<bytes::Bytes> {
+    let got = store
+        .get(&Path::from(name))
+        .await
+        .with_context(|| format!("{name}: cannot read"))?;
+    got.bytes()
+        .await
+        .with_context(|| format!("{name}: cannot read"))
+}
+
+async fn read_text(store: &dyn ObjectStore, name: &str) -> anyhow::Result<String> {
+    let b = read_bytes(store, name).await?;
+    String::from_utf8(b.to_vec()).with_context(|| format!("{name}: not UTF-8"))
+}

@@ -25,6 +25,7 @@ use crate::App;
 use crate::metrics::{ErrorKind, Outcome};
 
 type Key = (String, String);
+type Batch = Result<Vec<StoredEvent>, S3Failure>;
 
 struct Running {
     updated_ms: i64,
@@ -136,6 +137,8 @@ struct Task {
     bucket: Option<(i64, Bucket)>,
     /// `(delivered_seq, received_at in ms)` of the oldest undelivered event.
     oldest: Option<(u64, i64)>,
+    /// The next full batch, read while the current one uploads: `(after_seq, read)`.
+    prefetch: Option<(u64, JoinHandle<Batch>)>,
 }
 
 enum Step {
@@ -153,6 +156,7 @@ async fn deliver(app: Arc<App>, org: String, name: String, mut stop: watch::Rece
         name,
         bucket: None,
         oldest: None,
+        prefetch: None,
     };
     loop {
         let stopping = *stop.borrow();
@@ -188,6 +192,28 @@ fn received_ms(e: &StoredEvent) -> Result<(i64, String), S3Failure> {
     Ok((at.timestamp_millis(), date.to_owned()))
 }
 
+async fn read_events(
+    app: Arc<App>,
+    org: String,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, S3Failure> {
+    let page = app
+        .store
+        .search(
+            &org,
+            &Filter::default(),
+            PageRequest {
+                after_seq: Some(after),
+                limit,
+                order: Order::Asc,
+            },
+        )
+        .await
+        .map_err(|e| internal(format!("reading events: {e}")))?;
+    Ok(page.events)
+}
+
 fn internal(message: String) -> S3Failure {
     S3Failure {
         message,
@@ -197,21 +223,23 @@ fn internal(message: String) -> S3Failure {
 
 impl Task {
     async fn read(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, S3Failure> {
-        let page = self
-            .app
-            .store
-            .search(
-                &self.org,
-                &Filter::default(),
-                PageRequest {
-                    after_seq: Some(after),
-                    limit,
-                    order: Order::Asc,
-                },
-            )
-            .await
-            .map_err(|e| internal(format!("reading events: {e}")))?;
-        Ok(page.events)
+        read_events(self.app.clone(), self.org.clone(), after, limit).await
+    }
+
+    /// The batch after `after`: the prefetched one if it is that, else read now.
+    async fn next_batch(
+        &mut self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, S3Failure> {
+        if let Some((at, task)) = self.prefetch.take()
+            && at == after
+            && let Ok(Ok(events)) = task.await
+            && events.len() == limit
+        {
+            return Ok(events);
+        }
+        self.read(after, limit).await
     }
 
     async fn update(&self, u: DeliveryUpdate) -> Result<bool, S3Failure> {
@@ -303,9 +331,8 @@ impl Task {
                         return Ok(Step::Wait(wait.min(poll)));
                     }
                 }
-                let events = self
-                    .read(delivered, config.max_batch_events as usize)
-                    .await?;
+                let max = config.max_batch_events as usize;
+                let events = self.next_batch(delivered, max).await?;
                 let (Some(first), Some(last)) = (events.first(), events.last()) else {
                     return Ok(Step::Wait(poll));
                 };
@@ -313,6 +340,11 @@ impl Task {
                 if !self.update(DeliveryUpdate::Begin { first, last }).await? {
                     // The state moved under us (an update elsewhere): look again.
                     return Ok(Step::Wait(Duration::ZERO));
+                }
+                if events.len() == max && head.size >= last + max as u64 {
+                    // A backlog: read the next batch while this one is encoded and sent.
+                    let read = read_events(app.clone(), self.org.clone(), last, max);
+                    self.prefetch = Some((last, tokio::spawn(read)));
                 }
                 events
             }
@@ -348,6 +380,7 @@ impl Task {
         let format = config.object_format();
         let key = object_key(&config.prefix, &self.org, &date, first, last, format);
         let count = events.len() as u64;
+        let started = std::time::Instant::now();
         let body = tokio::task::spawn_blocking(move || {
             auditrail_export::batch::encode_batch(&events, format)
         })
@@ -360,6 +393,7 @@ impl Task {
         } else {
             None
         };
+        let encoded = started.elapsed();
         let threshold = app.settings.delivery.multipart_threshold;
         let org = self.org.clone();
         let bucket = self.bucket(dest)?;
@@ -367,7 +401,9 @@ impl Task {
             let k = frontier_key(&config.prefix, &org, first - 1);
             bucket.put(&k, Bytes::from(f), threshold).await?;
         }
+        let size = body.len();
         bucket.put(&key, Bytes::from(body), threshold).await?;
+        let uploaded = started.elapsed();
         let cp_key = checkpoint_key(&config.prefix, &org, last);
         bucket.put(&cp_key, Bytes::from(note), threshold).await?;
         let at_ms = chrono::Utc::now().timestamp_millis();
@@ -383,6 +419,17 @@ impl Task {
                 .inc();
             app.metrics.delivery_events.inc_by(count);
         }
+        tracing::debug!(
+            org = self.org,
+            destination = self.name,
+            key,
+            count,
+            size,
+            encoded_ms = encoded.as_millis() as u64,
+            uploaded_ms = uploaded.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "delivered"
+        );
         Ok(())
     }
 

@@ -1,0 +1,305 @@
+//! S3 delivery benchmark against a local S3-compatible server (auditrail-s3-dev, SigV4,
+//! files on disk), with a real `auditrail serve`:
+//!
+//! - throughput: a backlog of N events (default 1,000,000) delivered as ndjson.gz with
+//!   the default batch (10,000 events), from destination creation until
+//!   `delivered_seq` reaches the head; beside it, in the same run, `gzip -1` compressing
+//!   the same NDJSON (the compression floor) — the peer.
+//! - latency: events ingested one request at a time, ~20/s, for each of
+//!   `max_batch_seconds` = 1 and 10; per event, the time from the ingest
+//!   acknowledgement until its object is listed in the bucket; p50/p95/max.
+//!
+//! `cargo bench -p auditrail --bench delivery` (env BENCH_DELIVERY_EVENTS,
+//! BENCH_LATENCY_SECS per setting, default 40).
+#![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use auditrail_s3_dev::DevS3;
+use futures_util::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use serde_json::{Value, json};
+
+#[path = "events.rs"]
+mod events;
+
+const BIN: &str = env!("CARGO_BIN_EXE_auditrail");
+const ADMIN: &str = "bench-admin-token";
+const AK: &str = "AKIDBENCH0000001";
+const SK: &str = "bench-secret";
+
+fn run(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Serve {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &Path) -> Serve {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("AUDITRAIL_ADMIN_TOKEN", ADMIN)
+        .env(
+            "AUDITRAIL_LOG",
+            std::env::var("AUDITRAIL_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("auditrail listening on ")
+        .unwrap()
+        .to_owned();
+    Serve { child, base }
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn put_destination(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    ep: &str,
+    prefix: &str,
+    secs: u64,
+) {
+    let body = json!({"kind": "s3", "bucket": "bench", "prefix": prefix, "endpoint": ep,
+        "credentials": {"access_key_id": AK, "secret_access_key": SK}, "max_batch_seconds": secs});
+    let r = http
+        .put(format!("{base}/v1/destinations/{prefix}"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+async fn status(http: &reqwest::Client, base: &str, key: &str, name: &str) -> Value {
+    http.get(format!("{base}/v1/destinations/{name}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::main]
+async fn main() {
+    let n: u64 = std::env::var("BENCH_DELIVERY_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let lat_secs: u64 = std::env::var("BENCH_LATENCY_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let file = work.path().join("events.ndjson");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        for i in 0..n {
+            writeln!(f, "{}", events::event(i)).unwrap();
+        }
+    }
+    run(&data, &["orgs", "create", "acme"]);
+    let key: Value = serde_json::from_str(&run(
+        &data,
+        &["keys", "create", "--org", "acme", "--role", "admin"],
+    ))
+    .unwrap();
+    let key = key["token"].as_str().unwrap().to_owned();
+    run(
+        &data,
+        &[
+            "ingest",
+            "--org",
+            "acme",
+            "--batch",
+            "20000",
+            file.to_str().unwrap(),
+        ],
+    );
+
+    let s3 = DevS3::start(
+        &work.path().join("s3"),
+        "127.0.0.1:0".parse().unwrap(),
+        AK,
+        SK,
+    )
+    .await
+    .unwrap();
+    s3.create_bucket("bench").unwrap();
+    let ep = s3.endpoint();
+    let srv = serve(&data);
+    let http = reqwest::Client::new();
+
+    // Throughput: the backlog, until every full batch is delivered (the tail of a
+    // backlog that is not a multiple of the batch size waits for the time trigger).
+    let t = Instant::now();
+    put_destination(&http, &srv.base, &key, &ep, "backlog", 10).await;
+    let head = loop {
+        let st = status(&http, &srv.base, &key, "backlog").await;
+        let delivered = st["delivered_seq"].as_u64().unwrap();
+        let total = delivered + st["lag_events"].as_u64().unwrap();
+        if delivered >= total / 10_000 * 10_000 {
+            break delivered;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let secs = t.elapsed().as_secs_f64();
+    let bytes: u64 = walk_size(&work.path().join("s3/bench/backlog"));
+    println!(
+        "backlog: {head} events delivered as ndjson.gz in {secs:.2} s = {:.0} events/s; {} objects of ~10k events, {:.1} MB in the bucket",
+        head as f64 / secs,
+        head.div_ceil(10_000),
+        bytes as f64 / 1e6
+    );
+
+    // Peer: gzip -1 of the same events as NDJSON (the compression floor, one core).
+    let t = Instant::now();
+    let out = Command::new("gzip")
+        .args(["-1", "-c"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let g = t.elapsed().as_secs_f64();
+    println!(
+        "peer: gzip -1 of the {n} NDJSON lines: {g:.2} s = {:.0} lines/s",
+        n as f64 / g
+    );
+
+    // Latency: ack → object listed in the bucket.
+    let client = AmazonS3Builder::new()
+        .with_bucket_name("bench")
+        .with_region("us-east-1")
+        .with_endpoint(&ep)
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .with_access_key_id(AK)
+        .with_secret_access_key(SK)
+        .build()
+        .unwrap();
+    for secs in [1u64, 10] {
+        let name = format!("latency{secs}");
+        put_destination(&http, &srv.base, &key, &ep, &name, secs).await;
+        // Let it catch up with the backlog first.
+        loop {
+            let st = status(&http, &srv.base, &key, &name).await;
+            if st["lag_events"] == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut acked: HashMap<u64, Instant> = HashMap::new();
+        let mut seen: HashMap<u64, Instant> = HashMap::new();
+        let mut known = std::collections::HashSet::new();
+        let stop_at = Instant::now() + Duration::from_secs(lat_secs);
+        let mut i = 0u64;
+        let prefix = object_store::path::Path::from(name.as_str());
+        loop {
+            let now = Instant::now();
+            if now < stop_at {
+                let r: Value = http
+                    .post(format!("{}/v1/events", srv.base))
+                    .bearer_auth(&key)
+                    .json(&events::event(10_000_000 + secs * 1_000_000 + i))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                acked.insert(r["accepted"][0]["seq"].as_u64().unwrap(), Instant::now());
+                i += 1;
+            }
+            let metas: Vec<_> = client.list(Some(&prefix)).try_collect().await.unwrap();
+            let now = Instant::now();
+            for m in metas {
+                let k = m.location.to_string();
+                if k.contains("_checkpoints") || !known.insert(k.clone()) {
+                    continue;
+                }
+                let name = k.trim_end_matches(".ndjson.gz");
+                let mut p = name.rsplit('-');
+                let last: u64 = p.next().unwrap().parse().unwrap();
+                let first: u64 = p.next().unwrap().parse().unwrap();
+                for s in first..=last {
+                    seen.entry(s).or_insert(now);
+                }
+            }
+            if now >= stop_at && acked.keys().all(|s| seen.contains_key(s)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        let mut lat: Vec<f64> = acked
+            .iter()
+            .map(|(s, a)| seen[s].duration_since(*a).as_secs_f64())
+            .collect();
+        let count = lat.len();
+        let (p50, p95) = (pct(&mut lat, 0.5), pct(&mut lat, 0.95));
+        let max = lat.last().copied().unwrap_or(0.0);
+        println!(
+            "latency at max_batch_seconds={secs}: {count} events, ack → readable in the bucket p50 {p50:.2} s, p95 {p95:.2} s, max {max:.2} s (goal p95 ≤ {} s)",
+            secs + 2
+        );
+    }
+    drop(srv);
+    s3.stop().await;
+}
+
+fn walk_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            total += if p.is_dir() {
+                walk_size(&p)
+            } else {
+                e.metadata().map(|m| m.len()).unwrap_or(0)
+            };
+        }
+    }
+    total
+}

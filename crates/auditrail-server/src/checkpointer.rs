@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use auditrail_core::Hash;
 use auditrail_core::note::{Checkpoint, origin_for};
 use auditrail_store::TreeHead;
 use tokio::sync::watch;
@@ -10,14 +11,19 @@ use tokio::sync::watch;
 use crate::App;
 use crate::error::ApiError;
 
-/// Signs and stores the checkpoint for `head` of `org`; returns the note.
-pub(crate) async fn sign(app: &App, org: &str, head: TreeHead) -> Result<String, ApiError> {
+/// The signed note of `org`'s tree at `size` with `root`.
+pub(crate) fn sign_note(app: &App, org: &str, size: u64, root: Hash) -> Result<String, ApiError> {
     let cp = Checkpoint {
         origin: origin_for(&app.settings.origin_prefix, org),
-        size: head.size,
-        root: head.root,
+        size,
+        root,
     };
-    let note = app.signer.sign(&cp.body()).map_err(ApiError::internal)?;
+    app.signer.sign(&cp.body()).map_err(ApiError::internal)
+}
+
+/// Signs and stores the checkpoint for `head` of `org`; returns the note.
+pub(crate) async fn sign(app: &App, org: &str, head: TreeHead) -> Result<String, ApiError> {
+    let note = sign_note(app, org, head.size, head.root)?;
     app.store.save_checkpoint(org, head.size, &note).await?;
     app.metrics.checkpoints_signed.inc();
     Ok(note)

@@ -610,6 +610,11 @@ pub async fn export_jobs(store: &dyn Store) {
     assert!(store.exports_due_expiry(60_000).await.unwrap().is_empty());
 }
 
+/// Applies `u` to acme's destination `s3`.
+async fn acme_s3(store: &dyn Store, u: crate::DeliveryUpdate) -> bool {
+    store.update_delivery("acme", "s3", u).await.unwrap()
+}
+
 /// Destinations: created with their start, replaced without losing delivery state,
 /// pending batches recorded only in order, delivery advancing only the pending batch,
 /// failures kept until the next delivery, and no org sees another's.
@@ -645,53 +650,18 @@ pub async fn destinations(store: &dyn Store) {
     assert!(created);
 
     // Out of order or empty ranges are refused; the next range is recorded.
-    assert!(
-        !store
-            .update_delivery("acme", "s3", U::Begin { first: 2, last: 5 })
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .update_delivery("acme", "s3", U::Begin { first: 1, last: 0 })
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .update_delivery("acme", "s3", U::Begin { first: 1, last: 5 })
-            .await
-            .unwrap()
-    );
+    assert!(!acme_s3(store, U::Begin { first: 2, last: 5 }).await);
+    assert!(!acme_s3(store, U::Begin { first: 1, last: 0 }).await);
+    assert!(acme_s3(store, U::Begin { first: 1, last: 5 }).await);
     // The same range again is fine (a retry); another range is not.
-    assert!(
-        store
-            .update_delivery("acme", "s3", U::Begin { first: 1, last: 5 })
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .update_delivery("acme", "s3", U::Begin { first: 1, last: 6 })
-            .await
-            .unwrap()
-    );
+    assert!(acme_s3(store, U::Begin { first: 1, last: 5 }).await);
+    assert!(!acme_s3(store, U::Begin { first: 1, last: 6 }).await);
     let fail = |at: i64| U::Failed {
         error: "403 AccessDenied".into(),
         at_ms: at,
     };
-    assert!(
-        store
-            .update_delivery("acme", "s3", fail(100))
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .update_delivery("acme", "s3", fail(200))
-            .await
-            .unwrap()
-    );
+    assert!(acme_s3(store, fail(100)).await);
+    assert!(acme_s3(store, fail(200)).await);
     let d = store.get_destination("acme", "s3").await.unwrap().unwrap();
     assert_eq!(d.pending, Some((1, 5)));
     assert_eq!(d.last_error.as_deref(), Some("403 AccessDenied"));
@@ -758,12 +728,7 @@ pub async fn destinations(store: &dyn Store) {
             .unwrap()
     );
 
-    assert!(
-        store
-            .update_delivery("acme", "s3", U::Pause(true))
-            .await
-            .unwrap()
-    );
+    assert!(acme_s3(store, U::Pause(true)).await);
     assert!(
         store
             .get_destination("acme", "s3")

@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,28 +25,14 @@ use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use serde_json::{Value, json};
 
-#[path = "events.rs"]
-mod events;
+#[path = "support.rs"]
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_auditrail");
+use support::{BIN, env_u64, load, run};
+
 const ADMIN: &str = "bench-admin-token";
 const AK: &str = "AKIDBENCH0000001";
 const SK: &str = "bench-secret";
-
-fn run(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 struct Serve {
     child: Child,
@@ -123,41 +109,16 @@ async fn status(http: &reqwest::Client, base: &str, key: &str, name: &str) -> Va
 
 #[tokio::main]
 async fn main() {
-    let n: u64 = std::env::var("BENCH_DELIVERY_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let lat_secs: u64 = std::env::var("BENCH_LATENCY_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
+    let n = env_u64("BENCH_DELIVERY_EVENTS", 1_000_000);
+    let lat_secs = env_u64("BENCH_LATENCY_SECS", 40);
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let file = work.path().join("events.ndjson");
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-        for i in 0..n {
-            writeln!(f, "{}", events::event(i)).unwrap();
-        }
-    }
-    run(&data, &["orgs", "create", "acme"]);
-    let key: Value = serde_json::from_str(&run(
-        &data,
-        &["keys", "create", "--org", "acme", "--role", "admin"],
-    ))
-    .unwrap();
+    support::write_ndjson(&file, n);
+    load(&data, &file);
+    let key = ["keys", "create", "--org", "acme", "--role", "admin"];
+    let key: Value = serde_json::from_str(&run(&data, &key)).unwrap();
     let key = key["token"].as_str().unwrap().to_owned();
-    run(
-        &data,
-        &[
-            "ingest",
-            "--org",
-            "acme",
-            "--batch",
-            "20000",
-            file.to_str().unwrap(),
-        ],
-    );
 
     let s3 = DevS3::start(
         &work.path().join("s3"),
@@ -243,7 +204,7 @@ async fn main() {
                 let r: Value = http
                     .post(format!("{}/v1/events", srv.base))
                     .bearer_auth(&key)
-                    .json(&events::event(10_000_000 + secs * 1_000_000 + i))
+                    .json(&support::event(10_000_000 + secs * 1_000_000 + i))
                     .send()
                     .await
                     .unwrap()

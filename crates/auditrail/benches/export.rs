@@ -5,14 +5,13 @@
 //! default 1,000,000; BENCH_EXPORT_LARGE to also export that many, for flat memory).
 #![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-#[path = "events.rs"]
-mod events;
+#[path = "support.rs"]
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_auditrail");
+use support::{BIN, env_u64, load};
 
 /// Runs `cmd` under GNU time; returns (seconds, peak RSS in MB).
 fn measured(cmd: &mut Command) -> (f64, f64) {
@@ -31,38 +30,6 @@ fn measured(cmd: &mut Command) -> (f64, f64) {
     let secs: f64 = p.next().unwrap().parse().unwrap();
     let kb: f64 = p.next().unwrap().parse().unwrap();
     (secs, kb / 1024.0)
-}
-
-fn write_events(path: &Path, n: u64) {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    for i in 0..n {
-        writeln!(f, "{}", events::event(i)).unwrap();
-    }
-}
-
-fn load(dir: &Path, file: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&["orgs", "create", "acme"]);
-    run(&[
-        "ingest",
-        "--org",
-        "acme",
-        "--batch",
-        "20000",
-        file.to_str().unwrap(),
-    ]);
 }
 
 fn export(dir: &Path, format: &str, out: &Path) -> (f64, f64) {
@@ -104,13 +71,10 @@ c.commit()
 "#;
 
 fn main() {
-    let n: u64 = std::env::var("BENCH_EXPORT_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let n = env_u64("BENCH_EXPORT_EVENTS", 1_000_000);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("events.ndjson");
-    write_events(&src, n);
+    support::write_ndjson(&src, n);
     let data = tmp.path().join("data");
     load(&data, &src);
     println!(

@@ -21,9 +21,9 @@ use common::TestServer;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[path = "events.rs"]
-mod events;
-use events::event;
+#[path = "support.rs"]
+mod support;
+use support::event;
 
 fn naive_schema(conn: &rusqlite::Connection) {
     conn.execute_batch(
@@ -200,14 +200,8 @@ fn bulk_cli(dir: &Path, n: u64) -> f64 {
 }
 
 fn main() {
-    let n: u64 = std::env::var("BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
-    let bulk: u64 = std::env::var("BENCH_BULK_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let n = support::env_u64("BENCH_EVENTS", 200_000);
+    let bulk = support::env_u64("BENCH_BULK_EVENTS", 1_000_000);
     let root = std::env::var("BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir());

@@ -194,6 +194,40 @@ async fn start(
     .await
 }
 
+/// A server with org `acme` and its admin key, beside an S3 server with the bucket.
+struct Rig {
+    d: tempfile::TempDir,
+    _bucket_dir: tempfile::TempDir,
+    store: DevS3,
+    ep: String,
+    srv: TestServer,
+    admin: String,
+}
+
+async fn rig(principal: Option<&str>, multipart_threshold: Option<usize>) -> Rig {
+    let d = tempfile::tempdir().unwrap();
+    let bucket_dir = tempfile::tempdir().unwrap();
+    let store = s3(bucket_dir.path()).await;
+    let ep = store.endpoint();
+    let srv = start(d.path(), principal, multipart_threshold).await;
+    srv.create_org("acme").await;
+    let admin = srv.key("acme", "admin").await;
+    Rig {
+        d,
+        _bucket_dir: bucket_dir,
+        store,
+        ep,
+        srv,
+        admin,
+    }
+}
+
+/// `PUT /v1/destinations/main`.
+async fn put_main(srv: &TestServer, token: &str, body: Value) -> (u16, Value) {
+    srv.call("PUT", "/v1/destinations/main", token, Some(body))
+        .await
+}
+
 fn verify(target: &str, endpoint: &str, key: &str) -> (bool, String) {
     let out = std::process::Command::new(BIN)
         .args([
@@ -220,26 +254,25 @@ fn verify(target: &str, endpoint: &str, key: &str) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_close_on_count_time_and_shutdown_and_verify_proves_the_prefix() {
-    let d = tempfile::tempdir().unwrap();
-    let bucket_dir = tempfile::tempdir().unwrap();
-    let store = s3(bucket_dir.path()).await;
-    let ep = store.endpoint();
-    let srv = start(d.path(), None, None).await;
-    srv.create_org("acme").await;
-    let admin = srv.key("acme", "admin").await;
+    let Rig {
+        d,
+        _bucket_dir,
+        store,
+        ep,
+        srv,
+        admin,
+    } = rig(None, None).await;
 
     // Count trigger only (the time trigger is an hour away).
-    let (s, b) = srv
-        .call(
-            "PUT",
-            "/v1/destinations/main",
-            &admin,
-            Some(dest(
-                &ep,
-                json!({"max_batch_events": 100, "max_batch_seconds": 3600}),
-            )),
-        )
-        .await;
+    let (s, b) = put_main(
+        &srv,
+        &admin,
+        dest(
+            &ep,
+            json!({"max_batch_events": 100, "max_batch_seconds": 3600}),
+        ),
+    )
+    .await;
     assert_eq!(s, 201, "{b}");
     assert_eq!(b["credentials"]["secret_access_key"], "********");
     assert!(
@@ -286,9 +319,7 @@ async fn batches_close_on_count_time_and_shutdown_and_verify_proves_the_prefix()
 
     // Time trigger: a few events go out within max_batch_seconds.
     let srv = start(d.path(), None, None).await;
-    let (s, b) = srv
-        .call("PUT", "/v1/destinations/main", &admin, Some(json!({"kind": "s3", "bucket": BUCKET, "prefix": "logs/prod", "endpoint": ep, "max_batch_seconds": 1})))
-        .await;
+    let (s, b) = put_main(&srv, &admin, json!({"kind": "s3", "bucket": BUCKET, "prefix": "logs/prod", "endpoint": ep, "max_batch_seconds": 1})).await;
     assert_eq!(s, 200, "credentials kept when omitted: {b}");
     ingest(&srv, &admin, 5, "b").await;
     let total = head(&srv, &admin).await;
@@ -355,17 +386,12 @@ async fn an_outage_shows_in_the_status_and_delivery_resumes_without_gap_or_overl
     let srv = start(d.path(), None, None).await;
     srv.create_org("acme").await;
     let admin = srv.key("acme", "admin").await;
-    let (s, _) = srv
-        .call(
-            "PUT",
-            "/v1/destinations/main",
-            &admin,
-            Some(dest(
-                &ep,
-                json!({"max_batch_events": 50, "max_batch_seconds": 1}),
-            )),
-        )
-        .await;
+    let (s, _) = put_main(
+        &srv,
+        &admin,
+        dest(&ep, json!({"max_batch_events": 50, "max_batch_seconds": 1})),
+    )
+    .await;
     assert_eq!(s, 201);
     ingest(&srv, &admin, 120, "a").await;
     let before = head(&srv, &admin).await;
@@ -435,28 +461,22 @@ async fn an_outage_shows_in_the_status_and_delivery_resumes_without_gap_or_overl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_upload_and_commit_rewrites_the_same_key_and_multipart_works() {
-    let d = tempfile::tempdir().unwrap();
-    let bucket_dir = tempfile::tempdir().unwrap();
-    let store = s3(bucket_dir.path()).await;
-    let ep = store.endpoint();
     // Every object goes up as a multipart upload.
-    let srv = start(d.path(), None, Some(1)).await;
-    srv.create_org("acme").await;
-    let admin = srv.key("acme", "admin").await;
+    let Rig {
+        d,
+        _bucket_dir,
+        store,
+        ep,
+        srv,
+        admin,
+    } = rig(None, Some(1)).await;
     ingest(&srv, &admin, 40, "a").await;
     let total = head(&srv, &admin).await;
 
     // The data object goes up, but the checkpoint beside it cannot: the batch stays
     // recorded and unconfirmed, exactly as after a crash between upload and commit.
     store.faults().deny_keys_containing("_checkpoints/");
-    let (s, _) = srv
-        .call(
-            "PUT",
-            "/v1/destinations/main",
-            &admin,
-            Some(dest(&ep, json!({"max_batch_seconds": 1}))),
-        )
-        .await;
+    let (s, _) = put_main(&srv, &admin, dest(&ep, json!({"max_batch_seconds": 1}))).await;
     assert_eq!(s, 201);
     let st = wait_for(&srv, &admin, "main", 15, |s| {
         s["pending"].is_object() && s["state"] == "retrying"
@@ -510,24 +530,23 @@ async fn a_crash_between_upload_and_commit_rewrites_the_same_key_and_multipart_w
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_permissions_policy_and_the_api_contract() {
-    let d = tempfile::tempdir().unwrap();
-    let bucket_dir = tempfile::tempdir().unwrap();
-    let store = s3(bucket_dir.path()).await;
-    let ep = store.endpoint();
     let principal = "arn:aws:iam::123456789012:role/auditrail-delivery";
-    let srv = start(d.path(), Some(principal), None).await;
-    srv.create_org("acme").await;
+    let Rig {
+        d,
+        _bucket_dir,
+        store,
+        ep,
+        srv,
+        admin,
+    } = rig(Some(principal), None).await;
     srv.create_org("globex").await;
-    let admin = srv.key("acme", "admin").await;
     let viewer = srv.key("acme", "viewer").await;
     let other = srv.key("globex", "admin").await;
     ingest(&srv, &admin, 30, "a").await;
 
     // Contract: admins only, precise 422s, nothing stored on error, tenancy.
     let body = dest(&ep, json!({"max_batch_seconds": 1}));
-    let (s, _) = srv
-        .call("PUT", "/v1/destinations/main", &viewer, Some(body.clone()))
-        .await;
+    let (s, _) = put_main(&srv, &viewer, body.clone()).await;
     assert_eq!(s, 403);
     let (s, _) = srv.get("/v1/destinations/main", &viewer).await;
     assert_eq!(s, 403);
@@ -539,23 +558,19 @@ async fn credentials_permissions_policy_and_the_api_contract() {
     ] {
         let mut b = body.clone();
         b[field] = value;
-        let (s, e) = srv
-            .call("PUT", "/v1/destinations/main", &admin, Some(b))
-            .await;
+        let (s, e) = put_main(&srv, &admin, b).await;
         assert_eq!(
             (s, e["error"]["details"][0]["field"].as_str()),
             (422, Some(field)),
             "{e}"
         );
     }
-    let (s, e) = srv
-        .call(
-            "PUT",
-            "/v1/destinations/main",
-            &admin,
-            Some(json!({"kind": "s3", "bucket": BUCKET, "colour": "red"})),
-        )
-        .await;
+    let (s, e) = put_main(
+        &srv,
+        &admin,
+        json!({"kind": "s3", "bucket": BUCKET, "colour": "red"}),
+    )
+    .await;
     assert_eq!(
         (s, e["error"]["details"][0]["field"].as_str()),
         (422, Some("colour"))
@@ -578,9 +593,7 @@ async fn credentials_permissions_policy_and_the_api_contract() {
     // Wrong secret: the status names the rejection, nothing is skipped.
     let mut wrong = body.clone();
     wrong["credentials"]["secret_access_key"] = json!("not-the-secret");
-    let (s, _) = srv
-        .call("PUT", "/v1/destinations/main", &admin, Some(wrong))
-        .await;
+    let (s, _) = put_main(&srv, &admin, wrong).await;
     assert_eq!(s, 201);
     let st = wait_for(&srv, &admin, "main", 15, |s| s["state"] == "retrying").await;
     let err = st["last_error"].as_str().unwrap();
@@ -605,9 +618,7 @@ async fn credentials_permissions_policy_and_the_api_contract() {
     assert_eq!(s, 404, "another org's admin sees nothing");
 
     // Fixed: everything from seq 1 arrives.
-    let (s, _) = srv
-        .call("PUT", "/v1/destinations/main", &admin, Some(body.clone()))
-        .await;
+    let (s, _) = put_main(&srv, &admin, body.clone()).await;
     assert_eq!(s, 200);
     let total = head(&srv, &admin).await;
     wait_for(&srv, &admin, "main", 15, |s| {
@@ -696,24 +707,20 @@ async fn credentials_permissions_policy_and_the_api_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_fails_on_an_altered_deleted_or_extra_object() {
-    let d = tempfile::tempdir().unwrap();
-    let bucket_dir = tempfile::tempdir().unwrap();
-    let store = s3(bucket_dir.path()).await;
-    let ep = store.endpoint();
-    let srv = start(d.path(), None, None).await;
-    srv.create_org("acme").await;
-    let admin = srv.key("acme", "admin").await;
-    let (s, _) = srv
-        .call(
-            "PUT",
-            "/v1/destinations/main",
-            &admin,
-            Some(dest(
-                &ep,
-                json!({"max_batch_events": 20, "max_batch_seconds": 1}),
-            )),
-        )
-        .await;
+    let Rig {
+        d: _d,
+        _bucket_dir,
+        store,
+        ep,
+        srv,
+        admin,
+    } = rig(None, None).await;
+    let (s, _) = put_main(
+        &srv,
+        &admin,
+        dest(&ep, json!({"max_batch_events": 20, "max_batch_seconds": 1})),
+    )
+    .await;
     assert_eq!(s, 201);
     ingest(&srv, &admin, 75, "a").await;
     let total = head(&srv, &admin).await;

@@ -17,6 +17,7 @@ use object_store::{
 use serde::Serialize;
 
 use super::config::{DestinationConfig, StaticKeys};
+use crate::exports::urlencode;
 
 /// Part size for multipart uploads (S3's minimum is 5 MiB).
 const PART_BYTES: usize = 8 << 20;
@@ -343,17 +344,6 @@ fn s3_error_code(body: &str) -> String {
     }
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +356,5 @@ mod tests {
             xml_value("<a><UploadId>x-1</UploadId></a>", "UploadId").as_deref(),
             Some("x-1")
         );
-        assert_eq!(urlencode("a/b c"), "a%2Fb%20c");
     }
 }

@@ -9,12 +9,18 @@ pub mod worker;
 
 use std::time::Duration;
 
-use auditrail_store::Destination;
+use std::sync::Arc;
+
+use auditrail_core::delivery::date_of;
+use auditrail_core::export::Row;
+use auditrail_core::query::Filter;
+use auditrail_store::{Destination, Order, PageRequest, StoredEvent};
 use tokio::sync::Notify;
 
 use self::bucket::{Bucket, Patience, S3Failure};
 use self::config::{DestinationConfig, StaticKeys};
 use self::secrets::SecretBox;
+use crate::App;
 
 /// How delivery runs on this node.
 #[derive(Clone)]
@@ -151,3 +157,58 @@ pub const POLICY_ACTIONS: [&str; 10] = [
     "s3:PutObjectTagging",
     "s3:DeleteObject",
 ];
+
+/// When the event after `delivered` was received (ms), if there is one: how old the
+/// oldest undelivered event is.
+pub(crate) async fn oldest_undelivered_ms(
+    app: &Arc<App>,
+    org: &str,
+    delivered: u64,
+) -> Result<Option<i64>, S3Failure> {
+    let first = read_events(app.clone(), org.to_owned(), delivered, 1).await?;
+    first
+        .first()
+        .map(|e| received_ms(e).map(|r| r.0))
+        .transpose()
+}
+
+/// When an event was received (ms since the epoch) and its `dt` date.
+pub(crate) fn received_ms(e: &StoredEvent) -> Result<(i64, String), S3Failure> {
+    let row = Row::parse(&e.body).map_err(|err| internal(format!("seq {}: {err}", e.seq)))?;
+    let at = auditrail_core::time::parse_rfc3339(&row.received_at)
+        .ok_or_else(|| internal(format!("seq {} has no readable received_at", e.seq)))?;
+    let date = date_of(&row.received_at)
+        .ok_or_else(|| internal(format!("seq {} has no readable received_at", e.seq)))?;
+    Ok((at.timestamp_millis(), date.to_owned()))
+}
+
+/// Up to `limit` events of `org` after seq `after`, in seq order.
+pub(crate) async fn read_events(
+    app: Arc<App>,
+    org: String,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, S3Failure> {
+    let page = app
+        .store
+        .search(
+            &org,
+            &Filter::default(),
+            PageRequest {
+                after_seq: Some(after),
+                limit,
+                order: Order::Asc,
+            },
+        )
+        .await
+        .map_err(|e| internal(format!("reading events: {e}")))?;
+    Ok(page.events)
+}
+
+/// A failure on auditrail's side (store, encoding), worth retrying.
+pub(crate) fn internal(message: String) -> S3Failure {
+    S3Failure {
+        message,
+        permanent: false,
+    }
+}

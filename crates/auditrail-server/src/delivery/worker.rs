@@ -9,19 +9,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditrail_core::delivery::{FrontierFile, checkpoint_key, date_of, frontier_key, object_key};
-use auditrail_core::export::Row;
+use auditrail_core::delivery::{FrontierFile, checkpoint_key, frontier_key, object_key};
 use auditrail_core::merkle::frontier_ids;
-use auditrail_core::note::{Checkpoint, origin_for};
-use auditrail_core::query::Filter;
-use auditrail_store::{DeliveryUpdate, Destination, Order, PageRequest, StoredEvent};
+use auditrail_store::{DeliveryUpdate, Destination, StoredEvent};
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::bucket::{Bucket, S3Failure};
 use super::config::DestinationConfig;
+use super::{internal, oldest_undelivered_ms, read_events, received_ms};
 use crate::App;
+use crate::exports::now_ms;
 use crate::metrics::{ErrorKind, Outcome};
 
 type Key = (String, String);
@@ -183,44 +182,6 @@ async fn deliver(app: Arc<App>, org: String, name: String, mut stop: watch::Rece
     }
 }
 
-fn received_ms(e: &StoredEvent) -> Result<(i64, String), S3Failure> {
-    let row = Row::parse(&e.body).map_err(|err| internal(format!("seq {}: {err}", e.seq)))?;
-    let at = auditrail_core::time::parse_rfc3339(&row.received_at)
-        .ok_or_else(|| internal(format!("seq {} has no readable received_at", e.seq)))?;
-    let date = date_of(&row.received_at)
-        .ok_or_else(|| internal(format!("seq {} has no readable received_at", e.seq)))?;
-    Ok((at.timestamp_millis(), date.to_owned()))
-}
-
-async fn read_events(
-    app: Arc<App>,
-    org: String,
-    after: u64,
-    limit: usize,
-) -> Result<Vec<StoredEvent>, S3Failure> {
-    let page = app
-        .store
-        .search(
-            &org,
-            &Filter::default(),
-            PageRequest {
-                after_seq: Some(after),
-                limit,
-                order: Order::Asc,
-            },
-        )
-        .await
-        .map_err(|e| internal(format!("reading events: {e}")))?;
-    Ok(page.events)
-}
-
-fn internal(message: String) -> S3Failure {
-    S3Failure {
-        message,
-        permanent: false,
-    }
-}
-
 impl Task {
     async fn read(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, S3Failure> {
         read_events(self.app.clone(), self.org.clone(), after, limit).await
@@ -267,7 +228,7 @@ impl Task {
             "transient"
         };
         m.delivery_errors.get_or_create(&ErrorKind { kind }).inc();
-        let at_ms = chrono::Utc::now().timestamp_millis();
+        let at_ms = now_ms();
         let u = DeliveryUpdate::Failed {
             error: f.message.clone(),
             at_ms,
@@ -315,17 +276,17 @@ impl Task {
                     let oldest = match self.oldest {
                         Some((d, ms)) if d == delivered => ms,
                         _ => {
-                            let first = self.read(delivered, 1).await?;
-                            let Some(e) = first.first() else {
+                            let Some(ms) =
+                                oldest_undelivered_ms(&app, &self.org, delivered).await?
+                            else {
                                 return Ok(Step::Wait(poll));
                             };
-                            let ms = received_ms(e)?.0;
                             self.oldest = Some((delivered, ms));
                             ms
                         }
                     };
                     let due = oldest + (config.max_batch_seconds * 1000) as i64;
-                    let now = chrono::Utc::now().timestamp_millis();
+                    let now = now_ms();
                     if now < due {
                         let wait = Duration::from_millis((due - now) as u64);
                         return Ok(Step::Wait(wait.min(poll)));
@@ -406,7 +367,7 @@ impl Task {
         let uploaded = started.elapsed();
         let cp_key = checkpoint_key(&config.prefix, &org, last);
         bucket.put(&cp_key, Bytes::from(note), threshold).await?;
-        let at_ms = chrono::Utc::now().timestamp_millis();
+        let at_ms = now_ms();
         if self
             .update(DeliveryUpdate::Delivered { last, at_ms })
             .await?
@@ -439,14 +400,8 @@ impl Task {
         let root = auditrail_store::proofs::root_at(app.store.as_ref(), &self.org, size)
             .await
             .map_err(|e| internal(format!("reading the tree: {e}")))?;
-        let cp = Checkpoint {
-            origin: origin_for(&app.settings.origin_prefix, &self.org),
-            size,
-            root,
-        };
-        app.signer
-            .sign(&cp.body())
-            .map_err(|e| internal(format!("signing the checkpoint: {e}")))
+        crate::checkpointer::sign_note(app, &self.org, size, root)
+            .map_err(|e| internal(format!("signing the checkpoint: {}", e.message)))
     }
 
     /// The tree's edge at `size`, for a destination that starts after seq 1.

@@ -10,49 +10,33 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use auditrail_core::export::Row;
-use auditrail_core::query::Filter;
 use auditrail_core::time::format_millis;
-use auditrail_store::{DeliveryUpdate, Destination, Order, PageRequest, Role};
+use auditrail_store::{DeliveryUpdate, Destination, Role};
 
 use super::events::record_self_audit;
 use crate::App;
 use crate::auth::Principal;
 use crate::delivery::config::{CredentialsChoice, DestinationRequest, check_name, validate};
-use crate::delivery::{bucket_policy as policy_for, config_of, open_bucket, seal_context};
+use crate::delivery::{
+    bucket_policy as policy_for, config_of, oldest_undelivered_ms, open_bucket, seal_context,
+};
 use crate::error::{ApiError, ApiResult};
+use crate::exports::now_ms;
 
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// The destination as the API shows it: its configuration (secrets masked) and status.
-async fn view(app: &App, d: &Destination) -> ApiResult<Value> {
+async fn view(app: &Arc<App>, d: &Destination) -> ApiResult<Value> {
     let c = config_of(d).map_err(|e| ApiError::internal(e.message))?;
     let head = app.store.tree_head(&d.org).await?.size;
     let lag_events = head.saturating_sub(d.delivered_seq);
     let mut lag_seconds = 0.0;
-    if lag_events > 0 {
-        let page = app
-            .store
-            .search(
-                &d.org,
-                &Filter::default(),
-                PageRequest {
-                    after_seq: Some(d.delivered_seq),
-                    limit: 1,
-                    order: Order::Asc,
-                },
-            )
-            .await?;
-        if let Some(e) = page.events.first()
-            && let Ok(row) = Row::parse(&e.body)
-            && let Some(at) = auditrail_core::time::parse_rfc3339(&row.received_at)
-        {
-            lag_seconds = ((now_ms() - at.timestamp_millis()).max(0) as f64) / 1000.0;
-        }
+    if lag_events > 0
+        && let Some(at) = oldest_undelivered_ms(app, &d.org, d.delivered_seq)
+            .await
+            .map_err(|e| ApiError::internal(e.message))?
+    {
+        lag_seconds = ((now_ms() - at).max(0) as f64) / 1000.0;
     }
     let state = if d.paused {
         "paused"

@@ -66,6 +66,11 @@ impl Frontier {
         self.size
     }
 
+    /// The hashes of `frontier_ids(size)`, largest subtree first (what `from_parts` takes).
+    pub fn hashes(&self) -> impl Iterator<Item = &Hash> {
+        self.nodes.iter().map(|(_, h)| h)
+    }
+
     /// Appends a leaf hash; calls `created` for each complete subtree above the leaf level
     /// that this append completes (the ones storage must persist).
     pub fn push(&mut self, leaf: Hash, mut created: impl FnMut(NodeId, &Hash)) {

@@ -1,4 +1,6 @@
-//! Signs a checkpoint for every org whose log grew, every `checkpoint_interval`.
+//! Signs a checkpoint for every org whose log grew, every `checkpoint_interval`. With
+//! several nodes on one database only the holder of the `checkpoints` lease signs; the
+//! others stand by and one takes over once the holder stops renewing it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,6 +40,14 @@ pub(crate) async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => false,
             _ = stop.changed() => true,
         };
+        if !crate::lease::hold(&app, CHECKPOINT_LEASE).await {
+            app.metrics.checkpoint_age.set(0.0);
+            unsigned_since = None;
+            if stopping {
+                break;
+            }
+            continue;
+        }
         match app.store.stale_checkpoints().await {
             Ok(stale) => {
                 let mut all_signed = true;
@@ -61,7 +71,10 @@ pub(crate) async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         let age = unsigned_since.map_or(0.0, |t| t.elapsed().as_secs_f64());
         app.metrics.checkpoint_age.set(age);
         if stopping {
+            crate::lease::release(&app, CHECKPOINT_LEASE).await;
             break;
         }
     }
 }
+
+const CHECKPOINT_LEASE: &str = "checkpoints";

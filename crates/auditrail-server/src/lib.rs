@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod error;
 pub mod exports;
 pub mod ids;
+mod lease;
 pub mod metrics;
 mod openapi;
 pub mod policy;
@@ -35,6 +36,9 @@ pub struct Settings {
     pub origin_prefix: String,
     pub exports: exports::ExportSettings,
     pub delivery: delivery::DeliverySettings,
+    /// How long a node holds background work (a destination's delivery, checkpoint
+    /// signing) without renewing it before another node may take it over.
+    pub lease_ttl: Duration,
 }
 
 /// Shared state of the running service.

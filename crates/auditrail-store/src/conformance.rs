@@ -12,6 +12,11 @@ use serde_json::{Value, json};
 
 use crate::{KeyRecord, NewCatalog, NewOrg, Order, PageRequest, Role, Store, StoreError, proofs};
 
+/// A prepared event of `org` from JSON `v` (`n` makes generated ids unique).
+pub fn event(org: &str, v: Value, n: usize) -> PreparedEvent {
+    prep(org, v, n)
+}
+
 fn prep(org: &str, v: Value, n: usize) -> PreparedEvent {
     let limits = Limits::default();
     let rules = event::Rules {
@@ -109,7 +114,7 @@ pub async fn orgs_and_keys(store: &dyn Store) {
 }
 
 /// Recomputes the root from the event bodies a search returns.
-async fn independent_root(store: &dyn Store, org: &str) -> (u64, Hash) {
+pub async fn independent_root(store: &dyn Store, org: &str) -> (u64, Hash) {
     let all = store
         .search(
             org,
@@ -770,5 +775,74 @@ pub async fn destinations(store: &dyn Store) {
             .await
             .unwrap()
             .is_some()
+    );
+}
+
+pub async fn leases(store: &dyn Store) {
+    let (t0, ttl) = (1_000_000i64, 10_000i64);
+    assert!(
+        store
+            .acquire_lease("checkpoints", "a", t0, t0 + ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .acquire_lease("checkpoints", "b", t0 + 1, t0 + 1 + ttl)
+            .await
+            .unwrap(),
+        "held by a"
+    );
+    assert!(
+        store
+            .acquire_lease("delivery/acme/s3", "b", t0, t0 + ttl)
+            .await
+            .unwrap(),
+        "leases are independent"
+    );
+    assert!(
+        store
+            .acquire_lease("checkpoints", "a", t0 + 5_000, t0 + 5_000 + ttl)
+            .await
+            .unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        !store
+            .acquire_lease("checkpoints", "b", t0 + 12_000, t0 + 12_000 + ttl)
+            .await
+            .unwrap(),
+        "the renewal moved the expiry"
+    );
+    let later = t0 + 5_000 + ttl + 1;
+    assert!(
+        store
+            .acquire_lease("checkpoints", "b", later, later + ttl)
+            .await
+            .unwrap(),
+        "an expired lease passes to another owner"
+    );
+    assert!(
+        !store
+            .acquire_lease("checkpoints", "a", later + 1, later + 1 + ttl)
+            .await
+            .unwrap(),
+        "the old owner lost it"
+    );
+    store.release_lease("checkpoints", "a").await.unwrap();
+    assert!(
+        !store
+            .acquire_lease("checkpoints", "a", later + 2, later + 2 + ttl)
+            .await
+            .unwrap(),
+        "releasing a lease one does not hold changes nothing"
+    );
+    store.release_lease("checkpoints", "b").await.unwrap();
+    assert!(
+        store
+            .acquire_lease("checkpoints", "a", later + 3, later + 3 + ttl)
+            .await
+            .unwrap(),
+        "a released lease is free at once"
     );
 }

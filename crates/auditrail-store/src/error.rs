@@ -19,6 +19,12 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("{operation} failed: {source}")]
+    Postgres {
+        operation: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("stored data is inconsistent: {0}")]
@@ -32,5 +38,34 @@ pub(crate) trait Context<T> {
 impl<T> Context<T> for Result<T, rusqlite::Error> {
     fn op(self, operation: &'static str) -> Result<T, StoreError> {
         self.map_err(|source| StoreError::Sqlite { operation, source })
+    }
+}
+
+pub(crate) trait Pg<T> {
+    fn pg(self, operation: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Pg<T> for Result<T, tokio_postgres::Error> {
+    /// A lost or refused connection is `Unavailable` (503, retry); anything the server
+    /// answered with is an error of the statement.
+    fn pg(self, operation: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| {
+            let transient = match source.code() {
+                None => {
+                    source.is_closed()
+                        || std::error::Error::source(&source)
+                            .is_some_and(|s| s.is::<std::io::Error>())
+                }
+                Some(c) => {
+                    let c = c.code();
+                    c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03"
+                }
+            };
+            if transient {
+                StoreError::Unavailable(format!("database: {operation}: {source}"))
+            } else {
+                StoreError::Postgres { operation, source }
+            }
+        })
     }
 }

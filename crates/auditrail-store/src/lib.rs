@@ -1,12 +1,14 @@
 //! auditrail storage. The [`Store`] trait speaks the domain (append events, search,
 //! tree nodes, checkpoints, orgs and keys), not SQL; each backend implements it and the
-//! rest of auditrail is written against `Arc<dyn Store>`.
+//! rest of auditrail is written against `Arc<dyn Store>`: embedded SQLite (`sqlite`) or
+//! PostgreSQL shared by several nodes (`postgres`).
 #![forbid(unsafe_code)]
 
 pub mod conformance;
 mod destinations;
 mod error;
 mod jobs;
+pub mod postgres;
 pub mod proofs;
 pub mod sqlite;
 pub mod terms;
@@ -121,6 +123,20 @@ pub trait Store: Send + Sync + 'static {
     /// Applies `update`; `false` (nothing changed) when the destination is gone or the
     /// update does not follow from its state.
     async fn update_delivery(&self, org: &str, name: &str, update: DeliveryUpdate) -> Result<bool>;
+
+    /// Takes the named lease for `owner` until `until_ms`, or renews it when `owner`
+    /// already holds it; `false` while another owner holds it unexpired. Background work
+    /// that must run on one node at a time (a destination's delivery, checkpoint
+    /// signing) runs only while its lease is held.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool>;
+    /// Gives the lease up at once if `owner` holds it (another node may take it).
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<()>;
 
     /// Whether the store can serve requests (for readiness probes).
     async fn ping(&self) -> Result<()>;

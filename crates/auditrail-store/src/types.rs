@@ -144,3 +144,12 @@ pub struct StoredCheckpoint {
     pub note: String,
     pub created_ms: i64,
 }
+
+/// What a group commit reports to whoever watches the writer (metrics).
+#[derive(Debug, Clone, Copy)]
+pub struct CommitStats {
+    pub events: usize,
+    pub seconds: f64,
+}
+
+pub type CommitObserver = std::sync::Arc<dyn Fn(CommitStats) + Send + Sync>;

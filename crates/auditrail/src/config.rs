@@ -19,6 +19,9 @@ pub struct FileConfig {
     pub admin_token: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    pub database_pool_size: Option<usize>,
+    pub lease_ttl: Option<String>,
+    pub exports_dir: Option<PathBuf>,
     pub listen: Option<String>,
     pub public_url: Option<String>,
     pub smtp_url: Option<String>,
@@ -56,6 +59,16 @@ pub struct Overrides {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// PostgreSQL connections one node may hold [default: 16]
+    #[arg(long, env = "AUDITRAIL_DATABASE_POOL_SIZE", global = true)]
+    pub database_pool_size: Option<usize>,
+    /// How long background work stays with a node that stops renewing it [default: 15s]
+    #[arg(long, env = "AUDITRAIL_LEASE_TTL", global = true)]
+    pub lease_ttl: Option<String>,
+    /// Where export files are written [default: <data dir>/exports]; shared storage
+    /// when several nodes serve one PostgreSQL database
+    #[arg(long, env = "AUDITRAIL_EXPORTS_DIR", global = true)]
+    pub exports_dir: Option<PathBuf>,
     #[arg(
         long,
         env = "AUDITRAIL_ADMIN_TOKEN",
@@ -123,6 +136,9 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
+    pub database_pool_size: usize,
+    pub lease_ttl: Duration,
+    pub exports_dir: PathBuf,
     pub listen: String,
     pub public_url: String,
     pub smtp_url: Option<String>,
@@ -195,6 +211,10 @@ impl Config {
         if checkpoint_interval < Duration::from_millis(100) {
             bail!("checkpoint_interval must be at least 100ms");
         }
+        let lease_ttl = duration("lease_ttl", &pick(&o.lease_ttl, f.lease_ttl, "15s"))?;
+        if lease_ttl < Duration::from_secs(1) {
+            bail!("lease_ttl must be at least 1s");
+        }
         let log_origin = pick(&o.log_origin, f.log_origin, "auditrail");
         if log_origin.is_empty() || log_origin.contains(['+', ' ', '\n']) {
             bail!("log_origin must be non-empty without spaces or '+'");
@@ -258,6 +278,19 @@ impl Config {
                 .or(f.secret_key_file)
                 .unwrap_or_else(|| data_dir.join("secret.key")),
             aws_principal_arn: o.aws_principal_arn.clone().or(f.aws_principal_arn),
+            exports_dir: o
+                .exports_dir
+                .clone()
+                .or(f.exports_dir)
+                .unwrap_or_else(|| data_dir.join("exports")),
+            database_pool_size: limit(
+                "database_pool_size",
+                o.database_pool_size,
+                f.database_pool_size,
+                16,
+                1000,
+            )?,
+            lease_ttl,
             data_dir,
             database_url: o.database_url.clone().or(f.database_url),
             listen,
@@ -293,6 +326,21 @@ impl Config {
             ("admin_token", mask(&self.admin_token)),
             ("data_dir", Some(format!("\"{}\"", self.data_dir.display()))),
             ("database_url", url_mask(&self.database_url)),
+            (
+                "database_pool_size",
+                Some(self.database_pool_size.to_string()),
+            ),
+            (
+                "lease_ttl",
+                Some(format!(
+                    "\"{}\"",
+                    humantime::format_duration(self.lease_ttl)
+                )),
+            ),
+            (
+                "exports_dir",
+                Some(format!("\"{}\"", self.exports_dir.display())),
+            ),
             ("listen", Some(format!("\"{}\"", self.listen))),
             ("public_url", Some(format!("\"{}\"", self.public_url))),
             ("smtp_url", url_mask(&self.smtp_url)),

@@ -11,26 +11,59 @@ use auditrail_server::delivery::DeliverySettings;
 use auditrail_server::exports::ExportSettings;
 use auditrail_server::exports::notify::SmtpSettings;
 use auditrail_server::{App, Metrics, Settings};
+use auditrail_store::Store;
+use auditrail_store::postgres::{PgOptions, PgStore};
 use auditrail_store::sqlite::{Options, SqliteStore};
 
 use crate::config::Config;
 
-pub fn open_store(cfg: &Config, metrics: Option<Arc<Metrics>>) -> anyhow::Result<Arc<SqliteStore>> {
+/// Opens the configured store: PostgreSQL when `database_url` is set, else the
+/// embedded SQLite under the data dir.
+pub async fn open_store(
+    cfg: &Config,
+    metrics: Option<Arc<Metrics>>,
+) -> anyhow::Result<Arc<dyn Store>> {
+    let on_commit =
+        metrics.map(|m| Arc::new(move |s| m.observe_commit(s)) as auditrail_store::CommitObserver);
     if let Some(url) = &cfg.database_url {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             bail!(
-                "this build of auditrail has no PostgreSQL backend yet; unset --database-url to use the embedded SQLite under --data-dir"
+                "unsupported database URL scheme (expected postgres:// or postgresql://); leave it unset for the embedded SQLite"
             );
         }
-        bail!(
-            "unsupported database URL scheme (expected postgres://); leave it unset for the embedded SQLite"
-        );
+        let options = PgOptions {
+            max_connections: cfg.database_pool_size,
+            on_commit,
+        };
+        let store = PgStore::connect(url, options).await.with_context(|| {
+            format!(
+                "cannot open the PostgreSQL database {}",
+                crate::config::mask_url_password(url)
+            )
+        })?;
+        return Ok(Arc::new(store));
     }
-    let on_commit =
-        metrics.map(|m| Arc::new(move |s| m.observe_commit(s)) as Arc<dyn Fn(_) + Send + Sync>);
     let store = SqliteStore::open(&cfg.data_dir, Options { on_commit })
         .with_context(|| format!("cannot open the data dir {}", cfg.data_dir.display()))?;
     Ok(Arc::new(store))
+}
+
+const SIGNING_KEY_SETTING: &str = "signing_public_key";
+
+/// Loads the signing key and makes sure every node sharing the database signs with the
+/// same one: the first node records its public key, and a node with another key is
+/// refused rather than signing checkpoints nobody can verify against the first.
+pub async fn checked_signer(cfg: &Config, store: &dyn Store) -> anyhow::Result<NoteSigner> {
+    let signer = load_signer(cfg)?;
+    let ours = signer.verifier_key();
+    let recorded = store.init_setting(SIGNING_KEY_SETTING, &ours).await?;
+    if recorded != ours {
+        bail!(
+            "the signing key {} is not the one this database's checkpoints are signed with ({recorded}); give every node the same signing_key_file",
+            cfg.signing_key_file.display()
+        );
+    }
+    Ok(signer)
 }
 
 /// Loads the Ed25519 signing key, creating it (mode 0600) on first use.
@@ -84,6 +117,7 @@ pub fn settings(cfg: &Config) -> anyhow::Result<Settings> {
     Ok(Settings {
         public_url: cfg.public_url.clone(),
         checkpoint_interval: cfg.checkpoint_interval,
+        lease_ttl: cfg.lease_ttl,
         limits: Limits {
             max_future,
             max_details_bytes: cfg.details.bytes,
@@ -94,7 +128,7 @@ pub fn settings(cfg: &Config) -> anyhow::Result<Settings> {
         },
         origin_prefix: cfg.log_origin.clone(),
         exports: ExportSettings {
-            dir: cfg.data_dir.join("exports"),
+            dir: cfg.exports_dir.clone(),
             ttl: cfg.export_ttl,
             max_range: cfg.export_max_range,
             workers: cfg.export_workers,
@@ -114,8 +148,8 @@ pub fn settings(cfg: &Config) -> anyhow::Result<Settings> {
 
 /// App state for commands that act on the data directly (no HTTP authentication).
 pub async fn local_app(cfg: &Config) -> anyhow::Result<Arc<App>> {
-    let store = open_store(cfg, None)?;
-    let signer = load_signer(cfg)?;
+    let store = open_store(cfg, None).await?;
+    let signer = checked_signer(cfg, store.as_ref()).await?;
     Ok(App::new(
         store,
         signer,

@@ -4,6 +4,12 @@
 //! from its content, writes the signed checkpoint of its last seq beside it, and only
 //! then advances `delivered_seq`. A failure keeps the recorded range, so the retry writes
 //! the same object: nothing is skipped, reordered or delivered twice.
+//!
+//! With several nodes on one database, every node runs a task per destination but only
+//! the holder of the destination's lease delivers; it renews the lease every round. If
+//! it dies, another node takes the lease once it lapses and resumes from the recorded
+//! state: a batch recorded but not confirmed is uploaded again under the same key with
+//! the same bytes, so the bucket still holds each seq exactly once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -149,6 +155,8 @@ enum Step {
 
 async fn deliver(app: Arc<App>, org: String, name: String, mut stop: watch::Receiver<bool>) {
     let mut backoff = Backoff::new(app.settings.delivery.max_backoff);
+    let lease = format!("delivery/{org}/{name}");
+    let standby = (app.settings.lease_ttl / 3).max(Duration::from_millis(200));
     let mut t = Task {
         app,
         org,
@@ -159,17 +167,37 @@ async fn deliver(app: Arc<App>, org: String, name: String, mut stop: watch::Rece
     };
     loop {
         let stopping = *stop.borrow();
+        if !crate::lease::hold(&t.app, &lease).await {
+            // Another node delivers this destination; stand by in case it goes away.
+            t.prefetch = None;
+            if stopping {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(standby) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
         let pause = match t.step(stopping).await {
-            Ok(Step::Gone) => return,
+            Ok(Step::Gone) => {
+                crate::lease::release(&t.app, &lease).await;
+                return;
+            }
             Ok(Step::Delivered) => {
                 backoff.reset();
                 continue;
             }
-            Ok(Step::Wait(_)) if stopping => return,
-            Ok(Step::Wait(d)) => d,
+            Ok(Step::Wait(_)) if stopping => {
+                crate::lease::release(&t.app, &lease).await;
+                return;
+            }
+            // Wake at least often enough to keep the lease.
+            Ok(Step::Wait(d)) => d.min(standby),
             Err(f) => {
                 t.failed(&f).await;
                 if stopping {
+                    crate::lease::release(&t.app, &lease).await;
                     return;
                 }
                 backoff.step()

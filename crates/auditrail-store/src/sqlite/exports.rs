@@ -40,6 +40,7 @@ pub(super) fn void_leases(conn: &Connection) -> Result<()> {
         [],
     )
     .op("void export leases")?;
+    conn.execute("DELETE FROM leases", []).op("void leases")?;
     Ok(())
 }
 

@@ -19,8 +19,8 @@ use auditrail_core::{Hash, PreparedEvent};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+pub use crate::CommitStats;
 use schema::{MAX_SEQ, rid, seq_of};
-pub use writer::CommitStats;
 use writer::{Job, Writer};
 
 use crate::error::Context;
@@ -696,6 +696,41 @@ impl Store for SqliteStore {
         let name = name.to_owned();
         self.write(move |t| destinations::update(t, num, &name, &update))
             .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.write(move |t| {
+            let n = t
+                .execute(
+                    "INSERT INTO leases (name, owner, until_ms) VALUES (?1, ?2, ?4) ON CONFLICT (name) DO UPDATE \
+                     SET owner = excluded.owner, until_ms = excluded.until_ms \
+                     WHERE leases.owner = excluded.owner OR leases.until_ms < ?3",
+                    params![name, owner, now_ms, until_ms],
+                )
+                .op("take lease")?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<()> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.write(move |t| {
+            t.execute(
+                "DELETE FROM leases WHERE name = ?1 AND owner = ?2",
+                params![name, owner],
+            )
+            .op("release lease")?;
+            Ok(())
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -14,6 +14,7 @@
 //! - `exports` holds export jobs with their lease (owner, until) and results.
 //! - `nodes` holds every complete Merkle subtree above the leaves, so roots and proofs
 //!   take O(log n) point reads; leaves are `events.leaf`.
+//! - `leases` names background work and who runs it until when (see `Store::acquire_lease`).
 
 use rusqlite::Connection;
 
@@ -112,6 +113,9 @@ CREATE TABLE destinations (
     updated_ms INTEGER NOT NULL,
     PRIMARY KEY (org_num, name)
 ) WITHOUT ROWID;
+"#,
+    r#"
+CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, until_ms INTEGER NOT NULL) WITHOUT ROWID;
 "#,
 ];
 

@@ -122,3 +122,9 @@ async fn destinations() {
     let d = tempfile::tempdir().unwrap();
     conformance::destinations(&open(d.path())).await;
 }
+
+#[tokio::test]
+async fn leases() {
+    let d = tempfile::tempdir().unwrap();
+    conformance::leases(&open(d.path())).await;
+}

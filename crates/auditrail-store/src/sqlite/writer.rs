@@ -7,7 +7,6 @@
 //! seq, Merkle frontier, last `received_at`) lives here; a failed commit rolls it back.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use auditrail_core::PreparedEvent;
@@ -19,7 +18,7 @@ use super::schema::{MAX_SEQ, rid, seq_of};
 use super::{STORED_LEVEL, read_nodes};
 use crate::error::Context;
 use crate::terms::{encode_rids, event_terms, term_key};
-use crate::{Accepted, Result, StoreError};
+use crate::{Accepted, CommitObserver, CommitStats, Result, StoreError};
 
 /// Events gathered into one transaction at most.
 const MAX_GROUP_EVENTS: usize = 50_000;
@@ -44,15 +43,6 @@ pub(crate) enum Job {
     /// Any other write, in a transaction of its own; it replies itself.
     Exec(ExecFn),
 }
-
-/// What a commit reports to whoever watches the writer (metrics).
-#[derive(Debug, Clone, Copy)]
-pub struct CommitStats {
-    pub events: usize,
-    pub seconds: f64,
-}
-
-pub(crate) type CommitObserver = Arc<dyn Fn(CommitStats) + Send + Sync>;
 
 #[derive(Clone)]
 struct OrgState {

@@ -9,7 +9,7 @@ use auditrail_store::Store;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Overrides};
-use crate::local::{load_signer, open_store, settings};
+use crate::local::{checked_signer, open_store, settings};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -53,8 +53,8 @@ pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
     }
     init_tracing();
     let metrics = Arc::new(Metrics::new());
-    let store = open_store(&cfg, Some(metrics.clone()))?;
-    let signer = load_signer(&cfg)?;
+    let store = open_store(&cfg, Some(metrics.clone())).await?;
+    let signer = checked_signer(&cfg, store.as_ref()).await?;
     let admin_hash = admin_token_hash(&cfg, store.as_ref()).await?;
     let app = App::new(store, signer, settings(&cfg)?, metrics, admin_hash);
     let listener = TcpListener::bind(&cfg.listen)

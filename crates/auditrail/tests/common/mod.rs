@@ -60,6 +60,7 @@ impl TestServer {
         let mut settings = Settings {
             public_url: base.clone(),
             checkpoint_interval: Duration::from_secs(3600),
+            lease_ttl: Duration::from_secs(15),
             limits: Limits::default(),
             origin_prefix: "auditrail.test".into(),
             exports: auditrail_server::exports::ExportSettings::in_dir(dir.join("exports")),

@@ -1,0 +1,228 @@
+//! The PostgreSQL schema and its migrations (by the row in `auditrail_schema`).
+//!
+//! Layout:
+//! - `orgs` carries each org's log head: `tree_size`, `frontier` (the hashes of
+//!   `frontier_ids(tree_size)`, 32 bytes each) and `last_received_ms`. Appending to an org
+//!   locks its row (`SELECT ... FOR UPDATE`) for the length of one transaction: that row
+//!   lock is what serializes every node's writers into one gapless seq order and one tree.
+//! - `events` is partitioned by `received_ms`, one partition per calendar month (UTC),
+//!   created on demand by the writer, so retention can drop whole partitions. Its indexes
+//!   serve the search filters: `(org_num, seq)` for paging and the tree's leaves, one
+//!   `(org_num, field, seq)` per selective field, `(org_num, occurred_us)` for time ranges.
+//! - `idem` holds client-supplied ids (a partitioned table cannot hold a unique index
+//!   that leaves out the partition key).
+//! - `nodes` holds complete subtrees from level 4 up, as on SQLite.
+//! - `leases` names background work and who runs it until when; export jobs carry
+//!   their own lease columns and are claimed with `FOR UPDATE SKIP LOCKED`.
+
+use tokio_postgres::Client;
+
+use super::Pg;
+use crate::Result;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE orgs (
+    num BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    strict BOOLEAN NOT NULL,
+    retention_days INTEGER,
+    created_at TEXT NOT NULL,
+    tree_size BIGINT NOT NULL DEFAULT 0,
+    frontier BYTEA NOT NULL DEFAULT ''::bytea,
+    last_received_ms BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE keys (
+    id TEXT PRIMARY KEY,
+    org_num BIGINT NOT NULL REFERENCES orgs(num),
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    secret_hash BYTEA NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE INDEX keys_by_org ON keys (org_num, created_at);
+CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE events (
+    org_num BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    occurred_us BIGINT NOT NULL,
+    received_ms BIGINT NOT NULL,
+    action TEXT NOT NULL,
+    actor_id TEXT,
+    resource_type TEXT,
+    resource_id TEXT,
+    scope_id TEXT,
+    leaf BYTEA NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (org_num, seq, received_ms)
+) PARTITION BY RANGE (received_ms);
+CREATE INDEX events_by_actor ON events (org_num, actor_id, seq);
+CREATE INDEX events_by_action ON events (org_num, action, seq);
+CREATE INDEX events_by_resource ON events (org_num, resource_id, seq);
+CREATE INDEX events_by_scope ON events (org_num, scope_id, seq);
+CREATE INDEX events_by_time ON events (org_num, occurred_us);
+CREATE TABLE idem (
+    org_num BIGINT NOT NULL,
+    id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    PRIMARY KEY (org_num, id)
+);
+CREATE TABLE nodes (
+    org_num BIGINT NOT NULL,
+    level INTEGER NOT NULL,
+    idx BIGINT NOT NULL,
+    hash BYTEA NOT NULL,
+    PRIMARY KEY (org_num, level, idx)
+);
+CREATE TABLE checkpoints (
+    org_num BIGINT NOT NULL,
+    size BIGINT NOT NULL,
+    note TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    PRIMARY KEY (org_num, size)
+);
+CREATE TABLE catalogs (
+    org_num BIGINT NOT NULL REFERENCES orgs(num),
+    version INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    document TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (org_num, version)
+);
+CREATE TABLE exports (
+    id TEXT PRIMARY KEY,
+    org_num BIGINT NOT NULL REFERENCES orgs(num),
+    status TEXT NOT NULL,
+    request TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    row_count BIGINT NOT NULL DEFAULT 0,
+    bytes BIGINT,
+    sha256 TEXT,
+    error TEXT,
+    checkpoint_size BIGINT,
+    checkpoint TEXT,
+    file TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_ms BIGINT NOT NULL,
+    started_ms BIGINT,
+    completed_ms BIGINT,
+    expires_ms BIGINT,
+    lease_owner TEXT,
+    lease_until BIGINT
+);
+CREATE INDEX exports_by_org ON exports (org_num, created_ms);
+CREATE INDEX exports_by_status ON exports (status, created_ms);
+CREATE TABLE destinations (
+    org_num BIGINT NOT NULL REFERENCES orgs(num),
+    name TEXT NOT NULL,
+    config TEXT NOT NULL,
+    credentials TEXT,
+    paused BOOLEAN NOT NULL DEFAULT false,
+    delivered_seq BIGINT NOT NULL,
+    pending_first BIGINT,
+    pending_last BIGINT,
+    last_error TEXT,
+    last_error_ms BIGINT,
+    failing_since_ms BIGINT,
+    last_delivery_ms BIGINT,
+    created_ms BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (org_num, name)
+);
+CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, until_ms BIGINT NOT NULL);
+"#];
+
+/// Any fixed number: every node takes this advisory lock while migrating, so two nodes
+/// starting at once do not both run the same migration.
+const MIGRATION_LOCK: i64 = 0x6175_6469_7472_6c01;
+
+pub(super) async fn migrate(client: &mut Client) -> Result<()> {
+    let tx = client.transaction().await.pg("begin migration")?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .pg("lock for migration")?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS auditrail_schema (version INTEGER NOT NULL)")
+        .await
+        .pg("create schema table")?;
+    let version: Option<i32> = tx
+        .query_opt("SELECT version FROM auditrail_schema", &[])
+        .await
+        .pg("read schema version")?
+        .map(|r| r.get(0));
+    let version = version.unwrap_or(0).max(0) as usize;
+    if version > MIGRATIONS.len() {
+        return Err(crate::StoreError::Corrupt(format!(
+            "database schema version {version} is newer than this auditrail ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for sql in &MIGRATIONS[version..] {
+        tx.batch_execute(sql).await.pg("migrate schema")?;
+    }
+    let latest = MIGRATIONS.len() as i32;
+    tx.execute("DELETE FROM auditrail_schema", &[])
+        .await
+        .pg("set schema version")?;
+    tx.execute(
+        "INSERT INTO auditrail_schema (version) VALUES ($1)",
+        &[&latest],
+    )
+    .await
+    .pg("set schema version")?;
+    tx.commit().await.pg("commit migration")
+}
+
+/// The month partition holding `received_ms`: its name and `[from, to)` in ms.
+pub(super) fn partition_of(received_ms: i64) -> (String, i64, i64) {
+    use chrono::{Datelike, TimeZone, Utc};
+    let t = Utc
+        .timestamp_millis_opt(received_ms)
+        .single()
+        .unwrap_or_default();
+    let (y, m) = (t.year(), t.month());
+    let start = |y: i32, m: u32| {
+        Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+            .single()
+            .map_or(0, |d| d.timestamp_millis())
+    };
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    (format!("events_y{y:04}m{m:02}"), start(y, m), start(ny, nm))
+}
+
+/// Creates the partition for `received_ms` unless it exists. Two nodes may race to
+/// create it; the loser finds it there.
+pub(super) async fn ensure_partition(client: &Client, received_ms: i64) -> Result<()> {
+    let (name, from, to) = partition_of(received_ms);
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS {name} PARTITION OF events FOR VALUES FROM ({from}) TO ({to})"
+    );
+    if let Err(e) = client.batch_execute(&sql).await {
+        let exists: Option<String> = client
+            .query_one("SELECT to_regclass($1)::text", &[&name])
+            .await
+            .pg("look up partition")?
+            .get(0);
+        if exists.is_none() {
+            return Err(e).pg("create partition");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_of;
+
+    #[test]
+    fn partitions_are_calendar_months() {
+        // 2026-11-21T10:00:00Z
+        let (name, from, to) = partition_of(1_795_255_200_000);
+        assert_eq!(name, "events_y2026m11");
+        assert_eq!(from, 1_793_491_200_000); // 2026-11-01
+        assert_eq!(to, 1_796_083_200_000); // 2026-12-01
+        let (name, _, to) = partition_of(1_796_083_199_999);
+        assert_eq!((name.as_str(), to), ("events_y2026m11", 1_796_083_200_000));
+        assert_eq!(partition_of(1_798_761_600_000).0, "events_y2027m01");
+    }
+}

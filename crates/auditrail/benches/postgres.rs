@@ -1,0 +1,343 @@
+//! PostgreSQL benchmark: durable HTTP batch ingest through one and two `auditrail serve`
+//! nodes, beside PostgreSQL `COPY` of the same events into an equivalent table (same
+//! columns, same partitioning, same indexes) in the same run; then search latency for a
+//! 7-day range filtered by actor over a large log.
+//!
+//! `cargo bench -p auditrail --bench postgres`; env `AUDITRAIL_BENCH_DATABASE_URL`
+//! (default `AUDITRAIL_TEST_DATABASE_URL`, else postgres://postgres@127.0.0.1:5432/test),
+//! `BENCH_EVENTS` (ingest, default 200000), `BENCH_CLIENTS` (concurrent HTTP clients,
+//! default 8), `BENCH_SEARCH_EVENTS` (default 1000000; 0 skips the search part).
+#![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auditrail_store::postgres::testdb::TestDb;
+use futures_util::SinkExt;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio_postgres::NoTls;
+
+#[path = "support.rs"]
+mod support;
+use support::{BIN, env_u64, event};
+
+const ADMIN: &str = "bench-admin-token";
+const BATCH: usize = 1000;
+
+struct Node {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn node(dir: &Path, name: &str, url: &str) -> Node {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join(name))
+        .args(["--database-url", url])
+        .arg("--signing-key-file")
+        .arg(dir.join("signing.key"))
+        .env("AUDITRAIL_ADMIN_TOKEN", ADMIN)
+        .env("AUDITRAIL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("auditrail listening on ")
+        .unwrap()
+        .to_owned();
+    Node { child, base }
+}
+
+async fn org_token(http: &reqwest::Client, base: &str) -> String {
+    let r = http
+        .post(format!("{base}/v1/orgs"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"id": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = http
+        .post(format!("{base}/v1/orgs/acme/keys"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "bench", "role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    let b: Value = r.json().await.unwrap();
+    b["token"].as_str().unwrap().to_owned()
+}
+
+/// Sends `bodies` (each a batch) with `clients` concurrent clients spread over `bases`;
+/// returns events per second.
+async fn http_ingest(
+    bases: &[String],
+    token: &str,
+    bodies: Arc<Vec<String>>,
+    clients: usize,
+) -> f64 {
+    let http = reqwest::Client::new();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (http, token, bodies, next) =
+            (http.clone(), token.to_owned(), bodies.clone(), next.clone());
+        let base = bases[c % bases.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let r = http
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (bodies.len() * BATCH) as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    c
+}
+
+/// COPY of the same events, in `BATCH`-row transactions like the HTTP batches, into a
+/// table shaped like auditrail's `events` (partitioned by month, the same indexes).
+async fn copy_peer(url: &str, events: &[Value]) -> f64 {
+    let c = connect(url).await;
+    c.batch_execute(
+        "CREATE TABLE peer (org_num BIGINT NOT NULL, seq BIGINT NOT NULL, occurred_us BIGINT NOT NULL, received_ms BIGINT NOT NULL,
+            action TEXT NOT NULL, actor_id TEXT, resource_type TEXT, resource_id TEXT, scope_id TEXT, leaf BYTEA NOT NULL, body TEXT NOT NULL,
+            PRIMARY KEY (org_num, seq, received_ms)) PARTITION BY RANGE (received_ms);
+         CREATE TABLE peer_now PARTITION OF peer FOR VALUES FROM (0) TO (9000000000000);
+         CREATE INDEX ON peer (org_num, actor_id, seq);
+         CREATE INDEX ON peer (org_num, action, seq);
+         CREATE INDEX ON peer (org_num, resource_id, seq);
+         CREATE INDEX ON peer (org_num, scope_id, seq);
+         CREATE INDEX ON peer (org_num, occurred_us);",
+    )
+    .await
+    .unwrap();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let esc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('\t', "\\t")
+            .replace('\n', "\\n")
+    };
+    let rows: Vec<String> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let body = e.to_string();
+            let leaf = Sha256::digest(body.as_bytes());
+            format!(
+                "1\t{}\t{}\t{now_ms}\t{}\t{}\tPROJECT\t{}\t{}\t\\\\x{}\t{}\n",
+                i + 1,
+                now_ms * 1000,
+                esc(e["action"].as_str().unwrap()),
+                esc(e["actor"]["id"].as_str().unwrap()),
+                esc(e["resource"]["id"].as_str().unwrap()),
+                esc(e["scope"]["id"].as_str().unwrap()),
+                hex::encode(leaf),
+                esc(&body)
+            )
+        })
+        .collect();
+    let mut c = c;
+    let start = Instant::now();
+    for chunk in rows.chunks(BATCH) {
+        let tx = c.transaction().await.unwrap();
+        let sink = tx
+            .copy_in::<_, bytes::Bytes>("COPY peer FROM STDIN")
+            .await
+            .unwrap();
+        futures_util::pin_mut!(sink);
+        sink.send(bytes::Bytes::from(chunk.concat())).await.unwrap();
+        sink.as_mut().finish().await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    events.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+fn bodies(events: &[Value]) -> Arc<Vec<String>> {
+    Arc::new(
+        events
+            .chunks(BATCH)
+            .map(|c| json!({ "events": c }).to_string())
+            .collect(),
+    )
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::main]
+async fn main() {
+    let server = std::env::var("AUDITRAIL_BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("AUDITRAIL_TEST_DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let n = env_u64("BENCH_EVENTS", 200_000) as usize / BATCH * BATCH;
+    let clients = env_u64("BENCH_CLIENTS", 8) as usize;
+    let search_n = env_u64("BENCH_SEARCH_EVENTS", 1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<Value> = (0..n as u64).map(event).collect();
+    println!("events: {n} in batches of {BATCH}, {clients} HTTP clients");
+
+    let peer_db = TestDb::create(&server).await.unwrap();
+    let copy = copy_peer(&peer_db.url, &events).await;
+    println!("PostgreSQL COPY ({BATCH}-row transactions): {copy:.0} events/s");
+
+    let one_db = TestDb::create(&server).await.unwrap();
+    let one = {
+        let a = node(dir.path(), "one-a", &one_db.url);
+        let token = org_token(&reqwest::Client::new(), &a.base).await;
+        http_ingest(&[a.base.clone()], &token, bodies(&events), clients).await
+    };
+    println!(
+        "auditrail, one node, HTTP batches: {one:.0} events/s ({:.0}% of COPY)",
+        100.0 * one / copy
+    );
+
+    let two_db = TestDb::create(&server).await.unwrap();
+    let two = {
+        let a = node(dir.path(), "two-a", &two_db.url);
+        let b = node(dir.path(), "two-b", &two_db.url);
+        let token = org_token(&reqwest::Client::new(), &a.base).await;
+        http_ingest(
+            &[a.base.clone(), b.base.clone()],
+            &token,
+            bodies(&events),
+            clients,
+        )
+        .await
+    };
+    println!(
+        "auditrail, two nodes, HTTP batches: {two:.0} events/s ({:.2}x one node)",
+        two / one
+    );
+    drop((peer_db, one_db, two_db));
+
+    if search_n > 0 {
+        search(&server, dir.path(), search_n).await;
+    }
+}
+
+/// Loads `n` events spread over 90 days through the CLI bulk loader, then times the
+/// search a compliance admin runs most: one actor over 7 days, first page.
+async fn search(server: &str, dir: &Path, n: u64) {
+    let db = TestDb::create(server).await.unwrap();
+    let file = dir.join("search.ndjson");
+    let now = chrono::Utc::now();
+    let span_us: i64 = 90 * 86_400_000_000;
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        for i in 0..n {
+            let mut e = event(i);
+            let at =
+                now - chrono::Duration::microseconds(span_us - (i as i64 * (span_us / n as i64)));
+            e["occurred_at"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+            writeln!(f, "{e}").unwrap();
+        }
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.join("search"))
+            .args(["--database-url", &db.url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let start = Instant::now();
+    run(&["orgs", "create", "acme"]);
+    run(&[
+        "ingest",
+        "--org",
+        "acme",
+        "--batch",
+        "10000",
+        file.to_str().unwrap(),
+    ]);
+    let load = start.elapsed().as_secs_f64();
+    println!(
+        "search log: {n} events over 90 days loaded in {load:.0} s ({:.0} events/s, bulk CLI)",
+        n as f64 / load
+    );
+    let c = connect(&db.url).await;
+    c.batch_execute("VACUUM ANALYZE").await.unwrap();
+    let node = node(dir, "search-node", &db.url);
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/v1/orgs/acme/keys", node.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "bench", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut lat = Vec::new();
+    let mut hits = 0usize;
+    for q in 0..200u64 {
+        let actor = format!("u-{}", (q * 37) % 1000);
+        let days_back = 7 + (q % 80) as i64;
+        let from = now - chrono::Duration::days(days_back);
+        let to = from + chrono::Duration::days(7);
+        let url = format!(
+            "{}/v1/events?actor_id={actor}&from={}&to={}&limit=100",
+            node.base,
+            from.format("%Y-%m-%dT%H:%M:%SZ"),
+            to.format("%Y-%m-%dT%H:%M:%SZ")
+        );
+        let t = Instant::now();
+        let r = http.get(&url).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let b: Value = r.json().await.unwrap();
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        hits += b["events"].as_array().unwrap().len();
+    }
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "search, actor + 7-day range over {n} events: p50 {:.1} ms, p99 {:.1} ms ({:.0} hits per page on average)",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        hits as f64 / lat.len() as f64
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}

@@ -1,0 +1,433 @@
+//! Several `auditrail serve` processes on one PostgreSQL database, as a cluster runs:
+//! concurrent ingest through both makes one gapless log whose root an independent
+//! recomputation matches; an export asked of one node runs once; a destination is
+//! delivered by one node and, once that node is SIGKILLed, by the other, with every seq
+//! exactly once in the bucket. Skipped without `AUDITRAIL_TEST_DATABASE_URL`.
+#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use auditrail_s3_dev::DevS3;
+use auditrail_store::postgres::testdb::{TestDb, server_url};
+use base64::Engine;
+use common::{BIN, all_events, independent_leaf, independent_root};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "multinode-admin-token";
+
+struct Node {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The files every node of the cluster shares: keys and the exports directory.
+struct Cluster {
+    db: TestDb,
+    shared: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Cluster {
+    async fn new() -> Option<Self> {
+        let server = server_url()?;
+        let db = TestDb::create(&server).await.unwrap();
+        Some(Self {
+            db,
+            shared: tempfile::tempdir().unwrap(),
+            http: reqwest::Client::new(),
+        })
+    }
+
+    fn node(&self, name: &str) -> Node {
+        let s = self.shared.path();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(s.join(name))
+            .arg("--database-url")
+            .arg(&self.db.url)
+            .arg("--signing-key-file")
+            .arg(s.join("signing.key"))
+            .arg("--secret-key-file")
+            .arg(s.join("secret.key"))
+            .arg("--exports-dir")
+            .arg(s.join("exports"))
+            .env("AUDITRAIL_ADMIN_TOKEN", ADMIN)
+            .env("AUDITRAIL_CHECKPOINT_INTERVAL", "200ms")
+            .env("AUDITRAIL_LEASE_TTL", "2s")
+            .env("AUDITRAIL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start auditrail serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("auditrail listening on ")
+            .unwrap_or_else(|| panic!("no listening line: {line:?}"))
+            .to_owned();
+        Node { child, base }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        url: String,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(method.parse().unwrap(), url)
+            .bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Org `acme` created through `a`, and a key of `role` made through `b`.
+    async fn org(&self, a: &Node, b: &Node, role: &str) -> String {
+        let (s, body) = self
+            .call(
+                "POST",
+                format!("{}/v1/orgs", a.base),
+                ADMIN,
+                Some(json!({"id": "acme"})),
+            )
+            .await;
+        assert_eq!(s, 201, "{body}");
+        let (s, body) = self
+            .call(
+                "POST",
+                format!("{}/v1/orgs/acme/keys", b.base),
+                ADMIN,
+                Some(json!({"name": role, "role": role})),
+            )
+            .await;
+        assert_eq!(s, 201, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+}
+
+async fn text(http: &reqwest::Client, url: &str, token: &str) -> String {
+    let r = http.get(url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
+/// `(size, root)` of a signed checkpoint note.
+fn checkpoint(note: &str) -> (u64, [u8; 32]) {
+    let mut lines = note.lines();
+    lines.next();
+    let size = lines.next().unwrap().parse().unwrap();
+    let root = base64::engine::general_purpose::STANDARD
+        .decode(lines.next().unwrap())
+        .unwrap();
+    (size, root.try_into().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_ingest_through_two_nodes_makes_one_gapless_log_and_one_tree() {
+    let Some(c) = Cluster::new().await else {
+        return;
+    };
+    let (a, b) = (c.node("a"), c.node("b"));
+    let token = c.org(&a, &b, "admin").await;
+    let mut tasks = Vec::new();
+    for w in 0..6 {
+        let base = if w % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
+        let (http, token) = (c.http.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for round in 0..20 {
+                let n = if round % 5 == 0 { 1 } else { 40 };
+                let events: Vec<Value> = (0..n)
+                    .map(|i| json!({"id": format!("w{w}-r{round}-{i}"), "action": "updateGraph", "actor": {"id": format!("u{w}")}}))
+                    .collect();
+                let r = http
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(&token)
+                    .json(&json!({"events": events}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                let body: Value = r.json().await.unwrap();
+                for e in body["events"].as_array().unwrap() {
+                    seqs.push(e["seq"].as_u64().unwrap());
+                }
+            }
+            seqs
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.extend(t.await.unwrap());
+    }
+    seqs.sort_unstable();
+    let n = seqs.len() as u64;
+    assert_eq!(n, 6 * (4 * 1 + 16 * 40));
+    assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "one gapless seq order");
+    // A resend through the other node is recognised.
+    let (s, again) = c
+        .call(
+            "POST",
+            format!("{}/v1/events", b.base),
+            &token,
+            Some(json!({"id": "w0-r1-0", "action": "updateGraph"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(again["events"][0]["duplicate"], true);
+
+    let events = all_events(&c.http, &b.base, &token).await;
+    assert_eq!(events.len() as u64, n);
+    let leaves: Vec<[u8; 32]> = events
+        .iter()
+        .map(|e| {
+            let leaf = independent_leaf(e);
+            assert_eq!(e["leaf_hash"].as_str().unwrap(), hex::encode(leaf));
+            leaf
+        })
+        .collect();
+    let root = independent_root(&leaves);
+    for node in [&a, &b] {
+        let note = text(
+            &c.http,
+            &format!("{}/v1/checkpoints/latest", node.base),
+            &token,
+        )
+        .await;
+        assert_eq!(
+            checkpoint(&note),
+            (n, root),
+            "one tree, whichever node signs"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_asked_of_one_node_runs_once_and_downloads_from_the_other() {
+    let Some(c) = Cluster::new().await else {
+        return;
+    };
+    let (a, b) = (c.node("a"), c.node("b"));
+    let token = c.org(&a, &b, "admin").await;
+    let events: Vec<Value> = (0..300)
+        .map(|i| json!({"action": "addProject", "resource": {"type": "PROJECT", "id": format!("p{i}")}}))
+        .collect();
+    let (s, body) = c
+        .call(
+            "POST",
+            format!("{}/v1/events", a.base),
+            &token,
+            Some(json!({"events": events})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let (s, job) = c
+        .call(
+            "POST",
+            format!("{}/v1/exports", a.base),
+            &token,
+            Some(json!({
+                "format": "ndjson",
+                "action": "addProject",
+                "from": (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339(),
+                "to": (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339(),
+            })),
+        )
+        .await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let until = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let (s, j) = c
+            .call("GET", format!("{}/v1/exports/{id}", b.base), &token, None)
+            .await;
+        assert_eq!(s, 200, "{j}");
+        if j["status"] == "succeeded" {
+            break j;
+        }
+        assert!(j["status"] == "queued" || j["status"] == "running", "{j}");
+        assert!(Instant::now() < until, "export did not finish: {j}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(done["row_count"], 300, "{done}");
+    let r = c
+        .http
+        .get(format!("{}/v1/exports/{id}/download", b.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.unwrap();
+    let rows = String::from_utf8(body.to_vec()).unwrap_or_default();
+    assert_eq!(rows.lines().count(), 300);
+    // Both nodes poll for work; the org's log says the job ran (and ended) once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = all_events(&c.http, &a.base, &token).await;
+    let ends = log
+        .iter()
+        .filter(|e| e["action"] == "completeExport" || e["action"] == "failExport")
+        .count();
+    assert_eq!(ends, 1);
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+async fn delivered_events(c: &Cluster, node: &Node) -> f64 {
+    let m = c
+        .http
+        .get(format!("{}/metrics", node.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metric(&m, "auditrail_delivery_events_total ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_destination_is_delivered_by_one_node_then_by_the_survivor_of_a_sigkill() {
+    let Some(c) = Cluster::new().await else {
+        return;
+    };
+    let bucket_dir = tempfile::tempdir().unwrap();
+    let (ak, sk) = ("AKIDMULTINODE0001", "multinode-secret");
+    let s3 = DevS3::start(bucket_dir.path(), "127.0.0.1:0".parse().unwrap(), ak, sk)
+        .await
+        .unwrap();
+    s3.create_bucket("audit").unwrap();
+    let (a, b) = (c.node("a"), c.node("b"));
+    let token = c.org(&a, &b, "admin").await;
+    let dest = json!({
+        "kind": "s3", "bucket": "audit", "prefix": "logs", "region": "us-east-1",
+        "endpoint": s3.endpoint(), "max_batch_events": 100, "max_batch_seconds": 1,
+        "credentials": {"access_key_id": ak, "secret_access_key": sk},
+    });
+    let (s, body) = c
+        .call(
+            "PUT",
+            format!("{}/v1/destinations/main", a.base),
+            &token,
+            Some(dest),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let ingest = |node: &Node, tag: &'static str| {
+        let (http, token, base) = (c.http.clone(), token.clone(), node.base.clone());
+        async move {
+            for round in 0..5 {
+                let events: Vec<Value> = (0..100)
+                    .map(|i| json!({"action": "updateGraph", "resource": {"type": "GRAPH", "id": format!("{tag}-{round}-{i}")}}))
+                    .collect();
+                let r = http
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(&token)
+                    .json(&json!({"events": events}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }
+    };
+    let wait_delivered = |node: &Node, seq: u64| {
+        let (http, token, base) = (c.http.clone(), token.clone(), node.base.clone());
+        async move {
+            let until = Instant::now() + Duration::from_secs(60);
+            loop {
+                let r = http
+                    .get(format!("{base}/v1/destinations/main"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                let st: Value = r.json().await.unwrap();
+                if st["delivered_seq"].as_u64() == Some(seq) {
+                    return;
+                }
+                assert!(Instant::now() < until, "not delivered up to {seq}: {st}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    ingest(&a, "one").await;
+    ingest(&b, "two").await;
+    wait_delivered(&a, 1000).await;
+    let (da, db) = (
+        delivered_events(&c, &a).await,
+        delivered_events(&c, &b).await,
+    );
+    assert_eq!(da + db, 1000.0, "a={da} b={db}");
+    assert!(da == 0.0 || db == 0.0, "one node delivers: a={da} b={db}");
+    let (mut victim, survivor) = if da > 0.0 { (a, b) } else { (b, a) };
+    victim.child.kill().unwrap();
+    victim.child.wait().unwrap();
+    ingest(&survivor, "three").await;
+    wait_delivered(&survivor, 1500).await;
+    assert_eq!(
+        delivered_events(&c, &survivor).await,
+        500.0,
+        "the survivor took over"
+    );
+
+    // Every seq exactly once in the bucket, each line the stored event.
+    let mut seqs = Vec::new();
+    collect_seqs(&bucket_dir.path().join("audit").join("logs"), &mut seqs);
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=1500).collect::<Vec<u64>>(),
+        "every seq exactly once"
+    );
+    let stored = all_events(&c.http, &survivor.base, &token).await;
+    assert_eq!(stored.len(), 1500);
+}
+
+/// The seqs of every NDJSON object under `dir` (the S3 server keeps objects as files).
+fn collect_seqs(dir: &Path, out: &mut Vec<u64>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect_seqs(&path, out);
+        } else if path.to_string_lossy().ends_with(".ndjson.gz") {
+            let mut text = String::new();
+            let f = std::fs::File::open(&path).unwrap();
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(f), &mut text).unwrap();
+            for line in text.lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                out.push(v["seq"].as_u64().unwrap());
+            }
+        }
+    }
+}

@@ -219,7 +219,13 @@ async fn main() {
     let one = {
         let a = node(dir.path(), "one-a", &one_db.url);
         let token = org_token(&reqwest::Client::new(), &a.base).await;
-        http_ingest(&[a.base.clone()], &token, bodies(&events), clients).await
+        http_ingest(
+            std::slice::from_ref(&a.base),
+            &token,
+            bodies(&events),
+            clients,
+        )
+        .await
     };
     println!(
         "auditrail, one node, HTTP batches: {one:.0} events/s ({:.0}% of COPY)",

@@ -139,7 +139,9 @@ pub(crate) fn frontier_of(size: i64, bytes: &[u8]) -> Result<Frontier> {
         .chunks_exact(32)
         .map(|c| <Hash>::try_from(c).unwrap_or_default())
         .collect();
-    (bytes.len() % 32 == 0)
+    bytes
+        .len()
+        .is_multiple_of(32)
         .then(|| Frontier::from_parts(size as u64, hashes))
         .flatten()
         .ok_or_else(|| StoreError::Corrupt(format!("tree frontier at size {size} is malformed")))

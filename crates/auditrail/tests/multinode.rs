@@ -2,7 +2,8 @@
 //! concurrent ingest through both makes one gapless log whose root an independent
 //! recomputation matches; an export asked of one node runs once; a destination is
 //! delivered by one node and, once that node is SIGKILLed, by the other, with every seq
-//! exactly once in the bucket. Skipped without `AUDITRAIL_TEST_DATABASE_URL`.
+//! exactly once in the bucket; a node whose database goes away answers 503 and
+//! recovers. Skipped without `AUDITRAIL_TEST_DATABASE_URL`.
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
 
 mod common;
@@ -10,6 +11,8 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use auditrail_s3_dev::DevS3;
@@ -51,12 +54,16 @@ impl Cluster {
     }
 
     fn node(&self, name: &str) -> Node {
+        self.node_on(name, &self.db.url)
+    }
+
+    fn node_on(&self, name: &str, url: &str) -> Node {
         let s = self.shared.path();
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(s.join(name))
             .arg("--database-url")
-            .arg(&self.db.url)
+            .arg(url)
             .arg("--signing-key-file")
             .arg(s.join("signing.key"))
             .arg("--secret-key-file")
@@ -442,4 +449,133 @@ fn collect_seqs(dir: &Path, out: &mut Vec<u64>) {
             }
         }
     }
+}
+
+/// A TCP proxy in front of PostgreSQL that a test can cut (closing every connection and
+/// refusing new ones) and restore, as a network partition or a database restart would.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (up2, conns2) = (up.clone(), conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection closes at once
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                conns2.lock().unwrap().push(task);
+            }
+        });
+        Self { addr, up, conns }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for t in self.conns.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+async fn status_of(
+    http: &reqwest::Client,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = match &body {
+        Some(b) => http.post(&url).json(b),
+        None => http.get(&url),
+    };
+    r = r.bearer_auth(token);
+    let resp = r.send().await.unwrap();
+    let s = resp.status().as_u16();
+    (s, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str, want: u16) {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, _) = status_of(http, format!("{base}/readyz"), "", None).await;
+        if s == want {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "/readyz stayed {s}, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_database_goes_away_answers_503_then_recovers() {
+    let Some(c) = Cluster::new().await else {
+        return;
+    };
+    let (rest, db_name) = c.db.url.rsplit_once('/').unwrap();
+    let (_, host) = rest
+        .rsplit_once('@')
+        .unwrap_or(("", rest.trim_start_matches("postgres://")));
+    let proxy = Proxy::start(host.to_owned()).await;
+    let user = rest
+        .split_once("://")
+        .and_then(|(_, r)| r.split_once('@'))
+        .map_or(String::new(), |(u, _)| format!("{u}@"));
+    let url = format!("postgres://{user}{}/{db_name}", proxy.addr);
+    let n = c.node_on("n", &url);
+    let token = c.org(&n, &n, "admin").await;
+    let post = |i: usize| {
+        status_of(
+            &c.http,
+            format!("{}/v1/events", n.base),
+            &token,
+            Some(json!({"id": format!("e{i}"), "action": "addProject"})),
+        )
+    };
+    assert_eq!(post(1).await.0, 200);
+    wait_ready(&c.http, &n.base, 200).await;
+
+    proxy.cut();
+    wait_ready(&c.http, &n.base, 503).await;
+    let (s, body) = post(2).await;
+    assert_eq!(s, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let (s, body) = status_of(&c.http, format!("{}/v1/events", n.base), &token, None).await;
+    assert_eq!(s, 503, "{body}");
+
+    proxy.restore();
+    wait_ready(&c.http, &n.base, 200).await;
+    assert_eq!(post(3).await.0, 200);
+    let (s, again) = post(2).await;
+    assert_eq!(s, 200, "{again}");
+    assert!(
+        again["accepted"][0]["duplicate"].is_null(),
+        "the refused event was never stored: {again}"
+    );
+    let log = all_events(&c.http, &n.base, &token).await;
+    let ids: Vec<&str> = log
+        .iter()
+        .filter(|e| e["action"] == "addProject")
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["e1", "e3", "e2"]);
 }

@@ -156,17 +156,32 @@ async fn events_land_in_monthly_partitions() {
     s.append("acme", vec![ev], false).await.unwrap();
     let (client, conn) = tokio_postgres::connect(&db.url, NoTls).await.unwrap();
     tokio::spawn(conn);
-    let (name, ..) = schema::partition_of(chrono::Utc::now().timestamp_millis());
-    let row = client
-        .query_one(
-            "SELECT c.relname::text, (SELECT count(*) FROM events) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-             WHERE i.inhparent = 'events'::regclass",
+    let now = chrono::Utc::now().timestamp_millis();
+    let (name, ..) = schema::partition_of(now);
+    let (next, ..) = schema::partition_of(now + 86_400_000);
+    let rows = client
+        .query(
+            "SELECT c.relname::text, (SELECT count(*) FROM ONLY events), (SELECT count(*) FROM events) \
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass ORDER BY 1",
             &[],
         )
         .await
         .unwrap();
-    assert_eq!(row.get::<_, String>(0), name);
-    assert_eq!(row.get::<_, i64>(1), 1);
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let mut want = vec![name.clone(), next];
+    want.dedup();
+    assert_eq!(
+        names, want,
+        "this month's partition, and next month's on its eve"
+    );
+    assert_eq!(rows[0].get::<_, i64>(1), 0, "the parent holds no rows");
+    assert_eq!(rows[0].get::<_, i64>(2), 1);
+    let in_month: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {name}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(in_month, 1, "the event is in this month's partition");
 }
 
 #[tokio::test]

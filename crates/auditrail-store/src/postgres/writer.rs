@@ -23,6 +23,7 @@ use crate::{Accepted, CommitObserver, CommitStats, Result, StoreError};
 
 /// Events gathered into one transaction at most.
 const MAX_GROUP_EVENTS: usize = 20_000;
+const DAY_MS: i64 = 86_400_000;
 
 pub(crate) struct Append {
     pub org_num: i64,
@@ -114,10 +115,14 @@ async fn write_group(
 ) -> Result<Vec<Vec<Accepted>>> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let mut client = pooled(pool).await?;
-    let (partition, ..) = schema::partition_of(now_ms);
-    if !partitions.contains(&partition) {
-        schema::ensure_partition(&client, now_ms).await?;
-        partitions.insert(partition);
+    // This month's partition, and next month's a day ahead: another node's clock may
+    // run a little ahead, and `received_at` never goes back.
+    for at in [now_ms, now_ms + DAY_MS] {
+        let (partition, ..) = schema::partition_of(at);
+        if !partitions.contains(&partition) {
+            schema::ensure_partition(&client, at).await?;
+            partitions.insert(partition);
+        }
     }
     let tx = client.transaction().await.pg("begin append")?;
     let mut nums: Vec<i64> = group.iter().map(|a| a.org_num).collect();

@@ -64,17 +64,18 @@ fn node(dir: &Path, name: &str, url: &str) -> Node {
     Node { child, base }
 }
 
-async fn org_token(http: &reqwest::Client, base: &str) -> String {
+/// Creates org `id` and returns an admin key of it.
+async fn org_token(http: &reqwest::Client, base: &str, id: &str) -> String {
     let r = http
         .post(format!("{base}/v1/orgs"))
         .bearer_auth(ADMIN)
-        .json(&json!({"id": "acme"}))
+        .json(&json!({ "id": id }))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
     let r = http
-        .post(format!("{base}/v1/orgs/acme/keys"))
+        .post(format!("{base}/v1/orgs/{id}/keys"))
         .bearer_auth(ADMIN)
         .json(&json!({"name": "bench", "role": "admin"}))
         .send()
@@ -84,11 +85,11 @@ async fn org_token(http: &reqwest::Client, base: &str) -> String {
     b["token"].as_str().unwrap().to_owned()
 }
 
-/// Sends `bodies` (each a batch) with `clients` concurrent clients spread over `bases`;
-/// returns events per second.
+/// Sends `bodies` (each a batch) with `clients` concurrent clients spread over `bases`,
+/// batch `i` to the org of `tokens[i % tokens.len()]`; returns events per second.
 async fn http_ingest(
     bases: &[String],
-    token: &str,
+    tokens: &[String],
     bodies: Arc<Vec<String>>,
     clients: usize,
 ) -> f64 {
@@ -97,8 +98,8 @@ async fn http_ingest(
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (http, token, bodies, next) =
-            (http.clone(), token.to_owned(), bodies.clone(), next.clone());
+        let (http, tokens, bodies, next) =
+            (http.clone(), tokens.to_vec(), bodies.clone(), next.clone());
         let base = bases[c % bases.len()].clone();
         tasks.push(tokio::spawn(async move {
             loop {
@@ -106,7 +107,7 @@ async fn http_ingest(
                 let Some(body) = bodies.get(i) else { break };
                 let r = http
                     .post(format!("{base}/v1/events"))
-                    .bearer_auth(&token)
+                    .bearer_auth(&tokens[i % tokens.len()])
                     .header("content-type", "application/json")
                     .body(body.clone())
                     .send()
@@ -130,7 +131,8 @@ async fn connect(url: &str) -> tokio_postgres::Client {
 
 /// COPY of the same events, in `BATCH`-row transactions like the HTTP batches, into a
 /// table shaped like auditrail's `events` (partitioned by month, the same indexes).
-async fn copy_peer(url: &str, events: &[Value]) -> f64 {
+/// Returns events per second with one connection and with eight.
+async fn copy_peer(url: &str, events: &[Value]) -> (f64, f64) {
     let c = connect(url).await;
     c.batch_execute(
         "CREATE TABLE peer (org_num BIGINT NOT NULL, seq BIGINT NOT NULL, occurred_us BIGINT NOT NULL, received_ms BIGINT NOT NULL,
@@ -170,20 +172,45 @@ async fn copy_peer(url: &str, events: &[Value]) -> f64 {
             )
         })
         .collect();
-    let mut c = c;
-    let start = Instant::now();
-    for chunk in rows.chunks(BATCH) {
-        let tx = c.transaction().await.unwrap();
-        let sink = tx
-            .copy_in::<_, bytes::Bytes>("COPY peer FROM STDIN")
+    drop(c);
+    let rows = Arc::new(rows);
+    let mut rates = Vec::new();
+    for conns in [1usize, 8] {
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let (rows, next, url) = (rows.clone(), next.clone(), url.to_owned());
+            tasks.push(tokio::spawn(async move {
+                let mut c = connect(&url).await;
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(chunk) = rows.chunks(BATCH).nth(i) else {
+                        break;
+                    };
+                    let tx = c.transaction().await.unwrap();
+                    let sink = tx
+                        .copy_in::<_, bytes::Bytes>("COPY peer FROM STDIN")
+                        .await
+                        .unwrap();
+                    futures_util::pin_mut!(sink);
+                    sink.send(bytes::Bytes::from(chunk.concat())).await.unwrap();
+                    sink.as_mut().finish().await.unwrap();
+                    tx.commit().await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        rates.push(rows.len() as f64 / start.elapsed().as_secs_f64());
+        connect(url)
+            .await
+            .batch_execute("TRUNCATE peer")
             .await
             .unwrap();
-        futures_util::pin_mut!(sink);
-        sink.send(bytes::Bytes::from(chunk.concat())).await.unwrap();
-        sink.as_mut().finish().await.unwrap();
-        tx.commit().await.unwrap();
     }
-    events.len() as f64 / start.elapsed().as_secs_f64()
+    (rates[0], rates[1])
 }
 
 fn bodies(events: &[Value]) -> Arc<Vec<String>> {
@@ -212,44 +239,46 @@ async fn main() {
     println!("events: {n} in batches of {BATCH}, {clients} HTTP clients");
 
     let peer_db = TestDb::create(&server).await.unwrap();
-    let copy = copy_peer(&peer_db.url, &events).await;
-    println!("PostgreSQL COPY ({BATCH}-row transactions): {copy:.0} events/s");
-
-    let one_db = TestDb::create(&server).await.unwrap();
-    let one = {
-        let a = node(dir.path(), "one-a", &one_db.url);
-        let token = org_token(&reqwest::Client::new(), &a.base).await;
-        http_ingest(
-            std::slice::from_ref(&a.base),
-            &token,
-            bodies(&events),
-            clients,
-        )
-        .await
-    };
+    let (copy, copy8) = copy_peer(&peer_db.url, &events).await;
     println!(
-        "auditrail, one node, HTTP batches: {one:.0} events/s ({:.0}% of COPY)",
-        100.0 * one / copy
+        "PostgreSQL COPY ({BATCH}-row transactions): one connection {copy:.0} events/s, eight connections {copy8:.0} events/s"
     );
 
-    let two_db = TestDb::create(&server).await.unwrap();
-    let two = {
-        let a = node(dir.path(), "two-a", &two_db.url);
-        let b = node(dir.path(), "two-b", &two_db.url);
-        let token = org_token(&reqwest::Client::new(), &a.base).await;
-        http_ingest(
-            &[a.base.clone(), b.base.clone()],
-            &token,
-            bodies(&events),
-            clients,
-        )
-        .await
-    };
-    println!(
-        "auditrail, two nodes, HTTP batches: {two:.0} events/s ({:.2}x one node)",
-        two / one
-    );
-    drop((peer_db, one_db, two_db));
+    for orgs in [1usize, 8] {
+        let nodes = |k: usize| {
+            let server = server.clone();
+            let (dir, events) = (dir.path().to_owned(), &events);
+            async move {
+                let db = TestDb::create(&server).await.unwrap();
+                let all: Vec<Node> = (0..k)
+                    .map(|i| node(&dir, &format!("o{orgs}-n{k}-{i}"), &db.url))
+                    .collect();
+                let http = reqwest::Client::new();
+                let mut tokens = Vec::new();
+                for o in 0..orgs {
+                    tokens.push(org_token(&http, &all[0].base, &format!("org{o}")).await);
+                }
+                let bases: Vec<String> = all.iter().map(|n| n.base.clone()).collect();
+                http_ingest(&bases, &tokens, bodies(events), clients).await
+            }
+        };
+        let cpu = Cpu::now();
+        let one = nodes(1).await;
+        println!(
+            "auditrail, {orgs} org(s), one node, HTTP batches: {one:.0} events/s ({:.0}% of COPY on one connection, {:.0}% of eight; CPU {:.0}% busy)",
+            100.0 * one / copy,
+            100.0 * one / copy8,
+            cpu.busy()
+        );
+        let cpu = Cpu::now();
+        let two = nodes(2).await;
+        println!(
+            "auditrail, {orgs} org(s), two nodes, HTTP batches: {two:.0} events/s ({:.2}x one node; CPU {:.0}% busy)",
+            two / one,
+            cpu.busy()
+        );
+    }
+    drop(peer_db);
 
     if search_n > 0 {
         search(&server, dir.path(), search_n).await;
@@ -346,4 +375,36 @@ async fn search(server: &str, dir: &Path, n: u64) {
         hits as f64 / lat.len() as f64
     );
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// Whole-machine CPU time from /proc/stat, to tell a saturated machine from a waiting one.
+struct Cpu(Option<(u64, u64)>);
+
+impl Cpu {
+    fn read() -> Option<(u64, u64)> {
+        let text = std::fs::read_to_string("/proc/stat").ok()?;
+        let v: Vec<u64> = text
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let idle = v.get(3)? + v.get(4)?;
+        Some((v.iter().sum(), idle))
+    }
+
+    fn now() -> Self {
+        Self(Self::read())
+    }
+
+    /// Percent of all cores busy since `now()`.
+    fn busy(&self) -> f64 {
+        match (self.0, Self::read()) {
+            (Some((t0, i0)), Some((t1, i1))) if t1 > t0 => {
+                100.0 * (1.0 - (i1 - i0) as f64 / (t1 - t0) as f64)
+            }
+            _ => f64::NAN,
+        }
+    }
 }

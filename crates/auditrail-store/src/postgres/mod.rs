@@ -1,7 +1,7 @@
 //! The PostgreSQL backend: any number of `auditrail serve` nodes share one database.
 //!
-//! Each node keeps a bounded connection pool and one writer task (group commit, see
-//! `writer.rs`). Everything a node knows comes from the database at the moment it needs
+//! Each node keeps a bounded connection pool and a writer task per active org (group
+//! commit, see `writer.rs`). Everything a node knows comes from the database at the moment it needs
 //! it, so nodes are stateless: the org number cache holds only what never changes.
 //! A lost connection surfaces as `StoreError::Unavailable` (503) and the pool opens new
 //! connections once the database is back.
@@ -15,7 +15,7 @@ pub mod testdb;
 mod writer;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,7 +23,7 @@ use auditrail_core::merkle::{self, Frontier, NodeId};
 use auditrail_core::query::Filter;
 use auditrail_core::{Hash, PreparedEvent};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 use tokio_postgres::NoTls;
 
 use crate::error::Pg;
@@ -59,7 +59,7 @@ impl Default for PgOptions {
 
 pub struct PgStore {
     pool: Pool,
-    sender: Mutex<Option<mpsc::UnboundedSender<writer::Append>>>,
+    writers: writer::Writers,
     queue: Arc<Semaphore>,
     org_nums: RwLock<HashMap<String, i64>>,
 }
@@ -94,11 +94,9 @@ impl PgStore {
             let mut c = pooled(&pool).await?;
             schema::migrate(&mut c).await?;
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer::run(pool.clone(), rx, options.on_commit));
         Ok(Self {
+            writers: writer::Writers::new(pool.clone(), options.on_commit),
             pool,
-            sender: Mutex::new(Some(tx)),
             queue: Arc::new(Semaphore::new(MAX_QUEUED_EVENTS)),
             org_nums: RwLock::new(HashMap::new()),
         })
@@ -415,23 +413,12 @@ impl Store for PgStore {
                 .map_err(|_| StoreError::Overloaded)?
         };
         let (tx, rx) = oneshot::channel();
-        {
-            let guard = self
-                .sender
-                .lock()
-                .map_err(|_| StoreError::Unavailable("writer poisoned".into()))?;
-            let sender = guard
-                .as_ref()
-                .ok_or_else(|| StoreError::Unavailable("store is shutting down".into()))?;
-            sender
-                .send(writer::Append {
-                    org_num,
-                    events,
-                    reply: tx,
-                    _permit: permit,
-                })
-                .map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
-        }
+        self.writers.send(writer::Append {
+            org_num,
+            events,
+            reply: tx,
+            _permit: permit,
+        })?;
         rx.await
             .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
     }
@@ -696,9 +683,7 @@ impl Store for PgStore {
     fn close(&self) {
         // The writer commits what is queued, then ends; callers waiting on appends
         // hear back as usual.
-        if let Ok(mut s) = self.sender.lock() {
-            s.take();
-        }
+        self.writers.close();
     }
 }
 

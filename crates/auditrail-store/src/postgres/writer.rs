@@ -1,21 +1,23 @@
-//! Group commit on PostgreSQL, one writer task per node.
+//! Group commit on PostgreSQL, one writer task per org per node.
 //!
-//! The task takes the first waiting append and everything else already queued (up to a
-//! cap) and writes them in one transaction: one commit, one WAL flush for many requests.
-//! The transaction first locks the row of every org it touches, in org order (so two
-//! nodes never deadlock), and reads each org's head from it: tree size, frontier, last
-//! `received_at`. Holding those row locks until commit is what makes several nodes
+//! An org's task takes the first waiting append and everything else already queued (up
+//! to a cap) and writes them in one transaction: one commit, one WAL flush for many
+//! requests. The transaction first locks the org's row and reads its head from it: tree
+//! size, frontier, last `received_at`. Holding those row locks until commit is what makes several nodes
 //! produce one gapless seq order and one tree per org. Nothing is cached between
 //! groups, so a node never works from a stale head, and a failed transaction leaves
 //! nothing behind. Callers hear back only after the commit.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use auditrail_core::PreparedEvent;
 use auditrail_core::merkle::Frontier;
 use deadpool_postgres::Pool;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
 
 use super::{STORED_LEVEL, frontier_of, pooled, schema};
 use crate::error::Pg;
@@ -32,13 +34,84 @@ pub(crate) struct Append {
     pub _permit: OwnedSemaphorePermit,
 }
 
-pub(crate) async fn run(
+/// Routes appends to one writer task per org, started on first use and ended after a
+/// while idle. Different orgs commit in parallel (each on its own connection); one org's
+/// appends are gathered into group commits by its task.
+pub(crate) struct Writers {
+    pool: Pool,
+    observer: Option<CommitObserver>,
+    partitions: Arc<Mutex<HashSet<String>>>,
+    orgs: Mutex<Option<HashMap<i64, mpsc::UnboundedSender<Append>>>>,
+}
+
+impl Writers {
+    pub(crate) fn new(pool: Pool, observer: Option<CommitObserver>) -> Self {
+        Self {
+            pool,
+            observer,
+            partitions: Arc::default(),
+            orgs: Mutex::new(Some(HashMap::new())),
+        }
+    }
+
+    pub(crate) fn send(&self, mut job: Append) -> Result<()> {
+        let mut guard = self
+            .orgs
+            .lock()
+            .map_err(|_| StoreError::Unavailable("writer poisoned".into()))?;
+        let orgs = guard
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("store is shutting down".into()))?;
+        loop {
+            if let Some(tx) = orgs.get(&job.org_num) {
+                match tx.send(job) {
+                    Ok(()) => return Ok(()),
+                    // That org's task ended (idle): start another.
+                    Err(mpsc::error::SendError(j)) => job = j,
+                }
+            }
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(run(
+                self.pool.clone(),
+                rx,
+                self.observer.clone(),
+                self.partitions.clone(),
+            ));
+            orgs.insert(job.org_num, tx);
+        }
+    }
+
+    /// Takes no more appends; each task commits what it holds, then ends.
+    pub(crate) fn close(&self) {
+        if let Ok(mut g) = self.orgs.lock() {
+            g.take();
+        }
+    }
+}
+
+/// How long an org's writer task waits for work before ending.
+const IDLE: Duration = Duration::from_secs(60);
+
+async fn run(
     pool: Pool,
     mut rx: mpsc::UnboundedReceiver<Append>,
     observer: Option<CommitObserver>,
+    partitions: Arc<Mutex<HashSet<String>>>,
 ) {
-    let mut partitions: HashSet<String> = HashSet::new();
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = match tokio::time::timeout(IDLE, rx.recv()).await {
+            Ok(Some(a)) => a,
+            Ok(None) => break,
+            Err(_) => {
+                // Idle: refuse new work (the router starts a new task), then finish
+                // whatever arrived in between.
+                rx.close();
+                match rx.recv().await {
+                    Some(a) => a,
+                    None => break,
+                }
+            }
+        };
         let mut group = vec![first];
         let mut pending = group[0].events.len();
         while pending < MAX_GROUP_EVENTS {
@@ -51,7 +124,7 @@ pub(crate) async fn run(
             }
         }
         let started = Instant::now();
-        match write_group(&pool, &group, &mut partitions).await {
+        match write_group(&pool, &group, &partitions).await {
             Ok(outcomes) => {
                 for (job, out) in group.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(out));
@@ -68,7 +141,6 @@ pub(crate) async fn run(
                 let msg = e.to_string();
                 for job in group {
                     let _ = job.reply.send(Err(match &e {
-                        StoreError::Unavailable(_) => StoreError::Unavailable(msg.clone()),
                         StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
                         _ => StoreError::Unavailable(msg.clone()),
                     }));
@@ -80,6 +152,7 @@ pub(crate) async fn run(
 }
 
 /// One org's head while the group is being written.
+#[derive(Clone)]
 struct Head {
     frontier: Frontier,
     received_ms: i64,
@@ -111,7 +184,7 @@ struct Rows {
 async fn write_group(
     pool: &Pool,
     group: &[Append],
-    partitions: &mut HashSet<String>,
+    partitions: &Mutex<HashSet<String>>,
 ) -> Result<Vec<Vec<Accepted>>> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let mut client = pooled(pool).await?;
@@ -119,9 +192,12 @@ async fn write_group(
     // run a little ahead, and `received_at` never goes back.
     for at in [now_ms, now_ms + DAY_MS] {
         let (partition, ..) = schema::partition_of(at);
-        if !partitions.contains(&partition) {
+        let known = partitions.lock().is_ok_and(|p| p.contains(&partition));
+        if !known {
             schema::ensure_partition(&client, at).await?;
-            partitions.insert(partition);
+            if let Ok(mut p) = partitions.lock() {
+                p.insert(partition);
+            }
         }
     }
     let tx = client.transaction().await.pg("begin append")?;
@@ -146,32 +222,154 @@ async fn write_group(
             },
         );
     }
-    // Client ids seen before, and those claimed earlier in this group.
-    let (ids_org, ids): (Vec<i64>, Vec<String>) = group
-        .iter()
-        .flat_map(|a| {
-            a.events
-                .iter()
-                .filter_map(move |e| e.client_id.clone().map(|c| (a.org_num, c)))
-        })
-        .unzip();
-    let mut claimed: HashMap<(i64, String), i64> = HashMap::new();
-    if !ids.is_empty() {
-        let seen = tx
+    // Optimistically, no client id was seen before: claim them all with the seqs this
+    // plan gives. A conflict means a resend; then undo the claim, look the ids up, and
+    // plan again with the earlier seqs.
+    let locked = heads;
+    let mut heads = locked.clone();
+    let (mut rows, mut outcomes) = plan(group, &mut heads, HashMap::new(), now_ms)?;
+    if !rows.idem_id.is_empty() {
+        tx.batch_execute("SAVEPOINT claim").await.pg("savepoint")?;
+        let claim = tx
             .prepare_cached(
-                "SELECT i.org_num, i.id, i.seq FROM idem i JOIN unnest($1::bigint[], $2::text[]) AS u(org_num, id) \
-                 ON i.org_num = u.org_num AND i.id = u.id",
+                "INSERT INTO idem (org_num, id, seq) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) \
+                 ON CONFLICT DO NOTHING",
             )
             .await
-            .pg("prepare idempotency read")?;
-        for row in tx
-            .query(&seen, &[&ids_org, &ids])
+            .pg("prepare idempotency claim")?;
+        let claimed = tx
+            .execute(&claim, &[&rows.idem_org, &rows.idem_id, &rows.idem_seq])
             .await
-            .pg("read idempotency keys")?
-        {
-            claimed.insert((row.get(0), row.get(1)), row.get(2));
+            .pg("claim idempotency keys")?;
+        if claimed as usize != rows.idem_id.len() {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT claim")
+                .await
+                .pg("undo claim")?;
+            let seen = tx
+                .prepare_cached(
+                    "SELECT i.org_num, i.id, i.seq FROM idem i JOIN unnest($1::bigint[], $2::text[]) AS u(org_num, id) \
+                     ON i.org_num = u.org_num AND i.id = u.id",
+                )
+                .await
+                .pg("prepare idempotency read")?;
+            let mut known = HashMap::new();
+            for row in tx
+                .query(&seen, &[&rows.idem_org, &rows.idem_id])
+                .await
+                .pg("read idempotency keys")?
+            {
+                known.insert((row.get(0), row.get(1)), row.get(2));
+            }
+            heads = locked.clone();
+            (rows, outcomes) = plan(group, &mut heads, known, now_ms)?;
+            if !rows.idem_id.is_empty() {
+                tx.execute(&claim, &[&rows.idem_org, &rows.idem_id, &rows.idem_seq])
+                    .await
+                    .pg("claim idempotency keys")?;
+            }
         }
     }
+    if !rows.seq.is_empty() {
+        // Binary COPY: the cheapest way into PostgreSQL for many rows.
+        let sink = tx
+            .copy_in(
+                "COPY events (org_num, seq, occurred_us, received_ms, action, actor_id, resource_type, resource_id, scope_id, leaf, body) FROM STDIN BINARY",
+            )
+            .await
+            .pg("start event copy")?;
+        let (i8, text, bytea) = (Type::INT8, Type::TEXT, Type::BYTEA);
+        let types = [
+            i8.clone(),
+            i8.clone(),
+            i8.clone(),
+            i8,
+            text.clone(),
+            text.clone(),
+            text.clone(),
+            text.clone(),
+            text.clone(),
+            bytea,
+            text,
+        ];
+        let writer = BinaryCopyInWriter::new(sink, &types);
+        let mut writer = std::pin::pin!(writer);
+        for i in 0..rows.seq.len() {
+            writer
+                .as_mut()
+                .write(&[
+                    &rows.org[i],
+                    &rows.seq[i],
+                    &rows.occurred[i],
+                    &rows.received[i],
+                    &rows.action[i],
+                    &rows.actor[i],
+                    &rows.rtype[i],
+                    &rows.rid[i],
+                    &rows.scope[i],
+                    &rows.leaf[i],
+                    &rows.body[i],
+                ])
+                .await
+                .pg("copy events")?;
+        }
+        writer.as_mut().finish().await.pg("finish event copy")?;
+    }
+    if !rows.node_idx.is_empty() {
+        let ins = tx
+            .prepare_cached(
+                "INSERT INTO nodes (org_num, level, idx, hash) SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bytea[])",
+            )
+            .await
+            .pg("prepare node insert")?;
+        tx.execute(
+            &ins,
+            &[
+                &rows.node_org,
+                &rows.node_level,
+                &rows.node_idx,
+                &rows.node_hash,
+            ],
+        )
+        .await
+        .pg("insert tree nodes")?;
+    }
+    let (mut h_num, mut h_size, mut h_frontier, mut h_received) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (num, head) in &heads {
+        h_num.push(*num);
+        h_size.push(head.frontier.size() as i64);
+        h_frontier.push(
+            head.frontier
+                .hashes()
+                .flatten()
+                .copied()
+                .collect::<Vec<u8>>(),
+        );
+        h_received.push(head.received_ms);
+    }
+    let upd = tx
+        .prepare_cached(
+            "UPDATE orgs o SET tree_size = u.size, frontier = u.frontier, last_received_ms = u.received \
+             FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bigint[]) AS u(num, size, frontier, received) \
+             WHERE o.num = u.num",
+        )
+        .await
+        .pg("prepare head update")?;
+    tx.execute(&upd, &[&h_num, &h_size, &h_frontier, &h_received])
+        .await
+        .pg("advance log heads")?;
+    tx.commit().await.pg("commit append")?;
+    Ok(outcomes)
+}
+
+/// Seqs, bodies, leaves and tree nodes for `group` after `heads`, treating the client
+/// ids in `claimed` (and repeats within the group) as resends of their earlier seq.
+fn plan(
+    group: &[Append],
+    heads: &mut HashMap<i64, Head>,
+    mut claimed: HashMap<(i64, String), i64>,
+    now_ms: i64,
+) -> Result<(Rows, Vec<Vec<Accepted>>)> {
     let mut rows = Rows::default();
     let mut outcomes = Vec::with_capacity(group.len());
     for Append {
@@ -229,88 +427,5 @@ async fn write_group(
         }
         outcomes.push(out);
     }
-    if !rows.seq.is_empty() {
-        let ins = tx
-            .prepare_cached(
-                "INSERT INTO events (org_num, seq, occurred_us, received_ms, action, actor_id, resource_type, resource_id, scope_id, leaf, body) \
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[])",
-            )
-            .await
-            .pg("prepare event insert")?;
-        tx.execute(
-            &ins,
-            &[
-                &rows.org,
-                &rows.seq,
-                &rows.occurred,
-                &rows.received,
-                &rows.action,
-                &rows.actor,
-                &rows.rtype,
-                &rows.rid,
-                &rows.scope,
-                &rows.leaf,
-                &rows.body,
-            ],
-        )
-        .await
-        .pg("insert events")?;
-    }
-    if !rows.idem_id.is_empty() {
-        let ins = tx
-            .prepare_cached(
-                "INSERT INTO idem (org_num, id, seq) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[])",
-            )
-            .await
-            .pg("prepare idempotency insert")?;
-        tx.execute(&ins, &[&rows.idem_org, &rows.idem_id, &rows.idem_seq])
-            .await
-            .pg("claim idempotency keys")?;
-    }
-    if !rows.node_idx.is_empty() {
-        let ins = tx
-            .prepare_cached(
-                "INSERT INTO nodes (org_num, level, idx, hash) SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bytea[])",
-            )
-            .await
-            .pg("prepare node insert")?;
-        tx.execute(
-            &ins,
-            &[
-                &rows.node_org,
-                &rows.node_level,
-                &rows.node_idx,
-                &rows.node_hash,
-            ],
-        )
-        .await
-        .pg("insert tree nodes")?;
-    }
-    let (mut h_num, mut h_size, mut h_frontier, mut h_received) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (num, head) in &heads {
-        h_num.push(*num);
-        h_size.push(head.frontier.size() as i64);
-        h_frontier.push(
-            head.frontier
-                .hashes()
-                .flatten()
-                .copied()
-                .collect::<Vec<u8>>(),
-        );
-        h_received.push(head.received_ms);
-    }
-    let upd = tx
-        .prepare_cached(
-            "UPDATE orgs o SET tree_size = u.size, frontier = u.frontier, last_received_ms = u.received \
-             FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bigint[]) AS u(num, size, frontier, received) \
-             WHERE o.num = u.num",
-        )
-        .await
-        .pg("prepare head update")?;
-    tx.execute(&upd, &[&h_num, &h_size, &h_frontier, &h_received])
-        .await
-        .pg("advance log heads")?;
-    tx.commit().await.pg("commit append")?;
-    Ok(outcomes)
+    Ok((rows, outcomes))
 }

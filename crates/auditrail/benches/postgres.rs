@@ -235,6 +235,17 @@ async fn main() {
     let clients = env_u64("BENCH_CLIENTS", 8) as usize;
     let search_n = env_u64("BENCH_SEARCH_EVENTS", 1_000_000);
     let dir = tempfile::tempdir().unwrap();
+    if n > 0 {
+        ingest(&server, dir.path(), n, clients).await;
+    }
+    if search_n > 0 {
+        search(&server, dir.path(), search_n).await;
+    }
+}
+
+/// Durable HTTP batch ingest through one and two nodes, for 1 and 8 orgs, beside COPY.
+async fn ingest(server: &str, dir: &Path, n: usize, clients: usize) {
+    let server = server.to_owned();
     let events: Vec<Value> = (0..n as u64).map(event).collect();
     println!("events: {n} in batches of {BATCH}, {clients} HTTP clients");
 
@@ -247,7 +258,7 @@ async fn main() {
     for orgs in [1usize, 8] {
         let nodes = |k: usize| {
             let server = server.clone();
-            let (dir, events) = (dir.path().to_owned(), &events);
+            let (dir, events) = (dir.to_owned(), &events);
             async move {
                 let db = TestDb::create(&server).await.unwrap();
                 let all: Vec<Node> = (0..k)
@@ -279,10 +290,6 @@ async fn main() {
         );
     }
     drop(peer_db);
-
-    if search_n > 0 {
-        search(&server, dir.path(), search_n).await;
-    }
 }
 
 /// Loads `n` events spread over 90 days through the CLI bulk loader, then times the
@@ -308,6 +315,8 @@ async fn search(server: &str, dir: &Path, n: u64) {
             .args(args)
             .arg("--data-dir")
             .arg(dir.join("search"))
+            .arg("--signing-key-file")
+            .arg(dir.join("signing.key"))
             .args(["--database-url", &db.url])
             .output()
             .unwrap();
@@ -333,7 +342,7 @@ async fn search(server: &str, dir: &Path, n: u64) {
         n as f64 / load
     );
     let c = connect(&db.url).await;
-    c.batch_execute("VACUUM ANALYZE").await.unwrap();
+    c.batch_execute("ANALYZE").await.unwrap();
     let node = node(dir, "search-node", &db.url);
     let http = reqwest::Client::new();
     let r = http

@@ -12,6 +12,7 @@ pub mod metrics;
 mod openapi;
 pub mod policy;
 pub mod routes;
+mod sealed;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -87,16 +87,16 @@ async fn load(app: &App, org: &str) -> ApiResult<OrgPolicy> {
     })
 }
 
-/// The org's HMAC key: 32 random bytes made on first use and kept in the store.
+/// The org's HMAC key: 32 random bytes made on first use and kept in the store, sealed.
 async fn hmac_key(app: &App, org: &str) -> ApiResult<[u8; 32]> {
     let name = hmac_setting(org);
-    let text = match app.store.get_setting(&name).await? {
+    let text = match crate::sealed::get(app, &name).await? {
         Some(t) => t,
         None => {
             let mut k = [0u8; 32];
             getrandom::fill(&mut k)
                 .map_err(|e| ApiError::internal(format!("no OS randomness: {e}")))?;
-            app.store.init_setting(&name, &hex::encode(k)).await?
+            crate::sealed::init(app, &name, &hex::encode(k)).await?
         }
     };
     hex::decode(text.trim())

@@ -620,6 +620,43 @@ async fn emailed_signed_link_webhook_and_expiry() {
         (Some("export.succeeded"), Some(id.as_str()))
     );
 
+    // Secrets kept among the settings are sealed with the server's secret key: the
+    // webhook secret, the link key and the org's HMAC key are stored only as `v1:` boxes,
+    // and the webhook secret is in no file of the data dir.
+    let sealed: Vec<(String, String)> = {
+        let db = rusqlite::Connection::open(dir.path().join("auditrail.db")).unwrap();
+        let mut st = db
+            .prepare("SELECT name, value FROM settings WHERE name IN ('org/acme/export_webhook', 'org/acme/hmac_key', 'export_link_key')")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(sealed.len(), 3, "{sealed:?}");
+    for (name, value) in &sealed {
+        assert!(value.starts_with("v1:"), "{name} is stored in clear");
+    }
+    let secret_hex = secret.trim_start_matches("whsec_");
+    let mut stack = vec![dir.path().to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                assert!(
+                    !bytes
+                        .windows(secret_hex.len())
+                        .any(|w| w == secret_hex.as_bytes()),
+                    "the webhook secret is in {}",
+                    p.display()
+                );
+            }
+        }
+    }
+
     // After the TTL: the file is gone, status expired, downloads 410 by key and by link.
     let file = dir.path().join("exports").join(format!("{id}.csv"));
     assert!(file.exists());

@@ -86,10 +86,7 @@ async fn link_key(app: &App) -> Result<[u8; 32], ApiError> {
         .get_or_try_init(|| async {
             let mut fresh = [0u8; 32];
             getrandom::fill(&mut fresh).map_err(ApiError::internal)?;
-            let stored = app
-                .store
-                .init_setting(LINK_KEY_SETTING, &hex::encode(fresh))
-                .await?;
+            let stored = crate::sealed::init(app, LINK_KEY_SETTING, &hex::encode(fresh)).await?;
             hex::decode(stored)
                 .ok()
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())

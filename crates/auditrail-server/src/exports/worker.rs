@@ -280,10 +280,7 @@ async fn announce(app: &App, job: &ExportJob) {
             app.metrics.export_notifications_failed.inc();
         }
     }
-    if let Ok(Some(hook)) = app
-        .store
-        .get_setting(&notify::webhook_setting(&job.org))
-        .await
+    if let Ok(Some(hook)) = crate::sealed::get(app, &notify::webhook_setting(&job.org)).await
         && let Ok(hook) = serde_json::from_str::<notify::Webhook>(&hook)
     {
         let body = json!({"type": if ok { "export.succeeded" } else { "export.failed" }, "export": crate::routes::exports::view(app, job), "download_url": link}).to_string();

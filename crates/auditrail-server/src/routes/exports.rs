@@ -382,9 +382,7 @@ pub async fn put_webhook(
         secret: format!("whsec_{}", hex::encode(secret)),
     };
     let text = serde_json::to_string(&hook).map_err(ApiError::internal)?;
-    app.store
-        .put_setting(&webhook_setting(&org), Some(&text))
-        .await?;
+    crate::sealed::put(&app, &webhook_setting(&org), &text).await?;
     record_self_audit(
         &app,
         &org,

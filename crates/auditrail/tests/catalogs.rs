@@ -862,3 +862,40 @@ fn cli_creates_strict_orgs_from_built_ins_and_files_and_bulk_ingest_applies_them
         bodies[0]
     );
 }
+
+/// An HMAC key an earlier version stored in clear keeps working (same digests) and is
+/// sealed with the server's secret key on first use.
+#[tokio::test]
+async fn an_hmac_key_stored_in_clear_is_used_then_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let key = [7u8; 32];
+    {
+        let db = rusqlite::Connection::open(dir.path().join("auditrail.db")).unwrap();
+        db.execute(
+            "INSERT INTO settings (name, value) VALUES ('org/acme/hmac_key', ?1)",
+            [hex::encode(key)],
+        )
+        .unwrap();
+    }
+    let (_, admin) = strict_org(&s, "acme", json!("prophecy")).await;
+    let (st, h) = s
+        .post("/v1/hmac", &admin, json!({"value": "same-secret"}))
+        .await;
+    assert_eq!(st, 200, "{h}");
+    assert_eq!(
+        h["hmac"].as_str().unwrap(),
+        auditrail_core::catalog::hmac_value(&key, &json!("same-secret"))
+    );
+    let stored: String = rusqlite::Connection::open(dir.path().join("auditrail.db"))
+        .unwrap()
+        .query_row(
+            "SELECT value FROM settings WHERE name = 'org/acme/hmac_key'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(stored.starts_with("v1:"), "still in clear: {stored}");
+    assert!(!stored.contains(&hex::encode(key)));
+    s.stop().await;
+}

@@ -11,7 +11,7 @@ pub(crate) async fn hold(app: &App, name: &str) -> bool {
     let until = now + app.settings.lease_ttl.as_millis() as i64;
     match app
         .store
-        .acquire_lease(name, &app.exports.owner, now, until)
+        .acquire_lease(name, &app.node_id, now, until)
         .await
     {
         Ok(held) => held,
@@ -24,7 +24,7 @@ pub(crate) async fn hold(app: &App, name: &str) -> bool {
 
 /// Gives `name` up so another node may take it at once (on shutdown).
 pub(crate) async fn release(app: &App, name: &str) {
-    if let Err(e) = app.store.release_lease(name, &app.exports.owner).await {
+    if let Err(e) = app.store.release_lease(name, &app.node_id).await {
         tracing::warn!(lease = name, error = %e, "could not release a lease");
     }
 }

@@ -53,6 +53,8 @@ pub struct App {
     pub policies: policy::Policies,
     pub exports: exports::Exports,
     pub delivery: delivery::Delivery,
+    /// This process's name as the owner of leases on background work.
+    pub node_id: String,
 }
 
 impl App {
@@ -64,7 +66,10 @@ impl App {
         admin_token_hash: [u8; 32],
     ) -> Arc<Self> {
         let delivery = delivery::Delivery::new(&settings.delivery);
+        let mut b = [0u8; 8];
+        let _ = getrandom::fill(&mut b);
         Arc::new(Self {
+            node_id: format!("node-{}", hex::encode(b)),
             delivery,
             store,
             signer,

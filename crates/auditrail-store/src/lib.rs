@@ -10,6 +10,8 @@ mod error;
 mod jobs;
 pub mod postgres;
 pub mod proofs;
+mod queue;
+mod sql;
 pub mod sqlite;
 pub mod terms;
 mod types;

@@ -14,9 +14,8 @@
 #![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use auditrail_s3_dev::DevS3;
@@ -25,50 +24,22 @@ use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use serde_json::{Value, json};
 
+#[path = "../tests/common/process.rs"]
+mod process;
 #[path = "support.rs"]
 mod support;
 
-use support::{BIN, env_u64, load, run};
+use process::Serve;
+use support::{env_u64, load, run};
 
 const ADMIN: &str = "bench-admin-token";
 const AK: &str = "AKIDBENCH0000001";
 const SK: &str = "bench-secret";
 
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(dir: &Path) -> Serve {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("AUDITRAIL_ADMIN_TOKEN", ADMIN)
-        .env(
-            "AUDITRAIL_LOG",
-            std::env::var("AUDITRAIL_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("auditrail listening on ")
-        .unwrap()
-        .to_owned();
-    Serve { child, base }
+    process::serve(ADMIN, |c| {
+        c.arg("--data-dir").arg(dir);
+    })
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {

@@ -9,9 +9,8 @@
 //! default 8), `BENCH_SEARCH_EVENTS` (default 1000000; 0 skips the search part).
 #![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,47 +20,24 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_postgres::NoTls;
 
+#[path = "../tests/common/process.rs"]
+mod process;
 #[path = "support.rs"]
 mod support;
+use process::Serve;
 use support::{BIN, env_u64, event};
 
 const ADMIN: &str = "bench-admin-token";
 const BATCH: usize = 1000;
 
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn node(dir: &Path, name: &str, url: &str) -> Node {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join(name))
-        .args(["--database-url", url])
-        .arg("--signing-key-file")
-        .arg(dir.join("signing.key"))
-        .env("AUDITRAIL_ADMIN_TOKEN", ADMIN)
-        .env("AUDITRAIL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("auditrail listening on ")
-        .unwrap()
-        .to_owned();
-    Node { child, base }
+fn node(dir: &Path, name: &str, url: &str) -> Serve {
+    process::serve(ADMIN, |c| {
+        c.arg("--data-dir")
+            .arg(dir.join(name))
+            .args(["--database-url", url])
+            .arg("--signing-key-file")
+            .arg(dir.join("signing.key"));
+    })
 }
 
 /// Creates org `id` and returns an admin key of it.
@@ -261,7 +237,7 @@ async fn ingest(server: &str, dir: &Path, n: usize, clients: usize) {
             let (dir, events) = (dir.to_owned(), &events);
             async move {
                 let db = TestDb::create(&server).await.unwrap();
-                let all: Vec<Node> = (0..k)
+                let all: Vec<Serve> = (0..k)
                     .map(|i| node(&dir, &format!("o{orgs}-n{k}-{i}"), &db.url))
                     .collect();
                 let http = reqwest::Client::new();

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use common::process::listening_base;
 use common::{BIN, independent_leaf, independent_root, run};
 use serde_json::{Value, json};
 
@@ -31,15 +32,7 @@ fn serve(dir: &Path) -> Serve {
         .stderr(Stdio::null())
         .spawn()
         .expect("start auditrail serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("auditrail listening on ")
-        .expect("listening line")
-        .to_owned();
+    let base = listening_base(&mut child);
     Serve { child, base }
 }
 

@@ -8,9 +8,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,22 +16,11 @@ use std::time::{Duration, Instant};
 use auditrail_s3_dev::DevS3;
 use auditrail_store::postgres::testdb::{TestDb, server_url};
 use base64::Engine;
-use common::{BIN, all_events, independent_leaf, independent_root};
+use common::process::{Serve as Node, serve};
+use common::{all_events, independent_leaf, independent_root};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "multinode-admin-token";
-
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The files every node of the cluster shares: keys and the exports directory.
 struct Cluster {
@@ -59,35 +46,20 @@ impl Cluster {
 
     fn node_on(&self, name: &str, url: &str) -> Node {
         let s = self.shared.path();
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(s.join(name))
-            .arg("--database-url")
-            .arg(url)
-            .arg("--signing-key-file")
-            .arg(s.join("signing.key"))
-            .arg("--secret-key-file")
-            .arg(s.join("secret.key"))
-            .arg("--exports-dir")
-            .arg(s.join("exports"))
-            .env("AUDITRAIL_ADMIN_TOKEN", ADMIN)
-            .env("AUDITRAIL_CHECKPOINT_INTERVAL", "200ms")
-            .env("AUDITRAIL_LEASE_TTL", "2s")
-            .env("AUDITRAIL_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start auditrail serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("auditrail listening on ")
-            .unwrap_or_else(|| panic!("no listening line: {line:?}"))
-            .to_owned();
-        Node { child, base }
+        serve(ADMIN, |c| {
+            c.arg("--data-dir")
+                .arg(s.join(name))
+                .arg("--database-url")
+                .arg(url)
+                .arg("--signing-key-file")
+                .arg(s.join("signing.key"))
+                .arg("--secret-key-file")
+                .arg(s.join("secret.key"))
+                .arg("--exports-dir")
+                .arg(s.join("exports"))
+                .env("AUDITRAIL_CHECKPOINT_INTERVAL", "200ms")
+                .env("AUDITRAIL_LEASE_TTL", "2s");
+        })
     }
 
     async fn call(

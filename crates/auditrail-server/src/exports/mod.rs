@@ -43,24 +43,11 @@ impl ExportSettings {
 }
 
 /// Per-process export state.
+#[derive(Default)]
 pub struct Exports {
     /// Wakes the worker when a job is queued.
     pub wake: Notify,
-    /// This process's lease owner name.
-    pub owner: String,
     link_key: OnceCell<[u8; 32]>,
-}
-
-impl Default for Exports {
-    fn default() -> Self {
-        let mut b = [0u8; 8];
-        let _ = getrandom::fill(&mut b);
-        Self {
-            wake: Notify::new(),
-            owner: format!("node-{}", hex::encode(b)),
-            link_key: OnceCell::new(),
-        }
-    }
 }
 
 /// Signs a checkpoint of `org`'s tree as it is now: the point an export is cut at.

@@ -44,7 +44,7 @@ pub(crate) async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         while let Ok(slot) = slots.clone().try_acquire_owned() {
             match app
                 .store
-                .claim_export(&app.exports.owner, now_ms(), lease_until())
+                .claim_export(&app.node_id, now_ms(), lease_until())
                 .await
             {
                 Ok(Some(job)) => {
@@ -112,7 +112,7 @@ impl From<StoreError> for Failure {
 }
 
 async fn run_job(app: &App, job: ExportJob) {
-    let owner = app.exports.owner.clone();
+    let owner = app.node_id.clone();
     let outcome = if job.attempts > MAX_ATTEMPTS {
         Err(Failure::Fatal(format!(
             "gave up after {MAX_ATTEMPTS} interrupted runs"
@@ -195,7 +195,7 @@ async fn produce(app: &App, job: &ExportJob) -> Result<ExportOutcome, Failure> {
             r = &mut work => break r,
             _ = beat.tick() => {
                 let n = rows.load(Ordering::Relaxed);
-                match app.store.export_progress(&job.id, &app.exports.owner, n, lease_until()).await {
+                match app.store.export_progress(&job.id, &app.node_id, n, lease_until()).await {
                     Ok(true) => {}
                     Ok(false) => return Err(Failure::Retry("lease lost to another node".into())),
                     Err(e) => tracing::warn!(export = job.id, error = %e, "could not record progress"),

@@ -4,11 +4,8 @@
 use tokio_postgres::{Client, Row};
 
 use crate::error::Pg;
+use crate::sql::{DESTINATION_COLS, DESTINATION_FROM};
 use crate::{DeliveryUpdate, Destination, Result, StoreError};
-
-const COLS: &str = "o.id, d.name, d.config, d.credentials, d.paused, d.delivered_seq, d.pending_first, \
-    d.pending_last, d.last_error, d.last_error_ms, d.failing_since_ms, d.last_delivery_ms, d.created_ms, d.updated_ms";
-const FROM: &str = "FROM destinations d JOIN orgs o ON o.num = d.org_num";
 
 fn row(r: &Row) -> Destination {
     let first: Option<i64> = r.get(6);
@@ -33,7 +30,9 @@ fn row(r: &Row) -> Destination {
 pub(super) async fn get(c: &Client, org_num: i64, name: &str) -> Result<Option<Destination>> {
     let r = c
         .query_opt(
-            &format!("SELECT {COLS} {FROM} WHERE d.org_num = $1 AND d.name = $2"),
+            &format!(
+                "SELECT {DESTINATION_COLS} {DESTINATION_FROM} WHERE d.org_num = $1 AND d.name = $2"
+            ),
             &[&org_num, &name],
         )
         .await
@@ -44,7 +43,7 @@ pub(super) async fn get(c: &Client, org_num: i64, name: &str) -> Result<Option<D
 pub(super) async fn list(c: &Client, org_num: Option<i64>) -> Result<Vec<Destination>> {
     let rows = c
         .query(
-            &format!("SELECT {COLS} {FROM} WHERE $1::bigint IS NULL OR d.org_num = $1 ORDER BY o.id, d.name"),
+            &format!("SELECT {DESTINATION_COLS} {DESTINATION_FROM} WHERE $1::bigint IS NULL OR d.org_num = $1 ORDER BY o.id, d.name"),
             &[&org_num],
         )
         .await

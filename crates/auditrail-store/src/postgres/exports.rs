@@ -6,11 +6,8 @@
 use tokio_postgres::{Client, Row};
 
 use crate::error::Pg;
+use crate::sql::{EXPORT_COLS, EXPORT_FROM};
 use crate::{ExportJob, ExportOutcome, ExportStatus, Result, StoreError};
-
-const COLS: &str = "e.id, o.id, e.status, e.request, e.requester, e.row_count, e.bytes, e.sha256, e.error, \
-    e.checkpoint_size, e.checkpoint, e.file, e.attempts, e.created_ms, e.started_ms, e.completed_ms, e.expires_ms";
-const FROM: &str = "FROM exports e JOIN orgs o ON o.num = e.org_num";
 
 fn row(r: &Row) -> ExportJob {
     ExportJob {
@@ -49,7 +46,7 @@ pub(super) async fn get(c: &Client, org_num: Option<i64>, id: &str) -> Result<Op
     let r = c
         .query_opt(
             &format!(
-                "SELECT {COLS} {FROM} WHERE e.id = $1 AND ($2::bigint IS NULL OR e.org_num = $2)"
+                "SELECT {EXPORT_COLS} {EXPORT_FROM} WHERE e.id = $1 AND ($2::bigint IS NULL OR e.org_num = $2)"
             ),
             &[&id, &org_num],
         )
@@ -61,7 +58,7 @@ pub(super) async fn get(c: &Client, org_num: Option<i64>, id: &str) -> Result<Op
 pub(super) async fn list(c: &Client, org_num: i64, limit: usize) -> Result<Vec<ExportJob>> {
     let rows = c
         .query(
-            &format!("SELECT {COLS} {FROM} WHERE e.org_num = $1 ORDER BY e.created_ms DESC, e.id DESC LIMIT $2"),
+            &format!("SELECT {EXPORT_COLS} {EXPORT_FROM} WHERE e.org_num = $1 ORDER BY e.created_ms DESC, e.id DESC LIMIT $2"),
             &[&org_num, &(limit.min(i64::MAX as usize) as i64)],
         )
         .await
@@ -153,7 +150,7 @@ pub(super) async fn finish(
 pub(super) async fn due_expiry(c: &Client, now_ms: i64) -> Result<Vec<ExportJob>> {
     let rows = c
         .query(
-            &format!("SELECT {COLS} {FROM} WHERE e.status = 'succeeded' AND e.expires_ms <= $1 ORDER BY e.expires_ms LIMIT 1000"),
+            &format!("SELECT {EXPORT_COLS} {EXPORT_FROM} WHERE e.status = 'succeeded' AND e.expires_ms <= $1 ORDER BY e.expires_ms LIMIT 1000"),
             &[&now_ms],
         )
         .await

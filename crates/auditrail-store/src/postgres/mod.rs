@@ -15,7 +15,7 @@ pub mod testdb;
 mod writer;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,20 +23,19 @@ use auditrail_core::merkle::{self, Frontier, NodeId};
 use auditrail_core::query::Filter;
 use auditrail_core::{Hash, PreparedEvent};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 use tokio_postgres::NoTls;
 
 use crate::error::Pg;
+use crate::queue::WriteQueue;
+use crate::sql::{KEY_COLS, ORG_COLS, now_text};
 use crate::{
     Accepted, CommitObserver, DeliveryUpdate, Destination, ExportJob, ExportOutcome, KeyRecord,
     NewCatalog, NewOrg, Org, Page, PageRequest, Result, Store, StoreError, StoredCatalog,
     StoredCheckpoint, TreeHead,
 };
-use rows::{KEY_COLS, ORG_COLS, catalog_row, key_row, org_row};
+use rows::{catalog_row, key_row, org_row};
 
-/// Events that may wait in this node's write queue; beyond it, `append` without `wait`
-/// fails with `Overloaded` instead of growing memory.
-const MAX_QUEUED_EVENTS: usize = 200_000;
 /// As on SQLite: subtrees below this level are hashed from their leaves on read.
 pub(crate) const STORED_LEVEL: u32 = 4;
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,7 +59,7 @@ impl Default for PgOptions {
 pub struct PgStore {
     pool: Pool,
     writers: writer::Writers,
-    queue: Arc<Semaphore>,
+    queue: WriteQueue,
     org_nums: RwLock<HashMap<String, i64>>,
 }
 
@@ -97,7 +96,7 @@ impl PgStore {
         Ok(Self {
             writers: writer::Writers::new(pool.clone(), options.on_commit),
             pool,
-            queue: Arc::new(Semaphore::new(MAX_QUEUED_EVENTS)),
+            queue: WriteQueue::new(),
             org_nums: RwLock::new(HashMap::new()),
         })
     }
@@ -148,10 +147,6 @@ pub(crate) fn frontier_of(size: i64, bytes: &[u8]) -> Result<Frontier> {
 fn to_hash(b: &[u8], what: &dyn std::fmt::Display) -> Result<Hash> {
     b.try_into()
         .map_err(|_| StoreError::Corrupt(format!("hash of {what} is malformed")))
-}
-
-fn now_text() -> String {
-    auditrail_core::time::format_millis(chrono::Utc::now().timestamp_millis())
 }
 
 /// Takes a transaction-scoped lock on one org's catalog (its versions are numbered).
@@ -399,19 +394,7 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let org_num = self.org_num(org).await?;
-        let n = u32::try_from(events.len().min(MAX_QUEUED_EVENTS)).unwrap_or(u32::MAX);
-        let permit = if wait {
-            self.queue
-                .clone()
-                .acquire_many_owned(n)
-                .await
-                .map_err(|_| StoreError::Unavailable("closed".into()))?
-        } else {
-            self.queue
-                .clone()
-                .try_acquire_many_owned(n)
-                .map_err(|_| StoreError::Overloaded)?
-        };
+        let permit = self.queue.admit(events.len(), wait).await?;
         let (tx, rx) = oneshot::channel();
         self.writers.send(writer::Append {
             org_num,

@@ -4,10 +4,6 @@ use tokio_postgres::Row;
 
 use crate::{KeyRecord, Org, Role, StoredCatalog};
 
-pub(super) const ORG_COLS: &str = "id, name, strict, retention_days, \
-    (SELECT name FROM catalogs c WHERE c.org_num = orgs.num ORDER BY version DESC LIMIT 1), \
-    (SELECT max(version) FROM catalogs c WHERE c.org_num = orgs.num), created_at";
-
 pub(super) fn org_row(r: &Row) -> Org {
     Org {
         id: r.get(0),
@@ -28,9 +24,6 @@ pub(super) fn catalog_row(r: &Row) -> StoredCatalog {
         created_at: r.get(3),
     }
 }
-
-pub(super) const KEY_COLS: &str =
-    "k.id, o.id, k.name, k.role, k.secret_hash, k.created_at, k.revoked_at";
 
 pub(super) fn key_row(r: &Row) -> KeyRecord {
     let role: &str = r.get(3);

@@ -3,8 +3,8 @@
 //! An org's task takes the first waiting append and everything else already queued (up
 //! to a cap) and writes them in one transaction: one commit, one WAL flush for many
 //! requests. The transaction first locks the org's row and reads its head from it: tree
-//! size, frontier, last `received_at`. Holding those row locks until commit is what makes several nodes
-//! produce one gapless seq order and one tree per org. Nothing is cached between
+//! size, frontier, last `received_at`. Holding that row lock until commit is what makes
+//! several nodes produce one gapless seq order and one tree per org. Nothing is cached between
 //! groups, so a node never works from a stale head, and a failed transaction leaves
 //! nothing behind. Callers hear back only after the commit.
 
@@ -12,8 +12,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use auditrail_core::PreparedEvent;
-use auditrail_core::merkle::Frontier;
+use auditrail_core::merkle::{Frontier, NodeId};
+use auditrail_core::{Hash, PreparedEvent};
 use deadpool_postgres::Pool;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -74,6 +74,7 @@ impl Writers {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(run(
                 self.pool.clone(),
+                job.org_num,
                 rx,
                 self.observer.clone(),
                 self.partitions.clone(),
@@ -95,6 +96,7 @@ const IDLE: Duration = Duration::from_secs(60);
 
 async fn run(
     pool: Pool,
+    org_num: i64,
     mut rx: mpsc::UnboundedReceiver<Append>,
     observer: Option<CommitObserver>,
     partitions: Arc<Mutex<HashSet<String>>>,
@@ -125,7 +127,7 @@ async fn run(
             }
         }
         let started = Instant::now();
-        match write_group(&pool, &group, &partitions).await {
+        match write_group(&pool, org_num, &group, &partitions).await {
             Ok(outcomes) => {
                 for (job, out) in group.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(out));
@@ -152,38 +154,96 @@ async fn run(
     tracing::debug!("writer: queue closed, exiting");
 }
 
-/// One org's head while the group is being written.
+/// The org's head as the group leaves it.
 #[derive(Clone)]
 struct Head {
     frontier: Frontier,
     received_ms: i64,
 }
 
-/// The rows a group inserts, column by column (for `unnest`).
-#[derive(Default)]
-struct Rows {
-    org: Vec<i64>,
-    seq: Vec<i64>,
-    occurred: Vec<i64>,
-    received: Vec<i64>,
-    action: Vec<String>,
-    actor: Vec<Option<String>>,
-    rtype: Vec<Option<String>>,
-    rid: Vec<Option<String>>,
-    scope: Vec<Option<String>>,
-    leaf: Vec<Vec<u8>>,
-    body: Vec<String>,
-    idem_org: Vec<i64>,
-    idem_id: Vec<String>,
-    idem_seq: Vec<i64>,
-    node_org: Vec<i64>,
-    node_level: Vec<i32>,
-    node_idx: Vec<i64>,
-    node_hash: Vec<Vec<u8>>,
+/// One event as it will be stored.
+struct Row<'a> {
+    ev: &'a PreparedEvent,
+    seq: i64,
+    received_ms: i64,
+    leaf: Hash,
+    body: String,
+}
+
+/// What a group writes: its new events, the client ids they claim, the tree nodes they
+/// complete, the head after them, and each request's answer.
+struct Plan<'a> {
+    rows: Vec<Row<'a>>,
+    claims: Vec<(&'a str, i64)>,
+    nodes: Vec<(NodeId, Hash)>,
+    head: Head,
+    outcomes: Vec<Vec<Accepted>>,
+}
+
+/// Seqs, bodies, leaves and tree nodes for `group` after `head`, treating the client ids
+/// in `known` (and repeats within the group) as resends of their earlier seq.
+fn plan<'a>(
+    group: &'a [Append],
+    mut head: Head,
+    known: &'a HashMap<String, i64>,
+    now_ms: i64,
+) -> Plan<'a> {
+    let mut claimed: HashMap<&str, i64> = known.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let (mut rows, mut claims, mut nodes) = (Vec::new(), Vec::new(), Vec::new());
+    let received_ms = now_ms.max(head.received_ms);
+    head.received_ms = received_ms;
+    let outcomes = group
+        .iter()
+        .map(|a| {
+            a.events
+                .iter()
+                .map(|ev| {
+                    let seq = head.frontier.size() + 1;
+                    if let Some(cid) = ev.client_id.as_deref() {
+                        if let Some(&earlier) = claimed.get(cid) {
+                            return Accepted {
+                                id: cid.to_owned(),
+                                seq: earlier as u64,
+                                duplicate: true,
+                            };
+                        }
+                        claimed.insert(cid, seq as i64);
+                        claims.push((cid, seq as i64));
+                    }
+                    let (body, leaf) = ev.finish(received_ms, seq);
+                    head.frontier.push(leaf, |id, h| {
+                        if id.level >= STORED_LEVEL {
+                            nodes.push((id, *h));
+                        }
+                    });
+                    rows.push(Row {
+                        ev,
+                        seq: seq as i64,
+                        received_ms,
+                        leaf,
+                        body,
+                    });
+                    Accepted {
+                        id: ev.id.clone(),
+                        seq,
+                        duplicate: false,
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    Plan {
+        rows,
+        claims,
+        nodes,
+        head,
+        outcomes,
+    }
 }
 
 async fn write_group(
     pool: &Pool,
+    org_num: i64,
     group: &[Append],
     partitions: &Mutex<HashSet<String>>,
 ) -> Result<Vec<Vec<Accepted>>> {
@@ -202,38 +262,32 @@ async fn write_group(
         }
     }
     let tx = client.transaction().await.pg("begin append")?;
-    let mut nums: Vec<i64> = group.iter().map(|a| a.org_num).collect();
-    nums.sort_unstable();
-    nums.dedup();
     let lock = tx
         .prepare_cached(
-            "SELECT num, tree_size, frontier, last_received_ms FROM orgs WHERE num = ANY($1) ORDER BY num FOR UPDATE",
+            "SELECT tree_size, frontier, last_received_ms FROM orgs WHERE num = $1 FOR UPDATE",
         )
         .await
         .pg("prepare head lock")?;
-    let mut heads: HashMap<i64, Head> = HashMap::new();
-    for row in tx.query(&lock, &[&nums]).await.pg("lock log heads")? {
-        let size: i64 = row.get(1);
-        let frontier = frontier_of(size, row.get(2))?;
-        heads.insert(
-            row.get(0),
-            Head {
-                frontier,
-                received_ms: row.get(3),
-            },
-        );
-    }
+    let row = tx
+        .query_opt(&lock, &[&org_num])
+        .await
+        .pg("lock log head")?
+        .ok_or(StoreError::NotFound { what: "org" })?;
+    let locked = Head {
+        frontier: frontier_of(row.get(0), row.get(1))?,
+        received_ms: row.get(2),
+    };
     // Optimistically, no client id was seen before: claim them all with the seqs this
     // plan gives. A conflict means a resend; then undo the claim, look the ids up, and
     // plan again with the earlier seqs.
-    let locked = heads;
-    let mut heads = locked.clone();
-    let (mut rows, mut outcomes) = plan(group, &mut heads, HashMap::new(), now_ms)?;
-    if !rows.idem_id.is_empty() {
+    let none = HashMap::new();
+    let mut known = HashMap::new();
+    let mut plan_ = plan(group, locked.clone(), &none, now_ms);
+    if !plan_.claims.is_empty() {
         tx.batch_execute("SAVEPOINT claim").await.pg("savepoint")?;
         // A plain COPY: the unique index refuses a resend, far cheaper than checking
         // each row with ON CONFLICT when resends are rare.
-        let resend = match copy_idem(&tx, &rows).await {
+        let resend = match copy_idem(&tx, org_num, &plan_.claims).await {
             Ok(()) => false,
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => true,
             Err(e) => return Err(e).pg("claim idempotency keys"),
@@ -242,204 +296,136 @@ async fn write_group(
             tx.batch_execute("ROLLBACK TO SAVEPOINT claim")
                 .await
                 .pg("undo claim")?;
-            let seen = tx
-                .prepare_cached(
-                    "SELECT i.org_num, i.id, i.seq FROM idem i JOIN unnest($1::bigint[], $2::text[]) AS u(org_num, id) \
-                     ON i.org_num = u.org_num AND i.id = u.id",
-                )
-                .await
-                .pg("prepare idempotency read")?;
-            let mut known = HashMap::new();
+            let ids: Vec<&str> = plan_.claims.iter().map(|(id, _)| *id).collect();
             for row in tx
-                .query(&seen, &[&rows.idem_org, &rows.idem_id])
+                .query(
+                    "SELECT id, seq FROM idem WHERE org_num = $1 AND id = ANY($2)",
+                    &[&org_num, &ids],
+                )
                 .await
                 .pg("read idempotency keys")?
             {
-                known.insert((row.get(0), row.get(1)), row.get(2));
+                known.insert(row.get(0), row.get(1));
             }
-            heads = locked.clone();
-            (rows, outcomes) = plan(group, &mut heads, known, now_ms)?;
-            if !rows.idem_id.is_empty() {
-                copy_idem(&tx, &rows).await.pg("claim idempotency keys")?;
+            plan_ = plan(group, locked, &known, now_ms);
+            if !plan_.claims.is_empty() {
+                copy_idem(&tx, org_num, &plan_.claims)
+                    .await
+                    .pg("claim idempotency keys")?;
             }
         }
     }
-    if !rows.seq.is_empty() {
-        // Binary COPY: the cheapest way into PostgreSQL for many rows.
-        let sink = tx
-            .copy_in(
-                "COPY events (org_num, seq, occurred_us, received_ms, action, actor_id, resource_type, resource_id, scope_id, leaf, body) FROM STDIN BINARY",
-            )
-            .await
-            .pg("start event copy")?;
-        let (i8, text, bytea) = (Type::INT8, Type::TEXT, Type::BYTEA);
-        let types = [
-            i8.clone(),
-            i8.clone(),
-            i8.clone(),
-            i8,
-            text.clone(),
-            text.clone(),
-            text.clone(),
-            text.clone(),
-            text.clone(),
-            bytea,
-            text,
-        ];
-        let writer = BinaryCopyInWriter::new(sink, &types);
-        let mut writer = std::pin::pin!(writer);
-        for i in 0..rows.seq.len() {
-            writer
-                .as_mut()
-                .write(&[
-                    &rows.org[i],
-                    &rows.seq[i],
-                    &rows.occurred[i],
-                    &rows.received[i],
-                    &rows.action[i],
-                    &rows.actor[i],
-                    &rows.rtype[i],
-                    &rows.rid[i],
-                    &rows.scope[i],
-                    &rows.leaf[i],
-                    &rows.body[i],
-                ])
-                .await
-                .pg("copy events")?;
-        }
-        writer.as_mut().finish().await.pg("finish event copy")?;
+    let Plan {
+        rows,
+        nodes,
+        head,
+        outcomes,
+        ..
+    } = plan_;
+    if !rows.is_empty() {
+        copy_events(&tx, org_num, &rows).await.pg("copy events")?;
     }
-    if !rows.node_idx.is_empty() {
+    if !nodes.is_empty() {
+        let (mut level, mut idx, mut hash) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, h) in &nodes {
+            level.push(id.level as i32);
+            idx.push(id.index as i64);
+            hash.push(&h[..]);
+        }
         let ins = tx
             .prepare_cached(
-                "INSERT INTO nodes (org_num, level, idx, hash) SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bytea[])",
+                "INSERT INTO nodes (org_num, level, idx, hash) SELECT $1, * FROM unnest($2::int[], $3::bigint[], $4::bytea[])",
             )
             .await
             .pg("prepare node insert")?;
-        tx.execute(
-            &ins,
-            &[
-                &rows.node_org,
-                &rows.node_level,
-                &rows.node_idx,
-                &rows.node_hash,
-            ],
-        )
-        .await
-        .pg("insert tree nodes")?;
+        tx.execute(&ins, &[&org_num, &level, &idx, &hash])
+            .await
+            .pg("insert tree nodes")?;
     }
-    let (mut h_num, mut h_size, mut h_frontier, mut h_received) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (num, head) in &heads {
-        h_num.push(*num);
-        h_size.push(head.frontier.size() as i64);
-        h_frontier.push(
-            head.frontier
-                .hashes()
-                .flatten()
-                .copied()
-                .collect::<Vec<u8>>(),
-        );
-        h_received.push(head.received_ms);
-    }
+    let frontier: Vec<u8> = head.frontier.hashes().flatten().copied().collect();
     let upd = tx
         .prepare_cached(
-            "UPDATE orgs o SET tree_size = u.size, frontier = u.frontier, last_received_ms = u.received \
-             FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bigint[]) AS u(num, size, frontier, received) \
-             WHERE o.num = u.num",
+            "UPDATE orgs SET tree_size = $2, frontier = $3, last_received_ms = $4 WHERE num = $1",
         )
         .await
         .pg("prepare head update")?;
-    tx.execute(&upd, &[&h_num, &h_size, &h_frontier, &h_received])
-        .await
-        .pg("advance log heads")?;
+    tx.execute(
+        &upd,
+        &[
+            &org_num,
+            &(head.frontier.size() as i64),
+            &frontier,
+            &head.received_ms,
+        ],
+    )
+    .await
+    .pg("advance log head")?;
     tx.commit().await.pg("commit append")?;
     Ok(outcomes)
 }
 
-/// Seqs, bodies, leaves and tree nodes for `group` after `heads`, treating the client
-/// ids in `claimed` (and repeats within the group) as resends of their earlier seq.
-fn plan(
-    group: &[Append],
-    heads: &mut HashMap<i64, Head>,
-    mut claimed: HashMap<(i64, String), i64>,
-    now_ms: i64,
-) -> Result<(Rows, Vec<Vec<Accepted>>)> {
-    let mut rows = Rows::default();
-    let mut outcomes = Vec::with_capacity(group.len());
-    for Append {
-        org_num, events, ..
-    } in group
-    {
-        let org_num = *org_num;
-        let head = heads
-            .get_mut(&org_num)
-            .ok_or(StoreError::NotFound { what: "org" })?;
-        let received_ms = now_ms.max(head.received_ms);
-        head.received_ms = received_ms;
-        let mut out = Vec::with_capacity(events.len());
-        for ev in events {
-            let seq = head.frontier.size() + 1;
-            if let Some(cid) = ev.client_id.as_deref() {
-                if let Some(&earlier) = claimed.get(&(org_num, cid.to_owned())) {
-                    out.push(Accepted {
-                        id: cid.to_owned(),
-                        seq: earlier as u64,
-                        duplicate: true,
-                    });
-                    continue;
-                }
-                claimed.insert((org_num, cid.to_owned()), seq as i64);
-                rows.idem_org.push(org_num);
-                rows.idem_id.push(cid.to_owned());
-                rows.idem_seq.push(seq as i64);
-            }
-            let (body, leaf) = ev.finish(received_ms, seq);
-            rows.org.push(org_num);
-            rows.seq.push(seq as i64);
-            rows.occurred.push(ev.occurred_us);
-            rows.received.push(received_ms);
-            rows.action.push(ev.terms.action.clone());
-            rows.actor.push(ev.terms.actor_id.clone());
-            rows.rtype.push(ev.terms.resource_type.clone());
-            rows.rid.push(ev.terms.resource_id.clone());
-            rows.scope.push(ev.terms.scope_id.clone());
-            rows.leaf.push(leaf.to_vec());
-            rows.body.push(body);
-            head.frontier.push(leaf, |id, h| {
-                if id.level >= STORED_LEVEL {
-                    rows.node_org.push(org_num);
-                    rows.node_level.push(id.level as i32);
-                    rows.node_idx.push(id.index as i64);
-                    rows.node_hash.push(h.to_vec());
-                }
-            });
-            out.push(Accepted {
-                id: ev.id.clone(),
-                seq,
-                duplicate: false,
-            });
-        }
-        outcomes.push(out);
+/// The group's events in one binary COPY: the cheapest way into PostgreSQL for many rows.
+async fn copy_events(
+    tx: &deadpool_postgres::Transaction<'_>,
+    org_num: i64,
+    rows: &[Row<'_>],
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let sink = tx
+        .copy_in(
+            "COPY events (org_num, seq, occurred_us, received_ms, action, actor_id, resource_type, resource_id, scope_id, leaf, body) FROM STDIN BINARY",
+        )
+        .await?;
+    let (i8, text) = (Type::INT8, Type::TEXT);
+    let types = [
+        i8.clone(),
+        i8.clone(),
+        i8.clone(),
+        i8,
+        text.clone(),
+        text.clone(),
+        text.clone(),
+        text.clone(),
+        text.clone(),
+        Type::BYTEA,
+        text,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    let mut writer = std::pin::pin!(writer);
+    for r in rows {
+        let t = &r.ev.terms;
+        writer
+            .as_mut()
+            .write(&[
+                &org_num,
+                &r.seq,
+                &r.ev.occurred_us,
+                &r.received_ms,
+                &t.action,
+                &t.actor_id,
+                &t.resource_type,
+                &t.resource_id,
+                &t.scope_id,
+                &&r.leaf[..],
+                &r.body,
+            ])
+            .await?;
     }
-    Ok((rows, outcomes))
+    writer.as_mut().finish().await.map(|_| ())
 }
 
 /// Claims the group's client ids in one binary COPY.
 async fn copy_idem(
     tx: &deadpool_postgres::Transaction<'_>,
-    rows: &Rows,
+    org_num: i64,
+    claims: &[(&str, i64)],
 ) -> std::result::Result<(), tokio_postgres::Error> {
     let sink = tx
         .copy_in("COPY idem (org_num, id, seq) FROM STDIN BINARY")
         .await?;
     let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT, Type::INT8]);
     let mut writer = std::pin::pin!(writer);
-    for i in 0..rows.idem_id.len() {
-        writer
-            .as_mut()
-            .write(&[&rows.idem_org[i], &rows.idem_id[i], &rows.idem_seq[i]])
-            .await?;
+    for (id, seq) in claims {
+        writer.as_mut().write(&[&org_num, id, seq]).await?;
     }
     writer.as_mut().finish().await.map(|_| ())
 }

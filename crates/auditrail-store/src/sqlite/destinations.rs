@@ -3,11 +3,8 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::error::Context;
+use crate::sql::{DESTINATION_COLS, DESTINATION_FROM};
 use crate::{DeliveryUpdate, Destination, Result};
-
-const COLS: &str = "o.id, d.name, d.config, d.credentials, d.paused, d.delivered_seq, d.pending_first, \
-    d.pending_last, d.last_error, d.last_error_ms, d.failing_since_ms, d.last_delivery_ms, d.created_ms, d.updated_ms";
-const FROM: &str = "FROM destinations d JOIN orgs o ON o.num = d.org_num";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Destination> {
     let first: Option<i64> = r.get(6)?;
@@ -31,7 +28,9 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Destination> {
 
 pub(super) fn get(c: &Connection, org_num: i64, name: &str) -> Result<Option<Destination>> {
     c.query_row(
-        &format!("SELECT {COLS} {FROM} WHERE d.org_num = ?1 AND d.name = ?2"),
+        &format!(
+            "SELECT {DESTINATION_COLS} {DESTINATION_FROM} WHERE d.org_num = ?1 AND d.name = ?2"
+        ),
         params![org_num, name],
         row,
     )
@@ -42,7 +41,7 @@ pub(super) fn get(c: &Connection, org_num: i64, name: &str) -> Result<Option<Des
 pub(super) fn list(c: &Connection, org_num: Option<i64>) -> Result<Vec<Destination>> {
     let mut st = c
         .prepare(&format!(
-            "SELECT {COLS} {FROM} WHERE ?1 IS NULL OR d.org_num = ?1 ORDER BY o.id, d.name"
+            "SELECT {DESTINATION_COLS} {DESTINATION_FROM} WHERE ?1 IS NULL OR d.org_num = ?1 ORDER BY o.id, d.name"
         ))
         .op("list destinations")?;
     st.query_map([org_num], row)

@@ -5,11 +5,8 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::error::Context;
+use crate::sql::{EXPORT_COLS, EXPORT_FROM};
 use crate::{ExportJob, ExportOutcome, ExportStatus, Result, StoreError};
-
-const COLS: &str = "e.id, o.id, e.status, e.request, e.requester, e.row_count, e.bytes, e.sha256, e.error, \
-    e.checkpoint_size, e.checkpoint, e.file, e.attempts, e.created_ms, e.started_ms, e.completed_ms, e.expires_ms";
-const FROM: &str = "FROM exports e JOIN orgs o ON o.num = e.org_num";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportJob> {
     let status: String = r.get(2)?;
@@ -54,14 +51,18 @@ pub(super) fn create(t: &Transaction<'_>, org_num: i64, job: &ExportJob) -> Resu
 }
 
 fn by_id(c: &Connection, id: &str) -> Result<Option<ExportJob>> {
-    c.query_row(&format!("SELECT {COLS} {FROM} WHERE e.id = ?1"), [id], row)
-        .optional()
-        .op("read export")
+    c.query_row(
+        &format!("SELECT {EXPORT_COLS} {EXPORT_FROM} WHERE e.id = ?1"),
+        [id],
+        row,
+    )
+    .optional()
+    .op("read export")
 }
 
 pub(super) fn get(c: &Connection, org_num: i64, id: &str) -> Result<Option<ExportJob>> {
     c.query_row(
-        &format!("SELECT {COLS} {FROM} WHERE e.id = ?1 AND e.org_num = ?2"),
+        &format!("SELECT {EXPORT_COLS} {EXPORT_FROM} WHERE e.id = ?1 AND e.org_num = ?2"),
         params![id, org_num],
         row,
     )
@@ -72,7 +73,7 @@ pub(super) fn get(c: &Connection, org_num: i64, id: &str) -> Result<Option<Expor
 pub(super) fn list(c: &Connection, org_num: i64, limit: usize) -> Result<Vec<ExportJob>> {
     let mut s = c
         .prepare(&format!(
-            "SELECT {COLS} {FROM} WHERE e.org_num = ?1 ORDER BY e.created_ms DESC, e.id DESC LIMIT ?2"
+            "SELECT {EXPORT_COLS} {EXPORT_FROM} WHERE e.org_num = ?1 ORDER BY e.created_ms DESC, e.id DESC LIMIT ?2"
         ))
         .op("list exports")?;
     let rows = s
@@ -161,7 +162,7 @@ pub(super) fn finish(
 pub(super) fn due_expiry(c: &Connection, now_ms: i64) -> Result<Vec<ExportJob>> {
     let mut s = c
         .prepare(&format!(
-            "SELECT {COLS} {FROM} WHERE e.status = 'succeeded' AND e.expires_ms <= ?1 ORDER BY e.expires_ms LIMIT 1000"
+            "SELECT {EXPORT_COLS} {EXPORT_FROM} WHERE e.status = 'succeeded' AND e.expires_ms <= ?1 ORDER BY e.expires_ms LIMIT 1000"
         ))
         .op("list expiring exports")?;
     let rows = s.query_map([now_ms], row).op("list expiring exports")?;

@@ -10,29 +10,28 @@ mod writer;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 
 use async_trait::async_trait;
 use auditrail_core::merkle::{self, NodeId};
 use auditrail_core::query::Filter;
 use auditrail_core::{Hash, PreparedEvent};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 pub use crate::CommitStats;
 use schema::{MAX_SEQ, rid, seq_of};
 use writer::{Job, Writer};
 
 use crate::error::Context;
+use crate::queue::WriteQueue;
+use crate::sql::{KEY_COLS, ORG_COLS, now_text};
 use crate::{
-    Accepted, DeliveryUpdate, Destination, ExportJob, ExportOutcome, KeyRecord, NewCatalog, NewOrg,
-    Org, Page, PageRequest, Result, Role, Store, StoreError, StoredCatalog, StoredCheckpoint,
-    TreeHead,
+    Accepted, CommitObserver, DeliveryUpdate, Destination, ExportJob, ExportOutcome, KeyRecord,
+    NewCatalog, NewOrg, Org, Page, PageRequest, Result, Role, Store, StoreError, StoredCatalog,
+    StoredCheckpoint, TreeHead,
 };
 
-/// Events that may wait in the write queue; beyond this, `append` without `wait` fails
-/// with `Overloaded` instead of growing memory.
-const MAX_QUEUED_EVENTS: usize = 200_000;
 const DB_FILE: &str = "auditrail.db";
 const LOCK_FILE: &str = "auditrail.lock";
 
@@ -40,7 +39,7 @@ pub struct SqliteStore {
     path: PathBuf,
     sender: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    queue: Arc<Semaphore>,
+    queue: WriteQueue,
     readers: Mutex<Vec<Connection>>,
     org_nums: RwLock<HashMap<String, i64>>,
     _lock: File,
@@ -48,7 +47,7 @@ pub struct SqliteStore {
 
 pub struct Options {
     /// Called after each group commit (for metrics).
-    pub on_commit: Option<Arc<dyn Fn(CommitStats) + Send + Sync>>,
+    pub on_commit: Option<CommitObserver>,
 }
 
 impl SqliteStore {
@@ -82,7 +81,7 @@ impl SqliteStore {
             path,
             sender: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
-            queue: Arc::new(Semaphore::new(MAX_QUEUED_EVENTS)),
+            queue: WriteQueue::new(),
             readers: Mutex::new(Vec::new()),
             org_nums: RwLock::new(HashMap::new()),
             _lock: lock,
@@ -275,10 +274,6 @@ fn org_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Org> {
     })
 }
 
-const ORG_COLS: &str = "id, name, strict, retention_days, \
-    (SELECT name FROM catalogs c WHERE c.org_num = orgs.num ORDER BY version DESC LIMIT 1), \
-    (SELECT max(version) FROM catalogs c WHERE c.org_num = orgs.num), created_at";
-
 fn catalog_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCatalog> {
     Ok(StoredCatalog {
         version: r.get(0)?,
@@ -297,7 +292,6 @@ fn current_catalog(t: &Connection, org_num: i64) -> Result<Option<StoredCatalog>
     .optional()
     .op("read catalog")
 }
-const KEY_COLS: &str = "k.id, o.id, k.name, k.role, k.secret_hash, k.created_at, k.revoked_at";
 
 fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
     let role: String = r.get(3)?;
@@ -311,10 +305,6 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
         created_at: r.get(5)?,
         revoked_at: r.get(6)?,
     })
-}
-
-fn now_text() -> String {
-    auditrail_core::time::format_millis(chrono::Utc::now().timestamp_millis())
 }
 
 #[async_trait]
@@ -513,19 +503,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let org_num = self.org_num(org).await?;
-        let n = u32::try_from(events.len().min(MAX_QUEUED_EVENTS)).unwrap_or(u32::MAX);
-        let permit = if wait {
-            self.queue
-                .clone()
-                .acquire_many_owned(n)
-                .await
-                .map_err(|_| StoreError::Unavailable("closed".into()))?
-        } else {
-            self.queue
-                .clone()
-                .try_acquire_many_owned(n)
-                .map_err(|_| StoreError::Overloaded)?
-        };
+        let permit = self.queue.admit(events.len(), wait).await?;
         let (tx, rx) = oneshot::channel();
         self.send(Job::Append(writer::Append {
             org_num,

@@ -6,6 +6,8 @@
     reason = "test helpers: a panic is a failed test"
 )]
 
+pub mod process;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

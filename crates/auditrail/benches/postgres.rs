@@ -36,7 +36,9 @@ fn node(dir: &Path, name: &str, url: &str) -> Serve {
             .arg(dir.join(name))
             .args(["--database-url", url])
             .arg("--signing-key-file")
-            .arg(dir.join("signing.key"));
+            .arg(dir.join("signing.key"))
+            .arg("--secret-key-file")
+            .arg(dir.join("secret.key"));
     })
 }
 
@@ -293,6 +295,8 @@ async fn search(server: &str, dir: &Path, n: u64) {
             .arg(dir.join("search"))
             .arg("--signing-key-file")
             .arg(dir.join("signing.key"))
+            .arg("--secret-key-file")
+            .arg(dir.join("secret.key"))
             .args(["--database-url", &db.url])
             .output()
             .unwrap();

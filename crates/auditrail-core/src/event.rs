@@ -50,7 +50,9 @@ pub const MAX_ID_LEN: usize = 256;
 pub const MAX_ACTION_LEN: usize = 128;
 pub const MAX_TEXT_LEN: usize = 1024;
 pub const ACTOR_TYPES: [&str; 4] = ["USER", "API_KEY", "GRAPH", "SYSTEM"];
-pub const OUTCOMES: [&str; 2] = ["success", "failure"];
+/// `unknown`: the recorder could not learn it (the capture gateway stopped, or the
+/// upstream did not answer in time, while the action was being carried out).
+pub const OUTCOMES: [&str; 3] = ["success", "failure", "unknown"];
 
 /// One problem with one field of one event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -49,6 +49,9 @@ enum Command {
     /// Verify a delivered log (s3://bucket/prefix or a local copy): every seq once,
     /// every leaf recomputed, every signed checkpoint matched
     Verify(cmd::verify::Args),
+    /// Run the GraphQL capture gateway: a reverse proxy in front of a GraphQL API that
+    /// records every operation the catalog names
+    Gateway(Box<cmd::gateway::Args>),
     /// Configuration helpers
     Config {
         #[command(subcommand)]
@@ -76,6 +79,7 @@ fn main() -> std::process::ExitCode {
             Command::Ingest(args) => cmd::ingest::run(&cli.overrides, args).await,
             Command::Export(args) => cmd::export::run(&cli.overrides, args).await,
             Command::Verify(args) => cmd::verify::run(args).await,
+            Command::Gateway(args) => cmd::gateway::run(&cli.overrides, *args).await,
             Command::Config { command } => cmd::config(command),
         }
     });

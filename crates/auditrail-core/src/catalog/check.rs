@@ -48,6 +48,23 @@ pub fn hmac_value(key: &[u8; 32], value: &Value) -> String {
 
 pub const REDACTED: &str = "[REDACTED]";
 
+/// Whether `v` is already what a sensitive value becomes under `mode`: `"[REDACTED]"`,
+/// or in `hmac` mode an `hmac-sha256:` digest. Such a value (sent by the capture
+/// gateway, which replaces secrets before they touch its spool) is kept as it is rather
+/// than replaced a second time.
+pub fn is_redaction(mode: Redaction, v: &Value) -> bool {
+    let Value::String(s) = v else {
+        return false;
+    };
+    if s == REDACTED {
+        return true;
+    }
+    mode == Redaction::Hmac
+        && s.strip_prefix("hmac-sha256:").is_some_and(|h| {
+            h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
 /// Where in `details` the walk is; rendered only when a problem is reported.
 #[derive(Clone, Copy)]
 enum At<'a> {
@@ -214,6 +231,9 @@ impl Walk<'_, '_> {
 
     fn member(&mut self, node: &Node, v: &Value, at: &At<'_>) -> Edit {
         if node.sensitive && !v.is_null() {
+            if is_redaction(self.policy.catalog.doc.options.sensitive, v) {
+                return Edit::Keep;
+            }
             return Edit::Set(self.policy.redact(v));
         }
         if node.children.is_empty() {

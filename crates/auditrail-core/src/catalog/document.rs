@@ -21,7 +21,31 @@ pub struct Document {
     pub options: Options,
     #[serde(default)]
     pub resource_types: BTreeMap<String, ResourceType>,
+    /// How the GraphQL capture gateway fills in resource ids and scopes.
+    #[serde(default, skip_serializing_if = "GatewayRule::is_empty")]
+    pub gateway: GatewayRule,
     pub actions: BTreeMap<String, Action>,
+}
+
+/// Which arguments of a GraphQL field name the event's resource and scope. Each list is
+/// tried in order and the first argument present (a string or a number) wins; dotted
+/// paths reach into input objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayRule {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_id: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scope_id: Vec<String>,
+    /// `scope.type` of the events (e.g. `PROJECT`, `GRAPH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_type: Option<String>,
+}
+
+impl GatewayRule {
+    pub fn is_empty(&self) -> bool {
+        self.resource_id.is_empty() && self.scope_id.is_empty() && self.scope_type.is_none()
+    }
 }
 
 /// How an org using the catalog treats what the catalog does not name.
@@ -100,6 +124,10 @@ pub struct Action {
     /// Overrides `options.details` for this action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<DetailsRule>,
+    /// Overrides the catalog's `gateway` lists for this action (each list given replaces
+    /// the catalog's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayRule>,
     /// When a source lists the same operation more than once with different parameters,
     /// each listing; the action accepts the union of their parameters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -12,9 +12,10 @@ mod document;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub use builtin::{BUILTIN_NAMES, builtin, builtin_source};
-pub use check::{Checked, Policy, hmac_value};
+pub use check::{Checked, Policy, REDACTED, hmac_value, is_redaction};
 pub use document::{
-    Action, DetailsRule, Document, Form, Options, Redaction, ResourceType, UnknownDetails,
+    Action, DetailsRule, Document, Form, GatewayRule, Options, Redaction, ResourceType,
+    UnknownDetails,
 };
 
 use crate::FieldError;
@@ -165,6 +166,7 @@ impl Catalog {
                 fail(format!("resource_types.{name}"), format!("name {r}"));
             }
         }
+        check_gateway(&doc.gateway, "gateway", &mut fail);
         let mut actions = HashMap::with_capacity(doc.actions.len());
         for (name, a) in &doc.actions {
             let at = format!("actions.{name}");
@@ -186,6 +188,9 @@ impl Catalog {
                         );
                     }
                 }
+            }
+            if let Some(g) = &a.gateway {
+                check_gateway(g, &format!("{at}.gateway"), &mut fail);
             }
             let open = a.details.unwrap_or(doc.options.details) == DetailsRule::Open;
             let mut params = Node {
@@ -282,8 +287,22 @@ impl Catalog {
     }
 }
 
+/// Checks the argument paths and scope type of a `gateway` table.
+fn check_gateway(g: &GatewayRule, at: &str, fail: &mut dyn FnMut(String, String)) {
+    for (list, paths) in [("resource_id", &g.resource_id), ("scope_id", &g.scope_id)] {
+        for (i, p) in paths.iter().enumerate() {
+            if let Err(r) = parse_path(p) {
+                fail(format!("{at}.{list}[{i}]"), r);
+            }
+        }
+    }
+    if let Some(r) = g.scope_type.as_deref().and_then(bad_name) {
+        fail(format!("{at}.scope_type"), r);
+    }
+}
+
 /// Splits a dotted parameter path, refusing empty or malformed segments.
-fn parse_path(p: &str) -> Result<Vec<&str>, String> {
+pub fn parse_path(p: &str) -> Result<Vec<&str>, String> {
     let parts: Vec<&str> = p.split('.').collect();
     for part in &parts {
         if part.is_empty() {

@@ -340,6 +340,32 @@ fn hmac_mode_is_stable_keyed_and_matches_hmac_value() {
     );
     assert_ne!(h, hmac_value(&[8; 32], &json!("hunter2")));
     assert_ne!(hmac_value(&KEY, &json!(12)), hmac_value(&KEY, &json!("13")));
+    // A value already replaced (by the capture gateway) is kept, not hashed again.
+    let again = run(&p, "setPassword", None, json!({"newPassword": h})).0;
+    assert_eq!(again.details, None);
+    let marked = run(&p, "setPassword", None, json!({"newPassword": "[REDACTED]"})).0;
+    assert_eq!(marked.details, None);
+    // Anything else that merely looks like one is hashed.
+    let short = run(&p, "setPassword", None, json!({"newPassword": "hmac-sha256:abc"})).0;
+    assert_ne!(short.details.unwrap()["newPassword"], json!("hmac-sha256:abc"));
+}
+
+#[test]
+fn gateway_rules_are_checked() {
+    let mut doc = prophecy().document().clone();
+    assert_eq!(doc.gateway.scope_type.as_deref(), Some("PROJECT"));
+    doc.gateway.resource_id.push("a..b".into());
+    doc.actions.get_mut("addProject").unwrap().gateway = Some(GatewayRule {
+        scope_type: Some("bad type".into()),
+        ..GatewayRule::default()
+    });
+    let fields: Vec<String> = match Catalog::from_document(doc) {
+        Err(e) => e.problems().into_iter().map(|p| p.field).collect(),
+        Ok(_) => panic!("accepted"),
+    };
+    let last = prophecy().document().gateway.resource_id.len();
+    assert!(fields.contains(&format!("gateway.resource_id[{last}]")), "{fields:?}");
+    assert!(fields.contains(&"actions.addProject.gateway.scope_type".to_owned()), "{fields:?}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 pub mod admin;
 pub mod export;
+pub mod gateway;
 pub mod ingest;
 pub mod serve;
 pub mod verify;

@@ -71,7 +71,7 @@ pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_tracing() {
+pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AUDITRAIL_LOG")
         .unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt()
@@ -80,7 +80,7 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

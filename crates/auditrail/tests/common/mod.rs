@@ -54,10 +54,15 @@ impl TestServer {
 
     /// A server whose settings `adjust` changes; `public_url` is its own address.
     pub async fn start_custom(dir: &Path, adjust: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_at(dir, "127.0.0.1:0", adjust).await
+    }
+
+    /// A server listening on `addr` (to come back on the address it had before).
+    pub async fn start_at(dir: &Path, addr: &str, adjust: impl FnOnce(&mut Settings)) -> Self {
         let store =
             Arc::new(SqliteStore::open(dir, Options { on_commit: None }).expect("open store"));
         let signer = NoteSigner::new("auditrail.test", [42u8; 32]).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let mut settings = Settings {
             public_url: base.clone(),

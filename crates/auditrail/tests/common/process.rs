@@ -7,12 +7,17 @@ use std::process::{Child, Command, Stdio};
 /// Reads the line `auditrail serve` prints once it listens (port 0 picks a free port)
 /// and returns the base URL it names. Takes the child's piped stdout.
 pub fn listening_base(child: &mut Child) -> String {
+    listening_after(child, "auditrail listening on ")
+}
+
+/// The URL a child prints after `prefix` on its first line of output.
+pub fn listening_after(child: &mut Child, prefix: &str) -> String {
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout is piped"))
         .read_line(&mut line)
         .expect("read the listening line");
     line.trim()
-        .strip_prefix("auditrail listening on ")
+        .strip_prefix(prefix)
         .unwrap_or_else(|| panic!("no listening line: {line:?}"))
         .to_owned()
 }
@@ -45,5 +50,23 @@ pub fn serve(admin: &str, configure: impl FnOnce(&mut Command)) -> Serve {
     configure(&mut cmd);
     let mut child = cmd.spawn().expect("start auditrail serve");
     let base = listening_base(&mut child);
+    Serve { child, base }
+}
+
+/// Starts `auditrail gateway` on a port-0 listener with `args`; returns once it listens.
+pub fn gateway(args: &[&str], configure: impl FnOnce(&mut Command)) -> Serve {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_auditrail"));
+    cmd.args(["gateway", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("AUDITRAIL_ADMIN_TOKEN")
+        .env(
+            "AUDITRAIL_LOG",
+            std::env::var("AUDITRAIL_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    configure(&mut cmd);
+    let mut child = cmd.spawn().expect("start auditrail gateway");
+    let base = listening_after(&mut child, "auditrail gateway listening on ");
     Serve { child, base }
 }

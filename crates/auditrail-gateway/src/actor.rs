@@ -16,11 +16,13 @@ pub enum ActorSource {
     Header(HeaderName),
     /// The claim of a verified JWT is the actor id (`email` and `name` claims, when
     /// present, fill the actor's email and name).
-    Jwt {
-        claim: String,
-        key: DecodingKey,
-        validation: Validation,
-    },
+    Jwt(Box<Jwt>),
+}
+
+pub struct Jwt {
+    claim: String,
+    key: DecodingKey,
+    validation: Validation,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +45,9 @@ impl ActorSource {
         }
         DecodingKey::from_ec_pem(pem)
             .map(|k| Self::jwt(claim, k, Algorithm::ES256))
-            .map_err(|e| ActorError::Key(format!("not an RSA or EC (P-256) public key in PEM: {e}")))
+            .map_err(|e| {
+                ActorError::Key(format!("not an RSA or EC (P-256) public key in PEM: {e}"))
+            })
     }
 
     fn jwt(claim: &str, key: DecodingKey, alg: Algorithm) -> Self {
@@ -52,11 +56,11 @@ impl ActorSource {
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
         validation.validate_nbf = true;
-        ActorSource::Jwt {
+        ActorSource::Jwt(Box::new(Jwt {
             claim: claim.to_owned(),
             key,
             validation,
-        }
+        }))
     }
 
     /// The actor of a request: `Ok(None)` when it names none, `Err(reason)` when what it
@@ -65,7 +69,9 @@ impl ActorSource {
         match self {
             ActorSource::None => Ok(None),
             ActorSource::Header(h) => {
-                let Some(v) = headers.get(h) else { return Ok(None) };
+                let Some(v) = headers.get(h) else {
+                    return Ok(None);
+                };
                 let id = v
                     .to_str()
                     .map_err(|_| format!("header {h} is not text"))?
@@ -76,18 +82,22 @@ impl ActorSource {
                 check_id(id)?;
                 Ok(Some(json!({"id": id, "type": "USER"})))
             }
-            ActorSource::Jwt {
-                claim,
-                key,
-                validation,
-            } => {
+            ActorSource::Jwt(jwt) => {
+                let Jwt {
+                    claim,
+                    key,
+                    validation,
+                } = jwt.as_ref();
                 let Some(v) = headers.get(AUTHORIZATION) else {
                     return Ok(None);
                 };
                 let token = v
                     .to_str()
                     .ok()
-                    .and_then(|s| s.strip_prefix("Bearer ").or_else(|| s.strip_prefix("bearer ")))
+                    .and_then(|s| {
+                        s.strip_prefix("Bearer ")
+                            .or_else(|| s.strip_prefix("bearer "))
+                    })
                     .ok_or("the Authorization header is not a Bearer token")?
                     .trim();
                 let data = decode::<Map<String, Value>>(token, key, validation)
@@ -147,11 +157,26 @@ mod tests {
             src.actor(&bearer(&good)).unwrap(),
             Some(json!({"id": "u-42", "type": "USER", "email": "ann@example.com"}))
         );
-        let forged = encode(&Header::default(), &json!({"sub": "u-1"}), &EncodingKey::from_secret(b"other")).unwrap();
+        let forged = encode(
+            &Header::default(),
+            &json!({"sub": "u-1"}),
+            &EncodingKey::from_secret(b"other"),
+        )
+        .unwrap();
         assert!(src.actor(&bearer(&forged)).is_err());
-        let expired = encode(&Header::default(), &json!({"sub": "u-1", "exp": now - 3600}), &EncodingKey::from_secret(b"s3cret")).unwrap();
+        let expired = encode(
+            &Header::default(),
+            &json!({"sub": "u-1", "exp": now - 3600}),
+            &EncodingKey::from_secret(b"s3cret"),
+        )
+        .unwrap();
         assert!(src.actor(&bearer(&expired)).is_err());
-        let no_claim = encode(&Header::default(), &json!({"uid": "u-1"}), &EncodingKey::from_secret(b"s3cret")).unwrap();
+        let no_claim = encode(
+            &Header::default(),
+            &json!({"uid": "u-1"}),
+            &EncodingKey::from_secret(b"s3cret"),
+        )
+        .unwrap();
         assert!(src.actor(&bearer(&no_claim)).is_err());
         assert!(src.actor(&bearer("not-a-jwt")).is_err());
         assert_eq!(src.actor(&HeaderMap::new()).unwrap(), None);
@@ -163,7 +188,10 @@ mod tests {
         let mut h = HeaderMap::new();
         assert_eq!(src.actor(&h).unwrap(), None);
         h.insert("x-user-id", "u-7".parse().unwrap());
-        assert_eq!(src.actor(&h).unwrap(), Some(json!({"id": "u-7", "type": "USER"})));
+        assert_eq!(
+            src.actor(&h).unwrap(),
+            Some(json!({"id": "u-7", "type": "USER"}))
+        );
         h.insert("x-user-id", "x".repeat(300).parse().unwrap());
         assert!(src.actor(&h).is_err());
     }

@@ -7,16 +7,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_graphql_parser::types::{
-    Directive, DocumentOperations, ExecutableDocument, OperationDefinition, Selection,
-    SelectionSet,
+    Directive, DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
 };
 use async_graphql_parser::{Positioned, parse_query};
 use async_graphql_value::Value as Gql;
 use serde_json::{Map, Value};
 
-use auditrail_core::catalog::{
-    Catalog, DetailsRule, REDACTED, Redaction, hmac_value, parse_path,
-};
+use auditrail_core::catalog::{Catalog, DetailsRule, REDACTED, Redaction, hmac_value, parse_path};
 
 use crate::request::{GraphqlRequest, Malformed};
 
@@ -181,12 +178,13 @@ fn select<'a>(
             .find(|(k, _)| k.as_str() == n)
             .map(|(_, op)| op)
             .ok_or_else(|| Malformed(format!("no operation named {n}"))),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().ok_or_else(|| Malformed("no operation".into()))
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
+            .values()
+            .next()
+            .ok_or_else(|| Malformed("no operation".into())),
+        (DocumentOperations::Multiple(_), None) => {
+            Err(Malformed("several operations and no operationName".into()))
         }
-        (DocumentOperations::Multiple(_), None) => Err(Malformed(
-            "several operations and no operationName".into(),
-        )),
     }
 }
 
@@ -323,7 +321,13 @@ impl<'a> Walk<'a> {
         Ok(true)
     }
 
-    fn event(&self, key: &str, action: &str, rule: &ActionRule, args: &Map<String, Value>) -> Capture {
+    fn event(
+        &self,
+        key: &str,
+        action: &str,
+        rule: &ActionRule,
+        args: &Map<String, Value>,
+    ) -> Capture {
         let id = |candidates: &[Vec<String>]| {
             candidates.iter().find_map(|path| {
                 if rule.params.at(path).is_some_and(|t| t.sensitive) {
@@ -354,7 +358,11 @@ impl<'a> Walk<'a> {
 }
 
 /// The members of `m` that `tree` lists (every member when open), projected.
-fn project_map(tree: &Tree, m: &Map<String, Value>, redact: &dyn Fn(&Value) -> Value) -> Map<String, Value> {
+fn project_map(
+    tree: &Tree,
+    m: &Map<String, Value>,
+    redact: &dyn Fn(&Value) -> Value,
+) -> Map<String, Value> {
     m.iter()
         .filter_map(|(k, v)| match tree.children.get(k) {
             Some(child) => Some((k.clone(), project(child, v, redact)?)),

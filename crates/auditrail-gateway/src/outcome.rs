@@ -47,7 +47,12 @@ fn clip(s: &str) -> String {
 /// The outcomes of every audited field of every request of one HTTP exchange.
 /// `keys[i]` are the response keys of request `i`'s audited fields; `body` is the
 /// response body when it was read.
-pub fn read(status: u16, body: Option<&[u8]>, batch: bool, keys: &[Vec<String>]) -> Vec<Vec<Outcome>> {
+pub fn read(
+    status: u16,
+    body: Option<&[u8]>,
+    batch: bool,
+    keys: &[Vec<String>],
+) -> Vec<Vec<Outcome>> {
     let parsed: Option<Value> = body.and_then(|b| serde_json::from_slice(b).ok());
     let ok = (200..300).contains(&status);
     match (&parsed, batch) {
@@ -68,7 +73,11 @@ fn http_failure(status: u16) -> Outcome {
 fn one(resp: Option<&Value>, ok: bool, status: u16, keys: &[String]) -> Vec<Outcome> {
     let all = |o: Outcome| vec![o; keys.len()];
     let Some(Value::Object(resp)) = resp else {
-        return all(if ok { Outcome::Success } else { http_failure(status) });
+        return all(if ok {
+            Outcome::Success
+        } else {
+            http_failure(status)
+        });
     };
     let errors: &[Value] = resp
         .get("errors")
@@ -120,7 +129,13 @@ mod tests {
     fn an_error_on_one_field_of_two() {
         let body = br#"{"data":{"a":{"id":1},"b":null},"errors":[{"message":"no such project","path":["b"]}]}"#;
         let o = read(200, Some(body), false, &[k(&["a", "b"])]);
-        assert_eq!(o, vec![vec![Outcome::Success, Outcome::Failure("no such project".into())]]);
+        assert_eq!(
+            o,
+            vec![vec![
+                Outcome::Success,
+                Outcome::Failure("no such project".into())
+            ]]
+        );
     }
 
     #[test]
@@ -128,10 +143,18 @@ mod tests {
         let body = br#"{"errors":[{"message":"Unknown argument"}]}"#;
         let o = read(400, Some(body), false, &[k(&["a", "b"])]);
         assert_eq!(o[0], vec![Outcome::Failure("Unknown argument".into()); 2]);
-        let o = read(200, Some(br#"{"data":null,"errors":[{"message":"x","path":["a"]}]}"#), false, &[k(&["a"])]);
+        let o = read(
+            200,
+            Some(br#"{"data":null,"errors":[{"message":"x","path":["a"]}]}"#),
+            false,
+            &[k(&["a"])],
+        );
         assert_eq!(o[0], vec![Outcome::Failure("x".into())]);
         let o = read(502, Some(b"<html>bad gateway</html>"), false, &[k(&["a"])]);
-        assert_eq!(o[0], vec![Outcome::Failure("upstream answered HTTP 502".into())]);
+        assert_eq!(
+            o[0],
+            vec![Outcome::Failure("upstream answered HTTP 502".into())]
+        );
         let o = read(200, None, false, &[k(&["a"])]);
         assert_eq!(o[0], vec![Outcome::Success]);
     }
@@ -140,16 +163,32 @@ mod tests {
     fn batches_answer_in_order() {
         let body = br#"[{"data":{"a":1}},{"errors":[{"message":"boom"}]}]"#;
         let o = read(200, Some(body), true, &[k(&["a"]), k(&["a"])]);
-        assert_eq!(o, vec![vec![Outcome::Success], vec![Outcome::Failure("boom".into())]]);
+        assert_eq!(
+            o,
+            vec![
+                vec![Outcome::Success],
+                vec![Outcome::Failure("boom".into())]
+            ]
+        );
         // A batch answered with one error object fails every request of it.
-        let o = read(400, Some(br#"{"errors":[{"message":"batching is off"}]}"#), true, &[k(&["a"]), k(&["b"])]);
-        assert_eq!(o[1], vec![Outcome::Failure("upstream answered HTTP 400".into())]);
+        let o = read(
+            400,
+            Some(br#"{"errors":[{"message":"batching is off"}]}"#),
+            true,
+            &[k(&["a"]), k(&["b"])],
+        );
+        assert_eq!(
+            o[1],
+            vec![Outcome::Failure("upstream answered HTTP 400".into())]
+        );
     }
 
     #[test]
     fn long_messages_are_clipped() {
         let long = "x".repeat(5000);
-        let body = serde_json::to_vec(&serde_json::json!({"data": null, "errors": [{"message": long}]})).unwrap();
+        let body =
+            serde_json::to_vec(&serde_json::json!({"data": null, "errors": [{"message": long}]}))
+                .unwrap();
         let o = read(200, Some(&body), false, &[k(&["a"])]);
         assert_eq!(o[0][0].reason().unwrap().chars().count(), MAX_REASON);
     }

@@ -141,7 +141,10 @@ pub async fn serve(
 async fn metrics_page(State(s): State<Arc<Shared>>) -> Response {
     s.metrics.spool_depth.set(s.spool.depth() as i64);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.metrics.encode(),
     )
         .into_response()
@@ -185,7 +188,7 @@ async fn proxy(
             Ok(p) => p,
             Err(refusal) => {
                 s.metrics.count("refused");
-                return refusal;
+                return *refusal;
             }
         }
     } else {
@@ -197,8 +200,16 @@ async fn proxy(
 impl Shared {
     /// Reads a GraphQL request and spools its audited fields; `Err` is the answer when
     /// it must be refused.
-    async fn plan(&self, parts: &Parts, body: &Bytes, peer: SocketAddr) -> Result<Option<Plan>, Response> {
-        let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    async fn plan(
+        &self,
+        parts: &Parts,
+        body: &Bytes,
+        peer: SocketAddr,
+    ) -> Result<Option<Plan>, Box<Response>> {
+        let ct = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
         let reqs = match request::parse(&parts.method, ct, parts.uri.query(), body) {
             Ok(r) => r,
             Err(m) => {
@@ -241,7 +252,8 @@ impl Shared {
             }
         }
         if captures.is_empty() {
-            self.metrics.count(if malformed { "malformed" } else { "passed" });
+            self.metrics
+                .count(if malformed { "malformed" } else { "passed" });
             return Ok(None);
         }
         let n = captures.len() as u64;
@@ -251,7 +263,7 @@ impl Shared {
                 self.metrics.unrecorded_events.inc_by(n);
                 Ok(None)
             } else {
-                Err(error(status, code, message))
+                Err(Box::new(error(status, code, message)))
             }
         };
         let Some(org) = org else {
@@ -277,7 +289,8 @@ impl Shared {
         };
         let context = self.context(&parts.headers, peer, operation);
         let now = chrono::Utc::now();
-        let ids = auditrail_server::ids::ulids(captures.len(), now.timestamp_millis().max(0) as u64);
+        let ids =
+            auditrail_server::ids::ulids(captures.len(), now.timestamp_millis().max(0) as u64);
         let occurred = auditrail_core::time::format_millis(now.timestamp_millis());
         let events: Vec<Value> = captures
             .into_iter()
@@ -308,7 +321,12 @@ impl Shared {
         }))
     }
 
-    fn context(&self, headers: &HeaderMap, peer: SocketAddr, operation: Option<String>) -> Map<String, Value> {
+    fn context(
+        &self,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+        operation: Option<String>,
+    ) -> Map<String, Value> {
         let ip = self
             .gw
             .client_ip_header
@@ -320,7 +338,10 @@ impl Shared {
             .unwrap_or(peer.ip());
         let mut m = Map::new();
         m.insert("ip".into(), Value::String(ip.to_string()));
-        if let Some(ua) = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+        if let Some(ua) = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+        {
             m.insert("user_agent".into(), Value::String(clip(ua)));
         }
         if let Some(op) = operation {
@@ -368,7 +389,7 @@ impl Shared {
                 if let Some(plan) = plan {
                     let n = plan.events.len();
                     if let Err(r) = self.finish(plan, vec![outcome; n]).await {
-                        return r;
+                        return *r;
                     }
                 }
                 return error(status, code, message);
@@ -404,26 +425,36 @@ impl Shared {
             let n = plan.events.len();
             let o = Outcome::Unknown(format!("the upstream's answer broke off: {e}"));
             if let Err(r) = self.finish(plan, vec![o; n]).await {
-                return r;
+                return *r;
             }
-            return error(StatusCode::BAD_GATEWAY, "upstream_broke_off", format!("the upstream's answer broke off: {e}"));
+            return error(
+                StatusCode::BAD_GATEWAY,
+                "upstream_broke_off",
+                format!("the upstream's answer broke off: {e}"),
+            );
         }
-        let read = outcome::read(status.as_u16(), whole.then_some(&buf[..]), plan.batch, &plan.keys);
+        let read = outcome::read(
+            status.as_u16(),
+            whole.then_some(&buf[..]),
+            plan.batch,
+            &plan.keys,
+        );
         let outcomes: Vec<Outcome> = read.into_iter().flatten().collect();
         if let Err(r) = self.finish(plan, outcomes).await {
-            return r;
+            return *r;
         }
         let head = buf.freeze();
         if whole {
             return build(status, headers, Body::from(head));
         }
-        let rest = futures_util::stream::once(async move { Ok::<_, reqwest::Error>(head) }).chain(stream);
+        let rest =
+            futures_util::stream::once(async move { Ok::<_, reqwest::Error>(head) }).chain(stream);
         build(status, headers, Body::from_stream(rest))
     }
 
     /// Spools the outcomes (flushed) and hands the events to the appender; `Err` is the
     /// answer when the spool failed in fail-closed mode.
-    async fn finish(&self, plan: Plan, outcomes: Vec<Outcome>) -> Result<(), Response> {
+    async fn finish(&self, plan: Plan, outcomes: Vec<Outcome>) -> Result<(), Box<Response>> {
         let written = self.spool.complete(&plan.key, &outcomes).await;
         let mut events = plan.events;
         spool::complete(&mut events, &outcomes);
@@ -437,11 +468,11 @@ impl Shared {
             Ok(()) => Ok(()),
             Err(e) if self.gw.mode == Mode::FailClosed => {
                 tracing::error!("{e}");
-                Err(error(
+                Err(Box::new(error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "spool_unavailable",
                     format!("the upstream answered, but its outcome could not be recorded ({e})"),
-                ))
+                )))
             }
             Err(e) => {
                 tracing::error!("{e}; answering anyway (fail-open)");
@@ -491,7 +522,13 @@ fn clip(s: &str) -> String {
 }
 
 /// The event of one audited field, before its outcome is known.
-fn event(c: Capture, id: String, occurred: &str, actor: Option<&Value>, context: &Map<String, Value>) -> Value {
+fn event(
+    c: Capture,
+    id: String,
+    occurred: &str,
+    actor: Option<&Value>,
+    context: &Map<String, Value>,
+) -> Value {
     let mut e = Map::new();
     e.insert("id".into(), Value::String(id));
     e.insert("occurred_at".into(), Value::String(occurred.to_owned()));
@@ -500,7 +537,10 @@ fn event(c: Capture, id: String, occurred: &str, actor: Option<&Value>, context:
     if let Some(t) = c.resource_type {
         resource.insert("type".into(), Value::String(t));
     }
-    if let Some(i) = c.resource_id.filter(|i| i.chars().count() <= auditrail_core::event::MAX_ID_LEN) {
+    if let Some(i) = c
+        .resource_id
+        .filter(|i| i.chars().count() <= auditrail_core::event::MAX_ID_LEN)
+    {
         resource.insert("id".into(), Value::String(i));
     }
     if !resource.is_empty() {
@@ -509,7 +549,10 @@ fn event(c: Capture, id: String, occurred: &str, actor: Option<&Value>, context:
     if let Some(a) = actor {
         e.insert("actor".into(), a.clone());
     }
-    if let Some(sid) = c.scope_id.filter(|i| i.chars().count() <= auditrail_core::event::MAX_ID_LEN) {
+    if let Some(sid) = c
+        .scope_id
+        .filter(|i| i.chars().count() <= auditrail_core::event::MAX_ID_LEN)
+    {
         let mut scope = Map::new();
         if let Some(t) = c.scope_type {
             scope.insert("type".into(), Value::String(t));

@@ -61,7 +61,9 @@ pub fn parse(
         return from_params(params()?, None).map(Requests::Single);
     }
     if method != http::Method::POST {
-        return Err(malformed(format!("method {method} carries no GraphQL request")));
+        return Err(malformed(format!(
+            "method {method} carries no GraphQL request"
+        )));
     }
     match mime.as_deref() {
         Some("application/graphql") => {
@@ -72,7 +74,9 @@ pub fn parse(
         }
         Some("application/json") | None => from_json(body),
         Some(m) if m.ends_with("+json") => from_json(body),
-        Some(m) => Err(malformed(format!("content type {m} is not a GraphQL request"))),
+        Some(m) => Err(malformed(format!(
+            "content type {m} is not a GraphQL request"
+        ))),
     }
 }
 
@@ -86,7 +90,11 @@ fn from_params(
         match k.as_str() {
             "query" if query.is_none() => query = Some(v),
             "operationName" if !v.is_empty() => r.operation_name = Some(v),
-            "variables" if !v.is_empty() => r.variables = variables(serde_json::from_str(&v).map_err(|e| malformed(format!("variables: {e}")))?)?,
+            "variables" if !v.is_empty() => {
+                r.variables = variables(
+                    serde_json::from_str(&v).map_err(|e| malformed(format!("variables: {e}")))?,
+                )?
+            }
             _ => {}
         }
     }
@@ -147,7 +155,13 @@ mod tests {
     #[test]
     fn json_single_and_batch() {
         let body = br#"{"query":"mutation M($n:String){addProject(name:$n){id}}","operationName":"M","variables":{"n":"x"}}"#;
-        let Requests::Single(r) = parse(&Method::POST, Some("application/json; charset=utf-8"), None, body).unwrap() else {
+        let Requests::Single(r) = parse(
+            &Method::POST,
+            Some("application/json; charset=utf-8"),
+            None,
+            body,
+        )
+        .unwrap() else {
             panic!("single expected")
         };
         assert_eq!(r.operation_name.as_deref(), Some("M"));
@@ -169,7 +183,13 @@ mod tests {
         .unwrap();
         assert_eq!(r.as_slice()[0].query, "query A { a }");
         assert_eq!(r.as_slice()[0].variables["x"], json!(1));
-        let g = parse(&Method::GET, None, Some("query=%7Ba%7D&operationName="), b"").unwrap();
+        let g = parse(
+            &Method::GET,
+            None,
+            Some("query=%7Ba%7D&operationName="),
+            b"",
+        )
+        .unwrap();
         assert_eq!(g.as_slice()[0].query, "{a}");
         assert_eq!(g.as_slice()[0].operation_name, None);
     }
@@ -179,9 +199,24 @@ mod tests {
         for (m, ct, qs, body) in [
             (Method::POST, Some("application/json"), None, &b"{"[..]),
             (Method::POST, Some("application/json"), None, b"[]"),
-            (Method::POST, Some("application/json"), None, br#"{"extensions":{}}"#),
-            (Method::POST, Some("application/json"), None, br#"{"query":1}"#),
-            (Method::POST, Some("application/json"), None, br#"{"query":"{a}","variables":[1]}"#),
+            (
+                Method::POST,
+                Some("application/json"),
+                None,
+                br#"{"extensions":{}}"#,
+            ),
+            (
+                Method::POST,
+                Some("application/json"),
+                None,
+                br#"{"query":1}"#,
+            ),
+            (
+                Method::POST,
+                Some("application/json"),
+                None,
+                br#"{"query":"{a}","variables":[1]}"#,
+            ),
             (Method::POST, Some("text/plain"), None, b"{a}"),
             (Method::GET, None, Some("variables=%7B"), b""),
             (Method::GET, None, None, b""),

@@ -65,7 +65,12 @@ impl Sink for StoreSink {
     }
 
     async fn hmac_key(&self, org: &str) -> Result<Option<[u8; 32]>, SinkError> {
-        let policy = self.app.policies.get(&self.app, org).await.map_err(from_api)?;
+        let policy = self
+            .app
+            .policies
+            .get(&self.app, org)
+            .await
+            .map_err(from_api)?;
         Ok(Some(policy.hmac_key))
     }
 }
@@ -95,7 +100,10 @@ impl Sink for RemoteSink {
             return Ok(());
         }
         let body = resp.text().await.unwrap_or_default();
-        let m = format!("HTTP {status}: {}", body.chars().take(500).collect::<String>());
+        let m = format!(
+            "HTTP {status}: {}",
+            body.chars().take(500).collect::<String>()
+        );
         if status.is_server_error() || status.as_u16() == 429 {
             Err(SinkError::Unavailable(m))
         } else {
@@ -170,7 +178,9 @@ pub async fn append_loop(
                     .inc_by(batch.iter().map(|r| r.events.len() as u64).sum());
             }
             Err(reason) if batch.len() > 1 => {
-                tracing::warn!("the log refused a batch ({reason}); appending its requests one by one");
+                tracing::warn!(
+                    "the log refused a batch ({reason}); appending its requests one by one"
+                );
                 for r in batch {
                     match append_retrying(sink.as_ref(), &metrics, std::slice::from_ref(&r)).await {
                         Ok(()) => {
@@ -189,8 +199,15 @@ pub async fn append_loop(
 }
 
 /// Appends one batch, retrying while the log is unavailable; `Err` when it refuses.
-async fn append_retrying(sink: &dyn Sink, metrics: &Metrics, batch: &[Ready]) -> Result<(), String> {
-    let events: Vec<Value> = batch.iter().flat_map(|r| r.events.iter().cloned()).collect();
+async fn append_retrying(
+    sink: &dyn Sink,
+    metrics: &Metrics,
+    batch: &[Ready],
+) -> Result<(), String> {
+    let events: Vec<Value> = batch
+        .iter()
+        .flat_map(|r| r.events.iter().cloned())
+        .collect();
     let mut wait = Duration::from_millis(100);
     loop {
         match sink.append(&batch[0].org, &events).await {
@@ -212,7 +229,10 @@ fn reject(path: &PathBuf, r: &Ready, reason: &str, metrics: &Metrics) {
     let line = json!({"org": r.org, "reason": reason, "events": r.events});
     let write = || -> std::io::Result<()> {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         f.write_all(format!("{line}\n").as_bytes())?;
         f.sync_data()
     };

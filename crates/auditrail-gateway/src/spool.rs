@@ -71,7 +71,10 @@ enum Record {
         ev: Vec<Value>,
     },
     #[serde(rename = "c")]
-    Complete { k: String, o: Vec<(String, Option<String>)> },
+    Complete {
+        k: String,
+        o: Vec<(String, Option<String>)>,
+    },
     #[serde(rename = "a")]
     Ack { k: Vec<String> },
 }
@@ -171,7 +174,12 @@ impl Spool {
         Ok((Spool { tx, depth }, ready))
     }
 
-    fn send(&self, bytes: Vec<u8>, kind: Kind, sync: bool) -> oneshot::Receiver<Result<(), SpoolError>> {
+    fn send(
+        &self,
+        bytes: Vec<u8>,
+        kind: Kind,
+        sync: bool,
+    ) -> oneshot::Receiver<Result<(), SpoolError>> {
         let (reply, rx) = oneshot::channel();
         let _ = self.tx.send(Job {
             bytes,
@@ -292,11 +300,20 @@ impl Writer {
                     }
                 }
             }
-            self.segments.insert(n, Segment { path, bytes, open: 0 });
+            self.segments.insert(
+                n,
+                Segment {
+                    path,
+                    bytes,
+                    open: 0,
+                },
+            );
         }
         let mut ready = Vec::new();
         for k in order {
-            let Some(mut p) = pending.remove(&k) else { continue };
+            let Some(mut p) = pending.remove(&k) else {
+                continue;
+            };
             match &p.outcomes {
                 Some(o) => {
                     for (ev, (name, reason)) in p.events.iter_mut().zip(o) {
@@ -352,21 +369,32 @@ impl Writer {
 
     /// The segment to write to, opening a new one when there is none or it is full.
     fn file(&mut self) -> std::io::Result<(u64, &mut File)> {
-        let full = self
-            .current
-            .as_ref()
-            .is_some_and(|(n, _)| self.segments.get(n).is_none_or(|s| s.bytes >= self.opts.segment_bytes));
+        let full = self.current.as_ref().is_some_and(|(n, _)| {
+            self.segments
+                .get(n)
+                .is_none_or(|s| s.bytes >= self.opts.segment_bytes)
+        });
         if full {
             self.close_current();
         }
         if self.current.is_none() {
             let n = self.next;
             let path = self.dir.join(segment_name(n));
-            let f = OpenOptions::new().create_new(true).append(true).open(&path)?;
+            let f = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(&path)?;
             // The new name must survive a crash as well as its content.
             File::open(&self.dir)?.sync_all()?;
             self.next += 1;
-            self.segments.insert(n, Segment { path, bytes: 0, open: 0 });
+            self.segments.insert(
+                n,
+                Segment {
+                    path,
+                    bytes: 0,
+                    open: 0,
+                },
+            );
             self.current = Some((n, f));
         }
         match &mut self.current {
@@ -404,7 +432,9 @@ impl Writer {
         let mut total = self.total_bytes();
         let mut refused = Vec::new();
         jobs.retain_mut(|j| {
-            if matches!(j.kind, Kind::Intent { .. }) && total + j.bytes.len() as u64 > self.opts.max_bytes {
+            if matches!(j.kind, Kind::Intent { .. })
+                && total + j.bytes.len() as u64 > self.opts.max_bytes
+            {
                 refused.push(j.reply.take());
                 return false;
             }
@@ -466,7 +496,9 @@ impl Writer {
         };
         self.depth.fetch_sub(events, Ordering::Relaxed);
         let current = self.current.as_ref().map(|(n, _)| *n);
-        let Some(s) = self.segments.get_mut(&seg) else { return };
+        let Some(s) = self.segments.get_mut(&seg) else {
+            return;
+        };
         s.open = s.open.saturating_sub(1);
         if s.open == 0 && Some(seg) != current {
             self.remove(seg);

@@ -61,7 +61,9 @@ pub fn is_redaction(mode: Redaction, v: &Value) -> bool {
     }
     mode == Redaction::Hmac
         && s.strip_prefix("hmac-sha256:").is_some_and(|h| {
-            h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         })
 }
 

@@ -343,11 +343,26 @@ fn hmac_mode_is_stable_keyed_and_matches_hmac_value() {
     // A value already replaced (by the capture gateway) is kept, not hashed again.
     let again = run(&p, "setPassword", None, json!({"newPassword": h})).0;
     assert_eq!(again.details, None);
-    let marked = run(&p, "setPassword", None, json!({"newPassword": "[REDACTED]"})).0;
+    let marked = run(
+        &p,
+        "setPassword",
+        None,
+        json!({"newPassword": "[REDACTED]"}),
+    )
+    .0;
     assert_eq!(marked.details, None);
     // Anything else that merely looks like one is hashed.
-    let short = run(&p, "setPassword", None, json!({"newPassword": "hmac-sha256:abc"})).0;
-    assert_ne!(short.details.unwrap()["newPassword"], json!("hmac-sha256:abc"));
+    let short = run(
+        &p,
+        "setPassword",
+        None,
+        json!({"newPassword": "hmac-sha256:abc"}),
+    )
+    .0;
+    assert_ne!(
+        short.details.unwrap()["newPassword"],
+        json!("hmac-sha256:abc")
+    );
 }
 
 #[test]
@@ -364,8 +379,14 @@ fn gateway_rules_are_checked() {
         Ok(_) => panic!("accepted"),
     };
     let last = prophecy().document().gateway.resource_id.len();
-    assert!(fields.contains(&format!("gateway.resource_id[{last}]")), "{fields:?}");
-    assert!(fields.contains(&"actions.addProject.gateway.scope_type".to_owned()), "{fields:?}");
+    assert!(
+        fields.contains(&format!("gateway.resource_id[{last}]")),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&"actions.addProject.gateway.scope_type".to_owned()),
+        "{fields:?}"
+    );
 }
 
 #[test]

@@ -67,9 +67,13 @@ fn aliases_fragments_and_directives() {
         }
         fragment More on Mutation { second: setPassword(uid: $u, newPassword: "p") }
     "#;
-    let on = rules().capture(&req(q, json!({"skip": true, "u": "u1"})), None).unwrap();
+    let on = rules()
+        .capture(&req(q, json!({"skip": true, "u": "u1"})), None)
+        .unwrap();
     assert_eq!(keys(&on), ["first", "second", "third", "kept"]);
-    let off = rules().capture(&req(q, json!({"skip": false, "u": "u1"})), None).unwrap();
+    let off = rules()
+        .capture(&req(q, json!({"skip": false, "u": "u1"})), None)
+        .unwrap();
     assert_eq!(keys(&off), ["first", "second", "third", "skipped"]);
     assert_eq!(off[1].resource_id.as_deref(), Some("u1"));
 }
@@ -111,13 +115,19 @@ fn secrets_are_replaced() {
     let vars = json!({"p": "hunter2-s3cret"});
     let c = rules().capture(&req(q, vars.clone()), None).unwrap();
     assert_eq!(c[0].details["newPassword"], json!("[REDACTED]"));
-    let mut doc = auditrail_core::catalog::builtin("prophecy").unwrap().document().clone();
+    let mut doc = auditrail_core::catalog::builtin("prophecy")
+        .unwrap()
+        .document()
+        .clone();
     doc.options.sensitive = Redaction::Hmac;
     let hmac = Rules::new(&Catalog::from_document(doc).unwrap());
     assert!(hmac.uses_hmac());
     let key = [3u8; 32];
     let h = hmac.capture(&req(q, vars), Some(&key)).unwrap();
-    assert_eq!(h[0].details["newPassword"], json!(hmac_value(&key, &json!("hunter2-s3cret"))));
+    assert_eq!(
+        h[0].details["newPassword"],
+        json!(hmac_value(&key, &json!("hunter2-s3cret")))
+    );
     assert!(!format!("{h:?}{c:?}").contains("s3cret"));
 }
 
@@ -149,7 +159,13 @@ fn malformed_documents() {
 #[test]
 fn the_same_key_twice_is_one_event() {
     let c = rules()
-        .capture(&req("mutation { addProject(name: \"x\") { id } addProject(name: \"x\") { name } }", json!({})), None)
+        .capture(
+            &req(
+                "mutation { addProject(name: \"x\") { id } addProject(name: \"x\") { name } }",
+                json!({}),
+            ),
+            None,
+        )
         .unwrap();
     assert_eq!(c.len(), 1);
 }

@@ -27,7 +27,11 @@ enum ModeArg {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Address to listen on
-    #[arg(long, env = "AUDITRAIL_GATEWAY_LISTEN", default_value = "127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "AUDITRAIL_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
     listen: String,
     /// The host product's GraphQL endpoint, e.g. http://127.0.0.1:4000/graphql. Requests
     /// to its path are read and audited; every request is forwarded to its origin.
@@ -37,7 +41,12 @@ pub struct Args {
     #[arg(long, env = "AUDITRAIL_GATEWAY_CATALOG")]
     catalog: String,
     /// The org every event belongs to
-    #[arg(long, env = "AUDITRAIL_GATEWAY_ORG", conflicts_with = "org_header", required_unless_present = "org_header")]
+    #[arg(
+        long,
+        env = "AUDITRAIL_GATEWAY_ORG",
+        conflicts_with = "org_header",
+        required_unless_present = "org_header"
+    )]
     org: Option<String>,
     /// A header naming each request's org (set by the host product's edge)
     #[arg(long, env = "AUDITRAIL_GATEWAY_ORG_HEADER")]
@@ -49,7 +58,11 @@ pub struct Args {
     #[arg(long, env = "AUDITRAIL_GATEWAY_JWT_CLAIM", default_value = "sub")]
     jwt_claim: String,
     /// HS256: a file holding the shared secret
-    #[arg(long, env = "AUDITRAIL_GATEWAY_JWT_SECRET_FILE", conflicts_with = "jwt_public_key_file")]
+    #[arg(
+        long,
+        env = "AUDITRAIL_GATEWAY_JWT_SECRET_FILE",
+        conflicts_with = "jwt_public_key_file"
+    )]
     jwt_secret_file: Option<PathBuf>,
     /// RS256 or ES256: a PEM file holding the public key
     #[arg(long, env = "AUDITRAIL_GATEWAY_JWT_PUBLIC_KEY_FILE")]
@@ -62,7 +75,12 @@ pub struct Args {
     #[arg(long, env = "AUDITRAIL_GATEWAY_INGEST_TOKEN", hide_env_values = true)]
     ingest_token: Option<String>,
     /// What to do when an audited request cannot be recorded
-    #[arg(long, env = "AUDITRAIL_GATEWAY_MODE", value_enum, default_value = "fail-closed")]
+    #[arg(
+        long,
+        env = "AUDITRAIL_GATEWAY_MODE",
+        value_enum,
+        default_value = "fail-closed"
+    )]
     mode: ModeArg,
     /// Where events wait to be appended [default: <data dir>/gateway-spool]
     #[arg(long, env = "AUDITRAIL_GATEWAY_SPOOL_DIR")]
@@ -82,7 +100,11 @@ pub struct Args {
     #[arg(long, env = "AUDITRAIL_GATEWAY_MAX_RESPONSE_BYTES", default_value_t = 16 << 20)]
     max_response_bytes: usize,
     /// How long the upstream may take to answer
-    #[arg(long, env = "AUDITRAIL_GATEWAY_UPSTREAM_TIMEOUT", default_value = "60s")]
+    #[arg(
+        long,
+        env = "AUDITRAIL_GATEWAY_UPSTREAM_TIMEOUT",
+        default_value = "60s"
+    )]
     upstream_timeout: humantime::Duration,
     /// How long shutdown waits for spooled events to reach the log
     #[arg(long, env = "AUDITRAIL_GATEWAY_DRAIN_TIMEOUT", default_value = "30s")]
@@ -98,7 +120,9 @@ fn load_catalog(spec: &str) -> anyhow::Result<Catalog> {
         return Ok(c);
     }
     let text = std::fs::read_to_string(spec).with_context(|| {
-        format!("--catalog {spec}: not a built-in catalog (prophecy, apollo-studio) nor a readable file")
+        format!(
+            "--catalog {spec}: not a built-in catalog (prophecy, apollo-studio) nor a readable file"
+        )
     })?;
     let parsed = if spec.ends_with(".json") {
         let v: serde_json::Value =
@@ -108,7 +132,11 @@ fn load_catalog(spec: &str) -> anyhow::Result<Catalog> {
         Catalog::from_toml(&text)
     };
     parsed.map_err(|e| {
-        let problems: Vec<String> = e.problems().iter().map(|p| format!("{}: {}", p.field, p.reason)).collect();
+        let problems: Vec<String> = e
+            .problems()
+            .iter()
+            .map(|p| format!("{}: {}", p.field, p.reason))
+            .collect();
         anyhow::anyhow!("catalog {spec} is invalid:\n  {}", problems.join("\n  "))
     })
 }
@@ -141,7 +169,9 @@ pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
     let sink: Arc<dyn Sink> = match &args.ingest_url {
         Some(url) => {
             if matches!(org, OrgSource::Header(_)) {
-                bail!("--org-header needs the store (--data-dir or --database-url): an ingest key belongs to one org");
+                bail!(
+                    "--org-header needs the store (--data-dir or --database-url): an ingest key belongs to one org"
+                );
             }
             let base = url.trim_end_matches('/');
             Arc::new(RemoteSink {
@@ -170,12 +200,19 @@ pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
             ModeArg::FailClosed => Mode::FailClosed,
             ModeArg::FailOpen => Mode::FailOpen,
         },
-        client_ip_header: args.client_ip_header.as_deref().map(|h| header("client-ip-header", h)).transpose()?,
+        client_ip_header: args
+            .client_ip_header
+            .as_deref()
+            .map(|h| header("client-ip-header", h))
+            .transpose()?,
         max_body_bytes: args.max_body_bytes,
         max_response_bytes: args.max_response_bytes,
         upstream_timeout: Duration::from(args.upstream_timeout),
         drain_timeout: Duration::from(args.drain_timeout),
-        spool_dir: args.spool_dir.clone().unwrap_or_else(|| cfg.data_dir.join("gateway-spool")),
+        spool_dir: args
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| cfg.data_dir.join("gateway-spool")),
         spool: spool::Options {
             max_bytes: args.spool_max_bytes,
             ..spool::Options::default()
@@ -186,7 +223,10 @@ pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     // Tests and scripts read this line to learn the port when listening on port 0.
-    println!("auditrail gateway listening on http://{}", listener.local_addr()?);
+    println!(
+        "auditrail gateway listening on http://{}",
+        listener.local_addr()?
+    );
     let spool_dir = gw.spool_dir.clone();
     auditrail_gateway::serve(listener, gw, crate::cmd::serve::shutdown_signal())
         .await

@@ -1,7 +1,12 @@
 //! A real GraphQL server (async-graphql) implementing a handful of Prophecy's operations,
-//! for the capture gateway's tests and benchmark. It keeps every HTTP request it
+//! for the capture gateway's tests, its benchmark and the README's tour
+//! (`cargo run -p auditrail --example prophecy-graphql`). It keeps every HTTP request it
 //! receives, so a test can check what reached it and that it arrived unchanged.
-#![allow(clippy::unwrap_used, reason = "test helper: a panic is a failed test")]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    reason = "shared by tests, a benchmark and an example, each using part; a panic is a failed test"
+)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,6 +44,12 @@ struct Project {
 #[derive(SimpleObject)]
 struct Pipeline {
     id: String,
+}
+
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+enum ForkMode {
+    Single,
+    Multi,
 }
 
 #[derive(InputObject)]
@@ -87,11 +98,12 @@ impl Mutation {
         &self,
         name: String,
         language: Option<String>,
-        fork_mode: Option<String>,
+        fork_mode: Option<ForkMode>,
         owner_uid: Option<String>,
         main_branch_modification_allowed: Option<bool>,
     ) -> Result<Project, Error> {
-        let _ = (language, fork_mode, owner_uid, main_branch_modification_allowed);
+        let _ = (language, owner_uid, main_branch_modification_allowed);
+        let _multi = fork_mode == Some(ForkMode::Multi);
         if name == "taken" {
             return Err(Error::new("a project with this name exists"));
         }
@@ -144,7 +156,10 @@ impl Mutation {
         if let Some(ms) = sleep_ms {
             tokio::time::sleep(Duration::from_millis(ms.max(0) as u64)).await;
         }
-        format!("{}:{branch_name}", project_id.or(project_uid).unwrap_or_default())
+        format!(
+            "{}:{branch_name}",
+            project_id.or(project_uid).unwrap_or_default()
+        )
     }
 }
 
@@ -182,7 +197,8 @@ async fn graphql(
         match serde_json::from_slice::<BatchRequest>(&body) {
             Ok(b) => b,
             Err(e) => {
-                let body = serde_json::json!({"errors": [{"message": format!("invalid request: {e}")}]});
+                let body =
+                    serde_json::json!({"errors": [{"message": format!("invalid request: {e}")}]});
                 return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
             }
         }
@@ -197,6 +213,11 @@ async fn graphql(
 
 /// Starts the server on a port-0 listener; returns its GraphQL endpoint URL.
 pub async fn start(up: Upstream) -> String {
+    start_on("127.0.0.1:0", up).await
+}
+
+/// Starts the server on `addr`; returns its GraphQL endpoint URL.
+pub async fn start_on(addr: &str, up: Upstream) -> String {
     let schema = Schema::build(Query, Mutation, EmptySubscription)
         .data(up.clone())
         .finish();
@@ -204,7 +225,7 @@ pub async fn start(up: Upstream) -> String {
         .route("/graphql", axum::routing::any(graphql))
         .route("/other", axum::routing::get(|| async { "not graphql" }))
         .with_state((schema, up));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}/graphql")

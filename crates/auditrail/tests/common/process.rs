@@ -1,5 +1,6 @@
 //! Starting `auditrail serve` as a process and learning where it listens (tests and
 //! benchmarks share this file).
+#![allow(dead_code, reason = "each user of this file needs part of it")]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,183 @@
+//! GraphQL capture gateway overhead: the same audited mutations (`addProject` with
+//! variables) sent straight to a GraphQL server (async-graphql, the Prophecy operations
+//! of the tests) and through `auditrail gateway` in front of it, in the same run.
+//!
+//! - latency: one client, one request at a time (BENCH_GATEWAY_REQUESTS each way,
+//!   default 5,000, alternating rounds of 500); p50/p99/max of each and the difference.
+//! - throughput: BENCH_GATEWAY_CLIENTS concurrent clients (default 32) for
+//!   BENCH_GATEWAY_SECS (default 10) each way.
+//!
+//! The gateway appends to a SQLite data dir (spool fsynced per group of requests, then
+//! the log's own group commit). Everything runs on this one machine: the load, the
+//! upstream and the gateway share its cores.
+//!
+//! `cargo bench -p auditrail --bench gateway`
+#![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+#[path = "../tests/common/graphql.rs"]
+mod graphql;
+#[path = "../tests/common/process.rs"]
+mod process;
+#[path = "support.rs"]
+mod support;
+
+use support::{env_u64, run};
+
+fn body(i: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "query": "mutation Add($n: String!) { addProject(name: $n, language: \"scala\", forkMode: SINGLE) { id name } }",
+        "operationName": "Add",
+        "variables": {"n": format!("project-{i}")}
+    }))
+    .unwrap()
+}
+
+async fn one(http: &reqwest::Client, url: &str, i: u64) -> Duration {
+    let t = Instant::now();
+    let r = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-user-id", "u-42")
+        .body(body(i))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b = r.bytes().await.unwrap();
+    assert!(b.starts_with(b"{\"data\":{\"addProject\""), "{b:?}");
+    t.elapsed()
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+async fn throughput(http: &reqwest::Client, url: &str, clients: u64, secs: u64) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (http, url, done) = (http.clone(), url.to_owned(), done.clone());
+            tokio::spawn(async move {
+                let mut i = c * 1_000_000_000;
+                while Instant::now() < until {
+                    one(&http, &url, i).await;
+                    i += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let requests = env_u64("BENCH_GATEWAY_REQUESTS", 5_000);
+    let clients = env_u64("BENCH_GATEWAY_CLIENTS", 32);
+    let secs = env_u64("BENCH_GATEWAY_SECS", 10);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    run(&dir, &["orgs", "create", "acme", "--catalog", "prophecy"]);
+    let upstream = graphql::start(graphql::Upstream::default()).await;
+    let dir_s = dir.to_str().unwrap();
+    let gw = process::gateway(
+        &[
+            "--upstream",
+            &upstream,
+            "--catalog",
+            "prophecy",
+            "--org",
+            "acme",
+            "--data-dir",
+            dir_s,
+            "--actor-header",
+            "x-user-id",
+        ],
+        |_| {},
+    );
+    let through = format!("{}/graphql", gw.base);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .unwrap();
+    // Warm both paths (connections, caches, the log's first commits).
+    for i in 0..200 {
+        one(&http, &upstream, i).await;
+        one(&http, &through, i).await;
+    }
+    let (mut direct, mut gateway) = (Vec::new(), Vec::new());
+    let mut i = 1_000;
+    while (direct.len() as u64) < requests {
+        for _ in 0..500 {
+            direct.push(one(&http, &upstream, i).await);
+            i += 1;
+        }
+        for _ in 0..500 {
+            gateway.push(one(&http, &through, i).await);
+            i += 1;
+        }
+    }
+    direct.sort();
+    gateway.sort();
+    println!(
+        "latency, one client, {} audited mutations each way (ms):",
+        direct.len()
+    );
+    println!("| path | p50 | p99 | max |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (name, v) in [("direct", &direct), ("through the gateway", &gateway)] {
+        println!(
+            "| {name} | {:.3} | {:.3} | {:.3} |",
+            pct(v, 0.5),
+            pct(v, 0.99),
+            pct(v, 1.0)
+        );
+    }
+    println!(
+        "| added | {:.3} | {:.3} | |",
+        pct(&gateway, 0.5) - pct(&direct, 0.5),
+        pct(&gateway, 0.99) - pct(&direct, 0.99)
+    );
+    let d = throughput(&http, &upstream, clients, secs).await;
+    let g = throughput(&http, &through, clients, secs).await;
+    println!("throughput, {clients} clients, {secs} s each way:");
+    println!("| path | requests/s |");
+    println!("| --- | ---: |");
+    println!("| direct | {d:.0} |");
+    println!("| through the gateway | {g:.0} |");
+    println!("| ratio | {:.2} |", g / d);
+    // Every audited mutation reached the log.
+    let metrics = http
+        .get(format!("{}/metrics", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_default()
+    };
+    println!(
+        "gateway: audited fields {}, appended {}, spool depth {}",
+        line("auditrail_gateway_audited_fields_total"),
+        line("auditrail_gateway_appended_events_total"),
+        line("auditrail_gateway_spool_depth")
+    );
+    drop(gw);
+}

@@ -740,3 +740,72 @@ async fn appends_straight_to_the_store_for_the_org_a_header_names() {
         assert_eq!(got, names);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_to_postgresql_beside_a_serving_node() {
+    use auditrail_store::postgres::testdb::{TestDb, server_url};
+    let Some(server) = server_url() else {
+        return;
+    };
+    let db = TestDb::create(&server).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("shared");
+    let shared_s = shared.to_str().unwrap();
+    let node = common::process::serve(ADMIN, |c| {
+        c.args(["--data-dir", shared_s, "--database-url", &db.url]);
+    });
+    let http = reqwest::Client::new();
+    let (s, b) = post(
+        &http,
+        &format!("{}/v1/orgs", node.base),
+        json!({"id": "acme", "catalog": "prophecy"}),
+        &[("authorization", &format!("Bearer {ADMIN}"))],
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = post(
+        &http,
+        &format!("{}/v1/orgs/acme/keys", node.base),
+        json!({"name": "v", "role": "viewer"}),
+        &[("authorization", &format!("Bearer {ADMIN}"))],
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let viewer = b["token"].as_str().unwrap().to_owned();
+    let upstream = graphql::start(Upstream::default()).await;
+    let spool = tmp.path().join("spool");
+    let gw = gateway(
+        &[
+            "--upstream",
+            &upstream,
+            "--catalog",
+            "prophecy",
+            "--org",
+            "acme",
+            "--database-url",
+            &db.url,
+            "--data-dir",
+            shared_s,
+            "--spool-dir",
+            spool.to_str().unwrap(),
+        ],
+        |_| {},
+    );
+    let (s, _) = post(
+        &http,
+        &format!("{}/graphql", gw.base),
+        json!({"query": "mutation { releaseProject(projectID: \"p-1\", version: \"2.0\") }"}),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200);
+    // The serving node sees what the gateway appended to the shared database.
+    let evs = wait_events(&http, &node.base, &viewer, 1).await;
+    assert_eq!(evs[0]["action"], "releaseProject");
+    assert_eq!(
+        evs[0]["details"],
+        json!({"projectID": "p-1", "version": "2.0"})
+    );
+    stop(gw);
+    drop(node);
+}

@@ -397,7 +397,7 @@ impl Shared {
         };
         let status = resp.status();
         let mut headers = resp.headers().clone();
-        headers.retain_hop_by_hop();
+        drop_hop_by_hop(&mut headers);
         let Some(plan) = plan else {
             return build(status, headers, Body::from_stream(resp.bytes_stream()));
         };
@@ -489,17 +489,11 @@ fn build(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
     r
 }
 
-trait RetainEndToEnd {
-    fn retain_hop_by_hop(&mut self);
-}
-
-impl RetainEndToEnd for HeaderMap {
-    /// Drops the hop-by-hop headers, which belong to one connection.
-    fn retain_hop_by_hop(&mut self) {
-        let drop: Vec<HeaderName> = self.keys().filter(|k| hop_by_hop(k)).cloned().collect();
-        for k in drop {
-            self.remove(k);
-        }
+/// Drops the hop-by-hop headers, which belong to one connection.
+fn drop_hop_by_hop(headers: &mut HeaderMap) {
+    let drop: Vec<HeaderName> = headers.keys().filter(|k| hop_by_hop(k)).cloned().collect();
+    for k in drop {
+        headers.remove(k);
     }
 }
 

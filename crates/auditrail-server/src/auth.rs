@@ -31,22 +31,38 @@ pub enum Principal {
         role: Role,
         key_id: String,
     },
+    /// A signed-in user of the host product on the Audit page (through a viewer link).
+    /// `scope_id` narrows what the user sees to one scope.
+    User {
+        org: String,
+        role: Role,
+        id: String,
+        email: Option<String>,
+        name: Option<String>,
+        scope_id: Option<String>,
+    },
 }
 
 impl Principal {
     /// The org this caller acts in, if it has one of `roles` there; 403 otherwise.
     pub fn org_with(&self, roles: &[Role]) -> Result<&str, ApiError> {
         match self {
-            Principal::Key { org, role, .. } if roles.contains(role) => Ok(org),
-            Principal::Key { role, .. } => Err(ApiError::forbidden(format!(
-                "this requires role {}; the key has role {}",
-                roles
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" or "),
-                role.as_str()
-            ))),
+            Principal::Key { org, role, .. } | Principal::User { org, role, .. }
+                if roles.contains(role) =>
+            {
+                Ok(org)
+            }
+            Principal::Key { role, .. } | Principal::User { role, .. } => {
+                Err(ApiError::forbidden(format!(
+                    "this requires role {}; you have role {}",
+                    roles
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    role.as_str()
+                )))
+            }
             Principal::PlatformAdmin => Err(ApiError::forbidden(
                 "the platform admin token manages orgs and keys; use an org key for org data",
             )),
@@ -58,11 +74,20 @@ impl Principal {
     pub fn admin_of(&self, org: &str) -> Result<(), ApiError> {
         match self {
             Principal::PlatformAdmin => Ok(()),
-            Principal::Key { org: own, .. } if own != org => Err(ApiError::not_found("org")),
+            Principal::Key { org: own, .. } | Principal::User { org: own, .. } if own != org => {
+                Err(ApiError::not_found("org"))
+            }
             Principal::Key {
                 role: Role::Admin, ..
+            }
+            | Principal::User {
+                role: Role::Admin,
+                scope_id: None,
+                ..
             } => Ok(()),
-            Principal::Key { .. } => Err(ApiError::forbidden("this requires role admin")),
+            Principal::Key { .. } | Principal::User { .. } => Err(ApiError::forbidden(
+                "this requires role admin of the whole org",
+            )),
         }
     }
 
@@ -74,6 +99,22 @@ impl Principal {
             }
             Principal::Key { key_id, role, .. } => {
                 serde_json::json!({"id": key_id, "type": "API_KEY", "role": role.as_str()})
+            }
+            Principal::User {
+                id,
+                email,
+                name,
+                role,
+                ..
+            } => {
+                let mut a = serde_json::json!({"id": id, "type": "USER", "role": role.as_str()});
+                if let Some(e) = email {
+                    a["email"] = serde_json::json!(e);
+                }
+                if let Some(n) = name {
+                    a["name"] = serde_json::json!(n);
+                }
+                a
             }
         }
     }

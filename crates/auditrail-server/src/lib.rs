@@ -13,6 +13,7 @@ mod openapi;
 pub mod policy;
 pub mod routes;
 mod sealed;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub struct App {
     pub delivery: delivery::Delivery,
     /// This process's name as the owner of leases on background work.
     pub node_id: String,
+    pub ui: ui::UiState,
 }
 
 impl App {
@@ -79,6 +81,7 @@ impl App {
             keys: auth::KeyCache::default(),
             policies: policy::Policies::default(),
             exports: exports::Exports::default(),
+            ui: ui::UiState::default(),
         })
     }
 }

@@ -3,13 +3,13 @@
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{catalog, destinations, events, exports, integrity, orgs};
+use crate::routes::{catalog, destinations, events, exports, integrity, orgs, viewer};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "auditrail", description = "Durable, ordered, tamper-evident audit logs."),
     paths(
-        orgs::create_org, orgs::create_key, orgs::list_keys, orgs::revoke_key,
+        orgs::create_org, orgs::create_key, orgs::list_keys, orgs::revoke_key, viewer::create,
         catalog::put_catalog, catalog::get_catalog, catalog::hmac,
         events::ingest, events::search,
         exports::create, exports::list, exports::get, exports::download, exports::checkpoint,

@@ -26,7 +26,7 @@ use crate::exports::now_ms;
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
 /// The destination as the API shows it: its configuration (secrets masked) and status.
-async fn view(app: &Arc<App>, d: &Destination) -> ApiResult<Value> {
+pub(crate) async fn view(app: &Arc<App>, d: &Destination) -> ApiResult<Value> {
     let c = config_of(d).map_err(|e| ApiError::internal(e.message))?;
     let head = app.store.tree_head(&d.org).await?.size;
     let lag_events = head.saturating_sub(d.delivered_seq);

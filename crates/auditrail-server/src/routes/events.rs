@@ -270,12 +270,12 @@ pub fn filter_from(p: &SearchParams) -> ApiResult<Filter> {
     Ok(f)
 }
 
-fn encode_cursor(seq: u64, order: Order) -> String {
+pub(crate) fn encode_cursor(seq: u64, order: Order) -> String {
     let o = if order == Order::Asc { "a" } else { "d" };
     URL_SAFE_NO_PAD.encode(format!("v1:{o}:{seq}"))
 }
 
-fn decode_cursor(c: &str, order: Order) -> ApiResult<u64> {
+pub(crate) fn decode_cursor(c: &str, order: Order) -> ApiResult<u64> {
     let bad = || ApiError::invalid_field("cursor", "is not a cursor this server issued");
     let raw = URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;

@@ -254,7 +254,30 @@ pub async fn download(
     let Query(p) = params?;
     let acc = access(&app, &headers, &p, &id, &[Role::Admin]).await?;
     let org = acc.org().to_owned();
-    let job = ready_job(&app, &org, &id).await?;
+    match &acc {
+        Access::Key(who, _) => serve_file(&app, &org, &id, |_| who.actor(), "api_key").await,
+        Access::Link { .. } => {
+            serve_file(
+                &app,
+                &org,
+                &id,
+                |job| serde_json::from_str(&job.requester).unwrap_or(Value::Null),
+                "signed_link",
+            )
+            .await
+        }
+    }
+}
+
+/// Streams a finished export's file, recording `downloadExport` for `actor` first.
+pub async fn serve_file(
+    app: &App,
+    org: &str,
+    id: &str,
+    actor: impl FnOnce(&ExportJob) -> Value,
+    via: &str,
+) -> ApiResult<Response> {
+    let job = ready_job(app, org, id).await?;
     let name = job
         .file
         .clone()
@@ -267,17 +290,10 @@ pub async fn download(
             ApiError::internal(format!("open {}: {e}", path.display()))
         }
     })?;
-    let (actor, via) = match &acc {
-        Access::Key(who, _) => (who.actor(), "api_key"),
-        Access::Link { .. } => (
-            serde_json::from_str(&job.requester).unwrap_or(Value::Null),
-            "signed_link",
-        ),
-    };
     record_audit_event(
-        &app,
-        &org,
-        actor,
+        app,
+        org,
+        actor(&job),
         "downloadExport",
         json!({"type": "AUDIT_JOB", "id": id}),
         json!({"via": via, "file": name, "sha256": job.sha256}),
@@ -308,7 +324,7 @@ pub async fn download(
     if let Some(b) = job.bytes {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(b));
     }
-    let download_name = format!("auditrail-{}-{}", urlencode(&org), name);
+    let download_name = format!("auditrail-{}-{}", urlencode(org), name);
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{download_name}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }

@@ -7,6 +7,7 @@ pub mod exports;
 pub(crate) mod integrity;
 mod ops;
 pub mod orgs;
+pub mod viewer;
 
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ pub fn router(app: Arc<App>) -> Router {
             post(orgs::create_key).get(orgs::list_keys),
         )
         .route("/v1/orgs/{org}/keys/{key_id}", delete(orgs::revoke_key))
+        .route("/v1/orgs/{org}/viewer-tokens", post(viewer::create))
         .route("/v1/orgs/{org}/catalog", put(catalog::put_catalog))
         .route("/v1/catalog", get(catalog::get_catalog))
         .route("/v1/hmac", post(catalog::hmac))
@@ -90,6 +92,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .merge(crate::ui::router())
         .fallback(ops::not_found)
         // Bodies are read with their own limit so an oversize one gets our JSON error.
         .layer(DefaultBodyLimit::disable())

@@ -6,6 +6,7 @@
     reason = "test helpers: a panic is a failed test"
 )]
 
+pub mod browser;
 pub mod process;
 
 use std::path::{Path, PathBuf};

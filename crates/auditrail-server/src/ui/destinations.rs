@@ -1,0 +1,218 @@
+//! Destinations (org admins): each S3 destination's delivery status (lag, last
+//! delivery, last error), the form to add or change one, the permission test with each
+//! action's result, and the bucket policy to copy.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{UiError, Viewer};
+use crate::App;
+use crate::delivery::{bucket_policy as policy_for, config_of};
+use crate::error::ApiError;
+use crate::routes::destinations as api;
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct DestinationForm {
+    #[serde(default, skip_serializing)]
+    csrf: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    bucket: String,
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    endpoint: String,
+    #[serde(default)]
+    access_key_id: String,
+    /// Never shown again; blank keeps the stored secret on a change.
+    #[serde(default, skip_serializing)]
+    secret_access_key: String,
+    #[serde(default)]
+    credentials_source: String,
+    #[serde(default)]
+    format: String,
+    #[serde(default)]
+    max_batch_events: String,
+    #[serde(default)]
+    max_batch_seconds: String,
+    #[serde(default)]
+    start: String,
+}
+
+/// The request `PUT /v1/destinations/{name}` takes, from the form.
+fn request_of(f: &DestinationForm) -> Value {
+    let mut r = json!({"kind": "s3", "bucket": f.bucket.trim(), "prefix": f.prefix.trim()});
+    for (k, v) in [
+        ("region", &f.region),
+        ("endpoint", &f.endpoint),
+        ("format", &f.format),
+        ("start", &f.start),
+    ] {
+        if !v.trim().is_empty() {
+            r[k] = json!(v.trim());
+        }
+    }
+    for (k, v) in [
+        ("max_batch_events", &f.max_batch_events),
+        ("max_batch_seconds", &f.max_batch_seconds),
+    ] {
+        let v = v.trim();
+        if !v.is_empty() {
+            // A number goes as one; anything else goes as typed, so the API names the field.
+            r[k] = v
+                .parse::<u64>()
+                .map(|n| json!(n))
+                .unwrap_or_else(|_| json!(v));
+        }
+    }
+    if f.credentials_source == "environment" {
+        r["credentials"] = json!({"source": "environment"});
+    } else if !f.access_key_id.trim().is_empty() || !f.secret_access_key.is_empty() {
+        r["credentials"] = json!({
+            "access_key_id": f.access_key_id.trim(),
+            "secret_access_key": f.secret_access_key,
+        });
+    }
+    r
+}
+
+async fn body_json(resp: Response) -> Result<Value, UiError> {
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+struct Extra {
+    form: DestinationForm,
+    error: Option<(String, Option<String>)>,
+    tested: Option<(String, Value)>,
+}
+
+async fn render(app: &Arc<App>, viewer: &Viewer, extra: Extra) -> Result<Response, UiError> {
+    let principal = app.settings.delivery.principal_arn.clone();
+    let mut list = Vec::new();
+    for d in app.store.list_destinations(Some(&viewer.org)).await? {
+        let mut v = api::view(app, &d).await?;
+        if let (Some(p), Ok(c)) = (&principal, config_of(&d)) {
+            v["policy"] =
+                json!(serde_json::to_string_pretty(&policy_for(p, &c.bucket)).unwrap_or_default());
+        }
+        list.push(v);
+    }
+    let (error, error_field) = extra.error.unzip();
+    let (tested, results) = extra.tested.unzip();
+    Ok(viewer
+        .render(
+            "destinations.html",
+            "destinations",
+            context! { destinations => list, form => extra.form, error => error,
+            error_field => error_field.flatten(), tested => tested, test => results,
+            principal_configured => principal.is_some() },
+        )?
+        .into_response())
+}
+
+pub async fn page(State(app): State<Arc<App>>, viewer: Viewer) -> Result<Response, UiError> {
+    viewer.require_org_admin()?;
+    let form = DestinationForm {
+        format: "ndjson.gz".into(),
+        start: "earliest".into(),
+        ..DestinationForm::default()
+    };
+    render(
+        &app,
+        &viewer,
+        Extra {
+            form,
+            error: None,
+            tested: None,
+        },
+    )
+    .await
+}
+
+pub async fn save(
+    State(app): State<Arc<App>>,
+    viewer: Viewer,
+    form: Result<axum::Form<DestinationForm>, FormRejection>,
+) -> Result<Response, UiError> {
+    viewer.require_org_admin()?;
+    let axum::Form(form) =
+        form.map_err(|e| UiError::from(ApiError::bad_request("invalid_form", e.body_text())))?;
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let name = form.name.trim().to_owned();
+    let body = Bytes::from(serde_json::to_vec(&request_of(&form)).map_err(ApiError::internal)?);
+    match api::put(
+        State(app.clone()),
+        viewer.who.clone(),
+        Path(name.clone()),
+        body,
+    )
+    .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("/ui/destinations#dest-{name}")).into_response()),
+        Err(e) => {
+            let status = e.status;
+            let field = e
+                .details
+                .first()
+                .and_then(|d| d["field"].as_str())
+                .map(str::to_owned);
+            let mut resp = render(
+                &app,
+                &viewer,
+                Extra {
+                    form,
+                    error: Some((e.message, field)),
+                    tested: None,
+                },
+            )
+            .await?;
+            *resp.status_mut() = status;
+            Ok(resp)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfOnly {
+    csrf: Option<String>,
+}
+
+pub async fn test(
+    State(app): State<Arc<App>>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+    form: Result<axum::Form<CsrfOnly>, FormRejection>,
+) -> Result<Response, UiError> {
+    viewer.require_org_admin()?;
+    viewer.check_csrf(form.ok().and_then(|f| f.0.csrf).as_deref())?;
+    let resp = api::test(State(app.clone()), viewer.who.clone(), Path(name.clone())).await?;
+    let results = body_json(resp).await?;
+    let form = DestinationForm {
+        format: "ndjson.gz".into(),
+        start: "earliest".into(),
+        ..DestinationForm::default()
+    };
+    render(
+        &app,
+        &viewer,
+        Extra {
+            form,
+            error: None,
+            tested: Some((name, results)),
+        },
+    )
+    .await
+}

@@ -1,0 +1,75 @@
+//! The Audit page: server-rendered pages for an org's admins and viewers (events,
+//! exports, destinations, integrity), opened through viewer links or with an API key.
+//!
+//! The pages are a thin layer over the API's own functions, so validation, tenancy and
+//! self-audit are the same whichever way an org is read.
+
+mod assets;
+mod destinations;
+mod events;
+mod exports;
+mod integrity;
+mod render;
+mod session;
+pub mod token;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use base64::Engine;
+
+use crate::App;
+use crate::error::{ApiError, ApiResult};
+
+pub use render::UiError;
+pub use session::Viewer;
+
+/// Per-process state of the Audit page.
+#[derive(Default)]
+pub struct UiState {
+    key: tokio::sync::OnceCell<[u8; 32]>,
+}
+
+const KEY_SETTING: &str = "ui/signing_key";
+
+/// The key viewer links and sessions are signed with: made once, kept sealed among the
+/// store's settings so every node shares it.
+pub async fn signing_key(app: &App) -> ApiResult<[u8; 32]> {
+    app.ui
+        .key
+        .get_or_try_init(|| async {
+            let mut fresh = [0u8; 32];
+            getrandom::fill(&mut fresh).map_err(ApiError::internal)?;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let stored = crate::sealed::init(app, KEY_SETTING, &b64.encode(fresh)).await?;
+            let raw = b64.decode(stored.trim()).map_err(ApiError::internal)?;
+            <[u8; 32]>::try_from(raw.as_slice())
+                .map_err(|_| ApiError::internal("the stored UI key is not 32 bytes"))
+        })
+        .await
+        .copied()
+}
+
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/ui", get(session::home))
+        .route("/ui/", get(session::home))
+        .route("/ui/login", get(session::login))
+        .route("/ui/logout", post(session::logout))
+        .route("/ui/events", get(events::list))
+        .route("/ui/events/{seq}", get(events::detail))
+        .route("/ui/events/{seq}/proof", get(events::proof))
+        .route("/ui/exports", get(exports::page).post(exports::create))
+        .route("/ui/exports/rows", get(exports::rows))
+        .route("/ui/exports/{id}/download", get(exports::download))
+        .route(
+            "/ui/destinations",
+            get(destinations::page).post(destinations::save),
+        )
+        .route("/ui/destinations/{name}/test", post(destinations::test))
+        .route("/ui/integrity", get(integrity::page))
+        .route("/ui/assets/{file}", get(assets::serve))
+        .route("/ui/{*rest}", get(render::not_found))
+        .layer(axum::middleware::map_response(render::security_headers))
+}

@@ -31,6 +31,8 @@ pub use metrics::Metrics;
 pub struct Settings {
     /// Base of links the service hands out.
     pub public_url: String,
+    /// CSP `frame-ancestors` sources of the Audit page: who may show it in a frame.
+    pub ui_frame_ancestors: String,
     /// How often checkpoints are signed for orgs with new events.
     pub checkpoint_interval: Duration,
     pub limits: Limits,

@@ -33,6 +33,7 @@ pub struct FileConfig {
     pub signing_key_file: Option<PathBuf>,
     pub secret_key_file: Option<PathBuf>,
     pub aws_principal_arn: Option<String>,
+    pub ui_frame_ancestors: Option<String>,
     pub max_clock_skew: Option<String>,
     pub log_origin: Option<String>,
     pub max_details_bytes: Option<usize>,
@@ -107,6 +108,9 @@ pub struct Overrides {
     /// The AWS role or user auditrail delivers as, for the bucket policies it suggests
     #[arg(long, env = "AUDITRAIL_AWS_PRINCIPAL_ARN", global = true)]
     pub aws_principal_arn: Option<String>,
+    /// Sites allowed to show the Audit page in a frame (CSP frame-ancestors) [default: 'self']
+    #[arg(long, env = "AUDITRAIL_UI_FRAME_ANCESTORS", global = true)]
+    pub ui_frame_ancestors: Option<String>,
     /// How far in the future `occurred_at` may be
     #[arg(long, env = "AUDITRAIL_MAX_CLOCK_SKEW", global = true)]
     pub max_clock_skew: Option<String>,
@@ -150,6 +154,7 @@ pub struct Config {
     pub signing_key_file: PathBuf,
     pub secret_key_file: PathBuf,
     pub aws_principal_arn: Option<String>,
+    pub ui_frame_ancestors: String,
     pub max_clock_skew: Duration,
     pub log_origin: String,
     /// Bounds on `details` (the clock-skew bound is `max_clock_skew`).
@@ -278,6 +283,11 @@ impl Config {
                 .or(f.secret_key_file)
                 .unwrap_or_else(|| data_dir.join("secret.key")),
             aws_principal_arn: o.aws_principal_arn.clone().or(f.aws_principal_arn),
+            ui_frame_ancestors: o
+                .ui_frame_ancestors
+                .clone()
+                .or(f.ui_frame_ancestors)
+                .unwrap_or_else(|| "'self'".to_owned()),
             exports_dir: o
                 .exports_dir
                 .clone()
@@ -378,6 +388,10 @@ impl Config {
             (
                 "aws_principal_arn",
                 self.aws_principal_arn.as_ref().map(|a| format!("\"{a}\"")),
+            ),
+            (
+                "ui_frame_ancestors",
+                Some(format!("\"{}\"", self.ui_frame_ancestors)),
             ),
             (
                 "max_clock_skew",

@@ -114,8 +114,19 @@ fn write_secret(path: &Path, content: &[u8]) -> std::io::Result<()> {
 pub fn settings(cfg: &Config) -> anyhow::Result<Settings> {
     let max_future =
         chrono::Duration::from_std(cfg.max_clock_skew).context("max_clock_skew is too large")?;
+    let frame_ancestors = cfg.ui_frame_ancestors.trim();
+    if frame_ancestors.is_empty()
+        || frame_ancestors
+            .chars()
+            .any(|c| c == ';' || c == ',' || c.is_control())
+    {
+        anyhow::bail!(
+            "ui_frame_ancestors must be CSP sources separated by spaces, such as \"'self' https://app.example.com\""
+        );
+    }
     Ok(Settings {
         public_url: cfg.public_url.clone(),
+        ui_frame_ancestors: frame_ancestors.to_owned(),
         checkpoint_interval: cfg.checkpoint_interval,
         lease_ttl: cfg.lease_ttl,
         limits: Limits {

@@ -695,6 +695,7 @@ async fn the_audit_page_in_chromium() {
     // Filter by user.
     web.fill("#f-actor", "u-2").await;
     web.click("form.filters button[type=submit]").await;
+    web.wait_url("actor_id=u-2", 10).await;
     web.wait_for("#events tbody tr td.actor[data-actor=\"u-2\"]", 10)
         .await;
     assert_eq!(web.count("#events tbody tr").await, 20);
@@ -757,8 +758,9 @@ async fn the_audit_page_in_chromium() {
     web.click("#request-export").await;
     web.wait_for("#export-rows tr[data-status=\"succeeded\"]", 30)
         .await;
-    assert!(
-        web.text("#export-rows tr").await.contains("20"),
+    assert_eq!(
+        web.text("#export-rows tr td[data-label=\"Rows\"]").await,
+        "20",
         "20 rows of u-3"
     );
     web.screenshot("exports").await;
@@ -841,12 +843,12 @@ async fn the_audit_page_in_chromium() {
     let display = web
         .client
         .execute(
-            "return getComputedStyle(document.querySelector('#events td')).display",
+            "return getComputedStyle(document.querySelector('#events thead')).position + ' ' + getComputedStyle(document.querySelector('#events tr')).display",
             vec![],
         )
         .await
         .unwrap();
-    assert_eq!(display, "grid");
+    assert_eq!(display, "absolute block", "header hidden, one card per row");
     web.screenshot("events-phone").await;
     web.set_size(1280, 900).await;
 

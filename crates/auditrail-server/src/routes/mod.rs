@@ -92,7 +92,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .merge(crate::ui::router())
+        .merge(crate::ui::router(app.clone()))
         .fallback(ops::not_found)
         // Bodies are read with their own limit so an oversize one gets our JSON error.
         .layer(DefaultBodyLimit::disable())

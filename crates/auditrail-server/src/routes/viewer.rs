@@ -105,13 +105,26 @@ pub async fn create(
         ));
     }
     let req: ViewerTokenRequest = parse_json(&body)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(mint_as(&app, &who, &org, req).await?),
+    ))
+}
+
+/// Mints a viewer link into `org` for `who` (already checked to be allowed).
+pub async fn mint_as(
+    app: &App,
+    who: &Principal,
+    org: &str,
+    req: ViewerTokenRequest,
+) -> ApiResult<Value> {
     let (role, ttl) = validate(&req)?;
-    if app.store.get_org(&org).await?.is_none() {
+    if app.store.get_org(org).await?.is_none() {
         return Err(ApiError::not_found("org"));
     }
     let now = chrono::Utc::now().timestamp();
     let claims = Claims {
-        org: org.clone(),
+        org: org.to_owned(),
         actor_id: req.actor_id,
         actor_email: req.actor_email,
         actor_name: req.actor_name,
@@ -120,27 +133,24 @@ pub async fn create(
         exp: now + ttl,
         id: random_id("vl_"),
     };
-    let key = crate::ui::signing_key(&app).await?;
+    let key = crate::ui::signing_key(app).await?;
     let token = token::sign(&key, Purpose::Link, &claims);
     let expires_at = format_millis(claims.exp * 1000);
     record_self_audit(
-        &app,
-        &org,
-        &who,
+        app,
+        org,
+        who,
         "createViewerLink",
         json!({"type": "VIEWER_LINK", "id": claims.id}),
         json!({"actor_id": claims.actor_id, "role": claims.role, "scope_id": claims.scope_id, "expires_at": expires_at}),
     )
     .await?;
     let base = app.settings.public_url.trim_end_matches('/');
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "token": token,
-            "url": format!("{base}/ui/login?token={token}"),
-            "expires_at": expires_at,
-            "role": claims.role,
-            "scope_id": claims.scope_id,
-        })),
-    ))
+    Ok(json!({
+        "token": token,
+        "url": format!("{base}/ui/login?token={token}"),
+        "expires_at": expires_at,
+        "role": claims.role,
+        "scope_id": claims.scope_id,
+    }))
 }

@@ -51,7 +51,7 @@ pub async fn signing_key(app: &App) -> ApiResult<[u8; 32]> {
         .copied()
 }
 
-pub fn router() -> Router<Arc<App>> {
+pub fn router(app: Arc<App>) -> Router<Arc<App>> {
     Router::new()
         .route("/ui", get(session::home))
         .route("/ui/", get(session::home))
@@ -71,5 +71,8 @@ pub fn router() -> Router<Arc<App>> {
         .route("/ui/integrity", get(integrity::page))
         .route("/ui/assets/{file}", get(assets::serve))
         .route("/ui/{*rest}", get(render::not_found))
-        .layer(axum::middleware::map_response(render::security_headers))
+        .layer(axum::middleware::map_response_with_state(
+            app,
+            render::security_headers,
+        ))
 }

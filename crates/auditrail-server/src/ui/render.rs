@@ -126,15 +126,21 @@ pub async fn not_found() -> UiError {
     .hint("Use the navigation above, or go to the events list.")
 }
 
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'self'";
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; frame-ancestors";
 
 /// Pages are private and never cached; scripts and styles come only from this server;
 /// links carry no referrer (a viewer link must not leak through one).
-pub async fn security_headers(mut resp: Response) -> Response {
+pub async fn security_headers(
+    axum::extract::State(app): axum::extract::State<std::sync::Arc<crate::App>>,
+    mut resp: Response,
+) -> Response {
     let h = resp.headers_mut();
+    let csp = format!("{CSP} {}", app.settings.ui_frame_ancestors);
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
+        HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'self'",
+        )),
     );
     h.insert(
         header::REFERRER_POLICY,

@@ -227,10 +227,27 @@ pub mod demo {
         .await
         .map_err(err)?;
         let token = key["token"].as_str().unwrap_or_default();
+        let link = auditrail_server::routes::viewer::mint_as(
+            app,
+            &Principal::PlatformAdmin,
+            DEMO_ORG,
+            auditrail_server::routes::viewer::ViewerTokenRequest {
+                actor_id: "demo-admin".into(),
+                actor_name: Some("Demo Admin".into()),
+                actor_email: None,
+                role: "admin".into(),
+                scope_id: None,
+                ttl_seconds: Some(auditrail_server::routes::viewer::MAX_TTL_SECONDS),
+            },
+        )
+        .await
+        .map_err(err)?;
+        let url = link["url"].as_str().unwrap_or_default();
         println!(
             "\nDemo org `{DEMO_ORG}` is ready. Its admin key (shown once):\n\n    export TOKEN={token}\n\n\
              Try:\n    curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/events?q=actor:u-42'\n\
-             \x20   curl -s -H \"Authorization: Bearer $TOKEN\" {base}/v1/checkpoints/latest\n"
+             \x20   curl -s -H \"Authorization: Bearer $TOKEN\" {base}/v1/checkpoints/latest\n\n\
+             The Audit page (this link works once, for 24 hours):\n\n    {url}\n"
         );
         Ok(())
     }

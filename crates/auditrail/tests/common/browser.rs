@@ -122,6 +122,22 @@ impl Browser {
             .unwrap_or_else(|e| panic!("waiting for {css}: {e}"));
     }
 
+    /// Waits until the page's address contains `part` (a navigation has happened).
+    pub async fn wait_url(&self, part: &str, secs: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let url = self.client.current_url().await.unwrap();
+            if url.as_str().contains(part) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still at {url}, waiting for {part}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn fill(&self, css: &str, value: &str) {
         let el = self.client.find(Locator::Css(css)).await.unwrap();
         el.clear().await.unwrap();

@@ -67,6 +67,7 @@ impl TestServer {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let mut settings = Settings {
             public_url: base.clone(),
+            ui_frame_ancestors: "'self'".into(),
             checkpoint_interval: Duration::from_secs(3600),
             lease_ttl: Duration::from_secs(15),
             limits: Limits::default(),

@@ -177,7 +177,16 @@ async function verify(btn) {
   }
 }
 
+// On a phone the filters fold away unless some are in use.
+function foldFilters() {
+  const box = document.querySelector("details.filters-box");
+  if (box && !box.dataset.filtered && window.matchMedia("(max-width: 720px)").matches) {
+    box.open = false;
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  foldFilters();
   localTimes();
   clickableRows();
   liveExports();

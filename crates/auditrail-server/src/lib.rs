@@ -11,6 +11,7 @@ mod lease;
 pub mod metrics;
 mod openapi;
 pub mod policy;
+pub mod retention;
 pub mod routes;
 mod sealed;
 pub mod ui;
@@ -98,7 +99,8 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let checkpoints = tokio::spawn(checkpointer::run(app.clone(), stop_rx.clone()));
     let exporter = tokio::spawn(exports::worker::run(app.clone(), stop_rx.clone()));
-    let deliverer = tokio::spawn(delivery::worker::run(app.clone(), stop_rx));
+    let deliverer = tokio::spawn(delivery::worker::run(app.clone(), stop_rx.clone()));
+    let retention = tokio::spawn(retention::run(app.clone(), stop_rx));
     let router = routes::router(app.clone());
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
@@ -107,6 +109,7 @@ pub async fn serve(
     let _ = checkpoints.await;
     let _ = exporter.await;
     let _ = deliverer.await;
+    let _ = retention.await;
     let store = app.store.clone();
     let _ = tokio::task::spawn_blocking(move || store.close()).await;
     Ok(())

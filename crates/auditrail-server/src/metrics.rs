@@ -30,6 +30,7 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub checkpoint_age: Gauge<f64, AtomicU64>,
     pub checkpoints_signed: Counter,
+    pub events_purged: Counter,
     pub exports_finished: Family<Outcome, Counter>,
     pub export_rows: Counter,
     pub export_notifications_failed: Counter,
@@ -88,6 +89,12 @@ impl Metrics {
             "Checkpoints signed",
             checkpoints_signed.clone(),
         );
+        let events_purged = Counter::default();
+        registry.register(
+            "events_purged",
+            "Event bodies removed by retention",
+            events_purged.clone(),
+        );
         let exports_finished = Family::<Outcome, Counter>::default();
         registry.register(
             "exports_finished",
@@ -139,6 +146,7 @@ impl Metrics {
             commit_seconds,
             checkpoint_age,
             checkpoints_signed,
+            events_purged,
         }
     }
 

@@ -846,3 +846,121 @@ pub async fn leases(store: &dyn Store) {
         "a released lease is free at once"
     );
 }
+
+/// Retention: purging removes the oldest bodies from search, keeps seqs, leaves, the
+/// root and every proof, touches no other org, and appends continue the same tree.
+pub async fn retention(store: &dyn Store) {
+    new_org(store, "acme").await;
+    new_org(store, "globex").await;
+    let old: Vec<_> = (0..3)
+        .map(|i| prep("acme", json!({"action": "old", "actor": {"id": "u-1"}}), i))
+        .collect();
+    store.append("acme", old, false).await.unwrap();
+    store
+        .append(
+            "globex",
+            vec![prep("globex", json!({"action": "old"}), 0)],
+            false,
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let cut = chrono::Utc::now().timestamp_millis();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let new: Vec<_> = (0..2)
+        .map(|i| prep("acme", json!({"action": "new", "actor": {"id": "u-1"}}), i))
+        .collect();
+    store.append("acme", new, false).await.unwrap();
+    let head = store.tree_head("acme").await.unwrap();
+    let all = Filter::default();
+    let page = |f: Filter| async move {
+        store
+            .search(
+                "acme",
+                &f,
+                PageRequest {
+                    after_seq: None,
+                    limit: 100,
+                    order: Order::Asc,
+                },
+            )
+            .await
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>()
+    };
+    let leaf1 = store
+        .node_hashes("acme", &[merkle::NodeId { level: 0, index: 0 }])
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.purge("acme", cut, 2).await.unwrap(),
+        2,
+        "at most `limit`"
+    );
+    assert_eq!(page(all.clone()).await, vec![3, 4, 5], "oldest first");
+    assert_eq!(store.purge("acme", cut, 100).await.unwrap(), 1);
+    assert_eq!(
+        store.purge("acme", cut, 100).await.unwrap(),
+        0,
+        "nothing left to purge"
+    );
+    assert_eq!(page(all.clone()).await, vec![4, 5]);
+    let mut by_actor = Filter::default();
+    by_actor.require(Field::ActorId, "u-1");
+    assert_eq!(
+        page(by_actor).await,
+        vec![4, 5],
+        "purged events are not found by field"
+    );
+    let mut by_text = Filter::default();
+    parse_q("\"old\"", &mut by_text).unwrap();
+    assert_eq!(page(by_text).await, Vec::<u64>::new(), "nor by text");
+    // The tree is untouched: same head, same leaves, proofs still verify.
+    assert_eq!(store.tree_head("acme").await.unwrap(), head);
+    assert_eq!(
+        store
+            .node_hashes("acme", &[merkle::NodeId { level: 0, index: 0 }])
+            .await
+            .unwrap(),
+        leaf1
+    );
+    for index in 0..head.size {
+        let p = proofs::inclusion(store, "acme", head.size, index, head.size)
+            .await
+            .unwrap();
+        merkle::verify_inclusion(index, head.size, &p.leaf, &p.hashes, &head.root).unwrap();
+    }
+    // Another org keeps its events; appends continue the same tree.
+    assert_eq!(store.tree_head("globex").await.unwrap().size, 1);
+    let g = store
+        .search(
+            "globex",
+            &Filter::default(),
+            PageRequest {
+                after_seq: None,
+                limit: 10,
+                order: Order::Asc,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(g.events.len(), 1);
+    let a = store
+        .append(
+            "acme",
+            vec![prep("acme", json!({"action": "later"}), 0)],
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(a[0].seq, 6);
+    let grown = store.tree_head("acme").await.unwrap();
+    let c = proofs::consistency(store, "acme", grown.size, head.size, grown.size)
+        .await
+        .unwrap();
+    merkle::verify_consistency(head.size, grown.size, &head.root, &grown.root, &c.hashes).unwrap();
+}

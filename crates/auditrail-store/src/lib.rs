@@ -65,8 +65,14 @@ pub trait Store: Send + Sync + 'static {
         wait: bool,
     ) -> Result<Vec<Accepted>>;
 
-    /// One page of events matching `filter`, by seq.
+    /// One page of events matching `filter`, by seq. Purged events are never returned.
     async fn search(&self, org: &str, filter: &Filter, page: PageRequest) -> Result<Page>;
+
+    /// Retention: removes the bodies (and searchable columns) of up to `limit` of `org`'s
+    /// events received before `before_ms`, oldest first. Their seqs, times and leaves
+    /// stay, so the tree, old checkpoints and proofs still verify. Returns how many were
+    /// purged; 0 once nothing older is left.
+    async fn purge(&self, org: &str, before_ms: i64, limit: usize) -> Result<u64>;
 
     /// The current size and root of `org`'s tree.
     async fn tree_head(&self, org: &str) -> Result<TreeHead>;

@@ -411,6 +411,24 @@ impl Store for PgStore {
         search::search(&*self.conn().await?, num, filter, page).await
     }
 
+    async fn purge(&self, org: &str, before_ms: i64, limit: usize) -> Result<u64> {
+        let num = self.org_num(org).await?;
+        let limit = limit.clamp(1, i64::MAX as usize) as i64;
+        // A purge holds no lock on the org's head: appends go on while it runs.
+        self.conn()
+            .await?
+            .execute(
+                "WITH doomed AS (SELECT seq, received_ms FROM events WHERE org_num = $1 \
+                 AND received_ms < $2 AND body IS NOT NULL ORDER BY seq LIMIT $3) \
+                 UPDATE events e SET body = NULL, action = NULL, actor_id = NULL, resource_type = NULL, \
+                 resource_id = NULL, scope_id = NULL FROM doomed d \
+                 WHERE e.org_num = $1 AND e.seq = d.seq AND e.received_ms = d.received_ms",
+                &[&num, &before_ms, &limit],
+            )
+            .await
+            .pg("purge events")
+    }
+
     async fn tree_head(&self, org: &str) -> Result<TreeHead> {
         let num = self.org_num(org).await?;
         let row = self

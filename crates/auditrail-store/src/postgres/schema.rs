@@ -20,7 +20,8 @@ use tokio_postgres::Client;
 use super::Pg;
 use crate::Result;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE orgs (
     num BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -131,7 +132,13 @@ CREATE TABLE destinations (
     PRIMARY KEY (org_num, name)
 );
 CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, until_ms BIGINT NOT NULL);
-"#];
+"#,
+    r#"
+-- Retention: a purged event keeps its seq, times and leaf; its body and searchable
+-- columns become NULL.
+ALTER TABLE events ALTER COLUMN body DROP NOT NULL, ALTER COLUMN action DROP NOT NULL;
+"#,
+];
 
 /// Any fixed number: every node takes this advisory lock while migrating, so two nodes
 /// starting at once do not both run the same migration.

@@ -37,6 +37,7 @@ story!(checkpoints);
 story!(export_jobs);
 story!(destinations);
 story!(leases);
+story!(retention);
 
 #[tokio::test]
 async fn a_reconnected_node_continues_seqs_and_root() {

@@ -522,6 +522,24 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn purge(&self, org: &str, before_ms: i64, limit: usize) -> Result<u64> {
+        let org_num = self.org_num(org).await?;
+        let limit = limit.clamp(1, i64::MAX as usize) as i64;
+        self.write(move |t| {
+            // Seqs are assigned in the order events are received, so the oldest bodies
+            // are at the start of the org's rid range.
+            let n = t
+                .execute(
+                    "UPDATE events SET body = NULL WHERE rid IN (SELECT rid FROM events \
+                     WHERE rid BETWEEN ?1 AND ?2 AND received_ms < ?3 AND body IS NOT NULL ORDER BY rid LIMIT ?4)",
+                    params![rid(org_num, 1), rid(org_num, MAX_SEQ), before_ms, limit],
+                )
+                .op("purge events")?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn tree_head(&self, org: &str) -> Result<TreeHead> {
         let org_num = self.org_num(org).await?;
         self.read(move |c| head_of(c, org_num)).await

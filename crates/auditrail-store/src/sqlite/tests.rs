@@ -128,3 +128,9 @@ async fn leases() {
     let d = tempfile::tempdir().unwrap();
     conformance::leases(&open(d.path())).await;
 }
+
+#[tokio::test]
+async fn retention() {
+    let d = tempfile::tempdir().unwrap();
+    conformance::retention(&open(d.path())).await;
+}

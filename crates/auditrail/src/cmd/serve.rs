@@ -56,11 +56,16 @@ pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
     let store = open_store(&cfg, Some(metrics.clone())).await?;
     let signer = checked_signer(&cfg, store.as_ref()).await?;
     let admin_hash = admin_token_hash(&cfg, store.as_ref()).await?;
-    let app = App::new(store, signer, settings(&cfg)?, metrics, admin_hash);
     let listener = TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let mut settings = settings(&cfg)?;
+    // Links default to the listen address; on port 0 that is the port actually bound.
+    if settings.public_url == format!("http://{}", cfg.listen) {
+        settings.public_url = format!("http://{addr}");
+    }
+    let app = App::new(store, signer, settings, metrics, admin_hash);
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("auditrail listening on http://{addr}");
     if args.demo {

@@ -38,6 +38,8 @@ pub fn run(args: &[&str], dir: &Path) -> std::process::Output {
 
 pub struct TestServer {
     pub base: String,
+    /// The running service, for calling its background work directly.
+    pub app: Arc<App>,
     pub http: reqwest::Client,
     pub dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -84,11 +86,12 @@ impl TestServer {
             sha256(ADMIN.as_bytes()),
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(auditrail_server::serve(app, listener, async move {
+        let task = tokio::spawn(auditrail_server::serve(app.clone(), listener, async move {
             let _ = rx.await;
         }));
         Self {
             base,
+            app,
             http: reqwest::Client::new(),
             dir: dir.to_owned(),
             stop: Some(tx),

@@ -1,0 +1,79 @@
+//! Retention: each org created with `retention_days` loses the bodies of events received
+//! longer ago than that. Seqs, times and leaves stay, so checkpoints signed before the
+//! purge, inclusion proofs and consistency proofs still verify; the purged events no
+//! longer appear in search, exports or deliveries. With several nodes, only the holder
+//! of the `retention` lease purges. Each purge is itself an event in the org's log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::watch;
+
+use auditrail_core::time::format_millis;
+
+use crate::App;
+use crate::error::ApiResult;
+use crate::exports::now_ms;
+use crate::routes::events::record_audit_event;
+
+const LEASE: &str = "retention";
+/// How often due events are looked for.
+const INTERVAL: Duration = Duration::from_secs(600);
+/// Events purged per statement, so appends are never held up for long.
+const CHUNK: usize = 10_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// Purges what is due at `now_ms` in every org with a retention period, if this node
+/// holds the lease; returns how many events were purged.
+pub async fn purge_due(app: &App, now_ms: i64) -> ApiResult<u64> {
+    if !crate::lease::hold(app, LEASE).await {
+        return Ok(0);
+    }
+    let mut total = 0;
+    for org in app.store.list_orgs().await? {
+        let Some(days) = org.retention_days else {
+            continue;
+        };
+        let before = now_ms - i64::from(days) * DAY_MS;
+        let mut purged = 0;
+        loop {
+            let n = app.store.purge(&org.id, before, CHUNK).await?;
+            purged += n;
+            if n < CHUNK as u64 || !crate::lease::hold(app, LEASE).await {
+                break;
+            }
+        }
+        if purged > 0 {
+            total += purged;
+            app.metrics.events_purged.inc_by(purged);
+            tracing::info!(org = org.id, purged, "retention purged event bodies");
+            record_audit_event(
+                app,
+                &org.id,
+                json!({"id": "auditrail-retention", "type": "SYSTEM"}),
+                "purgeEvents",
+                json!({"type": "AUDIT_LOG", "id": org.id}),
+                json!({"retention_days": days, "received_before": format_millis(before), "events": purged}),
+                "success",
+            )
+            .await?;
+        }
+    }
+    Ok(total)
+}
+
+pub(crate) async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if let Err(e) = purge_due(&app, now_ms()).await {
+            tracing::warn!(error = e.message, "retention did not finish; it retries");
+        }
+    }
+    crate::lease::release(&app, LEASE).await;
+}

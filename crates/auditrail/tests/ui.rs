@@ -836,6 +836,37 @@ async fn the_audit_page_in_chromium() {
     );
     web.screenshot("integrity").await;
 
+    // Keyboard: the first Tab lands on the skip link; Enter on an event's link opens it.
+    web.goto(&format!("{}/ui/events", srv.base)).await;
+    web.wait_for("table#events", 10).await;
+    let body = web
+        .client
+        .find(fantoccini::Locator::Css("body"))
+        .await
+        .unwrap();
+    body.send_keys("\u{E004}").await.unwrap();
+    let focused = web
+        .client
+        .execute(
+            "return document.activeElement.className + ' ' + document.activeElement.getAttribute('href')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(focused, "skip #main");
+    web.client
+        .execute("document.querySelector('#events a.action').focus()", vec![])
+        .await
+        .unwrap();
+    web.client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    web.wait_for("#verify", 10).await;
+
     // On a phone the table becomes labelled cards.
     web.set_size(390, 844).await;
     web.goto(&format!("{}/ui/events", srv.base)).await;

@@ -935,3 +935,63 @@ async fn the_audit_page_in_chromium() {
     assert!(web.text("main.message").await.contains("expired"));
     web.screenshot("link-expired").await;
 }
+
+/// Where the page is not a secure context (plain HTTP to a host other than localhost),
+/// browsers offer no WebCrypto: Verify shows the server's own check instead, and says so.
+#[tokio::test]
+async fn verify_falls_back_to_the_servers_check_without_webcrypto() {
+    if !browser::available() {
+        return;
+    }
+    let r = rig().await;
+    let srv = &r.srv;
+    let web = Browser::start_with(&["--host-resolver-rules=MAP audit.example 127.0.0.1"]).await;
+    let link = mint(srv, &r.admin, json!({"actor_id": "ada", "role": "viewer"})).await;
+    let url = link["url"]
+        .as_str()
+        .unwrap()
+        .replace("http://127.0.0.1:", "http://audit.example:");
+    web.goto(&url).await;
+    web.wait_for("table#events", 10).await;
+    let secure = web
+        .client
+        .execute("return window.isSecureContext", vec![])
+        .await
+        .unwrap();
+    assert_eq!(secure, false, "the test needs an insecure context");
+    let base = url.split("/ui/").next().unwrap().to_owned();
+    web.goto(&format!("{base}/ui/events/{}", r.a[2])).await;
+    web.wait_for("#verify", 10).await;
+    web.click("#verify").await;
+    web.wait_for("#verify-result[data-verified]", 15).await;
+    let out = web
+        .client
+        .find(fantoccini::Locator::Css("#verify-result"))
+        .await
+        .unwrap();
+    assert_eq!(attr_ok(out.attr("data-verified").await.unwrap()), "true");
+    let text = out.text().await.unwrap();
+    assert!(text.contains("Verified by the server"), "{text}");
+    // An event altered behind the server's back fails the server's check too.
+    {
+        let db = rusqlite::Connection::open(srv.dir.join("auditrail.db")).unwrap();
+        let n = db
+            .execute(
+                "UPDATE events SET body = replace(body, 'tamper-me', 'tampered!') WHERE body LIKE '%tamper-me%'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    web.goto(&format!("{base}/ui/events/{}", r.b[3])).await;
+    web.wait_for("#verify", 10).await;
+    web.click("#verify").await;
+    web.wait_for("#verify-result[data-verified]", 15).await;
+    let out = web
+        .client
+        .find(fantoccini::Locator::Css("#verify-result"))
+        .await
+        .unwrap();
+    assert_eq!(attr_ok(out.attr("data-verified").await.unwrap()), "false");
+    assert!(out.text().await.unwrap().contains("FAILED by the server"));
+}

@@ -23,6 +23,19 @@ pub(crate) fn sign_note(app: &App, org: &str, size: u64, root: Hash) -> Result<S
     app.signer.sign(&cp.body()).map_err(ApiError::internal)
 }
 
+/// The latest signed checkpoint of `org` covering at least `min_size` events: the stored
+/// one, or, when the log grew past it (or was never signed), one signed now for the
+/// current head.
+pub(crate) async fn covering(app: &App, org: &str, min_size: u64) -> Result<String, ApiError> {
+    match app.store.latest_checkpoint(org).await? {
+        Some(cp) if cp.size >= min_size => Ok(cp.note),
+        _ => {
+            let head = app.store.tree_head(org).await?;
+            sign(app, org, head).await
+        }
+    }
+}
+
 /// Signs and stores the checkpoint for `head` of `org`; returns the note.
 pub(crate) async fn sign(app: &App, org: &str, head: TreeHead) -> Result<String, ApiError> {
     let note = sign_note(app, org, head.size, head.root)?;

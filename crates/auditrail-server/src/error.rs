@@ -67,6 +67,11 @@ impl ApiError {
         .with_details(vec![json!({"field": field, "reason": reason})])
     }
 
+    /// The field the error names, if it names one.
+    pub fn field(&self) -> Option<&str> {
+        self.details.first().and_then(|d| d["field"].as_str())
+    }
+
     /// A generic 500; what went wrong is logged, never sent to the client.
     pub fn internal(what: impl std::fmt::Display) -> Self {
         tracing::error!(error = %what, "internal error");

@@ -30,7 +30,7 @@ mod process;
 mod support;
 
 use process::Serve;
-use support::{env_u64, load, run};
+use support::{env_u64, load, pct, run};
 
 const ADMIN: &str = "bench-admin-token";
 const AK: &str = "AKIDBENCH0000001";
@@ -40,11 +40,6 @@ fn serve(dir: &Path) -> Serve {
     process::serve(ADMIN, |c| {
         c.arg("--data-dir").arg(dir);
     })
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 async fn put_destination(

@@ -22,6 +22,12 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The `p` quantile (0..=1) of `v`, which it sorts.
+pub fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
 /// Writes events `0..n` to `path`, one JSON object per line.
 pub fn write_ndjson(path: &Path, n: u64) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());

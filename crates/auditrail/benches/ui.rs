@@ -22,14 +22,9 @@ mod process;
 #[path = "support.rs"]
 mod support;
 
-use support::{env_u64, load, run};
+use support::{env_u64, load, pct, run};
 
 const ADMIN: &str = "bench-admin-token";
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
 
 async fn timed(
     http: &reqwest::Client,

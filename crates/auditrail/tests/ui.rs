@@ -656,6 +656,35 @@ fn attr_ok(v: Option<String>) -> String {
     v.unwrap_or_default()
 }
 
+/// Presses Verify on an event page; returns the verdict (`data-verified`) and the text.
+async fn verify(web: &Browser) -> (String, String) {
+    web.click("#verify").await;
+    web.wait_for("#verify-result[data-verified]", 15).await;
+    let out = web
+        .client
+        .find(fantoccini::Locator::Css("#verify-result"))
+        .await
+        .unwrap();
+    (
+        attr_ok(out.attr("data-verified").await.unwrap()),
+        out.text().await.unwrap(),
+    )
+}
+
+/// Rewrites the stored body of the event with resource id `tamper-me` behind the
+/// server's back; returns its seq.
+fn tamper(r: &Rig) -> u64 {
+    let db = rusqlite::Connection::open(r.srv.dir.join("auditrail.db")).unwrap();
+    let n = db
+        .execute(
+            "UPDATE events SET body = replace(body, 'tamper-me', 'tampered!') WHERE body LIKE '%tamper-me%'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    r.b[3] // the 8th event
+}
+
 #[tokio::test]
 async fn the_audit_page_in_chromium() {
     if !browser::available() {
@@ -706,49 +735,20 @@ async fn the_audit_page_in_chromium() {
     web.click("#events tbody tr:first-child a.action").await;
     web.wait_for("#verify", 10).await;
     assert!(web.text("#event-json").await.contains("\"u-2\""));
-    web.click("#verify").await;
-    web.wait_for("#verify-result[data-verified]", 15).await;
-    let out = web
-        .client
-        .find(fantoccini::Locator::Css("#verify-result"))
-        .await
-        .unwrap();
-    assert_eq!(
-        attr_ok(out.attr("data-verified").await.unwrap()),
-        "true",
-        "{}",
-        out.text().await.unwrap()
-    );
-    assert!(
-        out.text()
-            .await
-            .unwrap()
-            .contains("Verified in your browser")
-    );
+    let (verdict, text) = verify(&web).await;
+    assert_eq!(verdict, "true", "{text}");
+    assert!(text.contains("Verified in your browser"));
     web.screenshot("event-verified").await;
 
     // Rewrite one stored event behind the server's back: the page must say so.
-    let tampered = r.b[3]; // the 8th event, resource id tamper-me
-    {
-        let db = rusqlite::Connection::open(srv.dir.join("auditrail.db")).unwrap();
-        let n = db
-            .execute("UPDATE events SET body = replace(body, 'tamper-me', 'tampered!') WHERE body LIKE '%tamper-me%'", [])
-            .unwrap();
-        assert_eq!(n, 1);
-    }
+    let tampered = tamper(&r);
     web.goto(&format!("{}/ui/events/{tampered}", srv.base))
         .await;
     web.wait_for("#verify", 10).await;
     assert!(web.text("#event-json").await.contains("tampered!"));
-    web.click("#verify").await;
-    web.wait_for("#verify-result[data-verified]", 15).await;
-    let out = web
-        .client
-        .find(fantoccini::Locator::Css("#verify-result"))
-        .await
-        .unwrap();
-    assert_eq!(attr_ok(out.attr("data-verified").await.unwrap()), "false");
-    assert!(out.text().await.unwrap().contains("FAILED"));
+    let (verdict, text) = verify(&web).await;
+    assert_eq!(verdict, "false");
+    assert!(text.contains("FAILED"));
     web.screenshot("event-tampered").await;
 
     // Request an export and download it when it is done (the table updates itself).
@@ -962,36 +962,14 @@ async fn verify_falls_back_to_the_servers_check_without_webcrypto() {
     let base = url.split("/ui/").next().unwrap().to_owned();
     web.goto(&format!("{base}/ui/events/{}", r.a[2])).await;
     web.wait_for("#verify", 10).await;
-    web.click("#verify").await;
-    web.wait_for("#verify-result[data-verified]", 15).await;
-    let out = web
-        .client
-        .find(fantoccini::Locator::Css("#verify-result"))
-        .await
-        .unwrap();
-    assert_eq!(attr_ok(out.attr("data-verified").await.unwrap()), "true");
-    let text = out.text().await.unwrap();
+    let (verdict, text) = verify(&web).await;
+    assert_eq!(verdict, "true");
     assert!(text.contains("Verified by the server"), "{text}");
     // An event altered behind the server's back fails the server's check too.
-    {
-        let db = rusqlite::Connection::open(srv.dir.join("auditrail.db")).unwrap();
-        let n = db
-            .execute(
-                "UPDATE events SET body = replace(body, 'tamper-me', 'tampered!') WHERE body LIKE '%tamper-me%'",
-                [],
-            )
-            .unwrap();
-        assert_eq!(n, 1);
-    }
-    web.goto(&format!("{base}/ui/events/{}", r.b[3])).await;
+    let tampered = tamper(&r);
+    web.goto(&format!("{base}/ui/events/{tampered}")).await;
     web.wait_for("#verify", 10).await;
-    web.click("#verify").await;
-    web.wait_for("#verify-result[data-verified]", 15).await;
-    let out = web
-        .client
-        .find(fantoccini::Locator::Css("#verify-result"))
-        .await
-        .unwrap();
-    assert_eq!(attr_ok(out.attr("data-verified").await.unwrap()), "false");
-    assert!(out.text().await.unwrap().contains("FAILED by the server"));
+    let (verdict, text) = verify(&web).await;
+    assert_eq!(verdict, "false");
+    assert!(text.contains("FAILED by the server"));
 }

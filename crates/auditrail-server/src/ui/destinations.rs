@@ -49,6 +49,17 @@ pub struct DestinationForm {
     start: String,
 }
 
+impl DestinationForm {
+    /// The empty form, with the API's defaults chosen.
+    fn blank() -> Self {
+        DestinationForm {
+            format: "ndjson.gz".into(),
+            start: "earliest".into(),
+            ..DestinationForm::default()
+        }
+    }
+}
+
 /// The request `PUT /v1/destinations/{name}` takes, from the form.
 fn request_of(f: &DestinationForm) -> Value {
     let mut r = json!({"kind": "s3", "bucket": f.bucket.trim(), "prefix": f.prefix.trim()});
@@ -125,11 +136,7 @@ async fn render(app: &Arc<App>, viewer: &Viewer, extra: Extra) -> Result<Respons
 
 pub async fn page(State(app): State<Arc<App>>, viewer: Viewer) -> Result<Response, UiError> {
     viewer.require_org_admin()?;
-    let form = DestinationForm {
-        format: "ndjson.gz".into(),
-        start: "earliest".into(),
-        ..DestinationForm::default()
-    };
+    let form = DestinationForm::blank();
     render(
         &app,
         &viewer,
@@ -148,8 +155,7 @@ pub async fn save(
     form: Result<axum::Form<DestinationForm>, FormRejection>,
 ) -> Result<Response, UiError> {
     viewer.require_org_admin()?;
-    let axum::Form(form) =
-        form.map_err(|e| UiError::from(ApiError::bad_request("invalid_form", e.body_text())))?;
+    let axum::Form(form) = form?;
     viewer.check_csrf(form.csrf.as_deref())?;
     let name = form.name.trim().to_owned();
     let body = Bytes::from(serde_json::to_vec(&request_of(&form)).map_err(ApiError::internal)?);
@@ -164,11 +170,7 @@ pub async fn save(
         Ok(_) => Ok(Redirect::to(&format!("/ui/destinations#dest-{name}")).into_response()),
         Err(e) => {
             let status = e.status;
-            let field = e
-                .details
-                .first()
-                .and_then(|d| d["field"].as_str())
-                .map(str::to_owned);
+            let field = e.field().map(str::to_owned);
             let mut resp = render(
                 &app,
                 &viewer,
@@ -200,11 +202,7 @@ pub async fn test(
     viewer.check_csrf(form.ok().and_then(|f| f.0.csrf).as_deref())?;
     let resp = api::test(State(app.clone()), viewer.who.clone(), Path(name.clone())).await?;
     let results = body_json(resp).await?;
-    let form = DestinationForm {
-        format: "ndjson.gz".into(),
-        start: "earliest".into(),
-        ..DestinationForm::default()
-    };
+    let form = DestinationForm::blank();
     render(
         &app,
         &viewer,

@@ -210,11 +210,7 @@ pub async fn list(
     let (filter, after_seq) = match checked {
         Ok(v) => v,
         Err(e) => {
-            let field = e
-                .details
-                .first()
-                .and_then(|d| d["field"].as_str())
-                .map(str::to_owned);
+            let field = e.field().map(str::to_owned);
             let html = viewer.render(
                 "events.html",
                 "events",
@@ -339,18 +335,10 @@ pub async fn proof(
     let seq = parse_seq(&seq)?;
     let e = find(&app, &viewer, seq).await?;
     let org = viewer.org.as_str();
-    let head = app.store.tree_head(org).await.map_err(ApiError::from)?;
-    let note = match app
-        .store
-        .latest_checkpoint(org)
-        .await
-        .map_err(ApiError::from)?
-    {
-        Some(cp) if cp.size >= seq => cp.note,
-        _ => checkpointer::sign(&app, org, head).await?,
-    };
-    let body_end = note.find("\n\n").map(|i| i + 1).unwrap_or(note.len());
-    let cp = Checkpoint::parse(&note[..body_end]).map_err(ApiError::internal)?;
+    let note = checkpointer::covering(&app, org, seq).await?;
+    let cp = Checkpoint::parse(&note).map_err(ApiError::internal)?;
+    // Read after the checkpoint, so the log is at least as large as the tree it signs.
+    let head = app.store.tree_head(org).await?;
     let p = proofs::inclusion(app.store.as_ref(), org, head.size, seq - 1, cp.size).await?;
     let vkey = app.signer.verifier_key();
     let leaf_ok = leaf_hash(e.body.as_bytes()) == e.leaf;

@@ -147,8 +147,7 @@ pub async fn create(
     form: Result<axum::Form<ExportForm>, FormRejection>,
 ) -> Result<Response, UiError> {
     viewer.require_admin()?;
-    let axum::Form(mut form) =
-        form.map_err(|e| UiError::from(ApiError::bad_request("invalid_form", e.body_text())))?;
+    let axum::Form(mut form) = form?;
     viewer.check_csrf(form.csrf.as_deref())?;
     if let Some(s) = &viewer.scope {
         form.scope_id = s.clone();
@@ -169,11 +168,7 @@ pub async fn create(
         Ok(_) => Ok(Redirect::to("/ui/exports").into_response()),
         Err(e) => {
             let status = e.status;
-            let field = e
-                .details
-                .first()
-                .and_then(|d| d["field"].as_str())
-                .map(str::to_owned);
+            let field = e.field().map(str::to_owned);
             let mut resp = render(&app, &viewer, &form, Some((e.message, field))).await?;
             *resp.status_mut() = status;
             Ok(resp)

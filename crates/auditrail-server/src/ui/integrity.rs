@@ -16,12 +16,8 @@ use crate::error::ApiError;
 pub async fn page(State(app): State<Arc<App>>, viewer: Viewer) -> Result<Response, UiError> {
     let org = viewer.org.as_str();
     let head = app.store.tree_head(org).await?;
-    let note = match app.store.latest_checkpoint(org).await? {
-        Some(cp) if cp.size == head.size => cp.note,
-        _ => checkpointer::sign(&app, org, head).await?,
-    };
-    let body_end = note.find("\n\n").map(|i| i + 1).unwrap_or(note.len());
-    let cp = Checkpoint::parse(&note[..body_end]).map_err(ApiError::internal)?;
+    let note = checkpointer::covering(&app, org, head.size).await?;
+    let cp = Checkpoint::parse(&note).map_err(ApiError::internal)?;
     let html = viewer.render(
         "integrity.html",
         "integrity",

@@ -161,3 +161,9 @@ impl From<auditrail_store::StoreError> for UiError {
         UiError::from(ApiError::from(e))
     }
 }
+
+impl From<axum::extract::rejection::FormRejection> for UiError {
+    fn from(e: axum::extract::rejection::FormRejection) -> Self {
+        UiError::from(ApiError::bad_request("invalid_form", e.body_text()))
+    }
+}

@@ -32,6 +32,7 @@ macro_rules! story {
 story!(orgs_and_keys);
 story!(append_idempotency_and_tree);
 story!(search_filters_and_paging);
+story!(search_across_blocks);
 story!(catalogs);
 story!(checkpoints);
 story!(export_jobs);

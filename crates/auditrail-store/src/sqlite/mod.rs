@@ -3,6 +3,7 @@
 
 mod destinations;
 mod exports;
+mod idem;
 mod schema;
 mod search;
 mod writer;

@@ -4,11 +4,15 @@
 //! - `events` is a rowid table whose rowid is `org_num << 40 | seq`, so each org's log is
 //!   one contiguous, append-only key range: inserting never splits a page in the middle.
 //! - `postings` is the only search index. Each group commit writes one row per distinct
-//!   term it saw (a 64-bit hash of org, field and value, see `terms.rs`) holding the
-//!   delta-encoded rids of that commit's events with the term. Index maintenance is one
-//!   row per distinct term per commit rather than one row per event per field, which is
-//!   what makes secondary indexes the dominant cost of the naive layout.
-//! - `idem` holds client-supplied ids only; generated ids are unique by construction.
+//!   term it saw (a 64-bit hash of org, field and value, see `terms.rs`) in each block of
+//!   2^16 rids it wrote to, holding the delta-encoded rids of that commit's events with
+//!   the term. Index maintenance is one row per distinct term per commit rather than one
+//!   row per event per field, which is what makes secondary indexes the dominant cost of
+//!   the naive layout. Rows are keyed by block first, so a commit only writes pages at
+//!   the end of the table (the org's newest block) instead of all over it; a search
+//!   seeks its term once per block.
+//! - `ids`, `ids_recent` and `ids_collided` hold the claims of client-supplied ids (see
+//!   `idem.rs`); generated ids are unique by construction.
 //! - `catalogs` holds every version of each org's catalog; `orgs.catalog` is unused
 //!   since schema version 2 (the current catalog is the highest version).
 //! - `exports` holds export jobs with their lease (owner, until) and results.
@@ -21,6 +25,7 @@ use rusqlite::Connection;
 use crate::Result;
 use crate::error::Context;
 
+/// Schema versions: each a script, and for the last one a conversion of existing rows.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE orgs (
@@ -117,7 +122,22 @@ CREATE TABLE destinations (
     r#"
 CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, until_ms INTEGER NOT NULL) WITHOUT ROWID;
 "#,
+    r#"
+CREATE TABLE ids (h INTEGER PRIMARY KEY, h2 INTEGER NOT NULL, rid INTEGER NOT NULL);
+CREATE TABLE ids_recent (rid INTEGER PRIMARY KEY, h INTEGER NOT NULL, h2 INTEGER NOT NULL);
+CREATE TABLE ids_collided (
+    org_num INTEGER NOT NULL, id TEXT NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY (org_num, id)
+) WITHOUT ROWID;
+ALTER TABLE postings RENAME TO postings_v1;
+CREATE TABLE postings (
+    blk INTEGER NOT NULL, term INTEGER NOT NULL, first_rid INTEGER NOT NULL, rids BLOB NOT NULL,
+    PRIMARY KEY (blk, term, first_rid)
+) WITHOUT ROWID;
+"#,
 ];
+
+/// The schema version whose script is followed by `convert_v6`.
+const BLOCKED_POSTINGS: usize = 6;
 
 /// Bits of a rowid that hold the seq; the org number sits above them.
 pub const SEQ_BITS: u32 = 40;
@@ -131,7 +151,23 @@ pub fn seq_of(rid: i64) -> u64 {
     (rid as u64) & MAX_SEQ
 }
 
+/// Rids per postings block.
+pub const BLOCK_BITS: u32 = 16;
+
+pub fn block_of(rid: i64) -> i64 {
+    rid >> BLOCK_BITS
+}
+
+/// Splits ascending rids into runs that each lie in one block.
+pub fn by_block(rids: &[i64]) -> impl Iterator<Item = &[i64]> {
+    rids.chunk_by(|a, b| block_of(*a) == block_of(*b))
+}
+
 pub fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+fn migrate_to(conn: &mut Connection, target: usize) -> Result<()> {
     let version: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .op("read schema version")?;
@@ -141,13 +177,67 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
             MIGRATIONS.len()
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(target).skip(version) {
         let tx = conn.transaction().op("begin migration")?;
         tx.execute_batch(sql).op("migrate schema")?;
+        if i + 1 == BLOCKED_POSTINGS {
+            convert_v6(&tx)?;
+        }
         tx.pragma_update(None, "user_version", i + 1)
             .op("set schema version")?;
         tx.commit().op("commit migration")?;
     }
+    Ok(())
+}
+
+/// Moves version 5's postings and client-id claims into version 6's tables.
+fn convert_v6(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    use rusqlite::params;
+    {
+        let mut read = tx
+            .prepare("SELECT term, first_rid, rids FROM postings_v1")
+            .op("read old postings")?;
+        let mut ins = tx
+            .prepare("INSERT INTO postings (blk, term, first_rid, rids) VALUES (?1, ?2, ?3, ?4)")
+            .op("prepare postings")?;
+        let mut rows = read.query([]).op("read old postings")?;
+        while let Some(r) = rows.next().op("read old postings")? {
+            let (term, first, blob): (i64, i64, Vec<u8>) = (
+                r.get(0).op("old postings")?,
+                r.get(1).op("old postings")?,
+                r.get(2).op("old postings")?,
+            );
+            let rids = crate::terms::decode_rids(first, &blob);
+            for run in by_block(&rids) {
+                ins.execute(params![
+                    block_of(run[0]),
+                    term,
+                    run[0],
+                    crate::terms::encode_rids(run)
+                ])
+                .op("convert postings")?;
+            }
+        }
+    }
+    {
+        let mut claims = super::idem::Claims::new();
+        let mut read = tx
+            .prepare("SELECT org_num, id, seq FROM idem ORDER BY org_num, seq")
+            .op("read old ids")?;
+        let mut rows = read.query([]).op("read old ids")?;
+        while let Some(r) = rows.next().op("read old ids")? {
+            let (org, id, seq): (i64, String, i64) = (
+                r.get(0).op("old ids")?,
+                r.get(1).op("old ids")?,
+                r.get(2).op("old ids")?,
+            );
+            claims.claim(tx, org, &id, rid(org, seq as u64))?;
+            claims.merge_if_due(tx)?;
+        }
+        claims.merge(tx)?;
+    }
+    tx.execute_batch("DROP TABLE postings_v1; DROP TABLE idem;")
+        .op("drop old tables")?;
     Ok(())
 }
 
@@ -172,4 +262,90 @@ pub fn configure(conn: &Connection, writer: bool) -> Result<()> {
             .op("set cache size")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use crate::terms::{decode_rids, encode_rids};
+    use rusqlite::params;
+
+    #[test]
+    fn blocks_split_runs() {
+        let rids = [
+            rid(1, 65_534),
+            rid(1, 65_535),
+            rid(1, 65_536),
+            rid(1, 200_000),
+        ];
+        let runs: Vec<&[i64]> = by_block(&rids).collect();
+        assert_eq!(runs, vec![&rids[..2], &rids[2..3], &rids[3..]]);
+        assert_eq!(block_of(rid(1, 65_536)), block_of(rid(1, 0)) + 1);
+    }
+
+    #[test]
+    fn version_5_postings_and_ids_are_converted() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(d.path().join("old.db")).unwrap();
+        migrate_to(&mut c, 5).unwrap();
+        let rids = [rid(1, 65_535), rid(1, 65_536), rid(1, 65_540)];
+        c.execute(
+            "INSERT INTO postings (term, first_rid, rids) VALUES (42, ?1, ?2)",
+            params![rids[0], encode_rids(&rids)],
+        )
+        .unwrap();
+        c.execute_batch(
+            "INSERT INTO idem (org_num, id, seq) VALUES (1, 'a', 5), (1, 'b', 6), (2, 'a', 1);",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let mut st = c
+            .prepare("SELECT blk, term, first_rid, rids FROM postings ORDER BY blk")
+            .unwrap();
+        let rows: Vec<(i64, i64, Vec<i64>)> = st
+            .query_map([], |r| {
+                let first: i64 = r.get(2)?;
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    decode_rids(first, &r.get::<_, Vec<u8>>(3)?),
+                ))
+            })
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        drop(st);
+        assert_eq!(
+            rows,
+            vec![
+                (block_of(rids[0]), 42, vec![rids[0]]),
+                (block_of(rids[1]), 42, vec![rids[1], rids[2]]),
+            ]
+        );
+        let tx = c.transaction().unwrap();
+        let mut claims = super::super::idem::Claims::new();
+        use super::super::idem::Claim;
+        assert_eq!(
+            claims.claim(&tx, 1, "a", rid(1, 9)).unwrap(),
+            Claim::Seen(rid(1, 5))
+        );
+        assert_eq!(
+            claims.claim(&tx, 1, "b", rid(1, 9)).unwrap(),
+            Claim::Seen(rid(1, 6))
+        );
+        assert_eq!(
+            claims.claim(&tx, 2, "a", rid(2, 9)).unwrap(),
+            Claim::Seen(rid(2, 1))
+        );
+        assert_eq!(claims.claim(&tx, 2, "b", rid(2, 9)).unwrap(), Claim::New);
+        let old: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('idem', 'postings_v1')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0, "the old tables are gone");
+    }
 }

@@ -1,7 +1,8 @@
 //! Search on SQLite.
 //!
-//! With a positive condition, the most selective one drives: its postings blocks are
-//! walked in seq order and each candidate event is fetched by rid. Without one, the
+//! With a positive condition, the most selective one drives: its postings are read
+//! block by block (one seek per block of 2^16 seqs, up to the org's newest event) in
+//! seq order and each candidate event is fetched by rid. Without one, the
 //! events of the org are scanned in seq order. Either way every candidate is checked
 //! exactly against the whole filter, and reading stops one match past the page, so the
 //! cursor never skips or repeats and `next_after` is set only when more matches exist.
@@ -10,7 +11,7 @@ use auditrail_core::query::{Field, Filter};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::schema::{MAX_SEQ, rid, seq_of};
+use super::schema::{MAX_SEQ, block_of, rid, seq_of};
 use crate::error::Context;
 use crate::terms::{decode_rids, matches, term_key};
 use crate::{Order, Page, PageRequest, Result, StoreError, StoredEvent};
@@ -113,59 +114,63 @@ fn by_postings(
     order: Order,
     c: &mut Collector<'_>,
 ) -> Result<()> {
-    let org_base = lo & !(MAX_SEQ as i64);
+    // Blocks past the org's newest event hold nothing: stop there, not at MAX_SEQ.
+    let head: Option<i64> = conn
+        .query_row(
+            "SELECT max(rid) FROM events WHERE rid BETWEEN ?1 AND ?2",
+            params![lo, hi],
+            |r| r.get(0),
+        )
+        .op("read log head")?;
+    let Some(hi) = head else { return Ok(()) };
     let mut fetch = conn
         .prepare_cached(
             "SELECT occurred_us, body, leaf FROM events WHERE rid = ?1 AND body IS NOT NULL",
         )
         .op("prepare event fetch")?;
-    let (sql, start) = match order {
-        Order::Desc => (
-            "SELECT first_rid, rids FROM postings WHERE term = ?1 AND first_rid BETWEEN ?2 AND ?3 ORDER BY first_rid DESC",
-            org_base,
-        ),
+    let sql = match order {
+        Order::Desc => {
+            "SELECT first_rid, rids FROM postings WHERE blk = ?1 AND term = ?2 ORDER BY first_rid DESC"
+        }
         Order::Asc => {
-            // The block holding `lo`, if any, starts at or before it.
-            let start: Option<i64> = conn
-                .query_row("SELECT max(first_rid) FROM postings WHERE term = ?1 AND first_rid BETWEEN ?2 AND ?3", params![term, org_base, lo], |r| r.get(0))
-                .op("find postings start")?;
-            (
-                "SELECT first_rid, rids FROM postings WHERE term = ?1 AND first_rid BETWEEN ?2 AND ?3 ORDER BY first_rid ASC",
-                start.unwrap_or(lo),
-            )
+            "SELECT first_rid, rids FROM postings WHERE blk = ?1 AND term = ?2 ORDER BY first_rid ASC"
         }
     };
     let mut blocks = conn.prepare_cached(sql).op("prepare postings read")?;
-    let mut rows = blocks.query(params![term, start, hi]).op("read postings")?;
-    while let Some(row) = rows.next().op("read postings")? {
-        let (first, blob): (i64, Vec<u8>) =
-            (row.get(0).op("postings")?, row.get(1).op("postings")?);
-        let mut rids = decode_rids(first, &blob);
-        if order == Order::Desc {
-            rids.reverse();
-        }
-        for r in rids {
-            if r < lo || r > hi {
-                if (order == Order::Desc && r < lo) || (order == Order::Asc && r > hi) {
+    let (first, last) = (block_of(lo), block_of(hi));
+    let walk: Box<dyn Iterator<Item = i64>> = match order {
+        Order::Desc => Box::new((first..=last).rev()),
+        Order::Asc => Box::new(first..=last),
+    };
+    for blk in walk {
+        let mut rows = blocks.query(params![blk, term]).op("read postings")?;
+        while let Some(row) = rows.next().op("read postings")? {
+            let (first, blob): (i64, Vec<u8>) =
+                (row.get(0).op("postings")?, row.get(1).op("postings")?);
+            let mut rids = decode_rids(first, &blob);
+            if order == Order::Desc {
+                rids.reverse();
+            }
+            for r in rids {
+                if r < lo || r > hi {
+                    continue;
+                }
+                let Some((occurred, body, leaf)) = fetch
+                    .query_row([r], |x| {
+                        Ok((
+                            x.get::<_, i64>(0)?,
+                            x.get::<_, String>(1)?,
+                            x.get::<_, Vec<u8>>(2)?,
+                        ))
+                    })
+                    .optional()
+                    .op("fetch event")?
+                else {
+                    continue;
+                };
+                if c.offer(seq_of(r), occurred, body, leaf)? {
                     return Ok(());
                 }
-                continue;
-            }
-            let Some((occurred, body, leaf)) = fetch
-                .query_row([r], |x| {
-                    Ok((
-                        x.get::<_, i64>(0)?,
-                        x.get::<_, String>(1)?,
-                        x.get::<_, Vec<u8>>(2)?,
-                    ))
-                })
-                .optional()
-                .op("fetch event")?
-            else {
-                continue;
-            };
-            if c.offer(seq_of(r), occurred, body, leaf)? {
-                return Ok(());
             }
         }
     }

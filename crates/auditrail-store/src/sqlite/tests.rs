@@ -24,6 +24,12 @@ async fn search_filters_and_paging() {
 }
 
 #[tokio::test]
+async fn search_across_blocks() {
+    let d = tempfile::tempdir().unwrap();
+    conformance::search_across_blocks(&open(d.path())).await;
+}
+
+#[tokio::test]
 async fn catalogs() {
     let d = tempfile::tempdir().unwrap();
     conformance::catalogs(&open(d.path())).await;

@@ -4,7 +4,8 @@
 //! waiting job, then everything else already queued (up to a cap), and commits all the
 //! appends in one transaction: one fsync for many requests. Callers are answered only
 //! after the commit returns, so an acknowledged event is on disk. Per-org state (next
-//! seq, Merkle frontier, last `received_at`) lives here; a failed commit rolls it back.
+//! seq, Merkle frontier, last `received_at`) and the recent client-id claims live here;
+//! a failed commit rolls them back.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -14,7 +15,8 @@ use auditrail_core::merkle::{self, Frontier};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
-use super::schema::{MAX_SEQ, rid, seq_of};
+use super::idem::{Claim, Claims};
+use super::schema::{MAX_SEQ, block_of, by_block, rid, seq_of};
 use super::{STORED_LEVEL, read_nodes};
 use crate::error::Context;
 use crate::terms::{encode_rids, event_terms, term_key};
@@ -54,6 +56,7 @@ struct OrgState {
 pub(crate) struct Writer {
     conn: Connection,
     orgs: HashMap<i64, OrgState>,
+    claims: Claims,
     observer: Option<CommitObserver>,
 }
 
@@ -62,6 +65,7 @@ impl Writer {
         Self {
             conn,
             orgs: HashMap::new(),
+            claims: Claims::new(),
             observer,
         }
     }
@@ -137,6 +141,7 @@ impl Writer {
                 for (org, state) in undo {
                     self.orgs.insert(org, state);
                 }
+                self.claims.invalidate();
                 let msg = e.to_string();
                 for job in jobs {
                     let _ = job.reply.send(Err(StoreError::Unavailable(msg.clone())));
@@ -160,14 +165,10 @@ impl Writer {
                 .prepare_cached("INSERT INTO events (rid, occurred_us, received_ms, leaf, body) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .op("prepare event insert")?;
             let mut ins_posting = tx
-                .prepare_cached("INSERT INTO postings (term, first_rid, rids) VALUES (?1, ?2, ?3)")
+                .prepare_cached(
+                    "INSERT INTO postings (blk, term, first_rid, rids) VALUES (?1, ?2, ?3, ?4)",
+                )
                 .op("prepare term insert")?;
-            let mut ins_idem = tx
-                .prepare_cached("INSERT OR IGNORE INTO idem (org_num, id, seq) VALUES (?1, ?2, ?3)")
-                .op("prepare idem insert")?;
-            let mut get_idem = tx
-                .prepare_cached("SELECT seq FROM idem WHERE org_num = ?1 AND id = ?2")
-                .op("prepare idem read")?;
             let mut ins_node = tx
                 .prepare_cached(
                     "INSERT INTO nodes (org_num, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
@@ -193,28 +194,19 @@ impl Writer {
                     if seq > MAX_SEQ {
                         return Err(StoreError::Conflict("org log is full".into()));
                     }
+                    let r = rid(org_num, seq);
                     if let Some(cid) = ev.client_id.as_deref() {
-                        // One B-tree operation in the common case: claim the id for this
-                        // seq; only a resend pays for the second lookup. Earlier events
-                        // of this same transaction are seen too.
-                        let claimed = ins_idem
-                            .execute(params![org_num, cid, seq as i64])
-                            .op("claim idempotency key")?
-                            == 1;
-                        if !claimed {
-                            let earlier: i64 = get_idem
-                                .query_row(params![org_num, cid], |r| r.get(0))
-                                .op("read idempotency key")?;
+                        // Earlier events of this same transaction are seen too.
+                        if let Claim::Seen(earlier) = self.claims.claim(&tx, org_num, cid, r)? {
                             out.push(Accepted {
                                 id: cid.to_owned(),
-                                seq: earlier as u64,
+                                seq: seq_of(earlier),
                                 duplicate: true,
                             });
                             continue;
                         }
                     }
                     let (body, leaf) = ev.finish(received_ms, seq);
-                    let r = rid(org_num, seq);
                     ins_event
                         .execute(params![r, ev.occurred_us, received_ms, &leaf[..], body])
                         .op("insert event")?;
@@ -248,12 +240,21 @@ impl Writer {
                 }
                 outcomes.push(out);
             }
-            for (term, rids) in &postings {
+            // In key order: the pages at the end of each org's range are visited once.
+            let mut rows: Vec<(i64, i64, &[i64])> = postings
+                .iter()
+                .flat_map(|(&term, rids)| {
+                    by_block(rids).map(move |run| (block_of(run[0]), term, run))
+                })
+                .collect();
+            rows.sort_unstable_by_key(|&(blk, term, _)| (blk, term));
+            for (blk, term, run) in rows {
                 ins_posting
-                    .execute(params![term, rids[0], encode_rids(rids)])
+                    .execute(params![blk, term, run[0], encode_rids(run)])
                     .op("insert postings")?;
             }
         }
+        self.claims.merge_if_due(&tx)?;
         tx.commit().op("commit append")?;
         Ok(outcomes)
     }

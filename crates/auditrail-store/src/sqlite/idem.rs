@@ -1,0 +1,278 @@
+//! Client-id claims (idempotency), kept off the random-write path.
+//!
+//! A client id is looked up by a 128-bit key: SHA-256(org ‖ id) split into `h` (the
+//! rowid) and `h2`. Equal keys mean the same id (a collision costs 2^64 work); when only
+//! `h` agrees, the ids differ and the exact text goes to `ids_collided`.
+//!
+//! Random keys inserted one commit at a time would dirty pages all over a growing B-tree
+//! on every commit, and each dirty page is written to the WAL and again to the database.
+//! So new claims are appended to `ids_recent` (rowid = the event's rid: always the end of
+//! the table) and kept in memory; once there are `MERGE_AT` of them they are inserted
+//! into `ids` in key order and `ids_recent` is emptied, in the same transaction. Each
+//! page of `ids` is then written once per merge rather than once per commit.
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, Transaction, params};
+use sha2::{Digest, Sha256};
+
+use crate::Result;
+use crate::error::Context;
+
+/// Recent claims held before they are merged into `ids`.
+const MERGE_AT: usize = 262_144;
+
+/// The 128-bit lookup key of a client id in an org.
+pub(crate) fn id_key(org_num: i64, id: &str) -> (i64, i64) {
+    let mut h = Sha256::new();
+    h.update(b"client-id\0");
+    h.update(org_num.to_be_bytes());
+    h.update(id.as_bytes());
+    let d = h.finalize();
+    let word = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&d[i..i + 8]);
+        i64::from_be_bytes(b)
+    };
+    (word(0), word(8))
+}
+
+/// What a claim found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// The id is new; it now belongs to the rid given.
+    New,
+    /// The id was accepted before, as this rid.
+    Seen(i64),
+}
+
+/// The writer's view of the claims: the recent ones in memory, the rest in `ids`.
+pub(crate) struct Claims {
+    /// h → (h2, rid) of every row of `ids_recent`.
+    recent: HashMap<i64, (i64, i64)>,
+    merge_at: usize,
+    /// Set when a transaction failed: memory may hold claims that were rolled back.
+    stale: bool,
+}
+
+impl Claims {
+    pub(crate) fn new() -> Self {
+        Self::merging_at(MERGE_AT)
+    }
+
+    pub(crate) fn merging_at(merge_at: usize) -> Self {
+        Self {
+            recent: HashMap::new(),
+            merge_at,
+            stale: true,
+        }
+    }
+
+    /// Forgets what memory holds; it is reloaded from the database before the next claim.
+    pub(crate) fn invalidate(&mut self) {
+        self.stale = true;
+    }
+
+    fn reload(&mut self, tx: &Transaction<'_>) -> Result<()> {
+        self.recent.clear();
+        let mut st = tx
+            .prepare_cached("SELECT rid, h, h2 FROM ids_recent")
+            .op("prepare recent ids read")?;
+        let mut rows = st.query([]).op("read recent ids")?;
+        while let Some(r) = rows.next().op("read recent ids")? {
+            let (rid, h, h2): (i64, i64, i64) = (
+                r.get(0).op("recent ids")?,
+                r.get(1).op("recent ids")?,
+                r.get(2).op("recent ids")?,
+            );
+            self.recent.insert(h, (h2, rid));
+        }
+        self.stale = false;
+        Ok(())
+    }
+
+    /// Claims `id` of `org_num` for `rid` unless it was accepted before.
+    pub(crate) fn claim(
+        &mut self,
+        tx: &Transaction<'_>,
+        org_num: i64,
+        id: &str,
+        rid: i64,
+    ) -> Result<Claim> {
+        if self.stale {
+            self.reload(tx)?;
+        }
+        let (h, h2) = id_key(org_num, id);
+        let found = match self.recent.get(&h) {
+            Some(&hit) => Some(hit),
+            None => tx
+                .prepare_cached("SELECT h2, rid FROM ids WHERE h = ?1")
+                .op("prepare id read")?
+                .query_row([h], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .op("read id")?,
+        };
+        match found {
+            Some((seen_h2, seen_rid)) if seen_h2 == h2 => Ok(Claim::Seen(seen_rid)),
+            Some(_) => claim_collided(tx, org_num, id, rid),
+            None => {
+                tx.prepare_cached("INSERT INTO ids_recent (rid, h, h2) VALUES (?1, ?2, ?3)")
+                    .op("prepare id claim")?
+                    .execute(params![rid, h, h2])
+                    .op("claim id")?;
+                self.recent.insert(h, (h2, rid));
+                Ok(Claim::New)
+            }
+        }
+    }
+
+    /// Merges the recent claims into `ids` once there are enough of them. Runs inside the
+    /// group's transaction, so a failure leaves both tables as they were.
+    pub(crate) fn merge_if_due(&mut self, tx: &Transaction<'_>) -> Result<()> {
+        if self.recent.len() < self.merge_at {
+            return Ok(());
+        }
+        self.merge(tx)
+    }
+
+    pub(crate) fn merge(&mut self, tx: &Transaction<'_>) -> Result<()> {
+        let mut all: Vec<(i64, i64, i64)> = self
+            .recent
+            .iter()
+            .map(|(&h, &(h2, rid))| (h, h2, rid))
+            .collect();
+        all.sort_unstable();
+        {
+            let mut ins = tx
+                .prepare_cached("INSERT INTO ids (h, h2, rid) VALUES (?1, ?2, ?3)")
+                .op("prepare id merge")?;
+            for (h, h2, rid) in all {
+                ins.execute(params![h, h2, rid]).op("merge ids")?;
+            }
+        }
+        tx.execute("DELETE FROM ids_recent", [])
+            .op("empty recent ids")?;
+        self.recent.clear();
+        Ok(())
+    }
+}
+
+/// Two different ids share `h`: the exact text decides.
+fn claim_collided(tx: &Transaction<'_>, org_num: i64, id: &str, rid: i64) -> Result<Claim> {
+    let seen: Option<i64> = tx
+        .query_row(
+            "SELECT rid FROM ids_collided WHERE org_num = ?1 AND id = ?2",
+            params![org_num, id],
+            |r| r.get(0),
+        )
+        .optional()
+        .op("read collided id")?;
+    if let Some(r) = seen {
+        return Ok(Claim::Seen(r));
+    }
+    tx.execute(
+        "INSERT INTO ids_collided (org_num, id, rid) VALUES (?1, ?2, ?3)",
+        params![org_num, id, rid],
+    )
+    .op("claim collided id")?;
+    Ok(Claim::New)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use rusqlite::Connection;
+
+    fn db(dir: &std::path::Path) -> Connection {
+        let mut c = Connection::open(dir.join("t.db")).unwrap();
+        super::super::schema::migrate(&mut c).unwrap();
+        c
+    }
+
+    fn count(c: &Connection, table: &str) -> i64 {
+        c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn claims_are_found_before_and_after_a_merge_and_across_restarts() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = db(d.path());
+        let mut claims = Claims::merging_at(3);
+        let tx = c.transaction().unwrap();
+        assert_eq!(claims.claim(&tx, 1, "a", 101).unwrap(), Claim::New);
+        assert_eq!(claims.claim(&tx, 1, "a", 102).unwrap(), Claim::Seen(101));
+        assert_eq!(
+            claims.claim(&tx, 2, "a", 201).unwrap(),
+            Claim::New,
+            "another org's id"
+        );
+        claims.merge_if_due(&tx).unwrap();
+        assert_eq!(count(&tx, "ids"), 0, "not due yet");
+        assert_eq!(claims.claim(&tx, 1, "b", 103).unwrap(), Claim::New);
+        claims.merge_if_due(&tx).unwrap();
+        assert_eq!((count(&tx, "ids"), count(&tx, "ids_recent")), (3, 0));
+        assert_eq!(claims.claim(&tx, 1, "b", 104).unwrap(), Claim::Seen(103));
+        assert_eq!(claims.claim(&tx, 1, "c", 105).unwrap(), Claim::New);
+        tx.commit().unwrap();
+        drop(c);
+
+        // A new writer finds both the merged and the recent claims.
+        let mut c = db(d.path());
+        let mut claims = Claims::merging_at(3);
+        let tx = c.transaction().unwrap();
+        assert_eq!(claims.claim(&tx, 1, "a", 106).unwrap(), Claim::Seen(101));
+        assert_eq!(claims.claim(&tx, 1, "c", 107).unwrap(), Claim::Seen(105));
+        assert_eq!(claims.claim(&tx, 2, "a", 202).unwrap(), Claim::Seen(201));
+    }
+
+    #[test]
+    fn a_rolled_back_claim_is_forgotten() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = db(d.path());
+        let mut claims = Claims::merging_at(1);
+        {
+            let tx = c.transaction().unwrap();
+            assert_eq!(claims.claim(&tx, 1, "x", 1).unwrap(), Claim::New);
+            claims.merge_if_due(&tx).unwrap();
+            assert_eq!(claims.claim(&tx, 1, "y", 2).unwrap(), Claim::New);
+            // dropped: rolled back, as a failed group commit is
+        }
+        claims.invalidate();
+        let tx = c.transaction().unwrap();
+        assert_eq!(claims.claim(&tx, 1, "x", 3).unwrap(), Claim::New);
+        assert_eq!(claims.claim(&tx, 1, "y", 4).unwrap(), Claim::New);
+    }
+
+    #[test]
+    fn ids_sharing_the_first_half_of_their_key_are_told_apart_by_their_text() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = db(d.path());
+        let (h, h2) = id_key(1, "victim");
+        let mut claims = Claims::merging_at(1_000);
+        let tx = c.transaction().unwrap();
+        // Another id already holds `h` with a different second half.
+        tx.execute(
+            "INSERT INTO ids (h, h2, rid) VALUES (?1, ?2, 7)",
+            params![h, h2 ^ 1],
+        )
+        .unwrap();
+        assert_eq!(claims.claim(&tx, 1, "victim", 8).unwrap(), Claim::New);
+        assert_eq!(claims.claim(&tx, 1, "victim", 9).unwrap(), Claim::Seen(8));
+        assert_eq!(count(&tx, "ids_collided"), 1);
+        // And in memory, before any merge.
+        let (h, h2) = id_key(1, "other");
+        tx.execute("DELETE FROM ids", []).unwrap();
+        claims.recent.insert(h, (h2 ^ 1, 10));
+        assert_eq!(claims.claim(&tx, 1, "other", 11).unwrap(), Claim::New);
+        assert_eq!(claims.claim(&tx, 1, "other", 12).unwrap(), Claim::Seen(11));
+    }
+
+    #[test]
+    fn keys_depend_on_org_and_id() {
+        assert_ne!(id_key(1, "a"), id_key(2, "a"));
+        assert_ne!(id_key(1, "a"), id_key(1, "b"));
+        assert_eq!(id_key(1, "a"), id_key(1, "a"));
+    }
+}

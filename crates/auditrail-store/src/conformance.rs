@@ -972,7 +972,11 @@ pub async fn search_across_blocks(store: &dyn Store) {
     const EVERY: usize = 7_001;
     new_org(store, "big").await;
     let ev = |i: usize| {
-        let actor = if i % EVERY == 0 { "rare" } else { "common" };
+        let actor = if i.is_multiple_of(EVERY) {
+            "rare"
+        } else {
+            "common"
+        };
         prep(
             "big",
             json!({"id": format!("c-{i}"), "action": "tick", "actor": {"id": actor}}),
@@ -984,7 +988,7 @@ pub async fn search_across_blocks(store: &dyn Store) {
         store.append("big", batch, false).await.unwrap();
     }
     let rare: Vec<u64> = (1..=N)
-        .filter(|i| i % EVERY == 0)
+        .filter(|i| i.is_multiple_of(EVERY))
         .map(|i| i as u64)
         .collect();
     assert!(rare.len() >= 19 && rare.last().copied() > Some(131_072));

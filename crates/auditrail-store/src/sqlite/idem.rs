@@ -136,6 +136,7 @@ impl Claims {
     }
 
     pub(crate) fn merge(&mut self, tx: &Transaction<'_>) -> Result<()> {
+        let started = std::time::Instant::now();
         let mut all: Vec<(i64, i64, i64)> = self
             .recent
             .iter()
@@ -152,6 +153,11 @@ impl Claims {
         }
         tx.execute("DELETE FROM ids_recent", [])
             .op("empty recent ids")?;
+        tracing::debug!(
+            claims = self.recent.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "writer: merged recent client-id claims"
+        );
         self.recent.clear();
         Ok(())
     }

@@ -25,7 +25,7 @@ use rusqlite::Connection;
 use crate::Result;
 use crate::error::Context;
 
-/// Schema versions: each a script, and for the last one a conversion of existing rows.
+/// Schema versions, one script each; version 6's is followed by `convert_v6`.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE orgs (

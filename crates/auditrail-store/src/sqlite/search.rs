@@ -138,11 +138,11 @@ fn by_postings(
     };
     let mut blocks = conn.prepare_cached(sql).op("prepare postings read")?;
     let (first, last) = (block_of(lo), block_of(hi));
-    let walk: Box<dyn Iterator<Item = i64>> = match order {
-        Order::Desc => Box::new((first..=last).rev()),
-        Order::Asc => Box::new(first..=last),
-    };
-    for blk in walk {
+    for k in 0..=(last - first) {
+        let blk = match order {
+            Order::Desc => last - k,
+            Order::Asc => first + k,
+        };
         let mut rows = blocks.query(params![blk, term]).op("read postings")?;
         while let Some(row) = rows.next().op("read postings")? {
             let (first, blob): (i64, Vec<u8>) =

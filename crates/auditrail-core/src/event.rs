@@ -103,22 +103,32 @@ pub struct PreparedEvent {
 impl PreparedEvent {
     /// The stored, canonical event text; its leaf hash is the log's leaf.
     pub fn assemble(&self, received_ms: i64, seq: u64) -> String {
+        self.assemble_at(&time::format_millis(received_ms), seq)
+    }
+
+    /// [`Self::assemble`] with `received_at` already formatted ([`time::format_millis`]),
+    /// as a writer does once for every event of a commit.
+    pub fn assemble_at(&self, received_at: &str, seq: u64) -> String {
+        use std::fmt::Write;
         let mut s = String::with_capacity(self.head.len() + self.mid.len() + 64);
         s.push('{');
         s.push_str(&self.head);
         s.push_str(",\"received_at\":\"");
-        s.push_str(&time::format_millis(received_ms));
+        s.push_str(received_at);
         s.push('"');
         s.push_str(&self.mid);
-        s.push_str(",\"seq\":");
-        s.push_str(&seq.to_string());
-        s.push('}');
+        let _ = write!(s, ",\"seq\":{seq}}}");
         s
     }
 
     /// The stored event text and its leaf hash, finishing the precomputed hash state.
     pub fn finish(&self, received_ms: i64, seq: u64) -> (String, crate::Hash) {
-        let body = self.assemble(received_ms, seq);
+        self.finish_at(&time::format_millis(received_ms), seq)
+    }
+
+    /// [`Self::finish`] with `received_at` already formatted.
+    pub fn finish_at(&self, received_at: &str, seq: u64) -> (String, crate::Hash) {
+        let body = self.assemble_at(received_at, seq);
         let mut h = self.leaf_prefix.clone();
         h.update(&body.as_bytes()[1 + self.head.len()..]);
         (body, h.finalize().into())
@@ -142,6 +152,12 @@ fn check_text(v: &Value, min: usize, max: usize) -> Result<&str, String> {
     let Value::String(s) = v else {
         return Err("must be a string".into());
     };
+    text_reason(s, min, max)?;
+    Ok(s)
+}
+
+/// Checks a text's length in characters and that it has no control characters.
+fn text_reason(s: &str, min: usize, max: usize) -> Result<(), String> {
     // Bytes bound characters from above, so short strings skip the count.
     let n = if s.len() <= max && s.len() >= min && s.is_ascii() {
         s.len()
@@ -154,7 +170,7 @@ fn check_text(v: &Value, min: usize, max: usize) -> Result<&str, String> {
     if s.chars().any(char::is_control) {
         return Err("must not contain control characters".into());
     }
-    Ok(s)
+    Ok(())
 }
 
 impl Checker<'_> {
@@ -588,6 +604,9 @@ fn write_map(m: &Map<String, Value>, out: &mut String) {
         let _ = canonical::write_object(m, out);
     }
 }
+
+#[path = "event_fast.rs"]
+pub mod fast;
 
 #[cfg(test)]
 #[path = "event_tests.rs"]

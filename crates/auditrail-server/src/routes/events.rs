@@ -36,15 +36,8 @@ pub fn prepare_batch(
     values: &[Value],
     batched: bool,
 ) -> ApiResult<Vec<PreparedEvent>> {
-    // Millisecond precision for the default `occurred_at`, like `received_at`.
-    let now = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 3);
-    let mut ids = ulids(values.len(), now.timestamp_millis().max(0) as u64).into_iter();
-    let rules = Rules {
-        org_id: org,
-        now,
-        limits: &app.settings.limits,
-        catalog: policy.and_then(OrgPolicy::policy),
-    };
+    let rules = rules(app, org, policy);
+    let mut ids = ulids(values.len(), rules.now.timestamp_millis().max(0) as u64).into_iter();
     let mut errors = Vec::new();
     let mut prepared = Vec::with_capacity(values.len());
     for (i, v) in values.iter().enumerate() {
@@ -76,6 +69,78 @@ pub fn prepare_batch(
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_event", message)
             .with_details(details),
     )
+}
+
+fn rules<'a>(app: &'a App, org: &'a str, policy: Option<&'a OrgPolicy>) -> Rules<'a> {
+    Rules {
+        org_id: org,
+        // Millisecond precision for the default `occurred_at`, like `received_at`.
+        now: chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 3),
+        limits: &app.settings.limits,
+        catalog: policy.and_then(OrgPolicy::policy),
+    }
+}
+
+/// The fast path of [`prepare_batch`] for events still in their JSON text: `None` unless
+/// every one of them is a plain valid event (see [`event::fast`]); the caller then
+/// parses them and takes the full path, which reports what is wrong.
+pub fn prepare_texts(
+    app: &App,
+    org: &str,
+    policy: Option<&OrgPolicy>,
+    texts: &[&str],
+) -> Option<Vec<PreparedEvent>> {
+    let rules = rules(app, org, policy);
+    if rules.catalog.is_some() {
+        return None;
+    }
+    let mut ids = ulids(texts.len(), rules.now.timestamp_millis().max(0) as u64).into_iter();
+    texts
+        .iter()
+        .map(|t| event::fast::prepare(t, &rules, || ids.next().unwrap_or_default()))
+        .collect()
+}
+
+/// A request body's events, validated and canonicalized; all or nothing. The body is one
+/// event object or `{"events": [...]}`.
+pub fn prepare_body(
+    app: &App,
+    org: &str,
+    policy: Option<&OrgPolicy>,
+    body: &[u8],
+) -> ApiResult<Vec<PreparedEvent>> {
+    if let Some(prepared) = fast_body(app, org, policy, body) {
+        return Ok(prepared);
+    }
+    let (values, batched) = parse_events(body)?;
+    prepare_batch(app, org, policy, &values, batched)
+}
+
+fn fast_body(
+    app: &App,
+    org: &str,
+    policy: Option<&OrgPolicy>,
+    body: &[u8],
+) -> Option<Vec<PreparedEvent>> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Batch<'a> {
+        #[serde(borrow)]
+        events: Vec<&'a serde_json::value::RawValue>,
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    // Only an object is a batch (a derived struct would also read an array).
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    match serde_json::from_str::<Batch<'_>>(text) {
+        Ok(b) if (1..=MAX_BATCH_EVENTS).contains(&b.events.len()) => {
+            let texts: Vec<&str> = b.events.iter().map(|r| r.get()).collect();
+            prepare_texts(app, org, policy, &texts)
+        }
+        Ok(_) => None,
+        Err(_) => prepare_texts(app, org, policy, &[text]),
+    }
 }
 
 /// Splits a request body into events: one event object, or `{"events": [...]}`.
@@ -142,9 +207,8 @@ pub async fn ingest(
     let org = who.org_with(&[Role::Ingest, Role::Admin])?.to_owned();
     let result = async {
         let bytes = read_body(body).await?;
-        let (values, batched) = parse_events(&bytes)?;
         let policy = app.policies.get(&app, &org).await?;
-        let prepared = prepare_batch(&app, &org, Some(&policy), &values, batched)?;
+        let prepared = prepare_body(&app, &org, Some(&policy), &bytes)?;
         let unknown: Vec<bool> = prepared.iter().map(|p| p.unknown_action).collect();
         let accepted = app.store.append(&org, prepared, false).await?;
         count_unknown_actions(&app, &org, &unknown, &accepted);

@@ -192,6 +192,7 @@ fn plan<'a>(
     let (mut rows, mut claims, mut nodes) = (Vec::new(), Vec::new(), Vec::new());
     let received_ms = now_ms.max(head.received_ms);
     head.received_ms = received_ms;
+    let received_at = auditrail_core::time::format_millis(received_ms);
     let outcomes = group
         .iter()
         .map(|a| {
@@ -210,7 +211,7 @@ fn plan<'a>(
                         claimed.insert(cid, seq as i64);
                         claims.push((cid, seq as i64));
                     }
-                    let (body, leaf) = ev.finish(received_ms, seq);
+                    let (body, leaf) = ev.finish_at(&received_at, seq);
                     head.frontier.push(leaf, |id, h| {
                         if id.level >= STORED_LEVEL {
                             nodes.push((id, *h));

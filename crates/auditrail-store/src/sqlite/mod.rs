@@ -1,6 +1,7 @@
 //! The embedded SQLite backend: one database file in WAL mode under the data dir, one
 //! writer thread (see `writer.rs`), a small pool of read connections.
 
+mod checkpoint;
 mod destinations;
 mod exports;
 mod idem;
@@ -74,7 +75,8 @@ impl SqliteStore {
         schema::migrate(&mut conn)?;
         exports::void_leases(&conn)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let writer = Writer::new(conn, options.on_commit);
+        let checkpointer = checkpoint::Checkpointer::start(&path, checkpoint::Tuning::default())?;
+        let writer = Writer::new(conn, checkpointer, options.on_commit);
         let handle = std::thread::Builder::new()
             .name("auditrail-writer".into())
             .spawn(move || writer.run(rx))?;

@@ -253,8 +253,14 @@ pub fn configure(conn: &Connection, writer: bool) -> Result<()> {
     if writer {
         conn.pragma_update(None, "cache_size", -65536)
             .op("set cache size")?;
-        conn.pragma_update(None, "wal_autocheckpoint", 4000)
+        // Checkpoints run on their own thread (see `checkpoint.rs`), which lets the WAL
+        // grow to about its cap under load; once it starts over it is reused in place
+        // (new file blocks cost the kernel far more than rewriting cached ones), and cut
+        // back only if something made it grow past this.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
             .op("set autocheckpoint")?;
+        conn.pragma_update(None, "journal_size_limit", 64 << 20)
+            .op("set journal size limit")?;
     } else {
         conn.pragma_update(None, "query_only", true)
             .op("set query_only")?;

@@ -15,6 +15,7 @@ use auditrail_core::merkle::{self, Frontier};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
+use super::checkpoint::Checkpointer;
 use super::idem::{Claim, Claims};
 use super::schema::{MAX_SEQ, block_of, by_block, rid, seq_of};
 use super::{STORED_LEVEL, read_nodes};
@@ -58,15 +59,34 @@ pub(crate) struct Writer {
     orgs: HashMap<i64, OrgState>,
     claims: Claims,
     observer: Option<CommitObserver>,
+    checkpointer: Checkpointer,
 }
 
+/// Roughly what a write that is not an append adds to the WAL.
+const EXEC_BYTES: u64 = 4096;
+
 impl Writer {
-    pub(crate) fn new(conn: Connection, observer: Option<CommitObserver>) -> Self {
+    pub(crate) fn new(
+        conn: Connection,
+        checkpointer: Checkpointer,
+        observer: Option<CommitObserver>,
+    ) -> Self {
         Self {
             conn,
             orgs: HashMap::new(),
             claims: Claims::new(),
             observer,
+            checkpointer,
+        }
+    }
+
+    /// Tells the checkpointer what was committed; checkpoints here if the WAL is too big.
+    fn committed(&mut self, bytes: u64) {
+        if self.checkpointer.committed(bytes) {
+            tracing::debug!("writer: WAL past its cap, checkpointing on the writer");
+            if let Err(e) = self.checkpointer.checkpoint_here(&self.conn) {
+                tracing::warn!(error = %e, "writer: checkpoint failed");
+            }
         }
     }
 
@@ -82,6 +102,7 @@ impl Writer {
                         self.commit_appends(std::mem::take(&mut appends));
                         pending = 0;
                         self.exec(f);
+                        self.committed(EXEC_BYTES);
                     }
                     Job::Append(job) => {
                         pending += job.events.len();
@@ -126,6 +147,13 @@ impl Writer {
         let events: usize = jobs.iter().map(|j| j.events.len()).sum();
         match result {
             Ok(outcomes) => {
+                // Bodies plus their share of index rows and page headers.
+                let bytes: usize = jobs
+                    .iter()
+                    .flat_map(|j| &j.events)
+                    .map(|e| e.head.len() + e.mid.len() + 160)
+                    .sum();
+                self.committed(bytes as u64);
                 for (job, out) in jobs.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(out));
                 }
@@ -188,6 +216,7 @@ impl Writer {
                 undo.entry(org_num).or_insert_with(|| state.clone());
                 let received_ms = now_ms.max(state.last_received_ms);
                 state.last_received_ms = received_ms;
+                let received_at = auditrail_core::time::format_millis(received_ms);
                 let mut out = Vec::with_capacity(events.len());
                 for ev in events {
                     let seq = state.next_seq;
@@ -206,7 +235,7 @@ impl Writer {
                             continue;
                         }
                     }
-                    let (body, leaf) = ev.finish(received_ms, seq);
+                    let (body, leaf) = ev.finish_at(&received_at, seq);
                     ins_event
                         .execute(params![r, ev.occurred_us, received_ms, &leaf[..], body])
                         .op("insert event")?;

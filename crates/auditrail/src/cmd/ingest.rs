@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
-use auditrail_server::routes::events::prepare_batch;
+use auditrail_server::routes::events::{prepare_batch, prepare_texts};
 
 use super::Target;
 use crate::config::{Config, Overrides};
@@ -198,6 +198,10 @@ fn prepare(
     policy: &auditrail_server::policy::OrgPolicy,
     b: Batch,
 ) -> anyhow::Result<(Vec<auditrail_core::PreparedEvent>, u64)> {
+    let texts: Vec<&str> = b.lines.iter().map(String::as_str).collect();
+    if let Some(prepared) = prepare_texts(app, org, Some(policy), &texts) {
+        return Ok((prepared, b.bytes));
+    }
     let values = b.values()?;
     prepare_batch(app, org, Some(policy), &values, true)
         .map(|p| (p, b.bytes))

@@ -37,9 +37,9 @@ pub(crate) struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Self {
-            batch_bytes: 4 << 20,
+            batch_bytes: 16 << 20,
             idle: Duration::from_millis(250),
-            wal_cap_frames: 8192,
+            wal_cap_frames: 16_384,
         }
     }
 }

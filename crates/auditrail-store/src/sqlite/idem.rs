@@ -99,10 +99,21 @@ impl Claims {
         id: &str,
         rid: i64,
     ) -> Result<Claim> {
+        self.claim_keyed(tx, id_key(org_num, id), org_num, id, rid)
+    }
+
+    /// [`Self::claim`] with the id's key already computed (by [`id_key`]).
+    pub(crate) fn claim_keyed(
+        &mut self,
+        tx: &Transaction<'_>,
+        (h, h2): (i64, i64),
+        org_num: i64,
+        id: &str,
+        rid: i64,
+    ) -> Result<Claim> {
         if self.stale {
             self.reload(tx)?;
         }
-        let (h, h2) = id_key(org_num, id);
         let found = match self.recent.get(&h) {
             Some(&hit) => Some(hit),
             None => tx

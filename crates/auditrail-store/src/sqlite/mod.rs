@@ -507,10 +507,15 @@ impl Store for SqliteStore {
         }
         let org_num = self.org_num(org).await?;
         let permit = self.queue.admit(events.len(), wait).await?;
+        let keys = events
+            .iter()
+            .map(|e| writer::Keys::of(org_num, e))
+            .collect();
         let (tx, rx) = oneshot::channel();
         self.send(Job::Append(writer::Append {
             org_num,
             events,
+            keys,
             reply: tx,
             _permit: permit,
         }))?;

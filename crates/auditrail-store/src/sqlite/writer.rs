@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use super::checkpoint::Checkpointer;
-use super::idem::{Claim, Claims};
+use super::idem::{Claim, Claims, id_key};
 use super::schema::{MAX_SEQ, block_of, by_block, rid, seq_of};
 use super::{STORED_LEVEL, read_nodes};
 use crate::error::Context;
@@ -32,11 +32,42 @@ pub(crate) type Finisher = Box<dyn FnOnce(Option<StoreError>) + Send>;
 /// called only after the commit, so nobody hears of a write before it is durable.
 pub(crate) type ExecFn = Box<dyn FnOnce(&Transaction<'_>) -> (bool, Finisher) + Send>;
 
+/// What the writer looks an event up and indexes it by, hashed on the request's side
+/// (the org's number is known there) so that the writer only runs statements.
+pub(crate) struct Keys {
+    /// The client id's claim key.
+    id: Option<(i64, i64)>,
+    /// Index terms; the first `n` are set.
+    terms: [i64; 5],
+    n: usize,
+}
+
+impl Keys {
+    pub(crate) fn of(org_num: i64, ev: &PreparedEvent) -> Self {
+        let mut k = Self {
+            id: ev.client_id.as_deref().map(|id| id_key(org_num, id)),
+            terms: [0; 5],
+            n: 0,
+        };
+        for (field, value) in event_terms(&ev.terms) {
+            k.terms[k.n] = term_key(org_num, field, value);
+            k.n += 1;
+        }
+        k
+    }
+
+    fn terms(&self) -> &[i64] {
+        &self.terms[..self.n]
+    }
+}
+
 /// Events for one org from one request, with where to send the outcome. The permit
 /// holds the events' place in the bounded queue until they are committed.
 pub(crate) struct Append {
     pub org_num: i64,
     pub events: Vec<PreparedEvent>,
+    /// `Keys::of` each event, in the same order.
+    pub keys: Vec<Keys>,
     pub reply: oneshot::Sender<Result<Vec<Accepted>>>,
     pub _permit: OwnedSemaphorePermit,
 }
@@ -203,7 +234,10 @@ impl Writer {
                 )
                 .op("prepare node insert")?;
             for Append {
-                org_num, events, ..
+                org_num,
+                events,
+                keys,
+                ..
             } in jobs
             {
                 let org_num = *org_num;
@@ -218,15 +252,17 @@ impl Writer {
                 state.last_received_ms = received_ms;
                 let received_at = auditrail_core::time::format_millis(received_ms);
                 let mut out = Vec::with_capacity(events.len());
-                for ev in events {
+                for (ev, keys) in events.iter().zip(keys) {
                     let seq = state.next_seq;
                     if seq > MAX_SEQ {
                         return Err(StoreError::Conflict("org log is full".into()));
                     }
                     let r = rid(org_num, seq);
-                    if let Some(cid) = ev.client_id.as_deref() {
+                    if let (Some(cid), Some(key)) = (ev.client_id.as_deref(), keys.id) {
                         // Earlier events of this same transaction are seen too.
-                        if let Claim::Seen(earlier) = self.claims.claim(&tx, org_num, cid, r)? {
+                        if let Claim::Seen(earlier) =
+                            self.claims.claim_keyed(&tx, key, org_num, cid, r)?
+                        {
                             out.push(Accepted {
                                 id: cid.to_owned(),
                                 seq: seq_of(earlier),
@@ -239,11 +275,8 @@ impl Writer {
                     ins_event
                         .execute(params![r, ev.occurred_us, received_ms, &leaf[..], body])
                         .op("insert event")?;
-                    for (field, value) in event_terms(&ev.terms) {
-                        postings
-                            .entry(term_key(org_num, field, value))
-                            .or_default()
-                            .push(r);
+                    for &term in keys.terms() {
+                        postings.entry(term).or_default().push(r);
                     }
                     let mut node_err = None;
                     state.frontier.push(leaf, |id, h| {

@@ -91,7 +91,7 @@ pub async fn create(
         who.actor().to_string(),
         now_ms(),
     );
-    app.store.create_export(job).await?;
+    app.store.create_export(job.clone()).await?;
     record_self_audit(
         &app,
         &org,
@@ -102,11 +102,8 @@ pub async fn create(
     )
     .await?;
     app.exports.wake.notify_one();
-    let job = app
-        .store
-        .get_export(&org, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("export"))?;
+    // The job as accepted: a worker may already be running it, and the answer to the
+    // request should not depend on that race.
     Ok((StatusCode::ACCEPTED, axum::Json(view(&app, &job))).into_response())
 }
 

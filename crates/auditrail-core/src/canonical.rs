@@ -49,7 +49,7 @@ pub fn write_value_str(value: &Value, out: &mut String) -> Result<(), CanonicalE
 /// Appends the canonical text of an object.
 pub fn write_object(map: &Map<String, Value>, out: &mut String) -> Result<(), CanonicalError> {
     let mut members: Vec<(&String, &Value)> = map.iter().collect();
-    members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    members.sort_by(|a, b| key_order(a.0, b.0));
     out.push('{');
     for (i, (k, v)) in members.into_iter().enumerate() {
         if i > 0 {
@@ -61,6 +61,11 @@ pub fn write_object(map: &Map<String, Value>, out: &mut String) -> Result<(), Ca
     }
     out.push('}');
     Ok(())
+}
+
+/// The order of object member names in canonical JSON: by their UTF-16 code units.
+pub fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.encode_utf16().cmp(b.encode_utf16())
 }
 
 fn write_number(n: &Number, out: &mut String) -> Result<(), CanonicalError> {

@@ -19,7 +19,7 @@ use super::{
     ACTOR_FIELDS, ACTOR_TYPES, MAX_ACTION_LEN, MAX_ID_LEN, MAX_TEXT_LEN, OUTCOMES, PreparedEvent,
     RESOURCE_FIELDS, Rules, Terms, member, text_reason,
 };
-use crate::canonical::{MAX_SAFE_INTEGER, write_string};
+use crate::canonical::{MAX_SAFE_INTEGER, key_order, write_string};
 use crate::time;
 
 /// A string, borrowed from the input when it had no escapes.
@@ -164,7 +164,7 @@ impl Fields<'_> {
             .iter()
             .filter_map(|(k, v)| v.as_deref().map(|v| (k.as_ref(), v)))
             .collect();
-        members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+        members.sort_by(|a, b| key_order(a.0, b.0));
         out.push('{');
         for (i, (k, v)) in members.into_iter().enumerate() {
             if i > 0 {
@@ -309,7 +309,7 @@ impl Details<'_> {
                     return false;
                 }
                 let mut sorted: Vec<&(Cow<'_, str>, Json<'_>)> = members.iter().collect();
-                sorted.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+                sorted.sort_by(|a, b| key_order(&a.0, &b.0));
                 self.out.push('{');
                 for (i, (k, x)) in sorted.iter().enumerate() {
                     if i > 0 {

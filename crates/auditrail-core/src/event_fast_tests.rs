@@ -1,21 +1,8 @@
 use super::*;
+use crate::event::tests::rules;
 use crate::event::{Limits, prepare as full};
-use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{Value, json};
-
-fn now() -> DateTime<Utc> {
-    time::parse_rfc3339("2026-11-21T10:30:00Z").unwrap()
-}
-
-fn rules(limits: &Limits) -> Rules<'_> {
-    Rules {
-        org_id: "acme",
-        now: now(),
-        limits,
-        catalog: None,
-    }
-}
 
 /// Both paths on `text`: the fast one, and the full one on the parsed `Value`.
 fn both(

@@ -1,11 +1,11 @@
 use super::*;
 use serde_json::json;
 
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     time::parse_rfc3339("2026-11-21T10:30:00Z").unwrap()
 }
 
-fn rules(limits: &Limits) -> Rules<'_> {
+pub(super) fn rules(limits: &Limits) -> Rules<'_> {
     Rules {
         org_id: "acme",
         now: now(),

@@ -90,6 +90,15 @@ fn write_number(n: &Number, out: &mut String) -> Result<(), CanonicalError> {
 /// Appends `s` as a JSON string literal with JCS escaping.
 pub fn write_string(s: &str, out: &mut String) {
     out.push('"');
+    // Most strings need no escape: one pass that vectorizes, then one copy.
+    if !s
+        .bytes()
+        .fold(false, |e, b| e | (b < 0x20) | (b == b'"') | (b == b'\\'))
+    {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let esc: Option<&str> = match b {

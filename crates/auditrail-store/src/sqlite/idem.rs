@@ -10,12 +10,17 @@
 //! the table) and kept in memory; once there are `MERGE_AT` of them they are inserted
 //! into `ids` in key order and `ids_recent` is emptied, in the same transaction. Each
 //! page of `ids` is then written once per merge rather than once per commit.
+//!
+//! Most ids are new, and a lookup of a new id in `ids` is a B-tree descent that finds
+//! nothing; a Bloom filter of the keys in `ids` (`idem_filter.rs`) skips it.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use rusqlite::{OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
 
+use super::idem_filter::Known;
 use crate::Result;
 use crate::error::Context;
 
@@ -53,6 +58,12 @@ pub(crate) struct Claims {
     merge_at: usize,
     /// Set when a transaction failed: memory may hold claims that were rolled back.
     stale: bool,
+    /// Which keys may be in `ids`.
+    known: Known,
+    /// The database, to build the filter from.
+    db: Option<PathBuf>,
+    /// Lookups in `ids` so far (the filter's effect, for tests and logs).
+    lookups: u64,
 }
 
 impl Claims {
@@ -65,7 +76,18 @@ impl Claims {
             recent: HashMap::new(),
             merge_at,
             stale: true,
+            known: Known::Off,
+            db: None,
+            lookups: 0,
         }
+    }
+
+    /// Starts building the filter of the claims in `ids` from the database at `db` (the
+    /// writer's own database file), and builds it again whenever it fills up.
+    pub(crate) fn with_filter(mut self, db: PathBuf) -> Self {
+        self.known = Known::build(&db);
+        self.db = Some(db);
+        self
     }
 
     /// Forgets what memory holds; it is reloaded from the database before the next claim.
@@ -116,12 +138,15 @@ impl Claims {
         }
         let found = match self.recent.get(&h) {
             Some(&hit) => Some(hit),
-            None => tx
-                .prepare_cached("SELECT h2, rid FROM ids WHERE h = ?1")
-                .op("prepare id read")?
-                .query_row([h], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-                .op("read id")?,
+            None if !self.known.may_contain(h) => None,
+            None => {
+                self.lookups += 1;
+                tx.prepare_cached("SELECT h2, rid FROM ids WHERE h = ?1")
+                    .op("prepare id read")?
+                    .query_row([h], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .op("read id")?
+            }
         };
         match found {
             Some((seen_h2, seen_rid)) if seen_h2 == h2 => Ok(Claim::Seen(seen_rid)),
@@ -164,8 +189,19 @@ impl Claims {
         }
         tx.execute("DELETE FROM ids_recent", [])
             .op("empty recent ids")?;
+        // Added even though the transaction may yet roll back: a key the filter holds
+        // but `ids` does not only costs a lookup.
+        if self.known.merged(self.recent.keys().copied())
+            && let Some(db) = &self.db
+        {
+            tracing::debug!("writer: client-id filter full, building a larger one");
+            self.known = Known::build(db);
+            // Not committed yet, so not in the new scan.
+            self.known.merged(self.recent.keys().copied());
+        }
         tracing::debug!(
             claims = self.recent.len(),
+            lookups = self.lookups,
             ms = started.elapsed().as_millis() as u64,
             "writer: merged recent client-id claims"
         );
@@ -242,6 +278,50 @@ mod tests {
         assert_eq!(claims.claim(&tx, 1, "a", 106).unwrap(), Claim::Seen(101));
         assert_eq!(claims.claim(&tx, 1, "c", 107).unwrap(), Claim::Seen(105));
         assert_eq!(claims.claim(&tx, 2, "a", 202).unwrap(), Claim::Seen(201));
+    }
+
+    #[test]
+    fn with_the_filter_old_ids_are_found_and_new_ones_are_not_looked_up() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = db(d.path());
+        {
+            let mut claims = Claims::merging_at(100);
+            let tx = c.transaction().unwrap();
+            for i in 0..1_000 {
+                claims.claim(&tx, 1, &format!("old-{i}"), i).unwrap();
+                claims.merge_if_due(&tx).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        assert_eq!(count(&c, "ids"), 1_000);
+        let mut claims = Claims::merging_at(100).with_filter(d.path().join("t.db"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !matches!(claims.known, Known::Ready(_)) {
+            assert!(std::time::Instant::now() < deadline, "filter never built");
+            claims.known.may_contain(0);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let tx = c.transaction().unwrap();
+        for i in 0..1_000 {
+            let id = format!("old-{i}");
+            assert_eq!(claims.claim(&tx, 1, &id, 5_000).unwrap(), Claim::Seen(i));
+        }
+        assert_eq!(claims.lookups, 1_000);
+        for i in 0..1_000 {
+            let id = format!("new-{i}");
+            assert_eq!(claims.claim(&tx, 1, &id, 10_000 + i).unwrap(), Claim::New);
+            // Merged as they come: the filter takes each merge in.
+            claims.merge_if_due(&tx).unwrap();
+        }
+        assert!(claims.lookups < 1_010, "{} lookups", claims.lookups);
+        // Merged claims are found through the filter.
+        for i in 0..1_000 {
+            let id = format!("new-{i}");
+            assert_eq!(
+                claims.claim(&tx, 1, &id, 20_000).unwrap(),
+                Claim::Seen(10_000 + i)
+            );
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod checkpoint;
 mod destinations;
 mod exports;
 mod idem;
+mod idem_filter;
 mod schema;
 mod search;
 mod writer;

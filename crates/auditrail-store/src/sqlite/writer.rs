@@ -91,6 +91,9 @@ pub(crate) struct Writer {
     claims: Claims,
     observer: Option<CommitObserver>,
     checkpointer: Checkpointer,
+    /// Committed events are freed on another thread: tens of thousands of small
+    /// allocations per group are time the writer would not be writing.
+    spent: Option<std::sync::mpsc::Sender<Vec<Vec<PreparedEvent>>>>,
 }
 
 /// Roughly what a write that is not an append adds to the WAL.
@@ -102,12 +105,23 @@ impl Writer {
         checkpointer: Checkpointer,
         observer: Option<CommitObserver>,
     ) -> Self {
+        let claims = match conn.path() {
+            Some(db) if !db.is_empty() => Claims::new().with_filter(db.into()),
+            _ => Claims::new(),
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<Vec<PreparedEvent>>>();
+        let spent = std::thread::Builder::new()
+            .name("auditrail-free".into())
+            .spawn(move || while rx.recv().is_ok() {})
+            .ok()
+            .map(|_| tx);
         Self {
             conn,
             orgs: HashMap::new(),
-            claims: Claims::new(),
+            claims,
             observer,
             checkpointer,
+            spent,
         }
     }
 
@@ -185,8 +199,13 @@ impl Writer {
                     .map(|e| e.head.len() + e.mid.len() + 160)
                     .sum();
                 self.committed(bytes as u64);
-                for (job, out) in jobs.into_iter().zip(outcomes) {
+                let mut spent = Vec::with_capacity(jobs.len());
+                for (mut job, out) in jobs.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(out));
+                    spent.push(std::mem::take(&mut job.events));
+                }
+                if let Some(tx) = &self.spent {
+                    let _ = tx.send(spent);
                 }
                 if let Some(obs) = &self.observer {
                     obs(CommitStats {

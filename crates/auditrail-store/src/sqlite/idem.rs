@@ -6,10 +6,12 @@
 //!
 //! Random keys inserted one commit at a time would dirty pages all over a growing B-tree
 //! on every commit, and each dirty page is written to the WAL and again to the database.
-//! So new claims are appended to `ids_recent` (rowid = the event's rid: always the end of
-//! the table) and kept in memory; once there are `MERGE_AT` of them they are inserted
-//! into `ids` in key order and `ids_recent` is emptied, in the same transaction. Each
-//! page of `ids` is then written once per merge rather than once per commit.
+//! So new claims are kept in memory and written to `ids_pending` as one row per group
+//! commit (rowid = the rid of the group's first claim, always the end of the table; the
+//! claims packed in a blob), which costs one row rather than one per claim; once there
+//! are `MERGE_AT` of them they are inserted into `ids` in key order and `ids_pending` is
+//! emptied, in the same transaction. Each page of `ids` is then written once per merge
+//! rather than once per commit.
 //!
 //! Most ids are new, and a lookup of a new id in `ids` is a B-tree descent that finds
 //! nothing; a Bloom filter of the keys in `ids` (`idem_filter.rs`) skips it.
@@ -53,8 +55,12 @@ pub(crate) enum Claim {
 
 /// The writer's view of the claims: the recent ones in memory, the rest in `ids`.
 pub(crate) struct Claims {
-    /// h → (h2, rid) of every row of `ids_recent`.
+    /// h → (h2, rid) of every claim not yet merged into `ids`.
     recent: HashMap<i64, (i64, i64)>,
+    /// This group's new claims, written to `ids_pending` by [`Self::end_group`].
+    group: Vec<(i64, i64, i64)>,
+    /// Whether `ids_pending` may hold rows (a merge empties it).
+    pending_rows: bool,
     merge_at: usize,
     /// Set when a transaction failed: memory may hold claims that were rolled back.
     stale: bool,
@@ -74,6 +80,8 @@ impl Claims {
     pub(crate) fn merging_at(merge_at: usize) -> Self {
         Self {
             recent: HashMap::new(),
+            group: Vec::new(),
+            pending_rows: true,
             merge_at,
             stale: true,
             known: Known::Off,
@@ -90,6 +98,15 @@ impl Claims {
         self
     }
 
+    /// Claims for a database whose claims are all in `ids` (a schema conversion, which
+    /// runs before `ids_pending` exists and merges everything it claims).
+    pub(crate) fn all_merged() -> Self {
+        let mut c = Self::new();
+        c.stale = false;
+        c.pending_rows = false;
+        c
+    }
+
     /// Forgets what memory holds; it is reloaded from the database before the next claim.
     pub(crate) fn invalidate(&mut self) {
         self.stale = true;
@@ -97,18 +114,23 @@ impl Claims {
 
     fn reload(&mut self, tx: &Transaction<'_>) -> Result<()> {
         self.recent.clear();
+        self.group.clear();
         let mut st = tx
-            .prepare_cached("SELECT rid, h, h2 FROM ids_recent")
-            .op("prepare recent ids read")?;
-        let mut rows = st.query([]).op("read recent ids")?;
-        while let Some(r) = rows.next().op("read recent ids")? {
-            let (rid, h, h2): (i64, i64, i64) = (
-                r.get(0).op("recent ids")?,
-                r.get(1).op("recent ids")?,
-                r.get(2).op("recent ids")?,
-            );
-            self.recent.insert(h, (h2, rid));
+            .prepare_cached("SELECT rid, claims FROM ids_pending")
+            .op("prepare pending ids read")?;
+        let mut rows = st.query([]).op("read pending ids")?;
+        while let Some(r) = rows.next().op("read pending ids")? {
+            let first: i64 = r.get(0).op("pending ids")?;
+            let blob = r.get_ref(1).op("pending ids")?;
+            let packed = blob.as_blob().ok().filter(|b| b.len() % CLAIM_BYTES == 0);
+            let packed = packed.ok_or_else(|| {
+                crate::StoreError::Corrupt(format!("pending client-id claims at rid {first}"))
+            })?;
+            for (h, h2, rid) in unpack(packed) {
+                self.recent.insert(h, (h2, rid));
+            }
         }
+        self.pending_rows = !self.recent.is_empty();
         self.stale = false;
         Ok(())
     }
@@ -152,18 +174,34 @@ impl Claims {
             Some((seen_h2, seen_rid)) if seen_h2 == h2 => Ok(Claim::Seen(seen_rid)),
             Some(_) => claim_collided(tx, org_num, id, rid),
             None => {
-                tx.prepare_cached("INSERT INTO ids_recent (rid, h, h2) VALUES (?1, ?2, ?3)")
-                    .op("prepare id claim")?
-                    .execute(params![rid, h, h2])
-                    .op("claim id")?;
+                self.group.push((h, h2, rid));
                 self.recent.insert(h, (h2, rid));
                 Ok(Claim::New)
             }
         }
     }
 
-    /// Merges the recent claims into `ids` once there are enough of them. Runs inside the
-    /// group's transaction, so a failure leaves both tables as they were.
+    /// Writes the group's new claims, before its transaction commits: one row of
+    /// `ids_pending`, or, once there are enough claims, a merge of them all into `ids`.
+    /// A failure leaves the tables as they were (the transaction rolls back).
+    pub(crate) fn end_group(&mut self, tx: &Transaction<'_>) -> Result<()> {
+        if self.recent.len() >= self.merge_at {
+            return self.merge(tx);
+        }
+        let Some(&(_, _, first)) = self.group.first() else {
+            return Ok(());
+        };
+        tx.prepare_cached("INSERT INTO ids_pending (rid, claims) VALUES (?1, ?2)")
+            .op("prepare id claims")?
+            .execute(params![first, pack(&self.group)])
+            .op("claim ids")?;
+        self.group.clear();
+        self.pending_rows = true;
+        Ok(())
+    }
+
+    /// Merges the claims in memory into `ids` once there are enough of them (see
+    /// [`Self::end_group`], which writers call instead).
     pub(crate) fn merge_if_due(&mut self, tx: &Transaction<'_>) -> Result<()> {
         if self.recent.len() < self.merge_at {
             return Ok(());
@@ -187,8 +225,10 @@ impl Claims {
                 ins.execute(params![h, h2, rid]).op("merge ids")?;
             }
         }
-        tx.execute("DELETE FROM ids_recent", [])
-            .op("empty recent ids")?;
+        if self.pending_rows {
+            tx.execute("DELETE FROM ids_pending", [])
+                .op("empty pending ids")?;
+        }
         // Added even though the transaction may yet roll back: a key the filter holds
         // but `ids` does not only costs a lookup.
         if self.known.merged(self.recent.keys().copied())
@@ -206,8 +246,35 @@ impl Claims {
             "writer: merged recent client-id claims"
         );
         self.recent.clear();
+        self.group.clear();
+        self.pending_rows = false;
         Ok(())
     }
+}
+
+/// Bytes of one packed claim: h, h2 and rid, little-endian.
+const CLAIM_BYTES: usize = 24;
+
+fn pack(claims: &[(i64, i64, i64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(claims.len() * CLAIM_BYTES);
+    for &(h, h2, rid) in claims {
+        out.extend_from_slice(&h.to_le_bytes());
+        out.extend_from_slice(&h2.to_le_bytes());
+        out.extend_from_slice(&rid.to_le_bytes());
+    }
+    out
+}
+
+/// The claims of a blob whose length is a multiple of [`CLAIM_BYTES`].
+fn unpack(blob: &[u8]) -> impl Iterator<Item = (i64, i64, i64)> + '_ {
+    blob.chunks_exact(CLAIM_BYTES).map(|c| {
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&c[i..i + 8]);
+            i64::from_le_bytes(b)
+        };
+        (word(0), word(8), word(16))
+    })
 }
 
 /// Two different ids share `h`: the exact text decides.
@@ -261,13 +328,19 @@ mod tests {
             Claim::New,
             "another org's id"
         );
-        claims.merge_if_due(&tx).unwrap();
+        claims.end_group(&tx).unwrap();
         assert_eq!(count(&tx, "ids"), 0, "not due yet");
+        assert_eq!(
+            count(&tx, "ids_pending"),
+            1,
+            "one row for the group's claims"
+        );
         assert_eq!(claims.claim(&tx, 1, "b", 103).unwrap(), Claim::New);
-        claims.merge_if_due(&tx).unwrap();
-        assert_eq!((count(&tx, "ids"), count(&tx, "ids_recent")), (3, 0));
+        claims.end_group(&tx).unwrap();
+        assert_eq!((count(&tx, "ids"), count(&tx, "ids_pending")), (3, 0));
         assert_eq!(claims.claim(&tx, 1, "b", 104).unwrap(), Claim::Seen(103));
         assert_eq!(claims.claim(&tx, 1, "c", 105).unwrap(), Claim::New);
+        claims.end_group(&tx).unwrap();
         tx.commit().unwrap();
         drop(c);
 
@@ -289,7 +362,7 @@ mod tests {
             let tx = c.transaction().unwrap();
             for i in 0..1_000 {
                 claims.claim(&tx, 1, &format!("old-{i}"), i).unwrap();
-                claims.merge_if_due(&tx).unwrap();
+                claims.end_group(&tx).unwrap();
             }
             tx.commit().unwrap();
         }
@@ -311,7 +384,7 @@ mod tests {
             let id = format!("new-{i}");
             assert_eq!(claims.claim(&tx, 1, &id, 10_000 + i).unwrap(), Claim::New);
             // Merged as they come: the filter takes each merge in.
-            claims.merge_if_due(&tx).unwrap();
+            claims.end_group(&tx).unwrap();
         }
         assert!(claims.lookups < 1_010, "{} lookups", claims.lookups);
         // Merged claims are found through the filter.
@@ -332,7 +405,7 @@ mod tests {
         {
             let tx = c.transaction().unwrap();
             assert_eq!(claims.claim(&tx, 1, "x", 1).unwrap(), Claim::New);
-            claims.merge_if_due(&tx).unwrap();
+            claims.end_group(&tx).unwrap();
             assert_eq!(claims.claim(&tx, 1, "y", 2).unwrap(), Claim::New);
             // dropped: rolled back, as a failed group commit is
         }

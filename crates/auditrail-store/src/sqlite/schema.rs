@@ -11,8 +11,9 @@
 //!   the naive layout. Rows are keyed by block first, so a commit only writes pages at
 //!   the end of the table (the org's newest block) instead of all over it; a search
 //!   seeks its term once per block.
-//! - `ids`, `ids_recent` and `ids_collided` hold the claims of client-supplied ids (see
-//!   `idem.rs`); generated ids are unique by construction.
+//! - `ids`, `ids_pending` and `ids_collided` hold the claims of client-supplied ids (see
+//!   `idem.rs`); generated ids are unique by construction. (`ids_recent`, one row per
+//!   claim, was replaced in version 7 by `ids_pending`, one row per group commit.)
 //! - `catalogs` holds every version of each org's catalog; `orgs.catalog` is unused
 //!   since schema version 2 (the current catalog is the highest version).
 //! - `exports` holds export jobs with their lease (owner, until) and results.
@@ -134,6 +135,11 @@ CREATE TABLE postings (
     PRIMARY KEY (blk, term, first_rid)
 ) WITHOUT ROWID;
 "#,
+    r#"
+CREATE TABLE ids_pending (rid INTEGER PRIMARY KEY, claims BLOB NOT NULL);
+INSERT INTO ids (h, h2, rid) SELECT h, h2, rid FROM ids_recent ORDER BY h;
+DROP TABLE ids_recent;
+"#,
 ];
 
 /// The schema version whose script is followed by `convert_v6`.
@@ -220,7 +226,7 @@ fn convert_v6(tx: &rusqlite::Transaction<'_>) -> Result<()> {
         }
     }
     {
-        let mut claims = super::idem::Claims::new();
+        let mut claims = super::idem::Claims::all_merged();
         let mut read = tx
             .prepare("SELECT org_num, id, seq FROM idem ORDER BY org_num, seq")
             .op("read old ids")?;
@@ -288,6 +294,36 @@ mod tests {
         let runs: Vec<&[i64]> = by_block(&rids).collect();
         assert_eq!(runs, vec![&rids[..2], &rids[2..3], &rids[3..]]);
         assert_eq!(block_of(rid(1, 65_536)), block_of(rid(1, 0)) + 1);
+    }
+
+    #[test]
+    fn version_6_recent_claims_are_merged_into_ids() {
+        use super::super::idem::{Claim, Claims, id_key};
+        let d = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(d.path().join("old.db")).unwrap();
+        migrate_to(&mut c, 6).unwrap();
+        let (h, h2) = id_key(1, "kept");
+        c.execute(
+            "INSERT INTO ids_recent (rid, h, h2) VALUES (?1, ?2, ?3)",
+            params![rid(1, 3), h, h2],
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let tx = c.transaction().unwrap();
+        let mut claims = Claims::new();
+        assert_eq!(
+            claims.claim(&tx, 1, "kept", rid(1, 9)).unwrap(),
+            Claim::Seen(rid(1, 3))
+        );
+        assert_eq!(claims.claim(&tx, 1, "new", rid(1, 10)).unwrap(), Claim::New);
+        let gone: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'ids_recent'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(gone, 0);
     }
 
     #[test]

@@ -335,7 +335,7 @@ impl Writer {
                     .op("insert postings")?;
             }
         }
-        self.claims.merge_if_due(&tx)?;
+        self.claims.end_group(&tx)?;
         tx.commit().op("commit append")?;
         Ok(outcomes)
     }

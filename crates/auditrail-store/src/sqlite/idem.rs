@@ -108,8 +108,11 @@ impl Claims {
     }
 
     /// Forgets what memory holds; it is reloaded from the database before the next claim.
+    /// Until then nothing is written: what memory held may have been rolled back.
     pub(crate) fn invalidate(&mut self) {
         self.stale = true;
+        self.recent.clear();
+        self.group.clear();
     }
 
     fn reload(&mut self, tx: &Transaction<'_>) -> Result<()> {
@@ -185,6 +188,10 @@ impl Claims {
     /// `ids_pending`, or, once there are enough claims, a merge of them all into `ids`.
     /// A failure leaves the tables as they were (the transaction rolls back).
     pub(crate) fn end_group(&mut self, tx: &Transaction<'_>) -> Result<()> {
+        if self.stale {
+            // No claim since a rollback: nothing new to write.
+            return Ok(());
+        }
         if self.recent.len() >= self.merge_at {
             return self.merge(tx);
         }
@@ -203,7 +210,7 @@ impl Claims {
     /// Merges the claims in memory into `ids` once there are enough of them (see
     /// [`Self::end_group`], which writers call instead).
     pub(crate) fn merge_if_due(&mut self, tx: &Transaction<'_>) -> Result<()> {
-        if self.recent.len() < self.merge_at {
+        if self.stale || self.recent.len() < self.merge_at {
             return Ok(());
         }
         self.merge(tx)
@@ -410,6 +417,13 @@ mod tests {
             // dropped: rolled back, as a failed group commit is
         }
         claims.invalidate();
+        // A group with no claims after the rollback writes nothing of the rolled-back ones.
+        {
+            let tx = c.transaction().unwrap();
+            claims.end_group(&tx).unwrap();
+            assert_eq!((count(&tx, "ids"), count(&tx, "ids_pending")), (0, 0));
+            tx.commit().unwrap();
+        }
         let tx = c.transaction().unwrap();
         assert_eq!(claims.claim(&tx, 1, "x", 3).unwrap(), Claim::New);
         assert_eq!(claims.claim(&tx, 1, "y", 4).unwrap(), Claim::New);

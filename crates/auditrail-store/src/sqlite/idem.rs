@@ -36,12 +36,17 @@ pub(crate) fn id_key(org_num: i64, id: &str) -> (i64, i64) {
     h.update(org_num.to_be_bytes());
     h.update(id.as_bytes());
     let d = h.finalize();
-    let word = |i: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&d[i..i + 8]);
-        i64::from_be_bytes(b)
-    };
-    (word(0), word(8))
+    (
+        i64::from_be_bytes(eight(&d, 0)),
+        i64::from_be_bytes(eight(&d, 8)),
+    )
+}
+
+/// The 8 bytes of `b` from `i` (the caller knows they are there).
+fn eight(b: &[u8], i: usize) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&b[i..i + 8]);
+    out
 }
 
 /// What a claim found.
@@ -66,8 +71,6 @@ pub(crate) struct Claims {
     stale: bool,
     /// Which keys may be in `ids`.
     known: Known,
-    /// The database, to build the filter from.
-    db: Option<PathBuf>,
     /// Lookups in `ids` so far (the filter's effect, for tests and logs).
     lookups: u64,
 }
@@ -84,8 +87,7 @@ impl Claims {
             pending_rows: true,
             merge_at,
             stale: true,
-            known: Known::Off,
-            db: None,
+            known: Known::off(),
             lookups: 0,
         }
     }
@@ -93,8 +95,7 @@ impl Claims {
     /// Starts building the filter of the claims in `ids` from the database at `db` (the
     /// writer's own database file), and builds it again whenever it fills up.
     pub(crate) fn with_filter(mut self, db: PathBuf) -> Self {
-        self.known = Known::build(&db);
-        self.db = Some(db);
+        self.known = Known::build(db);
         self
     }
 
@@ -236,16 +237,7 @@ impl Claims {
             tx.execute("DELETE FROM ids_pending", [])
                 .op("empty pending ids")?;
         }
-        // Added even though the transaction may yet roll back: a key the filter holds
-        // but `ids` does not only costs a lookup.
-        if self.known.merged(self.recent.keys().copied())
-            && let Some(db) = &self.db
-        {
-            tracing::debug!("writer: client-id filter full, building a larger one");
-            self.known = Known::build(db);
-            // Not committed yet, so not in the new scan.
-            self.known.merged(self.recent.keys().copied());
-        }
+        self.known.merged(self.recent.keys().copied());
         tracing::debug!(
             claims = self.recent.len(),
             lookups = self.lookups,
@@ -275,11 +267,7 @@ fn pack(claims: &[(i64, i64, i64)]) -> Vec<u8> {
 /// The claims of a blob whose length is a multiple of [`CLAIM_BYTES`].
 fn unpack(blob: &[u8]) -> impl Iterator<Item = (i64, i64, i64)> + '_ {
     blob.chunks_exact(CLAIM_BYTES).map(|c| {
-        let word = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&c[i..i + 8]);
-            i64::from_le_bytes(b)
-        };
+        let word = |i| i64::from_le_bytes(eight(c, i));
         (word(0), word(8), word(16))
     })
 }
@@ -376,7 +364,7 @@ mod tests {
         assert_eq!(count(&c, "ids"), 1_000);
         let mut claims = Claims::merging_at(100).with_filter(d.path().join("t.db"));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !matches!(claims.known, Known::Ready(_)) {
+        while !claims.known.is_ready() {
             assert!(std::time::Instant::now() < deadline, "filter never built");
             claims.known.may_contain(0);
             std::thread::sleep(std::time::Duration::from_millis(5));

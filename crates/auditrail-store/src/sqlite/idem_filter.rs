@@ -83,9 +83,14 @@ fn probes(block_mask: u64, h: i64) -> impl Iterator<Item = (usize, u64)> {
     })
 }
 
-/// The writer's side of the filter: the filter once it is there, or the build under way
-/// and the keys merged since it started.
-pub(crate) enum Known {
+/// The writer's side of the filter: the database it is built from, and the filter once it
+/// is there or the build under way with the keys merged since it started.
+pub(crate) struct Known {
+    db: Option<PathBuf>,
+    state: State,
+}
+
+enum State {
     /// No filter: every claim not in memory is looked up.
     Off,
     Building {
@@ -95,76 +100,110 @@ pub(crate) enum Known {
     Ready(Filter),
 }
 
+/// Starts a build on its own thread.
+fn start(db: &Path) -> State {
+    let (tx, rx) = mpsc::channel();
+    let db = db.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("auditrail-idsf".into())
+        .spawn(move || {
+            let _ = tx.send(scan(&db));
+        });
+    match spawned {
+        Ok(_) => State::Building {
+            rx,
+            since: Vec::new(),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start building the client-id filter");
+            State::Off
+        }
+    }
+}
+
 impl Known {
-    /// Starts building a filter of the claims in the database at `db`.
-    pub(crate) fn build(db: &Path) -> Self {
-        let (tx, rx) = mpsc::channel();
-        let db = db.to_owned();
-        let spawned = std::thread::Builder::new()
-            .name("auditrail-idsf".into())
-            .spawn(move || {
-                let _ = tx.send(scan(&db));
-            });
-        match spawned {
-            Ok(_) => Known::Building {
-                rx,
-                since: Vec::new(),
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start building the client-id filter");
-                Known::Off
-            }
+    /// No filter: every claim not in memory is looked up.
+    pub(crate) fn off() -> Self {
+        Self {
+            db: None,
+            state: State::Off,
+        }
+    }
+
+    /// Starts building a filter of the claims in the database at `db`, and builds it
+    /// again whenever it fills up.
+    pub(crate) fn build(db: PathBuf) -> Self {
+        Self {
+            state: start(&db),
+            db: Some(db),
         }
     }
 
     /// A build whose result arrives on `rx` (for tests, which decide when it arrives).
     #[cfg(test)]
     pub(crate) fn building(rx: Receiver<Result<Filter>>) -> Self {
-        Known::Building {
-            rx,
-            since: Vec::new(),
+        Self {
+            db: None,
+            state: State::Building {
+                rx,
+                since: Vec::new(),
+            },
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_ready(&self) -> bool {
+        matches!(self.state, State::Ready(_))
+    }
+
+    #[cfg(test)]
+    fn is_off(&self) -> bool {
+        matches!(self.state, State::Off)
     }
 
     /// Whether `h` may be in `ids`; takes in a finished build first.
     pub(crate) fn may_contain(&mut self, h: i64) -> bool {
-        if let Known::Building { rx, since } = self {
+        if let State::Building { rx, since } = &mut self.state {
             match rx.try_recv() {
                 Ok(Ok(mut f)) => {
                     for &k in since.iter() {
                         f.insert(k);
                     }
-                    *self = Known::Ready(f);
+                    self.state = State::Ready(f);
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "building the client-id filter failed; claims are looked up");
-                    *self = Known::Off;
+                    self.state = State::Off;
                 }
-                Err(TryRecvError::Disconnected) => *self = Known::Off,
+                Err(TryRecvError::Disconnected) => self.state = State::Off,
                 Err(TryRecvError::Empty) => {}
             }
         }
-        match self {
-            Known::Ready(f) => f.may_contain(h),
+        match &self.state {
+            State::Ready(f) => f.may_contain(h),
             _ => true,
         }
     }
 
-    /// Records keys merged into `ids`. Returns whether the filter is full and should be
-    /// built again (the caller does, with its database path).
-    pub(crate) fn merged(&mut self, keys: impl Iterator<Item = i64>) -> bool {
-        match self {
-            Known::Off => false,
-            Known::Building { since, .. } => {
-                since.extend(keys);
-                false
+    /// Records keys merged into `ids` (even if their transaction may yet roll back: a key
+    /// the filter holds but `ids` does not only costs a lookup). A filter that is full
+    /// is built again, larger; these keys, not committed yet, are not in its scan, so
+    /// they are kept for it.
+    pub(crate) fn merged(&mut self, keys: impl Iterator<Item = i64> + Clone) {
+        if let State::Ready(f) = &mut self.state {
+            for k in keys.clone() {
+                f.insert(k);
             }
-            Known::Ready(f) => {
-                for k in keys {
-                    f.insert(k);
+            match &self.db {
+                Some(db) if f.is_full() => {
+                    tracing::debug!("writer: client-id filter full, building a larger one");
+                    self.state = start(db);
                 }
-                f.is_full()
+                _ => return,
             }
+        }
+        if let State::Building { since, .. } = &mut self.state {
+            since.extend(keys);
         }
     }
 }
@@ -245,13 +284,13 @@ mod tests {
             known.may_contain(key(1)),
             "no filter yet: look everything up"
         );
-        assert!(!known.merged([key(1)].into_iter()));
+        known.merged([key(1)].into_iter());
         let mut f = Filter::with_capacity(0);
         f.insert(key(2));
         tx.send(Ok(f)).unwrap();
         assert!(known.may_contain(key(1)), "merged during the build");
         assert!(known.may_contain(key(2)), "scanned");
-        assert!(matches!(known, Known::Ready(_)));
+        assert!(known.is_ready());
         assert!(!known.may_contain(key(3)) || !known.may_contain(key(4)));
     }
 
@@ -262,11 +301,11 @@ mod tests {
         tx.send(Err(crate::StoreError::Unavailable("disk".into())))
             .unwrap();
         assert!(known.may_contain(key(5)));
-        assert!(matches!(known, Known::Off));
+        assert!(known.is_off());
         let (tx, rx) = mpsc::channel::<Result<Filter>>();
         let mut known = Known::building(rx);
         drop(tx);
         assert!(known.may_contain(key(5)));
-        assert!(matches!(known, Known::Off));
+        assert!(known.is_off());
     }
 }

@@ -283,6 +283,16 @@ mod tests {
     use crate::terms::{decode_rids, encode_rids};
     use rusqlite::params;
 
+    /// How many of the (quoted, comma-separated) names are tables of `c`.
+    fn tables_named(c: &Connection, names: &str) -> i64 {
+        c.query_row(
+            &format!("SELECT count(*) FROM sqlite_master WHERE name IN ({names})"),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn blocks_split_runs() {
         let rids = [
@@ -316,13 +326,7 @@ mod tests {
             Claim::Seen(rid(1, 3))
         );
         assert_eq!(claims.claim(&tx, 1, "new", rid(1, 10)).unwrap(), Claim::New);
-        let gone: i64 = tx
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'ids_recent'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let gone = tables_named(&tx, "'ids_recent'");
         assert_eq!(gone, 0);
     }
 
@@ -381,13 +385,7 @@ mod tests {
             Claim::Seen(rid(2, 1))
         );
         assert_eq!(claims.claim(&tx, 2, "b", rid(2, 9)).unwrap(), Claim::New);
-        let old: i64 = tx
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name IN ('idem', 'postings_v1')",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let old = tables_named(&tx, "'idem', 'postings_v1'");
         assert_eq!(old, 0, "the old tables are gone");
     }
 }

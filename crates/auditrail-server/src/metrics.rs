@@ -31,6 +31,7 @@ pub struct Metrics {
     pub checkpoint_age: Gauge<f64, AtomicU64>,
     pub checkpoints_signed: Counter,
     pub events_purged: Counter,
+    pub partitions_dropped: Counter,
     pub exports_finished: Family<Outcome, Counter>,
     pub export_rows: Counter,
     pub export_notifications_failed: Counter,
@@ -92,8 +93,14 @@ impl Metrics {
         let events_purged = Counter::default();
         registry.register(
             "events_purged",
-            "Event bodies removed by retention",
+            "Events purged by retention",
             events_purged.clone(),
+        );
+        let partitions_dropped = Counter::default();
+        registry.register(
+            "partitions_dropped",
+            "Month partitions of purged events dropped by retention (PostgreSQL)",
+            partitions_dropped.clone(),
         );
         let exports_finished = Family::<Outcome, Counter>::default();
         registry.register(
@@ -147,6 +154,7 @@ impl Metrics {
             checkpoint_age,
             checkpoints_signed,
             events_purged,
+            partitions_dropped,
         }
     }
 

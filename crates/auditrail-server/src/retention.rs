@@ -1,8 +1,11 @@
-//! Retention: each org created with `retention_days` loses the bodies of events received
-//! longer ago than that. Seqs, times and leaves stay, so checkpoints signed before the
-//! purge, inclusion proofs and consistency proofs still verify; the purged events no
-//! longer appear in search, exports or deliveries. With several nodes, only the holder
-//! of the `retention` lease purges. Each purge is itself an event in the org's log.
+//! Retention: each org created with `retention_days` loses the events received longer
+//! ago than that. Seqs, times and leaves stay, so checkpoints signed before the purge,
+//! inclusion proofs and consistency proofs still verify; the purged events no longer
+//! appear in search, exports or deliveries. On SQLite their bodies are removed at once;
+//! on PostgreSQL they are hidden at once and their storage is reclaimed after the
+//! purges, by dropping each month partition once every event in it is purged (see the
+//! store's `reclaim`). With several nodes, only the holder of the `retention` lease
+//! purges. Each purge is itself an event in the org's log.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +14,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use auditrail_core::time::format_millis;
+use auditrail_store::Reclaimed;
 
 use crate::App;
 use crate::error::ApiResult;
@@ -58,6 +62,17 @@ pub async fn purge_due(app: &App, now_ms: i64) -> ApiResult<u64> {
                 "success",
             )
             .await?;
+        }
+    }
+    if crate::lease::hold(app, LEASE).await {
+        let r = app.store.reclaim(now_ms).await?;
+        app.metrics.partitions_dropped.inc_by(r.partitions_dropped);
+        if r != Reclaimed::default() {
+            tracing::info!(
+                partitions_dropped = r.partitions_dropped,
+                events_deleted = r.events_deleted,
+                "retention reclaimed purged events"
+            );
         }
     }
     Ok(total)

@@ -68,11 +68,20 @@ pub trait Store: Send + Sync + 'static {
     /// One page of events matching `filter`, by seq. Purged events are never returned.
     async fn search(&self, org: &str, filter: &Filter, page: PageRequest) -> Result<Page>;
 
-    /// Retention: removes the bodies (and searchable columns) of up to `limit` of `org`'s
-    /// events received before `before_ms`, oldest first. Their seqs, times and leaves
-    /// stay, so the tree, old checkpoints and proofs still verify. Returns how many were
-    /// purged; 0 once nothing older is left.
+    /// Retention: purges up to `limit` of `org`'s events received before `before_ms`,
+    /// oldest first: from then on nothing returns them (SQLite removes their bodies and
+    /// searchable columns at once; PostgreSQL hides them and `reclaim` removes them).
+    /// Their seqs, times and leaves stay, so the tree, old checkpoints and proofs still
+    /// verify. Returns how many were purged; 0 once nothing older is left.
     async fn purge(&self, org: &str, before_ms: i64, limit: usize) -> Result<u64>;
+
+    /// Frees the disk space of purged events where `purge` only hid them (PostgreSQL:
+    /// drops month partitions whose every event is purged). `now_ms` is the time of day.
+    /// A no-op where `purge` already removed them (SQLite).
+    async fn reclaim(&self, now_ms: i64) -> Result<Reclaimed> {
+        let _ = now_ms;
+        Ok(Reclaimed::default())
+    }
 
     /// The current size and root of `org`'s tree.
     async fn tree_head(&self, org: &str) -> Result<TreeHead>;

@@ -132,6 +132,15 @@ pub struct Page {
     pub next_after: Option<u64>,
 }
 
+/// What one pass of reclaiming purged events removed from disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Whole partitions dropped (every event in them purged).
+    pub partitions_dropped: u64,
+    /// Purged event rows deleted from partitions that also hold kept events.
+    pub events_deleted: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TreeHead {
     pub size: u64,

@@ -1,12 +1,15 @@
 //! PostgreSQL benchmark: durable HTTP batch ingest through one and two `auditrail serve`
 //! nodes, beside PostgreSQL `COPY` of the same events into an equivalent table (same
 //! columns, same partitioning, same indexes) in the same run; then search latency for a
-//! 7-day range filtered by actor over a large log.
+//! 7-day range filtered by actor over a large log; then retention of a month of events
+//! (purge and reclaim, which drops the month's partition) beside the row-by-row ways of
+//! doing it (`DELETE`, and `UPDATE` to clear the bodies) on copies of the same rows.
 //!
 //! `cargo bench -p auditrail --bench postgres`; env `AUDITRAIL_BENCH_DATABASE_URL`
 //! (default `AUDITRAIL_TEST_DATABASE_URL`, else postgres://postgres@127.0.0.1:5432/test),
 //! `BENCH_EVENTS` (ingest, default 200000), `BENCH_CLIENTS` (concurrent HTTP clients,
-//! default 8), `BENCH_SEARCH_EVENTS` (default 1000000; 0 skips the search part).
+//! default 8), `BENCH_SEARCH_EVENTS` (default 1000000; 0 skips the search part),
+//! `BENCH_RETENTION_EVENTS` (default 500000; 0 skips the retention part).
 #![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
 
 use std::path::Path;
@@ -212,12 +215,16 @@ async fn main() {
     let n = env_u64("BENCH_EVENTS", 200_000) as usize / BATCH * BATCH;
     let clients = env_u64("BENCH_CLIENTS", 8) as usize;
     let search_n = env_u64("BENCH_SEARCH_EVENTS", 1_000_000);
+    let retention_n = env_u64("BENCH_RETENTION_EVENTS", 500_000);
     let dir = tempfile::tempdir().unwrap();
     if n > 0 {
         ingest(&server, dir.path(), n, clients).await;
     }
     if search_n > 0 {
         search(&server, dir.path(), search_n).await;
+    }
+    if retention_n > 0 {
+        retention(&server, dir.path(), retention_n).await;
     }
 }
 
@@ -270,6 +277,182 @@ async fn ingest(server: &str, dir: &Path, n: usize, clients: usize) {
     drop(peer_db);
 }
 
+/// Runs `auditrail ARGS` on the data dir `name` against database `url`.
+fn cli(dir: &Path, name: &str, url: &str, args: &[&str]) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir.join(name))
+        .arg("--signing-key-file")
+        .arg(dir.join("signing.key"))
+        .arg("--secret-key-file")
+        .arg(dir.join("secret.key"))
+        .args(["--database-url", url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Retention of a month of `n` events: auditrail's purge (a watermark) and reclaim (the
+/// leaves packed aside, the partition dropped), beside deleting the same rows, and
+/// clearing their bodies as the previous layout did, each on its own copy of the month.
+/// Reports wall time and the WAL each writes.
+async fn retention(server: &str, dir: &Path, n: u64) {
+    // March 2025, a month long past.
+    const FROM: i64 = 1_740_787_200_000;
+    const TO: i64 = 1_743_465_600_000;
+    let db = TestDb::create(server).await.unwrap();
+    let file = dir.join("retention.ndjson");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        for i in 0..n {
+            writeln!(f, "{}", event(i)).unwrap();
+        }
+    }
+    cli(dir, "retention", &db.url, &["orgs", "create", "acme"]);
+    cli(
+        dir,
+        "retention",
+        &db.url,
+        &["ingest", "--org", "acme", file.to_str().unwrap()],
+    );
+    let c = connect(&db.url).await;
+    // Move the events into March 2025, as if received then; copy the month twice for
+    // the peers, with the same indexes.
+    c.batch_execute(&format!(
+        "CREATE TABLE events_y2025m03 PARTITION OF events FOR VALUES FROM ({FROM}) TO ({TO});
+         UPDATE events SET received_ms = {FROM} + seq;"
+    ))
+    .await
+    .unwrap();
+    for peer in ["peer_delete", "peer_update"] {
+        c.batch_execute(&format!(
+            "CREATE TABLE {peer} AS SELECT * FROM events_y2025m03;
+             ALTER TABLE {peer} ADD PRIMARY KEY (org_num, seq, received_ms);
+             CREATE INDEX ON {peer} (org_num, actor_id, seq);
+             CREATE INDEX ON {peer} (org_num, action, seq);
+             CREATE INDEX ON {peer} (org_num, resource_id, seq);
+             CREATE INDEX ON {peer} (org_num, scope_id, seq);
+             CREATE INDEX ON {peer} (org_num, occurred_us);"
+        ))
+        .await
+        .unwrap();
+    }
+    c.batch_execute("VACUUM ANALYZE").await.unwrap();
+    let num: i64 = c
+        .query_one("SELECT num FROM orgs WHERE id = 'acme'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let wal = || async {
+        c.query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let report = |what: &str, secs: f64, wal_bytes: i64| {
+        println!(
+            "retention, {what}: {secs:.2} s ({:.0} events/s), WAL {:.1} MB",
+            n as f64 / secs,
+            wal_bytes as f64 / 1e6
+        );
+    };
+    const CHUNK: i64 = 10_000;
+
+    // Peer: delete the month's rows, 10,000 a statement.
+    let (w, t) = (wal().await, Instant::now());
+    let mut after = 0i64;
+    loop {
+        let k = c
+            .execute(
+                "DELETE FROM peer_delete WHERE org_num = $1 AND seq > $2 AND seq <= $3",
+                &[&num, &after, &(after + CHUNK)],
+            )
+            .await
+            .unwrap();
+        after += CHUNK;
+        if k == 0 {
+            break;
+        }
+    }
+    report(
+        "peer DELETE of the rows",
+        t.elapsed().as_secs_f64(),
+        wal().await - w,
+    );
+
+    // Peer: the previous layout's purge, clearing bodies and searchable columns.
+    let (w, t) = (wal().await, Instant::now());
+    loop {
+        let k = c
+            .execute(
+                "WITH doomed AS (SELECT seq, received_ms FROM peer_update WHERE org_num = $1 \
+                 AND received_ms < $2 AND body IS NOT NULL ORDER BY seq LIMIT $3) \
+                 UPDATE peer_update e SET body = NULL, action = NULL, actor_id = NULL, resource_type = NULL, \
+                 resource_id = NULL, scope_id = NULL FROM doomed d \
+                 WHERE e.org_num = $1 AND e.seq = d.seq AND e.received_ms = d.received_ms",
+                &[&num, &TO, &CHUNK],
+            )
+            .await
+            .unwrap();
+        if k < CHUNK as u64 {
+            break;
+        }
+    }
+    report(
+        "peer UPDATE clearing the bodies (the previous layout)",
+        t.elapsed().as_secs_f64(),
+        wal().await - w,
+    );
+
+    // auditrail: purge as the server does (10,000 a call), then reclaim.
+    let store = auditrail_store::postgres::PgStore::connect(&db.url, Default::default())
+        .await
+        .unwrap();
+    use auditrail_store::Store;
+    let (w, t) = (wal().await, Instant::now());
+    let mut purged = 0;
+    loop {
+        let k = store.purge("acme", TO, CHUNK as usize).await.unwrap();
+        purged += k;
+        if k < CHUNK as u64 {
+            break;
+        }
+    }
+    assert!(
+        purged >= n,
+        "{purged} purged of {n} and the org's own records"
+    );
+    let purge_secs = t.elapsed().as_secs_f64();
+    let r = store
+        .reclaim(chrono::Utc::now().timestamp_millis())
+        .await
+        .unwrap();
+    assert_eq!(r.partitions_dropped, 1);
+    report(
+        &format!(
+            "auditrail purge ({purge_secs:.3} s) + reclaim (leaves packed aside, month dropped)"
+        ),
+        t.elapsed().as_secs_f64(),
+        wal().await - w,
+    );
+    let archived: i64 = c
+        .query_one("SELECT pg_total_relation_size('purged_leaves')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    println!(
+        "retention: the packed leaves take {:.1} MB ({:.1} bytes an event)",
+        archived as f64 / 1e6,
+        archived as f64 / n as f64
+    );
+}
+
 /// Loads `n` events spread over 90 days through the CLI bulk loader, then times the
 /// search a compliance admin runs most: one actor over 7 days, first page.
 async fn search(server: &str, dir: &Path, n: u64) {
@@ -288,24 +471,7 @@ async fn search(server: &str, dir: &Path, n: u64) {
             writeln!(f, "{e}").unwrap();
         }
     }
-    let run = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.join("search"))
-            .arg("--signing-key-file")
-            .arg(dir.join("signing.key"))
-            .arg("--secret-key-file")
-            .arg(dir.join("secret.key"))
-            .args(["--database-url", &db.url])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let run = |args: &[&str]| cli(dir, "search", &db.url, args);
     let start = Instant::now();
     run(&["orgs", "create", "acme"]);
     run(&[

@@ -8,6 +8,7 @@
 
 mod destinations;
 mod exports;
+mod retention;
 mod rows;
 mod schema;
 mod search;
@@ -31,8 +32,8 @@ use crate::queue::WriteQueue;
 use crate::sql::{KEY_COLS, ORG_COLS, now_text};
 use crate::{
     Accepted, CommitObserver, DeliveryUpdate, Destination, ExportJob, ExportOutcome, KeyRecord,
-    NewCatalog, NewOrg, Org, Page, PageRequest, Result, Store, StoreError, StoredCatalog,
-    StoredCheckpoint, TreeHead,
+    NewCatalog, NewOrg, Org, Page, PageRequest, Reclaimed, Result, Store, StoreError,
+    StoredCatalog, StoredCheckpoint, TreeHead,
 };
 use rows::{catalog_row, key_row, org_row};
 
@@ -415,18 +416,13 @@ impl Store for PgStore {
         let num = self.org_num(org).await?;
         let limit = limit.clamp(1, i64::MAX as usize) as i64;
         // A purge holds no lock on the org's head: appends go on while it runs.
-        self.conn()
-            .await?
-            .execute(
-                "WITH doomed AS (SELECT seq, received_ms FROM events WHERE org_num = $1 \
-                 AND received_ms < $2 AND body IS NOT NULL ORDER BY seq LIMIT $3) \
-                 UPDATE events e SET body = NULL, action = NULL, actor_id = NULL, resource_type = NULL, \
-                 resource_id = NULL, scope_id = NULL FROM doomed d \
-                 WHERE e.org_num = $1 AND e.seq = d.seq AND e.received_ms = d.received_ms",
-                &[&num, &before_ms, &limit],
-            )
-            .await
-            .pg("purge events")
+        let c = self.conn().await?;
+        retention::purge(&c, num, before_ms, limit).await
+    }
+
+    async fn reclaim(&self, now_ms: i64) -> Result<Reclaimed> {
+        let mut c = self.conn().await?;
+        retention::reclaim(&mut c, now_ms).await
     }
 
     async fn tree_head(&self, org: &str) -> Result<TreeHead> {
@@ -455,12 +451,6 @@ impl Store for PgStore {
             .prepare_cached("SELECT hash FROM nodes WHERE org_num = $1 AND level = $2 AND idx = $3")
             .await
             .pg("prepare node read")?;
-        let leaves = c
-            .prepare_cached(
-                "SELECT leaf FROM events WHERE org_num = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
-            )
-            .await
-            .pg("prepare leaf read")?;
         let missing =
             |id: &NodeId| StoreError::Corrupt(format!("missing tree node {id:?} of org {org}"));
         let mut out = Vec::with_capacity(ids.len());
@@ -476,20 +466,8 @@ impl Store for PgStore {
             }
             let width = 1u64 << id.level;
             let first = id.index * width + 1;
-            let rows = c
-                .query(
-                    &leaves,
-                    &[&num, &(first as i64), &((first + width - 1) as i64)],
-                )
-                .await
-                .pg("read leaves")?;
-            if rows.len() as u64 != width {
-                return Err(missing(id));
-            }
-            let mut level = rows
-                .iter()
-                .map(|r| to_hash(r.get(0), &"a leaf"))
-                .collect::<Result<Vec<_>>>()?;
+            let mut level =
+                retention::leaves(&c, num, first as i64, (first + width - 1) as i64).await?;
             while level.len() > 1 {
                 level = level
                     .chunks(2)

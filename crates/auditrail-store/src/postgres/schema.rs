@@ -6,7 +6,8 @@
 //!   locks its row (`SELECT ... FOR UPDATE`) for the length of one transaction: that row
 //!   lock is what serializes every node's writers into one gapless seq order and one tree.
 //! - `events` is partitioned by `received_ms`, one partition per calendar month (UTC),
-//!   created on demand by the writer, so retention can drop whole partitions. Its indexes
+//!   created on demand by the writer, so retention drops whole partitions (see
+//!   `retention.rs`; their leaves are kept in `purged_leaves`). Its indexes
 //!   serve the search filters: `(org_num, seq)` for paging and the tree's leaves, one
 //!   `(org_num, field, seq)` per selective field, `(org_num, occurred_us)` for time ranges.
 //! - `idem` holds client-supplied ids (a partitioned table cannot hold a unique index
@@ -138,6 +139,22 @@ CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, until_ms BIGINT
 -- columns become NULL.
 ALTER TABLE events ALTER COLUMN body DROP NOT NULL, ALTER COLUMN action DROP NOT NULL;
 "#,
+    r#"
+-- Retention by watermark and dropped partitions: an org's events up to `purged_seq` are
+-- purged (no query returns them); reclaiming drops or deletes their rows once their
+-- leaves are packed into `purged_leaves`. Version 2's purged rows (NULL bodies) are a
+-- prefix of their org's seqs, so the watermark starts after them.
+ALTER TABLE orgs ADD COLUMN purged_seq BIGINT NOT NULL DEFAULT 0;
+UPDATE orgs o SET purged_seq = COALESCE(
+    (SELECT max(seq) FROM events e WHERE e.org_num = o.num AND e.body IS NULL), 0);
+CREATE TABLE purged_leaves (
+    org_num BIGINT NOT NULL,
+    first_seq BIGINT NOT NULL,
+    leaves BYTEA NOT NULL,
+    PRIMARY KEY (org_num, first_seq)
+);
+ALTER TABLE purged_leaves ALTER COLUMN leaves SET STORAGE EXTERNAL;
+"#,
 ];
 
 /// Any fixed number: every node takes this advisory lock while migrating, so two nodes
@@ -197,6 +214,19 @@ pub(super) fn partition_of(received_ms: i64) -> (String, i64, i64) {
     (format!("events_y{y:04}m{m:02}"), start(y, m), start(ny, nm))
 }
 
+/// The `[from, to)` bounds of the partition `name` (as `partition_of` names them).
+pub(super) fn partition_named(name: &str) -> Option<(String, i64, i64)> {
+    let rest = name.strip_prefix("events_y")?;
+    let (y, m) = rest.split_once('m')?;
+    let (y, m): (i32, u32) = (y.parse().ok()?, m.parse().ok()?);
+    let start = chrono::NaiveDate::from_ymd_opt(y, m, 1)?
+        .and_hms_opt(0, 0, 0)?
+        .and_utc()
+        .timestamp_millis();
+    let found = partition_of(start);
+    (found.0 == name).then_some(found)
+}
+
 /// Creates the partition for `received_ms` unless it exists. Two nodes may race to
 /// create it; the loser finds it there.
 pub(super) async fn ensure_partition(client: &Client, received_ms: i64) -> Result<()> {
@@ -219,7 +249,7 @@ pub(super) async fn ensure_partition(client: &Client, received_ms: i64) -> Resul
 
 #[cfg(test)]
 mod tests {
-    use super::partition_of;
+    use super::{partition_named, partition_of};
 
     #[test]
     fn partitions_are_calendar_months() {
@@ -231,5 +261,16 @@ mod tests {
         let (name, _, to) = partition_of(1_796_083_199_999);
         assert_eq!((name.as_str(), to), ("events_y2026m11", 1_796_083_200_000));
         assert_eq!(partition_of(1_798_761_600_000).0, "events_y2027m01");
+        assert_eq!(
+            partition_named("events_y2026m11"),
+            Some(partition_of(1_795_255_200_000))
+        );
+        assert_eq!(partition_named("events_y2026m13"), None);
+        assert_eq!(
+            partition_named("events_y2026m1"),
+            None,
+            "not a name we make"
+        );
+        assert_eq!(partition_named("purged_leaves"), None);
     }
 }

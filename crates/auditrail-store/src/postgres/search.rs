@@ -28,8 +28,10 @@ fn query(
     page: PageRequest,
 ) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
     let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(num)];
-    let mut sql =
-        String::from("SELECT seq, body, leaf FROM events WHERE org_num = $1 AND body IS NOT NULL");
+    let mut sql = String::from(
+        "SELECT seq, body, leaf FROM events WHERE org_num = $1 \
+         AND seq > (SELECT purged_seq FROM orgs WHERE num = $1)",
+    );
     let mut bind = |sql: &mut String, clause: &str, p: Box<dyn ToSql + Sync + Send>| {
         params.push(p);
         sql.push_str(&clause.replace('?', &format!("${}", params.len())));
@@ -124,7 +126,8 @@ mod tests {
         );
         assert_eq!(
             sql,
-            "SELECT seq, body, leaf FROM events WHERE org_num = $1 AND body IS NOT NULL AND seq < $2 AND occurred_us >= $3 \
+            "SELECT seq, body, leaf FROM events WHERE org_num = $1 \
+             AND seq > (SELECT purged_seq FROM orgs WHERE num = $1) AND seq < $2 AND occurred_us >= $3 \
              AND actor_id = $4 AND action IS DISTINCT FROM $5 AND strpos(body, $6) > 0 ORDER BY seq DESC LIMIT $7"
         );
         assert_eq!(params.len(), 7);

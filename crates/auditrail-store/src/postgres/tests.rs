@@ -218,3 +218,6 @@ async fn a_lost_database_is_unavailable_then_recovers() {
     let ev = conformance::event("acme", serde_json::json!({"action": "after"}), 0);
     assert_eq!(s.append("acme", vec![ev], false).await.unwrap()[0].seq, 1);
 }
+
+#[path = "tests_retention.rs"]
+mod retention;

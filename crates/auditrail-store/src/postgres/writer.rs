@@ -141,6 +141,11 @@ async fn run(
             }
             Err(e) => {
                 tracing::error!(error = %e, events = pending, "writer: group commit failed; nothing from it was stored");
+                // A partition known to exist may be gone (dropped by hand, or by a
+                // retention node whose clock ran far ahead): look again next time.
+                if let Ok(mut p) = partitions.lock() {
+                    p.clear();
+                }
                 let msg = e.to_string();
                 for job in group {
                     let _ = job.reply.send(Err(match &e {

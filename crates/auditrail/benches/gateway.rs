@@ -7,6 +7,10 @@
 //! - throughput: BENCH_GATEWAY_CLIENTS concurrent clients (default 32) for
 //!   BENCH_GATEWAY_SECS (default 10) each way.
 //!
+//! - `BENCH_GATEWAY_UPSTREAM_WORK_US` (default 0): CPU the upstream spends on each
+//!   mutation before answering (SHA-256 rounds, calibrated at start), to compare the
+//!   two paths against an upstream that does work, not only a trivial resolver.
+//!
 //! The gateway appends to a SQLite data dir (spool fsynced per group of requests, then
 //! the log's own group commit). Everything runs on this one machine: the load, the
 //! upstream and the gateway share its cores.
@@ -90,7 +94,30 @@ async fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     run(&dir, &["orgs", "create", "acme", "--catalog", "prophecy"]);
-    let upstream = graphql::start(graphql::Upstream::default()).await;
+    let work_us = env_u64("BENCH_GATEWAY_UPSTREAM_WORK_US", 0);
+    let work_rounds = if work_us == 0 {
+        0
+    } else {
+        // Rounds per microsecond, the best of a few timings of 10,000 rounds.
+        let per_us = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(graphql::work(10_000));
+                10_000.0 / (t.elapsed().as_secs_f64() * 1e6)
+            })
+            .fold(0.0, f64::max);
+        (per_us * work_us as f64).round() as u32
+    };
+    if work_us > 0 {
+        println!(
+            "upstream work: {work_us} us of CPU per addProject ({work_rounds} SHA-256 rounds)"
+        );
+    }
+    let upstream = graphql::start(graphql::Upstream {
+        work_rounds,
+        ..Default::default()
+    })
+    .await;
     let dir_s = dir.to_str().unwrap();
     let gw = process::gateway(
         &[

@@ -33,6 +33,22 @@ pub struct Upstream {
     pub received: Arc<Mutex<Vec<Received>>>,
     /// Passwords `setPassword` was given (so a test knows what the secret was).
     pub passwords: Arc<Mutex<Vec<String>>>,
+    /// CPU work `addProject` does before answering, in rounds of SHA-256 over 64 bytes
+    /// (0: none), for a benchmark to stand in for an upstream that does real work.
+    pub work_rounds: u32,
+}
+
+/// `rounds` of SHA-256 over 64 bytes, chained so none can be skipped.
+pub fn work(rounds: u32) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = [7u8; 32];
+    for _ in 0..rounds {
+        let mut d = Sha256::new();
+        d.update(h);
+        d.update(h);
+        h = d.finalize().into();
+    }
+    h
 }
 
 #[derive(SimpleObject)]
@@ -96,6 +112,7 @@ struct Mutation;
 impl Mutation {
     async fn add_project(
         &self,
+        ctx: &Context<'_>,
         name: String,
         language: Option<String>,
         fork_mode: Option<ForkMode>,
@@ -104,6 +121,10 @@ impl Mutation {
     ) -> Result<Project, Error> {
         let _ = (language, owner_uid, main_branch_modification_allowed);
         let _multi = fork_mode == Some(ForkMode::Multi);
+        let rounds = ctx.data::<Upstream>().map_or(0, |u| u.work_rounds);
+        if rounds > 0 {
+            std::hint::black_box(work(rounds));
+        }
         if name == "taken" {
             return Err(Error::new("a project with this name exists"));
         }

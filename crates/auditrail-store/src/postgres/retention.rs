@@ -126,16 +126,10 @@ pub(super) async fn reclaim(c: &mut Client, now_ms: i64) -> Result<Reclaimed> {
             // Archive every leaf of the month, then drop it. The archive commits first so
             // that a drop which cannot get its lock leaves both copies, never neither.
             archive(c, &name, None).await?;
-            let tx = c.transaction().await.pg("begin drop")?;
-            tx.batch_execute("SET LOCAL lock_timeout = '5s'")
-                .await
-                .pg("set lock timeout")?;
-            tx.batch_execute(&format!("DROP TABLE {name}"))
-                .await
-                .pg("drop partition")?;
-            tx.commit().await.pg("commit drop")?;
-            done.partitions_dropped += 1;
-            tracing::info!(partition = name, "retention dropped a month partition");
+            if drop_partition(c, &name).await? {
+                done.partitions_dropped += 1;
+                tracing::info!(partition = name, "retention dropped a month partition");
+            }
             continue;
         }
         for num in purged_orgs {
@@ -149,6 +143,31 @@ pub(super) async fn reclaim(c: &mut Client, now_ms: i64) -> Result<Reclaimed> {
         }
     }
     Ok(done)
+}
+
+/// Drops partition `name`. Dropping a partition locks the whole `events` table for an
+/// instant, and the lock waits for the queries that use the partition; meanwhile every
+/// query of `events` queues behind it, appends included. So it waits at most `LOCK_WAIT`
+/// and, if the lock was not had by then, leaves the month for the next pass (`false`).
+async fn drop_partition(c: &mut Client, name: &str) -> Result<bool> {
+    const LOCK_WAIT: &str = "250ms";
+    let tx = c.transaction().await.pg("begin drop")?;
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+        .await
+        .pg("set lock timeout")?;
+    match tx.batch_execute(&format!("DROP TABLE {name}")).await {
+        Ok(()) => {}
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            tracing::warn!(
+                partition = name,
+                "retention could not drop a month partition within {LOCK_WAIT} (queries were using it); the next pass tries again"
+            );
+            return Ok(false);
+        }
+        Err(e) => return Err(e).pg("drop partition"),
+    }
+    tx.commit().await.pg("commit drop")?;
+    Ok(true)
 }
 
 /// Copies the leaves of partition `name` (of one org, or all) into `purged_leaves`.

@@ -191,3 +191,49 @@ async fn version_2_purged_rows_become_the_watermark() {
     assert_eq!(s.purge("acme", i64::MAX, 1000).await.unwrap(), 2);
     assert_eq!(seqs(&s, "acme").await, Vec::<u64>::new());
 }
+
+#[tokio::test]
+async fn a_month_in_use_is_dropped_at_the_next_pass() {
+    let Some((db, s)) = fresh().await else { return };
+    let (client, conn) = tokio_postgres::connect(&db.url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let (mut reader, conn) = tokio_postgres::connect(&db.url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    conformance::new_org(&s, "acme").await;
+    append(&s, "acme", 10, 0).await;
+    schema::ensure_partition(&client, MARCH_2025).await.unwrap();
+    client
+        .execute("UPDATE events SET received_ms = $1 + seq", &[&MARCH_2025])
+        .await
+        .unwrap();
+    let march = schema::partition_of(MARCH_2025).0;
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(s.purge("acme", now, 1000).await.unwrap(), 10);
+    // A reader in the middle of a transaction over March holds it: the drop gives up
+    // after its short wait instead of stalling every query of `events` behind it.
+    let tx = reader.transaction().await.unwrap();
+    let in_march: i64 = tx
+        .query_one(&format!("SELECT count(*) FROM {march}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(in_march, 10);
+    assert_eq!(s.reclaim(now).await.unwrap(), Reclaimed::default());
+    assert!(exists(&client, &march).await);
+    append(&s, "acme", 1, 10).await;
+    assert_eq!(
+        seqs(&s, "acme").await,
+        vec![11],
+        "appends went on meanwhile"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(s.reclaim(now).await.unwrap().partitions_dropped, 1);
+    assert!(!exists(&client, &march).await);
+    let head = s.tree_head("acme").await.unwrap();
+    for index in 0..head.size {
+        let p = proofs::inclusion(&s, "acme", head.size, index, head.size)
+            .await
+            .unwrap();
+        merkle::verify_inclusion(index, head.size, &p.leaf, &p.hashes, &head.root).unwrap();
+    }
+}

@@ -133,6 +133,12 @@ impl KeyCache {
 
 /// Events per append (the API's batch limit).
 const MAX_BATCH: usize = 1000;
+/// How long a batch waits for more requests before it is appended. The client's answer
+/// never waits for the append (only for the spool), so this costs nothing but a few
+/// milliseconds before the events are searchable, and makes each commit of the log carry
+/// many requests instead of a few: its per-commit costs (WAL pages, `fsync`) are most
+/// of what the log spends at a gateway's request rates.
+const LINGER: Duration = Duration::from_millis(5);
 
 /// Appends what the spool hands over, in order, until the channel closes and is empty.
 /// A batch the log is unavailable for is retried (with backoff) until it goes in; one it
@@ -156,12 +162,19 @@ pub async fn append_loop(
         };
         let mut batch = vec![first];
         let mut n = batch[0].events.len();
+        let until = tokio::time::Instant::now() + LINGER;
         while n < MAX_BATCH {
             let next = match carry.pop_front() {
                 Some(r) => r,
                 None => match rx.try_recv() {
                     Ok(r) => r,
-                    Err(_) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        match tokio::time::timeout_at(until, rx.recv()).await {
+                            Ok(Some(r)) => r,
+                            _ => break,
+                        }
+                    }
                 },
             };
             if next.org != batch[0].org || n + next.events.len() > MAX_BATCH {

@@ -30,7 +30,8 @@ pub(crate) struct Tuning {
     pub batch_bytes: u64,
     /// How soon after the last commit what is left is copied.
     pub idle: Duration,
-    /// WAL length (in pages) beyond which the writer checkpoints itself.
+    /// WAL length (in pages) beyond which the writer checkpoints itself (the store sets
+    /// it from the database's page size: `schema::WAL_CAP_BYTES` worth).
     pub wal_cap_frames: i64,
 }
 
@@ -39,7 +40,7 @@ impl Default for Tuning {
         Self {
             batch_bytes: 16 << 20,
             idle: Duration::from_millis(250),
-            wal_cap_frames: 16_384,
+            wal_cap_frames: (64 << 20) / 16_384,
         }
     }
 }

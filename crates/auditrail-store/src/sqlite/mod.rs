@@ -76,7 +76,14 @@ impl SqliteStore {
         schema::migrate(&mut conn)?;
         exports::void_leases(&conn)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let checkpointer = checkpoint::Checkpointer::start(&path, checkpoint::Tuning::default())?;
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .op("read page size")?;
+        let tuning = checkpoint::Tuning {
+            wal_cap_frames: schema::WAL_CAP_BYTES / page_size.max(512),
+            ..Default::default()
+        };
+        let checkpointer = checkpoint::Checkpointer::start(&path, tuning)?;
         let writer = Writer::new(conn, checkpointer, options.on_commit);
         let handle = std::thread::Builder::new()
             .name("auditrail-writer".into())

@@ -140,3 +140,29 @@ async fn retention() {
     let d = tempfile::tempdir().unwrap();
     conformance::retention(&open(d.path())).await;
 }
+
+fn page_size(dir: &Path) -> i64 {
+    let c = Connection::open(dir.join(DB_FILE)).unwrap();
+    c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test]
+async fn new_databases_get_16_kib_pages_and_older_ones_keep_theirs() {
+    let d = tempfile::tempdir().unwrap();
+    drop(open(d.path()));
+    assert_eq!(page_size(d.path()), schema::PAGE_SIZE);
+
+    // A database made with SQLite's default 4 KiB pages, already in WAL mode, as
+    // earlier versions left theirs: it keeps its pages and works as before.
+    let old = tempfile::tempdir().unwrap();
+    {
+        let c = Connection::open(old.path().join(DB_FILE)).unwrap();
+        c.pragma_update(None, "page_size", 4096).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        c.execute_batch("CREATE TABLE earlier (x INTEGER)").unwrap();
+    }
+    let s = open(old.path());
+    conformance::append_idempotency_and_tree(&s).await;
+    drop(s);
+    assert_eq!(page_size(old.path()), 4096);
+}

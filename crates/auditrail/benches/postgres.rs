@@ -13,7 +13,6 @@
 #![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +27,7 @@ mod process;
 #[path = "support.rs"]
 mod support;
 use process::Serve;
-use support::{BIN, env_u64, event};
+use support::{env_u64, event};
 
 const ADMIN: &str = "bench-admin-token";
 const BATCH: usize = 1000;
@@ -279,22 +278,17 @@ async fn ingest(server: &str, dir: &Path, n: usize, clients: usize) {
 
 /// Runs `auditrail ARGS` on the data dir `name` against database `url`.
 fn cli(dir: &Path, name: &str, url: &str, args: &[&str]) {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir.join(name))
-        .arg("--signing-key-file")
-        .arg(dir.join("signing.key"))
-        .arg("--secret-key-file")
-        .arg(dir.join("secret.key"))
-        .args(["--database-url", url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (signing, secret) = (dir.join("signing.key"), dir.join("secret.key"));
+    let mut all = args.to_vec();
+    all.extend([
+        "--signing-key-file",
+        signing.to_str().unwrap(),
+        "--secret-key-file",
+        secret.to_str().unwrap(),
+        "--database-url",
+        url,
+    ]);
+    support::run(&dir.join(name), &all);
 }
 
 /// Retention of a month of `n` events: auditrail's purge (a watermark) and reclaim (the
@@ -307,13 +301,7 @@ async fn retention(server: &str, dir: &Path, n: u64) {
     const TO: i64 = 1_743_465_600_000;
     let db = TestDb::create(server).await.unwrap();
     let file = dir.join("retention.ndjson");
-    {
-        use std::io::Write;
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-        for i in 0..n {
-            writeln!(f, "{}", event(i)).unwrap();
-        }
-    }
+    support::write_ndjson(&file, n);
     cli(dir, "retention", &db.url, &["orgs", "create", "acme"]);
     cli(
         dir,

@@ -48,6 +48,14 @@ async fn every_proof_verifies(s: &PgStore, org: &str, old: TreeHead) {
     merkle::verify_consistency(old.size, head.size, &old.root, &head.root, &c.hashes).unwrap();
 }
 
+/// The leaf hashes of `org`'s first `n` events.
+async fn leaves(s: &PgStore, org: &str, n: u64) -> Vec<auditrail_core::Hash> {
+    let ids: Vec<_> = (0..n)
+        .map(|index| merkle::NodeId { level: 0, index })
+        .collect();
+    s.node_hashes(org, &ids).await.unwrap()
+}
+
 async fn exists(client: &tokio_postgres::Client, table: &str) -> bool {
     client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
@@ -83,15 +91,7 @@ async fn retention_drops_whole_months_and_keeps_every_proof() {
     );
     let old_acme = s.tree_head("acme").await.unwrap();
     let old_globex = s.tree_head("globex").await.unwrap();
-    let leaves_before = s
-        .node_hashes(
-            "acme",
-            &(0..300)
-                .map(|index| merkle::NodeId { level: 0, index })
-                .collect::<Vec<_>>(),
-        )
-        .await
-        .unwrap();
+    let leaves_before = leaves(&s, "acme", 300).await;
     append(&s, "acme", 3, 300).await;
     let now = chrono::Utc::now().timestamp_millis();
 
@@ -123,15 +123,7 @@ async fn retention_drops_whole_months_and_keeps_every_proof() {
         "seqs 1-256 and 257-300, one packed row each"
     );
     assert_eq!(seqs(&s, "globex").await, vec![1, 2, 3, 4, 5]);
-    let leaves_after = s
-        .node_hashes(
-            "acme",
-            &(0..300)
-                .map(|index| merkle::NodeId { level: 0, index })
-                .collect::<Vec<_>>(),
-        )
-        .await
-        .unwrap();
+    let leaves_after = leaves(&s, "acme", 300).await;
     assert_eq!(
         leaves_after, leaves_before,
         "archived leaves are the leaves"

@@ -40,7 +40,7 @@ impl Default for Tuning {
         Self {
             batch_bytes: 16 << 20,
             idle: Duration::from_millis(250),
-            wal_cap_frames: (64 << 20) / 16_384,
+            wal_cap_frames: super::schema::WAL_CAP_BYTES / super::schema::PAGE_SIZE,
         }
     }
 }

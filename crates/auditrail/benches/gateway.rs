@@ -132,7 +132,12 @@ async fn main() {
             "--actor-header",
             "x-user-id",
         ],
-        |_| {},
+        |cmd| {
+            // The gateway's runtime threads (default: one per core).
+            if let Ok(n) = std::env::var("BENCH_GATEWAY_WORKERS") {
+                cmd.env("TOKIO_WORKER_THREADS", n);
+            }
+        },
     );
     let through = format!("{}/graphql", gw.base);
     let http = reqwest::Client::builder()

@@ -150,13 +150,19 @@ async fn drive(
     (rate, lat)
 }
 
-/// 16 connections posting 500-event batches; returns events/s.
-async fn http_batches(base: &str, token: &str, events: &[Value]) -> f64 {
+/// 16 connections posting 500-event batches; returns events/s and the CPU time the
+/// process (server and clients) spent per event, in microseconds.
+async fn http_batches(base: &str, token: &str, events: &[Value]) -> (f64, Option<f64>) {
     let bodies = events
         .chunks(500)
         .map(|c| serde_json::to_vec(&json!({"events": c})).unwrap())
         .collect();
-    drive(base, token, bodies, 500, 16).await.0
+    let cpu = support::cpu_seconds();
+    let rate = drive(base, token, bodies, 500, 16).await.0;
+    let per_event = cpu
+        .zip(support::cpu_seconds())
+        .map(|(a, b)| (b - a) * 1e6 / events.len() as f64);
+    (rate, per_event)
 }
 
 /// 64 clients sending one event per request; returns (events/s, p50 ms, p99 ms).
@@ -199,6 +205,31 @@ fn bulk_cli(dir: &Path, n: u64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Only the HTTP batches, `BENCH_ONLY_BATCHES` times (to compare builds or settings
+/// without the peers and the other phases).
+fn only_batches(dir: &Path, events: &[Value]) {
+    let rounds = support::env_u64("BENCH_ONLY_BATCHES", 1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for round in 0..rounds {
+            let srv =
+                TestServer::start_with(&dir.join(format!("only{round}")), Duration::from_secs(5))
+                    .await;
+            srv.create_org("acme").await;
+            let (rate, cpu) =
+                http_batches(&srv.base, &srv.key("acme", "ingest").await, events).await;
+            srv.stop().await;
+            println!(
+                "HTTP 500-event batches x 16: {rate:.0} events/s, CPU {:.2} us an event",
+                cpu.unwrap_or(f64::NAN)
+            );
+        }
+    });
+}
+
 fn main() {
     let n = support::env_u64("BENCH_EVENTS", 200_000);
     let bulk = support::env_u64("BENCH_BULK_EVENTS", 1_000_000);
@@ -209,6 +240,10 @@ fn main() {
     let events: Vec<Value> = (0..n).map(event).collect();
     let avg = events.iter().map(|e| e.to_string().len()).sum::<usize>() / events.len();
     println!("events: {n} (average {avg} bytes as sent); bulk: {bulk}");
+    if std::env::var_os("BENCH_ONLY_BATCHES").is_some() {
+        only_batches(dir.path(), &events);
+        return;
+    }
 
     let naive = naive_rust(dir.path(), &events);
     println!("naive layout, Rust (rusqlite, 1000-row tx, 2 indexes): {naive:.0} rows/s");
@@ -222,10 +257,11 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (batch_rate, catalog_rate, singles) = rt.block_on(async {
+    let (batch_rate, catalog_rate, singles, batch_cpu) = rt.block_on(async {
         let srv = TestServer::start_with(&dir.path().join("srv"), Duration::from_secs(5)).await;
         srv.create_org("acme").await;
-        let batch_rate = http_batches(&srv.base, &srv.key("acme", "ingest").await, &events).await;
+        let (batch_rate, batch_cpu) =
+            http_batches(&srv.base, &srv.key("acme", "ingest").await, &events).await;
         srv.create_org("single").await;
         let single_events: Vec<Value> = (0..(n / 4)).map(|i| event(i + 5_000_000)).collect();
         let singles = http_singles(
@@ -247,10 +283,11 @@ fn main() {
             )
             .await;
         assert_eq!(st, 201, "{b}");
-        let catalog_rate =
-            http_batches(&srv.base, &srv.key("catalogued", "ingest").await, &events).await;
+        let catalog_rate = http_batches(&srv.base, &srv.key("catalogued", "ingest").await, &events)
+            .await
+            .0;
         srv.stop().await;
-        (batch_rate, catalog_rate, singles)
+        (batch_rate, catalog_rate, singles, batch_cpu)
     });
     println!(
         "auditrail HTTP, 500-event batches x 16 connections:    {batch_rate:.0} events/s ({:.2}x naive Rust{})",
@@ -258,6 +295,12 @@ fn main() {
         py.map(|p| format!(", {:.2}x naive Python", batch_rate / p))
             .unwrap_or_default()
     );
+    if let Some(us) = batch_cpu {
+        println!(
+            "  CPU (server and clients, all threads): {us:.2} us an event ({:.0} events per CPU-second)",
+            1e6 / us
+        );
+    }
     println!(
         "auditrail HTTP, same batches, org with Prophecy catalog: {catalog_rate:.0} events/s ({:.2}x without a catalog)",
         catalog_rate / batch_rate

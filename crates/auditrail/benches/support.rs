@@ -83,3 +83,16 @@ pub fn event(i: u64) -> Value {
         "outcome": "success"
     })
 }
+
+/// CPU seconds (user + system) this process has used so far, from `/proc/self/stat`
+/// (Linux; `None` elsewhere). Differences over a phase give its CPU cost, which the
+/// machine's other load disturbs far less than its throughput.
+#[allow(dead_code, reason = "not every bench reports CPU")]
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}

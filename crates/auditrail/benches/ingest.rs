@@ -165,14 +165,19 @@ async fn http_batches(base: &str, token: &str, events: &[Value]) -> (f64, Option
     (rate, per_event)
 }
 
-/// 64 clients sending one event per request; returns (events/s, p50 ms, p99 ms).
-async fn http_singles(base: &str, token: &str, events: &[Value]) -> (f64, f64, f64) {
+/// 64 clients sending one event per request; returns (events/s, p50 ms, p99 ms, bytes
+/// the process wrote per event: WAL frames, checkpoints and the HTTP traffic).
+async fn http_singles(base: &str, token: &str, events: &[Value]) -> (f64, f64, f64, f64) {
     let bodies = events
         .iter()
         .map(|e| serde_json::to_vec(e).unwrap())
         .collect();
+    let before = support::written_bytes();
     let (rate, lat) = drive(base, token, bodies, 1, 64).await;
-    (rate, lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+    let written = before
+        .zip(support::written_bytes())
+        .map_or(f64::NAN, |(a, b)| (b - a) / events.len() as f64);
+    (rate, lat[lat.len() / 2], lat[lat.len() * 99 / 100], written)
 }
 
 fn bulk_cli(dir: &Path, n: u64) -> f64 {
@@ -306,8 +311,8 @@ fn main() {
         catalog_rate / batch_rate
     );
     println!(
-        "auditrail HTTP, single events x 64 clients:            {:.0} events/s, p50 {:.2} ms, p99 {:.2} ms",
-        singles.0, singles.1, singles.2
+        "auditrail HTTP, single events x 64 clients:            {:.0} events/s, p50 {:.2} ms, p99 {:.2} ms, {:.0} bytes written an event",
+        singles.0, singles.1, singles.2, singles.3
     );
     let bulk_rate = bulk_cli(dir.path(), bulk);
     println!("auditrail ingest (CLI bulk load) of {bulk} events:       {bulk_rate:.0} events/s");

@@ -96,3 +96,13 @@ pub fn cpu_seconds() -> Option<f64> {
     let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
 }
+
+/// Bytes this process has passed to `write`-like calls so far (`wchar` of
+/// `/proc/self/io`: files and sockets; Linux, `None` elsewhere).
+#[allow(dead_code, reason = "not every bench reports writes")]
+pub fn written_bytes() -> Option<f64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -94,6 +94,7 @@ pub fn cpu_seconds() -> Option<f64> {
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split(' ').collect();
     let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // In clock ticks (USER_HZ), 100 a second on Linux.
     Some(ticks / 100.0)
 }
 

@@ -30,18 +30,25 @@ pub(crate) struct Tuning {
     pub batch_bytes: u64,
     /// How soon after the last commit what is left is copied.
     pub idle: Duration,
-    /// WAL length (in pages) beyond which the writer checkpoints itself (the store sets
-    /// it from the database's page size: `schema::WAL_CAP_BYTES` worth).
+    /// WAL length (in pages) beyond which the writer checkpoints itself:
+    /// `schema::WAL_CAP_BYTES` worth of the database's pages.
     pub wal_cap_frames: i64,
+}
+
+impl Tuning {
+    /// The defaults, with the WAL cap counted in pages of `page_size` bytes.
+    pub(crate) fn for_page_size(page_size: i64) -> Self {
+        Self {
+            batch_bytes: 16 << 20,
+            idle: Duration::from_millis(250),
+            wal_cap_frames: super::schema::WAL_CAP_BYTES / page_size.max(512),
+        }
+    }
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Self {
-            batch_bytes: 16 << 20,
-            idle: Duration::from_millis(250),
-            wal_cap_frames: super::schema::WAL_CAP_BYTES / super::schema::PAGE_SIZE,
-        }
+        Self::for_page_size(super::schema::PAGE_SIZE)
     }
 }
 

@@ -79,11 +79,8 @@ impl SqliteStore {
         let page_size: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .op("read page size")?;
-        let tuning = checkpoint::Tuning {
-            wal_cap_frames: schema::WAL_CAP_BYTES / page_size.max(512),
-            ..Default::default()
-        };
-        let checkpointer = checkpoint::Checkpointer::start(&path, tuning)?;
+        let checkpointer =
+            checkpoint::Checkpointer::start(&path, checkpoint::Tuning::for_page_size(page_size))?;
         let writer = Writer::new(conn, checkpointer, options.on_commit);
         let handle = std::thread::Builder::new()
             .name("auditrail-writer".into())

@@ -1,5 +1,6 @@
 //! Ingest benchmark: auditrail against the naive SQLite layout, on the same events, in
-//! one run. `cargo bench -p auditrail --bench ingest` (env BENCH_EVENTS, BENCH_BULK_EVENTS).
+//! one run. `cargo bench -p auditrail --bench ingest` (env BENCH_EVENTS, BENCH_BULK_EVENTS;
+//! BENCH_ONLY_BATCHES=N or BENCH_ONLY_SINGLES=N runs just that phase N times).
 //!
 //! Peers: one SQLite row per event with two secondary indexes, WAL, synchronous=FULL,
 //! 1000-row transactions, driven from Rust (rusqlite) and from Python's `executemany`.
@@ -210,10 +211,16 @@ fn bulk_cli(dir: &Path, n: u64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Only the HTTP batches, `BENCH_ONLY_BATCHES` times (to compare builds or settings
+/// Only the HTTP batches (`BENCH_ONLY_BATCHES=N`) or only the single events
+/// (`BENCH_ONLY_SINGLES=N`), N times on fresh servers (to compare builds or settings
 /// without the peers and the other phases).
-fn only_batches(dir: &Path, events: &[Value]) {
-    let rounds = support::env_u64("BENCH_ONLY_BATCHES", 1);
+fn only_one_phase(dir: &Path, events: &[Value], singles: bool) {
+    let var = if singles {
+        "BENCH_ONLY_SINGLES"
+    } else {
+        "BENCH_ONLY_BATCHES"
+    };
+    let rounds = support::env_u64(var, 1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -224,13 +231,21 @@ fn only_batches(dir: &Path, events: &[Value]) {
                 TestServer::start_with(&dir.join(format!("only{round}")), Duration::from_secs(5))
                     .await;
             srv.create_org("acme").await;
-            let (rate, cpu) =
-                http_batches(&srv.base, &srv.key("acme", "ingest").await, events).await;
+            let key = srv.key("acme", "ingest").await;
+            if singles {
+                let (rate, p50, p99, written) =
+                    http_singles(&srv.base, &key, &events[..events.len() / 4]).await;
+                println!(
+                    "HTTP single events x 64: {rate:.0} events/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {written:.0} bytes written an event"
+                );
+            } else {
+                let (rate, cpu) = http_batches(&srv.base, &key, events).await;
+                println!(
+                    "HTTP 500-event batches x 16: {rate:.0} events/s, CPU {:.2} us an event",
+                    cpu.unwrap_or(f64::NAN)
+                );
+            }
             srv.stop().await;
-            println!(
-                "HTTP 500-event batches x 16: {rate:.0} events/s, CPU {:.2} us an event",
-                cpu.unwrap_or(f64::NAN)
-            );
         }
     });
 }
@@ -246,7 +261,11 @@ fn main() {
     let avg = events.iter().map(|e| e.to_string().len()).sum::<usize>() / events.len();
     println!("events: {n} (average {avg} bytes as sent); bulk: {bulk}");
     if std::env::var_os("BENCH_ONLY_BATCHES").is_some() {
-        only_batches(dir.path(), &events);
+        only_one_phase(dir.path(), &events, false);
+        return;
+    }
+    if std::env::var_os("BENCH_ONLY_SINGLES").is_some() {
+        only_one_phase(dir.path(), &events, true);
         return;
     }
 

@@ -6,6 +6,7 @@ mod destinations;
 mod exports;
 mod idem;
 mod idem_filter;
+mod postings;
 mod schema;
 mod search;
 mod writer;
@@ -531,8 +532,12 @@ impl Store for SqliteStore {
     async fn search(&self, org: &str, filter: &Filter, page: PageRequest) -> Result<Page> {
         let org_num = self.org_num(org).await?;
         let filter = filter.clone();
-        self.read(move |c| search::search(c, org_num, &filter, page))
-            .await
+        self.read(move |c| {
+            // One snapshot: pending and merged postings as of the same commit.
+            let tx = c.transaction().op("begin read")?;
+            search::search(&tx, org_num, &filter, page)
+        })
+        .await
     }
 
     async fn purge(&self, org: &str, before_ms: i64, limit: usize) -> Result<u64> {

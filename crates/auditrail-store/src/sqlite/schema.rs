@@ -3,14 +3,16 @@
 //! Layout, chosen for append speed:
 //! - `events` is a rowid table whose rowid is `org_num << 40 | seq`, so each org's log is
 //!   one contiguous, append-only key range: inserting never splits a page in the middle.
-//! - `postings` is the only search index. Each group commit writes one row per distinct
-//!   term it saw (a 64-bit hash of org, field and value, see `terms.rs`) in each block of
-//!   2^16 rids it wrote to, holding the delta-encoded rids of that commit's events with
-//!   the term. Index maintenance is one row per distinct term per commit rather than one
-//!   row per event per field, which is what makes secondary indexes the dominant cost of
-//!   the naive layout. Rows are keyed by block first, so a commit only writes pages at
-//!   the end of the table (the org's newest block) instead of all over it; a search
-//!   seeks its term once per block.
+//! - `postings` is the only search index. A row holds, for one term (a 64-bit hash of
+//!   org, field and value, see `terms.rs`) and one block of 2^16 rids, the delta-encoded
+//!   rids of the events with that term written by one merge. Index maintenance is one
+//!   row per distinct term per merge rather than one row per event per field, which is
+//!   what makes secondary indexes the dominant cost of the naive layout. Rows are keyed
+//!   by block first, so a merge only writes pages at the end of the table (the org's
+//!   newest block) instead of all over it; a search seeks its term once per block.
+//!   Commits write their postings to `postings_pending`, one row per org per commit
+//!   (since version 8), and the writer merges them into `postings` several thousand
+//!   events at a time (see `postings.rs`); a search reads both.
 //! - `ids`, `ids_pending` and `ids_collided` hold the claims of client-supplied ids (see
 //!   `idem.rs`); generated ids are unique by construction. (`ids_recent`, one row per
 //!   claim, was replaced in version 7 by `ids_pending`, one row per group commit.)
@@ -139,6 +141,9 @@ CREATE TABLE postings (
 CREATE TABLE ids_pending (rid INTEGER PRIMARY KEY, claims BLOB NOT NULL);
 INSERT INTO ids (h, h2, rid) SELECT h, h2, rid FROM ids_recent ORDER BY h;
 DROP TABLE ids_recent;
+"#,
+    r#"
+CREATE TABLE postings_pending (first_rid INTEGER PRIMARY KEY, terms BLOB NOT NULL);
 "#,
 ];
 

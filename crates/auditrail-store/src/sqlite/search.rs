@@ -2,7 +2,9 @@
 //!
 //! With a positive condition, the most selective one drives: its postings are read
 //! block by block (one seek per block of 2^16 seqs, up to the org's newest event) in
-//! seq order and each candidate event is fetched by rid. Without one, the
+//! seq order, with the not yet merged postings of recent commits (`postings.rs`) as
+//! the newest part, and each candidate event is fetched by rid. The caller runs it in
+//! one read transaction, so a merge committed meanwhile is not seen half-way. Without one, the
 //! events of the org are scanned in seq order. Either way every candidate is checked
 //! exactly against the whole filter, and reading stops one match past the page, so the
 //! cursor never skips or repeats and `next_after` is set only when more matches exist.
@@ -11,7 +13,8 @@ use auditrail_core::query::{Field, Filter};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::schema::{MAX_SEQ, block_of, rid, seq_of};
+use super::postings::pending_rids;
+use super::schema::{MAX_SEQ, SEQ_BITS, block_of, rid, seq_of};
 use crate::error::Context;
 use crate::terms::{decode_rids, matches, term_key};
 use crate::{Order, Page, PageRequest, Result, StoreError, StoredEvent};
@@ -128,6 +131,36 @@ fn by_postings(
             "SELECT occurred_us, body, leaf FROM events WHERE rid = ?1 AND body IS NOT NULL",
         )
         .op("prepare event fetch")?;
+    // Offers rid `r` if it is in range; true once the page is full.
+    let mut offer = |r: i64| -> Result<bool> {
+        if r < lo || r > hi {
+            return Ok(false);
+        }
+        let found = fetch
+            .query_row([r], |x| {
+                Ok((
+                    x.get::<_, i64>(0)?,
+                    x.get::<_, String>(1)?,
+                    x.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .optional()
+            .op("fetch event")?;
+        match found {
+            Some((occurred, body, leaf)) => c.offer(seq_of(r), occurred, body, leaf),
+            None => Ok(false),
+        }
+    };
+    // The pending rids are newer than every merged one: first in descending order, last
+    // in ascending.
+    let pending = pending_rids(conn, lo >> SEQ_BITS, term)?;
+    if order == Order::Desc {
+        for &r in pending.iter().rev() {
+            if offer(r)? {
+                return Ok(());
+            }
+        }
+    }
     let sql = match order {
         Order::Desc => {
             "SELECT first_rid, rids FROM postings WHERE blk = ?1 AND term = ?2 ORDER BY first_rid DESC"
@@ -152,25 +185,16 @@ fn by_postings(
                 rids.reverse();
             }
             for r in rids {
-                if r < lo || r > hi {
-                    continue;
-                }
-                let Some((occurred, body, leaf)) = fetch
-                    .query_row([r], |x| {
-                        Ok((
-                            x.get::<_, i64>(0)?,
-                            x.get::<_, String>(1)?,
-                            x.get::<_, Vec<u8>>(2)?,
-                        ))
-                    })
-                    .optional()
-                    .op("fetch event")?
-                else {
-                    continue;
-                };
-                if c.offer(seq_of(r), occurred, body, leaf)? {
+                if offer(r)? {
                     return Ok(());
                 }
+            }
+        }
+    }
+    if order == Order::Asc {
+        for &r in &pending {
+            if offer(r)? {
+                return Ok(());
             }
         }
     }

@@ -17,10 +17,11 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use super::checkpoint::Checkpointer;
 use super::idem::{Claim, Claims, id_key};
-use super::schema::{MAX_SEQ, block_of, by_block, rid, seq_of};
+use super::postings::Pending;
+use super::schema::{MAX_SEQ, rid, seq_of};
 use super::{STORED_LEVEL, read_nodes};
 use crate::error::Context;
-use crate::terms::{encode_rids, event_terms, term_key};
+use crate::terms::{event_terms, term_key};
 use crate::{Accepted, CommitObserver, CommitStats, Result, StoreError};
 
 /// Events gathered into one transaction at most.
@@ -89,6 +90,7 @@ pub(crate) struct Writer {
     conn: Connection,
     orgs: HashMap<i64, OrgState>,
     claims: Claims,
+    postings: Pending,
     observer: Option<CommitObserver>,
     checkpointer: Checkpointer,
     /// Committed events are freed on another thread: tens of thousands of small
@@ -119,6 +121,7 @@ impl Writer {
             conn,
             orgs: HashMap::new(),
             claims,
+            postings: Pending::new(),
             observer,
             checkpointer,
             spent,
@@ -220,6 +223,7 @@ impl Writer {
                     self.orgs.insert(org, state);
                 }
                 self.claims.invalidate();
+                self.postings.invalidate();
                 let msg = e.to_string();
                 for job in jobs {
                     let _ = job.reply.send(Err(StoreError::Unavailable(msg.clone())));
@@ -235,18 +239,14 @@ impl Writer {
     ) -> Result<Vec<Vec<Accepted>>> {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let tx = self.conn.transaction().op("begin append")?;
-        // Index entries of this group, one postings row per distinct term at the end.
+        // Index entries of this group, term → rids (see `postings.rs`).
         let mut postings: HashMap<i64, Vec<i64>> = HashMap::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut inserted = 0usize;
         {
             let mut ins_event = tx
                 .prepare_cached("INSERT INTO events (rid, occurred_us, received_ms, leaf, body) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .op("prepare event insert")?;
-            let mut ins_posting = tx
-                .prepare_cached(
-                    "INSERT INTO postings (blk, term, first_rid, rids) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .op("prepare term insert")?;
             let mut ins_node = tx
                 .prepare_cached(
                     "INSERT INTO nodes (org_num, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
@@ -313,6 +313,7 @@ impl Writer {
                         });
                     }
                     state.next_seq += 1;
+                    inserted += 1;
                     out.push(Accepted {
                         id: ev.id.clone(),
                         seq,
@@ -321,20 +322,8 @@ impl Writer {
                 }
                 outcomes.push(out);
             }
-            // In key order: the pages at the end of each org's range are visited once.
-            let mut rows: Vec<(i64, i64, &[i64])> = postings
-                .iter()
-                .flat_map(|(&term, rids)| {
-                    by_block(rids).map(move |run| (block_of(run[0]), term, run))
-                })
-                .collect();
-            rows.sort_unstable_by_key(|&(blk, term, _)| (blk, term));
-            for (blk, term, run) in rows {
-                ins_posting
-                    .execute(params![blk, term, run[0], encode_rids(run)])
-                    .op("insert postings")?;
-            }
         }
+        self.postings.add_group(&tx, postings, inserted)?;
         self.claims.end_group(&tx)?;
         tx.commit().op("commit append")?;
         Ok(outcomes)

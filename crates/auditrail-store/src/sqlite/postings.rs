@@ -1,0 +1,372 @@
+//! The search index as the writer maintains it, kept off the random-write path.
+//!
+//! `postings` rows are keyed `(blk, term, first_rid)`, and terms are hashes: the rows a
+//! commit adds land all over its block's key range. A commit of a few events writes a
+//! handful of rows on as many pages, and every dirty page costs a WAL frame — a whole
+//! page — for a few bytes of index. So a commit's postings are first written as one row
+//! of `postings_pending` per org (keyed by the first rid of that org's events in the
+//! commit: always the end of the org's range), holding each term with its rids packed
+//! in a blob. The writer keeps the same postings in memory; once they cover `MERGE_AT`
+//! events they are written to `postings` in `(blk, term)` order, one row per term and
+//! block, and `postings_pending` is emptied, in the same transaction. Each page of the
+//! block is then written once per merge rather than once per commit.
+//!
+//! Every pending rid of an org is newer than every merged one (rids grow with time, and a
+//! merge takes everything pending), which is what lets a search read the pending rows as
+//! the newest part of its term's postings (see `search.rs`).
+
+use std::collections::HashMap;
+
+use rusqlite::{Transaction, params};
+
+use super::schema::{SEQ_BITS, block_of, by_block};
+use crate::error::Context;
+use crate::terms::encode_rids;
+use crate::{Result, StoreError};
+
+/// Events whose postings are held pending before they are merged into `postings`.
+const MERGE_AT: usize = 8192;
+
+/// The writer's postings not yet merged into `postings`.
+pub(crate) struct Pending {
+    /// term → ascending rids of every event since the last merge.
+    recent: HashMap<i64, Vec<i64>>,
+    /// Events those rids belong to.
+    events: usize,
+    /// Whether `postings_pending` may hold rows (a merge empties it).
+    rows: bool,
+    merge_at: usize,
+    /// Set when a transaction failed: memory may hold postings that were rolled back.
+    stale: bool,
+}
+
+impl Pending {
+    pub(crate) fn new() -> Self {
+        Self::merging_at(MERGE_AT)
+    }
+
+    pub(crate) fn merging_at(merge_at: usize) -> Self {
+        Self {
+            recent: HashMap::new(),
+            events: 0,
+            rows: true,
+            merge_at,
+            stale: true,
+        }
+    }
+
+    /// Forgets what memory holds; it is reloaded from `postings_pending` before the next
+    /// group is added.
+    pub(crate) fn invalidate(&mut self) {
+        self.stale = true;
+        self.recent.clear();
+        self.events = 0;
+    }
+
+    fn reload(&mut self, tx: &Transaction<'_>) -> Result<()> {
+        self.recent.clear();
+        self.events = 0;
+        let mut st = tx
+            .prepare_cached("SELECT first_rid, terms FROM postings_pending ORDER BY first_rid")
+            .op("prepare pending postings read")?;
+        let mut rows = st.query([]).op("read pending postings")?;
+        let mut all = Vec::new();
+        while let Some(r) = rows.next().op("read pending postings")? {
+            let first: i64 = r.get(0).op("pending postings")?;
+            let blob = r.get_ref(1).op("pending postings")?;
+            let blob = blob.as_blob().map_err(|_| corrupt(first))?;
+            for (term, rids) in unpack(first, blob)? {
+                all.extend_from_slice(&rids);
+                self.recent.entry(term).or_default().extend(rids);
+            }
+        }
+        // Every event has an `action` term: the distinct rids are the events.
+        all.sort_unstable();
+        all.dedup();
+        self.events = all.len();
+        self.rows = self.events > 0;
+        self.stale = false;
+        Ok(())
+    }
+
+    /// Adds the postings of one group commit (term → ascending rids, all newer than any
+    /// added before) covering `events` events, before its transaction commits: as pending
+    /// rows, or, once enough events are held, as a merge of them all into `postings`.
+    pub(crate) fn add_group(
+        &mut self,
+        tx: &Transaction<'_>,
+        group: HashMap<i64, Vec<i64>>,
+        events: usize,
+    ) -> Result<()> {
+        if group.is_empty() {
+            return Ok(());
+        }
+        if self.stale {
+            self.reload(tx)?;
+        }
+        if self.events + events >= self.merge_at {
+            for (term, rids) in group {
+                self.recent.entry(term).or_default().extend(rids);
+            }
+            self.events += events;
+            return self.merge(tx);
+        }
+        // One row per org: rows are keyed by rid, and rids are ordered by org first.
+        let mut by_org: HashMap<i64, Vec<(i64, &[i64])>> = HashMap::new();
+        for (&term, rids) in &group {
+            if let Some(&r) = rids.first() {
+                by_org.entry(r >> SEQ_BITS).or_default().push((term, rids));
+            }
+        }
+        {
+            let mut ins = tx
+                .prepare_cached("INSERT INTO postings_pending (first_rid, terms) VALUES (?1, ?2)")
+                .op("prepare pending postings")?;
+            for terms in by_org.values() {
+                let first = terms.iter().map(|(_, r)| r[0]).min().unwrap_or_default();
+                ins.execute(params![first, pack(first, terms)])
+                    .op("write pending postings")?;
+            }
+        }
+        for (term, rids) in group {
+            self.recent.entry(term).or_default().extend(rids);
+        }
+        self.events += events;
+        self.rows = true;
+        Ok(())
+    }
+
+    fn merge(&mut self, tx: &Transaction<'_>) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut rows: Vec<(i64, i64, &[i64])> = self
+            .recent
+            .iter()
+            .flat_map(|(&term, rids)| by_block(rids).map(move |run| (block_of(run[0]), term, run)))
+            .collect();
+        // In key order: each page of a block is visited once.
+        rows.sort_unstable_by_key(|&(blk, term, _)| (blk, term));
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO postings (blk, term, first_rid, rids) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .op("prepare postings merge")?;
+            for &(blk, term, run) in &rows {
+                ins.execute(params![blk, term, run[0], encode_rids(run)])
+                    .op("merge postings")?;
+            }
+        }
+        if self.rows {
+            tx.execute("DELETE FROM postings_pending", [])
+                .op("empty pending postings")?;
+        }
+        tracing::debug!(
+            events = self.events,
+            rows = rows.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "writer: merged pending postings"
+        );
+        self.recent.clear();
+        self.events = 0;
+        self.rows = false;
+        Ok(())
+    }
+}
+
+fn corrupt(first: i64) -> StoreError {
+    StoreError::Corrupt(format!("pending postings at rid {first}"))
+}
+
+/// Packs terms with their ascending rids (all ≥ `first`): per term, the term (8 bytes,
+/// little-endian), the number of rids and each rid's distance from the one before (from
+/// `first` for the first), as LEB128.
+pub(crate) fn pack(first: i64, terms: &[(i64, &[i64])]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(terms.iter().map(|(_, r)| 10 + r.len() * 2).sum());
+    for &(term, rids) in terms {
+        out.extend_from_slice(&term.to_le_bytes());
+        put_varint(&mut out, rids.len() as u64);
+        let mut prev = first;
+        for &r in rids {
+            put_varint(&mut out, (r - prev) as u64);
+            prev = r;
+        }
+    }
+    out
+}
+
+/// Reads what [`pack`] wrote.
+pub(crate) fn unpack(first: i64, mut blob: &[u8]) -> Result<Vec<(i64, Vec<i64>)>> {
+    let mut out = Vec::new();
+    while !blob.is_empty() {
+        let (term, rest) = blob
+            .split_first_chunk::<8>()
+            .ok_or_else(|| corrupt(first))?;
+        blob = rest;
+        let n = take_varint(&mut blob).ok_or_else(|| corrupt(first))?;
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= blob.len())
+            .ok_or_else(|| corrupt(first))?;
+        let mut rids = Vec::with_capacity(n);
+        let mut prev = first;
+        for _ in 0..n {
+            let d = take_varint(&mut blob).ok_or_else(|| corrupt(first))?;
+            prev = i64::try_from(d)
+                .ok()
+                .and_then(|d| prev.checked_add(d))
+                .ok_or_else(|| corrupt(first))?;
+            rids.push(prev);
+        }
+        out.push((i64::from_le_bytes(*term), rids));
+    }
+    Ok(out)
+}
+
+/// The rids of `term` held in `org_num`'s pending rows, ascending.
+pub(crate) fn pending_rids(
+    conn: &rusqlite::Connection,
+    org_num: i64,
+    term: i64,
+) -> Result<Vec<i64>> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT first_rid, terms FROM postings_pending WHERE first_rid BETWEEN ?1 AND ?2 ORDER BY first_rid",
+        )
+        .op("prepare pending postings read")?;
+    let lo = org_num << SEQ_BITS;
+    let mut rows = st
+        .query(params![lo, lo | super::schema::MAX_SEQ as i64])
+        .op("read pending postings")?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().op("read pending postings")? {
+        let first: i64 = r.get(0).op("pending postings")?;
+        let blob = r.get_ref(1).op("pending postings")?;
+        let blob = blob.as_blob().map_err(|_| corrupt(first))?;
+        for (t, rids) in unpack(first, blob)? {
+            if t == term {
+                out.extend(rids);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn take_varint(blob: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for (i, &b) in blob.iter().enumerate().take(10) {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            *blob = &blob[i + 1..];
+            return Some(v);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use crate::sqlite::schema::{migrate, rid};
+    use crate::terms::decode_rids;
+    use rusqlite::Connection;
+
+    #[test]
+    fn packed_terms_round_trip_and_damage_is_caught() {
+        let first = rid(3, 1000);
+        let a = [first, first + 1, first + 300];
+        let b = [first + 5];
+        let blob = pack(first, &[(-7, &a), (i64::MAX, &b)]);
+        assert_eq!(
+            unpack(first, &blob).unwrap(),
+            vec![(-7, a.to_vec()), (i64::MAX, b.to_vec())]
+        );
+        // term, count, deltas 0, 1 and 299 (two bytes): the first term ends at 13.
+        assert_eq!(unpack(first, &blob[..13]).unwrap(), vec![(-7, a.to_vec())]);
+        for cut in (1..blob.len()).filter(|&c| c != 13) {
+            assert!(
+                unpack(first, &blob[..cut]).is_err(),
+                "a blob cut at {cut} is rejected"
+            );
+        }
+    }
+
+    /// (term, rids) of every merged row, and the number of pending rows.
+    fn tables(c: &Connection) -> (Vec<(i64, Vec<i64>)>, i64) {
+        let mut st = c
+            .prepare("SELECT term, first_rid, rids FROM postings ORDER BY term, first_rid")
+            .unwrap();
+        let merged = st
+            .query_map([], |r| {
+                Ok((r.get(0)?, decode_rids(r.get(1)?, &r.get::<_, Vec<u8>>(2)?)))
+            })
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let pending = c
+            .query_row("SELECT count(*) FROM postings_pending", [], |r| r.get(0))
+            .unwrap();
+        (merged, pending)
+    }
+
+    fn group(entries: &[(i64, &[i64])]) -> HashMap<i64, Vec<i64>> {
+        entries.iter().map(|&(t, r)| (t, r.to_vec())).collect()
+    }
+
+    #[test]
+    fn small_groups_wait_and_merge_once_a_rolled_back_group_is_forgotten() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(d.path().join("p.db")).unwrap();
+        migrate(&mut c).unwrap();
+        let r = |org, seq| rid(org, seq);
+        let mut p = Pending::merging_at(6);
+
+        let tx = c.transaction().unwrap();
+        p.add_group(&tx, group(&[(1, &[r(1, 1), r(1, 2)]), (2, &[r(2, 1)])]), 3)
+            .unwrap();
+        tx.commit().unwrap();
+        assert_eq!(tables(&c), (vec![], 2), "one pending row per org");
+        assert_eq!(pending_rids(&c, 1, 1).unwrap(), vec![r(1, 1), r(1, 2)]);
+        assert!(
+            pending_rids(&c, 2, 1).unwrap().is_empty(),
+            "org 2 has no term 1"
+        );
+
+        // A group whose transaction rolls back leaves nothing behind.
+        let tx = c.transaction().unwrap();
+        p.add_group(&tx, group(&[(1, &[r(1, 3), r(1, 4)])]), 2)
+            .unwrap();
+        drop(tx);
+        p.invalidate();
+        assert_eq!(pending_rids(&c, 1, 1).unwrap(), vec![r(1, 1), r(1, 2)]);
+
+        // Reloaded from the table: 3 events held, 3 more reach the merge.
+        let tx = c.transaction().unwrap();
+        p.add_group(&tx, group(&[(1, &[r(1, 3), r(1, 4), r(1, 5)])]), 3)
+            .unwrap();
+        tx.commit().unwrap();
+        assert_eq!(
+            tables(&c),
+            (
+                vec![
+                    (1, vec![r(1, 1), r(1, 2), r(1, 3), r(1, 4), r(1, 5)]),
+                    (2, vec![r(2, 1)])
+                ],
+                0
+            )
+        );
+        assert!(pending_rids(&c, 1, 1).unwrap().is_empty());
+    }
+}

@@ -181,6 +181,21 @@ async fn http_singles(base: &str, token: &str, events: &[Value]) -> (f64, f64, f
     (rate, lat[lat.len() / 2], lat[lat.len() * 99 / 100], written)
 }
 
+/// Latency of 200 searches by actor (newest 50 of ~1/1000 of the events), one at a time.
+async fn search_latency(srv: &TestServer, org: &str) -> (f64, f64) {
+    let token = srv.key(org, "viewer").await;
+    let mut lat = Vec::new();
+    for k in 0..200 {
+        let t = Instant::now();
+        let (st, body) = srv
+            .get(&format!("/v1/events?actor_id=u-{}&limit=50", k * 5), &token)
+            .await;
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(st, 200, "{body}");
+    }
+    (support::pct(&mut lat, 0.5), support::pct(&mut lat, 0.99))
+}
+
 fn bulk_cli(dir: &Path, n: u64) -> f64 {
     let bin = common::BIN;
     let data = dir.join("bulk");
@@ -237,6 +252,10 @@ fn only_one_phase(dir: &Path, events: &[Value], singles: bool) {
                     http_singles(&srv.base, &key, &events[..events.len() / 4]).await;
                 println!(
                     "HTTP single events x 64: {rate:.0} events/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {written:.0} bytes written an event"
+                );
+                let (p50, p99) = search_latency(&srv, "acme").await;
+                println!(
+                    "search by actor, newest 50, just after: p50 {p50:.2} ms, p99 {p99:.2} ms"
                 );
             } else {
                 let (rate, cpu) = http_batches(&srv.base, &key, events).await;

@@ -242,13 +242,42 @@ pub(crate) fn pending_rids(
         let first: i64 = r.get(0).op("pending postings")?;
         let blob = r.get_ref(1).op("pending postings")?;
         let blob = blob.as_blob().map_err(|_| corrupt(first))?;
-        for (t, rids) in unpack(first, blob)? {
-            if t == term {
-                out.extend(rids);
-            }
-        }
+        rids_of(first, blob, term, &mut out)?;
     }
     Ok(out)
+}
+
+/// Appends the rids of `term` in a blob [`pack`] wrote to `out`, decoding only those.
+fn rids_of(first: i64, mut blob: &[u8], term: i64, out: &mut Vec<i64>) -> Result<()> {
+    while !blob.is_empty() {
+        let (t, rest) = blob
+            .split_first_chunk::<8>()
+            .ok_or_else(|| corrupt(first))?;
+        blob = rest;
+        let n = take_varint(&mut blob)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| corrupt(first))?;
+        if i64::from_le_bytes(*t) == term {
+            let mut prev = first;
+            for _ in 0..n {
+                let d = take_varint(&mut blob).ok_or_else(|| corrupt(first))?;
+                prev = prev.wrapping_add(d as i64);
+                out.push(prev);
+            }
+        } else if n > 0 {
+            // Skip n varints: each ends at a byte without the high bit.
+            let mut left = n;
+            let end = blob
+                .iter()
+                .position(|&b| {
+                    left -= usize::from(b & 0x80 == 0);
+                    left == 0
+                })
+                .ok_or_else(|| corrupt(first))?;
+            blob = &blob[end + 1..];
+        }
+    }
+    Ok(())
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -293,6 +322,18 @@ mod tests {
             unpack(first, &blob).unwrap(),
             vec![(-7, a.to_vec()), (i64::MAX, b.to_vec())]
         );
+        for term in [-7, i64::MAX, 5] {
+            let mut got = Vec::new();
+            rids_of(first, &blob, term, &mut got).unwrap();
+            let want: &[i64] = match term {
+                -7 => &a,
+                5 => &[],
+                _ => &b,
+            };
+            assert_eq!(got, want, "the rids of term {term} alone");
+        }
+        let mut none = Vec::new();
+        assert!(rids_of(first, &blob[..blob.len() - 1], 5, &mut none).is_err());
         // term, count, deltas 0, 1 and 299 (two bytes): the first term ends at 13.
         assert_eq!(unpack(first, &blob[..13]).unwrap(), vec![(-7, a.to_vec())]);
         for cut in (1..blob.len()).filter(|&c| c != 13) {

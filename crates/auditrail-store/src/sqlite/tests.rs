@@ -199,7 +199,13 @@ fn pending_rows(dir: &Path) -> i64 {
 async fn small_commits_are_searchable_pending_and_merged() {
     use crate::Order;
     let d = tempfile::tempdir().unwrap();
-    let actor = |i: usize| if i.is_multiple_of(97) { "rare" } else { "common" };
+    let actor = |i: usize| {
+        if i.is_multiple_of(97) {
+            "rare"
+        } else {
+            "common"
+        }
+    };
     let (mut n_acme, mut n_beta) = (0usize, 0usize);
     let mut rare: Vec<u64> = Vec::new();
     for round in 0..2 {

@@ -270,6 +270,13 @@ fn only_one_phase(dir: &Path, events: &[Value], singles: bool) {
 }
 
 fn main() {
+    // `RUST_LOG=auditrail_store=debug` shows the writer's merges and checkpoints.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let n = support::env_u64("BENCH_EVENTS", 200_000);
     let bulk = support::env_u64("BENCH_BULK_EVENTS", 1_000_000);
     let root = std::env::var("BENCH_DIR")

@@ -33,6 +33,9 @@ pub(crate) struct Tuning {
     /// WAL length (in pages) beyond which the writer checkpoints itself:
     /// `schema::WAL_CAP_BYTES` worth of the database's pages.
     pub wal_cap_frames: i64,
+    /// Bytes any commit adds to the WAL besides its rows: a small commit still writes
+    /// whole pages (the newest page of each table it appends to).
+    pub commit_bytes: u64,
 }
 
 impl Tuning {
@@ -42,6 +45,8 @@ impl Tuning {
             batch_bytes: 16 << 20,
             idle: Duration::from_millis(250),
             wal_cap_frames: super::schema::WAL_CAP_BYTES / page_size.max(512),
+            // Events, tree nodes, pending postings and pending client-id claims.
+            commit_bytes: 4 * page_size.max(512) as u64,
         }
     }
 }
@@ -101,13 +106,14 @@ impl Checkpointer {
         })
     }
 
-    /// Called by the writer after each commit with roughly how many bytes it wrote.
-    /// Returns whether the writer should checkpoint itself now (the WAL is past its cap).
+    /// Called by the writer after each commit with roughly how many bytes of rows it
+    /// wrote. Returns whether the writer should checkpoint itself now (the WAL is past
+    /// its cap).
     pub(crate) fn committed(&self, bytes: u64) -> bool {
         let Ok(mut st) = self.shared.state.lock() else {
             return false;
         };
-        st.pending += bytes;
+        st.pending += bytes + self.tuning.commit_bytes;
         self.shared.wake.notify_one();
         st.wal_frames > self.tuning.wal_cap_frames
     }
@@ -230,6 +236,7 @@ mod tests {
                 batch_bytes: 1 << 20,
                 idle: Duration::from_millis(20),
                 wal_cap_frames: i64::MAX,
+                commit_bytes: 0,
             },
         )
         .unwrap();
@@ -251,6 +258,35 @@ mod tests {
     }
 
     #[test]
+    fn every_commit_counts_the_pages_it_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let c = writer(&db);
+        // No idle checkpoint: only the bytes counted wake the thread.
+        let ck = Checkpointer::start(
+            &db,
+            Tuning {
+                batch_bytes: 1 << 20,
+                idle: Duration::from_secs(3600),
+                wal_cap_frames: i64::MAX,
+                commit_bytes: 256 << 10,
+            },
+        )
+        .unwrap();
+        let before = size(&db);
+        for _ in 0..8 {
+            write(&c, 64 << 10);
+            // Commits whose rows the writer does not count still add up.
+            ck.committed(0);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while size(&db) <= before && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(size(&db) > before, "a checkpoint copied the commits' pages");
+    }
+
+    #[test]
     fn past_its_cap_the_writer_checkpoints_and_the_wal_starts_over() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
@@ -263,6 +299,7 @@ mod tests {
                 batch_bytes: u64::MAX,
                 idle: Duration::from_secs(3600),
                 wal_cap_frames: 64,
+                commit_bytes: 0,
             },
         )
         .unwrap();

@@ -98,9 +98,6 @@ pub(crate) struct Writer {
     spent: Option<std::sync::mpsc::Sender<Vec<Vec<PreparedEvent>>>>,
 }
 
-/// Roughly what a write that is not an append adds to the WAL.
-const EXEC_BYTES: u64 = 4096;
-
 impl Writer {
     pub(crate) fn new(
         conn: Connection,
@@ -150,7 +147,7 @@ impl Writer {
                         self.commit_appends(std::mem::take(&mut appends));
                         pending = 0;
                         self.exec(f);
-                        self.committed(EXEC_BYTES);
+                        self.committed(0);
                     }
                     Job::Append(job) => {
                         pending += job.events.len();
@@ -195,7 +192,8 @@ impl Writer {
         let events: usize = jobs.iter().map(|j| j.events.len()).sum();
         match result {
             Ok(outcomes) => {
-                // Bodies plus their share of index rows and page headers.
+                // Bodies plus their share of index rows (the checkpointer adds the pages
+                // every commit writes).
                 let bytes: usize = jobs
                     .iter()
                     .flat_map(|j| &j.events)

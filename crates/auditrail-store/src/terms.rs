@@ -65,19 +65,23 @@ pub fn encode_rids(rids: &[i64]) -> Vec<u8> {
     let mut out = Vec::with_capacity(rids.len() * 2);
     let mut prev = rids.first().copied().unwrap_or(0);
     for &r in rids {
-        let mut d = (r - prev) as u64;
+        put_varint(&mut out, (r - prev) as u64);
         prev = r;
-        loop {
-            let b = (d & 0x7f) as u8;
-            d >>= 7;
-            if d == 0 {
-                out.push(b);
-                break;
-            }
-            out.push(b | 0x80);
-        }
     }
     out
+}
+
+/// Appends `v` as LEB128: seven bits a byte, low first, the high bit set on all but the last.
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
 }
 
 /// Decodes what [`encode_rids`] wrote, given the first rid.

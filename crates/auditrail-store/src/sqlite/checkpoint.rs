@@ -221,6 +221,16 @@ mod tests {
             .unwrap();
     }
 
+    fn start(db: &Path, batch_bytes: u64, idle: Duration, cap: i64, commit: u64) -> Checkpointer {
+        let tuning = Tuning {
+            batch_bytes,
+            idle,
+            wal_cap_frames: cap,
+            commit_bytes: commit,
+        };
+        Checkpointer::start(db, tuning).unwrap()
+    }
+
     fn size(p: &Path) -> u64 {
         std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
     }
@@ -230,16 +240,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
         let c = writer(&db);
-        let ck = Checkpointer::start(
-            &db,
-            Tuning {
-                batch_bytes: 1 << 20,
-                idle: Duration::from_millis(20),
-                wal_cap_frames: i64::MAX,
-                commit_bytes: 0,
-            },
-        )
-        .unwrap();
+        let ck = start(&db, 1 << 20, Duration::from_millis(20), i64::MAX, 0);
         let before = size(&db);
         for _ in 0..40 {
             write(&c, 64 << 10);
@@ -263,16 +264,7 @@ mod tests {
         let db = dir.path().join("t.db");
         let c = writer(&db);
         // No idle checkpoint: only the bytes counted wake the thread.
-        let ck = Checkpointer::start(
-            &db,
-            Tuning {
-                batch_bytes: 1 << 20,
-                idle: Duration::from_secs(3600),
-                wal_cap_frames: i64::MAX,
-                commit_bytes: 256 << 10,
-            },
-        )
-        .unwrap();
+        let ck = start(&db, 1 << 20, Duration::from_secs(3600), i64::MAX, 256 << 10);
         let before = size(&db);
         for _ in 0..8 {
             write(&c, 64 << 10);
@@ -293,16 +285,7 @@ mod tests {
         let wal = dir.path().join("t.db-wal");
         let c = writer(&db);
         // The checkpoint thread stays asleep: only the writer checkpoints here.
-        let ck = Checkpointer::start(
-            &db,
-            Tuning {
-                batch_bytes: u64::MAX,
-                idle: Duration::from_secs(3600),
-                wal_cap_frames: 64,
-                commit_bytes: 0,
-            },
-        )
-        .unwrap();
+        let ck = start(&db, u64::MAX, Duration::from_secs(3600), 64, 0);
         for _ in 0..100 {
             write(&c, 4096);
             assert!(!ck.committed(4096), "nothing has measured the WAL yet");

@@ -21,7 +21,7 @@ use rusqlite::{Transaction, params};
 
 use super::schema::{SEQ_BITS, block_of, by_block};
 use crate::error::Context;
-use crate::terms::encode_rids;
+use crate::terms::{encode_rids, put_varint};
 use crate::{Result, StoreError};
 
 /// Events whose postings are held pending before they are merged into `postings`.
@@ -278,18 +278,6 @@ fn rids_of(first: i64, mut blob: &[u8], term: i64, out: &mut Vec<i64>) -> Result
         }
     }
     Ok(())
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
 }
 
 fn take_varint(blob: &mut &[u8]) -> Option<u64> {

@@ -19,9 +19,9 @@ use std::collections::HashMap;
 
 use rusqlite::{Transaction, params};
 
-use super::schema::{SEQ_BITS, block_of, by_block};
+use super::schema::{MAX_SEQ, SEQ_BITS, block_of, by_block, rid};
 use crate::error::Context;
-use crate::terms::{encode_rids, put_varint};
+use crate::terms::{decode_rids, encode_rids, put_varint};
 use crate::{Result, StoreError};
 
 /// Events whose postings are held pending before they are merged into `postings`.
@@ -31,10 +31,9 @@ const MERGE_AT: usize = 8192;
 pub(crate) struct Pending {
     /// term → ascending rids of every event since the last merge.
     recent: HashMap<i64, Vec<i64>>,
-    /// Events those rids belong to.
+    /// Events those rids belong to; `postings_pending` holds rows exactly when this is
+    /// not zero (a merge empties both).
     events: usize,
-    /// Whether `postings_pending` may hold rows (a merge empties it).
-    rows: bool,
     merge_at: usize,
     /// Set when a transaction failed: memory may hold postings that were rolled back.
     stale: bool,
@@ -49,7 +48,6 @@ impl Pending {
         Self {
             recent: HashMap::new(),
             events: 0,
-            rows: true,
             merge_at,
             stale: true,
         }
@@ -84,7 +82,6 @@ impl Pending {
         all.sort_unstable();
         all.dedup();
         self.events = all.len();
-        self.rows = self.events > 0;
         self.stale = false;
         Ok(())
     }
@@ -104,39 +101,24 @@ impl Pending {
         if self.stale {
             self.reload(tx)?;
         }
-        if self.events + events >= self.merge_at {
-            for (term, rids) in group {
-                self.recent.entry(term).or_default().extend(rids);
-            }
-            self.events += events;
-            return self.merge(tx);
-        }
-        // One row per org: rows are keyed by rid, and rids are ordered by org first.
-        let mut by_org: HashMap<i64, Vec<(i64, &[i64])>> = HashMap::new();
-        for (&term, rids) in &group {
-            if let Some(&r) = rids.first() {
-                by_org.entry(r >> SEQ_BITS).or_default().push((term, rids));
-            }
-        }
-        {
-            let mut ins = tx
-                .prepare_cached("INSERT INTO postings_pending (first_rid, terms) VALUES (?1, ?2)")
-                .op("prepare pending postings")?;
-            for terms in by_org.values() {
-                let first = terms.iter().map(|(_, r)| r[0]).min().unwrap_or_default();
-                ins.execute(params![first, pack(first, terms)])
-                    .op("write pending postings")?;
-            }
+        let held = self.events;
+        let merge = held + events >= self.merge_at;
+        if !merge {
+            write_pending(tx, &group)?;
         }
         for (term, rids) in group {
             self.recent.entry(term).or_default().extend(rids);
         }
         self.events += events;
-        self.rows = true;
+        if merge {
+            self.merge(tx, held > 0)?;
+        }
         Ok(())
     }
 
-    fn merge(&mut self, tx: &Transaction<'_>) -> Result<()> {
+    /// Writes everything held to `postings`; `pending_rows` says whether
+    /// `postings_pending` has rows to empty.
+    fn merge(&mut self, tx: &Transaction<'_>, pending_rows: bool) -> Result<()> {
         let started = std::time::Instant::now();
         let mut rows: Vec<(i64, i64, &[i64])> = self
             .recent
@@ -156,7 +138,7 @@ impl Pending {
                     .op("merge postings")?;
             }
         }
-        if self.rows {
+        if pending_rows {
             tx.execute("DELETE FROM postings_pending", [])
                 .op("empty pending postings")?;
         }
@@ -168,9 +150,27 @@ impl Pending {
         );
         self.recent.clear();
         self.events = 0;
-        self.rows = false;
         Ok(())
     }
+}
+
+/// One row per org: rows are keyed by rid, and rids are ordered by org first.
+fn write_pending(tx: &Transaction<'_>, group: &HashMap<i64, Vec<i64>>) -> Result<()> {
+    let mut by_org: HashMap<i64, Vec<(i64, &[i64])>> = HashMap::new();
+    for (&term, rids) in group {
+        if let Some(&r) = rids.first() {
+            by_org.entry(r >> SEQ_BITS).or_default().push((term, rids));
+        }
+    }
+    let mut ins = tx
+        .prepare_cached("INSERT INTO postings_pending (first_rid, terms) VALUES (?1, ?2)")
+        .op("prepare pending postings")?;
+    for terms in by_org.values() {
+        let first = terms.iter().map(|(_, r)| r[0]).min().unwrap_or_default();
+        ins.execute(params![first, pack(first, terms)])
+            .op("write pending postings")?;
+    }
+    Ok(())
 }
 
 fn corrupt(first: i64) -> StoreError {
@@ -194,32 +194,44 @@ pub(crate) fn pack(first: i64, terms: &[(i64, &[i64])]) -> Vec<u8> {
     out
 }
 
-/// Reads what [`pack`] wrote.
-pub(crate) fn unpack(first: i64, mut blob: &[u8]) -> Result<Vec<(i64, Vec<i64>)>> {
-    let mut out = Vec::new();
-    while !blob.is_empty() {
-        let (term, rest) = blob
-            .split_first_chunk::<8>()
-            .ok_or_else(|| corrupt(first))?;
-        blob = rest;
-        let n = take_varint(&mut blob).ok_or_else(|| corrupt(first))?;
-        let n = usize::try_from(n)
-            .ok()
-            .filter(|&n| n <= blob.len())
-            .ok_or_else(|| corrupt(first))?;
-        let mut rids = Vec::with_capacity(n);
-        let mut prev = first;
-        for _ in 0..n {
-            let d = take_varint(&mut blob).ok_or_else(|| corrupt(first))?;
-            prev = i64::try_from(d)
-                .ok()
-                .and_then(|d| prev.checked_add(d))
-                .ok_or_else(|| corrupt(first))?;
-            rids.push(prev);
+/// The entries of a blob [`pack`] wrote: each term with the bytes of its rids (LEB128
+/// distances from `first`, as [`decode_rids`] reads them).
+fn entries(first: i64, mut blob: &[u8]) -> impl Iterator<Item = Result<(i64, &[u8])>> {
+    std::iter::from_fn(move || {
+        if blob.is_empty() {
+            return None;
         }
-        out.push((i64::from_le_bytes(*term), rids));
-    }
-    Ok(out)
+        let entry = (|| {
+            let (term, rest) = blob.split_first_chunk::<8>()?;
+            blob = rest;
+            let n = usize::try_from(take_varint(&mut blob)?).ok()?;
+            // n varints: each ends at a byte without the high bit.
+            let mut left = n;
+            let len = match n {
+                0 => 0,
+                _ => {
+                    1 + blob.iter().position(|&b| {
+                        left -= usize::from(b & 0x80 == 0);
+                        left == 0
+                    })?
+                }
+            };
+            let (rids, rest) = blob.split_at(len);
+            blob = rest;
+            Some((i64::from_le_bytes(*term), rids))
+        })();
+        if entry.is_none() {
+            blob = &[];
+        }
+        Some(entry.ok_or_else(|| corrupt(first)))
+    })
+}
+
+/// Reads what [`pack`] wrote.
+pub(crate) fn unpack(first: i64, blob: &[u8]) -> Result<Vec<(i64, Vec<i64>)>> {
+    entries(first, blob)
+        .map(|e| e.map(|(term, rids)| (term, decode_rids(first, rids))))
+        .collect()
 }
 
 /// The rids of `term` held in `org_num`'s pending rows, ascending.
@@ -233,9 +245,8 @@ pub(crate) fn pending_rids(
             "SELECT first_rid, terms FROM postings_pending WHERE first_rid BETWEEN ?1 AND ?2 ORDER BY first_rid",
         )
         .op("prepare pending postings read")?;
-    let lo = org_num << SEQ_BITS;
     let mut rows = st
-        .query(params![lo, lo | super::schema::MAX_SEQ as i64])
+        .query(params![rid(org_num, 0), rid(org_num, MAX_SEQ)])
         .op("read pending postings")?;
     let mut out = Vec::new();
     while let Some(r) = rows.next().op("read pending postings")? {
@@ -248,33 +259,11 @@ pub(crate) fn pending_rids(
 }
 
 /// Appends the rids of `term` in a blob [`pack`] wrote to `out`, decoding only those.
-fn rids_of(first: i64, mut blob: &[u8], term: i64, out: &mut Vec<i64>) -> Result<()> {
-    while !blob.is_empty() {
-        let (t, rest) = blob
-            .split_first_chunk::<8>()
-            .ok_or_else(|| corrupt(first))?;
-        blob = rest;
-        let n = take_varint(&mut blob)
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| corrupt(first))?;
-        if i64::from_le_bytes(*t) == term {
-            let mut prev = first;
-            for _ in 0..n {
-                let d = take_varint(&mut blob).ok_or_else(|| corrupt(first))?;
-                prev = prev.wrapping_add(d as i64);
-                out.push(prev);
-            }
-        } else if n > 0 {
-            // Skip n varints: each ends at a byte without the high bit.
-            let mut left = n;
-            let end = blob
-                .iter()
-                .position(|&b| {
-                    left -= usize::from(b & 0x80 == 0);
-                    left == 0
-                })
-                .ok_or_else(|| corrupt(first))?;
-            blob = &blob[end + 1..];
+fn rids_of(first: i64, blob: &[u8], term: i64, out: &mut Vec<i64>) -> Result<()> {
+    for entry in entries(first, blob) {
+        let (t, rids) = entry?;
+        if t == term {
+            out.extend(decode_rids(first, rids));
         }
     }
     Ok(())
@@ -296,8 +285,7 @@ fn take_varint(blob: &mut &[u8]) -> Option<u64> {
 #[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
-    use crate::sqlite::schema::{migrate, rid};
-    use crate::terms::decode_rids;
+    use crate::sqlite::schema::migrate;
     use rusqlite::Connection;
 
     #[test]

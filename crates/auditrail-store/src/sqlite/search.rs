@@ -3,9 +3,9 @@
 //! With a positive condition, the most selective one drives: its postings are read
 //! block by block (one seek per block of 2^16 seqs, up to the org's newest event) in
 //! seq order, with the not yet merged postings of recent commits (`postings.rs`) as
-//! the newest part, and each candidate event is fetched by rid. The caller runs it in
-//! one read transaction, so a merge committed meanwhile is not seen half-way. Without one, the
-//! events of the org are scanned in seq order. Either way every candidate is checked
+//! the newest part, and each candidate event is fetched by rid. Without one, the
+//! events of the org are scanned in seq order. The caller runs a search in one read
+//! transaction, so a merge committed meanwhile is not seen half-way. Either way every candidate is checked
 //! exactly against the whole filter, and reading stops one match past the page, so the
 //! cursor never skips or repeats and `next_after` is set only when more matches exist.
 

@@ -270,6 +270,69 @@ async fn futures_join<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
     out
 }
 
+/// `enqueue`: batches queued one after another take seqs in that order, whichever of
+/// their futures is awaited first; a resend among them is still a duplicate; the tree
+/// matches the bodies.
+pub async fn enqueue_keeps_call_order(store: &dyn Store) {
+    new_org(store, "acme").await;
+    let batch = |b: usize| -> Vec<PreparedEvent> {
+        (0..50)
+            .map(|i| {
+                prep(
+                    "acme",
+                    json!({"id": format!("b{b}-{i}"), "action": "bulk"}),
+                    i,
+                )
+            })
+            .collect()
+    };
+    let mut queued = Vec::new();
+    for b in 0..4 {
+        queued.push(store.enqueue("acme", batch(b), true).await.unwrap());
+    }
+    // Awaited newest first: the order was fixed when they were queued.
+    let mut accepted = Vec::new();
+    while let Some(done) = queued.pop() {
+        accepted.push(done.await.unwrap());
+    }
+    accepted.reverse();
+    for (b, a) in accepted.iter().enumerate() {
+        let seqs: Vec<u64> = a.iter().map(|x| x.seq).collect();
+        let want: Vec<u64> = (b as u64 * 50 + 1..=b as u64 * 50 + 50).collect();
+        assert_eq!(seqs, want, "batch {b}");
+        assert!(a.iter().all(|x| !x.duplicate));
+    }
+    let again = store
+        .enqueue("acme", batch(2), true)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(again.iter().all(|x| x.duplicate));
+    assert_eq!(again[0].seq, 101);
+    let empty = store.enqueue("acme", Vec::new(), true).await.unwrap().await;
+    assert!(empty.unwrap().is_empty());
+    let head = store.tree_head("acme").await.unwrap();
+    assert_eq!(independent_root(store, "acme").await, (200, head.root));
+    let all = store
+        .search("acme", &Filter::default(), page(1000))
+        .await
+        .unwrap();
+    let ids: Vec<String> = all
+        .events
+        .iter()
+        .rev()
+        .map(|e| {
+            let v: Value = serde_json::from_str(&e.body).unwrap();
+            v["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let want: Vec<String> = (0..4)
+        .flat_map(|b| (0..50).map(move |i| format!("b{b}-{i}")))
+        .collect();
+    assert_eq!(ids, want, "bodies in queue order");
+}
+
 pub async fn search_filters_and_paging(store: &dyn Store) {
     new_org(store, "acme").await;
     new_org(store, "other").await;

@@ -28,6 +28,10 @@ pub use types::*;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Events queued by [`Store::enqueue`]: resolves once they are durable.
+pub type Appending =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Accepted>>> + Send>>;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates an org; `Conflict` if its id is taken.
@@ -64,6 +68,21 @@ pub trait Store: Send + Sync + 'static {
         events: Vec<PreparedEvent>,
         wait: bool,
     ) -> Result<Vec<Accepted>>;
+
+    /// [`append`](Store::append) in two steps, for a caller that keeps several batches
+    /// in flight in order (the bulk load): once this returns, `events` are queued behind
+    /// every batch queued before and ahead of every batch queued after; the returned
+    /// future resolves as `append` does, once they are durable. A backend without a
+    /// queue of its own appends here, so its future is already resolved.
+    async fn enqueue(
+        &self,
+        org: &str,
+        events: Vec<PreparedEvent>,
+        wait: bool,
+    ) -> Result<Appending> {
+        let done = self.append(org, events, wait).await;
+        Ok(Box::pin(std::future::ready(done)))
+    }
 
     /// One page of events matching `filter`, by seq. Purged events are never returned.
     async fn search(&self, org: &str, filter: &Filter, page: PageRequest) -> Result<Page>;

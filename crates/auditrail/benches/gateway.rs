@@ -7,6 +7,10 @@
 //! - throughput: BENCH_GATEWAY_CLIENTS concurrent clients (default 32) for
 //!   BENCH_GATEWAY_SECS (default 10) each way.
 //!
+//! - a floor in the same run: a bare pass-through proxy (axum in, reqwest out, the
+//!   request and the answer read whole and passed on; no GraphQL parse, no spool, no
+//!   log) in front of the same upstream, on its own runtime: what any gateway that reads
+//!   the answer for errors costs before it audits anything.
 //! - `BENCH_GATEWAY_UPSTREAM_WORK_US` (default 0): CPU the upstream spends on each
 //!   mutation before answering (SHA-256 rounds, calibrated at start), to compare the
 //!   two paths against an upstream that does work, not only a trivial resolver.
@@ -84,6 +88,63 @@ async fn throughput(http: &reqwest::Client, url: &str, clients: u64, secs: u64) 
         t.await.unwrap();
     }
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The floor: a proxy that only passes requests on (headers, body) and answers with the
+/// upstream's status, content type and body. Runs on its own two-thread runtime, as a
+/// separate process's would; returns its URL for `/graphql`.
+fn bare_proxy(upstream: &str) -> String {
+    use axum::extract::{Request, State};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = upstream.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1024)
+                .build()
+                .unwrap();
+            let app =
+                axum::Router::new()
+                    .fallback(
+                        |State((client, upstream)): State<(reqwest::Client, String)>,
+                         req: Request| async move {
+                            let (parts, body) = req.into_parts();
+                            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                            let mut headers = parts.headers;
+                            headers.remove(http::header::HOST);
+                            headers.remove(http::header::CONTENT_LENGTH);
+                            let r = client
+                                .request(parts.method, &upstream)
+                                .headers(headers)
+                                .body(body)
+                                .send()
+                                .await
+                                .unwrap();
+                            let status = r.status();
+                            let kind = r.headers().get(http::header::CONTENT_TYPE).cloned();
+                            let bytes = r.bytes().await.unwrap();
+                            let mut resp =
+                                axum::response::Response::new(axum::body::Body::from(bytes));
+                            *resp.status_mut() = status;
+                            if let Some(k) = kind {
+                                resp.headers_mut().insert(http::header::CONTENT_TYPE, k);
+                            }
+                            resp
+                        },
+                    )
+                    .with_state((client, upstream));
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{addr}/graphql")
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -182,14 +243,22 @@ async fn main() {
         pct(&gateway, 0.5) - pct(&direct, 0.5),
         pct(&gateway, 0.99) - pct(&direct, 0.99)
     );
+    let bare = bare_proxy(&upstream);
+    for i in 0..200 {
+        one(&http, &bare, i).await;
+    }
     let d = throughput(&http, &upstream, clients, secs).await;
     let g = throughput(&http, &through, clients, secs).await;
+    let b = throughput(&http, &bare, clients, secs).await;
     println!("throughput, {clients} clients, {secs} s each way:");
-    println!("| path | requests/s |");
-    println!("| --- | ---: |");
-    println!("| direct | {d:.0} |");
-    println!("| through the gateway | {g:.0} |");
-    println!("| ratio | {:.2} |", g / d);
+    println!("| path | requests/s | of direct |");
+    println!("| --- | ---: | ---: |");
+    println!("| direct | {d:.0} | 1.00 |");
+    println!("| through the gateway | {g:.0} | **{:.2}** |", g / d);
+    println!(
+        "| floor: bare pass-through proxy (no audit) | {b:.0} | {:.2} |",
+        b / d
+    );
     // Every audited mutation reached the log.
     let metrics = http
         .get(format!("{}/metrics", gw.base))

@@ -1,6 +1,7 @@
 //! Ingest benchmark: auditrail against the naive SQLite layout, on the same events, in
 //! one run. `cargo bench -p auditrail --bench ingest` (env BENCH_EVENTS, BENCH_BULK_EVENTS;
-//! BENCH_ONLY_BATCHES=N or BENCH_ONLY_SINGLES=N runs just that phase N times).
+//! BENCH_ONLY_BATCHES=N, BENCH_ONLY_SINGLES=N or BENCH_ONLY_BULK=N runs just that phase
+//! N times).
 //!
 //! Peers: one SQLite row per event with two secondary indexes, WAL, synchronous=FULL,
 //! 1000-row transactions, driven from Rust (rusqlite) and from Python's `executemany`.
@@ -292,6 +293,15 @@ fn main() {
     }
     if std::env::var_os("BENCH_ONLY_SINGLES").is_some() {
         only_one_phase(dir.path(), &events, true);
+        return;
+    }
+    if std::env::var_os("BENCH_ONLY_BULK").is_some() {
+        for round in 0..support::env_u64("BENCH_ONLY_BULK", 1) {
+            let round_dir = dir.path().join(format!("bulk{round}"));
+            std::fs::create_dir_all(&round_dir).unwrap();
+            let rate = bulk_cli(&round_dir, bulk);
+            println!("auditrail ingest, bulk load of {bulk}: {rate:.0} events/s");
+        }
         return;
     }
 

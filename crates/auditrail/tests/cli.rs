@@ -294,6 +294,61 @@ fn bulk_ingest_keeps_file_order_and_names_bad_lines() {
     );
 }
 
+/// Batches are committed while later ones are read and prepared: a bad line far into the
+/// file stops the load, and every batch queued before it is committed, counted and in
+/// file order, nothing after it.
+#[test]
+fn bulk_ingest_stopped_by_a_bad_line_keeps_what_was_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        run(&["orgs", "create", "acme"], dir.path())
+            .status
+            .success()
+    );
+    let file = dir.path().join("events.ndjson");
+    let mut f = std::fs::File::create(&file).unwrap();
+    for i in 0..12_000 {
+        writeln!(f, "{}", json!({"id": format!("e{i}"), "action": "bulk"})).unwrap();
+    }
+    // Line 12,001: no action.
+    writeln!(f, "{}", json!({"id": "bad"})).unwrap();
+    for i in 12_000..13_000 {
+        writeln!(f, "{}", json!({"id": format!("e{i}"), "action": "bulk"})).unwrap();
+    }
+    drop(f);
+    let out = run(
+        &[
+            "ingest",
+            "--org",
+            "acme",
+            "--batch",
+            "1000",
+            file.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 12001: action"), "{err}");
+    assert!(err.contains("12000 events were stored"), "{err}");
+    let conn = rusqlite::Connection::open(dir.path().join("auditrail.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT body FROM events ORDER BY rid")
+        .unwrap();
+    let ids: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|b| {
+            serde_json::from_str::<Value>(&b.unwrap()).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let want: Vec<String> = (0..12_000).map(|i| format!("e{i}")).collect();
+    assert_eq!(ids, want);
+}
+
 #[test]
 fn print_config_masks_secrets_and_layers_sources() {
     let dir = tempfile::tempdir().unwrap();

@@ -31,9 +31,9 @@ use crate::error::Context;
 use crate::queue::WriteQueue;
 use crate::sql::{KEY_COLS, ORG_COLS, now_text};
 use crate::{
-    Accepted, CommitObserver, DeliveryUpdate, Destination, ExportJob, ExportOutcome, KeyRecord,
-    NewCatalog, NewOrg, Org, Page, PageRequest, Result, Role, Store, StoreError, StoredCatalog,
-    StoredCheckpoint, TreeHead,
+    Accepted, Appending, CommitObserver, DeliveryUpdate, Destination, ExportJob, ExportOutcome,
+    KeyRecord, NewCatalog, NewOrg, Org, Page, PageRequest, Result, Role, Store, StoreError,
+    StoredCatalog, StoredCheckpoint, TreeHead,
 };
 
 const DB_FILE: &str = "auditrail.db";
@@ -508,8 +508,17 @@ impl Store for SqliteStore {
         events: Vec<PreparedEvent>,
         wait: bool,
     ) -> Result<Vec<Accepted>> {
+        self.enqueue(org, events, wait).await?.await
+    }
+
+    async fn enqueue(
+        &self,
+        org: &str,
+        events: Vec<PreparedEvent>,
+        wait: bool,
+    ) -> Result<Appending> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Box::pin(std::future::ready(Ok(Vec::new()))));
         }
         let org_num = self.org_num(org).await?;
         let permit = self.queue.admit(events.len(), wait).await?;
@@ -518,6 +527,7 @@ impl Store for SqliteStore {
             .map(|e| writer::Keys::of(org_num, e))
             .collect();
         let (tx, rx) = oneshot::channel();
+        // The writer takes jobs in the order they are sent: this is what orders batches.
         self.send(Job::Append(writer::Append {
             org_num,
             events,
@@ -525,8 +535,10 @@ impl Store for SqliteStore {
             reply: tx,
             _permit: permit,
         }))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
+        Ok(Box::pin(async move {
+            rx.await
+                .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
+        }))
     }
 
     async fn search(&self, org: &str, filter: &Filter, page: PageRequest) -> Result<Page> {

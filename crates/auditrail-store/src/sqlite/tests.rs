@@ -18,6 +18,12 @@ async fn append_idempotency_and_tree() {
 }
 
 #[tokio::test]
+async fn enqueue_keeps_call_order() {
+    let d = tempfile::tempdir().unwrap();
+    conformance::enqueue_keeps_call_order(&open(d.path())).await;
+}
+
+#[tokio::test]
 async fn search_filters_and_paging() {
     let d = tempfile::tempdir().unwrap();
     conformance::search_filters_and_paging(&open(d.path())).await;

@@ -1,8 +1,11 @@
 //! `auditrail ingest`: bulk-load an NDJSON file, in file order.
 //!
 //! Locally it is a pipeline: batches of lines are parsed and canonicalized on worker
-//! threads while the store's writer commits the previous batch, so both cores stay busy.
-//! Batches are appended strictly in file order, so seqs follow the file.
+//! threads, and each batch is queued to the store's writer while the one before it
+//! commits ([`Store::enqueue`](auditrail_store::Store::enqueue)), so both cores stay busy
+//! and the writer never waits for this loop. Batches are queued strictly in file order, so
+//! seqs follow the file. A bad line stops the queueing: the batches queued before it still
+//! commit, and are counted, before the error is reported.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -159,6 +162,9 @@ async fn local(o: &Overrides, args: &Args, total: u64) -> anyhow::Result<Tally> 
     let pb = progress(total);
     let mut t: Tally = (0, 0, None, None);
     let mut in_flight = VecDeque::new();
+    // Batches queued in the store's writer, oldest first: the next one is queued while
+    // the previous commits, so the writer never waits for this loop between commits.
+    let mut committing: VecDeque<(auditrail_store::Appending, u64)> = VecDeque::new();
     let mut source = batches(&args.file, size)?;
     let result = async {
         loop {
@@ -175,20 +181,42 @@ async fn local(o: &Overrides, args: &Args, total: u64) -> anyhow::Result<Tally> 
                 break;
             };
             let (events, bytes) = next.await.context("prepare task failed")??;
-            let accepted = app.store.append(&args.org, events, true).await?;
-            tally(&mut t, &accepted);
-            pb.inc(bytes);
-            pb.set_message(format!("{} events", t.0));
+            // Queued one after another, so the writer commits them in file order.
+            let appending = app.store.enqueue(&args.org, events, true).await?;
+            committing.push_back((appending, bytes));
+            if committing.len() > 1
+                && let Some((done, bytes)) = committing.pop_front()
+            {
+                tally(&mut t, &done.await?);
+                pb.inc(bytes);
+                pb.set_message(format!("{} events", t.0));
+            }
         }
         Ok::<_, anyhow::Error>(())
     }
     .await;
+    // Whatever stopped the loop, the batches already queued commit (or fail) on their own:
+    // wait for them so the count below is what the log holds.
+    let mut result = result;
+    for (done, bytes) in committing.drain(..) {
+        match done.await {
+            Ok(accepted) => {
+                tally(&mut t, &accepted);
+                pb.inc(bytes);
+            }
+            Err(e) => {
+                if result.is_ok() {
+                    result = Err(e.into());
+                }
+            }
+        }
+    }
     pb.finish_and_clear();
     // Everything appended so far is committed; report it even when a line was bad.
     app.store.close();
     if let Err(e) = result {
         bail!(
-            "{e:#}\n{} events before the bad line were stored (rerunning is safe for events with an `id`: they are not stored twice)",
+            "{e:#}\n{} events were stored (rerunning is safe for events with an `id`: they are not stored twice)",
             t.0
         );
     }

@@ -344,6 +344,8 @@ fn bulk_ingest_stopped_by_a_bad_line_keeps_what_was_queued() {
                 .unwrap()
                 .to_owned()
         })
+        // The org's own records (its creation) are not the file's.
+        .filter(|id| id.starts_with('e') || id == "bad")
         .collect();
     let want: Vec<String> = (0..12_000).map(|i| format!("e{i}")).collect();
     assert_eq!(ids, want);

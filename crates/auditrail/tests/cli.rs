@@ -211,14 +211,37 @@ fn data_dir_in_use_is_refused_and_local_admin_works_when_free() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("role"));
 }
 
-#[test]
-fn bulk_ingest_keeps_file_order_and_names_bad_lines() {
+/// A data dir holding the org `acme`.
+fn dir_with_acme() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     assert!(
         run(&["orgs", "create", "acme"], dir.path())
             .status
             .success()
     );
+    dir
+}
+
+/// The `id` of every event in the data dir's log, in seq order.
+fn stored_ids(dir: &std::path::Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(dir.join("auditrail.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT body FROM events ORDER BY rid")
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|b| {
+            serde_json::from_str::<Value>(&b.unwrap()).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn bulk_ingest_keeps_file_order_and_names_bad_lines() {
+    let dir = dir_with_acme();
     let file = dir.path().join("events.ndjson");
     let mut f = std::fs::File::create(&file).unwrap();
     for i in 0..25_000 {
@@ -267,24 +290,7 @@ fn bulk_ingest_keeps_file_order_and_names_bad_lines() {
     assert!(err.contains("line 3: actor.type"), "{err}");
 
     // File order is seq order.
-    let conn = rusqlite::Connection::open(dir.path().join("auditrail.db")).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT body FROM events ORDER BY rid")
-        .unwrap();
-    let bodies: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let ids: Vec<String> = bodies
-        .iter()
-        .map(|b| {
-            serde_json::from_str::<Value>(b).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let ids = stored_ids(dir.path());
     let bulk: Vec<&String> = ids.iter().filter(|i| i.starts_with('e')).collect();
     assert_eq!(bulk.len(), 25_000);
     assert!(
@@ -299,12 +305,7 @@ fn bulk_ingest_keeps_file_order_and_names_bad_lines() {
 /// file order, nothing after it.
 #[test]
 fn bulk_ingest_stopped_by_a_bad_line_keeps_what_was_queued() {
-    let dir = tempfile::tempdir().unwrap();
-    assert!(
-        run(&["orgs", "create", "acme"], dir.path())
-            .status
-            .success()
-    );
+    let dir = dir_with_acme();
     let file = dir.path().join("events.ndjson");
     let mut f = std::fs::File::create(&file).unwrap();
     for i in 0..12_000 {
@@ -331,19 +332,8 @@ fn bulk_ingest_stopped_by_a_bad_line_keeps_what_was_queued() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 12001: action"), "{err}");
     assert!(err.contains("12000 events were stored"), "{err}");
-    let conn = rusqlite::Connection::open(dir.path().join("auditrail.db")).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT body FROM events ORDER BY rid")
-        .unwrap();
-    let ids: Vec<String> = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|b| {
-            serde_json::from_str::<Value>(&b.unwrap()).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+    let ids: Vec<String> = stored_ids(dir.path())
+        .into_iter()
         // The org's own records (its creation) are not the file's.
         .filter(|id| id.starts_with('e') || id == "bad")
         .collect();

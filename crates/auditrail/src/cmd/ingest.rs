@@ -166,7 +166,7 @@ async fn local(o: &Overrides, args: &Args, total: u64) -> anyhow::Result<Tally> 
     // the previous commits, so the writer never waits for this loop between commits.
     let mut committing: VecDeque<(auditrail_store::Appending, u64)> = VecDeque::new();
     let mut source = batches(&args.file, size)?;
-    let result = async {
+    let mut result = async {
         loop {
             // Keep a few batches being prepared ahead of the writer.
             while in_flight.len() < 3 {
@@ -197,7 +197,6 @@ async fn local(o: &Overrides, args: &Args, total: u64) -> anyhow::Result<Tally> 
     .await;
     // Whatever stopped the loop, the batches already queued commit (or fail) on their own:
     // wait for them so the count below is what the log holds.
-    let mut result = result;
     for (done, bytes) in committing.drain(..) {
         match done.await {
             Ok(accepted) => {

@@ -90,15 +90,47 @@ async fn throughput(http: &reqwest::Client, url: &str, clients: u64, secs: u64) 
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// The floor: a proxy that only passes requests on (headers, body) and answers with the
-/// upstream's status, content type and body. Runs on its own two-thread runtime, as a
-/// separate process's would; returns its URL for `/graphql`.
+/// The floor's one handler: the request passed on (method, headers, body) and the
+/// upstream's status, content type and body passed back.
+async fn pass_on(
+    axum::extract::State((client, upstream)): axum::extract::State<(reqwest::Client, String)>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let mut headers = parts.headers;
+    headers.remove(http::header::HOST);
+    headers.remove(http::header::CONTENT_LENGTH);
+    let r = client
+        .request(parts.method, &upstream)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let kind = r.headers().get(http::header::CONTENT_TYPE).cloned();
+    let mut resp = axum::response::Response::new(axum::body::Body::from(r.bytes().await.unwrap()));
+    *resp.status_mut() = status;
+    if let Some(k) = kind {
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, k);
+    }
+    resp
+}
+
+/// The floor: a proxy that only passes requests on (`pass_on`), on its own two-thread
+/// runtime, as a separate process's would be; returns its URL for `/graphql`.
 fn bare_proxy(upstream: &str) -> String {
-    use axum::extract::{Request, State};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
-    let upstream = upstream.to_owned();
+    let state = (
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .build()
+            .unwrap(),
+        upstream.to_owned(),
+    );
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -106,40 +138,7 @@ fn bare_proxy(upstream: &str) -> String {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1024)
-                .build()
-                .unwrap();
-            let app =
-                axum::Router::new()
-                    .fallback(
-                        |State((client, upstream)): State<(reqwest::Client, String)>,
-                         req: Request| async move {
-                            let (parts, body) = req.into_parts();
-                            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-                            let mut headers = parts.headers;
-                            headers.remove(http::header::HOST);
-                            headers.remove(http::header::CONTENT_LENGTH);
-                            let r = client
-                                .request(parts.method, &upstream)
-                                .headers(headers)
-                                .body(body)
-                                .send()
-                                .await
-                                .unwrap();
-                            let status = r.status();
-                            let kind = r.headers().get(http::header::CONTENT_TYPE).cloned();
-                            let bytes = r.bytes().await.unwrap();
-                            let mut resp =
-                                axum::response::Response::new(axum::body::Body::from(bytes));
-                            *resp.status_mut() = status;
-                            if let Some(k) = kind {
-                                resp.headers_mut().insert(http::header::CONTENT_TYPE, k);
-                            }
-                            resp
-                        },
-                    )
-                    .with_state((client, upstream));
+            let app = axum::Router::new().fallback(pass_on).with_state(state);
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             axum::serve(listener, app).await.unwrap();
         });

@@ -341,6 +341,103 @@ fn bulk_ingest_stopped_by_a_bad_line_keeps_what_was_queued() {
     assert_eq!(ids, want);
 }
 
+/// The file is read in batches into reused buffers: line ends (`\n`, `\r\n`, none on
+/// the last line), blank and whitespace-only lines and non-ASCII text all come through as
+/// they would line by line, and a line that is not UTF-8 is named.
+#[test]
+fn bulk_ingest_reads_every_kind_of_line_end_and_names_bytes_that_are_not_utf8() {
+    let dir = dir_with_acme();
+    let file = dir.path().join("mixed.ndjson");
+    let mut bytes = Vec::new();
+    for i in 0..20 {
+        let ev = json!({"id": format!("e{i}"), "action": "bulk", "details": {"name": format!("Zoë 東京 {i}")}});
+        bytes.extend_from_slice(ev.to_string().as_bytes());
+        bytes.extend_from_slice(match i % 4 {
+            0 => b"\r\n".as_slice(),
+            1 => b"\n\n".as_slice(),
+            2 => " \t\n \u{3000}\n".as_bytes(),
+            _ => b"\n".as_slice(),
+        });
+    }
+    bytes.extend_from_slice(
+        json!({"id": "last", "action": "bulk"})
+            .to_string()
+            .as_bytes(),
+    );
+    std::fs::write(&file, &bytes).unwrap();
+    // Three lines a batch: most batches reuse a buffer an earlier batch filled.
+    let out = run(
+        &[
+            "ingest",
+            "--org",
+            "acme",
+            "--batch",
+            "3",
+            file.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("ingested 21 events"), "{err}");
+    let conn = rusqlite::Connection::open(dir.path().join("auditrail.db")).unwrap();
+    let names: Vec<String> = conn
+        .prepare("SELECT body FROM events ORDER BY rid")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .filter_map(|b| {
+            let v: Value = serde_json::from_str(&b.unwrap()).unwrap();
+            // The org's own records (its creation) are not the file's.
+            (v["action"] == "bulk")
+                .then(|| v["details"]["name"].as_str().map(str::to_owned))
+                .flatten()
+        })
+        .collect();
+    let want: Vec<String> = (0..20).map(|i| format!("Zoë 東京 {i}")).collect();
+    assert_eq!(names, want);
+    let mut ids = stored_ids(dir.path());
+    ids.retain(|id| id.starts_with('e') || id == "last");
+    let mut want: Vec<String> = (0..20).map(|i| format!("e{i}")).collect();
+    want.push("last".into());
+    assert_eq!(ids, want);
+
+    // Line 4 holds a byte that is not UTF-8: the batch before it (lines 1-2) is stored.
+    let bad = dir.path().join("bad.ndjson");
+    let mut bytes = Vec::new();
+    for i in 0..6 {
+        let mut line = json!({"id": format!("b{i}"), "action": "bulk"})
+            .to_string()
+            .into_bytes();
+        if i == 3 {
+            line.insert(line.len() - 2, 0xff);
+        }
+        bytes.extend_from_slice(&line);
+        bytes.push(b'\n');
+    }
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = run(
+        &[
+            "ingest",
+            "--org",
+            "acme",
+            "--batch",
+            "2",
+            bad.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 4: not valid UTF-8"), "{err}");
+    assert!(err.contains("2 events were stored"), "{err}");
+    let ids: Vec<String> = stored_ids(dir.path())
+        .into_iter()
+        .filter(|id| id.starts_with('b'))
+        .collect();
+    assert_eq!(ids, ["b0", "b1"]);
+}
+
 #[test]
 fn print_config_masks_secrets_and_layers_sources() {
     let dir = tempfile::tempdir().unwrap();

@@ -38,19 +38,63 @@ pub struct Args {
     target: Target,
 }
 
+/// A batch of the file's lines, read into one buffer: a bulk load reads hundreds of
+/// megabytes, and a string per line would cost an allocation (and fresh, zeroed pages)
+/// for each.
 struct Batch {
     first_line: usize,
-    /// File line number of each entry of `lines` (blank lines are skipped).
+    /// File line number of each line (blank lines are skipped).
     numbers: Vec<usize>,
-    lines: Vec<String>,
+    /// The lines, each followed by `\n`; line ends (`\n`, `\r\n`) are not kept.
+    buf: Vec<u8>,
+    /// Where each line ends in `buf`.
+    ends: Vec<usize>,
     bytes: u64,
 }
 
+/// Batch buffers handed back once their lines are prepared, for the next batches.
+#[derive(Clone, Default)]
+struct Buffers(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl Buffers {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut v| v.pop())
+            .unwrap_or_default()
+    }
+
+    fn give(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        if let Ok(mut v) = self.0.lock()
+            && v.len() < 8
+        {
+            v.push(buf);
+        }
+    }
+}
+
 impl Batch {
+    /// The batch's lines, naming the file line of the first that is not UTF-8.
+    fn texts(&self) -> anyhow::Result<Vec<&str>> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .zip(&self.numbers)
+            .map(|(&end, n)| {
+                let line = std::str::from_utf8(&self.buf[start..end])
+                    .map_err(|e| anyhow::anyhow!("line {n}: not valid UTF-8: {e}"));
+                start = end + 1;
+                line
+            })
+            .collect()
+    }
+
     /// The batch's lines as JSON, naming the file line of the first that is not.
     fn values(&self) -> anyhow::Result<Vec<Value>> {
-        self.lines
-            .iter()
+        self.texts()?
+            .into_iter()
             .zip(&self.numbers)
             .map(|(l, n)| {
                 serde_json::from_str(l).map_err(|e| anyhow::anyhow!("line {n}: invalid JSON: {e}"))
@@ -59,38 +103,61 @@ impl Batch {
     }
 }
 
+/// Whether a line holds only whitespace (it is skipped, as an empty line is).
+fn blank(line: &[u8]) -> bool {
+    match line.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => true,
+        Some(b) if b.is_ascii() => false,
+        // Unicode whitespace is skipped too; a line that is not UTF-8 is reported later.
+        Some(_) => std::str::from_utf8(line).is_ok_and(|s| s.trim().is_empty()),
+    }
+}
+
 fn batches(
     file: &PathBuf,
     size: usize,
+    buffers: Buffers,
 ) -> anyhow::Result<impl Iterator<Item = anyhow::Result<Batch>>> {
     let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-    let mut lines = BufReader::with_capacity(1 << 20, f).lines().enumerate();
+    let mut reader = BufReader::with_capacity(1 << 20, f);
+    let mut n = 0usize;
     Ok(std::iter::from_fn(move || {
         let mut b = Batch {
             first_line: 0,
             numbers: Vec::with_capacity(size),
-            lines: Vec::with_capacity(size),
+            buf: buffers.take(),
+            ends: Vec::with_capacity(size),
             bytes: 0,
         };
-        for (n, line) in lines.by_ref() {
-            let line = match line {
-                Ok(l) => l,
+        while b.ends.len() < size {
+            let start = b.buf.len();
+            let read = match reader.read_until(b'\n', &mut b.buf) {
+                Ok(0) => break,
+                Ok(read) => read,
                 Err(e) => return Some(Err(anyhow::anyhow!("line {}: cannot read: {e}", n + 1))),
             };
-            b.bytes += line.len() as u64 + 1;
-            if line.trim().is_empty() {
+            n += 1;
+            b.bytes += read as u64;
+            let mut end = b.buf.len();
+            if b.buf[start..end].ends_with(b"\n") {
+                end -= 1;
+                if b.buf[start..end].ends_with(b"\r") {
+                    end -= 1;
+                }
+            }
+            if blank(&b.buf[start..end]) {
+                b.buf.truncate(start);
                 continue;
             }
-            if b.lines.is_empty() {
-                b.first_line = n + 1;
+            b.buf.truncate(end);
+            b.buf.push(b'\n');
+            if b.ends.is_empty() {
+                b.first_line = n;
             }
-            b.numbers.push(n + 1);
-            b.lines.push(line);
-            if b.lines.len() == size {
-                break;
-            }
+            b.numbers.push(n);
+            b.ends.push(end);
         }
-        (!b.lines.is_empty()).then_some(Ok(b))
+        (!b.ends.is_empty()).then_some(Ok(b))
     }))
 }
 
@@ -165,7 +232,8 @@ async fn local(o: &Overrides, args: &Args, total: u64) -> anyhow::Result<Tally> 
     // Batches queued in the store's writer, oldest first: the next one is queued while
     // the previous commits, so the writer never waits for this loop between commits.
     let mut committing: VecDeque<(auditrail_store::Appending, u64)> = VecDeque::new();
-    let mut source = batches(&args.file, size)?;
+    let buffers = Buffers::default();
+    let mut source = batches(&args.file, size, buffers.clone())?;
     let mut result = async {
         loop {
             // Keep a few batches being prepared ahead of the writer.
@@ -173,8 +241,11 @@ async fn local(o: &Overrides, args: &Args, total: u64) -> anyhow::Result<Tally> 
                 let Some(b) = source.next() else { break };
                 let b = b?;
                 let (app, org, policy) = (app.clone(), args.org.clone(), policy.clone());
+                let buffers = buffers.clone();
                 in_flight.push_back(tokio::task::spawn_blocking(move || {
-                    prepare(&app, &org, &policy, b)
+                    let prepared = prepare(&app, &org, &policy, &b);
+                    buffers.give(b.buf);
+                    prepared
                 }));
             }
             let Some(next) = in_flight.pop_front() else {
@@ -226,9 +297,9 @@ fn prepare(
     app: &auditrail_server::App,
     org: &str,
     policy: &auditrail_server::policy::OrgPolicy,
-    b: Batch,
+    b: &Batch,
 ) -> anyhow::Result<(Vec<auditrail_core::PreparedEvent>, u64)> {
-    let texts: Vec<&str> = b.lines.iter().map(String::as_str).collect();
+    let texts = b.texts()?;
     if let Some(prepared) = prepare_texts(app, org, Some(policy), &texts) {
         return Ok((prepared, b.bytes));
     }
@@ -261,7 +332,7 @@ async fn remote(url: &str, token: Option<&str>, args: &Args, total: u64) -> anyh
     let size = args.batch.unwrap_or(1000).clamp(1, 1000);
     let pb = progress(total);
     let mut t: Tally = (0, 0, None, None);
-    for b in batches(&args.file, size)? {
+    for b in batches(&args.file, size, Buffers::default())? {
         let b = b?;
         let events = b.values()?;
         let resp = client

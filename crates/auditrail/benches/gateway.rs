@@ -3,7 +3,8 @@
 //! of the tests) and through `auditrail gateway` in front of it, in the same run.
 //!
 //! - latency: one client, one request at a time (BENCH_GATEWAY_REQUESTS each way,
-//!   default 5,000, alternating rounds of 500); p50/p99/max of each and the difference.
+//!   default 5,000, rounds of 500 taking turns: direct, gateway, floor); p50/p99/max of
+//!   each and what the gateway and the floor add to direct.
 //! - throughput: BENCH_GATEWAY_CLIENTS concurrent clients (default 32) for
 //!   BENCH_GATEWAY_SECS (default 10) each way.
 //!

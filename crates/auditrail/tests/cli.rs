@@ -222,6 +222,13 @@ fn dir_with_acme() -> tempfile::TempDir {
     dir
 }
 
+/// `auditrail ingest` of `file` into `acme` of the data dir `dir`, `batch` lines a batch.
+fn ingest_in_batches(dir: &Path, file: &Path, batch: usize) -> std::process::Output {
+    let batch = batch.to_string();
+    let file = file.to_str().unwrap();
+    run(&["ingest", "--org", "acme", "--batch", &batch, file], dir)
+}
+
 /// The `id` of every event in the data dir's log, in seq order.
 fn stored_ids(dir: &std::path::Path) -> Vec<String> {
     let conn = rusqlite::Connection::open(dir.join("auditrail.db")).unwrap();
@@ -248,17 +255,7 @@ fn bulk_ingest_keeps_file_order_and_names_bad_lines() {
         writeln!(f, "{}", json!({"id": format!("e{i}"), "action": "bulk", "actor": {"id": format!("u-{}", i % 7)}})).unwrap();
     }
     drop(f);
-    let out = run(
-        &[
-            "ingest",
-            "--org",
-            "acme",
-            "--batch",
-            "4000",
-            file.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let out = ingest_in_batches(dir.path(), &file, 4000);
     assert!(
         out.status.success(),
         "{}",
@@ -317,17 +314,7 @@ fn bulk_ingest_stopped_by_a_bad_line_keeps_what_was_queued() {
         writeln!(f, "{}", json!({"id": format!("e{i}"), "action": "bulk"})).unwrap();
     }
     drop(f);
-    let out = run(
-        &[
-            "ingest",
-            "--org",
-            "acme",
-            "--batch",
-            "1000",
-            file.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let out = ingest_in_batches(dir.path(), &file, 1000);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 12001: action"), "{err}");
@@ -366,17 +353,7 @@ fn bulk_ingest_reads_every_kind_of_line_end_and_names_bytes_that_are_not_utf8() 
     );
     std::fs::write(&file, &bytes).unwrap();
     // Three lines a batch: most batches reuse a buffer an earlier batch filled.
-    let out = run(
-        &[
-            "ingest",
-            "--org",
-            "acme",
-            "--batch",
-            "3",
-            file.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let out = ingest_in_batches(dir.path(), &file, 3);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("ingested 21 events"), "{err}");
@@ -416,17 +393,7 @@ fn bulk_ingest_reads_every_kind_of_line_end_and_names_bytes_that_are_not_utf8() 
         bytes.push(b'\n');
     }
     std::fs::write(&bad, &bytes).unwrap();
-    let out = run(
-        &[
-            "ingest",
-            "--org",
-            "acme",
-            "--batch",
-            "2",
-            bad.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let out = ingest_in_batches(dir.path(), &bad, 2);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 4: not valid UTF-8"), "{err}");

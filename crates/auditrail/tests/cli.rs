@@ -229,20 +229,23 @@ fn ingest_in_batches(dir: &Path, file: &Path, batch: usize) -> std::process::Out
     run(&["ingest", "--org", "acme", "--batch", &batch, file], dir)
 }
 
-/// The `id` of every event in the data dir's log, in seq order.
-fn stored_ids(dir: &std::path::Path) -> Vec<String> {
+/// Every event in the data dir's log, as stored, in seq order.
+fn stored_events(dir: &std::path::Path) -> Vec<Value> {
     let conn = rusqlite::Connection::open(dir.join("auditrail.db")).unwrap();
     let mut stmt = conn
         .prepare("SELECT body FROM events ORDER BY rid")
         .unwrap();
     stmt.query_map([], |r| r.get::<_, String>(0))
         .unwrap()
-        .map(|b| {
-            serde_json::from_str::<Value>(&b.unwrap()).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+        .map(|b| serde_json::from_str(&b.unwrap()).unwrap())
+        .collect()
+}
+
+/// The `id` of every event in the data dir's log, in seq order.
+fn stored_ids(dir: &std::path::Path) -> Vec<String> {
+    stored_events(dir)
+        .into_iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
         .collect()
 }
 
@@ -357,14 +360,9 @@ fn bulk_ingest_reads_every_kind_of_line_end_and_names_bytes_that_are_not_utf8() 
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("ingested 21 events"), "{err}");
-    let conn = rusqlite::Connection::open(dir.path().join("auditrail.db")).unwrap();
-    let names: Vec<String> = conn
-        .prepare("SELECT body FROM events ORDER BY rid")
-        .unwrap()
-        .query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .filter_map(|b| {
-            let v: Value = serde_json::from_str(&b.unwrap()).unwrap();
+    let names: Vec<String> = stored_events(dir.path())
+        .into_iter()
+        .filter_map(|v| {
             // The org's own records (its creation) are not the file's.
             (v["action"] == "bulk")
                 .then(|| v["details"]["name"].as_str().map(str::to_owned))

@@ -93,8 +93,13 @@ impl Batch {
 
     /// The batch's lines as JSON, naming the file line of the first that is not.
     fn values(&self) -> anyhow::Result<Vec<Value>> {
-        self.texts()?
-            .into_iter()
+        self.values_of(&self.texts()?)
+    }
+
+    /// `texts` (the batch's lines, from [`Batch::texts`]) as JSON.
+    fn values_of(&self, texts: &[&str]) -> anyhow::Result<Vec<Value>> {
+        texts
+            .iter()
             .zip(&self.numbers)
             .map(|(l, n)| {
                 serde_json::from_str(l).map_err(|e| anyhow::anyhow!("line {n}: invalid JSON: {e}"))
@@ -303,7 +308,7 @@ fn prepare(
     if let Some(prepared) = prepare_texts(app, org, Some(policy), &texts) {
         return Ok((prepared, b.bytes));
     }
-    let values = b.values()?;
+    let values = b.values_of(&texts)?;
     prepare_batch(app, org, Some(policy), &values, true)
         .map(|p| (p, b.bytes))
         .map_err(|e| {

@@ -302,7 +302,7 @@ impl Shared {
             .and_then(|e| e["id"].as_str())
             .unwrap_or_default()
             .to_owned();
-        if let Err(e) = self.spool.intent(&key, &org, &events).await {
+        if let Err(e) = self.spool.intent(&key, &org, &events) {
             tracing::error!("{e}");
             return unrecordable(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -6,19 +6,20 @@
 //! completed (the gateway stopped while the upstream was answering) are appended with
 //! outcome `unknown`.
 //!
-//! Records are JSON lines in segment files (`00000001.spool`, ...). One writer thread
-//! owns the files and gathers concurrent requests into one write and one `fdatasync`
-//! (group commit). A segment is deleted once every intent in it is acked. A write that
-//! fails closes the segment (a torn line stays at its end, where replay skips it) and
-//! the next write starts a new one.
+//! Records are JSON lines in segment files (`00000001.spool`, ...). Each request writes
+//! its own records on its own thread (a short `write` under a lock, no hand-off); one
+//! syncing thread gathers the requests waiting for their completion to be on disk into
+//! one `fdatasync` (group commit). A segment is synced before the next one is started,
+//! and deleted once every intent in it is acked. A write that fails closes the segment
+//! (a torn line stays at its end, where replay skips it) and the next write starts a
+//! new one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -99,26 +100,43 @@ fn set_outcome(ev: &mut Value, name: &str, reason: Option<&str>) {
     }
 }
 
-enum Kind {
-    Intent { key: String, events: u64 },
-    Complete,
-    Ack(Vec<String>),
-}
-
-struct Job {
-    bytes: Vec<u8>,
-    kind: Kind,
-    sync: bool,
-    reply: Option<oneshot::Sender<Result<(), SpoolError>>>,
-}
-
-/// A handle on the spool; cheap to clone. The writer thread ends when every handle is
-/// dropped.
+/// A handle on the spool; cheap to clone. The syncing thread ends (after a last sync)
+/// when every handle is dropped.
 #[derive(Clone)]
 pub struct Spool {
-    tx: mpsc::Sender<Job>,
+    inner: Arc<Inner>,
+    _open: Arc<Open>,
+}
+
+struct Inner {
+    files: Mutex<Writer>,
+    waiting: Mutex<Waiting>,
+    wake: Condvar,
     /// Events spooled and not yet acked.
     depth: Arc<AtomicU64>,
+}
+
+/// Requests whose records are written and which wait for them to be on disk.
+#[derive(Default)]
+struct Waiting {
+    replies: Vec<oneshot::Sender<Result<(), SpoolError>>>,
+    closed: bool,
+}
+
+/// Dropped with the last handle: tells the syncing thread to finish.
+struct Open(Arc<Inner>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        lock(&self.0.waiting).closed = true;
+        self.0.wake.notify_one();
+    }
+}
+
+/// A lock that a panic elsewhere does not make unusable: the state it guards is
+/// bookkeeping that every step leaves consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 struct Segment {
@@ -132,11 +150,14 @@ struct Writer {
     dir: PathBuf,
     opts: Options,
     segments: BTreeMap<u64, Segment>,
-    current: Option<(u64, File)>,
+    current: Option<(u64, Arc<File>)>,
     next: u64,
     /// Intent key -> (segment, events).
     intents: HashMap<String, (u64, u64)>,
     depth: Arc<AtomicU64>,
+    /// A segment closed since the last sync could not be flushed: the requests waiting
+    /// for that sync must hear of it.
+    unsynced: Option<String>,
 }
 
 fn segment_name(n: u64) -> String {
@@ -165,83 +186,136 @@ impl Spool {
             next: numbers.last().map_or(1, |n| n + 1),
             intents: HashMap::new(),
             depth: depth.clone(),
+            unsynced: None,
         };
         let ready = w.replay(&numbers)?;
-        let (tx, rx) = mpsc::channel();
+        let inner = Arc::new(Inner {
+            files: Mutex::new(w),
+            waiting: Mutex::new(Waiting::default()),
+            wake: Condvar::new(),
+            depth,
+        });
+        let syncer = inner.clone();
         std::thread::Builder::new()
             .name("gateway-spool".into())
-            .spawn(move || w.run(rx))?;
-        Ok((Spool { tx, depth }, ready))
-    }
-
-    fn send(
-        &self,
-        bytes: Vec<u8>,
-        kind: Kind,
-        sync: bool,
-    ) -> oneshot::Receiver<Result<(), SpoolError>> {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Job {
-            bytes,
-            kind,
-            sync,
-            reply: Some(reply),
-        });
-        rx
+            .spawn(move || syncer.sync_loop())?;
+        Ok((
+            Spool {
+                _open: Arc::new(Open(inner.clone())),
+                inner,
+            },
+            ready,
+        ))
     }
 
     /// Records a request's events before it is forwarded (written, not flushed: it
     /// survives the gateway's crash, and proves the spool writable).
-    pub async fn intent(&self, key: &str, org: &str, events: &[Value]) -> Result<(), SpoolError> {
-        let rec = Record::Intent {
+    pub fn intent(&self, key: &str, org: &str, events: &[Value]) -> Result<(), SpoolError> {
+        let bytes = line(&Record::Intent {
             k: key.to_owned(),
             org: org.to_owned(),
             ev: events.to_vec(),
-        };
-        let kind = Kind::Intent {
-            key: key.to_owned(),
-            events: events.len() as u64,
-        };
-        self.send(line(&rec), kind, false)
-            .await
-            .unwrap_or(Err(SpoolError::Closed))
+        });
+        let mut w = lock(&self.inner.files);
+        let total = w.total_bytes();
+        if total + bytes.len() as u64 > w.opts.max_bytes {
+            return Err(SpoolError::Full(total));
+        }
+        let n = w.append(&bytes)?;
+        if let Some(s) = w.segments.get_mut(&n) {
+            s.open += 1;
+        }
+        let count = events.len() as u64;
+        w.intents.insert(key.to_owned(), (n, count));
+        self.inner.depth.fetch_add(count, Ordering::Relaxed);
+        Ok(())
     }
 
-    /// Records the outcomes of a request and flushes them to disk.
+    /// Records the outcomes of a request and waits until they are on disk.
     pub async fn complete(&self, key: &str, outcomes: &[Outcome]) -> Result<(), SpoolError> {
-        let rec = Record::Complete {
+        let bytes = line(&Record::Complete {
             k: key.to_owned(),
             o: outcomes
                 .iter()
                 .map(|o| (o.name().to_owned(), o.reason().map(str::to_owned)))
                 .collect(),
-        };
-        self.send(line(&rec), Kind::Complete, true)
-            .await
-            .unwrap_or(Err(SpoolError::Closed))
+        });
+        lock(&self.inner.files).append(&bytes)?;
+        self.flush().await
     }
 
-    /// Records that these requests' events are in the log.
+    /// Records that these requests' events are in the log (written, not flushed: an ack
+    /// lost in a crash only means a harmless re-append after the restart).
     pub fn ack(&self, keys: Vec<String>) {
-        let rec = Record::Ack { k: keys.clone() };
-        let _ = self.tx.send(Job {
-            bytes: line(&rec),
-            kind: Kind::Ack(keys),
-            sync: false,
-            reply: None,
-        });
+        let bytes = line(&Record::Ack { k: keys.clone() });
+        let mut w = lock(&self.inner.files);
+        if let Err(e) = w.append(&bytes) {
+            tracing::warn!(
+                "an ack could not be written ({e}); those requests will be appended again after a restart"
+            );
+        }
+        for k in keys {
+            w.acked(&k);
+        }
     }
 
     /// Events spooled and not yet in the log.
     pub fn depth(&self) -> u64 {
-        self.depth.load(Ordering::Relaxed)
+        self.inner.depth.load(Ordering::Relaxed)
     }
 
-    /// Waits until every job sent so far has been written.
+    /// Waits until everything written so far is on disk.
     pub async fn flush(&self) -> Result<(), SpoolError> {
-        self.send(Vec::new(), Kind::Complete, true)
-            .await
-            .unwrap_or(Err(SpoolError::Closed))
+        let (reply, rx) = oneshot::channel();
+        lock(&self.inner.waiting).replies.push(reply);
+        self.inner.wake.notify_one();
+        rx.await.unwrap_or(Err(SpoolError::Closed))
+    }
+}
+
+impl Inner {
+    /// The syncing thread: one `fdatasync` for every request waiting when it starts.
+    /// A request's records are written before it waits, so the sync covers them.
+    fn sync_loop(&self) {
+        loop {
+            let (replies, closed) = {
+                let mut q = lock(&self.waiting);
+                while q.replies.is_empty() && !q.closed {
+                    q = self.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+                (std::mem::take(&mut q.replies), q.closed)
+            };
+            let result = self.sync();
+            for r in replies {
+                let _ = r.send(result.clone());
+            }
+            if closed {
+                return;
+            }
+        }
+    }
+
+    fn sync(&self) -> Result<(), SpoolError> {
+        let (file, unsynced) = {
+            let mut w = lock(&self.files);
+            let file = w.current.as_ref().map(|(_, f)| f.clone());
+            (file, w.unsynced.take())
+        };
+        if let Some(e) = unsynced {
+            return Err(SpoolError::Io(e));
+        }
+        let Some(file) = file else { return Ok(()) };
+        file.sync_data().map_err(|e| {
+            // What the page cache held may be gone: the next write starts a new segment.
+            let mut w = lock(&self.files);
+            if w.current
+                .as_ref()
+                .is_some_and(|(_, f)| Arc::ptr_eq(f, &file))
+            {
+                w.close_current();
+            }
+            SpoolError::Io(e.to_string())
+        })
     }
 }
 
@@ -342,16 +416,7 @@ impl Writer {
                 events: p.events,
             });
         }
-        // Segments with nothing left to append are done with.
-        let done: Vec<u64> = self
-            .segments
-            .iter()
-            .filter(|(_, s)| s.open == 0)
-            .map(|(n, _)| *n)
-            .collect();
-        for n in done {
-            self.remove(n);
-        }
+        self.trim();
         Ok(ready)
     }
 
@@ -367,8 +432,29 @@ impl Writer {
         }
     }
 
+    /// Writes `bytes` at the end of the current segment; returns the segment's number.
+    fn append(&mut self, bytes: &[u8]) -> Result<u64, SpoolError> {
+        let written = self.file().and_then(|(n, mut f)| {
+            f.write_all(bytes)?;
+            Ok(n)
+        });
+        match written {
+            Ok(n) => {
+                if let Some(s) = self.segments.get_mut(&n) {
+                    s.bytes += bytes.len() as u64;
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                // What was written may end in a torn line: start afresh.
+                self.close_current();
+                Err(SpoolError::Io(e.to_string()))
+            }
+        }
+    }
+
     /// The segment to write to, opening a new one when there is none or it is full.
-    fn file(&mut self) -> std::io::Result<(u64, &mut File)> {
+    fn file(&mut self) -> std::io::Result<(u64, &File)> {
         let full = self.current.as_ref().is_some_and(|(n, _)| {
             self.segments
                 .get(n)
@@ -395,98 +481,37 @@ impl Writer {
                     open: 0,
                 },
             );
-            self.current = Some((n, f));
+            self.current = Some((n, Arc::new(f)));
         }
-        match &mut self.current {
+        match &self.current {
             Some((n, f)) => Ok((*n, f)),
             None => Err(std::io::Error::other("no segment")),
         }
     }
 
+    /// Leaves the current segment, flushed (the syncing thread only flushes the current
+    /// one), and deletes it when nothing in it waits for the log.
     fn close_current(&mut self) {
-        if let Some((n, _)) = self.current.take()
-            && self.segments.get(&n).is_some_and(|s| s.open == 0)
-        {
-            self.remove(n);
-        }
-    }
-
-    fn run(mut self, rx: mpsc::Receiver<Job>) {
-        while let Ok(first) = rx.recv() {
-            let mut jobs = vec![first];
-            while jobs.len() < 1024 {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
-                }
-            }
-            self.write(jobs);
-        }
-        if let Some((_, f)) = &self.current {
-            let _ = f.sync_data();
-        }
-    }
-
-    fn write(&mut self, mut jobs: Vec<Job>) {
-        // Refuse intents beyond the size limit; everything else is always written.
-        let mut total = self.total_bytes();
-        let mut refused = Vec::new();
-        jobs.retain_mut(|j| {
-            if matches!(j.kind, Kind::Intent { .. })
-                && total + j.bytes.len() as u64 > self.opts.max_bytes
-            {
-                refused.push(j.reply.take());
-                return false;
-            }
-            total += j.bytes.len() as u64;
-            true
-        });
-        for r in refused.into_iter().flatten() {
-            let _ = r.send(Err(SpoolError::Full(total)));
-        }
-        let buf: Vec<u8> = jobs.iter().flat_map(|j| j.bytes.iter().copied()).collect();
-        let sync = jobs.iter().any(|j| j.sync);
-        let result = self.file().and_then(|(n, f)| {
-            f.write_all(&buf)?;
-            if sync {
-                f.sync_data()?;
-            }
-            Ok(n)
-        });
-        let result = match result {
-            Ok(n) => {
-                if let Some(s) = self.segments.get_mut(&n) {
-                    s.bytes += buf.len() as u64;
-                }
-                Ok(n)
-            }
-            Err(e) => {
-                // What was written of this batch may end in a torn line: start afresh.
-                self.close_current();
-                Err(SpoolError::Io(e.to_string()))
-            }
+        let Some((n, f)) = self.current.take() else {
+            return;
         };
-        for j in jobs {
-            match (&result, j.kind) {
-                (Ok(n), Kind::Intent { key, events }) => {
-                    if let Some(s) = self.segments.get_mut(n) {
-                        s.open += 1;
-                    }
-                    self.intents.insert(key, (*n, events));
-                    self.depth.fetch_add(events, Ordering::Relaxed);
-                }
-                // An ack that could not be written only means a harmless re-append
-                // after a restart; the segment bookkeeping goes on.
-                (_, Kind::Ack(keys)) => {
-                    for k in keys {
-                        self.acked(&k);
-                    }
-                }
-                _ => {}
+        if let Err(e) = f.sync_data() {
+            tracing::error!(segment = n, "cannot flush a spool segment: {e}");
+            self.unsynced = Some(e.to_string());
+        }
+        self.trim();
+    }
+
+    /// Deletes finished segments, oldest first: a segment is finished when no intent in
+    /// it waits for the log, and it goes only after every older one, since it may hold
+    /// the acks of their intents (without which a replay would append those again).
+    fn trim(&mut self) {
+        let current = self.current.as_ref().map(|(n, _)| *n);
+        while let Some((&n, s)) = self.segments.first_key_value() {
+            if s.open > 0 || Some(n) == current {
+                break;
             }
-            if let Some(r) = j.reply {
-                let _ = r.send(result.clone().map(|_| ()));
-            }
+            self.remove(n);
         }
     }
 
@@ -495,14 +520,10 @@ impl Writer {
             return;
         };
         self.depth.fetch_sub(events, Ordering::Relaxed);
-        let current = self.current.as_ref().map(|(n, _)| *n);
-        let Some(s) = self.segments.get_mut(&seg) else {
-            return;
-        };
-        s.open = s.open.saturating_sub(1);
-        if s.open == 0 && Some(seg) != current {
-            self.remove(seg);
+        if let Some(s) = self.segments.get_mut(&seg) {
+            s.open = s.open.saturating_sub(1);
         }
+        self.trim();
     }
 }
 

@@ -192,7 +192,7 @@ async fn concurrent_requests_are_all_on_disk_when_their_completions_return() {
         let i: usize = r.key[1..].parse().unwrap();
         assert_eq!(r.events.len(), 2);
         assert_eq!(r.events[0]["id"], r.key.as_str());
-        let (o, reason) = if i % 3 == 0 {
+        let (o, reason) = if i.is_multiple_of(3) {
             ("failure", json!(format!("no {i}")))
         } else {
             ("success", Value::Null)

@@ -8,6 +8,11 @@ fn ev(id: &str) -> Value {
     json!({"id": id, "action": "addProject", "details": {"name": "x"}})
 }
 
+/// What a spool reopened on `dir` replays.
+fn replayed(dir: &Path) -> Vec<Ready> {
+    Spool::open(dir, Options::default()).unwrap().1
+}
+
 fn segments(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .unwrap()
@@ -31,7 +36,7 @@ async fn completed_and_acked_requests_are_not_replayed() {
     s.flush().await.unwrap();
     assert_eq!(s.depth(), 0);
     drop(s);
-    let (_s, ready) = Spool::open(dir.path(), Options::default()).unwrap();
+    let ready = replayed(dir.path());
     assert!(ready.is_empty());
     // The finished segment is gone; only none (or the new, empty one) remain.
     assert!(
@@ -65,7 +70,7 @@ async fn completed_requests_are_replayed_with_outcomes_and_in_flight_ones_as_unk
     s.ack(vec!["a".into(), "b".into()]);
     s.flush().await.unwrap();
     drop(s);
-    let (_s, ready) = Spool::open(dir.path(), Options::default()).unwrap();
+    let ready = replayed(dir.path());
     assert!(ready.is_empty());
 }
 
@@ -81,7 +86,7 @@ async fn a_torn_last_line_is_skipped() {
     f.write_all(br#"{"t":"i","k":"b","org":"acme","ev":[{"id":"#)
         .unwrap();
     drop(f);
-    let (_s, ready) = Spool::open(dir.path(), Options::default()).unwrap();
+    let ready = replayed(dir.path());
     assert_eq!(ready.len(), 1);
     assert_eq!(ready[0].events[0]["outcome"], "success");
 }
@@ -138,7 +143,7 @@ async fn acked_segments_are_deleted_as_the_spool_rotates() {
     }
     s.flush().await.unwrap();
     drop(s);
-    let (_s, ready) = Spool::open(dir.path(), Options::default()).unwrap();
+    let ready = replayed(dir.path());
     assert_eq!(ready.len(), 1);
     assert_eq!(ready[0].key, "last");
 }
@@ -211,7 +216,7 @@ async fn concurrent_requests_are_all_on_disk_when_their_completions_return() {
         "{:?}",
         segments(dir.path())
     );
-    let (_s, ready) = Spool::open(dir.path(), Options::default()).unwrap();
+    let ready = replayed(dir.path());
     assert!(ready.is_empty());
 }
 
@@ -234,7 +239,7 @@ async fn a_spool_that_cannot_be_written_refuses_intents() {
     s.intent("b", "acme", &[ev("b")]).unwrap();
     s.complete("b", &[Outcome::Success]).await.unwrap();
     drop(s);
-    let (_s, ready) = Spool::open(dir.path(), Options::default()).unwrap();
+    let ready = replayed(dir.path());
     assert_eq!(ready.len(), 1);
     assert_eq!(ready[0].key, "b");
 }

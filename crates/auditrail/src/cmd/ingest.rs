@@ -45,7 +45,7 @@ struct Batch {
     first_line: usize,
     /// File line number of each line (blank lines are skipped).
     numbers: Vec<usize>,
-    /// The lines, each followed by `\n`; line ends (`\n`, `\r\n`) are not kept.
+    /// The lines back to back; line ends (`\n`, `\r\n`) are not kept.
     buf: Vec<u8>,
     /// Where each line ends in `buf`.
     ends: Vec<usize>,
@@ -85,7 +85,7 @@ impl Batch {
             .map(|(&end, n)| {
                 let line = std::str::from_utf8(&self.buf[start..end])
                     .map_err(|e| anyhow::anyhow!("line {n}: not valid UTF-8: {e}"));
-                start = end + 1;
+                start = end;
                 line
             })
             .collect()
@@ -155,7 +155,6 @@ fn batches(
                 continue;
             }
             b.buf.truncate(end);
-            b.buf.push(b'\n');
             if b.ends.is_empty() {
                 b.first_line = n;
             }

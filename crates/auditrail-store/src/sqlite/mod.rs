@@ -6,6 +6,7 @@ mod destinations;
 mod exports;
 mod idem;
 mod idem_filter;
+mod pending_blob;
 mod postings;
 mod schema;
 mod search;

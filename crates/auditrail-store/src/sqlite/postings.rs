@@ -6,7 +6,8 @@
 //! page — for a few bytes of index. So a commit's postings are first written as one row
 //! of `postings_pending` per org (keyed by the first rid of that org's events in the
 //! commit: always the end of the org's range), holding each term with its rids packed
-//! in a blob. The writer keeps the same postings in memory; once they cover `MERGE_AT`
+//! in a blob that a search looks a term up in without reading the rest (see
+//! `pending_blob.rs`). The writer keeps the same postings in memory; once they cover `MERGE_AT`
 //! events they are written to `postings` in `(blk, term)` order, one row per term and
 //! block, and `postings_pending` is emptied, in the same transaction. Each page of the
 //! block is then written once per merge rather than once per commit.
@@ -19,13 +20,20 @@ use std::collections::HashMap;
 
 use rusqlite::{Transaction, params};
 
+use super::pending_blob::{legacy_entries, pack, rids_of, unpack};
 use super::schema::{MAX_SEQ, SEQ_BITS, block_of, by_block, rid};
 use crate::error::Context;
-use crate::terms::{decode_rids, encode_rids, put_varint};
+use crate::terms::encode_rids;
 use crate::{Result, StoreError};
 
-/// Events whose postings are held pending before they are merged into `postings`.
-const MERGE_AT: usize = 8192;
+/// Events whose postings are held pending before they are merged into `postings`: one
+/// block's worth. A merge then writes each term's rows of a block about once, mostly at
+/// the end of the table, rather than inserting among the rows of earlier merges of the
+/// same block (8,192 until version 9; see BENCHMARKS.md).
+const MERGE_AT: usize = 1 << super::schema::BLOCK_BITS;
+/// Pending rows held at most: a search reads every pending row of its org, and many small
+/// commits (single events from many clients) fill a block slowly, a row each.
+const MERGE_ROWS: usize = 128;
 
 /// The writer's postings not yet merged into `postings`.
 pub(crate) struct Pending {
@@ -34,6 +42,8 @@ pub(crate) struct Pending {
     /// Events those rids belong to; `postings_pending` holds rows exactly when this is
     /// not zero (a merge empties both).
     events: usize,
+    /// Rows of `postings_pending`.
+    rows: usize,
     merge_at: usize,
     /// Set when a transaction failed: memory may hold postings that were rolled back.
     stale: bool,
@@ -48,6 +58,7 @@ impl Pending {
         Self {
             recent: HashMap::new(),
             events: 0,
+            rows: 0,
             merge_at,
             stale: true,
         }
@@ -59,11 +70,13 @@ impl Pending {
         self.stale = true;
         self.recent.clear();
         self.events = 0;
+        self.rows = 0;
     }
 
     fn reload(&mut self, tx: &Transaction<'_>) -> Result<()> {
         self.recent.clear();
         self.events = 0;
+        self.rows = 0;
         let mut st = tx
             .prepare_cached("SELECT first_rid, terms FROM postings_pending ORDER BY first_rid")
             .op("prepare pending postings read")?;
@@ -73,7 +86,8 @@ impl Pending {
             let first: i64 = r.get(0).op("pending postings")?;
             let blob = r.get_ref(1).op("pending postings")?;
             let blob = blob.as_blob().map_err(|_| corrupt(first))?;
-            for (term, rids) in unpack(first, blob)? {
+            self.rows += 1;
+            for (term, rids) in unpack(first, blob).map_err(|_| corrupt(first))? {
                 all.extend_from_slice(&rids);
                 self.recent.entry(term).or_default().extend(rids);
             }
@@ -88,7 +102,8 @@ impl Pending {
 
     /// Adds the postings of one group commit (term → ascending rids, all newer than any
     /// added before) covering `events` events, before its transaction commits: as pending
-    /// rows, or, once enough events are held, as a merge of them all into `postings`.
+    /// rows, or, once enough events or rows are held, as a merge of them all into
+    /// `postings`.
     pub(crate) fn add_group(
         &mut self,
         tx: &Transaction<'_>,
@@ -102,9 +117,9 @@ impl Pending {
             self.reload(tx)?;
         }
         let held = self.events;
-        let merge = held + events >= self.merge_at;
+        let merge = held + events >= self.merge_at || self.rows >= MERGE_ROWS;
         if !merge {
-            write_pending(tx, &group)?;
+            self.rows += write_pending(tx, &group)?;
         }
         for (term, rids) in group {
             self.recent.entry(term).or_default().extend(rids);
@@ -150,12 +165,14 @@ impl Pending {
         );
         self.recent.clear();
         self.events = 0;
+        self.rows = 0;
         Ok(())
     }
 }
 
-/// One row per org: rows are keyed by rid, and rids are ordered by org first.
-fn write_pending(tx: &Transaction<'_>, group: &HashMap<i64, Vec<i64>>) -> Result<()> {
+/// One row per org: rows are keyed by rid, and rids are ordered by org first. Returns
+/// the rows written.
+fn write_pending(tx: &Transaction<'_>, group: &HashMap<i64, Vec<i64>>) -> Result<usize> {
     let mut by_org: HashMap<i64, Vec<(i64, &[i64])>> = HashMap::new();
     for (&term, rids) in group {
         if let Some(&r) = rids.first() {
@@ -170,68 +187,11 @@ fn write_pending(tx: &Transaction<'_>, group: &HashMap<i64, Vec<i64>>) -> Result
         ins.execute(params![first, pack(first, terms)])
             .op("write pending postings")?;
     }
-    Ok(())
+    Ok(by_org.len())
 }
 
 fn corrupt(first: i64) -> StoreError {
     StoreError::Corrupt(format!("pending postings at rid {first}"))
-}
-
-/// Packs terms with their ascending rids (all ≥ `first`): per term, the term (8 bytes,
-/// little-endian), the number of rids and each rid's distance from the one before (from
-/// `first` for the first), as LEB128.
-pub(crate) fn pack(first: i64, terms: &[(i64, &[i64])]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(terms.iter().map(|(_, r)| 10 + r.len() * 2).sum());
-    for &(term, rids) in terms {
-        out.extend_from_slice(&term.to_le_bytes());
-        put_varint(&mut out, rids.len() as u64);
-        let mut prev = first;
-        for &r in rids {
-            put_varint(&mut out, (r - prev) as u64);
-            prev = r;
-        }
-    }
-    out
-}
-
-/// The entries of a blob [`pack`] wrote: each term with the bytes of its rids (LEB128
-/// distances from `first`, as [`decode_rids`] reads them).
-fn entries(first: i64, mut blob: &[u8]) -> impl Iterator<Item = Result<(i64, &[u8])>> {
-    std::iter::from_fn(move || {
-        if blob.is_empty() {
-            return None;
-        }
-        let entry = (|| {
-            let (term, rest) = blob.split_first_chunk::<8>()?;
-            blob = rest;
-            let n = usize::try_from(take_varint(&mut blob)?).ok()?;
-            // n varints: each ends at a byte without the high bit.
-            let mut left = n;
-            let len = match n {
-                0 => 0,
-                _ => {
-                    1 + blob.iter().position(|&b| {
-                        left -= usize::from(b & 0x80 == 0);
-                        left == 0
-                    })?
-                }
-            };
-            let (rids, rest) = blob.split_at(len);
-            blob = rest;
-            Some((i64::from_le_bytes(*term), rids))
-        })();
-        if entry.is_none() {
-            blob = &[];
-        }
-        Some(entry.ok_or_else(|| corrupt(first)))
-    })
-}
-
-/// Reads what [`pack`] wrote.
-pub(crate) fn unpack(first: i64, blob: &[u8]) -> Result<Vec<(i64, Vec<i64>)>> {
-    entries(first, blob)
-        .map(|e| e.map(|(term, rids)| (term, decode_rids(first, rids))))
-        .collect()
 }
 
 /// The rids of `term` held in `org_num`'s pending rows, ascending.
@@ -253,32 +213,32 @@ pub(crate) fn pending_rids(
         let first: i64 = r.get(0).op("pending postings")?;
         let blob = r.get_ref(1).op("pending postings")?;
         let blob = blob.as_blob().map_err(|_| corrupt(first))?;
-        rids_of(first, blob, term, &mut out)?;
+        rids_of(first, blob, term, &mut out).map_err(|_| corrupt(first))?;
     }
     Ok(out)
 }
 
-/// Appends the rids of `term` in a blob [`pack`] wrote to `out`, decoding only those.
-fn rids_of(first: i64, blob: &[u8], term: i64, out: &mut Vec<i64>) -> Result<()> {
-    for entry in entries(first, blob) {
-        let (t, rids) = entry?;
-        if t == term {
-            out.extend(decode_rids(first, rids));
-        }
+/// Rewrites version 8's pending rows in version 9's format (see `pending_blob.rs`).
+pub(crate) fn convert_v9(tx: &Transaction<'_>) -> Result<()> {
+    let rows: Vec<(i64, Vec<u8>)> = {
+        let mut st = tx
+            .prepare("SELECT first_rid, terms FROM postings_pending")
+            .op("read pending postings")?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .op("read pending postings")?
+            .collect::<rusqlite::Result<_>>()
+            .op("read pending postings")?
+    };
+    let mut up = tx
+        .prepare("UPDATE postings_pending SET terms = ?2 WHERE first_rid = ?1")
+        .op("prepare pending postings")?;
+    for (first, blob) in rows {
+        let terms = legacy_entries(first, &blob).map_err(|_| corrupt(first))?;
+        let terms: Vec<(i64, &[i64])> = terms.iter().map(|(t, r)| (*t, &r[..])).collect();
+        up.execute(params![first, pack(first, &terms)])
+            .op("convert pending postings")?;
     }
     Ok(())
-}
-
-fn take_varint(blob: &mut &[u8]) -> Option<u64> {
-    let mut v = 0u64;
-    for (i, &b) in blob.iter().enumerate().take(10) {
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            *blob = &blob[i + 1..];
-            return Some(v);
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -286,39 +246,8 @@ fn take_varint(blob: &mut &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::sqlite::schema::migrate;
+    use crate::terms::decode_rids;
     use rusqlite::Connection;
-
-    #[test]
-    fn packed_terms_round_trip_and_damage_is_caught() {
-        let first = rid(3, 1000);
-        let a = [first, first + 1, first + 300];
-        let b = [first + 5];
-        let blob = pack(first, &[(-7, &a), (i64::MAX, &b)]);
-        assert_eq!(
-            unpack(first, &blob).unwrap(),
-            vec![(-7, a.to_vec()), (i64::MAX, b.to_vec())]
-        );
-        for term in [-7, i64::MAX, 5] {
-            let mut got = Vec::new();
-            rids_of(first, &blob, term, &mut got).unwrap();
-            let want: &[i64] = match term {
-                -7 => &a,
-                5 => &[],
-                _ => &b,
-            };
-            assert_eq!(got, want, "the rids of term {term} alone");
-        }
-        let mut none = Vec::new();
-        assert!(rids_of(first, &blob[..blob.len() - 1], 5, &mut none).is_err());
-        // term, count, deltas 0, 1 and 299 (two bytes): the first term ends at 13.
-        assert_eq!(unpack(first, &blob[..13]).unwrap(), vec![(-7, a.to_vec())]);
-        for cut in (1..blob.len()).filter(|&c| c != 13) {
-            assert!(
-                unpack(first, &blob[..cut]).is_err(),
-                "a blob cut at {cut} is rejected"
-            );
-        }
-    }
 
     /// (term, rids) of every merged row, and the number of pending rows.
     fn tables(c: &Connection) -> (Vec<(i64, Vec<i64>)>, i64) {
@@ -385,5 +314,30 @@ mod tests {
             )
         );
         assert!(pending_rids(&c, 1, 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn many_small_groups_merge_before_a_block_fills() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(d.path().join("p.db")).unwrap();
+        migrate(&mut c).unwrap();
+        let add = |c: &mut Connection, p: &mut Pending, seq: u64| {
+            let tx = c.transaction().unwrap();
+            p.add_group(&tx, group(&[(9, &[rid(1, seq)])]), 1).unwrap();
+            tx.commit().unwrap();
+        };
+        let mut p = Pending::new();
+        for seq in 1..=3 {
+            add(&mut c, &mut p, seq);
+        }
+        // A reopened writer counts the rows held so far.
+        let mut p = Pending::new();
+        for seq in 4..=MERGE_ROWS as u64 {
+            add(&mut c, &mut p, seq);
+        }
+        assert_eq!(tables(&c), (vec![], MERGE_ROWS as i64), "a row a group");
+        add(&mut c, &mut p, MERGE_ROWS as u64 + 1);
+        let all: Vec<i64> = (1..=MERGE_ROWS as u64 + 1).map(|s| rid(1, s)).collect();
+        assert_eq!(tables(&c), (vec![(9, all)], 0), "merged, pending emptied");
     }
 }

@@ -11,7 +11,8 @@
 //!   by block first, so a merge only writes pages at the end of the table (the org's
 //!   newest block) instead of all over it; a search seeks its term once per block.
 //!   Commits write their postings to `postings_pending`, one row per org per commit
-//!   (since version 8), and the writer merges them into `postings` several thousand
+//!   (since version 8; since version 9 its blob opens with a directory of its terms, see
+//!   `pending_blob.rs`), and the writer merges them into `postings` a block's worth of
 //!   events at a time (see `postings.rs`); a search reads both.
 //! - `ids`, `ids_pending` and `ids_collided` hold the claims of client-supplied ids (see
 //!   `idem.rs`); generated ids are unique by construction. (`ids_recent`, one row per
@@ -145,10 +146,14 @@ DROP TABLE ids_recent;
     r#"
 CREATE TABLE postings_pending (first_rid INTEGER PRIMARY KEY, terms BLOB NOT NULL);
 "#,
+    // Version 9 only rewrites the pending postings' blobs (`convert_v9`).
+    "",
 ];
 
 /// The schema version whose script is followed by `convert_v6`.
 const BLOCKED_POSTINGS: usize = 6;
+/// The schema version whose script is followed by `postings::convert_v9`.
+const INDEXED_PENDING: usize = 9;
 
 /// Bits of a rowid that hold the seq; the org number sits above them.
 pub const SEQ_BITS: u32 = 40;
@@ -193,6 +198,9 @@ fn migrate_to(conn: &mut Connection, target: usize) -> Result<()> {
         tx.execute_batch(sql).op("migrate schema")?;
         if i + 1 == BLOCKED_POSTINGS {
             convert_v6(&tx)?;
+        }
+        if i + 1 == INDEXED_PENDING {
+            super::postings::convert_v9(&tx)?;
         }
         tx.pragma_update(None, "user_version", i + 1)
             .op("set schema version")?;
@@ -348,6 +356,34 @@ mod tests {
         assert_eq!(claims.claim(&tx, 1, "new", rid(1, 10)).unwrap(), Claim::New);
         let gone = tables_named(&tx, "'ids_recent'");
         assert_eq!(gone, 0);
+    }
+
+    #[test]
+    fn version_8_pending_postings_are_converted_and_still_found() {
+        use super::super::postings::pending_rids;
+        let d = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(d.path().join("old.db")).unwrap();
+        migrate_to(&mut c, 8).unwrap();
+        // Version 8's blob: term 42 with rids first and first + 300; term -1 with first + 1.
+        let first = rid(2, 10);
+        let mut old = Vec::new();
+        old.extend_from_slice(&42i64.to_le_bytes());
+        old.extend_from_slice(&[2, 0, 0xac, 0x02]);
+        old.extend_from_slice(&(-1i64).to_le_bytes());
+        old.extend_from_slice(&[1, 1]);
+        c.execute(
+            "INSERT INTO postings_pending (first_rid, terms) VALUES (?1, ?2)",
+            params![first, old],
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        assert_eq!(pending_rids(&c, 2, 42).unwrap(), vec![first, first + 300]);
+        assert_eq!(pending_rids(&c, 2, -1).unwrap(), vec![first + 1]);
+        assert!(pending_rids(&c, 2, 7).unwrap().is_empty());
+        let version: usize = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
     }
 
     #[test]

@@ -264,6 +264,10 @@ fn only_one_phase(dir: &Path, events: &[Value], singles: bool) {
                     "HTTP 500-event batches x 16: {rate:.0} events/s, CPU {:.2} us an event",
                     cpu.unwrap_or(f64::NAN)
                 );
+                let (p50, p99) = search_latency(&srv, "acme").await;
+                println!(
+                    "search by actor, newest 50, just after: p50 {p50:.2} ms, p99 {p99:.2} ms"
+                );
             }
             srv.stop().await;
         }

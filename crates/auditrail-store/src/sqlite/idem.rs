@@ -16,12 +16,12 @@
 //! Most ids are new, and a lookup of a new id in `ids` is a B-tree descent that finds
 //! nothing; a Bloom filter of the keys in `ids` (`idem_filter.rs`) skips it.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use rusqlite::{OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
 
+use super::by_key::ByKey;
 use super::idem_filter::Known;
 use crate::Result;
 use crate::error::Context;
@@ -61,7 +61,7 @@ pub(crate) enum Claim {
 /// The writer's view of the claims: the recent ones in memory, the rest in `ids`.
 pub(crate) struct Claims {
     /// h → (h2, rid) of every claim not yet merged into `ids`.
-    recent: HashMap<i64, (i64, i64)>,
+    recent: ByKey<(i64, i64)>,
     /// This group's new claims, written to `ids_pending` by [`Self::end_group`].
     group: Vec<(i64, i64, i64)>,
     /// Whether `ids_pending` may hold rows (a merge empties it).
@@ -82,7 +82,7 @@ impl Claims {
 
     pub(crate) fn merging_at(merge_at: usize) -> Self {
         Self {
-            recent: HashMap::new(),
+            recent: ByKey::default(),
             group: Vec::new(),
             pending_rows: true,
             merge_at,

@@ -1,6 +1,7 @@
 //! The embedded SQLite backend: one database file in WAL mode under the data dir, one
 //! writer thread (see `writer.rs`), a small pool of read connections.
 
+mod by_key;
 mod checkpoint;
 mod destinations;
 mod exports;

@@ -16,10 +16,9 @@
 //! merge takes everything pending), which is what lets a search read the pending rows as
 //! the newest part of its term's postings (see `search.rs`).
 
-use std::collections::HashMap;
-
 use rusqlite::{Transaction, params};
 
+use super::by_key::ByKey;
 use super::pending_blob::{legacy_entries, pack, rids_of, unpack};
 use super::schema::{MAX_SEQ, SEQ_BITS, block_of, by_block, rid};
 use crate::error::Context;
@@ -38,7 +37,7 @@ const MERGE_ROWS: usize = 128;
 /// The writer's postings not yet merged into `postings`.
 pub(crate) struct Pending {
     /// term → ascending rids of every event since the last merge.
-    recent: HashMap<i64, Vec<i64>>,
+    recent: ByKey<Vec<i64>>,
     /// Events those rids belong to; `postings_pending` holds rows exactly when this is
     /// not zero (a merge empties both).
     events: usize,
@@ -56,7 +55,7 @@ impl Pending {
 
     pub(crate) fn merging_at(merge_at: usize) -> Self {
         Self {
-            recent: HashMap::new(),
+            recent: ByKey::default(),
             events: 0,
             rows: 0,
             merge_at,
@@ -100,29 +99,38 @@ impl Pending {
         Ok(())
     }
 
-    /// Adds the postings of one group commit (term → ascending rids, all newer than any
-    /// added before) covering `events` events, before its transaction commits: as pending
-    /// rows, or, once enough events or rows are held, as a merge of them all into
-    /// `postings`.
+    /// Adds the postings of one group commit (`(term, rid)` pairs, in any order; every
+    /// rid newer than any added before) covering `events` events, before its transaction
+    /// commits: as pending rows, or, once enough events or rows are held, as a merge of
+    /// them all into `postings`.
     pub(crate) fn add_group(
         &mut self,
         tx: &Transaction<'_>,
-        group: HashMap<i64, Vec<i64>>,
+        mut pairs: Vec<(i64, i64)>,
         events: usize,
     ) -> Result<()> {
-        if group.is_empty() {
+        if pairs.is_empty() {
             return Ok(());
         }
         if self.stale {
             self.reload(tx)?;
         }
+        // Sorting a vector beats a map of vectors here: one allocation, no hashing.
+        pairs.sort_unstable();
+        let rids: Vec<i64> = pairs.iter().map(|&(_, r)| r).collect();
+        let mut terms: Vec<(i64, &[i64])> = Vec::new();
+        let mut at = 0;
+        for run in pairs.chunk_by(|a, b| a.0 == b.0) {
+            terms.push((run[0].0, &rids[at..at + run.len()]));
+            at += run.len();
+        }
         let held = self.events;
         let merge = held + events >= self.merge_at || self.rows >= MERGE_ROWS;
         if !merge {
-            self.rows += write_pending(tx, &group)?;
+            self.rows += write_pending(tx, &mut terms)?;
         }
-        for (term, rids) in group {
-            self.recent.entry(term).or_default().extend(rids);
+        for &(term, rids) in &terms {
+            self.recent.entry(term).or_default().extend_from_slice(rids);
         }
         self.events += events;
         if merge {
@@ -170,24 +178,29 @@ impl Pending {
     }
 }
 
-/// One row per org: rows are keyed by rid, and rids are ordered by org first. Returns
-/// the rows written.
-fn write_pending(tx: &Transaction<'_>, group: &HashMap<i64, Vec<i64>>) -> Result<usize> {
-    let mut by_org: HashMap<i64, Vec<(i64, &[i64])>> = HashMap::new();
-    for (&term, rids) in group {
-        if let Some(&r) = rids.first() {
-            by_org.entry(r >> SEQ_BITS).or_default().push((term, rids));
-        }
-    }
+/// One row per org: rows are keyed by rid, and rids are ordered by org first (a term
+/// is one org's: its key hashes the org). Reorders `terms` by org. Returns the rows
+/// written.
+fn write_pending(tx: &Transaction<'_>, terms: &mut [(i64, &[i64])]) -> Result<usize> {
+    terms.sort_by_key(|(_, rids)| rids.first().map(|r| r >> SEQ_BITS));
     let mut ins = tx
         .prepare_cached("INSERT INTO postings_pending (first_rid, terms) VALUES (?1, ?2)")
         .op("prepare pending postings")?;
-    for terms in by_org.values() {
-        let first = terms.iter().map(|(_, r)| r[0]).min().unwrap_or_default();
-        ins.execute(params![first, pack(first, terms)])
+    let mut rows = 0;
+    for org in terms.chunk_by(|(_, a), (_, b)| {
+        a.first().map(|r| r >> SEQ_BITS) == b.first().map(|r| r >> SEQ_BITS)
+    }) {
+        let first = org
+            .iter()
+            .filter_map(|(_, r)| r.first())
+            .min()
+            .copied()
+            .unwrap_or_default();
+        ins.execute(params![first, pack(first, org)])
             .op("write pending postings")?;
+        rows += 1;
     }
-    Ok(by_org.len())
+    Ok(rows)
 }
 
 fn corrupt(first: i64) -> StoreError {
@@ -267,8 +280,11 @@ mod tests {
         (merged, pending)
     }
 
-    fn group(entries: &[(i64, &[i64])]) -> HashMap<i64, Vec<i64>> {
-        entries.iter().map(|&(t, r)| (t, r.to_vec())).collect()
+    fn group(entries: &[(i64, &[i64])]) -> Vec<(i64, i64)> {
+        entries
+            .iter()
+            .flat_map(|&(t, rids)| rids.iter().map(move |&r| (t, r)))
+            .collect()
     }
 
     #[test]

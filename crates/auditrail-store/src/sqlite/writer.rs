@@ -237,8 +237,8 @@ impl Writer {
     ) -> Result<Vec<Vec<Accepted>>> {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let tx = self.conn.transaction().op("begin append")?;
-        // Index entries of this group, term → rids (see `postings.rs`).
-        let mut postings: HashMap<i64, Vec<i64>> = HashMap::new();
+        // Index entries of this group, (term, rid) (see `postings.rs`).
+        let mut postings: Vec<(i64, i64)> = Vec::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut inserted = 0usize;
         {
@@ -292,9 +292,7 @@ impl Writer {
                     ins_event
                         .execute(params![r, ev.occurred_us, received_ms, &leaf[..], body])
                         .op("insert event")?;
-                    for &term in keys.terms() {
-                        postings.entry(term).or_default().push(r);
-                    }
+                    postings.extend(keys.terms().iter().map(|&term| (term, r)));
                     let mut node_err = None;
                     state.frontier.push(leaf, |id, h| {
                         // Levels below STORED_LEVEL are recomputed from leaves on read.

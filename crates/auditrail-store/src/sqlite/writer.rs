@@ -182,13 +182,13 @@ impl Writer {
         }
     }
 
-    fn commit_appends(&mut self, jobs: Vec<Append>) {
+    fn commit_appends(&mut self, mut jobs: Vec<Append>) {
         if jobs.is_empty() {
             return;
         }
         let started = Instant::now();
         let mut undo: HashMap<i64, OrgState> = HashMap::new();
-        let result = self.write_group(&jobs, &mut undo);
+        let result = self.write_group(&mut jobs, &mut undo);
         let events: usize = jobs.iter().map(|j| j.events.len()).sum();
         match result {
             Ok(outcomes) => {
@@ -230,9 +230,11 @@ impl Writer {
         }
     }
 
+    /// Writes the jobs' events in one transaction. Each event's id moves into its answer
+    /// (the event itself is only freed afterwards).
     fn write_group(
         &mut self,
-        jobs: &[Append],
+        jobs: &mut [Append],
         undo: &mut HashMap<i64, OrgState>,
     ) -> Result<Vec<Vec<Accepted>>> {
         let now_ms = chrono::Utc::now().timestamp_millis();
@@ -269,7 +271,7 @@ impl Writer {
                 state.last_received_ms = received_ms;
                 let received_at = auditrail_core::time::format_millis(received_ms);
                 let mut out = Vec::with_capacity(events.len());
-                for (ev, keys) in events.iter().zip(keys) {
+                for (ev, keys) in events.iter_mut().zip(keys.iter()) {
                     let seq = state.next_seq;
                     if seq > MAX_SEQ {
                         return Err(StoreError::Conflict("org log is full".into()));
@@ -311,7 +313,7 @@ impl Writer {
                     state.next_seq += 1;
                     inserted += 1;
                     out.push(Accepted {
-                        id: ev.id.clone(),
+                        id: std::mem::take(&mut ev.id),
                         seq,
                         duplicate: false,
                     });

@@ -7,9 +7,10 @@
 //! of `postings_pending` per org (keyed by the first rid of that org's events in the
 //! commit: always the end of the org's range), holding each term with its rids packed
 //! in a blob that a search looks a term up in without reading the rest (see
-//! `pending_blob.rs`). The writer keeps the same postings in memory; once they cover `MERGE_AT`
-//! events they are written to `postings` in `(blk, term)` order, one row per term and
-//! block, and `postings_pending` is emptied, in the same transaction. Each page of the
+//! `pending_blob.rs`). The writer keeps the same postings in memory; once they cover
+//! `MERGE_AT` events (or `MERGE_ROWS` rows are pending) they are written to `postings` in
+//! `(blk, term)` order, one row per term and block, and `postings_pending` is emptied, in
+//! the same transaction. Each page of the
 //! block is then written once per merge rather than once per commit.
 //!
 //! Every pending rid of an org is newer than every merged one (rids grow with time, and a

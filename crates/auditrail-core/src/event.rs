@@ -109,16 +109,22 @@ impl PreparedEvent {
     /// [`Self::assemble`] with `received_at` already formatted ([`time::format_millis`]),
     /// as a writer does once for every event of a commit.
     pub fn assemble_at(&self, received_at: &str, seq: u64) -> String {
-        use std::fmt::Write;
         let mut s = String::with_capacity(self.head.len() + self.mid.len() + 64);
-        s.push('{');
-        s.push_str(&self.head);
-        s.push_str(",\"received_at\":\"");
-        s.push_str(received_at);
-        s.push('"');
-        s.push_str(&self.mid);
-        let _ = write!(s, ",\"seq\":{seq}}}");
+        self.assemble_into(received_at, seq, &mut s);
         s
+    }
+
+    /// [`Self::assemble_at`], appended to `out`.
+    fn assemble_into(&self, received_at: &str, seq: u64, out: &mut String) {
+        out.push('{');
+        out.push_str(&self.head);
+        out.push_str(",\"received_at\":\"");
+        out.push_str(received_at);
+        out.push('"');
+        out.push_str(&self.mid);
+        out.push_str(",\"seq\":");
+        push_decimal(seq, out);
+        out.push('}');
     }
 
     /// The stored event text and its leaf hash, finishing the precomputed hash state.
@@ -128,10 +134,36 @@ impl PreparedEvent {
 
     /// [`Self::finish`] with `received_at` already formatted.
     pub fn finish_at(&self, received_at: &str, seq: u64) -> (String, crate::Hash) {
-        let body = self.assemble_at(received_at, seq);
+        let mut body = String::with_capacity(self.head.len() + self.mid.len() + 64);
+        let leaf = self.finish_into(received_at, seq, &mut body);
+        (body, leaf)
+    }
+
+    /// [`Self::finish_at`] into `body`, which it clears first: a writer reuses one buffer
+    /// for every event of a commit.
+    pub fn finish_into(&self, received_at: &str, seq: u64, body: &mut String) -> crate::Hash {
+        body.clear();
+        self.assemble_into(received_at, seq, body);
         let mut h = self.leaf_prefix.clone();
         h.update(&body.as_bytes()[1 + self.head.len()..]);
-        (body, h.finalize().into())
+        h.finalize().into()
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(mut n: u64, out: &mut String) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
     }
 }
 

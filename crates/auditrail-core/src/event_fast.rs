@@ -159,6 +159,40 @@ impl Fields<'_> {
 
     /// Canonical text of the non-null members.
     fn write(&self, out: &mut String) {
+        // Members are few (the checks before allow at most 16): their order is sorted
+        // on the stack, by insertion.
+        let mut order = [0u8; 16];
+        let mut n = 0;
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if v.is_none() {
+                continue;
+            }
+            if n == order.len() {
+                return self.write_many(out);
+            }
+            let mut j = n;
+            while j > 0 && key_order(&self.0[usize::from(order[j - 1])].0, k).is_gt() {
+                order[j] = order[j - 1];
+                j -= 1;
+            }
+            order[j] = i as u8;
+            n += 1;
+        }
+        out.push('{');
+        for (i, &m) in order[..n].iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let (k, v) = &self.0[usize::from(m)];
+            write_string(k, out);
+            out.push(':');
+            write_string(v.as_deref().unwrap_or_default(), out);
+        }
+        out.push('}');
+    }
+
+    /// [`Self::write`] for more members than it sorts on the stack.
+    fn write_many(&self, out: &mut String) {
         let mut members: Vec<(&str, &str)> = self
             .0
             .iter()
@@ -338,6 +372,61 @@ fn too_long(s: &str, max: usize) -> bool {
     s.len() > max && s.chars().count() > max
 }
 
+/// A batch body, `{"events": [...]}`, read in one pass: each event straight into its
+/// parts, without first delimiting it as raw text.
+struct Batch<'a> {
+    events: Vec<Wire<'a>>,
+}
+
+impl<'de> Deserialize<'de> for Batch<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Batch<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("{\"events\": [...]}")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut events = None;
+                while let Some(Str(k)) = map.next_key()? {
+                    if k != "events" || events.is_some() {
+                        return Err(de::Error::custom("not a plain batch"));
+                    }
+                    events = Some(map.next_value()?);
+                }
+                let events = events.ok_or_else(|| de::Error::custom("no events"))?;
+                Ok(Batch { events })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Prepares the events of a request body — one event object, or `{"events": [...]}` with
+/// 1 to `max_events` events — as [`super::prepare`] would, or `None` if any of them is
+/// anything but a plain valid event (the caller then takes the full path, which explains
+/// why). `new_ids(n)` makes the `n` ids of the events sent without one.
+pub fn prepare_body(
+    text: &str,
+    rules: &Rules<'_>,
+    max_events: usize,
+    new_ids: impl FnOnce(usize) -> Vec<String>,
+) -> Option<Vec<PreparedEvent>> {
+    if rules.catalog.is_some() {
+        return None;
+    }
+    let wires = match serde_json::from_str::<Batch<'_>>(text) {
+        Ok(b) if (1..=max_events).contains(&b.events.len()) => b.events,
+        Ok(_) => return None,
+        Err(_) => vec![serde_json::from_str::<Wire<'_>>(text).ok()?],
+    };
+    let mut ids = new_ids(wires.iter().filter(|w| w.id.is_none()).count()).into_iter();
+    wires
+        .into_iter()
+        .map(|w| prepare_wire(w, rules, || ids.next().unwrap_or_default()))
+        .collect()
+}
+
 /// Prepares the event in `text` as [`super::prepare`] would, or `None` if it is anything
 /// but a plain valid event (the caller then takes the full path, which explains why).
 pub fn prepare(
@@ -348,7 +437,14 @@ pub fn prepare(
     if rules.catalog.is_some() {
         return None;
     }
-    let w: Wire<'_> = serde_json::from_str(text).ok()?;
+    prepare_wire(serde_json::from_str(text).ok()?, rules, new_id)
+}
+
+fn prepare_wire(
+    w: Wire<'_>,
+    rules: &Rules<'_>,
+    new_id: impl FnOnce() -> String,
+) -> Option<PreparedEvent> {
     let action = w.action.as_deref()?;
     text_reason(action, 1, MAX_ACTION_LEN).ok()?;
     if let Some(id) = &w.id {

@@ -206,6 +206,71 @@ fn event() -> impl Strategy<Value = Value> {
     )
 }
 
+/// `prepare_body` on `text` with at most `max` events; ids `gen-0`, `gen-1`, ...
+fn body(text: &str, max: usize) -> Option<Vec<PreparedEvent>> {
+    let limits = Limits::default();
+    prepare_body(text, &rules(&limits), max, |n| {
+        (0..n).map(|i| format!("gen-{i}")).collect()
+    })
+}
+
+#[test]
+fn a_batch_body_is_each_of_its_events_prepared_alone() {
+    let events = [
+        json!({"action": "login"}),
+        json!({"id": "e-1", "action": "addProject", "actor": {"id": "u-\"1", "type": "USER"},
+               "resource": {"type": "PROJECT", "id": "p"}, "details": {"b": 1, "a": [true]}}),
+        json!({"action": "logout", "occurred_at": "2026-11-21T10:00:00Z", "outcome": "success"}),
+    ];
+    let text = json!({"events": events}).to_string();
+    let batch = body(&text, 1000).expect("a plain batch is taken");
+    assert_eq!(batch.len(), 3);
+    let limits = Limits::default();
+    for (got, ev) in batch.iter().zip(&events) {
+        let alone = prepare(&ev.to_string(), &rules(&limits), || got.id.clone()).unwrap();
+        assert_same(got, &alone);
+    }
+    // Events without an id take the generated ones, in order.
+    assert_eq!(batch[0].id, "gen-0");
+    assert_eq!(batch[1].id, "e-1");
+    assert_eq!(batch[2].id, "gen-1");
+    // Ids are made for exactly the events sent without one.
+    let mut asked = None;
+    prepare_body(&text, &rules(&limits), 1000, |n| {
+        asked = Some(n);
+        vec![String::new(); n]
+    });
+    assert_eq!(asked, Some(2));
+    // One event object is a body of one.
+    let one = body(&events[1].to_string(), 1000).expect("one event is taken");
+    assert_eq!(one.len(), 1);
+    assert_same(&one[0], &batch[1]);
+}
+
+#[test]
+fn a_body_the_fast_path_cannot_take_whole_is_declined() {
+    let ok = json!({"action": "a"});
+    for text in [
+        json!({"events": []}).to_string(),
+        json!({"events": [ok, ok, ok]}).to_string(), // over the cap of 2 below
+        json!({"events": [ok], "extra": 1}).to_string(),
+        json!({"events": [ok, {"action": "a", "unknown": 1}]}).to_string(),
+        json!({"events": [ok, {"action": ""}]}).to_string(),
+        json!({"events": [ok, "not an object"]}).to_string(),
+        json!({"events": ok}).to_string(),
+        json!([ok]).to_string(),
+        json!([[ok]]).to_string(),
+        "{\"events\": [{\"action\": \"a\"}]".to_owned(),
+        "  ".to_owned(),
+    ] {
+        assert!(body(&text, 2).is_none(), "fast path took {text}");
+    }
+    assert_eq!(
+        body(&json!({"events": [ok, ok]}).to_string(), 2).map(|v| v.len()),
+        Some(2)
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -232,5 +297,43 @@ proptest! {
             (None, Some(Err(_))) => {}
             (f, s) => prop_assert!(false, "paths disagree on {text}: fast {:?}, full {:?}", f.map(|p| p.head), s.map(|r| r.map(|p| p.head))),
         }
+    }
+}
+
+#[test]
+fn fields_write_canonically_however_many_and_in_any_order() {
+    for n in [0usize, 1, 3, 16, 17, 40] {
+        // Names in reverse order, a null every third member, one non-ASCII name.
+        let names: Vec<String> = (0..n)
+            .rev()
+            .map(|i| {
+                if i == 5 {
+                    "é".into()
+                } else {
+                    format!("k{i:02}")
+                }
+            })
+            .collect();
+        let fields = Fields(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    let v = (i % 3 != 2).then(|| Cow::Owned(format!("v\"{i}")));
+                    (Cow::Borrowed(k.as_str()), v)
+                })
+                .collect(),
+        );
+        let expected: serde_json::Map<String, Value> = fields
+            .0
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), json!(v))))
+            .collect();
+        let expected = crate::canonical::to_string(&Value::Object(expected)).unwrap();
+        let (mut fast, mut many) = (String::new(), String::new());
+        fields.write(&mut fast);
+        fields.write_many(&mut many);
+        assert_eq!(fast, expected, "{n} members");
+        assert_eq!(many, expected, "{n} members");
     }
 }

@@ -129,6 +129,14 @@ fn finish_hashes_like_the_whole_text() {
     let (body, leaf) = p.finish(1_700_000_000_000, 9);
     assert_eq!(body, p.assemble(1_700_000_000_000, 9));
     assert_eq!(leaf, crate::merkle::leaf_hash(body.as_bytes()));
+    // A reused buffer gives the same, whatever it held; every seq's digits are written.
+    let mut buf = "left over from an earlier event".to_owned();
+    for seq in [0, 1, 9, 10, 4096, 1 << 53, u64::MAX] {
+        let leaf = p.finish_into("2026-11-21T10:00:00.000Z", seq, &mut buf);
+        assert_eq!(buf, p.assemble_at("2026-11-21T10:00:00.000Z", seq));
+        assert!(buf.ends_with(&format!(",\"seq\":{seq}}}")), "{buf}");
+        assert_eq!(leaf, crate::merkle::leaf_hash(buf.as_bytes()));
+    }
 }
 
 #[test]

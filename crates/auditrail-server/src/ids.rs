@@ -5,6 +5,9 @@ const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// Makes `n` ULIDs with one call to the OS random source.
 pub fn ulids(n: usize, now_ms: u64) -> Vec<String> {
+    if n == 0 {
+        return Vec::new();
+    }
     let mut random = vec![0u8; n * 10];
     getrandom::fill(&mut random).expect("the OS random number generator is available");
     random.chunks_exact(10).map(|r| encode(now_ms, r)).collect()
@@ -15,10 +18,11 @@ fn encode(ms: u64, random: &[u8]) -> String {
     for (i, b) in random.iter().enumerate() {
         value |= u128::from(*b) << (8 * (9 - i));
     }
-    (0..26)
-        .rev()
-        .map(|i| char::from(ALPHABET[((value >> (5 * i)) & 31) as usize]))
-        .collect()
+    let mut out = String::with_capacity(26);
+    for i in (0..26).rev() {
+        out.push(char::from(ALPHABET[((value >> (5 * i)) & 31) as usize]));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -122,25 +122,10 @@ fn fast_body(
     policy: Option<&OrgPolicy>,
     body: &[u8],
 ) -> Option<Vec<PreparedEvent>> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Batch<'a> {
-        #[serde(borrow)]
-        events: Vec<&'a serde_json::value::RawValue>,
-    }
     let text = std::str::from_utf8(body).ok()?;
-    // Only an object is a batch (a derived struct would also read an array).
-    if !text.trim_start().starts_with('{') {
-        return None;
-    }
-    match serde_json::from_str::<Batch<'_>>(text) {
-        Ok(b) if (1..=MAX_BATCH_EVENTS).contains(&b.events.len()) => {
-            let texts: Vec<&str> = b.events.iter().map(|r| r.get()).collect();
-            prepare_texts(app, org, policy, &texts)
-        }
-        Ok(_) => None,
-        Err(_) => prepare_texts(app, org, policy, &[text]),
-    }
+    let rules = rules(app, org, policy);
+    let now_ms = rules.now.timestamp_millis().max(0) as u64;
+    event::fast::prepare_body(text, &rules, MAX_BATCH_EVENTS, |n| ulids(n, now_ms))
 }
 
 /// Splits a request body into events: one event object, or `{"events": [...]}`.

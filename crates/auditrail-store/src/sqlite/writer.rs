@@ -243,6 +243,8 @@ impl Writer {
         let mut postings: Vec<(i64, i64)> = Vec::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut inserted = 0usize;
+        // Each event's stored text, written into one buffer that SQLite copies from.
+        let mut body = String::with_capacity(1024);
         {
             let mut ins_event = tx
                 .prepare_cached("INSERT INTO events (rid, occurred_us, received_ms, leaf, body) VALUES (?1, ?2, ?3, ?4, ?5)")
@@ -290,9 +292,9 @@ impl Writer {
                             continue;
                         }
                     }
-                    let (body, leaf) = ev.finish_at(&received_at, seq);
+                    let leaf = ev.finish_into(&received_at, seq, &mut body);
                     ins_event
-                        .execute(params![r, ev.occurred_us, received_ms, &leaf[..], body])
+                        .execute(params![r, ev.occurred_us, received_ms, &leaf[..], &body])
                         .op("insert event")?;
                     postings.extend(keys.terms().iter().map(|&term| (term, r)));
                     let mut node_err = None;

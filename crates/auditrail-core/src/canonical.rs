@@ -94,8 +94,11 @@ fn write_number(n: &Number, out: &mut String) -> Result<(), CanonicalError> {
 /// Appends `s` as a JSON string literal with JCS escaping.
 pub fn write_string(s: &str, out: &mut String) {
     out.push('"');
-    // Most strings need no escape: one pass, eight bytes at a time, then one copy.
-    if !needs_escape(s.as_bytes()) {
+    // Most strings need no escape: one pass that vectorizes, then one copy.
+    if !s
+        .bytes()
+        .fold(false, |e, b| e | (b < 0x20) | (b == b'"') | (b == b'\\'))
+    {
         out.push_str(s);
         out.push('"');
         return;
@@ -126,36 +129,6 @@ pub fn write_string(s: &str, out: &mut String) {
     }
     out.push_str(&s[start..]);
     out.push('"');
-}
-
-/// Whether any byte of `s` is escaped in a string literal: a control character (below
-/// 0x20), `"` or `\\`. Strings here are mostly short, so this reads them as 64-bit words
-/// rather than byte by byte (a loop that only vectorizes from 16 or 32 bytes up).
-fn needs_escape(s: &[u8]) -> bool {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    /// Some byte of `x` is below `n` (`n` at most 0x80); exact, not an estimate.
-    fn below(x: u64, n: u8) -> bool {
-        x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH != 0
-    }
-    fn word(x: u64) -> bool {
-        below(x, 0x20)
-            || below(x ^ (ONES * u64::from(b'"')), 1)
-            || below(x ^ (ONES * u64::from(b'\\')), 1)
-    }
-    let mut chunks = s.chunks_exact(8);
-    let mut w = [0u8; 8];
-    for c in &mut chunks {
-        w.copy_from_slice(c);
-        if word(u64::from_le_bytes(w)) {
-            return true;
-        }
-    }
-    let rest = chunks.remainder();
-    // Padding that needs no escape.
-    let mut w = [b'a'; 8];
-    w[..rest.len()].copy_from_slice(rest);
-    word(u64::from_le_bytes(w))
 }
 
 #[cfg(test)]
@@ -220,9 +193,10 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn escape_test_matches_bytewise(s in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
-            let bytewise = s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
-            proptest::prop_assert_eq!(needs_escape(&s), bytewise);
+        fn key_order_is_utf16_order(a in "[a-z_\u{e000}\u{1f600}]{0,6}", b in "[a-z_\u{e000}\u{1f600}]{0,6}", ascii_a in "[ -~]{0,6}", ascii_b in "[ -~]{0,6}") {
+            for (x, y) in [(&a, &b), (&ascii_a, &ascii_b), (&a, &ascii_b)] {
+                proptest::prop_assert_eq!(key_order(x, y), x.encode_utf16().cmp(y.encode_utf16()));
+            }
         }
 
         #[test]

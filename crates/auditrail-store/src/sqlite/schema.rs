@@ -13,7 +13,10 @@
 //!   Commits write their postings to `postings_pending`, one row per org per commit
 //!   (since version 8; since version 9 its blob opens with a directory of its terms, see
 //!   `pending_blob.rs`), and the writer merges them into `postings` a block's worth of
-//!   events at a time (see `postings.rs`); a search reads both.
+//!   events at a time (see `postings.rs`); a search reads both. Since version 10 a merge
+//!   of many terms writes `postings_buckets` instead: one row per block and bucket (the
+//!   top 8 bits of the term) holding all that merge's terms of the bucket, packed as the
+//!   pending rows are; a search reads its term's rows of both tables.
 //! - `ids`, `ids_pending` and `ids_collided` hold the claims of client-supplied ids (see
 //!   `idem.rs`); generated ids are unique by construction. (`ids_recent`, one row per
 //!   claim, was replaced in version 7 by `ids_pending`, one row per group commit.)
@@ -148,6 +151,12 @@ CREATE TABLE postings_pending (first_rid INTEGER PRIMARY KEY, terms BLOB NOT NUL
 "#,
     // Version 9 only rewrites the pending postings' blobs (`convert_v9`).
     "",
+    r#"
+CREATE TABLE postings_buckets (
+    blk INTEGER NOT NULL, bucket INTEGER NOT NULL, first_rid INTEGER NOT NULL, terms BLOB NOT NULL,
+    PRIMARY KEY (blk, bucket, first_rid)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version whose script is followed by `convert_v6`.

@@ -1,22 +1,23 @@
 //! Search on SQLite.
 //!
 //! With a positive condition, the most selective one drives: its postings are read
-//! block by block (one seek per block of 2^16 seqs, up to the org's newest event) in
-//! seq order, with the not yet merged postings of recent commits (`postings.rs`) as
-//! the newest part, and each candidate event is fetched by rid. Without one, the
-//! events of the org are scanned in seq order. The caller runs a search in one read
-//! transaction, so a merge committed meanwhile is not seen half-way. Either way every candidate is checked
-//! exactly against the whole filter, and reading stops one match past the page, so the
-//! cursor never skips or repeats and `next_after` is set only when more matches exist.
+//! block by block (its own rows and its bucket's rows of each block of 2^16 seqs, see
+//! `postings.rs`, up to the org's newest event) in seq order, with the not yet merged
+//! postings of recent commits as the newest part, and each candidate event is fetched
+//! by rid. Without one, the events of the org are scanned in seq order. The caller runs
+//! a search in one read transaction, so a merge committed meanwhile is not seen half-way.
+//! Either way every candidate is checked exactly against the whole filter, and reading
+//! stops one match past the page, so the cursor never skips or repeats and `next_after`
+//! is set only when more matches exist.
 
 use auditrail_core::query::{Field, Filter};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::postings::pending_rids;
+use super::postings::{merged_rids, pending_rids};
 use super::schema::{MAX_SEQ, SEQ_BITS, block_of, rid, seq_of};
 use crate::error::Context;
-use crate::terms::{decode_rids, matches, term_key};
+use crate::terms::{matches, term_key};
 use crate::{Order, Page, PageRequest, Result, StoreError, StoredEvent};
 
 /// Which indexed field narrows results most, typically.
@@ -161,33 +162,19 @@ fn by_postings(
             }
         }
     }
-    let sql = match order {
-        Order::Desc => {
-            "SELECT first_rid, rids FROM postings WHERE blk = ?1 AND term = ?2 ORDER BY first_rid DESC"
-        }
-        Order::Asc => {
-            "SELECT first_rid, rids FROM postings WHERE blk = ?1 AND term = ?2 ORDER BY first_rid ASC"
-        }
-    };
-    let mut blocks = conn.prepare_cached(sql).op("prepare postings read")?;
     let (first, last) = (block_of(lo), block_of(hi));
     for k in 0..=(last - first) {
         let blk = match order {
             Order::Desc => last - k,
             Order::Asc => first + k,
         };
-        let mut rows = blocks.query(params![blk, term]).op("read postings")?;
-        while let Some(row) = rows.next().op("read postings")? {
-            let (first, blob): (i64, Vec<u8>) =
-                (row.get(0).op("postings")?, row.get(1).op("postings")?);
-            let mut rids = decode_rids(first, &blob);
-            if order == Order::Desc {
-                rids.reverse();
-            }
-            for r in rids {
-                if offer(r)? {
-                    return Ok(());
-                }
+        let mut rids = merged_rids(conn, blk, term)?;
+        if order == Order::Desc {
+            rids.reverse();
+        }
+        for r in rids {
+            if offer(r)? {
+                return Ok(());
             }
         }
     }

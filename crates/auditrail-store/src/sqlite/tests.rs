@@ -193,10 +193,15 @@ async fn all_of_actor(s: &SqliteStore, org: &str, actor: &str, order: crate::Ord
     }
 }
 
-fn pending_rows(dir: &Path) -> i64 {
+/// Rows of `table` in the store's database in `dir`.
+fn rows_of(dir: &Path, table: &str) -> i64 {
     let c = Connection::open(dir.join(DB_FILE)).unwrap();
-    c.query_row("SELECT count(*) FROM postings_pending", [], |r| r.get(0))
+    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
         .unwrap()
+}
+
+fn pending_rows(dir: &Path) -> i64 {
+    rows_of(dir, "postings_pending")
 }
 
 /// Small commits leave their postings pending; searches see pending and merged postings
@@ -265,9 +270,26 @@ async fn small_commits_are_searchable_pending_and_merged() {
 }
 
 fn bucket_rows(dir: &Path) -> i64 {
-    let c = Connection::open(dir.join(DB_FILE)).unwrap();
-    c.query_row("SELECT count(*) FROM postings_buckets", [], |r| r.get(0))
-        .unwrap()
+    rows_of(dir, "postings_buckets")
+}
+
+/// The seqs of one page (up to `limit`) of the search for `resource` in `org`.
+async fn seqs_of_resource(
+    s: &SqliteStore,
+    org: &str,
+    resource: &str,
+    limit: usize,
+    order: crate::Order,
+) -> Vec<u64> {
+    let mut f = Filter::default();
+    f.require(auditrail_core::query::Field::ResourceId, resource);
+    let page = PageRequest {
+        after_seq: None,
+        limit,
+        order,
+    };
+    let p = s.search(org, &f, page).await.unwrap();
+    p.events.iter().map(|e| e.seq).collect()
 }
 
 /// A merge of thousands of distinct terms (a resource id an event) goes to bucket rows;
@@ -276,7 +298,6 @@ fn bucket_rows(dir: &Path) -> i64 {
 #[tokio::test]
 async fn merges_of_many_terms_are_bucketed_and_searchable() {
     use crate::Order;
-    use auditrail_core::query::Field;
     let d = tempfile::tempdir().unwrap();
     let s = open(d.path());
     conformance::new_org(&s, "acme").await;
@@ -318,41 +339,13 @@ async fn merges_of_many_terms_are_bucketed_and_searchable() {
         ("r-5200", vec![5200]),
         ("r-4000", vec![4000]),
     ] {
-        let mut f = Filter::default();
-        f.require(Field::ResourceId, id);
-        let page = PageRequest {
-            after_seq: None,
-            limit: 10,
-            order: Order::Asc,
-        };
-        let got: Vec<u64> = s
-            .search("acme", &f, page)
-            .await
-            .unwrap()
-            .events
-            .iter()
-            .map(|e| e.seq)
-            .collect();
+        let got = seqs_of_resource(&s, "acme", id, 10, Order::Asc).await;
         assert_eq!(got, want, "resource {id}");
     }
     // r-1: its first event, then every single-event commit.
-    let mut f = Filter::default();
-    f.require(Field::ResourceId, "r-1");
-    let page = PageRequest {
-        after_seq: None,
-        limit: 1000,
-        order: Order::Desc,
-    };
-    let got: Vec<u64> = s
-        .search("acme", &f, page)
-        .await
-        .unwrap()
-        .events
-        .iter()
-        .map(|e| e.seq)
-        .collect();
     let mut want: Vec<u64> = std::iter::once(1).chain(5201..=n as u64).collect();
     want.reverse();
+    let got = seqs_of_resource(&s, "acme", "r-1", 1000, Order::Desc).await;
     assert_eq!(got, want);
     let bob: Vec<u64> = (1..=n)
         .filter(|&i| actor(i) == "bob")

@@ -16,9 +16,10 @@
 //! A merge of a whole block's events holds tens of thousands of distinct terms (resource
 //! ids, mostly with one or two events each), and a row per term made the merge the
 //! writer's longest step: ~28 ms for 66,000 events, during which no commit is
-//! answered. So where a merge writes at least `BUCKET_FROM` terms of a block, it writes
-//! them to `postings_buckets` instead: one row per bucket (the term's top 8 bits, so 256
-//! rows), its terms packed with a directory as the pending rows are. A search reads
+//! answered. So where a merge writes at least `BUCKET_FROM` terms of a block with few
+//! events each (at most `BUCKET_MAX_RIDS`), it writes those to `postings_buckets`
+//! instead: one row per bucket (the term's top 8 bits, so 256 rows), its terms packed
+//! with a directory as the pending rows are; terms of many events keep rows of their own. A search reads
 //! the term's own rows and its bucket's rows of each block (`merged_rids`). Small merges
 //! (many small commits) keep a row per term: a bucket row of a few terms would make
 //! every search of the bucket read one more row per merge.
@@ -46,6 +47,10 @@ const MERGE_AT: usize = 1 << super::schema::BLOCK_BITS;
 const MERGE_ROWS: usize = 128;
 /// Terms of one block in one merge from which the merge writes bucket rows.
 const BUCKET_FROM: usize = 4096;
+/// Rids a term may have in a block's merge and go to a bucket row. A lookup reads its
+/// bucket row whole, so terms of many events (actions, types, busy actors) keep rows of
+/// their own: a bucket row then holds only short lists, whatever term it is read for.
+const BUCKET_MAX_RIDS: usize = 16;
 
 /// The bucket of a term in `postings_buckets`: its top 8 bits (terms are hashes).
 pub(crate) fn bucket_of(term: i64) -> i64 {
@@ -191,17 +196,24 @@ impl Pending {
                 )
                 .op("prepare postings merge")?;
             let mut terms: Vec<(i64, &[i64])> = Vec::new();
+            let mut light: Vec<(i64, i64, &[i64])> = Vec::new();
             for block in rows.chunk_by(|a, b| a.0 == b.0) {
-                if block.len() < self.bucket_from {
-                    for &(blk, term, run) in block {
-                        ins.execute(params![blk, term, run[0], encode_rids(run)])
-                            .op("merge postings")?;
+                light.clear();
+                light.extend(block.iter().filter(|r| r.2.len() <= BUCKET_MAX_RIDS));
+                let bucketed = light.len() >= self.bucket_from;
+                for &(blk, term, run) in block {
+                    if bucketed && run.len() <= BUCKET_MAX_RIDS {
+                        continue;
                     }
-                    written += block.len();
+                    ins.execute(params![blk, term, run[0], encode_rids(run)])
+                        .op("merge postings")?;
+                    written += 1;
+                }
+                if !bucketed {
                     continue;
                 }
                 // Sorted by term, so each bucket's terms are together.
-                for bucket in block.chunk_by(|a, b| bucket_of(a.1) == bucket_of(b.1)) {
+                for bucket in light.chunk_by(|a, b| bucket_of(a.1) == bucket_of(b.1)) {
                     terms.clear();
                     terms.extend(bucket.iter().map(|&(_, term, run)| (term, run)));
                     let first = terms
@@ -478,10 +490,19 @@ mod tests {
         };
         // Two terms: a row each.
         commit(&mut p, &[(a, &[r(1), r(2)]), (z, &[r(2)])], 2);
-        // Four terms: bucket rows (0 holds a and b; 255 and 16 one term each).
+        // Four terms of few events: bucket rows (0 holds a and b; 255 and 16 one term
+        // each); `h`, with more events than a bucket row takes, gets a row of its own.
+        let h = 9i64 << 56;
+        let many: Vec<i64> = (3..=3 + BUCKET_MAX_RIDS as u64).map(r).collect();
         commit(
             &mut p,
-            &[(a, &[r(3), r(4)]), (b, &[r(3)]), (z, &[r(4)]), (x, &[r(4)])],
+            &[
+                (a, &[r(3), r(4)]),
+                (b, &[r(3)]),
+                (z, &[r(4)]),
+                (x, &[r(4)]),
+                (h, &many),
+            ],
             2,
         );
         // Two terms again, one of them in block 1 too.
@@ -490,7 +511,7 @@ mod tests {
             c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
                 .unwrap()
         };
-        assert_eq!(count("postings"), 5);
+        assert_eq!(count("postings"), 6);
         assert_eq!(count("postings_buckets"), 3);
         let blk0 = block_of(r(1));
         assert_eq!(
@@ -504,6 +525,7 @@ mod tests {
             merged_rids(&c, blk0, 7).unwrap().is_empty(),
             "same bucket, other term"
         );
+        assert_eq!(merged_rids(&c, blk0, h).unwrap(), many);
         assert_eq!(merged_rids(&c, blk0 + 1, a).unwrap(), vec![r(65_536)]);
         assert!(merged_rids(&c, blk0 + 1, b).unwrap().is_empty());
 

@@ -14,9 +14,10 @@
 //!   (since version 8; since version 9 its blob opens with a directory of its terms, see
 //!   `pending_blob.rs`), and the writer merges them into `postings` a block's worth of
 //!   events at a time (see `postings.rs`); a search reads both. Since version 10 a merge
-//!   of many terms writes `postings_buckets` instead: one row per block and bucket (the
-//!   top 8 bits of the term) holding all that merge's terms of the bucket, packed as the
-//!   pending rows are; a search reads its term's rows of both tables.
+//!   of many terms writes its terms of few events to `postings_buckets` instead: one row
+//!   per block and bucket (the top 8 bits of the term) holding all that merge's such terms
+//!   of the bucket, packed as the pending rows are; a search reads its term's rows of both
+//!   tables.
 //! - `ids`, `ids_pending` and `ids_collided` hold the claims of client-supplied ids (see
 //!   `idem.rs`); generated ids are unique by construction. (`ids_recent`, one row per
 //!   claim, was replaced in version 7 by `ids_pending`, one row per group commit.)

@@ -19,10 +19,10 @@
 //! answered. So where a merge writes at least `BUCKET_FROM` terms of a block with few
 //! events each (at most `BUCKET_MAX_RIDS`), it writes those to `postings_buckets`
 //! instead: one row per bucket (the term's top 8 bits, so 256 rows), its terms packed
-//! with a directory as the pending rows are; terms of many events keep rows of their own. A search reads
-//! the term's own rows and its bucket's rows of each block (`merged_rids`). Small merges
-//! (many small commits) keep a row per term: a bucket row of a few terms would make
-//! every search of the bucket read one more row per merge.
+//! with a directory as the pending rows are; terms of many events keep rows of their
+//! own. A search reads the term's own rows and its bucket's rows of each block
+//! (`merged_rids`). Small merges (many small commits) keep a row per term: a bucket row
+//! of a few terms would make every search of the bucket read one more row per merge.
 //!
 //! Every pending rid of an org is newer than every merged one (rids grow with time, and a
 //! merge takes everything pending), which is what lets a search read the pending rows as
@@ -51,6 +51,10 @@ const BUCKET_FROM: usize = 4096;
 /// bucket row whole, so terms of many events (actions, types, busy actors) keep rows of
 /// their own: a bucket row then holds only short lists, whatever term it is read for.
 const BUCKET_MAX_RIDS: usize = 16;
+
+/// Names of the postings tables in errors.
+const PENDING: &str = "pending postings";
+const BUCKETED: &str = "bucketed postings";
 
 /// The bucket of a term in `postings_buckets`: its top 8 bits (terms are hashes).
 pub(crate) fn bucket_of(term: i64) -> i64 {
@@ -115,11 +119,9 @@ impl Pending {
         let mut rows = st.query([]).op("read pending postings")?;
         let mut all = Vec::new();
         while let Some(r) = rows.next().op("read pending postings")? {
-            let first: i64 = r.get(0).op("pending postings")?;
-            let blob = r.get_ref(1).op("pending postings")?;
-            let blob = blob.as_blob().map_err(|_| corrupt(first))?;
+            let (first, blob) = first_and_blob(r, PENDING)?;
             self.rows += 1;
-            for (term, rids) in unpack(first, blob).map_err(|_| corrupt(first))? {
+            for (term, rids) in unpack(first, blob).map_err(|_| corrupt(PENDING, first))? {
                 all.extend_from_slice(&rids);
                 self.recent.entry(term).or_default().extend(rids);
             }
@@ -197,12 +199,13 @@ impl Pending {
                 .op("prepare postings merge")?;
             let mut terms: Vec<(i64, &[i64])> = Vec::new();
             let mut light: Vec<(i64, i64, &[i64])> = Vec::new();
+            let is_light = |run: &[i64]| run.len() <= BUCKET_MAX_RIDS;
             for block in rows.chunk_by(|a, b| a.0 == b.0) {
                 light.clear();
-                light.extend(block.iter().filter(|r| r.2.len() <= BUCKET_MAX_RIDS));
+                light.extend(block.iter().filter(|r| is_light(r.2)));
                 let bucketed = light.len() >= self.bucket_from;
                 for &(blk, term, run) in block {
-                    if bucketed && run.len() <= BUCKET_MAX_RIDS {
+                    if bucketed && is_light(run) {
                         continue;
                     }
                     ins.execute(params![blk, term, run[0], encode_rids(run)])
@@ -276,8 +279,16 @@ fn write_pending(tx: &Transaction<'_>, terms: &mut [(i64, &[i64])]) -> Result<us
     Ok(rows)
 }
 
-fn corrupt(first: i64) -> StoreError {
-    StoreError::Corrupt(format!("pending postings at rid {first}"))
+fn corrupt(what: &str, first: i64) -> StoreError {
+    StoreError::Corrupt(format!("{what} at rid {first}"))
+}
+
+/// A postings row's `(first_rid, blob)`; `what` names the table in errors.
+fn first_and_blob<'r>(r: &'r rusqlite::Row<'_>, what: &'static str) -> Result<(i64, &'r [u8])> {
+    let first: i64 = r.get(0).op(what)?;
+    let blob = r.get_ref(1).op(what)?;
+    let blob = blob.as_blob().map_err(|_| corrupt(what, first))?;
+    Ok((first, blob))
 }
 
 /// The rids of `term` held in `org_num`'s pending rows, ascending.
@@ -296,10 +307,8 @@ pub(crate) fn pending_rids(
         .op("read pending postings")?;
     let mut out = Vec::new();
     while let Some(r) = rows.next().op("read pending postings")? {
-        let first: i64 = r.get(0).op("pending postings")?;
-        let blob = r.get_ref(1).op("pending postings")?;
-        let blob = blob.as_blob().map_err(|_| corrupt(first))?;
-        rids_of(first, blob, term, &mut out).map_err(|_| corrupt(first))?;
+        let (first, blob) = first_and_blob(r, PENDING)?;
+        rids_of(first, blob, term, &mut out).map_err(|_| corrupt(PENDING, first))?;
     }
     Ok(out)
 }
@@ -313,9 +322,7 @@ pub(crate) fn merged_rids(conn: &rusqlite::Connection, blk: i64, term: i64) -> R
         .op("prepare postings read")?;
     let mut rows = own.query(params![blk, term]).op("read postings")?;
     while let Some(r) = rows.next().op("read postings")? {
-        let first: i64 = r.get(0).op("postings")?;
-        let blob = r.get_ref(1).op("postings")?;
-        let blob = blob.as_blob().map_err(|_| damaged("postings", first))?;
+        let (first, blob) = first_and_blob(r, "postings")?;
         out.extend(crate::terms::decode_rids(first, blob));
     }
     let mut buckets = conn
@@ -327,20 +334,12 @@ pub(crate) fn merged_rids(conn: &rusqlite::Connection, blk: i64, term: i64) -> R
         .query(params![blk, bucket_of(term)])
         .op("read postings")?;
     while let Some(r) = rows.next().op("read postings")? {
-        let first: i64 = r.get(0).op("postings")?;
-        let blob = r.get_ref(1).op("postings")?;
-        let blob = blob
-            .as_blob()
-            .map_err(|_| damaged("bucketed postings", first))?;
-        rids_of(first, blob, term, &mut out).map_err(|_| damaged("bucketed postings", first))?;
+        let (first, blob) = first_and_blob(r, BUCKETED)?;
+        rids_of(first, blob, term, &mut out).map_err(|_| corrupt(BUCKETED, first))?;
     }
     // Each row's rids ascend; rows of the two tables interleave in time.
     out.sort_unstable();
     Ok(out)
-}
-
-fn damaged(what: &str, first: i64) -> StoreError {
-    StoreError::Corrupt(format!("{what} at rid {first}"))
 }
 
 /// Rewrites version 8's pending rows in version 9's format (see `pending_blob.rs`).
@@ -358,7 +357,7 @@ pub(crate) fn convert_v9(tx: &Transaction<'_>) -> Result<()> {
         .prepare("UPDATE postings_pending SET terms = ?2 WHERE first_rid = ?1")
         .op("prepare pending postings")?;
     for (first, blob) in rows {
-        let terms = legacy_entries(first, &blob).map_err(|_| corrupt(first))?;
+        let terms = legacy_entries(first, &blob).map_err(|_| corrupt(PENDING, first))?;
         let terms: Vec<(i64, &[i64])> = terms.iter().map(|(t, r)| (*t, &r[..])).collect();
         up.execute(params![first, pack(first, &terms)])
             .op("convert pending postings")?;

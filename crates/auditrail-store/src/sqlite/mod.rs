@@ -538,8 +538,11 @@ impl Store for SqliteStore {
             _permit: permit,
         }))?;
         Ok(Box::pin(async move {
-            rx.await
-                .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
+            let (result, spent) = rx
+                .await
+                .map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
+            drop(spent);
+            result
         }))
     }
 

@@ -69,9 +69,17 @@ pub(crate) struct Append {
     pub events: Vec<PreparedEvent>,
     /// `Keys::of` each event, in the same order.
     pub keys: Vec<Keys>,
-    pub reply: oneshot::Sender<Result<Vec<Accepted>>>,
+    /// The outcome, and the events themselves handed back to be freed by the request
+    /// that made them (see `Reply`).
+    pub reply: oneshot::Sender<Reply>,
     pub _permit: OwnedSemaphorePermit,
 }
+
+/// A commit's outcome with the events it took. Freeing tens of thousands of small
+/// allocations a group is time the writer would not be writing; freed by the request
+/// task that allocated them, they are also freed on the thread (and into the allocator
+/// pages) they came from, which a thread of their own could not do.
+pub(crate) type Reply = (Result<Vec<Accepted>>, Vec<PreparedEvent>);
 
 pub(crate) enum Job {
     Append(Append),
@@ -93,9 +101,6 @@ pub(crate) struct Writer {
     postings: Pending,
     observer: Option<CommitObserver>,
     checkpointer: Checkpointer,
-    /// Committed events are freed on another thread: tens of thousands of small
-    /// allocations per group are time the writer would not be writing.
-    spent: Option<std::sync::mpsc::Sender<Vec<Vec<PreparedEvent>>>>,
 }
 
 impl Writer {
@@ -108,12 +113,6 @@ impl Writer {
             Some(db) if !db.is_empty() => Claims::new().with_filter(db.into()),
             _ => Claims::new(),
         };
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<Vec<PreparedEvent>>>();
-        let spent = std::thread::Builder::new()
-            .name("auditrail-free".into())
-            .spawn(move || while rx.recv().is_ok() {})
-            .ok()
-            .map(|_| tx);
         Self {
             conn,
             orgs: HashMap::new(),
@@ -121,7 +120,6 @@ impl Writer {
             postings: Pending::new(),
             observer,
             checkpointer,
-            spent,
         }
     }
 
@@ -200,13 +198,8 @@ impl Writer {
                     .map(|e| e.head.len() + e.mid.len() + 160)
                     .sum();
                 self.committed(bytes as u64);
-                let mut spent = Vec::with_capacity(jobs.len());
-                for (mut job, out) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(out));
-                    spent.push(std::mem::take(&mut job.events));
-                }
-                if let Some(tx) = &self.spent {
-                    let _ = tx.send(spent);
+                for (job, out) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send((Ok(out), job.events));
                 }
                 if let Some(obs) = &self.observer {
                     obs(CommitStats {
@@ -224,7 +217,9 @@ impl Writer {
                 self.postings.invalidate();
                 let msg = e.to_string();
                 for job in jobs {
-                    let _ = job.reply.send(Err(StoreError::Unavailable(msg.clone())));
+                    let _ = job
+                        .reply
+                        .send((Err(StoreError::Unavailable(msg.clone())), job.events));
                 }
             }
         }

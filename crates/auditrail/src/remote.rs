@@ -62,6 +62,49 @@ impl Client {
         bail!("{url} stayed overloaded")
     }
 
+    /// POSTs a JSON body already written; retries while the server says it is
+    /// overloaded. `Ok(Err((status, answer)))` is the server refusing it, with its JSON
+    /// answer (`{"error": {...}}`), so that the caller can read the error's details.
+    pub async fn post_json_bytes(
+        &self,
+        path: &str,
+        body: bytes::Bytes,
+    ) -> anyhow::Result<Result<Value, (reqwest::StatusCode, Value)>> {
+        let url = format!("{}{path}", self.base);
+        for attempt in 0..30u32 {
+            let resp = self
+                .http
+                .post(&url)
+                .bearer_auth(&self.token)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+            let status = resp.status();
+            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && attempt < 29 {
+                let wait = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(1);
+                tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                continue;
+            }
+            let value: Value = resp
+                .json()
+                .await
+                .with_context(|| format!("{url} answered {status} without JSON"))?;
+            return Ok(if status.is_success() {
+                Ok(value)
+            } else {
+                Err((status, value))
+            });
+        }
+        bail!("{url} stayed overloaded")
+    }
+
     async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);
         let resp = self

@@ -300,6 +300,115 @@ fn bulk_ingest_keeps_file_order_and_names_bad_lines() {
     );
 }
 
+/// `auditrail ingest --url` against a running server, `batch` lines a request.
+fn ingest_remote(base: &str, token: &str, file: &Path, batch: usize) -> std::process::Output {
+    Command::new(BIN)
+        .args(["ingest", "--org", "acme", "--url", base, "--token", token])
+        .args(["--batch", &batch.to_string()])
+        .arg(file)
+        .env_remove("AUDITRAIL_ADMIN_TOKEN")
+        .output()
+        .unwrap()
+}
+
+/// Against a running server, the load keeps file order (one request in flight while the
+/// next is read), stores nothing twice when rerun, names a line that is not JSON before
+/// anything of its batch is sent, maps the server's refusal of an event to its file line,
+/// and reports what was stored before the bad batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_ingest_keeps_file_order_and_names_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut srv = serve(dir.path());
+    let http = reqwest::Client::new();
+    let (s, _) = post(
+        &http,
+        &format!("{}/v1/orgs", srv.base),
+        ADMIN,
+        json!({"id": "acme", "name": "Acme"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 201);
+    let (s, key) = post(
+        &http,
+        &format!("{}/v1/orgs/acme/keys", srv.base),
+        ADMIN,
+        json!({"name": "loader", "role": "ingest"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 201);
+    let token = key["token"].as_str().unwrap().to_owned();
+    let lines = |prefix: &str, n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| json!({"id": format!("{prefix}{i}"), "action": "bulk", "actor": {"id": format!("u-{}", i % 7)}}).to_string())
+            .collect()
+    };
+
+    // 2,500 events and a blank line, in requests of 1,000.
+    let file = dir.path().join("events.ndjson");
+    let mut text = lines("e", 2_500);
+    text.insert(1_200, String::new());
+    std::fs::write(&file, text.join("\n") + "\n").unwrap();
+    let out = ingest_remote(&srv.base, &token, &file, 1000);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("ingested 2500 events"), "{err}");
+    let out = ingest_remote(&srv.base, &token, &file, 1000);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("ingested 0 events") && err.contains("2500 already present"),
+        "{err}"
+    );
+
+    // Line 1,501 is not JSON: the first request was sent and stored, the second never was.
+    let bad_json = dir.path().join("bad-json.ndjson");
+    let mut text = lines("f", 1_510);
+    text[1_500] = "{\"action\": \"x\"".into();
+    std::fs::write(&bad_json, text.join("\n")).unwrap();
+    let out = ingest_remote(&srv.base, &token, &bad_json, 1000);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("line 1501: invalid JSON"), "{err}");
+    assert!(err.contains("1000 events were stored"), "{err}");
+
+    // Line 1,200 is JSON but no valid event: the server refuses its whole request and the
+    // error names the file line and the field.
+    let bad_event = dir.path().join("bad-event.ndjson");
+    let mut text = lines("g", 1_500);
+    text[1_199] = json!({"id": "g-bad", "action": ""}).to_string();
+    std::fs::write(&bad_event, text.join("\n")).unwrap();
+    let out = ingest_remote(&srv.base, &token, &bad_event, 1000);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("line 1200: action"), "{err}");
+    assert!(err.contains("1000 events were stored"), "{err}");
+
+    // Two values on one line would be two events in the request: refused as not JSON.
+    let two = dir.path().join("two.ndjson");
+    std::fs::write(&two, "{\"action\":\"a\"} {\"action\":\"b\"}\n").unwrap();
+    let out = ingest_remote(&srv.base, &token, &two, 1000);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("line 1: invalid JSON"), "{err}");
+    assert!(err.contains("0 events were stored"), "{err}");
+
+    // Stored once each, in file order, and nothing of a refused request.
+    let ids: Vec<String> = stored_ids(dir.path())
+        .into_iter()
+        .filter(|id| id.starts_with(['e', 'f', 'g']))
+        .collect();
+    let want: Vec<String> = (0..2_500)
+        .map(|i| format!("e{i}"))
+        .chain((0..1_000).map(|i| format!("f{i}")))
+        .chain((0..1_000).map(|i| format!("g{i}")))
+        .collect();
+    assert_eq!(ids, want);
+    srv.child.kill().unwrap();
+    srv.child.wait().unwrap();
+}
+
 /// Batches are committed while later ones are read and prepared: a bad line far into the
 /// file stops the load, and every batch queued before it is committed, counted and in
 /// file order, nothing after it.

@@ -91,9 +91,23 @@ impl Batch {
             .collect()
     }
 
-    /// The batch's lines as JSON, naming the file line of the first that is not.
-    fn values(&self) -> anyhow::Result<Vec<Value>> {
-        self.values_of(&self.texts()?)
+    /// `{"events": [...]}` of the batch's lines as they are, each checked to be one JSON
+    /// value (so that the body holds exactly one event a line); names the file line of
+    /// the first that is not.
+    fn request_body(&self) -> anyhow::Result<bytes::Bytes> {
+        let texts = self.texts()?;
+        let mut body = Vec::with_capacity(self.buf.len() + texts.len() + 16);
+        body.extend_from_slice(b"{\"events\":[");
+        for (i, (l, n)) in texts.iter().zip(&self.numbers).enumerate() {
+            serde_json::from_str::<serde::de::IgnoredAny>(l)
+                .map_err(|e| anyhow::anyhow!("line {n}: invalid JSON: {e}"))?;
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(l.as_bytes());
+        }
+        body.extend_from_slice(b"]}");
+        Ok(body.into())
     }
 
     /// `texts` (the batch's lines, from [`Batch::texts`]) as JSON.
@@ -331,33 +345,112 @@ fn prepare(
         })
 }
 
+/// Against a running server: one request in flight at a time, so that seqs follow the
+/// file, while the next batch is read and its body written. Each line goes into the body
+/// as it is in the file (checked locally to be one JSON value, so a bad line is named
+/// before anything of its batch is sent); the server checks the events.
 async fn remote(url: &str, token: Option<&str>, args: &Args, total: u64) -> anyhow::Result<Tally> {
-    let client = Client::new(url, token)?;
+    let client = std::sync::Arc::new(Client::new(url, token)?);
     let size = args.batch.unwrap_or(1000).clamp(1, 1000);
     let pb = progress(total);
     let mut t: Tally = (0, 0, None, None);
-    for b in batches(&args.file, size, Buffers::default())? {
-        let b = b?;
-        let events = b.values()?;
-        let resp = client
-            .post("/v1/events", &serde_json::json!({ "events": events }))
-            .await
-            .with_context(|| format!("batch starting at line {}", b.first_line))?;
-        let accepted: Vec<auditrail_store::Accepted> = resp["accepted"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|x| auditrail_store::Accepted {
-                        id: x["id"].as_str().unwrap_or_default().to_owned(),
-                        seq: x["seq"].as_u64().unwrap_or(0),
-                        duplicate: x["duplicate"].as_bool().unwrap_or(false),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        tally(&mut t, &accepted);
-        pb.inc(b.bytes);
+    let buffers = Buffers::default();
+    let mut source = batches(&args.file, size, buffers.clone())?;
+    let mut in_flight: Option<Sent> = None;
+    let mut result = async {
+        for b in source.by_ref() {
+            let mut b = b?;
+            let body = b.request_body()?;
+            let sent_bytes = b.bytes;
+            let lines = std::mem::take(&mut b.numbers);
+            buffers.give(b.buf);
+            // The batch before this one is answered before this one is sent.
+            if let Some(prev) = in_flight.take() {
+                let bytes = prev.bytes;
+                tally(&mut t, &prev.answer().await?);
+                pb.inc(bytes);
+                pb.set_message(format!("{} events", t.0));
+            }
+            let c = client.clone();
+            in_flight = Some(Sent {
+                request: tokio::spawn(async move { c.post_json_bytes("/v1/events", body).await }),
+                lines,
+                bytes: sent_bytes,
+            });
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    // A batch already sent is stored (or refused) whatever stopped the loop: wait for its
+    // answer so that the count below is what the log holds.
+    if let Some(prev) = in_flight.take() {
+        let bytes = prev.bytes;
+        match prev.answer().await {
+            Ok(accepted) => {
+                tally(&mut t, &accepted);
+                pb.inc(bytes);
+            }
+            Err(e) => {
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        }
     }
     pb.finish_and_clear();
+    if let Err(e) = result {
+        bail!(
+            "{e:#}\n{} events were stored (rerunning is safe for events with an `id`: they are not stored twice)",
+            t.0
+        );
+    }
     Ok(t)
+}
+
+/// A batch posted to the server, with the file lines of its events.
+struct Sent {
+    request: tokio::task::JoinHandle<anyhow::Result<Result<Value, (reqwest::StatusCode, Value)>>>,
+    lines: Vec<usize>,
+    bytes: u64,
+}
+
+impl Sent {
+    /// The server's answer: the batch's outcomes, or its refusal naming the file line.
+    async fn answer(self) -> anyhow::Result<Vec<auditrail_store::Accepted>> {
+        let first = self.lines.first().copied().unwrap_or(0);
+        let answer = self
+            .request
+            .await
+            .context("request task failed")?
+            .with_context(|| format!("batch starting at line {first}"))?;
+        let resp = match answer {
+            Ok(resp) => resp,
+            Err((status, v)) => {
+                let detail = &v["error"]["details"][0];
+                let line = detail["index"]
+                    .as_u64()
+                    .and_then(|i| self.lines.get(i as usize).copied());
+                let message = v["error"]["message"].as_str().unwrap_or("request failed");
+                match (line, detail["field"].as_str(), detail["reason"].as_str()) {
+                    (Some(line), Some(field), Some(reason)) => {
+                        bail!("line {line}: {field}: {reason}")
+                    }
+                    _ => bail!(
+                        "batch starting at line {first}: the server answered {status}: {message}"
+                    ),
+                }
+            }
+        };
+        let accepted = resp["accepted"]
+            .as_array()
+            .context("the server's answer has no `accepted` list")?;
+        Ok(accepted
+            .iter()
+            .map(|x| auditrail_store::Accepted {
+                id: x["id"].as_str().unwrap_or_default().to_owned(),
+                seq: x["seq"].as_u64().unwrap_or(0),
+                duplicate: x["duplicate"].as_bool().unwrap_or(false),
+            })
+            .collect())
+    }
 }

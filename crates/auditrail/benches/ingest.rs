@@ -1,7 +1,8 @@
 //! Ingest benchmark: auditrail against the naive SQLite layout, on the same events, in
 //! one run. `cargo bench -p auditrail --bench ingest` (env BENCH_EVENTS, BENCH_BULK_EVENTS;
 //! BENCH_ONLY_BATCHES=N, BENCH_ONLY_SINGLES=N or BENCH_ONLY_BULK=N runs just that phase
-//! N times).
+//! N times; BENCH_ONLY_REMOTE=N runs `auditrail ingest --url` of BENCH_BULK_EVENTS events
+//! against a fresh server N times).
 //!
 //! Peers: one SQLite row per event with two secondary indexes, WAL, synchronous=FULL,
 //! 1000-row transactions, driven from Rust (rusqlite) and from Python's `executemany`:
@@ -231,6 +232,55 @@ async fn search_latency(srv: &TestServer, org: &str) -> (f64, f64) {
     (support::pct(&mut lat, 0.5), support::pct(&mut lat, 0.99))
 }
 
+/// An NDJSON file of `n` events (not the ones the HTTP phases send).
+fn bulk_file(dir: &Path, n: u64) -> std::path::PathBuf {
+    let file = dir.join("bulk.ndjson");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    for i in 0..n {
+        writeln!(f, "{}", event(i + 10_000_000)).unwrap();
+    }
+    file
+}
+
+/// `auditrail ingest --url` of `n` events into a running server (a fresh one each round,
+/// in this process), `rounds` times; prints events/s.
+fn remote_cli(dir: &Path, n: u64, rounds: u64) {
+    let file = bulk_file(dir, n);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for round in 0..rounds {
+        let (srv, key) = rt.block_on(async {
+            let srv =
+                TestServer::start_with(&dir.join(format!("remote{round}")), Duration::from_secs(5))
+                    .await;
+            srv.create_org("bulk").await;
+            let key = srv.key("bulk", "ingest").await;
+            (srv, key)
+        });
+        let start = Instant::now();
+        let out = std::process::Command::new(common::BIN)
+            .args([
+                "ingest", "--org", "bulk", "--url", &srv.base, "--token", &key,
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!(
+            "auditrail ingest --url (one request of 1000 in flight) of {n}: {:.0} events/s",
+            n as f64 / secs
+        );
+        rt.block_on(srv.stop());
+    }
+}
+
 fn bulk_cli(dir: &Path, n: u64) -> f64 {
     let bin = common::BIN;
     let data = dir.join("bulk");
@@ -240,12 +290,7 @@ fn bulk_cli(dir: &Path, n: u64) -> f64 {
         .output()
         .unwrap();
     assert!(ok.status.success());
-    let file = dir.join("bulk.ndjson");
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-    for i in 0..n {
-        writeln!(f, "{}", event(i + 10_000_000)).unwrap();
-    }
-    drop(f);
+    let file = bulk_file(dir, n);
     let start = Instant::now();
     let out = std::process::Command::new(bin)
         .args(["ingest", "--org", "bulk", "--data-dir"])
@@ -331,6 +376,10 @@ fn main() {
     }
     if std::env::var_os("BENCH_ONLY_SINGLES").is_some() {
         only_one_phase(dir.path(), &events, true);
+        return;
+    }
+    if std::env::var_os("BENCH_ONLY_REMOTE").is_some() {
+        remote_cli(dir.path(), bulk, support::env_u64("BENCH_ONLY_REMOTE", 1));
         return;
     }
     if std::env::var_os("BENCH_ONLY_BULK").is_some() {

@@ -26,40 +26,16 @@ impl Client {
 
     /// POSTs JSON; retries while the server says it is overloaded.
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
-        for attempt in 0..30u32 {
-            let resp = self
-                .http
-                .post(&url)
-                .bearer_auth(&self.token)
-                .json(body)
-                .send()
-                .await
-                .with_context(|| format!("cannot reach {url}"))?;
-            let status = resp.status();
-            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && attempt < 29 {
-                let wait = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(1);
-                tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-                continue;
-            }
-            let value: Value = resp
-                .json()
-                .await
-                .with_context(|| format!("{url} answered {status} without JSON"))?;
-            if !status.is_success() {
+        let bytes = serde_json::to_vec(body).context("cannot write the request")?;
+        match self.post_json_bytes(path, bytes.into()).await? {
+            Ok(value) => Ok(value),
+            Err((status, value)) => {
                 let msg = value["error"]["message"]
                     .as_str()
                     .unwrap_or("request failed");
-                bail!("{url} answered {status}: {msg}");
+                bail!("{}{path} answered {status}: {msg}", self.base)
             }
-            return Ok(value);
         }
-        bail!("{url} stayed overloaded")
     }
 
     /// POSTs a JSON body already written; retries while the server says it is

@@ -47,29 +47,35 @@ async fn post(
     Ok((s, r.json().await.unwrap_or(Value::Null)))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sigkill_during_concurrent_ingest_loses_no_acknowledged_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut srv = serve(dir.path());
-    let http = reqwest::Client::new();
-    let (s, _) = post(
-        &http,
-        &format!("{}/v1/orgs", srv.base),
+/// Creates the org `acme` on the server at `base` and a key of `role` in it; its token.
+async fn org_acme_with_key(http: &reqwest::Client, base: &str, role: &str) -> String {
+    let (s, org) = post(
+        http,
+        &format!("{base}/v1/orgs"),
         ADMIN,
         json!({"id": "acme"}),
     )
     .await
     .unwrap();
-    assert_eq!(s, 201);
-    let (_, k) = post(
-        &http,
-        &format!("{}/v1/orgs/acme/keys", srv.base),
+    assert_eq!(s, 201, "{org}");
+    let (s, key) = post(
+        http,
+        &format!("{base}/v1/orgs/acme/keys"),
         ADMIN,
-        json!({"name": "i", "role": "admin"}),
+        json!({"name": role, "role": role}),
     )
     .await
     .unwrap();
-    let token = k["token"].as_str().unwrap().to_owned();
+    assert_eq!(s, 201, "{key}");
+    key["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_concurrent_ingest_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut srv = serve(dir.path());
+    let http = reqwest::Client::new();
+    let token = org_acme_with_key(&http, &srv.base, "admin").await;
 
     // 16 clients send batches until the server dies; record every acknowledgement.
     let acked: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
@@ -320,25 +326,7 @@ async fn remote_ingest_keeps_file_order_and_names_bad_lines() {
     let dir = tempfile::tempdir().unwrap();
     let mut srv = serve(dir.path());
     let http = reqwest::Client::new();
-    let (s, _) = post(
-        &http,
-        &format!("{}/v1/orgs", srv.base),
-        ADMIN,
-        json!({"id": "acme", "name": "Acme"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(s, 201);
-    let (s, key) = post(
-        &http,
-        &format!("{}/v1/orgs/acme/keys", srv.base),
-        ADMIN,
-        json!({"name": "loader", "role": "ingest"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(s, 201);
-    let token = key["token"].as_str().unwrap().to_owned();
+    let token = org_acme_with_key(&http, &srv.base, "ingest").await;
     let lines = |prefix: &str, n: usize| -> Vec<String> {
         (0..n)
             .map(|i| json!({"id": format!("{prefix}{i}"), "action": "bulk", "actor": {"id": format!("u-{}", i % 7)}}).to_string())

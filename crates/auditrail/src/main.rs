@@ -71,6 +71,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if !matches!(cli.command, Command::Serve(_) | Command::Gateway(_)) {
+        // The services set up their own logging; the one-shot commands log warnings (a
+        // failed checkpoint, say) unless `AUDITRAIL_LOG` asks for more.
+        cmd::serve::init_tracing("warn");
+    }
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => cmd::serve::run(&cli.overrides, args).await,

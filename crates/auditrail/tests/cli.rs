@@ -397,6 +397,38 @@ async fn remote_ingest_keeps_file_order_and_names_bad_lines() {
     srv.child.wait().unwrap();
 }
 
+/// The one-shot commands log warnings only, unless `AUDITRAIL_LOG` asks for more; written
+/// to a file or pipe, the log has no colour codes.
+#[test]
+fn one_shot_commands_log_what_auditrail_log_asks_for() {
+    let dir = dir_with_acme();
+    let file = dir.path().join("events.ndjson");
+    std::fs::write(&file, "{\"id\":\"a1\",\"action\":\"a\"}\n").unwrap();
+    let ingest = |log: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["ingest", "--org", "acme", "--data-dir"])
+            .arg(dir.path())
+            .arg(&file)
+            .env_remove("AUDITRAIL_LOG");
+        if let Some(l) = log {
+            cmd.env("AUDITRAIL_LOG", l);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let quiet = ingest(None);
+    assert!(quiet.contains("ingested 1 events"), "{quiet}");
+    assert!(
+        !quiet.contains("DEBUG") && !quiet.contains("INFO"),
+        "{quiet}"
+    );
+    let debug = ingest(Some("auditrail_store=debug"));
+    assert!(debug.contains("DEBUG"), "{debug}");
+    assert!(debug.contains("checkpoint"), "{debug}");
+    assert!(!debug.contains('\u{1b}'), "{debug}");
+}
+
 /// Batches are committed while later ones are read and prepared: a bad line far into the
 /// file stops the load, and every batch queued before it is committed, counted and in
 /// file order, nothing after it.

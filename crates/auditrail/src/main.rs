@@ -71,11 +71,15 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    if !matches!(cli.command, Command::Serve(_) | Command::Gateway(_)) {
-        // The services set up their own logging; the one-shot commands log warnings (a
-        // failed checkpoint, say) unless `AUDITRAIL_LOG` asks for more.
-        cmd::serve::init_tracing("warn");
-    }
+    // The services log `info`; the one-shot commands only warnings (a failed checkpoint,
+    // say) unless `AUDITRAIL_LOG` asks for more.
+    init_tracing(
+        if matches!(cli.command, Command::Serve(_) | Command::Gateway(_)) {
+            "info"
+        } else {
+            "warn"
+        },
+    );
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => cmd::serve::run(&cli.overrides, args).await,
@@ -95,4 +99,18 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr, filtered by `AUDITRAIL_LOG` (tracing's `EnvFilter` syntax), else by
+/// `default`.
+fn init_tracing(default: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AUDITRAIL_LOG")
+        .unwrap_or_else(|_| default.into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        // Colours only on a terminal: not as escape codes in a log file.
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -307,14 +307,18 @@ fn bulk_ingest_keeps_file_order_and_names_bad_lines() {
 }
 
 /// `auditrail ingest --url` against a running server, `batch` lines a request.
-fn ingest_remote(base: &str, token: &str, file: &Path, batch: usize) -> std::process::Output {
-    Command::new(BIN)
+fn ingest_remote(base: &str, token: &str, file: &Path, batch: usize) -> (bool, String) {
+    let out = Command::new(BIN)
         .args(["ingest", "--org", "acme", "--url", base, "--token", token])
         .args(["--batch", &batch.to_string()])
         .arg(file)
         .env_remove("AUDITRAIL_ADMIN_TOKEN")
         .output()
-        .unwrap()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Against a running server, the load keeps file order (one request in flight while the
@@ -338,13 +342,11 @@ async fn remote_ingest_keeps_file_order_and_names_bad_lines() {
     let mut text = lines("e", 2_500);
     text.insert(1_200, String::new());
     std::fs::write(&file, text.join("\n") + "\n").unwrap();
-    let out = ingest_remote(&srv.base, &token, &file, 1000);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let (ok, err) = ingest_remote(&srv.base, &token, &file, 1000);
+    assert!(ok, "{err}");
     assert!(err.contains("ingested 2500 events"), "{err}");
-    let out = ingest_remote(&srv.base, &token, &file, 1000);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let (ok, err) = ingest_remote(&srv.base, &token, &file, 1000);
+    assert!(ok, "{err}");
     assert!(
         err.contains("ingested 0 events") && err.contains("2500 already present"),
         "{err}"
@@ -355,9 +357,8 @@ async fn remote_ingest_keeps_file_order_and_names_bad_lines() {
     let mut text = lines("f", 1_510);
     text[1_500] = "{\"action\": \"x\"".into();
     std::fs::write(&bad_json, text.join("\n")).unwrap();
-    let out = ingest_remote(&srv.base, &token, &bad_json, 1000);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, err) = ingest_remote(&srv.base, &token, &bad_json, 1000);
+    assert!(!ok);
     assert!(err.contains("line 1501: invalid JSON"), "{err}");
     assert!(err.contains("1000 events were stored"), "{err}");
 
@@ -367,18 +368,16 @@ async fn remote_ingest_keeps_file_order_and_names_bad_lines() {
     let mut text = lines("g", 1_500);
     text[1_199] = json!({"id": "g-bad", "action": ""}).to_string();
     std::fs::write(&bad_event, text.join("\n")).unwrap();
-    let out = ingest_remote(&srv.base, &token, &bad_event, 1000);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, err) = ingest_remote(&srv.base, &token, &bad_event, 1000);
+    assert!(!ok);
     assert!(err.contains("line 1200: action"), "{err}");
     assert!(err.contains("1000 events were stored"), "{err}");
 
     // Two values on one line would be two events in the request: refused as not JSON.
     let two = dir.path().join("two.ndjson");
     std::fs::write(&two, "{\"action\":\"a\"} {\"action\":\"b\"}\n").unwrap();
-    let out = ingest_remote(&srv.base, &token, &two, 1000);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, err) = ingest_remote(&srv.base, &token, &two, 1000);
+    assert!(!ok);
     assert!(err.contains("line 1: invalid JSON"), "{err}");
     assert!(err.contains("0 events were stored"), "{err}");
 

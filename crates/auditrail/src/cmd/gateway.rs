@@ -142,7 +142,6 @@ fn load_catalog(spec: &str) -> anyhow::Result<Catalog> {
 }
 
 pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
-    crate::cmd::serve::init_tracing("info");
     let cfg = Config::resolve(o, None)?;
     let upstream = reqwest::Url::parse(&args.upstream)
         .with_context(|| format!("--upstream {} is not a URL", args.upstream))?;

@@ -325,24 +325,24 @@ fn prepare(
     prepare_batch(app, org, Some(policy), &values, true)
         .map(|p| (p, b.bytes))
         .map_err(|e| {
-            let line = e
-                .details
-                .first()
-                .and_then(|d| d["index"].as_u64())
-                .and_then(|i| b.numbers.get(i as usize).copied())
-                .unwrap_or(b.first_line);
-            let field = e
-                .details
-                .first()
-                .and_then(|d| d["field"].as_str())
-                .unwrap_or("");
-            let reason = e
-                .details
-                .first()
-                .and_then(|d| d["reason"].as_str())
-                .unwrap_or(&e.message);
-            anyhow::anyhow!("line {line}: {field}: {reason}")
+            let (line, field, reason) =
+                refused_at(e.details.first().unwrap_or(&Value::Null), &b.numbers);
+            let line = line.unwrap_or(b.first_line);
+            let reason = reason.unwrap_or(&e.message);
+            anyhow::anyhow!("line {line}: {}: {reason}", field.unwrap_or(""))
         })
+}
+
+/// What the first detail of a refusal names: the file line of the event at its `index`
+/// (`lines` holds each event's line), its field and its reason.
+fn refused_at<'a>(
+    detail: &'a Value,
+    lines: &[usize],
+) -> (Option<usize>, Option<&'a str>, Option<&'a str>) {
+    let line = detail["index"]
+        .as_u64()
+        .and_then(|i| lines.get(i as usize).copied());
+    (line, detail["field"].as_str(), detail["reason"].as_str())
 }
 
 /// Against a running server: one request in flight at a time, so that seqs follow the
@@ -355,10 +355,10 @@ async fn remote(url: &str, token: Option<&str>, args: &Args, total: u64) -> anyh
     let pb = progress(total);
     let mut t: Tally = (0, 0, None, None);
     let buffers = Buffers::default();
-    let mut source = batches(&args.file, size, buffers.clone())?;
+    let source = batches(&args.file, size, buffers.clone())?;
     let mut in_flight: Option<Sent> = None;
     let mut result = async {
-        for b in source.by_ref() {
+        for b in source {
             let mut b = b?;
             let body = b.request_body()?;
             let sent_bytes = b.bytes;
@@ -366,10 +366,7 @@ async fn remote(url: &str, token: Option<&str>, args: &Args, total: u64) -> anyh
             buffers.give(b.buf);
             // The batch before this one is answered before this one is sent.
             if let Some(prev) = in_flight.take() {
-                let bytes = prev.bytes;
-                tally(&mut t, &prev.answer().await?);
-                pb.inc(bytes);
-                pb.set_message(format!("{} events", t.0));
+                prev.settle(&mut t, &pb).await?;
             }
             let c = client.clone();
             in_flight = Some(Sent {
@@ -384,17 +381,9 @@ async fn remote(url: &str, token: Option<&str>, args: &Args, total: u64) -> anyh
     // A batch already sent is stored (or refused) whatever stopped the loop: wait for its
     // answer so that the count below is what the log holds.
     if let Some(prev) = in_flight.take() {
-        let bytes = prev.bytes;
-        match prev.answer().await {
-            Ok(accepted) => {
-                tally(&mut t, &accepted);
-                pb.inc(bytes);
-            }
-            Err(e) => {
-                if result.is_ok() {
-                    result = Err(e);
-                }
-            }
+        let settled = prev.settle(&mut t, &pb).await;
+        if result.is_ok() {
+            result = settled;
         }
     }
     pb.finish_and_clear();
@@ -415,6 +404,15 @@ struct Sent {
 }
 
 impl Sent {
+    /// Waits for the answer and counts it (and the batch's bytes on the progress bar).
+    async fn settle(self, t: &mut Tally, pb: &ProgressBar) -> anyhow::Result<()> {
+        let bytes = self.bytes;
+        tally(t, &self.answer().await?);
+        pb.inc(bytes);
+        pb.set_message(format!("{} events", t.0));
+        Ok(())
+    }
+
     /// The server's answer: the batch's outcomes, or its refusal naming the file line.
     async fn answer(self) -> anyhow::Result<Vec<auditrail_store::Accepted>> {
         let first = self.lines.first().copied().unwrap_or(0);
@@ -426,12 +424,8 @@ impl Sent {
         let resp = match answer {
             Ok(resp) => resp,
             Err((status, v)) => {
-                let detail = &v["error"]["details"][0];
-                let line = detail["index"]
-                    .as_u64()
-                    .and_then(|i| self.lines.get(i as usize).copied());
                 let message = v["error"]["message"].as_str().unwrap_or("request failed");
-                match (line, detail["field"].as_str(), detail["reason"].as_str()) {
+                match refused_at(&v["error"]["details"][0], &self.lines) {
                     (Some(line), Some(field), Some(reason)) => {
                         bail!("line {line}: {field}: {reason}")
                     }

@@ -51,7 +51,6 @@ pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
         print!("{}", cfg.render_masked());
         return Ok(());
     }
-    init_tracing("info");
     let metrics = Arc::new(Metrics::new());
     let store = open_store(&cfg, Some(metrics.clone())).await?;
     let signer = checked_signer(&cfg, store.as_ref()).await?;
@@ -74,20 +73,6 @@ pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
     auditrail_server::serve(app, listener, shutdown_signal()).await?;
     tracing::info!("stopped; every accepted event is committed");
     Ok(())
-}
-
-/// Logs to stderr, filtered by `AUDITRAIL_LOG` (tracing's `EnvFilter` syntax), else by
-/// `default`: `info` for the services, `warn` for the one-shot commands.
-pub fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AUDITRAIL_LOG")
-        .unwrap_or_else(|_| default.into());
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // Colours only on a terminal: not as escape codes in a log file.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 pub async fn shutdown_signal() {

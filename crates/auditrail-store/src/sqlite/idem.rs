@@ -9,9 +9,11 @@
 //! So new claims are kept in memory and written to `ids_pending` as one row per group
 //! commit (rowid = the rid of the group's first claim, always the end of the table; the
 //! claims packed in a blob), which costs one row rather than one per claim; once there
-//! are `MERGE_AT` of them they are inserted into `ids` in key order and `ids_pending` is
-//! emptied, in the same transaction. Each page of `ids` is then written once per merge
-//! rather than once per commit.
+//! are enough of them (a quarter as many as `ids` holds, within `MERGE_AT ..=
+//! MAX_MERGE_AT`) they are inserted into `ids` in key order and `ids_pending` is emptied,
+//! in the same transaction. Each page of `ids` is then written once per merge rather than
+//! once per commit, and, as merges wait longer while `ids` grows, a claim costs about
+//! the same bytes written in a large table as in a small one.
 //!
 //! Most ids are new, and a lookup of a new id in `ids` is a B-tree descent that finds
 //! nothing; a Bloom filter of the keys in `ids` (`idem_filter.rs`) skips it.
@@ -26,8 +28,15 @@ use super::idem_filter::Known;
 use crate::Result;
 use crate::error::Context;
 
-/// Recent claims held before they are merged into `ids`.
+/// Recent claims held before they are merged into `ids`, at least.
 const MERGE_AT: usize = 262_144;
+/// A merge waits for at least one new claim for every this many already in `ids`: each
+/// merge dirties nearly every page of `ids` (the keys are random), so merges at a fixed
+/// count would write the whole table again every `MERGE_AT` claims, ever more as it grows.
+const IDS_PER_MERGED_CLAIM: usize = 4;
+/// Recent claims held before a merge, at most, however large `ids` is (memory: ~52 bytes
+/// a claim in the map at this size).
+const MAX_MERGE_AT: usize = 1 << 20;
 
 /// The 128-bit lookup key of a client id in an org.
 pub(crate) fn id_key(org_num: i64, id: &str) -> (i64, i64) {
@@ -66,7 +75,12 @@ pub(crate) struct Claims {
     group: Vec<(i64, i64, i64)>,
     /// Whether `ids_pending` may hold rows (a merge empties it).
     pending_rows: bool,
+    /// Merge once `recent` holds this many claims, or a quarter of `in_ids`, up to
+    /// `merge_cap` (see [`Self::due`]).
     merge_at: usize,
+    merge_cap: usize,
+    /// Claims in `ids`, as the filter last counted them (0 until it has).
+    in_ids: usize,
     /// Set when a transaction failed: memory may hold claims that were rolled back.
     stale: bool,
     /// Which keys may be in `ids`.
@@ -77,7 +91,7 @@ pub(crate) struct Claims {
 
 impl Claims {
     pub(crate) fn new() -> Self {
-        Self::merging_at(MERGE_AT)
+        Self::merging_at(MERGE_AT).growing_to(MAX_MERGE_AT)
     }
 
     pub(crate) fn merging_at(merge_at: usize) -> Self {
@@ -86,10 +100,31 @@ impl Claims {
             group: Vec::new(),
             pending_rows: true,
             merge_at,
+            merge_cap: merge_at,
+            in_ids: 0,
             stale: true,
             known: Known::off(),
             lookups: 0,
         }
+    }
+
+    /// Lets merges wait for up to `cap` claims as `ids` grows (see [`Self::due`]).
+    pub(crate) fn growing_to(mut self, cap: usize) -> Self {
+        self.merge_cap = cap.max(self.merge_at);
+        self
+    }
+
+    /// How many recent claims make a merge due: one for every [`IDS_PER_MERGED_CLAIM`]
+    /// claims already in `ids`, within `merge_at ..= merge_cap`. Writing `ids` costs about
+    /// the same whatever a merge brings, so this keeps the bytes written per claim bounded
+    /// rather than growing with the table (until the cap).
+    fn due(&mut self) -> usize {
+        if let Some(n) = self.known.keys() {
+            self.in_ids = n;
+        }
+        (self.in_ids / IDS_PER_MERGED_CLAIM)
+            .min(self.merge_cap)
+            .max(self.merge_at)
     }
 
     /// Starts building the filter of the claims in `ids` from the database at `db` (the
@@ -193,7 +228,7 @@ impl Claims {
             // No claim since a rollback: nothing new to write.
             return Ok(());
         }
-        if self.recent.len() >= self.merge_at {
+        if self.recent.len() >= self.due() {
             return self.merge(tx);
         }
         let Some(&(_, _, first)) = self.group.first() else {
@@ -211,7 +246,7 @@ impl Claims {
     /// Merges the claims in memory into `ids` once there are enough of them (see
     /// [`Self::end_group`], which writers call instead).
     pub(crate) fn merge_if_due(&mut self, tx: &Transaction<'_>) -> Result<()> {
-        if self.stale || self.recent.len() < self.merge_at {
+        if self.stale || self.recent.len() < self.due() {
             return Ok(());
         }
         self.merge(tx)
@@ -390,6 +425,96 @@ mod tests {
                 Claim::Seen(10_000 + i)
             );
         }
+    }
+
+    /// Claims built with the filter over `db`, once the filter is there.
+    fn with_ready_filter(claims: Claims, db: &std::path::Path) -> Claims {
+        let mut claims = claims.with_filter(db.into());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !claims.known.is_ready() {
+            assert!(std::time::Instant::now() < deadline, "filter never built");
+            claims.known.may_contain(0);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        claims
+    }
+
+    /// Claims new ids `prefix-0..` one group each until a group's end merges them into
+    /// `ids`; returns how many it claimed (`None` if `limit` claims did not merge).
+    fn claims_until_merge(
+        claims: &mut Claims,
+        tx: &Transaction<'_>,
+        prefix: &str,
+        limit: i64,
+    ) -> Option<i64> {
+        let before = count(tx, "ids");
+        let mut waiting = 0;
+        for i in 0..limit {
+            let id = format!("{prefix}-{i}");
+            assert_eq!(claims.claim(tx, 1, &id, 1_000_000 + i).unwrap(), Claim::New);
+            if i == 0 {
+                // Claims already waiting (the first claim loads them after a restart).
+                waiting = claims.recent.len() as i64 - 1;
+            }
+            claims.end_group(tx).unwrap();
+            if count(tx, "ids") > before {
+                assert_eq!(count(tx, "ids"), before + waiting + i + 1, "all merged");
+                assert_eq!(count(tx, "ids_pending"), 0);
+                return Some(i + 1);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn merges_wait_longer_as_ids_grows_up_to_the_cap() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("t.db");
+        let mut c = db(d.path());
+        let tx = c.transaction().unwrap();
+        // No filter yet, so nothing known of `ids`: merges at the floor.
+        let mut claims = Claims::merging_at(10).growing_to(400);
+        assert_eq!(claims_until_merge(&mut claims, &tx, "a", 100), Some(10));
+        for i in 0..990 {
+            claims.claim(&tx, 1, &format!("old-{i}"), i).unwrap();
+        }
+        claims.merge(&tx).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(count(&c, "ids"), 1_000);
+
+        // With 1,000 claims in `ids`, a merge waits for 250 new ones, then for a quarter
+        // of the 1,250 it leaves; the claims waiting are found, and survive a restart.
+        let mut claims = with_ready_filter(Claims::merging_at(10).growing_to(400), &file);
+        let tx = c.transaction().unwrap();
+        assert_eq!(claims_until_merge(&mut claims, &tx, "b", 1_000), Some(250));
+        assert_eq!(count(&tx, "ids"), 1_250);
+        assert_eq!(claims_until_merge(&mut claims, &tx, "c", 311), None);
+        assert_eq!(count(&tx, "ids_pending"), 311, "a row for each group");
+        assert_eq!(
+            claims.claim(&tx, 1, "c-7", 9).unwrap(),
+            Claim::Seen(1_000_007)
+        );
+        tx.commit().unwrap();
+        let mut claims = with_ready_filter(Claims::merging_at(10).growing_to(400), &file);
+        let tx = c.transaction().unwrap();
+        assert_eq!(
+            claims.claim(&tx, 1, "c-310", 9).unwrap(),
+            Claim::Seen(1_000_310)
+        );
+        assert_eq!(
+            claims.claim(&tx, 1, "b-249", 9).unwrap(),
+            Claim::Seen(1_000_249)
+        );
+        assert_eq!(claims_until_merge(&mut claims, &tx, "d", 10), Some(1));
+        assert_eq!(
+            count(&tx, "ids"),
+            1_562,
+            "the 311 waiting, and the one that made 312"
+        );
+
+        // The cap holds however large `ids` grows: 1,562 / 4 = 390, capped at 200.
+        let mut capped = with_ready_filter(Claims::merging_at(10).growing_to(200), &file);
+        assert_eq!(claims_until_merge(&mut capped, &tx, "e", 1_000), Some(200));
     }
 
     #[test]

@@ -185,6 +185,15 @@ impl Known {
         }
     }
 
+    /// How many keys the filter holds (those in `ids`, and any merged since whose
+    /// transaction rolled back); `None` while there is no filter.
+    pub(crate) fn keys(&self) -> Option<usize> {
+        match &self.state {
+            State::Ready(f) => Some(f.keys),
+            _ => None,
+        }
+    }
+
     /// Records keys merged into `ids` (even if their transaction may yet roll back: a key
     /// the filter holds but `ids` does not only costs a lookup). A filter that is full
     /// is built again, larger; these keys, not committed yet, are not in its scan, so

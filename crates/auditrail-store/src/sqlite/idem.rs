@@ -397,13 +397,7 @@ mod tests {
             tx.commit().unwrap();
         }
         assert_eq!(count(&c, "ids"), 1_000);
-        let mut claims = Claims::merging_at(100).with_filter(d.path().join("t.db"));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !claims.known.is_ready() {
-            assert!(std::time::Instant::now() < deadline, "filter never built");
-            claims.known.may_contain(0);
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        let mut claims = with_ready_filter(Claims::merging_at(100), &d.path().join("t.db"));
         let tx = c.transaction().unwrap();
         for i in 0..1_000 {
             let id = format!("old-{i}");
@@ -512,7 +506,8 @@ mod tests {
             "the 311 waiting, and the one that made 312"
         );
 
-        // The cap holds however large `ids` grows: 1,562 / 4 = 390, capped at 200.
+        // The cap holds however large `ids` grows: a quarter of the 1,250 committed
+        // (the filter's scan sees no more) would be 312; the cap makes it 200.
         let mut capped = with_ready_filter(Claims::merging_at(10).growing_to(200), &file);
         assert_eq!(claims_until_merge(&mut capped, &tx, "e", 1_000), Some(200));
     }

@@ -9,7 +9,9 @@
 //! It is built from `ids` on a thread of its own with its own connection, so neither
 //! opening the store nor the writer waits for a scan of every claim ever made. Keys merged
 //! while it is built are kept by the writer and added when it arrives. A filter that has
-//! taken the keys it was sized for is dropped and built again, twice as large.
+//! taken the keys it was sized for is built again, twice as large; until the new one
+//! arrives the full one still answers (a few more false "maybe"s), rather than every
+//! claim being looked up.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
@@ -96,12 +98,16 @@ enum State {
     Building {
         rx: Receiver<Result<Filter>>,
         since: Vec<i64>,
+        /// The filter being replaced (full, but still never wrong about a key it took):
+        /// it answers, and takes merged keys, until the new one arrives.
+        old: Option<Filter>,
     },
     Ready(Filter),
 }
 
-/// Starts a build on its own thread.
-fn start(db: &Path) -> State {
+/// Starts a build on its own thread; `old`, the filter it replaces, answers meanwhile
+/// (and stays if no build can start).
+fn start(db: &Path, old: Option<Filter>) -> State {
     let (tx, rx) = mpsc::channel();
     let db = db.to_owned();
     let spawned = std::thread::Builder::new()
@@ -113,10 +119,11 @@ fn start(db: &Path) -> State {
         Ok(_) => State::Building {
             rx,
             since: Vec::new(),
+            old,
         },
         Err(e) => {
             tracing::warn!(error = %e, "cannot start building the client-id filter");
-            State::Off
+            old.map_or(State::Off, State::Ready)
         }
     }
 }
@@ -134,7 +141,7 @@ impl Known {
     /// again whenever it fills up.
     pub(crate) fn build(db: PathBuf) -> Self {
         Self {
-            state: start(&db),
+            state: start(&db, None),
             db: Some(db),
         }
     }
@@ -147,6 +154,7 @@ impl Known {
             state: State::Building {
                 rx,
                 since: Vec::new(),
+                old: None,
             },
         }
     }
@@ -163,7 +171,7 @@ impl Known {
 
     /// Whether `h` may be in `ids`; takes in a finished build first.
     pub(crate) fn may_contain(&mut self, h: i64) -> bool {
-        if let State::Building { rx, since } = &mut self.state {
+        if let State::Building { rx, since, old } = &mut self.state {
             match rx.try_recv() {
                 Ok(Ok(mut f)) => {
                     for &k in since.iter() {
@@ -173,14 +181,16 @@ impl Known {
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "building the client-id filter failed; claims are looked up");
-                    self.state = State::Off;
+                    self.state = old.take().map_or(State::Off, State::Ready);
                 }
-                Err(TryRecvError::Disconnected) => self.state = State::Off,
+                Err(TryRecvError::Disconnected) => {
+                    self.state = old.take().map_or(State::Off, State::Ready);
+                }
                 Err(TryRecvError::Empty) => {}
             }
         }
         match &self.state {
-            State::Ready(f) => f.may_contain(h),
+            State::Ready(f) | State::Building { old: Some(f), .. } => f.may_contain(h),
             _ => true,
         }
     }
@@ -189,7 +199,7 @@ impl Known {
     /// transaction rolled back); `None` while there is no filter.
     pub(crate) fn keys(&self) -> Option<usize> {
         match &self.state {
-            State::Ready(f) => Some(f.keys),
+            State::Ready(f) | State::Building { old: Some(f), .. } => Some(f.keys),
             _ => None,
         }
     }
@@ -199,17 +209,30 @@ impl Known {
     /// is built again, larger; these keys, not committed yet, are not in its scan, so
     /// they are kept for it.
     pub(crate) fn merged(&mut self, keys: impl Iterator<Item = i64> + Clone) {
-        if let State::Ready(f) = &mut self.state {
-            for k in keys.clone() {
-                f.insert(k);
-            }
-            match &self.db {
-                Some(db) if f.is_full() => {
-                    tracing::debug!("writer: client-id filter full, building a larger one");
-                    self.state = start(db);
+        let full = match &mut self.state {
+            State::Off => return,
+            State::Ready(f) => {
+                for k in keys.clone() {
+                    f.insert(k);
                 }
-                _ => return,
+                f.is_full()
             }
+            State::Building { since, old, .. } => {
+                if let Some(f) = old {
+                    for k in keys.clone() {
+                        f.insert(k);
+                    }
+                }
+                since.extend(keys);
+                return;
+            }
+        };
+        let Some(db) = self.db.as_deref().filter(|_| full) else {
+            return;
+        };
+        tracing::debug!("writer: client-id filter full, building a larger one");
+        if let State::Ready(f) = std::mem::replace(&mut self.state, State::Off) {
+            self.state = start(db, Some(f));
         }
         if let State::Building { since, .. } = &mut self.state {
             since.extend(keys);
@@ -301,6 +324,86 @@ mod tests {
         assert!(known.may_contain(key(2)), "scanned");
         assert!(known.is_ready());
         assert!(!known.may_contain(key(3)) || !known.may_contain(key(4)));
+    }
+
+    #[test]
+    fn a_full_filter_answers_while_its_successor_is_built() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("ids.db");
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch("CREATE TABLE ids (h INTEGER PRIMARY KEY, h2 INTEGER, rid INTEGER)")
+            .unwrap();
+        for i in 0..10 {
+            c.execute("INSERT INTO ids VALUES (?1, 0, ?2)", [key(i), i as i64])
+                .unwrap();
+        }
+        // A filter of the ten, sized for eight: the next merge finds it full.
+        let mut f = Filter::with_capacity(0);
+        f.capacity = 8;
+        (0..10).for_each(|i| f.insert(key(i)));
+        let mut known = Known {
+            db: Some(db),
+            state: State::Ready(f),
+        };
+        known.merged([key(10)].into_iter());
+        assert!(!known.is_ready(), "a larger one is being built");
+        assert_eq!(known.keys(), Some(11), "the full one still counts");
+        assert!((0..=10).all(|i| known.may_contain(key(i))));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !known.is_ready() {
+            assert!(std::time::Instant::now() < deadline, "never rebuilt");
+            known.may_contain(0);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(
+            (0..=10).all(|i| known.may_contain(key(i))),
+            "scanned and merged"
+        );
+        assert_eq!(known.keys(), Some(11));
+    }
+
+    #[test]
+    fn until_the_new_filter_arrives_the_old_one_answers_and_takes_keys() {
+        let mut old = Filter::with_capacity(0);
+        old.insert(key(1));
+        let (tx, rx) = mpsc::channel();
+        let mut known = Known {
+            db: None,
+            state: State::Building {
+                rx,
+                since: Vec::new(),
+                old: Some(old),
+            },
+        };
+        assert!(known.may_contain(key(1)));
+        let maybes = (100..1_100).filter(|&i| known.may_contain(key(i))).count();
+        assert!(maybes < 50, "{maybes} of 1,000 new keys looked up");
+        known.merged([key(2)].into_iter());
+        assert!(known.may_contain(key(2)));
+        assert_eq!(known.keys(), Some(2));
+        let mut new = Filter::with_capacity(0);
+        new.insert(key(1));
+        tx.send(Ok(new)).unwrap();
+        assert!(known.may_contain(key(2)), "merged during the build");
+        assert!(known.is_ready());
+
+        // A failed build leaves the old filter answering.
+        let mut old = Filter::with_capacity(0);
+        old.insert(key(3));
+        let (tx, rx) = mpsc::channel();
+        let mut known = Known {
+            db: None,
+            state: State::Building {
+                rx,
+                since: Vec::new(),
+                old: Some(old),
+            },
+        };
+        tx.send(Err(crate::StoreError::Unavailable("disk".into())))
+            .unwrap();
+        assert!(known.may_contain(key(3)));
+        assert!(known.is_ready(), "the old filter, not none");
+        assert!(!(100..1_100).all(|i| known.may_contain(key(i))));
     }
 
     #[test]

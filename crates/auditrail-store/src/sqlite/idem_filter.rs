@@ -362,19 +362,22 @@ mod tests {
         assert_eq!(known.keys(), Some(11));
     }
 
+    /// A build under way (its result sent on the sender) replacing a filter of `k`.
+    fn replacing(k: i64) -> (mpsc::Sender<Result<Filter>>, Known) {
+        let mut old = Filter::with_capacity(0);
+        old.insert(k);
+        let (tx, rx) = mpsc::channel();
+        let state = State::Building {
+            rx,
+            since: Vec::new(),
+            old: Some(old),
+        };
+        (tx, Known { db: None, state })
+    }
+
     #[test]
     fn until_the_new_filter_arrives_the_old_one_answers_and_takes_keys() {
-        let mut old = Filter::with_capacity(0);
-        old.insert(key(1));
-        let (tx, rx) = mpsc::channel();
-        let mut known = Known {
-            db: None,
-            state: State::Building {
-                rx,
-                since: Vec::new(),
-                old: Some(old),
-            },
-        };
+        let (tx, mut known) = replacing(key(1));
         assert!(known.may_contain(key(1)));
         let maybes = (100..1_100).filter(|&i| known.may_contain(key(i))).count();
         assert!(maybes < 50, "{maybes} of 1,000 new keys looked up");
@@ -388,17 +391,7 @@ mod tests {
         assert!(known.is_ready());
 
         // A failed build leaves the old filter answering.
-        let mut old = Filter::with_capacity(0);
-        old.insert(key(3));
-        let (tx, rx) = mpsc::channel();
-        let mut known = Known {
-            db: None,
-            state: State::Building {
-                rx,
-                since: Vec::new(),
-                old: Some(old),
-            },
-        };
+        let (tx, mut known) = replacing(key(3));
         tx.send(Err(crate::StoreError::Unavailable("disk".into())))
             .unwrap();
         assert!(known.may_contain(key(3)));

@@ -75,12 +75,10 @@ pub(crate) struct Claims {
     group: Vec<(i64, i64, i64)>,
     /// Whether `ids_pending` may hold rows (a merge empties it).
     pending_rows: bool,
-    /// Merge once `recent` holds this many claims, or a quarter of `in_ids`, up to
+    /// Merge once `recent` holds this many claims, or a quarter of those in `ids`, up to
     /// `merge_cap` (see [`Self::due`]).
     merge_at: usize,
     merge_cap: usize,
-    /// Claims in `ids`, as the filter last counted them (0 until it has).
-    in_ids: usize,
     /// Set when a transaction failed: memory may hold claims that were rolled back.
     stale: bool,
     /// Which keys may be in `ids`.
@@ -101,7 +99,6 @@ impl Claims {
             pending_rows: true,
             merge_at,
             merge_cap: merge_at,
-            in_ids: 0,
             stale: true,
             known: Known::off(),
             lookups: 0,
@@ -115,14 +112,12 @@ impl Claims {
     }
 
     /// How many recent claims make a merge due: one for every [`IDS_PER_MERGED_CLAIM`]
-    /// claims already in `ids`, within `merge_at ..= merge_cap`. Writing `ids` costs about
-    /// the same whatever a merge brings, so this keeps the bytes written per claim bounded
-    /// rather than growing with the table (until the cap).
-    fn due(&mut self) -> usize {
-        if let Some(n) = self.known.keys() {
-            self.in_ids = n;
-        }
-        (self.in_ids / IDS_PER_MERGED_CLAIM)
+    /// claims already in `ids` (as the filter counts them; none before it is built),
+    /// within `merge_at ..= merge_cap`. Writing `ids` costs about the same whatever a
+    /// merge brings, so this keeps the bytes written per claim bounded rather than growing
+    /// with the table (until the cap).
+    fn due(&self) -> usize {
+        (self.known.keys().unwrap_or(0) / IDS_PER_MERGED_CLAIM)
             .min(self.merge_cap)
             .max(self.merge_at)
     }

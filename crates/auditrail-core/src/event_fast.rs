@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use sha2::{Digest, Sha256};
 
 use super::{
@@ -373,61 +373,126 @@ fn too_long(s: &str, max: usize) -> bool {
 }
 
 /// A batch body, `{"events": [...]}`, read in one pass: each event straight into its
-/// parts, without first delimiting it as raw text.
-struct Batch<'a> {
-    events: Vec<Wire<'a>>,
+/// parts and prepared as soon as it is read, so that only one event's parts are alive at
+/// a time (not every event's, in a vector grown by doubling, before the first is
+/// prepared).
+struct Batch<'r, 'a, F> {
+    rules: &'r Rules<'a>,
+    max_events: usize,
+    /// Prepared events to make room for at first (see [`prepare_body`]).
+    room: usize,
+    new_id: F,
 }
 
-impl<'de> Deserialize<'de> for Batch<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Batch<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("{\"events\": [...]}")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut events = None;
-                while let Some(Str(k)) = map.next_key()? {
-                    if k != "events" || events.is_some() {
-                        return Err(de::Error::custom("not a plain batch"));
-                    }
-                    events = Some(map.next_value()?);
-                }
-                let events = events.ok_or_else(|| de::Error::custom("no events"))?;
-                Ok(Batch { events })
-            }
+/// Why a batch was not taken whole (the caller takes the full path, which says why).
+const DECLINED: &str = "not a plain batch";
+
+impl<'de, F: FnMut() -> String> DeserializeSeed<'de> for Batch<'_, '_, F> {
+    type Value = Vec<PreparedEvent>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, F: FnMut() -> String> Visitor<'de> for Batch<'_, '_, F> {
+    type Value = Vec<PreparedEvent>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{\"events\": [...]}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let Some(Str(k)) = map.next_key()? else {
+            return Err(de::Error::custom(DECLINED));
+        };
+        if k != "events" {
+            return Err(de::Error::custom(DECLINED));
         }
-        d.deserialize_map(V)
+        let events = map.next_value_seed(Events(self))?;
+        // Anything after the events (even a second `events`) is the full path's.
+        if map.next_key::<Str<'de>>()?.is_some() {
+            return Err(de::Error::custom(DECLINED));
+        }
+        Ok(events)
+    }
+}
+
+/// The `events` array of a [`Batch`].
+struct Events<'r, 'a, F>(Batch<'r, 'a, F>);
+
+impl<'de, F: FnMut() -> String> DeserializeSeed<'de> for Events<'_, '_, F> {
+    type Value = Vec<PreparedEvent>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, F: FnMut() -> String> Visitor<'de> for Events<'_, '_, F> {
+    type Value = Vec<PreparedEvent>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let Batch {
+            rules,
+            max_events,
+            room,
+            mut new_id,
+        } = self.0;
+        let mut out = Vec::with_capacity(room);
+        while let Some(w) = seq.next_element::<Wire<'de>>()? {
+            if out.len() == max_events {
+                return Err(de::Error::custom(DECLINED));
+            }
+            let ev = prepare_wire(w, rules, &mut new_id);
+            out.push(ev.ok_or_else(|| de::Error::custom(DECLINED))?);
+        }
+        if out.is_empty() {
+            return Err(de::Error::custom(DECLINED));
+        }
+        Ok(out)
     }
 }
 
 /// Prepares the events of a request body — one event object, or `{"events": [...]}` with
 /// 1 to `max_events` events — as [`super::prepare`] would, or `None` if any of them is
 /// anything but a plain valid event (the caller then takes the full path, which explains
-/// why). `new_ids(n)` makes the `n` ids of the events sent without one.
+/// why). `new_id()` makes the id of each event sent without one, in order.
 pub fn prepare_body(
     text: &str,
     rules: &Rules<'_>,
     max_events: usize,
-    new_ids: impl FnOnce(usize) -> Vec<String>,
+    mut new_id: impl FnMut() -> String,
 ) -> Option<Vec<PreparedEvent>> {
     if rules.catalog.is_some() {
         return None;
     }
-    let wires = match serde_json::from_str::<Batch<'_>>(text) {
-        Ok(b) if (1..=max_events).contains(&b.events.len()) => b.events,
-        Ok(_) => return None,
-        Err(_) => vec![serde_json::from_str::<Wire<'_>>(text).ok()?],
+    let batch = Batch {
+        rules,
+        max_events,
+        // Room for an event in every 64 bytes of the body, within the cap: a prepared
+        // event is a few hundred bytes, and a vector grown by doubling copies them all
+        // again (smaller events make it grow). Room never used is never touched.
+        room: max_events.min(text.len() / 64 + 1),
+        new_id: &mut new_id,
     };
-    let mut ids = new_ids(wires.iter().filter(|w| w.id.is_none()).count()).into_iter();
-    // Made at its size: a prepared event is a few hundred bytes, and a vector grown by
-    // doubling copies them all again and touches fresh memory each time.
-    let mut prepared = Vec::with_capacity(wires.len());
-    for w in wires {
-        prepared.push(prepare_wire(w, rules, || ids.next().unwrap_or_default())?);
+    let mut de = serde_json::Deserializer::from_str(text);
+    match batch
+        .deserialize(&mut de)
+        .and_then(|events| de.end().map(|()| events))
+    {
+        Ok(events) => Some(events),
+        // Not a batch: one event object, or nothing the fast path takes.
+        Err(_) => Some(vec![prepare_wire(
+            serde_json::from_str::<Wire<'_>>(text).ok()?,
+            rules,
+            new_id,
+        )?]),
     }
-    Some(prepared)
 }
 
 /// Prepares the event in `text` as [`super::prepare`] would, or `None` if it is anything

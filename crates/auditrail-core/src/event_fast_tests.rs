@@ -209,8 +209,10 @@ fn event() -> impl Strategy<Value = Value> {
 /// `prepare_body` on `text` with at most `max` events; ids `gen-0`, `gen-1`, ...
 fn body(text: &str, max: usize) -> Option<Vec<PreparedEvent>> {
     let limits = Limits::default();
-    prepare_body(text, &rules(&limits), max, |n| {
-        (0..n).map(|i| format!("gen-{i}")).collect()
+    let mut made = 0;
+    prepare_body(text, &rules(&limits), max, || {
+        made += 1;
+        format!("gen-{}", made - 1)
     })
 }
 
@@ -235,12 +237,12 @@ fn a_batch_body_is_each_of_its_events_prepared_alone() {
     assert_eq!(batch[1].id, "e-1");
     assert_eq!(batch[2].id, "gen-1");
     // Ids are made for exactly the events sent without one.
-    let mut asked = None;
-    prepare_body(&text, &rules(&limits), 1000, |n| {
-        asked = Some(n);
-        vec![String::new(); n]
+    let mut asked = 0;
+    prepare_body(&text, &rules(&limits), 1000, || {
+        asked += 1;
+        String::new()
     });
-    assert_eq!(asked, Some(2));
+    assert_eq!(asked, 2);
     // One event object is a body of one.
     let one = body(&events[1].to_string(), 1000).expect("one event is taken");
     assert_eq!(one.len(), 1);
@@ -261,6 +263,9 @@ fn a_body_the_fast_path_cannot_take_whole_is_declined() {
         json!([ok]).to_string(),
         json!([[ok]]).to_string(),
         "{\"events\": [{\"action\": \"a\"}]".to_owned(),
+        "{\"events\": [{\"action\": \"a\"}]} x".to_owned(),
+        "{\"events\": [{\"action\": \"a\"}], \"events\": [{\"action\": \"a\"}]}".to_owned(),
+        "{\"extra\": 1, \"events\": [{\"action\": \"a\"}]}".to_owned(),
         "  ".to_owned(),
     ] {
         assert!(body(&text, 2).is_none(), "fast path took {text}");
@@ -269,6 +274,24 @@ fn a_body_the_fast_path_cannot_take_whole_is_declined() {
         body(&json!({"events": [ok, ok]}).to_string(), 2).map(|v| v.len()),
         Some(2)
     );
+}
+
+#[test]
+fn a_batch_of_more_events_than_its_first_guess_keeps_them_all_in_order() {
+    // Fourteen-byte events: more than one for every 64 bytes of the body.
+    let events: Vec<Value> = (0..300)
+        .map(|i| json!({"action": format!("a{i}")}))
+        .collect();
+    let text = json!({"events": events}).to_string();
+    assert!(text.len() / 64 < 300);
+    let batch = body(&text, 1000).expect("a plain batch is taken");
+    assert_eq!(batch.len(), 300);
+    for (i, ev) in batch.iter().enumerate() {
+        assert_eq!(ev.terms.action, format!("a{i}"));
+        assert_eq!(ev.id, format!("gen-{i}"));
+    }
+    assert_eq!(body(&text, 299).map(|v| v.len()), None);
+    assert_eq!(body(&text, 300).map(|v| v.len()), Some(300));
 }
 
 proptest! {

@@ -13,6 +13,39 @@ pub fn ulids(n: usize, now_ms: u64) -> Vec<String> {
     random.chunks_exact(10).map(|r| encode(now_ms, r)).collect()
 }
 
+/// ULIDs made one at a time, for as many events as turn out to need one, with their
+/// random bits read from the OS [`Ulids::BATCH`] ids' worth at a time.
+pub struct Ulids {
+    now_ms: u64,
+    random: Vec<u8>,
+    used: usize,
+}
+
+impl Ulids {
+    /// Ids whose random bits one read from the OS covers.
+    pub const BATCH: usize = 64;
+
+    pub fn at(now_ms: u64) -> Self {
+        Self {
+            now_ms,
+            random: Vec::new(),
+            used: 0,
+        }
+    }
+
+    /// The next id.
+    pub fn next_id(&mut self) -> String {
+        if self.used == self.random.len() {
+            self.random.resize(Self::BATCH * 10, 0);
+            getrandom::fill(&mut self.random).expect("the OS random number generator is available");
+            self.used = 0;
+        }
+        let id = encode(self.now_ms, &self.random[self.used..self.used + 10]);
+        self.used += 10;
+        id
+    }
+}
+
 fn encode(ms: u64, random: &[u8]) -> String {
     let mut value: u128 = u128::from(ms & 0xFFFF_FFFF_FFFF) << 80;
     for (i, b) in random.iter().enumerate() {
@@ -37,5 +70,16 @@ mod tests {
         let b = ulids(1, 1_700_000_000_001);
         assert!(a.iter().all(|x| x.len() == 26 && x < &b[0]));
         assert_ne!(a[0], a[1]);
+    }
+
+    #[test]
+    fn ids_made_one_at_a_time_are_ulids_and_distinct_past_a_read() {
+        let mut ids = Ulids::at(1_700_000_000_000);
+        let made: Vec<String> = (0..Ulids::BATCH * 2 + 1).map(|_| ids.next_id()).collect();
+        let later = ulids(1, 1_700_000_000_001);
+        assert!(made.iter().all(|x| x.len() == 26 && x < &later[0]));
+        assert!(made.iter().all(|x| x.starts_with(&made[0][..10])));
+        let distinct: std::collections::HashSet<&String> = made.iter().collect();
+        assert_eq!(distinct.len(), made.len());
     }
 }

@@ -51,7 +51,7 @@ fn main() {
     let mut best = [f64::MAX; 3];
     for _ in 0..reps {
         let one_pass = time(&bodies, 500, |b| {
-            black_box(fast::prepare_body(b, &rules, 1000, |k| vec![String::new(); k]).unwrap());
+            black_box(fast::prepare_body(b, &rules, 1000, String::new).unwrap());
         });
         best[0] = best[0].min(one_pass);
         if only_fast {

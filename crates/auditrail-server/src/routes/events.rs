@@ -19,7 +19,7 @@ use auditrail_store::{Accepted, Order, PageRequest, Role};
 use crate::App;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::ids::ulids;
+use crate::ids::{Ulids, ulids};
 use crate::metrics::{OrgLabel, Outcome};
 use crate::policy::OrgPolicy;
 
@@ -124,8 +124,8 @@ fn fast_body(
 ) -> Option<Vec<PreparedEvent>> {
     let text = std::str::from_utf8(body).ok()?;
     let rules = rules(app, org, policy);
-    let now_ms = rules.now.timestamp_millis().max(0) as u64;
-    event::fast::prepare_body(text, &rules, MAX_BATCH_EVENTS, |n| ulids(n, now_ms))
+    let mut ids = Ulids::at(rules.now.timestamp_millis().max(0) as u64);
+    event::fast::prepare_body(text, &rules, MAX_BATCH_EVENTS, || ids.next_id())
 }
 
 /// Splits a request body into events: one event object, or `{"events": [...]}`.

@@ -19,7 +19,7 @@ use auditrail_store::{Accepted, Order, PageRequest, Role};
 use crate::App;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::ids::{Ulids, ulids};
+use crate::ids::Ulids;
 use crate::metrics::{OrgLabel, Outcome};
 use crate::policy::OrgPolicy;
 
@@ -37,12 +37,12 @@ pub fn prepare_batch(
     batched: bool,
 ) -> ApiResult<Vec<PreparedEvent>> {
     let rules = rules(app, org, policy);
-    let mut ids = ulids(values.len(), rules.now.timestamp_millis().max(0) as u64).into_iter();
+    let mut ids = Ulids::at(rules.now.timestamp_millis().max(0) as u64);
     let mut errors = Vec::new();
     let mut prepared = Vec::with_capacity(values.len());
     for (i, v) in values.iter().enumerate() {
         let index = batched.then_some(i);
-        match event::prepare(v, index, &rules, || ids.next().unwrap_or_default()) {
+        match event::prepare(v, index, &rules, || ids.next_id()) {
             Ok(p) => prepared.push(p),
             Err(errs) => errors.extend(errs),
         }
@@ -94,10 +94,11 @@ pub fn prepare_texts(
     if rules.catalog.is_some() {
         return None;
     }
-    let mut ids = ulids(texts.len(), rules.now.timestamp_millis().max(0) as u64).into_iter();
+    // Ids only for the events sent without one.
+    let mut ids = Ulids::at(rules.now.timestamp_millis().max(0) as u64);
     texts
         .iter()
-        .map(|t| event::fast::prepare(t, &rules, || ids.next().unwrap_or_default()))
+        .map(|t| event::fast::prepare(t, &rules, || ids.next_id()))
         .collect()
 }
 

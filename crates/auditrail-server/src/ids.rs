@@ -3,14 +3,10 @@
 
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-/// Makes `n` ULIDs with one call to the OS random source.
+/// Makes `n` ULIDs.
 pub fn ulids(n: usize, now_ms: u64) -> Vec<String> {
-    if n == 0 {
-        return Vec::new();
-    }
-    let mut random = vec![0u8; n * 10];
-    getrandom::fill(&mut random).expect("the OS random number generator is available");
-    random.chunks_exact(10).map(|r| encode(now_ms, r)).collect()
+    let mut ids = Ulids::at(now_ms);
+    (0..n).map(|_| ids.next_id()).collect()
 }
 
 /// ULIDs made one at a time, for as many events as turn out to need one, with their

@@ -47,6 +47,27 @@ impl<'de> Deserialize<'de> for Str<'de> {
     }
 }
 
+/// Appends a string read from the input as its canonical JSON literal. One borrowed from
+/// the input had no escape there, and inside a JSON string raw quotes, backslashes and
+/// control characters are not allowed (serde_json refuses them): such a string needs no
+/// escaping, so it is copied without the scan [`write_string`] makes.
+#[allow(
+    clippy::ptr_arg,
+    reason = "the variant is what it reads: borrowed means the input had no escape"
+)]
+fn write_input_str(s: &Cow<'_, str>, out: &mut String) {
+    match s {
+        Cow::Borrowed(b) => {
+            debug_assert!(!b.bytes().any(|c| c < 0x20 || c == b'"' || c == b'\\'));
+            out.reserve(b.len() + 2);
+            out.push('"');
+            out.push_str(b);
+            out.push('"');
+        }
+        Cow::Owned(o) => write_string(o, out),
+    }
+}
+
 /// Any JSON value, strings borrowed where they can be; members in the order sent.
 enum Json<'a> {
     Null,
@@ -184,19 +205,21 @@ impl Fields<'_> {
                 out.push(',');
             }
             let (k, v) = &self.0[usize::from(m)];
-            write_string(k, out);
+            write_input_str(k, out);
             out.push(':');
-            write_string(v.as_deref().unwrap_or_default(), out);
+            if let Some(v) = v {
+                write_input_str(v, out);
+            }
         }
         out.push('}');
     }
 
     /// [`Self::write`] for more members than it sorts on the stack.
     fn write_many(&self, out: &mut String) {
-        let mut members: Vec<(&str, &str)> = self
+        let mut members: Vec<(&Cow<'_, str>, &Cow<'_, str>)> = self
             .0
             .iter()
-            .filter_map(|(k, v)| v.as_deref().map(|v| (k.as_ref(), v)))
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
             .collect();
         members.sort_by(|a, b| key_order(a.0, b.0));
         out.push('{');
@@ -204,9 +227,9 @@ impl Fields<'_> {
             if i > 0 {
                 out.push(',');
             }
-            write_string(k, out);
+            write_input_str(k, out);
             out.push(':');
-            write_string(v, out);
+            write_input_str(v, out);
         }
         out.push('}');
     }
@@ -323,7 +346,7 @@ impl Details<'_> {
                 if s.contains('\0') || too_long(s, self.limits.max_details_value_len) {
                     return false;
                 }
-                write_string(s, &mut self.out);
+                write_input_str(s, &mut self.out);
             }
             Json::Arr(items) => {
                 self.out.push('[');
@@ -355,7 +378,7 @@ impl Details<'_> {
                     if k.contains('\0') || too_long(k, self.limits.max_details_key_len) {
                         return false;
                     }
-                    write_string(k, &mut self.out);
+                    write_input_str(k, &mut self.out);
                     self.out.push(':');
                     if !self.write(x, depth + 1) {
                         return false;
@@ -513,7 +536,8 @@ fn prepare_wire(
     rules: &Rules<'_>,
     new_id: impl FnOnce() -> String,
 ) -> Option<PreparedEvent> {
-    let action = w.action.as_deref()?;
+    let action_text = w.action.as_ref()?;
+    let action: &str = action_text;
     text_reason(action, 1, MAX_ACTION_LEN).ok()?;
     if let Some(id) = &w.id {
         text_reason(id, 1, MAX_ID_LEN).ok()?;
@@ -580,7 +604,7 @@ fn prepare_wire(
     let occurred_at = time::format(occurred);
     // Members in canonical order, as the full path writes them.
     let mut head = String::with_capacity(512);
-    member(&mut head, "action", |o| write_string(action, o));
+    member(&mut head, "action", |o| write_input_str(action_text, o));
     if let Some(a) = &w.actor {
         member(&mut head, "actor", |o| a.write(o));
     }
@@ -594,7 +618,7 @@ fn prepare_wire(
     member(&mut head, "occurred_at", |o| write_string(&occurred_at, o));
     member(&mut head, "org_id", |o| write_string(rules.org_id, o));
     if let Some(out) = &w.outcome {
-        member(&mut head, "outcome", |o| write_string(out, o));
+        member(&mut head, "outcome", |o| write_input_str(out, o));
     }
     let mut mid = String::with_capacity(128);
     if let Some(r) = &w.resource {

@@ -73,6 +73,43 @@ fn accepts_plain_events_exactly_as_the_full_path() {
     accepted_alike("{ \"action\" : \"a\" ,\n\t\"details\" : { \"x\" : [ 1 , 2 ] } }");
 }
 
+/// Strings read without escapes are copied as they are; strings that had escapes, or
+/// whose text needs escaping again, are escaped as the full path escapes them. Both, in
+/// every place a string is written: action, object keys and values, details keys,
+/// values and nested values, outcome.
+#[test]
+fn strings_copied_as_read_or_escaped_alike() {
+    // Characters JSON lets through raw and canonical JSON leaves raw: U+2028, non-ASCII,
+    // a slash, an astral character; and in details, where control characters other
+    // than NUL are allowed, DEL.
+    let raw = "x\u{2028}é/😀";
+    let del = "d\u{7f}\u{2028}é/😀";
+    let v = json!({
+        "action": raw, "outcome": "success",
+        "actor": {"id": raw, "type": "USER", "email": raw},
+        "resource": {"type": raw, "id": raw}, "scope": {"type": raw, "id": raw},
+        "details": {del: del, "nested": {raw: [del, {del: raw}]}},
+        "context": {"note": raw}
+    });
+    accepted_alike(&v.to_string());
+    // The same places with escapes in the text sent: owned strings, escaped again where
+    // canonical JSON needs it (quote, backslash; in details also a newline and U+0001)
+    // and not where it does not (\u0041, \/).
+    let esc = r#"q\"b\\c\u0041\/"#;
+    let ctl = r#"q\"b\\\nc\u0001\u0041\/"#;
+    let text = format!(
+        r#"{{"action":"{esc}","outcome":"success","actor":{{"i\u0064":"{esc}","type":"USER"}},"resource":{{"type":"{esc}","id":"{esc}"}},"details":{{"{ctl}":"{ctl}","n":{{"{esc}":["{ctl}"]}}}},"context":{{"note":"{esc}"}}}}"#
+    );
+    accepted_alike(&text);
+    let (fast, _) = both(&text, &Limits::default());
+    let head = fast.expect("accepted above").head;
+    assert!(head.contains(r#""action":"q\"b\\cA/""#), "{head}");
+    assert!(
+        head.contains(r#""q\"b\\\nc\u0001A/":"q\"b\\\nc\u0001A/""#),
+        "{head}"
+    );
+}
+
 #[test]
 fn declines_what_the_full_path_rejects() {
     for text in [

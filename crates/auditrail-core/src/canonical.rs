@@ -65,6 +65,15 @@ pub fn write_object(map: &Map<String, Value>, out: &mut String) -> Result<(), Ca
 
 /// The order of object member names in canonical JSON: by their UTF-16 code units.
 pub fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    // Names nearly always differ in their first byte. Where they do and one of the two is
+    // ASCII, that byte decides as the first UTF-16 code unit would: an ASCII character's
+    // unit is its byte, and any other character's first unit is above 0x7f.
+    if let (Some(&x), Some(&y)) = (a.as_bytes().first(), b.as_bytes().first())
+        && x != y
+        && (x < 0x80 || y < 0x80)
+    {
+        return x.cmp(&y);
+    }
     // On ASCII, UTF-16 code units are the bytes (the names sent are nearly always ASCII).
     if a.is_ascii() && b.is_ascii() {
         return a.cmp(b);

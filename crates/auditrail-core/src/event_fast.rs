@@ -159,21 +159,27 @@ impl<'de> Deserialize<'de> for Fields<'de> {
     }
 }
 
+/// Whether two member names are equal. Names are a few bytes long: compared in place,
+/// not through a call to the C library's `memcmp` as `==` on strings is.
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
+}
+
 impl Fields<'_> {
     fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| same_name(k, name))
             .and_then(|(_, v)| v.as_deref())
     }
 
     /// Every key allowed and sent once, every non-null value a valid text.
     fn valid(&self, allowed: &[(&str, usize)]) -> bool {
         self.0.iter().enumerate().all(|(i, (k, v))| {
-            let Some((_, max)) = allowed.iter().find(|(name, _)| name == k) else {
+            let Some((_, max)) = allowed.iter().find(|(name, _)| same_name(name, k)) else {
                 return false;
             };
-            !self.0[..i].iter().any(|(earlier, _)| earlier == k)
+            !self.0[..i].iter().any(|(earlier, _)| same_name(earlier, k))
                 && v.as_deref().is_none_or(|s| text_reason(s, 1, *max).is_ok())
         })
     }
@@ -614,8 +620,16 @@ fn prepare_wire(
     if let Some(d) = &details_text {
         member(&mut head, "details", |o| o.push_str(d));
     }
-    member(&mut head, "id", |o| write_string(&id, o));
-    member(&mut head, "occurred_at", |o| write_string(&occurred_at, o));
+    member(&mut head, "id", |o| match &w.id {
+        Some(sent) => write_input_str(sent, o),
+        None => write_string(&id, o),
+    });
+    // RFC 3339 text (digits, `-`, `:`, `.`, `T`, `Z`): nothing in it to escape.
+    member(&mut head, "occurred_at", |o| {
+        o.push('"');
+        o.push_str(&occurred_at);
+        o.push('"');
+    });
     member(&mut head, "org_id", |o| write_string(rules.org_id, o));
     if let Some(out) = &w.outcome {
         member(&mut head, "outcome", |o| write_input_str(out, o));

@@ -190,15 +190,20 @@ fn check_text(v: &Value, min: usize, max: usize) -> Result<&str, String> {
 
 /// Checks a text's length in characters and that it has no control characters.
 fn text_reason(s: &str, min: usize, max: usize) -> Result<(), String> {
-    // ASCII (the common case) is checked a byte at a time, without decoding characters.
-    let ascii = s.is_ascii();
+    // ASCII (the common case) is checked a byte at a time, without decoding characters,
+    // in one pass that finds both whether it is ASCII and whether it holds a control
+    // character (`char::is_control` on ASCII: C0 and DEL). A fold, not `any`, so it
+    // vectorizes.
+    let (high, ascii_control) = s.bytes().fold((false, false), |(h, c), b| {
+        (h | (b >= 0x80), c | (b < 0x20) | (b == 0x7f))
+    });
+    let ascii = !high;
     let n = if ascii { s.len() } else { s.chars().count() };
     if n < min || n > max {
         return Err(format!("must be {min} to {max} characters, got {n}"));
     }
     let control = if ascii {
-        // `char::is_control` on ASCII: C0 and DEL. A fold, not `any`, so it vectorizes.
-        s.bytes().fold(false, |c, b| c | (b < 0x20) | (b == 0x7f))
+        ascii_control
     } else {
         s.chars().any(char::is_control)
     };
@@ -616,12 +621,15 @@ pub fn prepare(
     })
 }
 
-fn member(out: &mut String, name: &str, value: impl FnOnce(&mut String)) {
+fn member(out: &mut String, name: &'static str, value: impl FnOnce(&mut String)) {
     if !out.is_empty() && !out.ends_with(',') {
         out.push(',');
     }
-    write_string(name, out);
-    out.push(':');
+    // Member names are the event's own, plain ASCII words: nothing in them to escape.
+    debug_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    out.push('"');
+    out.push_str(name);
+    out.push_str("\":");
     value(out);
 }
 

@@ -230,3 +230,26 @@ fn a_catalog_tags_the_event_and_redacts_before_hashing() {
     assert!(p.unknown_action);
     assert!(p.finish(0, 1).0.contains(r#""catalog_version":3"#));
 }
+
+/// Texts are measured in characters and refuse control characters, ASCII or not, found
+/// in the one pass over their bytes or, past ASCII, over their characters.
+#[test]
+fn text_checks_count_characters_and_refuse_controls() {
+    for ok in ["a", "abc", "é", "日本", "x\u{2028}y", "😀"] {
+        assert_eq!(text_reason(ok, 1, 3), Ok(()), "{ok:?}");
+    }
+    // Length in characters, not bytes: "日本語" is 9 bytes, 3 characters.
+    assert_eq!(text_reason("日本語", 1, 3), Ok(()));
+    assert!(text_reason("日本語x", 1, 3).unwrap_err().contains("got 4"));
+    assert!(text_reason("", 1, 3).unwrap_err().contains("got 0"));
+    assert!(text_reason("abcd", 1, 3).unwrap_err().contains("got 4"));
+    for bad in [
+        "a\u{0}", "\u{1f}", "a\tb", "\u{7f}", "é\u{7f}", "é\n", "a\u{85}", "\u{9f}",
+    ] {
+        assert_eq!(
+            text_reason(bad, 0, 10),
+            Err("must not contain control characters".into()),
+            "{bad:?}"
+        );
+    }
+}

@@ -18,10 +18,12 @@ use auditrail_store::sqlite::{Options, SqliteStore};
 use crate::config::Config;
 
 /// Opens the configured store: PostgreSQL when `database_url` is set, else the
-/// embedded SQLite under the data dir.
+/// embedded SQLite under the data dir (for a bulk load, `bulk_load`: see
+/// [`Options::bulk_load`]).
 pub async fn open_store(
     cfg: &Config,
     metrics: Option<Arc<Metrics>>,
+    bulk_load: bool,
 ) -> anyhow::Result<Arc<dyn Store>> {
     let on_commit =
         metrics.map(|m| Arc::new(move |s| m.observe_commit(s)) as auditrail_store::CommitObserver);
@@ -43,8 +45,14 @@ pub async fn open_store(
         })?;
         return Ok(Arc::new(store));
     }
-    let store = SqliteStore::open(&cfg.data_dir, Options { on_commit })
-        .with_context(|| format!("cannot open the data dir {}", cfg.data_dir.display()))?;
+    let store = SqliteStore::open(
+        &cfg.data_dir,
+        Options {
+            on_commit,
+            bulk_load,
+        },
+    )
+    .with_context(|| format!("cannot open the data dir {}", cfg.data_dir.display()))?;
     Ok(Arc::new(store))
 }
 
@@ -159,7 +167,12 @@ pub fn settings(cfg: &Config) -> anyhow::Result<Settings> {
 
 /// App state for commands that act on the data directly (no HTTP authentication).
 pub async fn local_app(cfg: &Config) -> anyhow::Result<Arc<App>> {
-    let store = open_store(cfg, None).await?;
+    local_app_for(cfg, false).await
+}
+
+/// [`local_app`], for a bulk load when `bulk_load` (see [`Options::bulk_load`]).
+pub async fn local_app_for(cfg: &Config, bulk_load: bool) -> anyhow::Result<Arc<App>> {
+    let store = open_store(cfg, None, bulk_load).await?;
     let signer = checked_signer(cfg, store.as_ref()).await?;
     Ok(App::new(
         store,

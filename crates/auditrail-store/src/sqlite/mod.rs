@@ -1,5 +1,6 @@
-//! The embedded SQLite backend: one database file in WAL mode under the data dir, one
-//! writer thread (see `writer.rs`), a small pool of read connections.
+//! The embedded SQLite backend: one database file in WAL mode under the data dir (a bulk
+//! load, alone on the data dir, commits through a rollback journal instead: see
+//! [`Journal`]), one writer thread (see `writer.rs`), a small pool of read connections.
 
 mod by_key;
 mod checkpoint;
@@ -26,6 +27,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
 pub use crate::CommitStats;
+pub use schema::Journal;
 use schema::{MAX_SEQ, rid, seq_of};
 use writer::{Job, Writer};
 
@@ -43,6 +45,7 @@ const LOCK_FILE: &str = "auditrail.lock";
 
 pub struct SqliteStore {
     path: PathBuf,
+    journal: Journal,
     sender: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     queue: WriteQueue,
@@ -51,9 +54,16 @@ pub struct SqliteStore {
     _lock: File,
 }
 
+#[derive(Default)]
 pub struct Options {
     /// Called after each group commit (for metrics).
     pub on_commit: Option<CommitObserver>,
+    /// Opened by a bulk load (`auditrail ingest`) that is the data dir's only user: the
+    /// database takes commits through a rollback journal while the store is open (see
+    /// [`Journal::Rollback`]) and is back in WAL mode once it is closed. A load killed
+    /// half way leaves the journal of its last, uncommitted batch, which the next open
+    /// rolls back.
+    pub bulk_load: bool,
 }
 
 impl SqliteStore {
@@ -74,22 +84,34 @@ impl SqliteStore {
             });
         }
         let path = dir.join(DB_FILE);
+        let journal = if options.bulk_load {
+            Journal::Rollback
+        } else {
+            Journal::Wal
+        };
         let mut conn = Connection::open(&path).op("open database")?;
-        schema::configure(&conn, true)?;
+        schema::configure(&conn, true, journal)?;
         schema::migrate(&mut conn)?;
         exports::void_leases(&conn)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let page_size: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .op("read page size")?;
-        let checkpointer =
-            checkpoint::Checkpointer::start(&path, checkpoint::Tuning::for_page_size(page_size))?;
-        let writer = Writer::new(conn, checkpointer, options.on_commit);
+        // A rollback journal has no log to copy into the database.
+        let checkpointer = match journal {
+            Journal::Wal => Some(checkpoint::Checkpointer::start(
+                &path,
+                checkpoint::Tuning::for_page_size(page_size),
+            )?),
+            Journal::Rollback => None,
+        };
+        let writer = Writer::new(conn, checkpointer, journal, options.on_commit);
         let handle = std::thread::Builder::new()
             .name("auditrail-writer".into())
             .spawn(move || writer.run(rx))?;
         Ok(Self {
             path,
+            journal,
             sender: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             queue: WriteQueue::new(),
@@ -157,7 +179,7 @@ impl SqliteStore {
                     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )
                 .op("open read connection")?;
-                schema::configure(&c, false)?;
+                schema::configure(&c, false, self.journal)?;
                 c
             }
         };

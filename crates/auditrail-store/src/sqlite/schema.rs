@@ -280,18 +280,80 @@ pub const PAGE_SIZE: i64 = 16_384;
 /// The WAL length, in bytes, beyond which the writer checkpoints it itself.
 pub const WAL_CAP_BYTES: i64 = 64 << 20;
 
-/// Settings every connection gets. `synchronous=FULL` makes each commit fsync the WAL:
-/// an acknowledged event survives power loss.
-pub fn configure(conn: &Connection, writer: bool) -> Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .op("set busy timeout")?;
+/// How the database file takes its commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Journal {
+    /// A write-ahead log, as a running service needs: readers never wait for the writer,
+    /// and the writer never waits for them.
+    Wal,
+    /// A rollback journal, for a bulk load by the one process that holds the data dir
+    /// (`auditrail ingest`). Pages appended at the end of the file (almost all a load
+    /// writes) go straight into it, where in WAL mode each is written to the log and
+    /// again by a checkpoint; only the pages a commit changes in place are copied to the
+    /// journal first. A reader blocks the writer's commit while it reads, so it is for a
+    /// process with no other readers. Measured: a load of 1M events wrote 46% fewer
+    /// bytes and ran 17–36% faster (BENCHMARKS.md, "Bulk load through a rollback
+    /// journal").
+    Rollback,
+}
+
+impl Journal {
+    fn mode(self) -> &'static str {
+        match self {
+            Journal::Wal => "wal",
+            Journal::Rollback => "delete",
+        }
+    }
+}
+
+/// Puts the database file in `journal`'s mode; returns the mode it is in, which is
+/// another only if some other connection is using the file.
+pub fn set_journal(conn: &Connection, journal: Journal) -> Result<String> {
+    let mode: String = conn
+        .query_row(
+            &format!("PRAGMA journal_mode={}", journal.mode()),
+            [],
+            |r| r.get(0),
+        )
+        .op("set journal mode")?;
+    if mode.eq_ignore_ascii_case(journal.mode()) {
+        tracing::debug!(mode, "database journal mode set");
+    } else {
+        tracing::warn!(
+            wanted = journal.mode(),
+            mode,
+            "the database stays in its journal mode: another connection is using it"
+        );
+    }
+    Ok(mode.to_ascii_lowercase())
+}
+
+/// Settings every connection gets. `synchronous=FULL` makes each commit fsync the WAL
+/// (or the rollback journal and the database): an acknowledged event survives power
+/// loss.
+pub fn configure(conn: &Connection, writer: bool, journal: Journal) -> Result<()> {
+    // A writer in rollback mode waits for readers to finish before it commits; its
+    // load has no readers but the client-id filter's scan (see `idem_filter.rs`),
+    // which may take seconds on a large log.
+    let busy = match (writer, journal) {
+        (true, Journal::Rollback) => std::time::Duration::from_secs(600),
+        _ => std::time::Duration::from_secs(10),
+    };
+    conn.busy_timeout(busy).op("set busy timeout")?;
     if writer {
         // Takes effect only on a database with no table yet (before WAL is on).
         conn.pragma_update(None, "page_size", PAGE_SIZE)
             .op("set page size")?;
+        // Readers take the file's mode as the writer (opened first) left it.
+        set_journal(conn, journal)?;
+        if journal == Journal::Rollback {
+            // A transaction larger than the page cache keeps its pages in memory rather
+            // than writing them into the file early, which would need the file to
+            // itself (no reader) in the middle of the transaction.
+            conn.pragma_update(None, "cache_spill", false)
+                .op("set cache spill")?;
+        }
     }
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .op("enable WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")
         .op("set synchronous")?;
     if writer {

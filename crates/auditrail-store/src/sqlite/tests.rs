@@ -2,7 +2,7 @@ use super::*;
 use crate::conformance;
 
 fn open(dir: &Path) -> SqliteStore {
-    SqliteStore::open(dir, Options { on_commit: None }).unwrap()
+    SqliteStore::open(dir, Options::default()).unwrap()
 }
 
 #[tokio::test]
@@ -95,7 +95,7 @@ async fn restart_continues_seqs_and_root() {
 async fn a_second_process_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let _s = open(d.path());
-    let second = SqliteStore::open(d.path(), Options { on_commit: None });
+    let second = SqliteStore::open(d.path(), Options::default());
     assert!(matches!(second, Err(StoreError::Locked { .. })));
 }
 
@@ -355,4 +355,61 @@ async fn merges_of_many_terms_are_bucketed_and_searchable() {
     let mut desc = bob;
     desc.reverse();
     assert_eq!(all_of_actor(&s, "acme", "bob", Order::Desc).await, desc);
+}
+
+fn open_for_load(dir: &Path) -> SqliteStore {
+    SqliteStore::open(
+        dir,
+        Options {
+            bulk_load: true,
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
+fn journal_mode(db: &Path) -> String {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    c.query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A store opened for a bulk load takes commits through a rollback journal, behaves as
+/// any store does (the conformance checks, with readers), and leaves the file in WAL
+/// mode, with the same log, for the next open.
+#[tokio::test]
+async fn a_bulk_load_store_commits_through_a_rollback_journal_and_leaves_wal() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join(DB_FILE);
+    // A log made the usual way first, so the load switches a file that is in WAL mode.
+    open(d.path()).shutdown_writer();
+    assert_eq!(journal_mode(&db), "wal");
+    let head = {
+        let s = open_for_load(d.path());
+        assert_eq!(journal_mode(&db), "delete");
+        conformance::append_idempotency_and_tree(&s).await;
+        assert!(!d.path().join(format!("{DB_FILE}-wal")).exists());
+        let head = s.tree_head("acme").await.unwrap();
+        s.shutdown_writer();
+        head
+    };
+    assert_eq!(
+        journal_mode(&db),
+        "wal",
+        "the load leaves the file as a server opens it"
+    );
+    assert!(!d.path().join(format!("{DB_FILE}-journal")).exists());
+    let s = open(d.path());
+    assert_eq!(s.tree_head("acme").await.unwrap(), head);
+    let root = crate::proofs::root_at(&s, "acme", head.size).await.unwrap();
+    assert_eq!(root, head.root);
+}
+
+#[tokio::test]
+async fn a_bulk_load_store_keeps_call_order_and_searches() {
+    let d = tempfile::tempdir().unwrap();
+    conformance::enqueue_keeps_call_order(&open_for_load(d.path())).await;
+    let d = tempfile::tempdir().unwrap();
+    conformance::search_filters_and_paging(&open_for_load(d.path())).await;
 }

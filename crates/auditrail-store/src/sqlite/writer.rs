@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use super::checkpoint::Checkpointer;
 use super::idem::{Claim, Claims, id_key};
 use super::postings::Pending;
-use super::schema::{MAX_SEQ, rid, seq_of};
+use super::schema::{self, Journal, MAX_SEQ, rid, seq_of};
 use super::{STORED_LEVEL, read_nodes};
 use crate::error::Context;
 use crate::terms::{event_terms, term_key};
@@ -100,13 +100,16 @@ pub(crate) struct Writer {
     claims: Claims,
     postings: Pending,
     observer: Option<CommitObserver>,
-    checkpointer: Checkpointer,
+    /// WAL checkpoints; none in rollback mode.
+    checkpointer: Option<Checkpointer>,
+    journal: Journal,
 }
 
 impl Writer {
     pub(crate) fn new(
         conn: Connection,
-        checkpointer: Checkpointer,
+        checkpointer: Option<Checkpointer>,
+        journal: Journal,
         observer: Option<CommitObserver>,
     ) -> Self {
         let claims = match conn.path() {
@@ -120,14 +123,18 @@ impl Writer {
             postings: Pending::new(),
             observer,
             checkpointer,
+            journal,
         }
     }
 
     /// Tells the checkpointer what was committed; checkpoints here if the WAL is too big.
     fn committed(&mut self, bytes: u64) {
-        if self.checkpointer.committed(bytes) {
+        let Some(checkpointer) = &self.checkpointer else {
+            return;
+        };
+        if checkpointer.committed(bytes) {
             tracing::debug!("writer: WAL past its cap, checkpointing on the writer");
-            if let Err(e) = self.checkpointer.checkpoint_here(&self.conn) {
+            if let Err(e) = checkpointer.checkpoint_here(&self.conn) {
                 tracing::warn!(error = %e, "writer: checkpoint failed");
             }
         }
@@ -157,6 +164,11 @@ impl Writer {
                 }
             }
             self.commit_appends(appends);
+        }
+        if self.journal == Journal::Rollback {
+            // Leave the file as a server opens it. If a reader still has it open, the
+            // next open switches it instead.
+            let _ = schema::set_journal(&self.conn, Journal::Wal);
         }
         tracing::debug!("writer: queue closed, exiting");
     }

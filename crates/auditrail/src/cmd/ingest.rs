@@ -20,7 +20,7 @@ use auditrail_server::routes::events::{prepare_batch, prepare_texts};
 
 use super::Target;
 use crate::config::{Config, Overrides};
-use crate::local::local_app;
+use crate::local::local_app_for;
 use crate::remote::Client;
 
 #[derive(Debug, clap::Args)]
@@ -228,7 +228,9 @@ fn tally(t: &mut Tally, accepted: &[auditrail_store::Accepted]) {
 
 async fn local(o: &Overrides, args: &Args, total: u64) -> anyhow::Result<Tally> {
     let cfg = Config::resolve(o, None)?;
-    let app = local_app(&cfg).await?;
+    // The lock file makes this the data dir's only user: commits go through a rollback
+    // journal, which writes the appended pages once rather than twice.
+    let app = local_app_for(&cfg, true).await?;
     if app.store.get_org(&args.org).await?.is_none() {
         bail!(
             "org `{}` does not exist; create it with `auditrail orgs create {}`",

@@ -52,7 +52,7 @@ pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let metrics = Arc::new(Metrics::new());
-    let store = open_store(&cfg, Some(metrics.clone())).await?;
+    let store = open_store(&cfg, Some(metrics.clone()), false).await?;
     let signer = checked_signer(&cfg, store.as_ref()).await?;
     let admin_hash = admin_token_hash(&cfg, store.as_ref()).await?;
     let listener = TcpListener::bind(&cfg.listen)

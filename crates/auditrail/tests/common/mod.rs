@@ -62,8 +62,7 @@ impl TestServer {
 
     /// A server listening on `addr` (to come back on the address it had before).
     pub async fn start_at(dir: &Path, addr: &str, adjust: impl FnOnce(&mut Settings)) -> Self {
-        let store =
-            Arc::new(SqliteStore::open(dir, Options { on_commit: None }).expect("open store"));
+        let store = Arc::new(SqliteStore::open(dir, Options::default()).expect("open store"));
         let signer = NoteSigner::new("auditrail.test", [42u8; 32]).unwrap();
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

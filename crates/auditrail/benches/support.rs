@@ -107,3 +107,25 @@ pub fn written_bytes() -> Option<f64> {
         .find_map(|l| l.strip_prefix("wchar:"))
         .and_then(|v| v.trim().parse().ok())
 }
+
+/// CPU seconds (user + system) used so far by this process's live threads named `name`
+/// (`/proc/self/task/*/stat`; Linux, `None` elsewhere). A thread that has exited is not
+/// counted, so take both readings while the threads of interest run.
+#[allow(dead_code, reason = "not every bench reports a thread's CPU")]
+pub fn thread_cpu_seconds(name: &str) -> Option<f64> {
+    let mut total = 0.0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] != name {
+            continue;
+        }
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        total += f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    }
+    Some(total / 100.0)
+}

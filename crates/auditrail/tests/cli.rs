@@ -70,6 +70,11 @@ async fn org_acme_with_key(http: &reqwest::Client, base: &str, role: &str) -> St
     .await
     .unwrap();
     assert_eq!(s, 201, "{org}");
+    acme_key(http, base, role).await
+}
+
+/// Creates a key of `role` in the org `acme` on the server at `base`; its token.
+async fn acme_key(http: &reqwest::Client, base: &str, role: &str) -> String {
     let (s, key) = post(
         http,
         &format!("{base}/v1/orgs/acme/keys"),
@@ -523,16 +528,7 @@ async fn sigkill_during_a_bulk_load_then_a_rerun_stores_every_line_once_in_order
     // the batches committed before the kill, whole and in file order.
     let mut srv = serve(dir.path());
     let http = reqwest::Client::new();
-    let (s, key) = post(
-        &http,
-        &format!("{}/v1/orgs/acme/keys", srv.base),
-        ADMIN,
-        json!({"name": "viewer", "role": "viewer"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(s, 201, "{key}");
-    let token = key["token"].as_str().unwrap().to_owned();
+    let token = acme_key(&http, &srv.base, "viewer").await;
     let file_ids = |events: &[Value]| -> Vec<String> {
         events
             .iter()
@@ -812,16 +808,7 @@ async fn sigkill_during_an_export_then_restart_completes_it() {
 
     let http = reqwest::Client::new();
     let mut srv = serve(dir.path());
-    let (s, key) = post(
-        &http,
-        &format!("{}/v1/orgs/acme/keys", srv.base),
-        ADMIN,
-        json!({"name": "a", "role": "admin"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(s, 201);
-    let token = key["token"].as_str().unwrap().to_owned();
+    let token = acme_key(&http, &srv.base, "admin").await;
     let (s, job) = post(
         &http,
         &format!("{}/v1/exports", srv.base),

@@ -45,7 +45,6 @@ const LOCK_FILE: &str = "auditrail.lock";
 
 pub struct SqliteStore {
     path: PathBuf,
-    journal: Journal,
     sender: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     queue: WriteQueue,
@@ -90,7 +89,7 @@ impl SqliteStore {
             Journal::Wal
         };
         let mut conn = Connection::open(&path).op("open database")?;
-        schema::configure(&conn, true, journal)?;
+        schema::configure(&conn, Some(journal))?;
         schema::migrate(&mut conn)?;
         exports::void_leases(&conn)?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -111,7 +110,6 @@ impl SqliteStore {
             .spawn(move || writer.run(rx))?;
         Ok(Self {
             path,
-            journal,
             sender: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             queue: WriteQueue::new(),
@@ -179,7 +177,7 @@ impl SqliteStore {
                     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )
                 .op("open read connection")?;
-                schema::configure(&c, false, self.journal)?;
+                schema::configure(&c, None)?;
                 c
             }
         };

@@ -306,9 +306,9 @@ impl Journal {
     }
 }
 
-/// Puts the database file in `journal`'s mode; returns the mode it is in, which is
-/// another only if some other connection is using the file.
-pub fn set_journal(conn: &Connection, journal: Journal) -> Result<String> {
+/// Puts the database file in `journal`'s mode; it stays in another (said in a warning)
+/// only if some other connection is using the file.
+pub fn set_journal(conn: &Connection, journal: Journal) -> Result<()> {
     let mode: String = conn
         .query_row(
             &format!("PRAGMA journal_mode={}", journal.mode()),
@@ -325,26 +325,26 @@ pub fn set_journal(conn: &Connection, journal: Journal) -> Result<String> {
             "the database stays in its journal mode: another connection is using it"
         );
     }
-    Ok(mode.to_ascii_lowercase())
+    Ok(())
 }
 
-/// Settings every connection gets. `synchronous=FULL` makes each commit fsync the WAL
-/// (or the rollback journal and the database): an acknowledged event survives power
-/// loss.
-pub fn configure(conn: &Connection, writer: bool, journal: Journal) -> Result<()> {
+/// Settings every connection gets: `writer` is the journal the writer's connection puts
+/// the file in, `None` for a reader (readers take the file's mode as the writer, opened
+/// first, left it). `synchronous=FULL` makes each commit fsync the WAL (or the rollback
+/// journal and the database): an acknowledged event survives power loss.
+pub fn configure(conn: &Connection, writer: Option<Journal>) -> Result<()> {
     // A writer in rollback mode waits for readers to finish before it commits; its
     // load has no readers but the client-id filter's scan (see `idem_filter.rs`),
     // which may take seconds on a large log.
-    let busy = match (writer, journal) {
-        (true, Journal::Rollback) => std::time::Duration::from_secs(600),
+    let busy = match writer {
+        Some(Journal::Rollback) => std::time::Duration::from_secs(600),
         _ => std::time::Duration::from_secs(10),
     };
     conn.busy_timeout(busy).op("set busy timeout")?;
-    if writer {
+    if let Some(journal) = writer {
         // Takes effect only on a database with no table yet (before WAL is on).
         conn.pragma_update(None, "page_size", PAGE_SIZE)
             .op("set page size")?;
-        // Readers take the file's mode as the writer (opened first) left it.
         set_journal(conn, journal)?;
         if journal == Journal::Rollback {
             // A transaction larger than the page cache keeps its pages in memory rather
@@ -356,7 +356,7 @@ pub fn configure(conn: &Connection, writer: bool, journal: Journal) -> Result<()
     }
     conn.pragma_update(None, "synchronous", "FULL")
         .op("set synchronous")?;
-    if writer {
+    if writer.is_some() {
         conn.pragma_update(None, "cache_size", -65536)
             .op("set cache size")?;
         // Checkpoints run on their own thread (see `checkpoint.rs`), which lets the WAL

@@ -435,7 +435,7 @@ mod tests {
             expected.sort_unstable();
             assert_eq!(sort_pairs(pairs), expected, "{n} pairs");
         }
-        let edges = vec![(i64::MAX, 1), (i64::MIN, 2), (0, 3), (-1, 4), (1, 5)];
+        let edges = [(i64::MAX, 1), (i64::MIN, 2), (0, 3), (-1, 4), (1, 5)];
         let mut many: Vec<(i64, i64)> = edges
             .iter()
             .cycle()

@@ -23,12 +23,6 @@ use rusqlite::{Connection, OpenFlags};
 use crate::Result;
 use crate::error::Context;
 
-/// The most frames the WAL may hold before the writer checkpoints it, whatever the page
-/// size: a page is looked up in the WAL index one block of 4,096 frames after another, so
-/// a database made with small pages (4 KiB before 16 KiB became the default) keeps a
-/// cap of 64 MiB, which measured faster for it than 256 MB.
-pub(crate) const WAL_CAP_FRAMES: i64 = 16_384;
-
 /// When checkpoints happen.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tuning {
@@ -38,7 +32,7 @@ pub(crate) struct Tuning {
     pub idle: Duration,
     /// WAL length (in pages) beyond which the writer checkpoints itself:
     /// `schema::WAL_CAP_BYTES` worth of the database's pages, and at most
-    /// [`WAL_CAP_FRAMES`].
+    /// `schema::WAL_CAP_FRAMES`.
     pub wal_cap_frames: i64,
     /// Bytes any commit adds to the WAL besides its rows: a small commit still writes
     /// whole pages (the newest page of each table it appends to).
@@ -51,7 +45,8 @@ impl Tuning {
         Self {
             batch_bytes: 16 << 20,
             idle: Duration::from_millis(250),
-            wal_cap_frames: (super::schema::WAL_CAP_BYTES / page_size.max(512)).min(WAL_CAP_FRAMES),
+            wal_cap_frames: (super::schema::WAL_CAP_BYTES / page_size.max(512))
+                .min(super::schema::WAL_CAP_FRAMES),
             // Events, tree nodes, pending postings and pending client-id claims.
             commit_bytes: 4 * page_size.max(512) as u64,
         }
@@ -214,6 +209,7 @@ pub(crate) fn checkpoint(conn: &Connection) -> Result<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sqlite::schema::WAL_CAP_FRAMES;
 
     fn writer(path: &Path) -> Connection {
         let c = Connection::open(path).unwrap();

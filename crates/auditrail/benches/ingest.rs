@@ -1,6 +1,7 @@
 //! Ingest benchmark: auditrail against the naive SQLite layout, on the same events, in
 //! one run. `cargo bench -p auditrail --bench ingest` (env BENCH_EVENTS, BENCH_BULK_EVENTS;
-//! BENCH_ONLY_BATCHES=N, BENCH_ONLY_SINGLES=N or BENCH_ONLY_BULK=N runs just that phase
+//! BENCH_ROUNDS, default 3: the insert-only peers and the HTTP batches measured in turn
+//! that many times, the figures being the rounds' medians; BENCH_ONLY_BATCHES=N, BENCH_ONLY_SINGLES=N or BENCH_ONLY_BULK=N runs just that phase
 //! N times; BENCH_ONLY_REMOTE=N runs `auditrail ingest --url` of BENCH_BULK_EVENTS events
 //! against a fresh server N times).
 //!
@@ -95,10 +96,9 @@ fn naive_rust(dir: &Path, events: &[Value], build_rows: bool) -> f64 {
 
 /// The naive layout driven from Python's `executemany`; `build_rows` as for
 /// [`naive_rust`] (there, `json.dumps` of each event inside the timed loop).
-fn naive_python(dir: &Path, events: &[Value], build_rows: bool) -> Option<f64> {
-    let data = dir.join("py.ndjson");
+fn naive_python(dir: &Path, data: &Path, events: &[Value], build_rows: bool) -> Option<f64> {
     if !data.exists() {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&data).unwrap());
+        let mut f = std::io::BufWriter::new(std::fs::File::create(data).unwrap());
         for e in events {
             writeln!(f, "{e}").unwrap();
         }
@@ -127,7 +127,7 @@ print(len(events) / (time.perf_counter() - t))
     let out = std::process::Command::new("python3")
         .arg("-c")
         .arg(script)
-        .arg(&data)
+        .arg(data)
         .arg(dir.join(if build_rows { "py-built.db" } else { "py.db" }))
         .arg(if build_rows { "build" } else { "prebuilt" })
         .output()
@@ -206,6 +206,27 @@ async fn http_batches(
     let rate = drive(base, token, bodies, 500, https).await.0;
     let writer = per_event(writer, support::thread_cpu_seconds(WRITER_THREAD));
     (rate, per_event(cpu, support::cpu_seconds()), writer)
+}
+
+/// One round of the insert-only peers and the HTTP batches.
+struct Round {
+    naive: f64,
+    py: Option<f64>,
+    http: f64,
+    cpu: Option<f64>,
+    writer: Option<f64>,
+}
+
+/// The median of `values` (the mean of the middle two for an even count); `None` if empty.
+fn median_of(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
 }
 
 /// The name of the SQLite store's writer thread.
@@ -402,44 +423,87 @@ fn main() {
         return;
     }
 
-    let naive = naive_rust(dir.path(), &events, false);
+    // The insert-only peers and the HTTP batches, measured in turn `BENCH_ROUNDS` times
+    // (each round on fresh databases and a fresh server): the machine's speed drifts by
+    // more than the goals' margins between minutes, so each round's ratio compares
+    // measurements taken seconds apart, and the figures are the rounds' medians.
+    let rounds = support::env_u64("BENCH_ROUNDS", 3).max(1) as usize;
+    let data = dir.path().join("events.ndjson");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut measured: Vec<Round> = Vec::new();
+    let mut singles = (0.0, 0.0, 0.0, 0.0);
+    for round in 0..rounds {
+        let round_dir = dir.path().join(format!("round{round}"));
+        std::fs::create_dir_all(&round_dir).unwrap();
+        let naive = naive_rust(&round_dir, &events, false);
+        let py = naive_python(&round_dir, &data, &events, false);
+        let last = round + 1 == rounds;
+        let (http, cpu, writer) = rt.block_on(async {
+            let srv = TestServer::start_with(&round_dir.join("srv"), Duration::from_secs(5)).await;
+            srv.create_org("acme").await;
+            let batches = http_batches(&srv.base, &srv.key("acme", "ingest").await, &events).await;
+            if last {
+                // Single events on the same server, into another org.
+                srv.create_org("single").await;
+                let single_events: Vec<Value> =
+                    (0..(n / 4)).map(|i| event(i + 5_000_000)).collect();
+                singles = http_singles(
+                    &srv.base,
+                    &srv.key("single", "ingest").await,
+                    &single_events,
+                )
+                .await;
+            }
+            srv.stop().await;
+            batches
+        });
+        println!(
+            "round {}: naive Rust {naive:.0} rows/s, Python {}, auditrail HTTP batches {http:.0} events/s ({:.2}x naive Rust{})",
+            round + 1,
+            py.map(|p| format!("{p:.0} rows/s"))
+                .unwrap_or_else(|| "n/a".into()),
+            http / naive,
+            py.map(|p| format!(", {:.2}x naive Python", http / p))
+                .unwrap_or_default()
+        );
+        measured.push(Round {
+            naive,
+            py,
+            http,
+            cpu,
+            writer,
+        });
+        std::fs::remove_dir_all(&round_dir).unwrap();
+    }
+    let naive = median_of(measured.iter().map(|r| r.naive)).unwrap();
+    let py = median_of(measured.iter().filter_map(|r| r.py));
+    let batch_rate = median_of(measured.iter().map(|r| r.http)).unwrap();
+    let batch_cpu = median_of(measured.iter().filter_map(|r| r.cpu));
+    let writer_cpu = median_of(measured.iter().filter_map(|r| r.writer));
+    let over_naive = median_of(measured.iter().map(|r| r.http / r.naive)).unwrap();
+    let over_py = median_of(measured.iter().filter_map(|r| r.py.map(|p| r.http / p)));
+    println!("medians of {rounds} round(s); each ratio is the median of the rounds' own ratios");
     println!("naive layout, Rust (rusqlite, 1000-row tx, 2 indexes): {naive:.0} rows/s");
-    let py = naive_python(dir.path(), &events, false);
     match py {
         Some(p) => println!("naive layout, Python executemany:                      {p:.0} rows/s"),
         None => println!("naive layout, Python executemany: python3 not available"),
     }
     // The same peers with each row made (its body serialized) inside the timed loop.
     let naive_built = naive_rust(dir.path(), &events, true);
-    let py_built = naive_python(dir.path(), &events, true);
+    let py_built = naive_python(dir.path(), &data, &events, true);
     println!(
         "naive layout, rows made in the timed loop: Rust {naive_built:.0} rows/s{}",
         py_built
             .map(|p| format!(", Python {p:.0} rows/s"))
             .unwrap_or_default()
     );
-
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (batch_rate, catalog_rate, singles, (batch_cpu, writer_cpu)) = rt.block_on(async {
-        let srv = TestServer::start_with(&dir.path().join("srv"), Duration::from_secs(5)).await;
-        srv.create_org("acme").await;
-        let (batch_rate, batch_cpu, writer_cpu) =
-            http_batches(&srv.base, &srv.key("acme", "ingest").await, &events).await;
-        srv.create_org("single").await;
-        let single_events: Vec<Value> = (0..(n / 4)).map(|i| event(i + 5_000_000)).collect();
-        let singles = http_singles(
-            &srv.base,
-            &srv.key("single", "ingest").await,
-            &single_events,
-        )
-        .await;
-        srv.stop().await;
-        // The same events into an org with the Prophecy catalog, on a fresh server so the
-        // two runs start from the same state (lenient org: every event is looked up, known
-        // actions' details walked, secrets replaced, unknown actions counted).
+    // The same events into an org with the Prophecy catalog, on a fresh server so the
+    // two runs start from the same state (lenient org: every event is looked up, known
+    // actions' details walked, secrets replaced, unknown actions counted).
+    let catalog_rate = rt.block_on(async {
         let srv = TestServer::start_with(&dir.path().join("srv2"), Duration::from_secs(5)).await;
         let (st, b) = srv
             .post(
@@ -449,16 +513,16 @@ fn main() {
             )
             .await;
         assert_eq!(st, 201, "{b}");
-        let catalog_rate = http_batches(&srv.base, &srv.key("catalogued", "ingest").await, &events)
+        let rate = http_batches(&srv.base, &srv.key("catalogued", "ingest").await, &events)
             .await
             .0;
         srv.stop().await;
-        (batch_rate, catalog_rate, singles, (batch_cpu, writer_cpu))
+        rate
     });
     println!(
-        "auditrail HTTP, 500-event batches x 16 connections:    {batch_rate:.0} events/s ({:.2}x naive Rust{})",
-        batch_rate / naive,
-        py.map(|p| format!(", {:.2}x naive Python", batch_rate / p))
+        "auditrail HTTP, 500-event batches x 16 connections:    {batch_rate:.0} events/s ({over_naive:.2}x naive Rust{})",
+        over_py
+            .map(|r| format!(", {r:.2}x naive Python"))
             .unwrap_or_default()
     );
     println!(

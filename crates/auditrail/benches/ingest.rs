@@ -1,9 +1,10 @@
 //! Ingest benchmark: auditrail against the naive SQLite layout, on the same events, in
 //! one run. `cargo bench -p auditrail --bench ingest` (env BENCH_EVENTS, BENCH_BULK_EVENTS;
 //! BENCH_ROUNDS, default 3: the insert-only peers and the HTTP batches measured in turn
-//! that many times, the figures being the rounds' medians; BENCH_ONLY_BATCHES=N, BENCH_ONLY_SINGLES=N or BENCH_ONLY_BULK=N runs just that phase
-//! N times; BENCH_ONLY_REMOTE=N runs `auditrail ingest --url` of BENCH_BULK_EVENTS events
-//! against a fresh server N times).
+//! that many times, the figures being the rounds' medians; BENCH_ONLY_BATCHES=N,
+//! BENCH_ONLY_SINGLES=N or BENCH_ONLY_BULK=N runs just that phase N times;
+//! BENCH_ONLY_REMOTE=N runs `auditrail ingest --url` of BENCH_BULK_EVENTS events against a
+//! fresh server N times).
 //!
 //! Peers: one SQLite row per event with two secondary indexes, WAL, synchronous=FULL,
 //! 1000-row transactions, driven from Rust (rusqlite) and from Python's `executemany`:
@@ -217,16 +218,10 @@ struct Round {
     writer: Option<f64>,
 }
 
-/// The median of `values` (the mean of the middle two for an even count); `None` if empty.
+/// The median of `values` (`support::pct`); `None` if there are none.
 fn median_of(values: impl Iterator<Item = f64>) -> Option<f64> {
     let mut v: Vec<f64> = values.collect();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(v[n / 2]),
-        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-    }
+    (!v.is_empty()).then(|| support::pct(&mut v, 0.5))
 }
 
 /// The name of the SQLite store's writer thread.

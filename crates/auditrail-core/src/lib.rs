@@ -10,6 +10,7 @@ pub mod event;
 pub mod export;
 pub mod merkle;
 pub mod note;
+pub mod outbound;
 pub mod query;
 pub mod time;
 

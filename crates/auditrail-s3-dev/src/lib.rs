@@ -7,6 +7,10 @@
 //! that reports no uploads in progress.
 #![forbid(unsafe_code)]
 
+mod identity;
+
+pub use identity::Identities;
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,7 +20,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::access::{S3Access, S3AccessContext};
-use s3s::auth::SimpleAuth;
 use s3s::dto::*;
 use s3s::service::S3ServiceBuilder;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
@@ -29,6 +32,7 @@ pub struct Faults {
     denied: Mutex<HashSet<String>>,
     denied_keys: Mutex<Vec<String>>,
     log: Mutex<Vec<(String, String)>>,
+    bucket_log: Mutex<Vec<(String, String, String)>>,
     refusing: AtomicBool,
     requests: AtomicU64,
 }
@@ -70,6 +74,15 @@ impl Faults {
             .clone()
     }
 
+    /// Every request that reached the store with credentials: `(access key, operation,
+    /// bucket)`, including those then refused.
+    pub fn bucket_log(&self) -> Vec<(String, String, String)> {
+        self.bucket_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// While on, every request gets `503 ServiceUnavailable`.
     pub fn refuse(&self, on: bool) {
         self.refusing.store(on, Ordering::SeqCst);
@@ -81,7 +94,7 @@ impl Faults {
     }
 }
 
-struct Access(Arc<Faults>);
+struct Access(Arc<Faults>, Arc<Identities>);
 
 #[async_trait::async_trait]
 impl S3Access for Access {
@@ -90,14 +103,21 @@ impl S3Access for Access {
         if self.0.refusing.load(Ordering::SeqCst) {
             return Err(s3_error!(ServiceUnavailable, "refusing requests"));
         }
-        if cx.credentials().is_none() {
+        let Some(access_key) = cx.credentials().map(|c| c.access_key.clone()) else {
             return Err(s3_error!(AccessDenied, "Signature is required"));
-        }
-        let op = cx.s3_op().name();
-        let key = match cx.s3_path() {
-            s3s::path::S3Path::Object { key, .. } => key.to_string(),
-            _ => String::new(),
         };
+        let op = cx.s3_op().name();
+        let (bucket, key) = match cx.s3_path() {
+            s3s::path::S3Path::Object { bucket, key } => (bucket.to_string(), key.to_string()),
+            s3s::path::S3Path::Bucket { bucket } => (bucket.to_string(), String::new()),
+            s3s::path::S3Path::Root => (String::new(), String::new()),
+        };
+        self.0
+            .bucket_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((access_key.clone(), op.to_owned(), bucket.clone()));
+        self.1.admit(&access_key, cx.headers(), &bucket)?;
         self.0
             .log
             .lock()
@@ -234,6 +254,7 @@ impl DevStore {
 pub struct DevS3 {
     addr: SocketAddr,
     faults: Arc<Faults>,
+    identities: Arc<Identities>,
     root: PathBuf,
     tasks: JoinSet<()>,
 }
@@ -258,6 +279,19 @@ impl DevS3 {
         secret_key: &str,
         faults: Arc<Faults>,
     ) -> anyhow::Result<Self> {
+        let identities = Arc::new(Identities::default());
+        identities.add_key(access_key, secret_key, None);
+        Self::start_as(root, addr, identities, faults).await
+    }
+
+    /// A server whose callers are `identities`: keys limited to buckets, roles to
+    /// assume through its STS endpoint (`POST /`), temporary credentials.
+    pub async fn start_as(
+        root: &Path,
+        addr: SocketAddr,
+        identities: Arc<Identities>,
+        faults: Arc<Faults>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root)?;
         let store = DevStore {
             fs: s3s_fs::FileSystem::new(root).map_err(|e| anyhow::anyhow!("{e:?}"))?,
@@ -266,8 +300,9 @@ impl DevS3 {
         };
         let service = {
             let mut b = S3ServiceBuilder::new(store);
-            b.set_auth(SimpleAuth::from_single(access_key, secret_key));
-            b.set_access(Access(faults.clone()));
+            b.set_auth(identity::Auth(identities.clone()));
+            b.set_access(Access(faults.clone(), identities.clone()));
+            b.set_route(identity::Sts(identities.clone()));
             b.build()
         };
         let listener = TcpListener::bind(addr).await?;
@@ -291,6 +326,7 @@ impl DevS3 {
         Ok(Self {
             addr,
             faults,
+            identities,
             root: root.to_path_buf(),
             tasks,
         })
@@ -307,6 +343,10 @@ impl DevS3 {
 
     pub fn faults(&self) -> &Arc<Faults> {
         &self.faults
+    }
+
+    pub fn identities(&self) -> &Arc<Identities> {
+        &self.identities
     }
 
     /// Creates a bucket (a directory under the root).

@@ -10,6 +10,7 @@ pub mod ids;
 mod lease;
 pub mod metrics;
 mod openapi;
+pub mod outbound;
 pub mod policy;
 pub mod retention;
 pub mod routes;
@@ -41,6 +42,9 @@ pub struct Settings {
     pub origin_prefix: String,
     pub exports: exports::ExportSettings,
     pub delivery: delivery::DeliverySettings,
+    /// Which addresses the server may connect to for an org (destinations, STS,
+    /// webhooks): global ones, and the ranges of `outbound_allow`.
+    pub outbound: outbound::Outbound,
     /// How long a node holds background work (a destination's delivery, checkpoint
     /// signing) without renewing it before another node may take it over.
     pub lease_ttl: Duration,

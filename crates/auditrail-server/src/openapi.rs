@@ -14,7 +14,7 @@ use crate::routes::{catalog, destinations, events, exports, integrity, orgs, vie
         events::ingest, events::search,
         exports::create, exports::list, exports::get, exports::download, exports::checkpoint,
         exports::put_webhook, exports::delete_webhook,
-        destinations::put, destinations::list, destinations::get, destinations::delete,
+        destinations::put, destinations::put_for_org, destinations::list, destinations::get, destinations::delete,
         destinations::pause, destinations::resume, destinations::test, destinations::bucket_policy,
         integrity::latest_checkpoint, integrity::public_key, integrity::inclusion, integrity::consistency,
     ),

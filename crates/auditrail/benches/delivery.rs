@@ -38,7 +38,10 @@ const SK: &str = "bench-secret";
 
 fn serve(dir: &Path) -> Serve {
     process::serve(ADMIN, |c| {
-        c.arg("--data-dir").arg(dir);
+        // The bench's S3 server listens on loopback.
+        c.arg("--data-dir")
+            .arg(dir)
+            .env("AUDITRAIL_OUTBOUND_ALLOW", "127.0.0.0/8");
     })
 }
 

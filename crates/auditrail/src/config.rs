@@ -33,6 +33,7 @@ pub struct FileConfig {
     pub signing_key_file: Option<PathBuf>,
     pub secret_key_file: Option<PathBuf>,
     pub aws_principal_arn: Option<String>,
+    pub outbound_allow: Option<Vec<String>>,
     pub ui_frame_ancestors: Option<String>,
     pub max_clock_skew: Option<String>,
     pub log_origin: Option<String>,
@@ -108,6 +109,15 @@ pub struct Overrides {
     /// The AWS role or user auditrail delivers as, for the bucket policies it suggests
     #[arg(long, env = "AUDITRAIL_AWS_PRINCIPAL_ARN", global = true)]
     pub aws_principal_arn: Option<String>,
+    /// Non-global address ranges (CIDR, comma-separated) that destinations, STS
+    /// endpoints and webhooks may reach [default: none: only global addresses]
+    #[arg(
+        long,
+        env = "AUDITRAIL_OUTBOUND_ALLOW",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub outbound_allow: Option<Vec<String>>,
     /// Sites allowed to show the Audit page in a frame (CSP frame-ancestors) [default: 'self']
     #[arg(long, env = "AUDITRAIL_UI_FRAME_ANCESTORS", global = true)]
     pub ui_frame_ancestors: Option<String>,
@@ -154,6 +164,8 @@ pub struct Config {
     pub signing_key_file: PathBuf,
     pub secret_key_file: PathBuf,
     pub aws_principal_arn: Option<String>,
+    /// Ranges outside the global address space that org URLs may reach.
+    pub outbound_allow: auditrail_core::outbound::AddressPolicy,
     pub ui_frame_ancestors: String,
     pub max_clock_skew: Duration,
     pub log_origin: String,
@@ -283,6 +295,20 @@ impl Config {
                 .or(f.secret_key_file)
                 .unwrap_or_else(|| data_dir.join("secret.key")),
             aws_principal_arn: o.aws_principal_arn.clone().or(f.aws_principal_arn),
+            outbound_allow: {
+                let ranges = o
+                    .outbound_allow
+                    .clone()
+                    .or(f.outbound_allow)
+                    .unwrap_or_default();
+                let ranges: Vec<&str> = ranges
+                    .iter()
+                    .map(|r| r.trim())
+                    .filter(|r| !r.is_empty())
+                    .collect();
+                auditrail_core::outbound::AddressPolicy::parse(&ranges)
+                    .map_err(|e| anyhow::anyhow!("outbound_allow: {e}"))?
+            },
             ui_frame_ancestors: o
                 .ui_frame_ancestors
                 .clone()
@@ -388,6 +414,18 @@ impl Config {
             (
                 "aws_principal_arn",
                 self.aws_principal_arn.as_ref().map(|a| format!("\"{a}\"")),
+            ),
+            (
+                "outbound_allow",
+                Some(format!(
+                    "[{}]",
+                    self.outbound_allow
+                        .allowed_ranges()
+                        .iter()
+                        .map(|c| format!("\"{c}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
             ),
             (
                 "ui_frame_ancestors",
@@ -515,5 +553,31 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("postgres://u:********@h/db"));
+    }
+
+    #[test]
+    fn outbound_allow_is_parsed_checked_and_printed() {
+        let none = Config::resolve(&Overrides::default(), None).unwrap();
+        assert!(none.outbound_allow.allowed_ranges().is_empty());
+        assert!(none.render_masked().contains("outbound_allow = []"));
+        let o = Overrides {
+            outbound_allow: Some(vec!["10.20.0.0/16".into(), " fd00::/8 ".into(), "".into()]),
+            ..Default::default()
+        };
+        let c = Config::resolve(&o, None).unwrap();
+        assert_eq!(c.outbound_allow.allowed_ranges().len(), 2);
+        assert!(
+            c.render_masked()
+                .contains("outbound_allow = [\"10.20.0.0/16\", \"fd00::/8\"]")
+        );
+        let bad = Overrides {
+            outbound_allow: Some(vec!["10.0.0.0/33".into()]),
+            ..Default::default()
+        };
+        let e = Config::resolve(&bad, None).err().unwrap().to_string();
+        assert!(
+            e.contains("outbound_allow") && e.contains("10.0.0.0/33"),
+            "{e}"
+        );
     }
 }

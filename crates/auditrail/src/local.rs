@@ -10,6 +10,7 @@ use auditrail_core::note::NoteSigner;
 use auditrail_server::delivery::DeliverySettings;
 use auditrail_server::exports::ExportSettings;
 use auditrail_server::exports::notify::SmtpSettings;
+use auditrail_server::outbound::Outbound;
 use auditrail_server::{App, Metrics, Settings};
 use auditrail_store::Store;
 use auditrail_store::postgres::{PgOptions, PgStore};
@@ -158,6 +159,7 @@ pub fn settings(cfg: &Config) -> anyhow::Result<Settings> {
                 .transpose()
                 .map_err(|e| anyhow::anyhow!(e))?,
         },
+        outbound: Outbound::new(cfg.outbound_allow.clone()),
         delivery: DeliverySettings {
             principal_arn: cfg.aws_principal_arn.clone(),
             ..DeliverySettings::new(load_key(&cfg.secret_key_file, "secret key")?)

@@ -154,15 +154,7 @@ async fn wait_for(
     secs: u64,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let until = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let st = status(srv, token, name).await;
-        if done(&st) {
-            return st;
-        }
-        assert!(Instant::now() < until, "timed out; last status {st}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for_destination(&srv.http, &srv.base, token, name, secs, done).await
 }
 
 fn dest(endpoint: &str, extra: Value) -> Value {

@@ -638,23 +638,15 @@ async fn emailed_signed_link_webhook_and_expiry() {
         assert!(value.starts_with("v1:"), "{name} is stored in clear");
     }
     let secret_hex = secret.trim_start_matches("whsec_");
-    let mut stack = vec![dir.path().to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let bytes = std::fs::read(&p).unwrap();
-                assert!(
-                    !bytes
-                        .windows(secret_hex.len())
-                        .any(|w| w == secret_hex.as_bytes()),
-                    "the webhook secret is in {}",
-                    p.display()
-                );
-            }
-        }
+    for p in common::files_under(dir.path()) {
+        let bytes = std::fs::read(&p).unwrap();
+        assert!(
+            !bytes
+                .windows(secret_hex.len())
+                .any(|w| w == secret_hex.as_bytes()),
+            "the webhook secret is in {}",
+            p.display()
+        );
     }
 
     // After the TTL: the file is gone, status expired, downloads 410 by key and by link.

@@ -58,7 +58,9 @@ impl Cluster {
                 .arg("--exports-dir")
                 .arg(s.join("exports"))
                 .env("AUDITRAIL_CHECKPOINT_INTERVAL", "200ms")
-                .env("AUDITRAIL_LEASE_TTL", "2s");
+                .env("AUDITRAIL_LEASE_TTL", "2s")
+                // The S3 server of these tests listens on loopback.
+                .env("AUDITRAIL_OUTBOUND_ALLOW", "127.0.0.0/8");
         })
     }
 

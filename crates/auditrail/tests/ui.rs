@@ -826,6 +826,54 @@ async fn the_audit_page_in_chromium() {
     assert!(web.count("#test-results tbody tr.bad").await >= 1);
     r.s3.faults().allow_all();
 
+    // A role auditrail assumes: the org's external id is on the page before the role
+    // exists, and the role's trust and permissions policies are there to copy.
+    let (_, listed) = srv.get("/v1/destinations", &r.admin).await;
+    let external_id = listed["external_id"].as_str().unwrap().to_owned();
+    web.goto(&format!("{}/ui/destinations", srv.base)).await;
+    assert!(web.text("#org-external-id").await.contains(&external_id));
+    for (css, v) in [
+        ("#d-name", "role"),
+        ("#d-bucket", BUCKET),
+        ("#d-endpoint", &r.s3.endpoint()),
+        (
+            "#d-role",
+            "arn:aws:iam::111122223333:role/auditrail-delivery",
+        ),
+    ] {
+        web.fill(css, v).await;
+    }
+    web.click("#save-destination").await;
+    web.wait_for("#dest-role .external-id", 10).await;
+    assert_eq!(web.text("#dest-role .external-id").await, external_id);
+    let trust = web.text("#trust-role").await;
+    assert!(
+        trust.contains(&external_id)
+            && trust.contains(PRINCIPAL)
+            && trust.contains("sts:ExternalId"),
+        "{trust}"
+    );
+    assert!(
+        web.text("#permissions-role")
+            .await
+            .contains(&format!("arn:aws:s3:::{BUCKET}/*"))
+    );
+    assert_eq!(
+        web.count("#dest-role button[data-copy=\"trust-role\"]")
+            .await,
+        1
+    );
+    assert_eq!(
+        web.count("#dest-role button[data-copy=\"permissions-role\"]")
+            .await,
+        1
+    );
+    web.screenshot("destinations-role").await;
+    let (s, _) = srv
+        .call("DELETE", "/v1/destinations/role", &r.admin, None)
+        .await;
+    assert_eq!(s, 204);
+
     // Integrity: the public key the API serves.
     web.goto(&format!("{}/ui/integrity", srv.base)).await;
     web.wait_for("#public-key", 10).await;

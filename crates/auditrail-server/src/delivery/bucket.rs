@@ -16,8 +16,13 @@ use object_store::{
 };
 use serde::Serialize;
 
-use super::config::{DestinationConfig, StaticKeys};
+use object_store::aws::AwsCredentialProvider;
+use object_store::client::{HttpError, HttpErrorKind};
+
+use super::config::DestinationConfig;
+use super::sts::{AssumeRoleError, short_reqwest};
 use crate::exports::urlencode;
+use crate::outbound::{Outbound, refusal_in};
 
 /// Part size for multipart uploads (S3's minimum is 5 MiB).
 const PART_BYTES: usize = 8 << 20;
@@ -28,6 +33,10 @@ pub struct S3Failure {
     pub message: String,
     /// Credentials, permissions or a missing bucket: needs a person, not a retry.
     pub permanent: bool,
+    /// The identity or the address itself is refused (a role that will not be assumed,
+    /// an address the outbound policy refuses): the destination is in `error` and is
+    /// retried only now and then.
+    pub blocked: bool,
 }
 
 impl std::fmt::Display for S3Failure {
@@ -38,6 +47,12 @@ impl std::fmt::Display for S3Failure {
 
 fn classify(op: &str, e: object_store::Error) -> S3Failure {
     use object_store::Error as E;
+    if let Some(f) = identity_failure(&e) {
+        return S3Failure {
+            message: format!("{op}: {}", f.message),
+            ..f
+        };
+    }
     let permanent = matches!(
         e,
         E::PermissionDenied { .. } | E::Unauthenticated { .. } | E::NotFound { .. }
@@ -49,14 +64,80 @@ fn classify(op: &str, e: object_store::Error) -> S3Failure {
         _ => "",
     };
     S3Failure {
-        message: format!("{op}: {kind}{e}"),
+        message: format!("{op}: {kind}{}", summary(&e)),
         permanent,
+        blocked: false,
+    }
+}
+
+/// A refused address or a refused role in `e`'s chain: both need a person.
+fn identity_failure(e: &(dyn std::error::Error + 'static)) -> Option<S3Failure> {
+    if let Some(r) = refusal_in(e) {
+        return Some(S3Failure {
+            message: r.to_string(),
+            permanent: true,
+            blocked: true,
+        });
+    }
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(a) = err.downcast_ref::<AssumeRoleError>() {
+            return Some(a.clone().into());
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// What the org is told of a failed request: the HTTP status and the store's short
+/// error code, or the kind of transport failure. Never the answer's body, the URL, or
+/// anything else a remote said: a remote may be a service the org should not read.
+fn summary(e: &object_store::Error) -> String {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<HttpError>() {
+            return match h.kind() {
+                HttpErrorKind::Connect => "connection failed".into(),
+                HttpErrorKind::Timeout => "timed out".into(),
+                HttpErrorKind::Interrupted => "connection interrupted".into(),
+                HttpErrorKind::Decode => "unreadable answer".into(),
+                _ => "request failed".into(),
+            };
+        }
+        cur = err.source();
+    }
+    let text = e.to_string();
+    let status = text
+        .find("status code: ")
+        .map(|i| &text[i + "status code: ".len()..])
+        .and_then(|rest| rest.get(..3))
+        .filter(|s| s.bytes().all(|b| b.is_ascii_digit()));
+    match status {
+        Some(s) => format!("HTTP {s}{}", error_code(&text)),
+        None if matches!(e, object_store::Error::NotFound { .. }) => "HTTP 404".into(),
+        None => "request failed".into(),
+    }
+}
+
+/// `: AccessDenied` when `body` holds an S3 or STS error document whose code is a
+/// short token; nothing otherwise.
+pub(crate) fn error_code(body: &str) -> String {
+    match xml_value(body, "Code") {
+        Some(c)
+            if !c.is_empty()
+                && c.len() <= 64
+                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.') =>
+        {
+            format!(": {c}")
+        }
+        _ => String::new(),
     }
 }
 
 /// The bucket of one destination.
 pub struct Bucket {
     store: Arc<AmazonS3>,
+    outbound: Outbound,
     config: DestinationConfig,
     http: reqwest::Client,
 }
@@ -82,23 +163,19 @@ impl Default for Patience {
 }
 
 impl Bucket {
+    /// A client for `config`'s bucket acting as `identity`, every connection under
+    /// `outbound`'s address policy.
     pub fn connect(
         config: &DestinationConfig,
-        keys: Option<&StaticKeys>,
+        identity: AwsCredentialProvider,
+        outbound: &Outbound,
         patience: Patience,
     ) -> Result<Self, S3Failure> {
-        let mut b = match keys {
-            Some(k) => {
-                let mut b = AmazonS3Builder::new()
-                    .with_access_key_id(&k.access_key_id)
-                    .with_secret_access_key(&k.secret_access_key);
-                if let Some(t) = &k.session_token {
-                    b = b.with_token(t);
-                }
-                b
-            }
-            None => AmazonS3Builder::from_env(),
-        };
+        let mut b = AmazonS3Builder::new()
+            .with_credentials(identity)
+            .with_http_connector(
+                outbound.connector(patience.request_timeout, patience.connect_timeout),
+            );
         let retry = RetryConfig {
             max_retries: patience.retries,
             retry_timeout: patience.retry_window,
@@ -123,15 +200,9 @@ impl Bucket {
             .with_client_options(options)
             .build()
             .map_err(|e| classify("configure S3 client", e))?;
-        let http = reqwest::Client::builder()
-            .timeout(patience.request_timeout)
-            .connect_timeout(patience.connect_timeout)
-            .build()
-            .map_err(|e| S3Failure {
-                message: format!("configure HTTP client: {e}"),
-                permanent: true,
-            })?;
+        let http = outbound.http_client(patience.request_timeout, patience.connect_timeout);
         Ok(Self {
+            outbound: outbound.clone(),
             store: Arc::new(store),
             config: config.clone(),
             http,
@@ -185,13 +256,18 @@ impl Bucket {
         query: &str,
         body: Bytes,
     ) -> Result<String, String> {
-        let cred = self
-            .store
-            .credentials()
-            .get_credential()
-            .await
-            .map_err(|e| format!("credentials: {e}"))?;
+        let cred =
+            self.store.credentials().get_credential().await.map_err(
+                |e| match identity_failure(&e) {
+                    Some(f) => f.message,
+                    None => "credentials: could not be had".to_owned(),
+                },
+            )?;
         let url = self.url(key, query);
+        let parsed = reqwest::Url::parse(&url).map_err(|e| e.to_string())?;
+        self.outbound
+            .check_literal(&parsed)
+            .map_err(|e| e.to_string())?;
         let md5 = {
             use base64::Engine;
             use md5::Digest;
@@ -212,13 +288,16 @@ impl Bucket {
             .body(body)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match refusal_in(&e) {
+                Some(r) => r.to_string(),
+                None => short_reqwest(&e).to_owned(),
+            })?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if status.is_success() {
             Ok(text)
         } else {
-            Err(format!("{status}: {}", s3_error_code(&text)))
+            Err(format!("HTTP {}{}", status.as_u16(), error_code(&text)))
         }
     }
 
@@ -328,20 +407,11 @@ impl Check {
     }
 }
 
-fn xml_value(xml: &str, tag: &str) -> Option<String> {
+pub(crate) fn xml_value(xml: &str, tag: &str) -> Option<String> {
     let open = format!("<{tag}>");
     let start = xml.find(&open)? + open.len();
     let end = xml[start..].find(&format!("</{tag}>"))? + start;
     Some(xml[start..end].to_owned())
-}
-
-/// `AccessDenied: message` from an S3 error document, or the text as it came.
-fn s3_error_code(body: &str) -> String {
-    match (xml_value(body, "Code"), xml_value(body, "Message")) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c,
-        _ => body.chars().take(300).collect(),
-    }
 }
 
 #[cfg(test)]
@@ -349,9 +419,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn s3_error_documents_are_summarized() {
-        let body = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>PutObject is denied</Message></Error>";
-        assert_eq!(s3_error_code(body), "AccessDenied: PutObject is denied");
+    fn s3_error_documents_are_summarized_without_their_text() {
+        let body = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>secret internal page</Message></Error>";
+        assert_eq!(error_code(body), ": AccessDenied");
+        assert_eq!(error_code("<html>ami-id\ninstance-id</html>"), "");
+        assert_eq!(error_code("<Code>two words</Code>"), "");
         assert_eq!(
             xml_value("<a><UploadId>x-1</UploadId></a>", "UploadId").as_deref(),
             Some("x-1")

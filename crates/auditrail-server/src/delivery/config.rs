@@ -21,6 +21,8 @@ pub struct DestinationRequest {
     pub prefix: String,
     pub region: Option<String>,
     pub endpoint: Option<String>,
+    /// The STS endpoint `assume_role` calls (tests and stores other than AWS).
+    pub sts_endpoint: Option<String>,
     pub credentials: Option<CredentialsRequest>,
     pub format: Option<String>,
     pub max_batch_events: Option<u64>,
@@ -54,10 +56,35 @@ impl std::fmt::Debug for StaticKeys {
     }
 }
 
+/// Where a destination's AWS identity comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialsSource {
+    /// Keys the customer gave: the customer's own identity.
+    Static,
+    /// A role in the customer's account, assumed with the org's external id.
+    AssumeRole,
+    /// The server's own identity (the operator's), attached by the platform admin only.
+    Environment,
+}
+
+impl CredentialsSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialsSource::Static => "static",
+            CredentialsSource::AssumeRole => "assume_role",
+            CredentialsSource::Environment => "environment",
+        }
+    }
+}
+
 /// What the request says about credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialsChoice {
     Static(StaticKeys),
+    AssumeRole {
+        role_arn: String,
+    },
     Environment,
     /// Not given: keep what is stored (an update), required on create.
     Unchanged,
@@ -76,8 +103,13 @@ pub struct DestinationConfig {
     pub max_batch_events: u64,
     pub max_batch_seconds: u64,
     pub start: String,
-    /// `static` or `environment`.
-    pub credentials_source: String,
+    pub credentials_source: CredentialsSource,
+    /// The role `assume_role` assumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// Where `assume_role` calls STS, when not AWS's regional endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sts_endpoint: Option<String>,
     /// The access key id, masked, for static credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_key_id: Option<String>,
@@ -86,6 +118,14 @@ pub struct DestinationConfig {
 impl DestinationConfig {
     pub fn object_format(&self) -> ObjectFormat {
         ObjectFormat::parse(&self.format).unwrap_or(ObjectFormat::NdjsonGz)
+    }
+
+    /// The STS endpoint `assume_role` calls.
+    pub fn sts_url(&self) -> String {
+        match &self.sts_endpoint {
+            Some(e) => e.clone(),
+            None => format!("https://sts.{}.amazonaws.com", self.region),
+        }
     }
 }
 
@@ -196,44 +236,82 @@ fn check_endpoint(e: &str) -> Result<String, String> {
     if url.query().is_some() || url.fragment().is_some() || url.path() != "/" {
         return Err("must be the store's base URL, without path or query".into());
     }
-    Ok(e.trim_end_matches('/').to_owned())
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials in the URL".into());
+    }
+    // Stored as the parser spells it, so the address checked is the address connected to.
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// `arn:<partition>:iam::<account>:role/<path/name>`, the characters IAM allows.
+fn check_role_arn(arn: &str) -> Result<(), &'static str> {
+    let ok = arn.len() <= 2048
+        && arn.starts_with("arn:")
+        && arn.contains(":role/")
+        && arn
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@:/_-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err("a role ARN such as arn:aws:iam::123456789012:role/auditrail-delivery")
+    }
 }
 
 fn credentials(c: Option<CredentialsRequest>) -> Result<CredentialsChoice, ApiError> {
     let Some(c) = c else {
         return Ok(CredentialsChoice::Unchanged);
     };
-    if c.role_arn.is_some() || c.external_id.is_some() {
-        return Err(ApiError::invalid_field(
-            "credentials.role_arn",
-            "assuming a role with an external id is not supported by this build; give static keys or {\"source\": \"environment\"} (which follows the standard AWS chain, including web identity)",
+    let bad = |field: &str, reason: &str| ApiError::invalid_field(field, reason);
+    if c.external_id.is_some() {
+        return Err(bad(
+            "credentials.external_id",
+            "auditrail generates the org's external id; it cannot be chosen (see GET /v1/destinations/{name} for it)",
         ));
     }
+    let has_keys =
+        c.access_key_id.is_some() || c.secret_access_key.is_some() || c.session_token.is_some();
     match c.source.as_deref() {
         Some("environment") => {
-            if c.access_key_id.is_some() || c.secret_access_key.is_some() {
-                return Err(ApiError::invalid_field(
+            if has_keys || c.role_arn.is_some() {
+                return Err(bad(
                     "credentials.source",
-                    "\"environment\" takes no keys",
+                    "\"environment\" takes no keys or role",
                 ));
             }
             Ok(CredentialsChoice::Environment)
         }
+        Some("assume_role") => {
+            if has_keys {
+                return Err(bad(
+                    "credentials.access_key_id",
+                    "\"assume_role\" takes a role_arn, not keys",
+                ));
+            }
+            let role_arn = c
+                .role_arn
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| bad("credentials.role_arn", "required with \"assume_role\""))?;
+            check_role_arn(&role_arn).map_err(|r| bad("credentials.role_arn", r))?;
+            Ok(CredentialsChoice::AssumeRole { role_arn })
+        }
         Some("static") | None => {
-            let id = c.access_key_id.filter(|s| !s.is_empty()).ok_or_else(|| {
-                ApiError::invalid_field("credentials.access_key_id", "required with static keys")
-            })?;
+            if c.role_arn.is_some() {
+                return Err(bad(
+                    "credentials.role_arn",
+                    "a role is assumed with {\"source\": \"assume_role\", \"role_arn\": ...}",
+                ));
+            }
+            let id = c
+                .access_key_id
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| bad("credentials.access_key_id", "required with static keys"))?;
             let secret = c
                 .secret_access_key
                 .filter(|s| !s.is_empty())
-                .ok_or_else(|| {
-                    ApiError::invalid_field(
-                        "credentials.secret_access_key",
-                        "required with static keys",
-                    )
-                })?;
+                .ok_or_else(|| bad("credentials.secret_access_key", "required with static keys"))?;
             if id.len() > 128 || secret.len() > 256 {
-                return Err(ApiError::invalid_field("credentials", "keys are too long"));
+                return Err(bad("credentials", "keys are too long"));
             }
             Ok(CredentialsChoice::Static(StaticKeys {
                 access_key_id: id,
@@ -241,9 +319,9 @@ fn credentials(c: Option<CredentialsRequest>) -> Result<CredentialsChoice, ApiEr
                 session_token: c.session_token,
             }))
         }
-        Some(_) => Err(ApiError::invalid_field(
+        Some(_) => Err(bad(
             "credentials.source",
-            "must be \"static\" or \"environment\"",
+            "must be \"assume_role\", \"static\" or \"environment\"",
         )),
     }
 }
@@ -262,11 +340,13 @@ pub fn validate(
     let prefix = normalize_prefix(&req.prefix).map_err(|r| bad("prefix", r))?;
     let region = req.region.unwrap_or_else(|| "us-east-1".into());
     check_region(&region).map_err(|r| bad("region", r))?;
-    let endpoint = req
-        .endpoint
-        .map(|e| check_endpoint(&e))
-        .transpose()
-        .map_err(|r| bad("endpoint", &r))?;
+    let url = |field: &str, e: Option<String>| {
+        e.map(|e| check_endpoint(&e))
+            .transpose()
+            .map_err(|r| bad(field, &r))
+    };
+    let endpoint = url("endpoint", req.endpoint)?;
+    let sts_endpoint = url("sts_endpoint", req.sts_endpoint)?;
     let format = req.format.unwrap_or_else(|| "ndjson.gz".into());
     if ObjectFormat::parse(&format).is_none() {
         return Err(bad("format", "must be ndjson.gz, csv.gz or parquet"));
@@ -293,19 +373,34 @@ pub fn validate(
         (Some(_), _) => return Err(bad("start", "must be \"earliest\" or \"now\"")),
     };
     let creds = credentials(req.credentials)?;
-    let (credentials_source, access_key_id) = match (&creds, previous) {
-        (CredentialsChoice::Static(k), _) => ("static".into(), Some(mask_key_id(&k.access_key_id))),
-        (CredentialsChoice::Environment, _) => ("environment".into(), None),
-        (CredentialsChoice::Unchanged, Some(p)) => {
-            (p.credentials_source.clone(), p.access_key_id.clone())
+    let (credentials_source, access_key_id, role_arn) = match (&creds, previous) {
+        (CredentialsChoice::Static(k), _) => (
+            CredentialsSource::Static,
+            Some(mask_key_id(&k.access_key_id)),
+            None,
+        ),
+        (CredentialsChoice::AssumeRole { role_arn }, _) => {
+            (CredentialsSource::AssumeRole, None, Some(role_arn.clone()))
         }
+        (CredentialsChoice::Environment, _) => (CredentialsSource::Environment, None, None),
+        (CredentialsChoice::Unchanged, Some(p)) => (
+            p.credentials_source,
+            p.access_key_id.clone(),
+            p.role_arn.clone(),
+        ),
         (CredentialsChoice::Unchanged, None) => {
             return Err(bad(
                 "credentials",
-                "required: {\"access_key_id\", \"secret_access_key\"} or {\"source\": \"environment\"}",
+                "required: {\"source\": \"assume_role\", \"role_arn\"}, {\"access_key_id\", \"secret_access_key\"} or {\"source\": \"environment\"}",
             ));
         }
     };
+    if sts_endpoint.is_some() && credentials_source != CredentialsSource::AssumeRole {
+        return Err(bad(
+            "sts_endpoint",
+            "applies only with credentials {\"source\": \"assume_role\"}",
+        ));
+    }
     Ok((
         DestinationConfig {
             kind: req.kind,
@@ -318,6 +413,8 @@ pub fn validate(
             max_batch_seconds,
             start,
             credentials_source,
+            role_arn,
+            sts_endpoint,
             access_key_id,
         },
         creds,
@@ -396,9 +493,71 @@ mod tests {
             )),
             "credentials.role_arn"
         );
+        assert_eq!(
+            field(base(
+                "credentials",
+                serde_json::json!({"source": "assume_role"})
+            )),
+            "credentials.role_arn"
+        );
+        assert_eq!(
+            field(base(
+                "credentials",
+                serde_json::json!({"source": "assume_role", "role_arn": "not an arn"})
+            )),
+            "credentials.role_arn"
+        );
+        assert_eq!(
+            field(base(
+                "credentials",
+                serde_json::json!({"source": "assume_role", "role_arn": "arn:aws:iam::123456789012:role/x", "external_id": "mine"})
+            )),
+            "credentials.external_id"
+        );
+        assert_eq!(
+            field(base(
+                "credentials",
+                serde_json::json!({"source": "assume_role", "role_arn": "arn:aws:iam::123456789012:role/x", "access_key_id": "A"})
+            )),
+            "credentials.access_key_id"
+        );
+        assert_eq!(
+            field(base("sts_endpoint", "http://127.0.0.1:1".into())),
+            "sts_endpoint"
+        );
+        assert_eq!(
+            field(base("endpoint", "http://user:pw@s3.example.com".into())),
+            "endpoint"
+        );
         let mut none = base("kind", "s3".into());
         none.as_object_mut().unwrap().remove("credentials");
         assert_eq!(field(none), "credentials");
+    }
+
+    #[test]
+    fn assume_role_is_stored_without_secrets_and_endpoints_as_parsed() {
+        let (c, creds) = validate(
+            req(serde_json::json!({"kind": "s3", "bucket": "audit-logs",
+                "endpoint": "http://2130706433:9000/", "sts_endpoint": "http://0x7f.1:9001",
+                "credentials": {"source": "assume_role", "role_arn": "arn:aws:iam::123456789012:role/auditrail"}})),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.credentials_source, CredentialsSource::AssumeRole);
+        assert_eq!(
+            c.role_arn.as_deref(),
+            Some("arn:aws:iam::123456789012:role/auditrail")
+        );
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(c.sts_url(), "http://127.0.0.1:9001");
+        assert_eq!(
+            creds,
+            CredentialsChoice::AssumeRole {
+                role_arn: "arn:aws:iam::123456789012:role/auditrail".into()
+            }
+        );
+        let stored = serde_json::to_value(&c).unwrap();
+        assert_eq!(stored["credentials_source"], "assume_role");
     }
 
     #[test]
@@ -414,8 +573,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (second.start.as_str(), second.credentials_source.as_str()),
-            ("now", "environment")
+            (second.start.as_str(), second.credentials_source),
+            ("now", CredentialsSource::Environment)
         );
         assert_eq!(creds, CredentialsChoice::Unchanged);
         let e = validate(

@@ -5,11 +5,12 @@
 pub mod bucket;
 pub mod config;
 pub mod secrets;
+pub mod sts;
 pub mod worker;
 
 use std::time::Duration;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use auditrail_core::delivery::date_of;
 use auditrail_core::export::Row;
@@ -17,9 +18,15 @@ use auditrail_core::query::Filter;
 use auditrail_store::{Destination, Order, PageRequest, StoredEvent};
 use tokio::sync::Notify;
 
+use hmac::{Hmac, Mac};
+use object_store::StaticCredentialProvider;
+use object_store::aws::{AmazonS3Builder, AwsCredential, AwsCredentialProvider};
+use sha2::Sha256;
+
 use self::bucket::{Bucket, Patience, S3Failure};
-use self::config::{DestinationConfig, StaticKeys};
+use self::config::{CredentialsSource, DestinationConfig, StaticKeys};
 use self::secrets::SecretBox;
+use self::sts::{RoleCredentials, RoleTarget};
 use crate::App;
 
 /// How delivery runs on this node.
@@ -70,18 +77,58 @@ pub struct Delivery {
     /// Wakes the worker when a destination changes.
     pub wake: Notify,
     secrets: SecretBox,
+    /// Derives each org's STS external id; a key of its own, not the sealing key.
+    external_id_key: [u8; 32],
+    /// The server's own AWS identity (the standard chain), made once and shared so its
+    /// cached tokens are too.
+    environment: OnceLock<Result<AwsCredentialProvider, String>>,
 }
 
 impl Delivery {
     pub fn new(settings: &DeliverySettings) -> Self {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&settings.secret_key)
+            .expect("HMAC takes any key length");
+        mac.update(b"auditrail sts external id key v1");
         Self {
             wake: Notify::new(),
             secrets: SecretBox::new(&settings.secret_key),
+            external_id_key: mac.finalize().into_bytes().into(),
+            environment: OnceLock::new(),
         }
     }
 
     pub fn secrets(&self) -> &SecretBox {
         &self.secrets
+    }
+
+    /// The `ExternalId` auditrail passes when it assumes a role for `org`: unguessable
+    /// without the server's secret key, never chosen by the customer, the same for the
+    /// org on every node and across restarts.
+    pub fn external_id(&self, org: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.external_id_key)
+            .expect("HMAC takes any key length");
+        mac.update(org.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        format!("auditrail-{}", hex::encode(&tag[..16]))
+    }
+
+    /// The server's own identity from the standard AWS chain (environment variables,
+    /// web identity, container or instance metadata).
+    pub fn environment_identity(&self) -> Result<AwsCredentialProvider, S3Failure> {
+        self.environment
+            .get_or_init(|| {
+                AmazonS3Builder::from_env()
+                    .with_bucket_name("auditrail-identity")
+                    .build()
+                    .map(|s| s.credentials().clone())
+                    .map_err(|e| format!("the server's AWS identity is not configured: {e}"))
+            })
+            .clone()
+            .map_err(|message| S3Failure {
+                message,
+                permanent: true,
+                blocked: false,
+            })
     }
 }
 
@@ -95,35 +142,95 @@ pub fn config_of(dest: &Destination) -> Result<DestinationConfig, S3Failure> {
     serde_json::from_str(&dest.config).map_err(|e| S3Failure {
         message: format!("stored configuration is unreadable: {e}"),
         permanent: true,
+        blocked: false,
     })
 }
 
-/// Connects to `dest`'s bucket, opening its sealed credentials.
+/// Connects to `dest`'s bucket as the identity its credentials name.
 pub fn open_bucket(
-    delivery: &Delivery,
-    settings: &DeliverySettings,
+    app: &App,
     dest: &Destination,
 ) -> Result<(DestinationConfig, Bucket), S3Failure> {
     let config = config_of(dest)?;
-    let keys = match &dest.sealed_credentials {
-        Some(sealed) => {
+    let settings = &app.settings.delivery;
+    let identity = identity(app, dest, &config)?;
+    let bucket = Bucket::connect(&config, identity, &app.settings.outbound, settings.patience)?;
+    Ok((config, bucket))
+}
+
+fn identity(
+    app: &App,
+    dest: &Destination,
+    config: &DestinationConfig,
+) -> Result<AwsCredentialProvider, S3Failure> {
+    let delivery = &app.delivery;
+    let patience = app.settings.delivery.patience;
+    match config.credentials_source {
+        CredentialsSource::Static => {
+            let sealed = dest.sealed_credentials.as_ref().ok_or_else(|| S3Failure {
+                message: "static credentials are missing; give the keys again".into(),
+                permanent: true,
+                blocked: false,
+            })?;
             let plain = delivery
                 .secrets
                 .open(sealed, &seal_context(&dest.org, &dest.name))
                 .map_err(|e| S3Failure {
                     message: e.to_string(),
                     permanent: true,
+                    blocked: false,
                 })?;
             let keys: StaticKeys = serde_json::from_slice(&plain).map_err(|e| S3Failure {
                 message: format!("sealed credentials are unreadable: {e}"),
                 permanent: true,
+                blocked: false,
             })?;
-            Some(keys)
+            Ok(Arc::new(StaticCredentialProvider::new(AwsCredential {
+                key_id: keys.access_key_id,
+                secret_key: keys.secret_access_key,
+                token: keys.session_token,
+            })))
         }
-        None => None,
-    };
-    let bucket = Bucket::connect(&config, keys.as_ref(), settings.patience)?;
-    Ok((config, bucket))
+        CredentialsSource::Environment => delivery.environment_identity(),
+        CredentialsSource::AssumeRole => {
+            let role_arn = config.role_arn.clone().ok_or_else(|| S3Failure {
+                message: "assume_role without a role_arn".into(),
+                permanent: true,
+                blocked: false,
+            })?;
+            let target = RoleTarget {
+                role_arn,
+                external_id: delivery.external_id(&dest.org),
+                session_name: session_name(&dest.org),
+                endpoint: config.sts_url(),
+                region: config.region.clone(),
+            };
+            Ok(Arc::new(RoleCredentials::new(
+                target,
+                delivery.environment_identity()?,
+                &app.settings.outbound,
+                patience.request_timeout,
+                patience.connect_timeout,
+            )))
+        }
+    }
+}
+
+/// `auditrail-<org>`, in the characters and length STS allows, so the customer's
+/// CloudTrail shows which org a session served.
+fn session_name(org: &str) -> String {
+    let clean: String = org
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(54)
+        .collect();
+    format!("auditrail-{clean}")
 }
 
 /// The bucket policy granting `principal` what delivery and the permission test use,
@@ -135,6 +242,38 @@ pub fn bucket_policy(principal: &str, bucket: &str) -> serde_json::Value {
             "Sid": "AuditrailDelivery",
             "Effect": "Allow",
             "Principal": {"AWS": principal},
+            "Action": POLICY_ACTIONS,
+            "Resource": [
+                format!("arn:aws:s3:::{bucket}"),
+                format!("arn:aws:s3:::{bucket}/*"),
+            ],
+        }],
+    })
+}
+
+/// The trust policy of a role that auditrail assumes for `org`: only `principal`, and
+/// only with the org's external id, so no other org can have auditrail assume it.
+pub fn trust_policy(principal: &str, external_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "AuditrailAssumeRole",
+            "Effect": "Allow",
+            "Principal": {"AWS": principal},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+        }],
+    })
+}
+
+/// The permissions policy to attach to that role: the bucket policy's actions on the
+/// destination's bucket, for the role itself.
+pub fn permissions_policy(bucket: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "AuditrailDelivery",
+            "Effect": "Allow",
             "Action": POLICY_ACTIONS,
             "Resource": [
                 format!("arn:aws:s3:::{bucket}"),
@@ -205,10 +344,33 @@ pub(crate) async fn read_events(
     Ok(page.events)
 }
 
+/// How a blocked failure (a refused role or address) is marked in the stored
+/// `last_error`, so every node shows the destination's state as `error` rather than
+/// `retrying`.
+const PERMANENT_MARK: &str = "permanent|";
+
+/// A failure as stored in the destination's `last_error`.
+pub(crate) fn stored_error(f: &S3Failure) -> String {
+    if f.blocked {
+        format!("{PERMANENT_MARK}{}", f.message)
+    } else {
+        f.message.clone()
+    }
+}
+
+/// A stored `last_error` as shown, and whether delivery is blocked.
+pub fn shown_error(stored: &str) -> (&str, bool) {
+    match stored.strip_prefix(PERMANENT_MARK) {
+        Some(m) => (m, true),
+        None => (stored, false),
+    }
+}
+
 /// A failure on auditrail's side (store, encoding), worth retrying.
 pub(crate) fn internal(message: String) -> S3Failure {
     S3Failure {
         message,
         permanent: false,
+        blocked: false,
     }
 }

@@ -124,6 +124,11 @@ impl Backoff {
         self.next = Duration::from_millis(500);
     }
 
+    fn longest(&mut self) -> Duration {
+        self.next = self.max;
+        self.max
+    }
+
     fn step(&mut self) -> Duration {
         let mut b = [0u8; 2];
         let _ = getrandom::fill(&mut b);
@@ -200,7 +205,14 @@ async fn deliver(app: Arc<App>, org: String, name: String, mut stop: watch::Rece
                     crate::lease::release(&t.app, &lease).await;
                     return;
                 }
-                backoff.step()
+                if f.blocked {
+                    // A person must fix it (a role's trust policy, a refused address):
+                    // try again now and then, without hammering the remote.
+                    t.bucket = None;
+                    backoff.longest()
+                } else {
+                    backoff.step()
+                }
             }
         };
         tokio::select! {
@@ -258,7 +270,7 @@ impl Task {
         m.delivery_errors.get_or_create(&ErrorKind { kind }).inc();
         let at_ms = now_ms();
         let u = DeliveryUpdate::Failed {
-            error: f.message.clone(),
+            error: super::stored_error(f),
             at_ms,
         };
         if let Err(e) = self.update(u).await {
@@ -345,7 +357,7 @@ impl Task {
     fn bucket(&mut self, dest: &Destination) -> Result<&Bucket, S3Failure> {
         let fresh = matches!(&self.bucket, Some((u, _)) if *u == dest.updated_ms);
         if !fresh {
-            let (_, b) = super::open_bucket(&self.app.delivery, &self.app.settings.delivery, dest)?;
+            let (_, b) = super::open_bucket(&self.app, dest)?;
             self.bucket = Some((dest.updated_ms, b));
         }
         match &self.bucket {

@@ -89,21 +89,29 @@ pub fn webhook_signature(secret: &str, t: i64, body: &str) -> String {
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// POSTs `body` to the webhook with its signature in `Auditrail-Signature`.
-pub async fn call_webhook(hook: &Webhook, body: String) -> Result<(), String> {
+/// POSTs `body` to the webhook with its signature in `Auditrail-Signature`, under the
+/// outbound address policy (the URL is the org's choice); redirects are not followed.
+pub async fn call_webhook(
+    outbound: &crate::outbound::Outbound,
+    hook: &Webhook,
+    body: String,
+) -> Result<(), String> {
     let t = chrono::Utc::now().timestamp();
     let sig = webhook_signature(&hook.secret, t, &body);
-    let resp = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .map_err(|e| e.to_string())?
-        .post(&hook.url)
+    let url = reqwest::Url::parse(&hook.url).map_err(|e| e.to_string())?;
+    outbound.check_literal(&url).map_err(|e| e.to_string())?;
+    let resp = outbound
+        .http_client(Duration::from_secs(15), Duration::from_secs(5))
+        .post(url)
         .header("content-type", "application/json")
         .header("auditrail-signature", sig)
         .body(body)
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| match crate::outbound::refusal_in(&e) {
+            Some(r) => r.to_string(),
+            None => crate::delivery::sts::short_reqwest(&e).to_owned(),
+        })?;
     if !resp.status().is_success() {
         return Err(format!("webhook answered {}", resp.status()));
     }

@@ -284,9 +284,23 @@ async fn announce(app: &App, job: &ExportJob) {
         && let Ok(hook) = serde_json::from_str::<notify::Webhook>(&hook)
     {
         let body = json!({"type": if ok { "export.succeeded" } else { "export.failed" }, "export": crate::routes::exports::view(app, job), "download_url": link}).to_string();
-        if let Err(e) = notify::call_webhook(&hook, body).await {
+        if let Err(e) = notify::call_webhook(&app.settings.outbound, &hook, body).await {
             tracing::warn!(export = job.id, error = e, "export webhook failed");
             app.metrics.export_notifications_failed.inc();
+            if e.starts_with("outbound address refused") {
+                // The webhook's name now resolves somewhere the policy refuses: the
+                // org's own log says so.
+                let _ = crate::routes::events::record_audit_event(
+                    app,
+                    &job.org,
+                    json!({"id": "auditrail", "type": "SYSTEM"}),
+                    "callExportWebhook",
+                    json!({"type": "AUDIT_JOB", "id": "export-webhook"}),
+                    json!({"export_id": job.id, "error": e}),
+                    "failure",
+                )
+                .await;
+            }
         }
     }
 }

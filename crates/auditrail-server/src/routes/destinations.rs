@@ -13,15 +13,20 @@ use serde_json::{Value, json};
 use auditrail_core::time::format_millis;
 use auditrail_store::{DeliveryUpdate, Destination, Role};
 
-use super::events::record_self_audit;
+use super::events::{record_audit_event, record_self_audit};
 use crate::App;
 use crate::auth::Principal;
-use crate::delivery::config::{CredentialsChoice, DestinationRequest, check_name, validate};
+use crate::delivery::config::{
+    CredentialsChoice, CredentialsSource, DestinationConfig, DestinationRequest, check_name,
+    validate,
+};
 use crate::delivery::{
-    bucket_policy as policy_for, config_of, oldest_undelivered_ms, open_bucket, seal_context,
+    bucket_policy as policy_for, config_of, oldest_undelivered_ms, open_bucket, permissions_policy,
+    seal_context, shown_error, trust_policy,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::exports::now_ms;
+use crate::outbound::OutboundError;
 
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
@@ -38,9 +43,15 @@ pub(crate) async fn view(app: &Arc<App>, d: &Destination) -> ApiResult<Value> {
     {
         lag_seconds = ((now_ms() - at).max(0) as f64) / 1000.0;
     }
+    let (last_error, permanent) = match d.last_error.as_deref().map(shown_error) {
+        Some((e, p)) => (Some(e), p),
+        None => (None, false),
+    };
     let state = if d.paused {
         "paused"
-    } else if d.last_error.is_some() {
+    } else if permanent {
+        "error"
+    } else if last_error.is_some() {
         "retrying"
     } else {
         "active"
@@ -50,6 +61,10 @@ pub(crate) async fn view(app: &Arc<App>, d: &Destination) -> ApiResult<Value> {
         credentials["access_key_id"] = json!(k);
         credentials["secret_access_key"] = json!("********");
     }
+    if c.credentials_source == CredentialsSource::AssumeRole {
+        credentials["role_arn"] = json!(c.role_arn);
+        credentials["external_id"] = json!(app.delivery.external_id(&d.org));
+    }
     Ok(json!({
         "name": d.name,
         "kind": c.kind,
@@ -57,6 +72,7 @@ pub(crate) async fn view(app: &Arc<App>, d: &Destination) -> ApiResult<Value> {
         "prefix": c.prefix,
         "region": c.region,
         "endpoint": c.endpoint,
+        "sts_endpoint": c.sts_endpoint,
         "format": c.format,
         "max_batch_events": c.max_batch_events,
         "max_batch_seconds": c.max_batch_seconds,
@@ -68,7 +84,7 @@ pub(crate) async fn view(app: &Arc<App>, d: &Destination) -> ApiResult<Value> {
         "lag_seconds": lag_seconds,
         "pending": d.pending.map(|(f, l)| json!({"first_seq": f, "last_seq": l})),
         "last_delivery_at": d.last_delivery_ms.map(format_millis),
-        "last_error": d.last_error,
+        "last_error": last_error,
         "last_error_at": d.last_error_ms.map(format_millis),
         "failing_since": d.failing_since_ms.map(format_millis),
         "created_at": format_millis(d.created_ms),
@@ -87,8 +103,8 @@ fn resource(name: &str) -> Value {
     json!({"type": "DESTINATION", "id": name})
 }
 
-#[utoipa::path(put, path = "/v1/destinations/{name}", request_body(content = Object, description = "`{kind: \"s3\", bucket, prefix?, region?, endpoint?, credentials: {access_key_id, secret_access_key, session_token?} | {source: \"environment\"}, format?: ndjson.gz|csv.gz|parquet, max_batch_events?, max_batch_seconds?, start?: earliest|now}`; credentials may be omitted on update"),
-    responses((status = 201, description = "created"), (status = 200, description = "replaced; delivery continues where it was"), (status = 403, description = "admins only"), (status = 422, description = "names the invalid field")))]
+#[utoipa::path(put, path = "/v1/destinations/{name}", request_body(content = Object, description = "`{kind: \"s3\", bucket, prefix?, region?, endpoint?, sts_endpoint?, credentials: {source: \"assume_role\", role_arn} (recommended: auditrail passes the org's external id) | {access_key_id, secret_access_key, session_token?} | {source: \"environment\"} (the server's own identity: platform admin only, through PUT /v1/orgs/{org}/destinations/{name}), format?: ndjson.gz|csv.gz|parquet, max_batch_events?, max_batch_seconds?, start?: earliest|now}`; credentials may be omitted on update. `endpoint` and `sts_endpoint` must resolve to addresses the outbound policy allows (global ones, or `outbound_allow`)."),
+    responses((status = 201, description = "created"), (status = 200, description = "replaced; delivery continues where it was"), (status = 403, description = "admins only; `credentials.source: environment` is the platform admin's alone"), (status = 422, description = "names the invalid field, and for a refused address the rule")))]
 pub async fn put(
     State(app): State<Arc<App>>,
     who: Principal,
@@ -96,6 +112,68 @@ pub async fn put(
     body: Bytes,
 ) -> ApiResult<Response> {
     let org = who.org_with(&[Role::Admin])?.to_owned();
+    put_in(app, who, org, name, body).await
+}
+
+#[utoipa::path(put, path = "/v1/orgs/{org}/destinations/{name}", request_body(content = Object, description = "as `PUT /v1/destinations/{name}`; the platform admin may attach the server's own identity, `credentials: {source: \"environment\"}`, to the org it vouches for"),
+    responses((status = 201, description = "created"), (status = 200, description = "replaced"), (status = 404, description = "no such org"), (status = 422, description = "names the invalid field")))]
+pub async fn put_for_org(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path((org, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    super::admin_of_existing(&app, &who, &org).await?;
+    put_in(app, who, org, name, body).await
+}
+
+/// Records a refused change in the org's log, and returns the error to answer.
+async fn refused(
+    app: &App,
+    org: &str,
+    who: &Principal,
+    action: &str,
+    resource: Value,
+    error: ApiError,
+) -> ApiError {
+    let details = json!({
+        "refused": error.field().unwrap_or_default(),
+        "reason": error.message,
+    });
+    if let Err(e) =
+        record_audit_event(app, org, who.actor(), action, resource, details, "failure").await
+    {
+        tracing::warn!(org, error = %e.message, "could not record a refused change");
+    }
+    error
+}
+
+/// A URL the outbound policy refuses: 422 naming `field` and the rule, recorded in the
+/// org's own log.
+pub(crate) async fn refused_address(
+    app: &App,
+    org: &str,
+    who: &Principal,
+    action: &str,
+    resource: Value,
+    field: &str,
+    e: OutboundError,
+) -> ApiError {
+    let mut err = ApiError::invalid_field(field, e.to_string());
+    err.code = "address_refused";
+    if let Some(rule) = e.rule() {
+        err.details[0]["rule"] = json!(rule);
+    }
+    refused(app, org, who, action, resource, err).await
+}
+
+async fn put_in(
+    app: Arc<App>,
+    who: Principal,
+    org: String,
+    name: String,
+    body: Bytes,
+) -> ApiResult<Response> {
     check_name(&name)?;
     if body.len() > MAX_REQUEST_BYTES {
         return Err(ApiError::new(
@@ -112,6 +190,12 @@ pub async fn put(
         .transpose()
         .map_err(|e| ApiError::internal(e.message))?;
     let (config, creds) = validate(req, previous.as_ref())?;
+    let action = if existing.is_some() {
+        "updateDestination"
+    } else {
+        "createDestination"
+    };
+    check_allowed(&app, &org, &who, action, &name, &config, previous.as_ref()).await?;
     let sealed = match creds {
         CredentialsChoice::Static(keys) => {
             let plain = serde_json::to_vec(&keys).map_err(ApiError::internal)?;
@@ -122,7 +206,7 @@ pub async fn put(
                     .map_err(ApiError::internal)?,
             )
         }
-        CredentialsChoice::Environment => None,
+        CredentialsChoice::Environment | CredentialsChoice::AssumeRole { .. } => None,
         CredentialsChoice::Unchanged => {
             existing.as_ref().and_then(|d| d.sealed_credentials.clone())
         }
@@ -171,14 +255,54 @@ pub async fn put(
     Ok((status, axum::Json(view(&app, &stored).await?)).into_response())
 }
 
-#[utoipa::path(get, path = "/v1/destinations", responses((status = 200, description = "`{destinations: [...]}` with status")))]
+/// Who may point auditrail where: the server's own identity is the platform admin's to
+/// lend (an org admin may not attach it, nor change a destination that uses it), and
+/// every URL must resolve to an address the outbound policy allows. A refusal changes
+/// nothing and is recorded in the org's log.
+async fn check_allowed(
+    app: &App,
+    org: &str,
+    who: &Principal,
+    action: &str,
+    name: &str,
+    config: &DestinationConfig,
+    previous: Option<&DestinationConfig>,
+) -> ApiResult<()> {
+    let uses_environment = config.credentials_source == CredentialsSource::Environment
+        || previous.is_some_and(|p| p.credentials_source == CredentialsSource::Environment);
+    if uses_environment && *who != Principal::PlatformAdmin {
+        let err = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "credentials {\"source\": \"environment\"} lend the server's own AWS identity; only the platform admin may create or change a destination that uses them. Use {\"source\": \"assume_role\", \"role_arn\"} (see the trust policy at /v1/destinations/{name}/bucket-policy) or static keys of your own",
+        )
+        .with_details(vec![json!({"field": "credentials.source", "reason": "environment credentials are the platform admin's to attach"})]);
+        return Err(refused(app, org, who, action, resource(name), err).await);
+    }
+    for (field, url) in [
+        ("endpoint", config.endpoint.as_deref()),
+        ("sts_endpoint", config.sts_endpoint.as_deref()),
+    ] {
+        if let Some(url) = url
+            && let Err(e) = app.settings.outbound.check_url(url).await
+        {
+            return Err(refused_address(app, org, who, action, resource(name), field, e).await);
+        }
+    }
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/v1/destinations", responses((status = 200, description = "`{destinations: [...], external_id}` with status; `external_id` is the org's STS external id, for the trust policy of a role auditrail is to assume")))]
 pub async fn list(State(app): State<Arc<App>>, who: Principal) -> ApiResult<Response> {
     let org = who.org_with(&[Role::Admin])?.to_owned();
     let mut out = Vec::new();
     for d in app.store.list_destinations(Some(&org)).await? {
         out.push(view(&app, &d).await?);
     }
-    Ok(axum::Json(json!({ "destinations": out })).into_response())
+    // The external id comes first: the customer puts it in the role's trust policy
+    // before creating an `assume_role` destination.
+    let external_id = app.delivery.external_id(&org);
+    Ok(axum::Json(json!({ "destinations": out, "external_id": external_id })).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/destinations/{name}", responses((status = 200, description = "configuration (secrets masked) and status: state, delivered_seq, lag_events, lag_seconds, last_delivery_at, last_error")))]
@@ -268,7 +392,7 @@ pub async fn test(
 ) -> ApiResult<Response> {
     let org = who.org_with(&[Role::Admin])?.to_owned();
     let d = find(&app, &org, &name).await?;
-    let (_, bucket) = open_bucket(&app.delivery, &app.settings.delivery, &d).map_err(|e| {
+    let (_, bucket) = open_bucket(&app, &d).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "destination_unusable",
@@ -280,7 +404,7 @@ pub async fn test(
     Ok(axum::Json(json!({"all_passed": all_passed, "results": results})).into_response())
 }
 
-#[utoipa::path(get, path = "/v1/destinations/{name}/bucket-policy", responses((status = 200, description = "the bucket policy JSON to paste"), (status = 409, description = "no principal configured (AUDITRAIL_AWS_PRINCIPAL_ARN)")))]
+#[utoipa::path(get, path = "/v1/destinations/{name}/bucket-policy", responses((status = 200, description = "the policy JSON to paste. For static keys or environment credentials: the bucket policy granting auditrail's principal. For `assume_role`: `{mode: \"assume_role\", external_id, trust_policy, permissions_policy}`, the role's trust policy (auditrail's principal, `sts:ExternalId` condition) and the permissions to attach to it"), (status = 409, description = "no principal configured (AUDITRAIL_AWS_PRINCIPAL_ARN)")))]
 pub async fn bucket_policy(
     State(app): State<Arc<App>>,
     who: Principal,
@@ -289,6 +413,12 @@ pub async fn bucket_policy(
     let org = who.org_with(&[Role::Admin])?.to_owned();
     let d = find(&app, &org, &name).await?;
     let c = config_of(&d).map_err(|e| ApiError::internal(e.message))?;
+    Ok(axum::Json(policies(&app, &org, &c)?).into_response())
+}
+
+/// The policies to paste for a destination: the bucket policy, or for role assumption
+/// the role's trust and permissions policies with the org's external id.
+pub(crate) fn policies(app: &App, org: &str, c: &DestinationConfig) -> ApiResult<Value> {
     let principal = app.settings.delivery.principal_arn.as_deref().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -296,5 +426,17 @@ pub async fn bucket_policy(
             "this server has no AWS principal to grant; set AUDITRAIL_AWS_PRINCIPAL_ARN (aws_principal_arn) to the role or user auditrail runs as",
         )
     })?;
-    Ok(axum::Json(policy_for(principal, &c.bucket)).into_response())
+    Ok(match c.credentials_source {
+        CredentialsSource::AssumeRole => {
+            let external_id = app.delivery.external_id(org);
+            json!({
+                "mode": "assume_role",
+                "role_arn": c.role_arn,
+                "external_id": external_id,
+                "trust_policy": trust_policy(principal, &external_id),
+                "permissions_policy": permissions_policy(&c.bucket),
+            })
+        }
+        _ => policy_for(principal, &c.bucket),
+    })
 }

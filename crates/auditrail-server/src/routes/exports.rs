@@ -365,19 +365,15 @@ pub struct WebhookBody {
     url: String,
 }
 
-#[utoipa::path(put, path = "/v1/orgs/{org}/export-webhook", request_body(content = Object, description = "`{url}`"),
-    responses((status = 200, description = "`{url, secret}`: the secret is shown once")))]
+#[utoipa::path(put, path = "/v1/orgs/{org}/export-webhook", request_body(content = Object, description = "`{url}`: an http(s) URL that must resolve to an address the outbound policy allows (global ones, or `outbound_allow`); redirects are not followed"),
+    responses((status = 200, description = "`{url, secret}`: the secret is shown once"), (status = 422, description = "`url` is not http(s), or its address is refused (`code: address_refused`, with the rule)")))]
 pub async fn put_webhook(
     State(app): State<Arc<App>>,
     who: Principal,
     Path(org): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    who.admin_of(&org)?;
-    app.store
-        .get_org(&org)
-        .await?
-        .ok_or_else(|| ApiError::not_found("org"))?;
+    super::admin_of_existing(&app, &who, &org).await?;
     let b: WebhookBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid_field("url", e.to_string()))?;
     let url =
@@ -388,10 +384,22 @@ pub async fn put_webhook(
             "must be an http or https URL",
         ));
     }
+    if let Err(e) = app.settings.outbound.check_url(url.as_str()).await {
+        return Err(super::destinations::refused_address(
+            &app,
+            &org,
+            &who,
+            "updateExportWebhook",
+            json!({"type": "AUDIT_JOB", "id": "export-webhook"}),
+            "url",
+            e,
+        )
+        .await);
+    }
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(ApiError::internal)?;
     let hook = Webhook {
-        url: b.url.clone(),
+        url: url.to_string(),
         secret: format!("whsec_{}", hex::encode(secret)),
     };
     let text = serde_json::to_string(&hook).map_err(ApiError::internal)?;
@@ -414,11 +422,7 @@ pub async fn delete_webhook(
     who: Principal,
     Path(org): Path<String>,
 ) -> ApiResult<Response> {
-    who.admin_of(&org)?;
-    app.store
-        .get_org(&org)
-        .await?
-        .ok_or_else(|| ApiError::not_found("org"))?;
+    super::admin_of_existing(&app, &who, &org).await?;
     app.store.put_setting(&webhook_setting(&org), None).await?;
     record_self_audit(
         &app,

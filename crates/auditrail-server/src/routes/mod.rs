@@ -49,6 +49,21 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     })
 }
 
+/// For calls on `/v1/orgs/{org}/...`: the platform admin or `org`'s own admin, and an
+/// org that exists (404 otherwise, as for another org's admin).
+pub(crate) async fn admin_of_existing(
+    app: &App,
+    who: &crate::auth::Principal,
+    org: &str,
+) -> ApiResult<()> {
+    who.admin_of(org)?;
+    app.store
+        .get_org(org)
+        .await?
+        .ok_or_else(|| ApiError::not_found("org"))?;
+    Ok(())
+}
+
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/orgs", post(orgs::create_org))
@@ -69,6 +84,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/v1/orgs/{org}/export-webhook",
             put(exports::put_webhook).delete(exports::delete_webhook),
+        )
+        .route(
+            "/v1/orgs/{org}/destinations/{name}",
+            put(destinations::put_for_org),
         )
         .route("/v1/destinations", get(destinations::list))
         .route(

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{UiError, Viewer};
 use crate::App;
-use crate::delivery::{bucket_policy as policy_for, config_of};
+use crate::delivery::config_of;
 use crate::error::ApiError;
 use crate::routes::destinations as api;
 
@@ -40,6 +40,10 @@ pub struct DestinationForm {
     #[serde(default)]
     credentials_source: String,
     #[serde(default)]
+    role_arn: String,
+    #[serde(default)]
+    sts_endpoint: String,
+    #[serde(default)]
     format: String,
     #[serde(default)]
     max_batch_events: String,
@@ -55,6 +59,7 @@ impl DestinationForm {
         DestinationForm {
             format: "ndjson.gz".into(),
             start: "earliest".into(),
+            credentials_source: "assume_role".into(),
             ..DestinationForm::default()
         }
     }
@@ -66,6 +71,7 @@ fn request_of(f: &DestinationForm) -> Value {
     for (k, v) in [
         ("region", &f.region),
         ("endpoint", &f.endpoint),
+        ("sts_endpoint", &f.sts_endpoint),
         ("format", &f.format),
         ("start", &f.start),
     ] {
@@ -88,6 +94,10 @@ fn request_of(f: &DestinationForm) -> Value {
     }
     if f.credentials_source == "environment" {
         r["credentials"] = json!({"source": "environment"});
+    } else if !f.role_arn.trim().is_empty()
+        && (f.credentials_source == "assume_role" || f.access_key_id.trim().is_empty())
+    {
+        r["credentials"] = json!({"source": "assume_role", "role_arn": f.role_arn.trim()});
     } else if !f.access_key_id.trim().is_empty() || !f.secret_access_key.is_empty() {
         r["credentials"] = json!({
             "access_key_id": f.access_key_id.trim(),
@@ -112,15 +122,24 @@ struct Extra {
 
 async fn render(app: &Arc<App>, viewer: &Viewer, extra: Extra) -> Result<Response, UiError> {
     let principal = app.settings.delivery.principal_arn.clone();
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
     let mut list = Vec::new();
     for d in app.store.list_destinations(Some(&viewer.org)).await? {
         let mut v = api::view(app, &d).await?;
-        if let (Some(p), Ok(c)) = (&principal, config_of(&d)) {
-            v["policy"] =
-                json!(serde_json::to_string_pretty(&policy_for(p, &c.bucket)).unwrap_or_default());
+        if let (Some(_), Ok(c)) = (&principal, config_of(&d))
+            && let Ok(p) = api::policies(app, &viewer.org, &c)
+        {
+            match p.get("trust_policy") {
+                Some(trust) => {
+                    v["trust_policy"] = json!(pretty(trust));
+                    v["permissions_policy"] = json!(pretty(&p["permissions_policy"]));
+                }
+                None => v["policy"] = json!(pretty(&p)),
+            }
         }
         list.push(v);
     }
+    let external_id = app.delivery.external_id(&viewer.org);
     let (error, error_field) = extra.error.unzip();
     let (tested, results) = extra.tested.unzip();
     Ok(viewer
@@ -129,7 +148,8 @@ async fn render(app: &Arc<App>, viewer: &Viewer, extra: Extra) -> Result<Respons
             "destinations",
             context! { destinations => list, form => extra.form, error => error,
             error_field => error_field.flatten(), tested => tested, test => results,
-            principal_configured => principal.is_some() },
+            principal_configured => principal.is_some(), external_id => external_id,
+            principal => principal },
         )?
         .into_response())
 }

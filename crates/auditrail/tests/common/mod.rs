@@ -46,6 +46,13 @@ pub struct TestServer {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
+/// The outbound policy of the tests: the default, plus 127.0.0.0/8.
+pub fn loopback_allowed() -> auditrail_server::outbound::Outbound {
+    auditrail_server::outbound::Outbound::new(
+        auditrail_core::outbound::AddressPolicy::parse(&["127.0.0.0/8"]).unwrap(),
+    )
+}
+
 impl TestServer {
     pub async fn start(dir: &Path) -> Self {
         Self::start_with(dir, Duration::from_secs(3600)).await
@@ -75,6 +82,9 @@ impl TestServer {
             origin_prefix: "auditrail.test".into(),
             exports: auditrail_server::exports::ExportSettings::in_dir(dir.join("exports")),
             delivery: auditrail_server::delivery::DeliverySettings::new([7u8; 32]),
+            // The S3, STS and webhook servers of these tests listen on loopback, which
+            // the default policy refuses: allowed here explicitly.
+            outbound: loopback_allowed(),
         };
         adjust(&mut settings);
         let app = App::new(
@@ -115,21 +125,7 @@ impl TestServer {
         token: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self
-            .http
-            .request(m, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        call(&self.http, &self.base, method, path, token, body).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
@@ -161,6 +157,80 @@ impl TestServer {
     pub async fn all_events(&self, token: &str) -> Vec<Value> {
         all_events(&self.http, &self.base, token).await
     }
+}
+
+/// One API call to the server at `base`: the status and the JSON answer (the text as a
+/// JSON string when it is not JSON).
+pub async fn call(
+    http: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = http.request(m, format!("{base}{path}")).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Polls destination `name` on the server at `base` until `done` holds, or fails after
+/// `secs` with the last status.
+pub async fn wait_for_destination(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name: &str,
+    secs: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let until = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (s, st) = call(
+            http,
+            base,
+            "GET",
+            &format!("/v1/destinations/{name}"),
+            token,
+            None,
+        )
+        .await;
+        assert_eq!(s, 200, "{st}");
+        if done(&st) {
+            return st;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out; last status {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every file under `dir`.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 /// All events of the key's org on the server at `base`, oldest first, page by page.

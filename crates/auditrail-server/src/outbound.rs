@@ -31,6 +31,8 @@ pub enum OutboundError {
     RefusedName { host: String, refused: Refused },
     #[error("not a usable URL: {0}")]
     BadUrl(String),
+    #[error("no HTTP client: {0}")]
+    Client(String),
 }
 
 impl OutboundError {
@@ -40,7 +42,7 @@ impl OutboundError {
             OutboundError::Refused(r) | OutboundError::RefusedName { refused: r, .. } => {
                 Some(r.rule.as_str())
             }
-            OutboundError::BadUrl(_) => None,
+            OutboundError::BadUrl(_) | OutboundError::Client(_) => None,
         }
     }
 }
@@ -93,8 +95,12 @@ impl Outbound {
     }
 
     /// A client for one org's URLs: the policy on every connection, no redirects, no
-    /// proxy.
-    pub fn http_client(&self, timeout: Duration, connect_timeout: Duration) -> reqwest::Client {
+    /// proxy. Fails closed: there is no unguarded fallback.
+    pub fn http_client(
+        &self,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<reqwest::Client, OutboundError> {
         reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(connect_timeout)
@@ -103,7 +109,7 @@ impl Outbound {
             .no_gzip()
             .dns_resolver(Arc::new(GuardedResolver(self.policy.clone())))
             .build()
-            .unwrap_or_else(|_| reqwest::Client::new())
+            .map_err(|e| OutboundError::Client(e.to_string()))
     }
 
     /// An `object_store` connector whose every request obeys the policy.
@@ -192,11 +198,16 @@ pub struct GuardedConnector {
 
 impl HttpConnector for GuardedConnector {
     fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let client = self
+            .outbound
+            .http_client(self.timeout, self.connect_timeout)
+            .map_err(|e| object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(e),
+            })?;
         Ok(HttpClient::new(GuardedService {
             outbound: self.outbound.clone(),
-            client: self
-                .outbound
-                .http_client(self.timeout, self.connect_timeout),
+            client,
         }))
     }
 }

@@ -200,7 +200,13 @@ impl Bucket {
             .with_client_options(options)
             .build()
             .map_err(|e| classify("configure S3 client", e))?;
-        let http = outbound.http_client(patience.request_timeout, patience.connect_timeout);
+        let http = outbound
+            .http_client(patience.request_timeout, patience.connect_timeout)
+            .map_err(|e| S3Failure {
+                message: e.to_string(),
+                permanent: true,
+                blocked: false,
+            })?;
         Ok(Self {
             outbound: outbound.clone(),
             store: Arc::new(store),

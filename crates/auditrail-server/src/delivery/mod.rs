@@ -211,7 +211,7 @@ fn identity(
                 &app.settings.outbound,
                 patience.request_timeout,
                 patience.connect_timeout,
-            )))
+            )?))
         }
     }
 }

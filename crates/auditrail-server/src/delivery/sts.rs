@@ -82,14 +82,21 @@ impl RoleCredentials {
         outbound: &Outbound,
         timeout: Duration,
         connect_timeout: Duration,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, S3Failure> {
+        let http = outbound
+            .http_client(timeout, connect_timeout)
+            .map_err(|e| S3Failure {
+                message: e.to_string(),
+                permanent: true,
+                blocked: false,
+            })?;
+        Ok(Self {
             target,
             caller,
-            http: outbound.http_client(timeout, connect_timeout),
+            http,
             outbound: outbound.clone(),
             cached: Mutex::new(None),
-        }
+        })
     }
 
     /// Current temporary credentials: the cached ones until they are due for renewal.

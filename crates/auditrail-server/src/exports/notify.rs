@@ -102,6 +102,7 @@ pub async fn call_webhook(
     outbound.check_literal(&url).map_err(|e| e.to_string())?;
     let resp = outbound
         .http_client(Duration::from_secs(15), Duration::from_secs(5))
+        .map_err(|e| e.to_string())?
         .post(url)
         .header("content-type", "application/json")
         .header("auditrail-signature", sig)

@@ -35,6 +35,24 @@ impl ObjectFormat {
     }
 }
 
+/// Stored and shown by its name; an unknown name is refused where it is read.
+impl serde::Serialize for ObjectFormat {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ObjectFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown format `{name}`: ndjson.gz, csv.gz or parquet"
+            ))
+        })
+    }
+}
+
 /// Where the org's part of a destination begins: `{prefix}/org={org}`.
 pub fn org_dir(prefix: &str, org: &str) -> String {
     if prefix.is_empty() {

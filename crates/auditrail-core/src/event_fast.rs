@@ -51,7 +51,7 @@ impl<'de> Deserialize<'de> for Str<'de> {
 /// the input had no escape there, and inside a JSON string raw quotes, backslashes and
 /// control characters are not allowed (serde_json refuses them): such a string needs no
 /// escaping, so it is copied without the scan [`write_string`] makes.
-#[allow(
+#[expect(
     clippy::ptr_arg,
     reason = "the variant is what it reads: borrowed means the input had no escape"
 )]

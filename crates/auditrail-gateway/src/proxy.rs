@@ -290,7 +290,7 @@ impl Shared {
         let context = self.context(&parts.headers, peer, operation);
         let now = chrono::Utc::now();
         let ids =
-            auditrail_server::ids::ulids(captures.len(), now.timestamp_millis().max(0) as u64);
+            auditrail_service::ids::ulids(captures.len(), now.timestamp_millis().max(0) as u64);
         let occurred = auditrail_core::time::format_millis(now.timestamp_millis());
         let events: Vec<Value> = captures
             .into_iter()

@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use auditrail_server::App;
-use auditrail_server::error::ApiError;
-use auditrail_server::routes::events::prepare_batch;
+use auditrail_service::ingest::prepare_batch;
+use auditrail_service::{Service, ServiceError};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc};
 
@@ -36,41 +35,42 @@ pub trait Sink: Send + Sync {
     async fn hmac_key(&self, org: &str) -> Result<Option<[u8; 32]>, SinkError>;
 }
 
-fn from_api(e: ApiError) -> SinkError {
-    let m = format!("{}: {}", e.code, e.message);
-    if e.status.is_server_error() || e.status.as_u16() == 429 {
-        SinkError::Unavailable(m)
-    } else {
-        SinkError::Rejected(m)
+fn from_service(e: ServiceError) -> SinkError {
+    let m = e.to_string();
+    match e {
+        ServiceError::InvalidEvent { .. } | ServiceError::NotFound(_) => SinkError::Rejected(m),
+        e if e.is_retriable() => SinkError::Unavailable(m),
+        _ => SinkError::Unavailable(m),
     }
 }
 
 /// Appends through the store the gateway opened itself, exactly as `POST /v1/events`
 /// does (the org's catalog policy, its HMAC key, group commit).
 pub struct StoreSink {
-    pub app: Arc<App>,
+    pub service: Arc<Service>,
 }
 
 #[async_trait]
 impl Sink for StoreSink {
     async fn append(&self, org: &str, events: &[Value]) -> Result<(), SinkError> {
-        let app = &self.app;
-        let policy = app.policies.get(app, org).await.map_err(from_api)?;
-        let prepared = prepare_batch(app, org, Some(&policy), events, true).map_err(from_api)?;
-        app.store
+        let svc = &self.service;
+        let policy = svc.policies.get(svc, org).await.map_err(from_service)?;
+        let prepared =
+            prepare_batch(svc, org, Some(&policy), events, true).map_err(from_service)?;
+        svc.store
             .append(org, prepared, false)
             .await
-            .map_err(|e| from_api(e.into()))?;
+            .map_err(|e| from_service(e.into()))?;
         Ok(())
     }
 
     async fn hmac_key(&self, org: &str) -> Result<Option<[u8; 32]>, SinkError> {
         let policy = self
-            .app
+            .service
             .policies
-            .get(&self.app, org)
+            .get(&self.service, org)
             .await
-            .map_err(from_api)?;
+            .map_err(from_service)?;
         Ok(Some(policy.hmac_key))
     }
 }

@@ -126,7 +126,7 @@ pub fn sha256(s: &[u8]) -> [u8; 32] {
 
 fn random_token(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
-    getrandom::fill(&mut b).expect("the OS random number generator is available");
+    auditrail_service::random::fill(&mut b);
     URL_SAFE_NO_PAD.encode(b)
 }
 
@@ -137,9 +137,10 @@ pub fn new_admin_token() -> String {
 
 /// A new key id and its full token.
 pub fn new_key_token() -> (String, String, [u8; 32]) {
-    let mut id = [0u8; 8];
-    getrandom::fill(&mut id).expect("the OS random number generator is available");
-    let id = format!("key_{}", hex::encode(id));
+    let id = format!(
+        "key_{}",
+        hex::encode(auditrail_service::random::bytes::<8>())
+    );
     let secret = random_token(32);
     let hash = sha256(secret.as_bytes());
     (id.clone(), format!("ark_{id}_{secret}"), hash)

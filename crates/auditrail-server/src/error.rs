@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use auditrail_service::ServiceError;
 use auditrail_store::StoreError;
 
 #[derive(Debug)]
@@ -101,6 +102,21 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %m, "storage unavailable");
                 Self::unavailable("unavailable", "storage is unavailable; retry shortly")
             }
+            other => Self::internal(other),
+        }
+    }
+}
+
+/// The service's errors, mapped to statuses here and nowhere else.
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Store(s) => s.into(),
+            ServiceError::InvalidEvent { message, details } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_event", message)
+                    .with_details(details)
+            }
+            ServiceError::NotFound(what) => Self::not_found(what),
             other => Self::internal(other),
         }
     }

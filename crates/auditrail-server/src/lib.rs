@@ -2,19 +2,15 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-mod checkpointer;
+mod checkpoint_signer;
 pub mod delivery;
 pub mod error;
 pub mod exports;
-pub mod ids;
-mod lease;
 pub mod metrics;
 mod openapi;
 pub mod outbound;
-pub mod policy;
 pub mod retention;
 pub mod routes;
-mod sealed;
 pub mod ui;
 
 use std::future::Future;
@@ -23,6 +19,7 @@ use std::time::Duration;
 
 use auditrail_core::Limits;
 use auditrail_core::note::NoteSigner;
+use auditrail_service::{Service, ServiceConfig};
 use auditrail_store::Store;
 use tokio::net::TcpListener;
 
@@ -50,20 +47,25 @@ pub struct Settings {
     pub lease_ttl: Duration,
 }
 
-/// Shared state of the running service.
+/// Shared state of the running HTTP service: the transport-free [`Service`] (reached
+/// through `Deref`: `app.store`, `app.policies`, ...) and what only the server keeps.
 pub struct App {
-    pub store: Arc<dyn Store>,
-    pub signer: NoteSigner,
+    pub service: Arc<Service>,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     pub admin_token_hash: [u8; 32],
     pub keys: auth::KeyCache,
-    pub policies: policy::Policies,
     pub exports: exports::Exports,
     pub delivery: delivery::Delivery,
-    /// This process's name as the owner of leases on background work.
-    pub node_id: String,
     pub ui: ui::UiState,
+}
+
+impl std::ops::Deref for App {
+    type Target = Service;
+
+    fn deref(&self) -> &Service {
+        &self.service
+    }
 }
 
 impl App {
@@ -75,18 +77,19 @@ impl App {
         admin_token_hash: [u8; 32],
     ) -> Arc<Self> {
         let delivery = delivery::Delivery::new(&settings.delivery);
-        let mut b = [0u8; 8];
-        let _ = getrandom::fill(&mut b);
+        let config = ServiceConfig {
+            limits: settings.limits.clone(),
+            origin_prefix: settings.origin_prefix.clone(),
+            lease_ttl: settings.lease_ttl,
+        };
+        let service = Service::new(store, signer, config, &settings.delivery.secret_key);
         Arc::new(Self {
-            node_id: format!("node-{}", hex::encode(b)),
+            service: Arc::new(service),
             delivery,
-            store,
-            signer,
             settings,
             metrics,
             admin_token_hash,
             keys: auth::KeyCache::default(),
-            policies: policy::Policies::default(),
             exports: exports::Exports::default(),
             ui: ui::UiState::default(),
         })
@@ -101,7 +104,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let checkpoints = tokio::spawn(checkpointer::run(app.clone(), stop_rx.clone()));
+    let checkpoints = tokio::spawn(checkpoint_signer::run(app.clone(), stop_rx.clone()));
     let exporter = tokio::spawn(exports::worker::run(app.clone(), stop_rx.clone()));
     let deliverer = tokio::spawn(delivery::worker::run(app.clone(), stop_rx.clone()));
     let retention = tokio::spawn(retention::run(app.clone(), stop_rx));

@@ -19,7 +19,7 @@ use auditrail_store::Reclaimed;
 use crate::App;
 use crate::error::ApiResult;
 use crate::exports::now_ms;
-use crate::routes::events::record_audit_event;
+use auditrail_service::ingest::record_audit_event;
 
 const LEASE: &str = "retention";
 /// How often due events are looked for.
@@ -31,7 +31,7 @@ const DAY_MS: i64 = 86_400_000;
 /// Purges what is due at `now_ms` in every org with a retention period, if this node
 /// holds the lease; returns how many events were purged.
 pub async fn purge_due(app: &App, now_ms: i64) -> ApiResult<u64> {
-    if !crate::lease::hold(app, LEASE).await {
+    if !auditrail_service::lease::hold(app, LEASE).await {
         return Ok(0);
     }
     let mut total = 0;
@@ -44,7 +44,7 @@ pub async fn purge_due(app: &App, now_ms: i64) -> ApiResult<u64> {
         loop {
             let n = app.store.purge(&org.id, before, CHUNK).await?;
             purged += n;
-            if n < CHUNK as u64 || !crate::lease::hold(app, LEASE).await {
+            if n < CHUNK as u64 || !auditrail_service::lease::hold(app, LEASE).await {
                 break;
             }
         }
@@ -64,7 +64,7 @@ pub async fn purge_due(app: &App, now_ms: i64) -> ApiResult<u64> {
             .await?;
         }
     }
-    if crate::lease::hold(app, LEASE).await {
+    if auditrail_service::lease::hold(app, LEASE).await {
         let r = app.store.reclaim(now_ms).await?;
         app.metrics.partitions_dropped.inc_by(r.partitions_dropped);
         if r != Reclaimed::default() {
@@ -90,5 +90,5 @@ pub(crate) async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             tracing::warn!(error = e.message, "retention did not finish; it retries");
         }
     }
-    crate::lease::release(&app, LEASE).await;
+    auditrail_service::lease::release(&app, LEASE).await;
 }

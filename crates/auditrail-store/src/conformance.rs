@@ -1,8 +1,4 @@
 //! The storage conformance story: every behaviour the rest of auditrail relies on,
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test story: a panic is a failed assertion"
-)]
 //! written once against `&dyn Store` and run for every backend.
 
 use auditrail_core::merkle::{self, Hash};

@@ -4,6 +4,7 @@
 //! PostgreSQL shared by several nodes (`postgres`).
 #![forbid(unsafe_code)]
 
+#[cfg(test)]
 pub mod conformance;
 mod destinations;
 mod error;

@@ -44,104 +44,123 @@ pub struct FileConfig {
     pub max_details_value_len: Option<usize>,
 }
 
-/// Values given by flag or environment (`None` when neither).
+/// Where the data is: the flags of every command that opens the store itself.
 #[derive(Debug, Default, Clone, clap::Args)]
-pub struct Overrides {
+pub struct StoreFlags {
     /// Configuration file [env: AUDITRAIL_CONFIG] [default: ./auditrail.toml if present]
-    #[arg(long, env = "AUDITRAIL_CONFIG", global = true)]
+    #[arg(long, env = "AUDITRAIL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory holding the SQLite database, signing key and lock file
-    #[arg(long, env = "AUDITRAIL_DATA_DIR", global = true)]
+    #[arg(long, env = "AUDITRAIL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// `postgres://...` to use PostgreSQL instead of the embedded SQLite
-    #[arg(
-        long,
-        env = "AUDITRAIL_DATABASE_URL",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "AUDITRAIL_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// PostgreSQL connections one node may hold [default: 16]
-    #[arg(long, env = "AUDITRAIL_DATABASE_POOL_SIZE", global = true)]
+    #[arg(long, env = "AUDITRAIL_DATABASE_POOL_SIZE")]
     pub database_pool_size: Option<usize>,
+    #[arg(long, env = "AUDITRAIL_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+    /// Key that seals destination credentials at rest [default: <data dir>/secret.key]
+    #[arg(long, env = "AUDITRAIL_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+    /// Name of the signing key and prefix of checkpoint origins (`<origin>/<org>`)
+    #[arg(long, env = "AUDITRAIL_LOG_ORIGIN")]
+    pub log_origin: Option<String>,
+}
+
+/// Bounds on events: the flags of every command that validates them.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct LimitFlags {
+    /// How far in the future `occurred_at` may be
+    #[arg(long, env = "AUDITRAIL_MAX_CLOCK_SKEW")]
+    pub max_clock_skew: Option<String>,
+    /// Largest serialized `details` in bytes [default: 32768]
+    #[arg(long, env = "AUDITRAIL_MAX_DETAILS_BYTES")]
+    pub max_details_bytes: Option<usize>,
+    /// Deepest nesting of `details` [default: 8]
+    #[arg(long, env = "AUDITRAIL_MAX_DETAILS_DEPTH")]
+    pub max_details_depth: Option<usize>,
+    /// Most keys in `details`, counted at every level [default: 256]
+    #[arg(long, env = "AUDITRAIL_MAX_DETAILS_KEYS")]
+    pub max_details_keys: Option<usize>,
+    /// Longest `details` key in characters [default: 128]
+    #[arg(long, env = "AUDITRAIL_MAX_DETAILS_KEY_LEN")]
+    pub max_details_key_len: Option<usize>,
+    /// Longest string value in `details` in characters [default: 8192]
+    #[arg(long, env = "AUDITRAIL_MAX_DETAILS_VALUE_LEN")]
+    pub max_details_value_len: Option<usize>,
+}
+
+/// The running service's own settings: `auditrail serve` only.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ServiceFlags {
     /// How long background work stays with a node that stops renewing it [default: 15s]
-    #[arg(long, env = "AUDITRAIL_LEASE_TTL", global = true)]
+    #[arg(long, env = "AUDITRAIL_LEASE_TTL")]
     pub lease_ttl: Option<String>,
     /// Where export files are written [default: <data dir>/exports]; shared storage
     /// when several nodes serve one PostgreSQL database
-    #[arg(long, env = "AUDITRAIL_EXPORTS_DIR", global = true)]
+    #[arg(long, env = "AUDITRAIL_EXPORTS_DIR")]
     pub exports_dir: Option<PathBuf>,
     #[arg(
         long,
         env = "AUDITRAIL_ADMIN_TOKEN",
         hide = true,
-        hide_env_values = true,
-        global = true
-    )]
-    pub admin_token: Option<String>,
-    #[arg(long, env = "AUDITRAIL_PUBLIC_URL", global = true)]
-    pub public_url: Option<String>,
-    #[arg(
-        long,
-        env = "AUDITRAIL_SMTP_URL",
-        global = true,
         hide_env_values = true
     )]
+    pub admin_token: Option<String>,
+    #[arg(long, env = "AUDITRAIL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[arg(long, env = "AUDITRAIL_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
-    #[arg(long, env = "AUDITRAIL_SMTP_FROM", global = true)]
+    #[arg(long, env = "AUDITRAIL_SMTP_FROM")]
     pub smtp_from: Option<String>,
     /// How long finished export files stay downloadable [default: 30d]
-    #[arg(long, env = "AUDITRAIL_EXPORT_TTL", global = true)]
+    #[arg(long, env = "AUDITRAIL_EXPORT_TTL")]
     pub export_ttl: Option<String>,
     /// Widest time range one export may cover [default: 366d]
-    #[arg(long, env = "AUDITRAIL_EXPORT_MAX_RANGE", global = true)]
+    #[arg(long, env = "AUDITRAIL_EXPORT_MAX_RANGE")]
     pub export_max_range: Option<String>,
     /// Exports run at the same time by one server [default: 2]
-    #[arg(long, env = "AUDITRAIL_EXPORT_WORKERS", global = true)]
+    #[arg(long, env = "AUDITRAIL_EXPORT_WORKERS")]
     pub export_workers: Option<usize>,
-    #[arg(long, env = "AUDITRAIL_CHECKPOINT_INTERVAL", global = true)]
+    #[arg(long, env = "AUDITRAIL_CHECKPOINT_INTERVAL")]
     pub checkpoint_interval: Option<String>,
-    #[arg(long, env = "AUDITRAIL_SIGNING_KEY_FILE", global = true)]
-    pub signing_key_file: Option<PathBuf>,
-    /// Key that seals destination credentials at rest [default: <data dir>/secret.key]
-    #[arg(long, env = "AUDITRAIL_SECRET_KEY_FILE", global = true)]
-    pub secret_key_file: Option<PathBuf>,
     /// The AWS role or user auditrail delivers as, for the bucket policies it suggests
-    #[arg(long, env = "AUDITRAIL_AWS_PRINCIPAL_ARN", global = true)]
+    #[arg(long, env = "AUDITRAIL_AWS_PRINCIPAL_ARN")]
     pub aws_principal_arn: Option<String>,
     /// Non-global address ranges (CIDR, comma-separated) that destinations, STS
     /// endpoints and webhooks may reach [default: none: only global addresses]
-    #[arg(
-        long,
-        env = "AUDITRAIL_OUTBOUND_ALLOW",
-        global = true,
-        value_delimiter = ','
-    )]
+    #[arg(long, env = "AUDITRAIL_OUTBOUND_ALLOW", value_delimiter = ',')]
     pub outbound_allow: Option<Vec<String>>,
     /// Sites allowed to show the Audit page in a frame (CSP frame-ancestors) [default: 'self']
-    #[arg(long, env = "AUDITRAIL_UI_FRAME_ANCESTORS", global = true)]
+    #[arg(long, env = "AUDITRAIL_UI_FRAME_ANCESTORS")]
     pub ui_frame_ancestors: Option<String>,
-    /// How far in the future `occurred_at` may be
-    #[arg(long, env = "AUDITRAIL_MAX_CLOCK_SKEW", global = true)]
-    pub max_clock_skew: Option<String>,
-    /// Name of the signing key and prefix of checkpoint origins (`<origin>/<org>`)
-    #[arg(long, env = "AUDITRAIL_LOG_ORIGIN", global = true)]
-    pub log_origin: Option<String>,
-    /// Largest serialized `details` in bytes [default: 32768]
-    #[arg(long, env = "AUDITRAIL_MAX_DETAILS_BYTES", global = true)]
-    pub max_details_bytes: Option<usize>,
-    /// Deepest nesting of `details` [default: 8]
-    #[arg(long, env = "AUDITRAIL_MAX_DETAILS_DEPTH", global = true)]
-    pub max_details_depth: Option<usize>,
-    /// Most keys in `details`, counted at every level [default: 256]
-    #[arg(long, env = "AUDITRAIL_MAX_DETAILS_KEYS", global = true)]
-    pub max_details_keys: Option<usize>,
-    /// Longest `details` key in characters [default: 128]
-    #[arg(long, env = "AUDITRAIL_MAX_DETAILS_KEY_LEN", global = true)]
-    pub max_details_key_len: Option<usize>,
-    /// Longest string value in `details` in characters [default: 8192]
-    #[arg(long, env = "AUDITRAIL_MAX_DETAILS_VALUE_LEN", global = true)]
-    pub max_details_value_len: Option<usize>,
+}
+
+/// Values given by flag or environment (`None` when neither), gathered from the flag
+/// groups a command takes; a command without a group leaves it empty.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub store: StoreFlags,
+    pub limits: LimitFlags,
+    pub service: ServiceFlags,
+}
+
+impl Overrides {
+    /// The overrides of a command that takes `store`, and `limits` and `service` when
+    /// given.
+    pub fn from_flags(
+        store: &StoreFlags,
+        limits: Option<&LimitFlags>,
+        service: Option<&ServiceFlags>,
+    ) -> Self {
+        Self {
+            store: store.clone(),
+            limits: limits.cloned().unwrap_or_default(),
+            service: service.cloned().unwrap_or_default(),
+        }
+    }
 }
 
 /// The effective configuration.
@@ -204,8 +223,9 @@ fn load_file(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<Path
 
 impl Config {
     pub fn resolve(o: &Overrides, listen_flag: Option<String>) -> anyhow::Result<Self> {
-        let (f, source) = load_file(o.config.as_deref())?;
+        let (f, source) = load_file(o.store.config.as_deref())?;
         let data_dir = o
+            .store
             .data_dir
             .clone()
             .or(f.data_dir)
@@ -214,6 +234,7 @@ impl Config {
             .or(f.listen)
             .unwrap_or_else(|| "127.0.0.1:8080".into());
         let public_url = o
+            .service
             .public_url
             .clone()
             .or(f.public_url)
@@ -223,16 +244,16 @@ impl Config {
         };
         let checkpoint_interval = duration(
             "checkpoint_interval",
-            &pick(&o.checkpoint_interval, f.checkpoint_interval, "5s"),
+            &pick(&o.service.checkpoint_interval, f.checkpoint_interval, "5s"),
         )?;
         if checkpoint_interval < Duration::from_millis(100) {
             bail!("checkpoint_interval must be at least 100ms");
         }
-        let lease_ttl = duration("lease_ttl", &pick(&o.lease_ttl, f.lease_ttl, "15s"))?;
+        let lease_ttl = duration("lease_ttl", &pick(&o.service.lease_ttl, f.lease_ttl, "15s"))?;
         if lease_ttl < Duration::from_secs(1) {
             bail!("lease_ttl must be at least 1s");
         }
-        let log_origin = pick(&o.log_origin, f.log_origin, "auditrail");
+        let log_origin = pick(&o.store.log_origin, f.log_origin, "auditrail");
         if log_origin.is_empty() || log_origin.contains(['+', ' ', '\n']) {
             bail!("log_origin must be non-empty without spaces or '+'");
         }
@@ -247,35 +268,35 @@ impl Config {
         let details = DetailLimits {
             bytes: limit(
                 "max_details_bytes",
-                o.max_details_bytes,
+                o.limits.max_details_bytes,
                 f.max_details_bytes,
                 defaults.max_details_bytes,
                 4 * 1024 * 1024,
             )?,
             depth: limit(
                 "max_details_depth",
-                o.max_details_depth,
+                o.limits.max_details_depth,
                 f.max_details_depth,
                 defaults.max_details_depth,
                 64,
             )?,
             keys: limit(
                 "max_details_keys",
-                o.max_details_keys,
+                o.limits.max_details_keys,
                 f.max_details_keys,
                 defaults.max_details_keys,
                 100_000,
             )?,
             key_len: limit(
                 "max_details_key_len",
-                o.max_details_key_len,
+                o.limits.max_details_key_len,
                 f.max_details_key_len,
                 defaults.max_details_key_len,
                 4096,
             )?,
             value_len: limit(
                 "max_details_value_len",
-                o.max_details_value_len,
+                o.limits.max_details_value_len,
                 f.max_details_value_len,
                 defaults.max_details_value_len,
                 4 * 1024 * 1024,
@@ -283,20 +304,23 @@ impl Config {
         };
         Ok(Self {
             details,
-            admin_token: o.admin_token.clone().or(f.admin_token),
+            admin_token: o.service.admin_token.clone().or(f.admin_token),
             signing_key_file: o
+                .store
                 .signing_key_file
                 .clone()
                 .or(f.signing_key_file)
                 .unwrap_or_else(|| data_dir.join("signing.key")),
             secret_key_file: o
+                .store
                 .secret_key_file
                 .clone()
                 .or(f.secret_key_file)
                 .unwrap_or_else(|| data_dir.join("secret.key")),
-            aws_principal_arn: o.aws_principal_arn.clone().or(f.aws_principal_arn),
+            aws_principal_arn: o.service.aws_principal_arn.clone().or(f.aws_principal_arn),
             outbound_allow: {
                 let ranges = o
+                    .service
                     .outbound_allow
                     .clone()
                     .or(f.outbound_allow)
@@ -310,39 +334,50 @@ impl Config {
                     .map_err(|e| anyhow::anyhow!("outbound_allow: {e}"))?
             },
             ui_frame_ancestors: o
+                .service
                 .ui_frame_ancestors
                 .clone()
                 .or(f.ui_frame_ancestors)
                 .unwrap_or_else(|| "'self'".to_owned()),
             exports_dir: o
+                .service
                 .exports_dir
                 .clone()
                 .or(f.exports_dir)
                 .unwrap_or_else(|| data_dir.join("exports")),
             database_pool_size: limit(
                 "database_pool_size",
-                o.database_pool_size,
+                o.store.database_pool_size,
                 f.database_pool_size,
                 16,
                 1000,
             )?,
             lease_ttl,
             data_dir,
-            database_url: o.database_url.clone().or(f.database_url),
+            database_url: o.store.database_url.clone().or(f.database_url),
             listen,
             public_url: public_url.trim_end_matches('/').to_owned(),
-            smtp_url: o.smtp_url.clone().or(f.smtp_url),
-            smtp_from: pick(&o.smtp_from, f.smtp_from, "auditrail@localhost"),
-            export_ttl: duration("export_ttl", &pick(&o.export_ttl, f.export_ttl, "30d"))?,
+            smtp_url: o.service.smtp_url.clone().or(f.smtp_url),
+            smtp_from: pick(&o.service.smtp_from, f.smtp_from, "auditrail@localhost"),
+            export_ttl: duration(
+                "export_ttl",
+                &pick(&o.service.export_ttl, f.export_ttl, "30d"),
+            )?,
             export_max_range: duration(
                 "export_max_range",
-                &pick(&o.export_max_range, f.export_max_range, "366d"),
+                &pick(&o.service.export_max_range, f.export_max_range, "366d"),
             )?,
-            export_workers: limit("export_workers", o.export_workers, f.export_workers, 2, 64)?,
+            export_workers: limit(
+                "export_workers",
+                o.service.export_workers,
+                f.export_workers,
+                2,
+                64,
+            )?,
             checkpoint_interval,
             max_clock_skew: duration(
                 "max_clock_skew",
-                &pick(&o.max_clock_skew, f.max_clock_skew, "5m"),
+                &pick(&o.limits.max_clock_skew, f.max_clock_skew, "5m"),
             )?,
             log_origin,
             source,
@@ -500,7 +535,10 @@ mod tests {
         )
         .unwrap();
         let o = Overrides {
-            config: Some(file.clone()),
+            store: StoreFlags {
+                config: Some(file.clone()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let c = Config::resolve(&o, None).unwrap();
@@ -508,8 +546,11 @@ mod tests {
         assert_eq!(c.checkpoint_interval, Duration::from_secs(2));
         assert_eq!(c.listen, "127.0.0.1:1");
         let o = Overrides {
-            config: Some(file),
-            data_dir: Some("/flag".into()),
+            store: StoreFlags {
+                config: Some(file),
+                data_dir: Some("/flag".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let c = Config::resolve(&o, Some("0.0.0.0:9".into())).unwrap();
@@ -524,8 +565,14 @@ mod tests {
         let file = dir.path().join("a.toml");
         std::fs::write(&file, "max_details_keys = 10\nmax_details_value_len = 99\n").unwrap();
         let o = Overrides {
-            config: Some(file.clone()),
-            max_details_keys: Some(20),
+            store: StoreFlags {
+                config: Some(file.clone()),
+                ..Default::default()
+            },
+            limits: LimitFlags {
+                max_details_keys: Some(20),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let c = Config::resolve(&o, None).unwrap();
@@ -533,7 +580,10 @@ mod tests {
         assert_eq!(c.details.key_len, 128);
         assert!(c.render_masked().contains("max_details_keys = 20"));
         let o = Overrides {
-            max_details_depth: Some(0),
+            limits: LimitFlags {
+                max_details_depth: Some(0),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let e = Config::resolve(&o, None).err().unwrap().to_string();
@@ -543,8 +593,14 @@ mod tests {
     #[test]
     fn secrets_are_masked() {
         let o = Overrides {
-            admin_token: Some("s3cret-token".into()),
-            database_url: Some("postgres://u:pw@h/db".into()),
+            store: StoreFlags {
+                database_url: Some("postgres://u:pw@h/db".into()),
+                ..Default::default()
+            },
+            service: ServiceFlags {
+                admin_token: Some("s3cret-token".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let out = Config::resolve(&o, None).unwrap().render_masked();
@@ -561,7 +617,10 @@ mod tests {
         assert!(none.outbound_allow.allowed_ranges().is_empty());
         assert!(none.render_masked().contains("outbound_allow = []"));
         let o = Overrides {
-            outbound_allow: Some(vec!["10.20.0.0/16".into(), " fd00::/8 ".into(), "".into()]),
+            service: ServiceFlags {
+                outbound_allow: Some(vec!["10.20.0.0/16".into(), " fd00::/8 ".into(), "".into()]),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let c = Config::resolve(&o, None).unwrap();
@@ -571,7 +630,10 @@ mod tests {
                 .contains("outbound_allow = [\"10.20.0.0/16\", \"fd00::/8\"]")
         );
         let bad = Overrides {
-            outbound_allow: Some(vec!["10.0.0.0/33".into()]),
+            service: ServiceFlags {
+                outbound_allow: Some(vec!["10.0.0.0/33".into()]),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let e = Config::resolve(&bad, None).err().unwrap().to_string();

@@ -8,8 +8,6 @@ mod remote;
 
 use clap::{Parser, Subcommand};
 
-use config::Overrides;
-
 /// Ingest allocates many short-lived strings on several threads at once; mimalloc keeps
 /// that from contending the way the system allocator does.
 #[global_allocator]
@@ -22,8 +20,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Durable, ordered, tamper-evident audit logs"
 )]
 struct Cli {
-    #[command(flatten)]
-    overrides: Overrides,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service
-    Serve(cmd::serve::Args),
+    Serve(Box<cmd::serve::Args>),
     /// Manage orgs
     Orgs {
         #[command(subcommand)]
@@ -82,13 +78,13 @@ fn main() -> std::process::ExitCode {
     );
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => cmd::serve::run(&cli.overrides, args).await,
-            Command::Orgs { command } => cmd::admin::orgs(&cli.overrides, command).await,
-            Command::Keys { command } => cmd::admin::keys(&cli.overrides, command).await,
-            Command::Ingest(args) => cmd::ingest::run(&cli.overrides, args).await,
-            Command::Export(args) => cmd::export::run(&cli.overrides, args).await,
+            Command::Serve(args) => cmd::serve::run(*args).await,
+            Command::Orgs { command } => cmd::admin::orgs(command).await,
+            Command::Keys { command } => cmd::admin::keys(command).await,
+            Command::Ingest(args) => cmd::ingest::run(args).await,
+            Command::Export(args) => cmd::export::run(args).await,
             Command::Verify(args) => cmd::verify::run(args).await,
-            Command::Gateway(args) => cmd::gateway::run(&cli.overrides, *args).await,
+            Command::Gateway(args) => cmd::gateway::run(*args).await,
             Command::Config { command } => cmd::config(command),
         }
     });

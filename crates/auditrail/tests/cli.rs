@@ -945,3 +945,37 @@ async fn sigkill_during_an_export_then_restart_completes_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn each_subcommand_lists_only_its_own_flags() {
+    let help = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).arg("--help").output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let serve = help(&["serve"]);
+    for flag in [
+        "--smtp-url",
+        "--outbound-allow",
+        "--data-dir",
+        "--max-details-bytes",
+    ] {
+        assert!(serve.contains(flag), "serve lacks {flag}");
+    }
+    let verify = help(&["verify"]);
+    for flag in [
+        "--smtp-url",
+        "--data-dir",
+        "--lease-ttl",
+        "--database-pool-size",
+    ] {
+        assert!(!verify.contains(flag), "verify lists {flag}:\n{verify}");
+    }
+    let ingest = help(&["ingest"]);
+    assert!(ingest.contains("--data-dir") && ingest.contains("--max-details-bytes"));
+    assert!(!ingest.contains("--smtp-url") && !ingest.contains("--outbound-allow"));
+    let export = help(&["export"]);
+    assert!(export.contains("--data-dir") && !export.contains("--export-ttl"));
+    let keys = help(&["keys", "create"]);
+    assert!(keys.contains("--url") && !keys.contains("--ui-frame-ancestors"));
+}

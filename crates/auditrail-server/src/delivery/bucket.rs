@@ -311,8 +311,7 @@ impl Bucket {
     /// `{prefix}/_auditrail/`, and removes it.
     pub async fn permission_test(&self) -> Vec<Check> {
         let mut out = Vec::new();
-        let mut rnd = [0u8; 8];
-        let _ = getrandom::fill(&mut rnd);
+        let rnd = auditrail_service::random::bytes::<8>();
         let dir = match self.config.prefix.as_str() {
             "" => "_auditrail".to_owned(),
             p => format!("{p}/_auditrail"),

@@ -90,19 +90,47 @@ pub enum CredentialsChoice {
     Unchanged,
 }
 
-/// A destination's configuration as stored and shown (never a secret).
+/// The kinds of destination this build delivers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationKind {
+    S3,
+}
+
+/// Where a new destination's delivery begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    /// With the org's first event.
+    Earliest,
+    /// With the first event after the destination is created.
+    Now,
+}
+
+impl Start {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "earliest" => Some(Start::Earliest),
+            "now" => Some(Start::Now),
+            _ => None,
+        }
+    }
+}
+
+/// A destination's configuration as stored and shown (never a secret). Every field is
+/// typed, so an unknown value is refused where it is read, never taken for a default.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DestinationConfig {
-    pub kind: String,
+    pub kind: DestinationKind,
     pub bucket: String,
     pub prefix: String,
     pub region: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    pub format: String,
+    pub format: ObjectFormat,
     pub max_batch_events: u64,
     pub max_batch_seconds: u64,
-    pub start: String,
+    pub start: Start,
     pub credentials_source: CredentialsSource,
     /// The role `assume_role` assumes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,10 +144,6 @@ pub struct DestinationConfig {
 }
 
 impl DestinationConfig {
-    pub fn object_format(&self) -> ObjectFormat {
-        ObjectFormat::parse(&self.format).unwrap_or(ObjectFormat::NdjsonGz)
-    }
-
     /// The STS endpoint `assume_role` calls.
     pub fn sts_url(&self) -> String {
         match &self.sts_endpoint {
@@ -333,9 +357,10 @@ pub fn validate(
     previous: Option<&DestinationConfig>,
 ) -> Result<(DestinationConfig, CredentialsChoice), ApiError> {
     let bad = |field: &str, reason: &str| ApiError::invalid_field(field, reason);
-    if req.kind != "s3" {
-        return Err(bad("kind", "must be \"s3\""));
-    }
+    let kind = match req.kind.as_str() {
+        "s3" => DestinationKind::S3,
+        _ => return Err(bad("kind", "must be \"s3\"")),
+    };
     check_bucket(&req.bucket).map_err(|r| bad("bucket", r))?;
     let prefix = normalize_prefix(&req.prefix).map_err(|r| bad("prefix", r))?;
     let region = req.region.unwrap_or_else(|| "us-east-1".into());
@@ -347,10 +372,11 @@ pub fn validate(
     };
     let endpoint = url("endpoint", req.endpoint)?;
     let sts_endpoint = url("sts_endpoint", req.sts_endpoint)?;
-    let format = req.format.unwrap_or_else(|| "ndjson.gz".into());
-    if ObjectFormat::parse(&format).is_none() {
-        return Err(bad("format", "must be ndjson.gz, csv.gz or parquet"));
-    }
+    let format = match req.format.as_deref() {
+        None => ObjectFormat::NdjsonGz,
+        Some(f) => ObjectFormat::parse(f)
+            .ok_or_else(|| bad("format", "must be ndjson.gz, csv.gz or parquet"))?,
+    };
     let max_batch_events = req.max_batch_events.unwrap_or(DEFAULT_BATCH_EVENTS);
     if !(1..=MAX_BATCH_EVENTS).contains(&max_batch_events) {
         return Err(bad("max_batch_events", "must be 1 to 100000"));
@@ -359,18 +385,22 @@ pub fn validate(
     if !(1..=MAX_BATCH_SECONDS).contains(&max_batch_seconds) {
         return Err(bad("max_batch_seconds", "must be 1 to 3600"));
     }
-    let start = match (req.start.as_deref(), previous) {
-        (None, Some(p)) => p.start.clone(),
-        (None, None) => "earliest".into(),
-        (Some(s @ ("earliest" | "now")), None) => s.to_owned(),
-        (Some(s @ ("earliest" | "now")), Some(p)) if s == p.start => s.to_owned(),
-        (Some("earliest" | "now"), Some(_)) => {
+    let asked = req
+        .start
+        .as_deref()
+        .map(|s| Start::parse(s).ok_or_else(|| bad("start", "must be \"earliest\" or \"now\"")))
+        .transpose()?;
+    let start = match (asked, previous) {
+        (None, Some(p)) => p.start,
+        (None, None) => Start::Earliest,
+        (Some(s), None) => s,
+        (Some(s), Some(p)) if s == p.start => s,
+        (Some(_), Some(_)) => {
             return Err(bad(
                 "start",
                 "applies only when a destination is created; delete and recreate it to start elsewhere",
             ));
         }
-        (Some(_), _) => return Err(bad("start", "must be \"earliest\" or \"now\"")),
     };
     let creds = credentials(req.credentials)?;
     let (credentials_source, access_key_id, role_arn) = match (&creds, previous) {
@@ -403,7 +433,7 @@ pub fn validate(
     }
     Ok((
         DestinationConfig {
-            kind: req.kind,
+            kind,
             bucket: req.bucket,
             prefix,
             region,
@@ -444,12 +474,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (c.prefix.as_str(), c.region.as_str(), c.format.as_str()),
+            (c.prefix.as_str(), c.region.as_str(), c.format.name()),
             ("a/b", "us-east-1", "ndjson.gz")
         );
         assert_eq!(
-            (c.max_batch_events, c.max_batch_seconds, c.start.as_str()),
-            (10_000, 10, "earliest")
+            (c.max_batch_events, c.max_batch_seconds, c.start),
+            (10_000, 10, Start::Earliest)
         );
         assert_eq!(c.access_key_id.as_deref(), Some("AKIA…1234"));
         assert!(!serde_json::to_string(&c).unwrap().contains("s3cr3t"));
@@ -573,8 +603,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (second.start.as_str(), second.credentials_source),
-            ("now", CredentialsSource::Environment)
+            (second.start, second.credentials_source),
+            (Start::Now, CredentialsSource::Environment)
         );
         assert_eq!(creds, CredentialsChoice::Unchanged);
         let e = validate(

@@ -4,7 +4,6 @@
 
 pub mod bucket;
 pub mod config;
-pub mod secrets;
 pub mod sts;
 pub mod worker;
 
@@ -25,7 +24,6 @@ use sha2::Sha256;
 
 use self::bucket::{Bucket, Patience, S3Failure};
 use self::config::{CredentialsSource, DestinationConfig, StaticKeys};
-use self::secrets::SecretBox;
 use self::sts::{RoleCredentials, RoleTarget};
 use crate::App;
 
@@ -76,7 +74,6 @@ impl DeliverySettings {
 pub struct Delivery {
     /// Wakes the worker when a destination changes.
     pub wake: Notify,
-    secrets: SecretBox,
     /// Derives each org's STS external id; a key of its own, not the sealing key.
     external_id_key: [u8; 32],
     /// The server's own AWS identity (the standard chain), made once and shared so its
@@ -91,14 +88,9 @@ impl Delivery {
         mac.update(b"auditrail sts external id key v1");
         Self {
             wake: Notify::new(),
-            secrets: SecretBox::new(&settings.secret_key),
             external_id_key: mac.finalize().into_bytes().into(),
             environment: OnceLock::new(),
         }
-    }
-
-    pub fn secrets(&self) -> &SecretBox {
-        &self.secrets
     }
 
     /// The `ExternalId` auditrail passes when it assumes a role for `org`: unguessable
@@ -172,7 +164,7 @@ fn identity(
                 permanent: true,
                 blocked: false,
             })?;
-            let plain = delivery
+            let plain = app
                 .secrets
                 .open(sealed, &seal_context(&dest.org, &dest.name))
                 .map_err(|e| S3Failure {

@@ -130,9 +130,7 @@ impl Backoff {
     }
 
     fn step(&mut self) -> Duration {
-        let mut b = [0u8; 2];
-        let _ = getrandom::fill(&mut b);
-        let jitter = 0.5 + f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX);
+        let jitter = 0.5 + auditrail_service::random::unit();
         let d = self.next.mul_f64(jitter).min(self.max);
         self.next = (self.next * 2).min(self.max);
         d
@@ -172,7 +170,7 @@ async fn deliver(app: Arc<App>, org: String, name: String, mut stop: watch::Rece
     };
     loop {
         let stopping = *stop.borrow();
-        if !crate::lease::hold(&t.app, &lease).await {
+        if !auditrail_service::lease::hold(&t.app, &lease).await {
             // Another node delivers this destination; stand by in case it goes away.
             t.prefetch = None;
             if stopping {
@@ -186,7 +184,7 @@ async fn deliver(app: Arc<App>, org: String, name: String, mut stop: watch::Rece
         }
         let pause = match t.step(stopping).await {
             Ok(Step::Gone) => {
-                crate::lease::release(&t.app, &lease).await;
+                auditrail_service::lease::release(&t.app, &lease).await;
                 return;
             }
             Ok(Step::Delivered) => {
@@ -194,7 +192,7 @@ async fn deliver(app: Arc<App>, org: String, name: String, mut stop: watch::Rece
                 continue;
             }
             Ok(Step::Wait(_)) if stopping => {
-                crate::lease::release(&t.app, &lease).await;
+                auditrail_service::lease::release(&t.app, &lease).await;
                 return;
             }
             // Wake at least often enough to keep the lease.
@@ -202,7 +200,7 @@ async fn deliver(app: Arc<App>, org: String, name: String, mut stop: watch::Rece
             Err(f) => {
                 t.failed(&f).await;
                 if stopping {
-                    crate::lease::release(&t.app, &lease).await;
+                    auditrail_service::lease::release(&t.app, &lease).await;
                     return;
                 }
                 if f.blocked {
@@ -378,7 +376,7 @@ impl Task {
         };
         let (first, last) = (first_ev.seq, last_ev.seq);
         let (_, date) = received_ms(first_ev)?;
-        let format = config.object_format();
+        let format = config.format;
         let key = object_key(&config.prefix, &self.org, &date, first, last, format);
         let count = events.len() as u64;
         let started = std::time::Instant::now();
@@ -440,8 +438,8 @@ impl Task {
         let root = auditrail_store::proofs::root_at(app.store.as_ref(), &self.org, size)
             .await
             .map_err(|e| internal(format!("reading the tree: {e}")))?;
-        crate::checkpointer::sign_note(app, &self.org, size, root)
-            .map_err(|e| internal(format!("signing the checkpoint: {}", e.message)))
+        auditrail_service::signing::sign_note(app, &self.org, size, root)
+            .map_err(|e| internal(e.to_string()))
     }
 
     /// The tree's edge at `size`, for a destination that starts after seq 1.

@@ -12,6 +12,8 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, OnceCell};
 
+use auditrail_service::sealed::{KeyText, random_key};
+
 use crate::App;
 use crate::error::ApiError;
 
@@ -54,14 +56,11 @@ pub struct Exports {
 /// Returns the tree size and the signed note.
 pub async fn cut(app: &App, org: &str) -> Result<(u64, String), ApiError> {
     let head = app.store.tree_head(org).await?;
-    let note = crate::checkpointer::sign(app, org, head).await?;
+    let note = crate::checkpoint_signer::sign(app, org, head).await?;
     Ok((head.size, note))
 }
 
-/// Milliseconds since the epoch, the unit export times are stored in.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+pub use auditrail_service::clock::now_ms;
 
 const LINK_KEY_SETTING: &str = "export_link_key";
 
@@ -70,17 +69,10 @@ const LINK_KEY_SETTING: &str = "export_link_key";
 async fn link_key(app: &App) -> Result<[u8; 32], ApiError> {
     app.exports
         .link_key
-        .get_or_try_init(|| async {
-            let mut fresh = [0u8; 32];
-            getrandom::fill(&mut fresh).map_err(ApiError::internal)?;
-            let stored = crate::sealed::init(app, LINK_KEY_SETTING, &hex::encode(fresh)).await?;
-            hex::decode(stored)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or_else(|| ApiError::internal("stored export link key is malformed"))
-        })
+        .get_or_try_init(|| random_key(app, LINK_KEY_SETTING, KeyText::Hex))
         .await
         .copied()
+        .map_err(ApiError::from)
 }
 
 fn link_mac(key: &[u8; 32], org: &str, id: &str, expires: i64) -> Vec<u8> {

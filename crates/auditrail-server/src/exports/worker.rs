@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::{notify, now_ms};
 use crate::App;
-use crate::routes::events::record_audit_event;
+use auditrail_service::ingest::record_audit_event;
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A lease outlives several missed heartbeats before another node may take the job.
@@ -258,7 +258,7 @@ async fn announce(app: &App, job: &ExportJob) {
     {
         tracing::warn!(
             export = job.id,
-            error = e.message,
+            error = %e,
             "could not record the export's end in the org's log"
         );
     }
@@ -280,7 +280,8 @@ async fn announce(app: &App, job: &ExportJob) {
             app.metrics.export_notifications_failed.inc();
         }
     }
-    if let Ok(Some(hook)) = crate::sealed::get(app, &notify::webhook_setting(&job.org)).await
+    if let Ok(Some(hook)) =
+        auditrail_service::sealed::get(app, &notify::webhook_setting(&job.org)).await
         && let Ok(hook) = serde_json::from_str::<notify::Webhook>(&hook)
     {
         let body = json!({"type": if ok { "export.succeeded" } else { "export.failed" }, "export": crate::routes::exports::view(app, job), "download_url": link}).to_string();
@@ -290,7 +291,7 @@ async fn announce(app: &App, job: &ExportJob) {
             if e.starts_with("outbound address refused") {
                 // The webhook's name now resolves somewhere the policy refuses: the
                 // org's own log says so.
-                let _ = crate::routes::events::record_audit_event(
+                let _ = auditrail_service::ingest::record_audit_event(
                     app,
                     &job.org,
                     json!({"id": "auditrail", "type": "SYSTEM"}),

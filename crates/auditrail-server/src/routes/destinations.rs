@@ -13,11 +13,11 @@ use serde_json::{Value, json};
 use auditrail_core::time::format_millis;
 use auditrail_store::{DeliveryUpdate, Destination, Role};
 
-use super::events::{record_audit_event, record_self_audit};
+use super::events::record_self_audit;
 use crate::App;
 use crate::auth::Principal;
 use crate::delivery::config::{
-    CredentialsChoice, CredentialsSource, DestinationConfig, DestinationRequest, check_name,
+    CredentialsChoice, CredentialsSource, DestinationConfig, DestinationRequest, Start, check_name,
     validate,
 };
 use crate::delivery::{
@@ -27,6 +27,7 @@ use crate::delivery::{
 use crate::error::{ApiError, ApiResult};
 use crate::exports::now_ms;
 use crate::outbound::OutboundError;
+use auditrail_service::ingest::record_audit_event;
 
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
@@ -143,7 +144,7 @@ async fn refused(
     if let Err(e) =
         record_audit_event(app, org, who.actor(), action, resource, details, "failure").await
     {
-        tracing::warn!(org, error = %e.message, "could not record a refused change");
+        tracing::warn!(org, error = %e, "could not record a refused change");
     }
     error
 }
@@ -200,8 +201,7 @@ async fn put_in(
         CredentialsChoice::Static(keys) => {
             let plain = serde_json::to_vec(&keys).map_err(ApiError::internal)?;
             Some(
-                app.delivery
-                    .secrets()
+                app.secrets
                     .seal(&plain, &seal_context(&org, &name))
                     .map_err(ApiError::internal)?,
             )
@@ -211,8 +211,8 @@ async fn put_in(
             existing.as_ref().and_then(|d| d.sealed_credentials.clone())
         }
     };
-    let start_seq = match (&existing, config.start.as_str()) {
-        (None, "now") => app.store.tree_head(&org).await?.size,
+    let start_seq = match (&existing, config.start) {
+        (None, Start::Now) => app.store.tree_head(&org).await?.size,
         _ => 0,
     };
     let now = now_ms();

@@ -13,94 +13,18 @@ use serde_json::{Value, json};
 
 use auditrail_core::event::{self, with_leaf_hash};
 use auditrail_core::query::{Field, Filter, parse_q};
-use auditrail_core::{PreparedEvent, Rules, time};
+use auditrail_core::{PreparedEvent, time};
+use auditrail_service::ingest;
 use auditrail_store::{Accepted, Order, PageRequest, Role};
 
 use crate::App;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::ids::Ulids;
 use crate::metrics::{OrgLabel, Outcome};
-use crate::policy::OrgPolicy;
+use auditrail_service::policy::OrgPolicy;
 
 pub const MAX_BATCH_EVENTS: usize = 1000;
 pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
-const MAX_REPORTED_ERRORS: usize = 100;
-
-/// Validates and canonicalizes a batch; all or nothing. `policy` is the org's catalog
-/// policy (`None` for auditrail's own events, which no catalog governs).
-pub fn prepare_batch(
-    app: &App,
-    org: &str,
-    policy: Option<&OrgPolicy>,
-    values: &[Value],
-    batched: bool,
-) -> ApiResult<Vec<PreparedEvent>> {
-    let rules = rules(app, org, policy);
-    let mut ids = Ulids::at(rules.now.timestamp_millis().max(0) as u64);
-    let mut errors = Vec::new();
-    let mut prepared = Vec::with_capacity(values.len());
-    for (i, v) in values.iter().enumerate() {
-        let index = batched.then_some(i);
-        match event::prepare(v, index, &rules, || ids.next_id()) {
-            Ok(p) => prepared.push(p),
-            Err(errs) => errors.extend(errs),
-        }
-    }
-    if errors.is_empty() {
-        return Ok(prepared);
-    }
-    let total = errors.len();
-    let first = &errors[0];
-    let at = first
-        .index
-        .map(|i| format!("event {i}: "))
-        .unwrap_or_default();
-    let message = format!(
-        "{at}{}: {} ({total} problem(s); nothing was stored)",
-        first.field, first.reason
-    );
-    errors.truncate(MAX_REPORTED_ERRORS);
-    let details = errors
-        .into_iter()
-        .map(|e| serde_json::to_value(e).unwrap_or_default())
-        .collect();
-    Err(
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_event", message)
-            .with_details(details),
-    )
-}
-
-fn rules<'a>(app: &'a App, org: &'a str, policy: Option<&'a OrgPolicy>) -> Rules<'a> {
-    Rules {
-        org_id: org,
-        // Millisecond precision for the default `occurred_at`, like `received_at`.
-        now: chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 3),
-        limits: &app.settings.limits,
-        catalog: policy.and_then(OrgPolicy::policy),
-    }
-}
-
-/// The fast path of [`prepare_batch`] for events still in their JSON text: `None` unless
-/// every one of them is a plain valid event (see [`event::fast`]); the caller then
-/// parses them and takes the full path, which reports what is wrong.
-pub fn prepare_texts(
-    app: &App,
-    org: &str,
-    policy: Option<&OrgPolicy>,
-    texts: &[&str],
-) -> Option<Vec<PreparedEvent>> {
-    let rules = rules(app, org, policy);
-    if rules.catalog.is_some() {
-        return None;
-    }
-    // Ids only for the events sent without one.
-    let mut ids = Ulids::at(rules.now.timestamp_millis().max(0) as u64);
-    texts
-        .iter()
-        .map(|t| event::fast::prepare(t, &rules, || ids.next_id()))
-        .collect()
-}
 
 /// A request body's events, validated and canonicalized; all or nothing. The body is one
 /// event object or `{"events": [...]}`.
@@ -114,7 +38,7 @@ pub fn prepare_body(
         return Ok(prepared);
     }
     let (values, batched) = parse_events(body)?;
-    prepare_batch(app, org, policy, &values, batched)
+    Ok(ingest::prepare_batch(app, org, policy, &values, batched)?)
 }
 
 fn fast_body(
@@ -124,8 +48,8 @@ fn fast_body(
     body: &[u8],
 ) -> Option<Vec<PreparedEvent>> {
     let text = std::str::from_utf8(body).ok()?;
-    let rules = rules(app, org, policy);
-    let mut ids = Ulids::at(rules.now.timestamp_millis().max(0) as u64);
+    let rules = ingest::rules(app, org, policy);
+    let mut ids = ingest::ids_for(&rules);
     event::fast::prepare_body(text, &rules, MAX_BATCH_EVENTS, || ids.next_id())
 }
 
@@ -251,24 +175,10 @@ pub async fn record_self_audit(
     resource: Value,
     details: Value,
 ) -> ApiResult<Accepted> {
-    record_audit_event(app, org, who.actor(), action, resource, details, "success").await
-}
-
-/// Appends an event auditrail itself writes to `org`'s log, for `actor`.
-pub async fn record_audit_event(
-    app: &App,
-    org: &str,
-    actor: Value,
-    action: &str,
-    resource: Value,
-    details: Value,
-    outcome: &str,
-) -> ApiResult<Accepted> {
-    let ev = json!({"action": action, "actor": actor, "resource": resource, "details": details, "outcome": outcome});
-    let p = prepare_batch(app, org, None, std::slice::from_ref(&ev), false)?;
-    let mut r = app.store.append(org, p, true).await?;
-    r.pop()
-        .ok_or_else(|| ApiError::internal("append returned nothing"))
+    Ok(
+        ingest::record_audit_event(app, org, who.actor(), action, resource, details, "success")
+            .await?,
+    )
 }
 
 #[derive(Debug, Deserialize, Default)]

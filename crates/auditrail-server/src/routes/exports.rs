@@ -14,12 +14,13 @@ use auditrail_core::time::format_millis;
 use auditrail_export::{ExportRequest, Format};
 use auditrail_store::{ExportJob, ExportStatus, Role};
 
-use super::events::{record_audit_event, record_self_audit};
+use super::events::record_self_audit;
 use crate::App;
 use crate::auth::{Principal, authenticate};
 use crate::error::{ApiError, ApiResult};
 use crate::exports::notify::{Webhook, webhook_setting};
 use crate::exports::{check_link, now_ms, urlencode};
+use auditrail_service::ingest::record_audit_event;
 
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
@@ -55,9 +56,10 @@ pub fn view(app: &App, job: &ExportJob) -> Value {
 }
 
 fn new_export_id() -> String {
-    let mut b = [0u8; 10];
-    let _ = getrandom::fill(&mut b);
-    format!("exp_{}", hex::encode(b))
+    format!(
+        "exp_{}",
+        hex::encode(auditrail_service::random::bytes::<10>())
+    )
 }
 
 fn parse_request(body: &[u8]) -> ApiResult<ExportRequest> {
@@ -396,14 +398,13 @@ pub async fn put_webhook(
         )
         .await);
     }
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(ApiError::internal)?;
+    let secret = auditrail_service::random::bytes::<32>();
     let hook = Webhook {
         url: url.to_string(),
         secret: format!("whsec_{}", hex::encode(secret)),
     };
     let text = serde_json::to_string(&hook).map_err(ApiError::internal)?;
-    crate::sealed::put(&app, &webhook_setting(&org), &text).await?;
+    auditrail_service::sealed::put(&app, &webhook_setting(&org), &text).await?;
     record_self_audit(
         &app,
         &org,

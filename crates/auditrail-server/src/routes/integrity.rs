@@ -15,7 +15,7 @@ use auditrail_store::{Role, proofs};
 
 use crate::App;
 use crate::auth::Principal;
-use crate::checkpointer;
+use crate::checkpoint_signer;
 use crate::error::{ApiError, ApiResult};
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -24,7 +24,7 @@ const TEXT: &str = "text/plain; charset=utf-8";
 pub async fn latest_checkpoint(State(app): State<Arc<App>>, who: Principal) -> ApiResult<Response> {
     let org = who.org_with(&[Role::Viewer, Role::Admin])?;
     let head = app.store.tree_head(org).await?;
-    let note = checkpointer::covering(&app, org, head.size).await?;
+    let note = checkpoint_signer::covering(&app, org, head.size).await?;
     Ok(([(header::CONTENT_TYPE, TEXT)], note).into_response())
 }
 

@@ -82,12 +82,6 @@ pub fn validate(req: &ViewerTokenRequest) -> ApiResult<(Role, i64)> {
     Ok((role, ttl))
 }
 
-pub fn random_id(prefix: &str) -> String {
-    let mut b = [0u8; 16];
-    let _ = getrandom::fill(&mut b);
-    format!("{prefix}{}", hex::encode(b))
-}
-
 #[utoipa::path(post, path = "/v1/orgs/{org}/viewer-tokens", request_body(content = Object, description = "`{actor_id, role: viewer|admin, actor_email?, actor_name?, scope_id?, ttl_seconds? (default 900, at most 86400)}`"),
     responses((status = 201, description = "`{token, url, expires_at}`: the url opens the Audit page once, as that user, until expires_at"), (status = 403, description = "org admins only"), (status = 422, description = "names the invalid field")))]
 pub async fn create(
@@ -131,7 +125,7 @@ pub async fn mint_as(
         role: role.as_str().to_owned(),
         scope_id: req.scope_id,
         exp: now + ttl,
-        id: random_id("vl_"),
+        id: auditrail_service::random::id("vl_"),
     };
     let key = crate::ui::signing_key(app).await?;
     let token = token::sign(&key, Purpose::Link, &claims);

@@ -21,12 +21,12 @@ use auditrail_core::query::{Field, Filter};
 use auditrail_store::{Order, PageRequest, StoredEvent, proofs};
 
 use super::{UiError, Viewer};
+use auditrail_service::ingest::record_audit_event;
+
 use crate::App;
-use crate::checkpointer;
+use crate::checkpoint_signer;
 use crate::error::ApiError;
-use crate::routes::events::{
-    SearchParams, decode_cursor, encode_cursor, filter_from, record_audit_event,
-};
+use crate::routes::events::{SearchParams, decode_cursor, encode_cursor, filter_from};
 
 const PAGE_SIZE: usize = 50;
 
@@ -335,7 +335,7 @@ pub async fn proof(
     let seq = parse_seq(&seq)?;
     let e = find(&app, &viewer, seq).await?;
     let org = viewer.org.as_str();
-    let note = checkpointer::covering(&app, org, seq).await?;
+    let note = checkpoint_signer::covering(&app, org, seq).await?;
     let cp = Checkpoint::parse(&note).map_err(ApiError::internal)?;
     // Read after the checkpoint, so the log is at least as large as the tree it signs.
     let head = app.store.tree_head(org).await?;

@@ -10,13 +10,13 @@ use auditrail_core::note::Checkpoint;
 
 use super::{UiError, Viewer};
 use crate::App;
-use crate::checkpointer;
+use crate::checkpoint_signer;
 use crate::error::ApiError;
 
 pub async fn page(State(app): State<Arc<App>>, viewer: Viewer) -> Result<Response, UiError> {
     let org = viewer.org.as_str();
     let head = app.store.tree_head(org).await?;
-    let note = checkpointer::covering(&app, org, head.size).await?;
+    let note = checkpoint_signer::covering(&app, org, head.size).await?;
     let cp = Checkpoint::parse(&note).map_err(ApiError::internal)?;
     let html = viewer.render(
         "integrity.html",

@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use base64::Engine;
+
+use auditrail_service::sealed::{KeyText, random_key};
 
 use crate::App;
 use crate::error::{ApiError, ApiResult};
@@ -38,17 +39,10 @@ const KEY_SETTING: &str = "ui/signing_key";
 pub async fn signing_key(app: &App) -> ApiResult<[u8; 32]> {
     app.ui
         .key
-        .get_or_try_init(|| async {
-            let mut fresh = [0u8; 32];
-            getrandom::fill(&mut fresh).map_err(ApiError::internal)?;
-            let b64 = base64::engine::general_purpose::STANDARD;
-            let stored = crate::sealed::init(app, KEY_SETTING, &b64.encode(fresh)).await?;
-            let raw = b64.decode(stored.trim()).map_err(ApiError::internal)?;
-            <[u8; 32]>::try_from(raw.as_slice())
-                .map_err(|_| ApiError::internal("the stored UI key is not 32 bytes"))
-        })
+        .get_or_try_init(|| random_key(app, KEY_SETTING, KeyText::Base64))
         .await
         .copied()
+        .map_err(ApiError::from)
 }
 
 pub fn router(app: Arc<App>) -> Router<Arc<App>> {

@@ -156,6 +156,12 @@ pub async fn security_headers(
     resp
 }
 
+impl From<auditrail_service::ServiceError> for UiError {
+    fn from(e: auditrail_service::ServiceError) -> Self {
+        UiError::from(ApiError::from(e))
+    }
+}
+
 impl From<auditrail_store::StoreError> for UiError {
     fn from(e: auditrail_store::StoreError) -> Self {
         UiError::from(ApiError::from(e))

@@ -21,8 +21,8 @@ use super::signing_key;
 use super::token::{self, Claims, Purpose, TokenError};
 use crate::App;
 use crate::auth::Principal;
-use crate::routes::events::record_audit_event;
-use crate::routes::viewer::random_id;
+use auditrail_service::ingest::record_audit_event;
+use auditrail_service::random::id as random_id;
 
 pub const COOKIE: &str = "auditrail_session";
 

@@ -29,7 +29,6 @@ impl Hasher for KeyHasher {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 

@@ -324,7 +324,6 @@ fn claim_collided(tx: &Transaction<'_>, org_num: i64, id: &str, rid: i64) -> Res
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
     use rusqlite::Connection;

@@ -274,7 +274,6 @@ fn scan(db: &PathBuf) -> Result<Filter> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 

@@ -3,15 +3,16 @@
 //! [`Journal`]), one writer thread (see `writer.rs`), a small pool of read connections.
 
 mod by_key;
-mod checkpoint;
 mod destinations;
 mod exports;
 mod idem;
 mod idem_filter;
 mod pending_blob;
 mod postings;
+mod rid;
 mod schema;
 mod search;
+mod wal_checkpointer;
 mod writer;
 
 use std::collections::HashMap;
@@ -27,8 +28,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
 pub use crate::CommitStats;
+use rid::{MAX_SEQ, rid, seq_of};
 pub use schema::Journal;
-use schema::{MAX_SEQ, rid, seq_of};
 use writer::{Job, Writer};
 
 use crate::error::Context;
@@ -98,9 +99,9 @@ impl SqliteStore {
             .op("read page size")?;
         // A rollback journal has no log to copy into the database.
         let checkpointer = match journal {
-            Journal::Wal => Some(checkpoint::Checkpointer::start(
+            Journal::Wal => Some(wal_checkpointer::WalCheckpointer::start(
                 &path,
-                checkpoint::Tuning::for_page_size(page_size),
+                wal_checkpointer::Tuning::for_page_size(page_size),
             )?),
             Journal::Rollback => None,
         };

@@ -169,10 +169,9 @@ fn take_varint(blob: &mut &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
-    use crate::sqlite::schema::rid;
+    use crate::sqlite::rid::rid;
 
     fn looked_up(first: i64, blob: &[u8], term: i64) -> Result<Vec<i64>, Damaged> {
         let mut got = Vec::new();

@@ -32,7 +32,7 @@ use rusqlite::{Transaction, params};
 
 use super::by_key::ByKey;
 use super::pending_blob::{legacy_entries, pack, rids_of, unpack};
-use super::schema::{MAX_SEQ, SEQ_BITS, block_of, by_block, rid};
+use super::rid::{MAX_SEQ, SEQ_BITS, block_of, by_block, rid};
 use crate::error::Context;
 use crate::terms::encode_rids;
 use crate::{Result, StoreError};
@@ -41,7 +41,7 @@ use crate::{Result, StoreError};
 /// block's worth. A merge then writes each term's rows of a block about once, mostly at
 /// the end of the table, rather than inserting among the rows of earlier merges of the
 /// same block (8,192 until version 9; see BENCHMARKS.md).
-const MERGE_AT: usize = 1 << super::schema::BLOCK_BITS;
+const MERGE_AT: usize = 1 << super::rid::BLOCK_BITS;
 /// Pending rows held at most: a search reads every pending row of its org, and many small
 /// commits (single events from many clients) fill a block slowly, a row each.
 const MERGE_ROWS: usize = 128;
@@ -406,7 +406,6 @@ pub(crate) fn convert_v9(tx: &Transaction<'_>) -> Result<()> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
     use crate::sqlite::schema::migrate;

@@ -28,6 +28,7 @@
 //!   take O(log n) point reads; leaves are `events.leaf`.
 //! - `leases` names background work and who runs it until when (see `Store::acquire_lease`).
 
+use super::rid::{block_of, by_block, rid};
 use rusqlite::Connection;
 
 use crate::Result;
@@ -164,30 +165,6 @@ CREATE TABLE postings_buckets (
 const BLOCKED_POSTINGS: usize = 6;
 /// The schema version whose script is followed by `postings::convert_v9`.
 const INDEXED_PENDING: usize = 9;
-
-/// Bits of a rowid that hold the seq; the org number sits above them.
-pub const SEQ_BITS: u32 = 40;
-pub const MAX_SEQ: u64 = (1 << SEQ_BITS) - 1;
-
-pub fn rid(org_num: i64, seq: u64) -> i64 {
-    (org_num << SEQ_BITS) | (seq as i64)
-}
-
-pub fn seq_of(rid: i64) -> u64 {
-    (rid as u64) & MAX_SEQ
-}
-
-/// Rids per postings block.
-pub const BLOCK_BITS: u32 = 16;
-
-pub fn block_of(rid: i64) -> i64 {
-    rid >> BLOCK_BITS
-}
-
-/// Splits ascending rids into runs that each lie in one block.
-pub fn by_block(rids: &[i64]) -> impl Iterator<Item = &[i64]> {
-    rids.chunk_by(|a, b| block_of(*a) == block_of(*b))
-}
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     migrate_to(conn, MIGRATIONS.len())
@@ -387,7 +364,6 @@ pub fn configure(conn: &Connection, writer: Option<Journal>) -> Result<()> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
     use crate::terms::{decode_rids, encode_rids};

@@ -15,7 +15,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::postings::{merged_rids, pending_rids};
-use super::schema::{MAX_SEQ, SEQ_BITS, block_of, rid, seq_of};
+use super::rid::{MAX_SEQ, SEQ_BITS, block_of, rid, seq_of};
 use crate::error::Context;
 use crate::terms::{matches, term_key};
 use crate::{Order, Page, PageRequest, Result, StoreError, StoredEvent};

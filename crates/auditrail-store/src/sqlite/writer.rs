@@ -15,10 +15,11 @@ use auditrail_core::merkle::{self, Frontier};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
-use super::checkpoint::Checkpointer;
 use super::idem::{Claim, Claims, id_key};
 use super::postings::Pending;
-use super::schema::{self, Journal, MAX_SEQ, rid, seq_of};
+use super::rid::{MAX_SEQ, rid, seq_of};
+use super::schema::{self, Journal};
+use super::wal_checkpointer::WalCheckpointer;
 use super::{STORED_LEVEL, read_nodes};
 use crate::error::Context;
 use crate::terms::{event_terms, term_key};
@@ -101,14 +102,14 @@ pub(crate) struct Writer {
     postings: Pending,
     observer: Option<CommitObserver>,
     /// WAL checkpoints; none in rollback mode.
-    checkpointer: Option<Checkpointer>,
+    checkpointer: Option<WalCheckpointer>,
     journal: Journal,
 }
 
 impl Writer {
     pub(crate) fn new(
         conn: Connection,
-        checkpointer: Option<Checkpointer>,
+        checkpointer: Option<WalCheckpointer>,
         journal: Journal,
         observer: Option<CommitObserver>,
     ) -> Self {

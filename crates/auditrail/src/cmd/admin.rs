@@ -86,7 +86,7 @@ fn catalog_arg(c: &str) -> anyhow::Result<Value> {
     Ok(catalog.to_json())
 }
 
-pub async fn orgs(o: &Overrides, c: OrgsCommand) -> anyhow::Result<()> {
+pub async fn orgs(c: OrgsCommand) -> anyhow::Result<()> {
     let OrgsCommand::Create {
         id,
         name,
@@ -103,7 +103,11 @@ pub async fn orgs(o: &Overrides, c: OrgsCommand) -> anyhow::Result<()> {
                 .await?
         }
         None => {
-            let app = local_app(&Config::resolve(o, None)?).await?;
+            let app = local_app(&Config::resolve(
+                &Overrides::from_flags(&target.store, None, None),
+                None,
+            )?)
+            .await?;
             let req: CreateOrg = serde_json::from_value(body)?;
             let org = create_org_as(&app, &Principal::PlatformAdmin, req)
                 .await
@@ -116,7 +120,7 @@ pub async fn orgs(o: &Overrides, c: OrgsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn keys(o: &Overrides, c: KeysCommand) -> anyhow::Result<()> {
+pub async fn keys(c: KeysCommand) -> anyhow::Result<()> {
     let KeysCommand::Create {
         org,
         role,
@@ -131,7 +135,11 @@ pub async fn keys(o: &Overrides, c: KeysCommand) -> anyhow::Result<()> {
                 .await?
         }
         None => {
-            let app = local_app(&Config::resolve(o, None)?).await?;
+            let app = local_app(&Config::resolve(
+                &Overrides::from_flags(&target.store, None, None),
+                None,
+            )?)
+            .await?;
             let req: CreateKey = serde_json::from_value(body)?;
             let key = create_key_as(&app, &Principal::PlatformAdmin, &org, req)
                 .await

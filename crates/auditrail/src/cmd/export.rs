@@ -110,7 +110,8 @@ fn sidecar(output: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let o = &Overrides::from_flags(&args.target.store, None, None);
     let req = args.request();
     let started = Instant::now();
     let (rows, bytes, sha256) = match &args.target.url {
@@ -184,7 +185,7 @@ async fn local(
     std::fs::write(sidecar(output), &note)
         .context("cannot write the checkpoint beside the file")?;
     let details = json!({"via": "cli", "request": req, "row_count": summary.rows, "sha256": summary.sha256, "checkpoint_size": size});
-    auditrail_server::routes::events::record_audit_event(
+    auditrail_service::ingest::record_audit_event(
         &app,
         org,
         json!({"id": "auditrail-cli", "type": "SYSTEM"}),
@@ -194,7 +195,7 @@ async fn local(
         "success",
     )
     .await
-    .map_err(|e| anyhow::anyhow!("export written, but recording it in the org's log failed: {}", e.message))?;
+    .map_err(|e| anyhow::anyhow!("export written, but recording it in the org's log failed: {}", e))?;
     app.store.close();
     Ok((summary.rows, summary.bytes, summary.sha256))
 }

@@ -13,7 +13,7 @@ use auditrail_gateway::{Gateway, Mode, OrgSource, spool};
 use http::HeaderName;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, Overrides};
+use crate::config::{Config, LimitFlags, Overrides, StoreFlags};
 use crate::local::local_app;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -109,6 +109,11 @@ pub struct Args {
     /// How long shutdown waits for spooled events to reach the log
     #[arg(long, env = "AUDITRAIL_GATEWAY_DRAIN_TIMEOUT", default_value = "30s")]
     drain_timeout: humantime::Duration,
+    /// Where the log is when the gateway appends to it itself (no --ingest-url)
+    #[command(flatten)]
+    store: StoreFlags,
+    #[command(flatten)]
+    limits: LimitFlags,
 }
 
 fn header(flag: &str, v: &str) -> anyhow::Result<HeaderName> {
@@ -141,8 +146,9 @@ fn load_catalog(spec: &str) -> anyhow::Result<Catalog> {
     })
 }
 
-pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
-    let cfg = Config::resolve(o, None)?;
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let o = Overrides::from_flags(&args.store, Some(&args.limits), None);
+    let cfg = Config::resolve(&o, None)?;
     let upstream = reqwest::Url::parse(&args.upstream)
         .with_context(|| format!("--upstream {} is not a URL", args.upstream))?;
     if !matches!(upstream.scheme(), "http" | "https") {
@@ -187,7 +193,9 @@ pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
                     .await?
                     .with_context(|| format!("org {org} does not exist in this store"))?;
             }
-            Arc::new(StoreSink { app })
+            Arc::new(StoreSink {
+                service: app.service.clone(),
+            })
         }
     };
     let gw = Gateway {

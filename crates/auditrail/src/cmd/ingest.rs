@@ -16,10 +16,11 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
-use auditrail_server::routes::events::{prepare_batch, prepare_texts};
+use auditrail_server::error::ApiError;
+use auditrail_service::ingest::{prepare_batch, prepare_texts};
 
 use super::Target;
-use crate::config::{Config, Overrides};
+use crate::config::{Config, LimitFlags, Overrides};
 use crate::local::local_app_for;
 use crate::remote::Client;
 
@@ -36,6 +37,8 @@ pub struct Args {
     batch: Option<usize>,
     #[command(flatten)]
     target: Target,
+    #[command(flatten)]
+    limits: LimitFlags,
 }
 
 /// A batch of the file's lines, read into one buffer: a bulk load reads hundreds of
@@ -190,7 +193,8 @@ fn progress(total: u64) -> ProgressBar {
     pb
 }
 
-pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let o = &Overrides::from_flags(&args.target.store, Some(&args.limits), None);
     let total = std::fs::metadata(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?
         .len();
@@ -238,11 +242,10 @@ async fn local(o: &Overrides, args: &Args, total: u64) -> anyhow::Result<Tally> 
             args.org
         );
     }
-    let policy = app
-        .policies
-        .get(&app, &args.org)
-        .await
-        .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
+    let policy = app.policies.get(&app, &args.org).await.map_err(|e| {
+        let e = ApiError::from(e);
+        anyhow::anyhow!("{} ({})", e.message, e.code)
+    })?;
     // Larger transactions write fewer postings rows and rewrite the tables' last pages
     // less often; past ~25,000 events the gain is small and the memory is not.
     let size = args.batch.unwrap_or(25_000).clamp(1, 100_000);
@@ -316,7 +319,7 @@ async fn local(o: &Overrides, args: &Args, total: u64) -> anyhow::Result<Tally> 
 fn prepare(
     app: &auditrail_server::App,
     org: &str,
-    policy: &auditrail_server::policy::OrgPolicy,
+    policy: &auditrail_service::policy::OrgPolicy,
     b: &Batch,
 ) -> anyhow::Result<(Vec<auditrail_core::PreparedEvent>, u64)> {
     let texts = b.texts()?;
@@ -327,6 +330,7 @@ fn prepare(
     prepare_batch(app, org, Some(policy), &values, true)
         .map(|p| (p, b.bytes))
         .map_err(|e| {
+            let e = ApiError::from(e);
             let (line, field, reason) =
                 refused_at(e.details.first().unwrap_or(&Value::Null), &b.numbers);
             let line = line.unwrap_or(b.first_line);

@@ -29,4 +29,6 @@ pub struct Target {
     /// Token for --url (platform admin or org key)
     #[arg(long, env = "AUDITRAIL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub store: crate::config::StoreFlags,
 }

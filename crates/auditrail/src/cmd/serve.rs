@@ -8,7 +8,7 @@ use auditrail_server::{App, Metrics};
 use auditrail_store::Store;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, Overrides};
+use crate::config::{Config, LimitFlags, Overrides, ServiceFlags, StoreFlags};
 use crate::local::{checked_signer, open_store, settings};
 
 #[derive(Debug, clap::Args)]
@@ -22,6 +22,12 @@ pub struct Args {
     /// Print the effective configuration (secrets masked) and exit
     #[arg(long)]
     print_config: bool,
+    #[command(flatten)]
+    store: StoreFlags,
+    #[command(flatten)]
+    limits: LimitFlags,
+    #[command(flatten)]
+    service: ServiceFlags,
 }
 
 const ADMIN_HASH_SETTING: &str = "admin_token_sha256";
@@ -45,8 +51,9 @@ async fn admin_token_hash(cfg: &Config, store: &dyn Store) -> anyhow::Result<[u8
         .context("stored admin token hash is corrupt")
 }
 
-pub async fn run(o: &Overrides, args: Args) -> anyhow::Result<()> {
-    let cfg = Config::resolve(o, args.listen.clone())?;
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let o = Overrides::from_flags(&args.store, Some(&args.limits), Some(&args.service));
+    let cfg = Config::resolve(&o, args.listen.clone())?;
     if args.print_config {
         print!("{}", cfg.render_masked());
         return Ok(());
@@ -104,8 +111,8 @@ pub mod demo {
     //! events are accepted and counted as unknown actions.
 
     use auditrail_server::auth::Principal;
-    use auditrail_server::routes::events::prepare_batch;
     use auditrail_server::routes::orgs::{CreateKey, CreateOrg, create_key_as, create_org_as};
+    use auditrail_service::ingest::prepare_batch;
     use serde_json::{Value, json};
 
     use auditrail_server::App;
@@ -205,9 +212,13 @@ pub mod demo {
             create_org_as(app, &Principal::PlatformAdmin, req)
                 .await
                 .map_err(err)?;
-            let policy = app.policies.get(app, DEMO_ORG).await.map_err(err)?;
-            let events =
-                prepare_batch(app, DEMO_ORG, Some(&policy), &sample_events(), true).map_err(err)?;
+            let policy = app
+                .policies
+                .get(app, DEMO_ORG)
+                .await
+                .map_err(|e| err(e.into()))?;
+            let events = prepare_batch(app, DEMO_ORG, Some(&policy), &sample_events(), true)
+                .map_err(|e| err(e.into()))?;
             app.store.append(DEMO_ORG, events, true).await?;
         }
         let key = create_key_as(

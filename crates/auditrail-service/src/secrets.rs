@@ -1,5 +1,7 @@
-//! Destination credentials sealed at rest: ChaCha20-Poly1305 under the server's secret
-//! key, bound to the org and destination name so a sealed value cannot be moved.
+//! The server-wide secret box: ChaCha20-Poly1305 under the server's secret key. Every
+//! secret the store keeps (destination credentials, sealed settings) is sealed with it,
+//! bound to a context (the org and destination, the setting's name) so a sealed value
+//! cannot be moved.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -10,8 +12,8 @@ const VERSION: &str = "v1:";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SealError {
-    #[error("no randomness for a nonce")]
-    Random,
+    #[error("the secret could not be sealed")]
+    Seal,
     #[error("sealed credentials are malformed")]
     Malformed,
     #[error(
@@ -41,8 +43,7 @@ impl SecretBox {
 
     /// `v1:` + base64(nonce ‖ ciphertext ‖ tag); `context` must be given again to open.
     pub fn seal(&self, plaintext: &[u8], context: &str) -> Result<String, SealError> {
-        let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce).map_err(|_| SealError::Random)?;
+        let nonce = crate::random::bytes::<12>();
         let ct = self
             .cipher
             .encrypt(
@@ -52,7 +53,7 @@ impl SecretBox {
                     aad: context.as_bytes(),
                 },
             )
-            .map_err(|_| SealError::Random)?;
+            .map_err(|_| SealError::Seal)?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
         Ok(format!("{VERSION}{}", B64.encode(out)))

@@ -75,13 +75,13 @@ struct Shared {
 
 /// The writer's handle on the checkpoint thread; dropping it copies what is left and
 /// stops the thread.
-pub(crate) struct Checkpointer {
+pub(crate) struct WalCheckpointer {
     shared: Arc<Shared>,
     handle: Option<JoinHandle<()>>,
     tuning: Tuning,
 }
 
-impl Checkpointer {
+impl WalCheckpointer {
     pub(crate) fn start(db: &Path, tuning: Tuning) -> Result<Self> {
         let conn = Connection::open_with_flags(
             db,
@@ -134,7 +134,7 @@ impl Checkpointer {
     }
 }
 
-impl Drop for Checkpointer {
+impl Drop for WalCheckpointer {
     fn drop(&mut self) {
         if let Ok(mut st) = self.shared.state.lock() {
             st.stop = true;
@@ -224,14 +224,20 @@ mod tests {
             .unwrap();
     }
 
-    fn start(db: &Path, batch_bytes: u64, idle: Duration, cap: i64, commit: u64) -> Checkpointer {
+    fn start(
+        db: &Path,
+        batch_bytes: u64,
+        idle: Duration,
+        cap: i64,
+        commit: u64,
+    ) -> WalCheckpointer {
         let tuning = Tuning {
             batch_bytes,
             idle,
             wal_cap_frames: cap,
             commit_bytes: commit,
         };
-        Checkpointer::start(db, tuning).unwrap()
+        WalCheckpointer::start(db, tuning).unwrap()
     }
 
     fn size(p: &Path) -> u64 {

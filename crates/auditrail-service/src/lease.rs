@@ -1,17 +1,17 @@
 //! Leases on background work, held through the store so that with several nodes on one
 //! database each piece of work runs on exactly one of them.
 
-use crate::App;
-use crate::exports::now_ms;
+use crate::Service;
+use crate::clock::now_ms;
 
 /// Takes or renews the lease `name` for this node; `false` when another node holds it
 /// or the store cannot be reached (work stops rather than risk running twice).
-pub(crate) async fn hold(app: &App, name: &str) -> bool {
+pub async fn hold(svc: &Service, name: &str) -> bool {
     let now = now_ms();
-    let until = now + app.settings.lease_ttl.as_millis() as i64;
-    match app
+    let until = now + svc.config.lease_ttl.as_millis() as i64;
+    match svc
         .store
-        .acquire_lease(name, &app.node_id, now, until)
+        .acquire_lease(name, &svc.node_id, now, until)
         .await
     {
         Ok(held) => held,
@@ -23,8 +23,8 @@ pub(crate) async fn hold(app: &App, name: &str) -> bool {
 }
 
 /// Gives `name` up so another node may take it at once (on shutdown).
-pub(crate) async fn release(app: &App, name: &str) {
-    if let Err(e) = app.store.release_lease(name, &app.node_id).await {
+pub async fn release(svc: &Service, name: &str) {
+    if let Err(e) = svc.store.release_lease(name, &svc.node_id).await {
         tracing::warn!(lease = name, error = %e, "could not release a lease");
     }
 }

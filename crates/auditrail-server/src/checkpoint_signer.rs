@@ -5,23 +5,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use auditrail_core::Hash;
-use auditrail_core::note::{Checkpoint, origin_for};
 use auditrail_store::TreeHead;
 use tokio::sync::watch;
 
 use crate::App;
 use crate::error::ApiError;
-
-/// The signed note of `org`'s tree at `size` with `root`.
-pub(crate) fn sign_note(app: &App, org: &str, size: u64, root: Hash) -> Result<String, ApiError> {
-    let cp = Checkpoint {
-        origin: origin_for(&app.settings.origin_prefix, org),
-        size,
-        root,
-    };
-    app.signer.sign(&cp.body()).map_err(ApiError::internal)
-}
 
 /// The latest signed checkpoint of `org` covering at least `min_size` events: the stored
 /// one, or, when the log grew past it (or was never signed), one signed now for the
@@ -38,7 +26,7 @@ pub(crate) async fn covering(app: &App, org: &str, min_size: u64) -> Result<Stri
 
 /// Signs and stores the checkpoint for `head` of `org`; returns the note.
 pub(crate) async fn sign(app: &App, org: &str, head: TreeHead) -> Result<String, ApiError> {
-    let note = sign_note(app, org, head.size, head.root)?;
+    let note = auditrail_service::signing::sign_note(app, org, head.size, head.root)?;
     app.store.save_checkpoint(org, head.size, &note).await?;
     app.metrics.checkpoints_signed.inc();
     Ok(note)
@@ -53,7 +41,7 @@ pub(crate) async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => false,
             _ = stop.changed() => true,
         };
-        if !crate::lease::hold(&app, CHECKPOINT_LEASE).await {
+        if !auditrail_service::lease::hold(&app, CHECKPOINT_LEASE).await {
             app.metrics.checkpoint_age.set(0.0);
             unsigned_since = None;
             if stopping {
@@ -84,7 +72,7 @@ pub(crate) async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         let age = unsigned_since.map_or(0.0, |t| t.elapsed().as_secs_f64());
         app.metrics.checkpoint_age.set(age);
         if stopping {
-            crate::lease::release(&app, CHECKPOINT_LEASE).await;
+            auditrail_service::lease::release(&app, CHECKPOINT_LEASE).await;
             break;
         }
     }

@@ -6,8 +6,8 @@ use std::sync::{Arc, RwLock};
 
 use auditrail_core::catalog::{Catalog, Policy};
 
-use crate::App;
-use crate::error::{ApiError, ApiResult};
+use crate::sealed::{KeyText, random_key};
+use crate::{Service, ServiceError, ServiceResult};
 
 /// What ingest needs to know about one org.
 pub struct OrgPolicy {
@@ -35,16 +35,17 @@ pub struct Policies {
     map: RwLock<HashMap<String, Arc<OrgPolicy>>>,
 }
 
+/// The setting of the org's HMAC key: 32 random bytes made on first use, kept sealed.
 fn hmac_setting(org: &str) -> String {
     format!("org/{org}/hmac_key")
 }
 
 impl Policies {
-    pub async fn get(&self, app: &App, org: &str) -> ApiResult<Arc<OrgPolicy>> {
+    pub async fn get(&self, svc: &Service, org: &str) -> ServiceResult<Arc<OrgPolicy>> {
         if let Some(p) = self.map.read().ok().and_then(|m| m.get(org).cloned()) {
             return Ok(p);
         }
-        let p = Arc::new(load(app, org).await?);
+        let p = Arc::new(load(svc, org).await?);
         if let Ok(mut m) = self.map.write() {
             m.insert(org.to_owned(), p.clone());
         }
@@ -59,20 +60,20 @@ impl Policies {
     }
 }
 
-async fn load(app: &App, org: &str) -> ApiResult<OrgPolicy> {
-    let o = app
+async fn load(svc: &Service, org: &str) -> ServiceResult<OrgPolicy> {
+    let o = svc
         .store
         .get_org(org)
         .await?
-        .ok_or_else(|| ApiError::not_found("org"))?;
-    let catalog = match app.store.get_catalog(org, None).await? {
+        .ok_or(ServiceError::NotFound("org"))?;
+    let catalog = match svc.store.get_catalog(org, None).await? {
         None => None,
         Some(stored) => {
             let doc: serde_json::Value = serde_json::from_str(&stored.document).map_err(|e| {
-                ApiError::internal(format!("stored catalog of org {org} is not JSON: {e}"))
+                ServiceError::Internal(format!("stored catalog of org {org} is not JSON: {e}"))
             })?;
             let c = Catalog::from_json(&doc).map_err(|e| {
-                ApiError::internal(format!(
+                ServiceError::Internal(format!(
                     "stored catalog v{} of org {org} is invalid: {e}",
                     stored.version
                 ))
@@ -83,24 +84,6 @@ async fn load(app: &App, org: &str) -> ApiResult<OrgPolicy> {
     Ok(OrgPolicy {
         strict: o.strict,
         catalog,
-        hmac_key: hmac_key(app, org).await?,
+        hmac_key: random_key(svc, &hmac_setting(org), KeyText::Hex).await?,
     })
-}
-
-/// The org's HMAC key: 32 random bytes made on first use and kept in the store, sealed.
-async fn hmac_key(app: &App, org: &str) -> ApiResult<[u8; 32]> {
-    let name = hmac_setting(org);
-    let text = match crate::sealed::get(app, &name).await? {
-        Some(t) => t,
-        None => {
-            let mut k = [0u8; 32];
-            getrandom::fill(&mut k)
-                .map_err(|e| ApiError::internal(format!("no OS randomness: {e}")))?;
-            crate::sealed::init(app, &name, &hex::encode(k)).await?
-        }
-    };
-    hex::decode(text.trim())
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| ApiError::internal(format!("HMAC key of org {org} is malformed")))
 }

@@ -33,7 +33,7 @@ impl Ulids {
     pub fn next_id(&mut self) -> String {
         if self.used == self.random.len() {
             self.random.resize(Self::BATCH * 10, 0);
-            getrandom::fill(&mut self.random).expect("the OS random number generator is available");
+            crate::random::fill(&mut self.random);
             self.used = 0;
         }
         let id = encode(self.now_ms, &self.random[self.used..self.used + 10]);

@@ -86,8 +86,7 @@ pub fn load_key(path: &Path, what: &str) -> anyhow::Result<[u8; 32]> {
     if path.exists() {
         return read_key(path, what);
     }
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+    let key = auditrail_service::random::bytes::<32>();
     write_secret(path, format!("{}\n", hex::encode(key)).as_bytes())
         .with_context(|| format!("cannot write {what} {}", path.display()))?;
     Ok(key)

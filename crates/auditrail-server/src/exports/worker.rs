@@ -26,6 +26,9 @@ const LEASE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_secs(2);
 /// Runs after which a job that keeps dying is marked failed instead of retried.
 const MAX_ATTEMPTS: u32 = 5;
+/// How long shutdown waits for running exports; one cut short keeps its lease, which
+/// lapses, and the job runs again (here or on another node).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn lease_until() -> i64 {
     now_ms() + LEASE.as_millis() as i64
@@ -40,7 +43,10 @@ pub(crate) async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         (app.settings.exports.ttl / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
     let mut expiry = tokio::time::interval(expiry_every);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Every running export, so shutdown can wait for them.
+    let mut jobs = tokio::task::JoinSet::new();
     loop {
+        while jobs.try_join_next().is_some() {}
         while let Ok(slot) = slots.clone().try_acquire_owned() {
             match app
                 .store
@@ -49,7 +55,7 @@ pub(crate) async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             {
                 Ok(Some(job)) => {
                     let app = app.clone();
-                    tokio::spawn(async move {
+                    jobs.spawn(async move {
                         run_job(&app, job).await;
                         drop(slot);
                         app.exports.wake.notify_one();
@@ -68,6 +74,17 @@ pub(crate) async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             _ = expiry.tick() => expire(&app).await,
             _ = stop.changed() => break,
         }
+    }
+    let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while jobs.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            running = jobs.len(),
+            "exports still running at shutdown were stopped; they will run again"
+        );
+        jobs.shutdown().await;
     }
 }
 

@@ -11,7 +11,7 @@
 //!
 //! `cargo bench -p auditrail --bench delivery` (env BENCH_DELIVERY_EVENTS,
 //! BENCH_LATENCY_SECS per setting, default 40).
-#![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
+#![expect(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
 
 use std::collections::HashMap;
 use std::path::Path;

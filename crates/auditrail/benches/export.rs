@@ -3,7 +3,7 @@
 //! `sqlite3 -csv` dumping a full table, all in one run. Wall time and peak RSS of each
 //! process (GNU time). `cargo bench -p auditrail --bench export` (env BENCH_EXPORT_EVENTS,
 //! default 1,000,000; BENCH_EXPORT_LARGE to also export that many, for flat memory).
-#![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
+#![expect(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
 
 use std::path::Path;
 use std::process::Command;

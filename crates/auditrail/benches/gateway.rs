@@ -21,7 +21,7 @@
 //! upstream and the gateway share its cores.
 //!
 //! `cargo bench -p auditrail --bench gateway`
-#![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
+#![expect(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -10,7 +10,7 @@
 //! 1000-row transactions, driven from Rust (rusqlite) and from Python's `executemany`:
 //! once with every row made before the clock starts (only the inserts timed), once with
 //! each row made, its body serialized from the event, inside the timed loop.
-#![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
+#![expect(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
 
 use std::io::Write;
 use std::path::Path;

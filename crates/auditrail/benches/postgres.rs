@@ -10,7 +10,7 @@
 //! `BENCH_EVENTS` (ingest, default 200000), `BENCH_CLIENTS` (concurrent HTTP clients,
 //! default 8), `BENCH_SEARCH_EVENTS` (default 1000000; 0 skips the search part),
 //! `BENCH_RETENTION_EVENTS` (default 500000; 0 skips the retention part).
-#![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
+#![expect(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
 
 use std::path::Path;
 use std::sync::Arc;

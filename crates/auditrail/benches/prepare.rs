@@ -6,7 +6,7 @@
 //! Beside it: the same work in two passes (each event's text delimited first, then
 //! parsed), and the peer, serde_json parsing the bodies into `Value`s, which is less work
 //! than preparing them and what a service built on `Value`s starts with.
-#![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
+#![expect(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
 
 use std::hint::black_box;
 use std::time::Instant;

@@ -9,7 +9,7 @@
 //! events with an index on each filtered column (query and fetch, in process, no HTTP).
 //!
 //! `cargo bench -p auditrail --bench ui` (env BENCH_UI_EVENTS, BENCH_UI_REPEAT).
-#![allow(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
+#![expect(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
 
 use std::path::Path;
 use std::process::Command;

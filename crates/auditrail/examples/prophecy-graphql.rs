@@ -2,7 +2,7 @@
 //! `releaseProject`, `setPassword`, `addUDFBulk`, `tableQueryPipeline`, `checkout`,
 //! `getDetails`, and `whoami`, which no catalog names), to put `auditrail gateway` in
 //! front of: `cargo run -p auditrail --example prophecy-graphql -- 127.0.0.1:4000`.
-#![allow(clippy::unwrap_used, reason = "an example")]
+#![expect(clippy::unwrap_used, reason = "an example")]
 
 #[path = "../tests/common/graphql.rs"]
 mod graphql;

@@ -1,5 +1,5 @@
 //! The HTTP API over real connections to a port-0 server on SQLite files on disk.
-#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
 
 mod common;
 

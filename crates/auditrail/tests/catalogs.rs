@@ -1,7 +1,7 @@
 //! Catalogs over HTTP: every row of both built-ins accepted by strict orgs, precise
 //! refusals, drop mode, HMAC mode, catalog versions, and a secret that must not reach any
 //! file of the data dir, the logs, the metrics or an error message.
-#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
 
 mod common;
 

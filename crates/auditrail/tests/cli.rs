@@ -1,5 +1,5 @@
 //! The `auditrail` binary as users run it: a crash test with SIGKILL, the data-dir lock,
-#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
 //! bulk ingest, local administration and configuration.
 
 mod common;

@@ -4,7 +4,7 @@
 //! status and recovered from, a crash between upload and commit, wrong credentials,
 //! the permission test, the bucket policy, and `auditrail verify` on intact and
 //! tampered prefixes.
-#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
 
 mod common;
 

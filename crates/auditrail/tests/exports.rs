@@ -2,7 +2,7 @@
 //! header read back by a real CSV reader, formula injection, NDJSON re-hashing, Parquet
 //! read back with arrow, roles and tenancy, the checkpoint an export is cut at, audit
 //! events, email to a real SMTP listener, the signed webhook, expiry → 410.
-#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
 
 mod common;
 

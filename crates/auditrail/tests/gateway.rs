@@ -1,6 +1,6 @@
 //! The GraphQL capture gateway, as a process, in front of a real GraphQL server
 //! (async-graphql) implementing Prophecy's operations, appending to a real auditrail.
-#![allow(clippy::unwrap_used, reason = "tests")]
+#![expect(clippy::unwrap_used, reason = "tests")]
 
 mod common;
 #[path = "common/graphql.rs"]

@@ -9,7 +9,7 @@
 //!   protocol, SigV4): temporary credentials renewed before expiry without a gap in
 //!   delivery, and another org's role refused (state `error`, its reason, no request
 //!   to that org's bucket).
-#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
 
 mod common;
 

@@ -4,7 +4,7 @@
 //! delivered by one node and, once that node is SIGKILLed, by the other, with every seq
 //! exactly once in the bucket; a node whose database goes away answers 503 and
 //! recovers. Skipped without `AUDITRAIL_TEST_DATABASE_URL`.
-#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
 
 mod common;
 

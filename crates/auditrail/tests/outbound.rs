@@ -9,7 +9,7 @@
 //!   server sees no request;
 //! - a redirect to a refused address is not followed;
 //! - `outbound_allow` lets exactly what it names through.
-#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is a failed assertion")]
 
 mod common;
 

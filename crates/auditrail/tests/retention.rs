@@ -1,6 +1,6 @@
 //! Retention through the running service: due event bodies are purged (and the purge is
 //! itself an event), other orgs are untouched, and every proof still verifies.
-#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed test")]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is a failed test")]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! The Audit page: viewer links, sessions, CSRF, roles and scopes over HTTP, and the
 //! whole page end to end in headless Chromium against a real S3-compatible server.
-#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed test")]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is a failed test")]
 
 mod common;
 

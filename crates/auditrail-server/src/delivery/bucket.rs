@@ -70,14 +70,22 @@ fn classify(op: &str, e: object_store::Error) -> S3Failure {
     }
 }
 
+/// An outbound refusal (or a client that could not be built) needs a person; a refused
+/// address blocks delivery until the policy or the URL changes.
+impl From<crate::outbound::OutboundError> for S3Failure {
+    fn from(e: crate::outbound::OutboundError) -> Self {
+        S3Failure {
+            blocked: e.rule().is_some(),
+            message: e.to_string(),
+            permanent: true,
+        }
+    }
+}
+
 /// A refused address or a refused role in `e`'s chain: both need a person.
 fn identity_failure(e: &(dyn std::error::Error + 'static)) -> Option<S3Failure> {
     if let Some(r) = refusal_in(e) {
-        return Some(S3Failure {
-            message: r.to_string(),
-            permanent: true,
-            blocked: true,
-        });
+        return Some(r.into());
     }
     let mut cur = Some(e);
     while let Some(err) = cur {
@@ -200,13 +208,7 @@ impl Bucket {
             .with_client_options(options)
             .build()
             .map_err(|e| classify("configure S3 client", e))?;
-        let http = outbound
-            .http_client(patience.request_timeout, patience.connect_timeout)
-            .map_err(|e| S3Failure {
-                message: e.to_string(),
-                permanent: true,
-                blocked: false,
-            })?;
+        let http = outbound.http_client(patience.request_timeout, patience.connect_timeout)?;
         Ok(Self {
             outbound: outbound.clone(),
             store: Arc::new(store),

@@ -83,13 +83,7 @@ impl RoleCredentials {
         timeout: Duration,
         connect_timeout: Duration,
     ) -> Result<Self, S3Failure> {
-        let http = outbound
-            .http_client(timeout, connect_timeout)
-            .map_err(|e| S3Failure {
-                message: e.to_string(),
-                permanent: true,
-                blocked: false,
-            })?;
+        let http = outbound.http_client(timeout, connect_timeout)?;
         Ok(Self {
             target,
             caller,

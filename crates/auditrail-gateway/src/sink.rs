@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use auditrail_service::ingest::prepare_batch;
 use auditrail_service::{Service, ServiceError};
+use auditrail_store::StoreError;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc};
 
@@ -35,11 +36,17 @@ pub trait Sink: Send + Sync {
     async fn hmac_key(&self, org: &str) -> Result<Option<[u8; 32]>, SinkError>;
 }
 
+/// What the log refuses for good (the events, an unknown org, a conflict) against what
+/// may pass on a retry (the store busy or down, a fault on the log's side), as the HTTP
+/// sink tells 4xx from 5xx.
 fn from_service(e: ServiceError) -> SinkError {
     let m = e.to_string();
     match e {
-        ServiceError::InvalidEvent { .. } | ServiceError::NotFound(_) => SinkError::Rejected(m),
-        e if e.is_retriable() => SinkError::Unavailable(m),
+        ServiceError::InvalidEvent { .. }
+        | ServiceError::NotFound(_)
+        | ServiceError::Store(StoreError::NotFound { .. } | StoreError::Conflict(_)) => {
+            SinkError::Rejected(m)
+        }
         _ => SinkError::Unavailable(m),
     }
 }

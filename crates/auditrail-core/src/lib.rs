@@ -5,14 +5,18 @@
 
 pub mod canonical;
 pub mod catalog;
+pub mod cosignature;
 pub mod delivery;
 pub mod event;
 pub mod export;
 pub mod merkle;
+pub mod multiproof;
 pub mod note;
 pub mod outbound;
 pub mod query;
+pub mod tiles;
 pub mod time;
+pub mod witness;
 
 pub use event::{EventError, FieldError, Limits, PreparedEvent, Rules};
 pub use merkle::Hash;

@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 use crate::merkle::Hash;
 
 const ALG_ED25519: u8 = 0x01;
+/// C2SP tlog-cosignature: an Ed25519 `cosignature/v1` (timestamped) signature.
+pub(crate) const ALG_COSIGNATURE_V1: u8 = 0x04;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NoteError {
@@ -27,16 +29,22 @@ pub enum NoteError {
 }
 
 fn key_hash(name: &str, public: &VerifyingKey) -> [u8; 4] {
+    key_id(name, ALG_ED25519, public)
+}
+
+/// SHA-256(name ‖ "\n" ‖ alg ‖ public key)[:4]: the key id of signed-note and of
+/// tlog-cosignature.
+pub(crate) fn key_id(name: &str, alg: u8, public: &VerifyingKey) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([ALG_ED25519]);
+    h.update([alg]);
     h.update(public.as_bytes());
     let d = h.finalize();
     [d[0], d[1], d[2], d[3]]
 }
 
-fn valid_key_name(name: &str) -> bool {
+pub(crate) fn valid_key_name(name: &str) -> bool {
     !name.is_empty() && !name.contains('+') && name.chars().all(|c| !c.is_whitespace())
 }
 
@@ -105,59 +113,101 @@ pub struct NoteVerifier {
     key: VerifyingKey,
 }
 
+/// Parses a C2SP verifier key `name+hexhash+base64(alg ‖ key)` whose algorithm byte is
+/// `alg` and whose key is a 32-byte Ed25519 point.
+pub(crate) fn parse_vkey(
+    vkey: &str,
+    alg: u8,
+) -> Result<(String, [u8; 4], VerifyingKey), NoteError> {
+    let mut parts = vkey.trim().splitn(3, '+');
+    let (Some(name), Some(hash_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(NoteError::BadKey("expected name+hash+key"));
+    };
+    if !valid_key_name(name) {
+        return Err(NoteError::BadKey(
+            "key name must be non-empty, without spaces or '+'",
+        ));
+    }
+    let raw = B64
+        .decode(key_b64)
+        .map_err(|_| NoteError::BadKey("key is not base64"))?;
+    let (got, key) = raw.split_first().ok_or(NoteError::BadKey("empty key"))?;
+    if *got != alg {
+        return Err(NoteError::BadKey(match alg {
+            ALG_ED25519 => "not an Ed25519 signed-note key (algorithm 0x01)",
+            _ => "not an Ed25519 cosignature/v1 key (algorithm 0x04)",
+        }));
+    }
+    let bytes: [u8; 32] = key
+        .try_into()
+        .map_err(|_| NoteError::BadKey("key length"))?;
+    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| NoteError::BadKey("bad point"))?;
+    let hash = key_id(name, alg, &key);
+    if hex::encode(hash) != hash_hex {
+        return Err(NoteError::BadKey("key hash does not match name and key"));
+    }
+    Ok((name.to_owned(), hash, key))
+}
+
+/// A signed note split into its text (ending in a newline) and its signature lines
+/// `(key name, decoded signature blob)`.
+pub fn split_note(note: &str) -> Result<(&str, Vec<(&str, Vec<u8>)>), NoteError> {
+    let split = note
+        .rfind("\n\n")
+        .ok_or(NoteError::Malformed("no signature block"))?;
+    let (text, sigs) = (&note[..split + 1], &note[split + 2..]);
+    let mut out = Vec::new();
+    for line in sigs.lines() {
+        out.push(signature_line(line)?);
+    }
+    if out.is_empty() {
+        return Err(NoteError::Malformed("no signature lines"));
+    }
+    Ok((text, out))
+}
+
+/// One signature line `— <name> <base64>`, decoded.
+pub fn signature_line(line: &str) -> Result<(&str, Vec<u8>), NoteError> {
+    let Some(rest) = line.strip_prefix("\u{2014} ") else {
+        return Err(NoteError::Malformed(
+            "signature line must start with an em dash",
+        ));
+    };
+    let Some((name, b64)) = rest.split_once(' ') else {
+        return Err(NoteError::Malformed(
+            "signature line needs name and signature",
+        ));
+    };
+    let blob = B64
+        .decode(b64)
+        .map_err(|_| NoteError::Malformed("signature not base64"))?;
+    if blob.len() < 4 {
+        return Err(NoteError::Malformed("signature shorter than its key id"));
+    }
+    Ok((name, blob))
+}
+
 impl NoteVerifier {
     pub fn parse(vkey: &str) -> Result<Self, NoteError> {
-        let mut parts = vkey.trim().splitn(3, '+');
-        let (Some(name), Some(hash_hex), Some(key_b64)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(NoteError::BadKey("expected name+hash+key"));
-        };
-        let raw = B64
-            .decode(key_b64)
-            .map_err(|_| NoteError::BadKey("key is not base64"))?;
-        let (alg, key) = raw.split_first().ok_or(NoteError::BadKey("empty key"))?;
-        if *alg != ALG_ED25519 {
-            return Err(NoteError::BadKey("not an Ed25519 key"));
-        }
-        let bytes: [u8; 32] = key
-            .try_into()
-            .map_err(|_| NoteError::BadKey("key length"))?;
-        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| NoteError::BadKey("bad point"))?;
-        let hash = key_hash(name, &key);
-        if hex::encode(hash) != hash_hex {
-            return Err(NoteError::BadKey("key hash does not match name and key"));
-        }
-        Ok(Self {
-            name: name.to_owned(),
-            hash,
-            key,
-        })
+        let (name, hash, key) = parse_vkey(vkey, ALG_ED25519)?;
+        Ok(Self { name, hash, key })
+    }
+
+    /// The verifier key text this was parsed from.
+    pub fn verifier_key(&self) -> String {
+        let mut raw = vec![ALG_ED25519];
+        raw.extend_from_slice(self.key.as_bytes());
+        format!("{}+{}+{}", self.name, hex::encode(self.hash), B64.encode(raw))
     }
 
     /// Verifies the note's signature by this key and returns the signed text.
     pub fn verify<'a>(&self, note: &'a str) -> Result<&'a str, NoteError> {
-        let split = note
-            .rfind("\n\n")
-            .ok_or(NoteError::Malformed("no signature block"))?;
-        let (text, sigs) = (&note[..split + 1], &note[split + 2..]);
-        for line in sigs.lines() {
-            let Some(rest) = line.strip_prefix("\u{2014} ") else {
-                return Err(NoteError::Malformed(
-                    "signature line must start with an em dash",
-                ));
-            };
-            let Some((name, b64)) = rest.split_once(' ') else {
-                return Err(NoteError::Malformed(
-                    "signature line needs name and signature",
-                ));
-            };
+        let (text, sigs) = split_note(note)?;
+        for (name, blob) in sigs {
             if name != self.name {
                 continue;
             }
-            let blob = B64
-                .decode(b64)
-                .map_err(|_| NoteError::Malformed("signature not base64"))?;
             if blob.len() != 68 || blob[..4] != self.hash {
                 continue;
             }

@@ -1,0 +1,178 @@
+//! A compact proof that many leaves are in one tree: the hashes of the largest complete
+//! subtrees holding none of them. With the leaves themselves they fold up to the root.
+//!
+//! The walk: the tree of `size` is the fold of its frontier (the maximal complete
+//! subtrees, largest first); in each, a subtree holding no proven leaf is one proof
+//! hash, a leaf is recomputed from its row, and anything else splits into its halves.
+//! Left to right, depth first. A contiguous run of k leaves needs O(log n) hashes; k
+//! scattered leaves at most k·log2(n/k). One RFC 9162 proof per row would need
+//! k·log2(n) hashes and repeat the upper levels k times.
+
+use crate::merkle::{self, Hash, NodeId, ProofError};
+
+fn covers(node: NodeId, leaves: &[u64]) -> bool {
+    let start = node.index << node.level;
+    let end = start + (1u64 << node.level);
+    let i = leaves.partition_point(|&l| l < start);
+    i < leaves.len() && leaves[i] < end
+}
+
+fn walk(node: NodeId, leaves: &[u64], out: &mut Vec<NodeId>) {
+    if !covers(node, leaves) {
+        out.push(node);
+    } else if node.level > 0 {
+        let left = NodeId {
+            level: node.level - 1,
+            index: node.index * 2,
+        };
+        let right = NodeId {
+            level: node.level - 1,
+            index: node.index * 2 + 1,
+        };
+        walk(left, leaves, out);
+        walk(right, leaves, out);
+    }
+}
+
+/// The subtrees whose hashes prove `leaves` (strictly increasing, each below `size`) in
+/// the tree of `size`, in proof order.
+pub fn nodes(size: u64, leaves: &[u64]) -> Result<Vec<NodeId>, ProofError> {
+    check(size, leaves.iter().copied())?;
+    let mut out = Vec::new();
+    for node in merkle::frontier_ids(size) {
+        walk(node, leaves, &mut out);
+    }
+    Ok(out)
+}
+
+fn check(size: u64, leaves: impl Iterator<Item = u64>) -> Result<(), ProofError> {
+    let mut prev: Option<u64> = None;
+    for l in leaves {
+        if l >= size {
+            return Err(ProofError::IndexOutOfRange { index: l, size });
+        }
+        if prev.is_some_and(|p| p >= l) {
+            return Err(ProofError::BadSizes);
+        }
+        prev = Some(l);
+    }
+    Ok(())
+}
+
+struct Folder<'a> {
+    indices: &'a [u64],
+    leaves: &'a [Hash],
+    proof: &'a [Hash],
+    next_leaf: usize,
+    next_proof: usize,
+}
+
+impl Folder<'_> {
+    fn hash(&mut self, node: NodeId) -> Result<Hash, ProofError> {
+        if !covers(node, &self.indices[self.next_leaf..]) {
+            let h = self.proof.get(self.next_proof).ok_or(ProofError::WrongLength)?;
+            self.next_proof += 1;
+            return Ok(*h);
+        }
+        if node.level == 0 {
+            let h = self.leaves[self.next_leaf];
+            self.next_leaf += 1;
+            return Ok(h);
+        }
+        let left = self.hash(NodeId {
+            level: node.level - 1,
+            index: node.index * 2,
+        })?;
+        let right = self.hash(NodeId {
+            level: node.level - 1,
+            index: node.index * 2 + 1,
+        })?;
+        Ok(merkle::node_hash(&left, &right))
+    }
+}
+
+/// The root that `leaves` (hashes of the leaves at `indices`, strictly increasing) and
+/// `proof` lead to in a tree of `size`. Every proof hash must be used.
+pub fn root(size: u64, indices: &[u64], leaves: &[Hash], proof: &[Hash]) -> Result<Hash, ProofError> {
+    if indices.len() != leaves.len() {
+        return Err(ProofError::WrongLength);
+    }
+    check(size, indices.iter().copied())?;
+    let mut f = Folder {
+        indices,
+        leaves,
+        proof,
+        next_leaf: 0,
+        next_proof: 0,
+    };
+    let mut parts = Vec::new();
+    for node in merkle::frontier_ids(size) {
+        parts.push(f.hash(node)?);
+    }
+    if f.next_proof != proof.len() || f.next_leaf != leaves.len() {
+        return Err(ProofError::WrongLength);
+    }
+    Ok(merkle::fold(&parts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tree(n: u64) -> (Vec<Hash>, std::collections::HashMap<NodeId, Hash>, Hash) {
+        let leaves: Vec<Hash> = (0..n).map(|i| merkle::leaf_hash(&i.to_be_bytes())).collect();
+        let mut nodes = std::collections::HashMap::new();
+        let mut f = merkle::Frontier::new();
+        for (i, l) in leaves.iter().enumerate() {
+            nodes.insert(NodeId { level: 0, index: i as u64 }, *l);
+            f.push(*l, |id, h| {
+                nodes.insert(id, *h);
+            });
+        }
+        (leaves, nodes, f.root())
+    }
+
+    proptest! {
+        #[test]
+        fn any_subset_proves_and_nothing_else_does(n in 1u64..600, picks in proptest::collection::vec(any::<u16>(), 0..40)) {
+            let (leaves, all, want) = tree(n);
+            let mut idx: Vec<u64> = picks.iter().map(|p| u64::from(*p) % n).collect();
+            idx.sort_unstable();
+            idx.dedup();
+            let ids = super::nodes(n, &idx).unwrap();
+            let proof: Vec<Hash> = ids.iter().map(|id| all[id]).collect();
+            let lh: Vec<Hash> = idx.iter().map(|i| leaves[*i as usize]).collect();
+            prop_assert_eq!(super::root(n, &idx, &lh, &proof), Ok(want));
+            if let Some(first) = lh.first() {
+                // An altered leaf changes the root.
+                let mut bad = lh.clone();
+                bad[0] = merkle::leaf_hash(first);
+                prop_assert_ne!(super::root(n, &idx, &bad, &proof), Ok(want));
+                // A leaf moved to another index does too, or the proof no longer fits.
+                let mut moved = idx.clone();
+                moved[0] = (idx[0] + 1) % n;
+                if !idx.contains(&moved[0]) {
+                    moved.sort_unstable();
+                    prop_assert_ne!(super::root(n, &moved, &lh, &proof), Ok(want));
+                }
+            }
+            // A proof with a hash missing or extra does not fold.
+            prop_assert!(super::root(n, &idx, &lh, &proof[..proof.len().saturating_sub(1)]).map_or(true, |r| r != want) || proof.is_empty());
+            let mut extra = proof.clone();
+            extra.push([0; 32]);
+            prop_assert_eq!(super::root(n, &idx, &lh, &extra), Err(ProofError::WrongLength));
+        }
+    }
+
+    #[test]
+    fn a_contiguous_run_is_small() {
+        let ids = nodes(1_000_000, &(1000..2000).collect::<Vec<_>>()).unwrap();
+        assert!(ids.len() <= 2 * 20, "{}", ids.len());
+        assert!(nodes(1_000_000, &(0..1_000_000).collect::<Vec<_>>()).unwrap().is_empty());
+        assert_eq!(
+            nodes(3, &[3]),
+            Err(ProofError::IndexOutOfRange { index: 3, size: 3 })
+        );
+    }
+}

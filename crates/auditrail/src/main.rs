@@ -48,6 +48,9 @@ enum Command {
     /// Run the GraphQL capture gateway: a reverse proxy in front of a GraphQL API that
     /// records every operation the catalog names
     Gateway(Box<cmd::gateway::Args>),
+    /// Run a C2SP tlog-witness: cosign the checkpoints of the logs it follows, only when
+    /// each is consistent with the last one it cosigned
+    Witness(cmd::witness::Args),
     /// Configuration helpers
     Config {
         #[command(subcommand)]
@@ -70,7 +73,10 @@ fn main() -> std::process::ExitCode {
     // The services log `info`; the one-shot commands only warnings (a failed checkpoint,
     // say) unless `AUDITRAIL_LOG` asks for more.
     init_tracing(
-        if matches!(cli.command, Command::Serve(_) | Command::Gateway(_)) {
+        if matches!(
+            cli.command,
+            Command::Serve(_) | Command::Gateway(_) | Command::Witness(_)
+        ) {
             "info"
         } else {
             "warn"
@@ -85,6 +91,7 @@ fn main() -> std::process::ExitCode {
             Command::Export(args) => cmd::export::run(args).await,
             Command::Verify(args) => cmd::verify::run(args).await,
             Command::Gateway(args) => cmd::gateway::run(*args).await,
+            Command::Witness(args) => cmd::witness::run(args).await,
             Command::Config { command } => cmd::config(command),
         }
     });

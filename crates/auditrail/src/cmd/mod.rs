@@ -4,6 +4,7 @@ pub mod gateway;
 pub mod ingest;
 pub mod serve;
 pub mod verify;
+pub mod witness;
 
 use clap::Subcommand;
 

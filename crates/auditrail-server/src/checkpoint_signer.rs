@@ -24,12 +24,13 @@ pub(crate) async fn covering(app: &App, org: &str, min_size: u64) -> Result<Stri
     }
 }
 
-/// Signs and stores the checkpoint for `head` of `org`; returns the note.
+/// Signs and stores the checkpoint for `head` of `org`, then has the org's witnesses
+/// cosign it; returns the note with every signature it got.
 pub(crate) async fn sign(app: &App, org: &str, head: TreeHead) -> Result<String, ApiError> {
     let note = auditrail_service::signing::sign_note(app, org, head.size, head.root)?;
     app.store.save_checkpoint(org, head.size, &note).await?;
     app.metrics.checkpoints_signed.inc();
-    Ok(note)
+    crate::witnesses::client::cosign(app, org, note, head.size).await
 }
 
 pub(crate) async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {

@@ -12,6 +12,7 @@ pub mod outbound;
 pub mod retention;
 pub mod routes;
 pub mod ui;
+pub mod witnesses;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub struct App {
     pub exports: exports::Exports,
     pub delivery: delivery::Delivery,
     pub ui: ui::UiState,
+    /// The HTTP client witnesses are called with (kept for its pooled connections).
+    witness_client: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl std::ops::Deref for App {
@@ -92,7 +95,20 @@ impl App {
             keys: auth::KeyCache::default(),
             exports: exports::Exports::default(),
             ui: ui::UiState::default(),
+            witness_client: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The client witnesses are called with, under the outbound address policy.
+    pub(crate) fn witness_client(&self) -> Result<reqwest::Client, outbound::OutboundError> {
+        if let Some(c) = self.witness_client.get() {
+            return Ok(c.clone());
+        }
+        let c = self
+            .settings
+            .outbound
+            .http_client(Duration::from_secs(5), Duration::from_secs(3))?;
+        Ok(self.witness_client.get_or_init(|| c).clone())
     }
 }
 

@@ -30,6 +30,9 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub checkpoint_age: Gauge<f64, AtomicU64>,
     pub checkpoints_signed: Counter,
+    pub witness_cosignatures: Counter,
+    pub witness_failures: Counter,
+    pub witness_conflicts: Counter,
     pub events_purged: Counter,
     pub partitions_dropped: Counter,
     pub exports_finished: Family<Outcome, Counter>,
@@ -89,6 +92,24 @@ impl Metrics {
             "checkpoints_signed",
             "Checkpoints signed",
             checkpoints_signed.clone(),
+        );
+        let witness_cosignatures = Counter::default();
+        registry.register(
+            "witness_cosignatures",
+            "Witness cosignatures received and verified",
+            witness_cosignatures.clone(),
+        );
+        let witness_failures = Counter::default();
+        registry.register(
+            "witness_failures",
+            "Witness calls that gave no cosignature (unreachable, misconfigured, bad answer)",
+            witness_failures.clone(),
+        );
+        let witness_conflicts = Counter::default();
+        registry.register(
+            "witness_conflicts",
+            "Witnesses that refused a checkpoint as inconsistent with what they cosigned (a fork or a rollback): an alarm",
+            witness_conflicts.clone(),
         );
         let events_purged = Counter::default();
         registry.register(
@@ -153,6 +174,9 @@ impl Metrics {
             commit_seconds,
             checkpoint_age,
             checkpoints_signed,
+            witness_cosignatures,
+            witness_failures,
+            witness_conflicts,
             events_purged,
             partitions_dropped,
         }

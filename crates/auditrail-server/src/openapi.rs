@@ -3,7 +3,7 @@
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{catalog, destinations, events, exports, integrity, orgs, viewer};
+use crate::routes::{catalog, destinations, events, exports, integrity, orgs, viewer, witnesses};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,8 @@ use crate::routes::{catalog, destinations, events, exports, integrity, orgs, vie
         destinations::put, destinations::put_for_org, destinations::list, destinations::get, destinations::delete,
         destinations::pause, destinations::resume, destinations::test, destinations::bucket_policy,
         integrity::latest_checkpoint, integrity::public_key, integrity::inclusion, integrity::consistency,
+        witnesses::put, witnesses::list, witnesses::get, witnesses::delete,
+        witnesses::put_admin_emails, witnesses::get_admin_emails,
     ),
     components(schemas(orgs::CreateOrg, orgs::CreateKey)),
     modifiers(&Bearer),

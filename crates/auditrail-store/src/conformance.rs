@@ -437,6 +437,12 @@ pub async fn checkpoints(store: &dyn Store) {
     assert!(store.stale_checkpoints().await.unwrap().is_empty());
     let cp = store.latest_checkpoint("acme").await.unwrap().unwrap();
     assert_eq!((cp.size, cp.note.as_str()), (1, "note-1"));
+    // Cosignatures added later replace the note of that size only.
+    assert!(store.set_checkpoint_note("acme", 1, "note-1+w").await.unwrap());
+    assert!(!store.set_checkpoint_note("acme", 2, "note-2").await.unwrap());
+    let cp = store.latest_checkpoint("acme").await.unwrap().unwrap();
+    assert_eq!((cp.size, cp.note.as_str()), (1, "note-1+w"));
+    assert!(store.stale_checkpoints().await.unwrap().is_empty());
 }
 
 /// Catalog versions: created with the org in one step, a new version per change, an

@@ -109,6 +109,9 @@ pub trait Store: Send + Sync + 'static {
     async fn node_hashes(&self, org: &str, ids: &[NodeId]) -> Result<Vec<Hash>>;
 
     async fn save_checkpoint(&self, org: &str, size: u64, note: &str) -> Result<()>;
+    /// Replaces the stored note of `org`'s checkpoint at `size` with `note`: the same
+    /// checkpoint with witnesses' cosignatures added. False when no such checkpoint.
+    async fn set_checkpoint_note(&self, org: &str, size: u64, note: &str) -> Result<bool>;
     async fn latest_checkpoint(&self, org: &str) -> Result<Option<StoredCheckpoint>>;
     /// Orgs whose tree has grown past their latest checkpoint.
     async fn stale_checkpoints(&self) -> Result<Vec<(String, TreeHead)>>;

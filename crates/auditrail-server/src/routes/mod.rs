@@ -8,6 +8,7 @@ pub(crate) mod integrity;
 mod ops;
 pub mod orgs;
 pub mod viewer;
+pub mod witnesses;
 
 use std::sync::Arc;
 
@@ -107,6 +108,17 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/public-key", get(integrity::public_key))
         .route("/v1/proofs/inclusion", get(integrity::inclusion))
         .route("/v1/proofs/consistency", get(integrity::consistency))
+        .route("/v1/witnesses", get(witnesses::list))
+        .route(
+            "/v1/witnesses/{name}",
+            put(witnesses::put)
+                .get(witnesses::get)
+                .delete(witnesses::delete),
+        )
+        .route(
+            "/v1/orgs/{org}/admin-emails",
+            put(witnesses::put_admin_emails).get(witnesses::get_admin_emails),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -493,6 +493,20 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn set_checkpoint_note(&self, org: &str, size: u64, note: &str) -> Result<bool> {
+        let num = self.org_num(org).await?;
+        let n = self
+            .conn()
+            .await?
+            .execute(
+                "UPDATE checkpoints SET note = $3 WHERE org_num = $1 AND size = $2",
+                &[&num, &(size as i64), &note],
+            )
+            .await
+            .pg("update checkpoint")?;
+        Ok(n > 0)
+    }
+
     async fn latest_checkpoint(&self, org: &str) -> Result<Option<StoredCheckpoint>> {
         let num = self.org_num(org).await?;
         let row = self

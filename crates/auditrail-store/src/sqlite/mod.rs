@@ -622,6 +622,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn set_checkpoint_note(&self, org: &str, size: u64, note: &str) -> Result<bool> {
+        let org_num = self.org_num(org).await?;
+        let note = note.to_owned();
+        self.write(move |t| {
+            let n = t
+                .execute(
+                    "UPDATE checkpoints SET note = ?3 WHERE org_num = ?1 AND size = ?2",
+                    params![org_num, size as i64, note],
+                )
+                .op("update checkpoint")?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     async fn latest_checkpoint(&self, org: &str) -> Result<Option<StoredCheckpoint>> {
         let org_num = self.org_num(org).await?;
         self.read(move |c| {

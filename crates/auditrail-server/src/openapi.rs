@@ -3,7 +3,7 @@
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{catalog, destinations, events, exports, integrity, orgs, viewer, witnesses};
+use crate::routes::{catalog, destinations, events, exports, integrity, orgs, tiles, viewer, witnesses};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,7 @@ use crate::routes::{catalog, destinations, events, exports, integrity, orgs, vie
         integrity::latest_checkpoint, integrity::public_key, integrity::inclusion, integrity::consistency,
         witnesses::put, witnesses::list, witnesses::get, witnesses::delete,
         witnesses::put_admin_emails, witnesses::get_admin_emails,
+        tiles::checkpoint, tiles::tile,
     ),
     components(schemas(orgs::CreateOrg, orgs::CreateKey)),
     modifiers(&Bearer),

@@ -1,7 +1,7 @@
 //! The storage conformance story: every behaviour the rest of auditrail relies on,
 //! written once against `&dyn Store` and run for every backend.
 
-use auditrail_core::merkle::{self, Hash};
+use auditrail_core::merkle::{self, Hash, NodeId};
 use auditrail_core::query::{Field, Filter, parse_q};
 use auditrail_core::{Limits, PreparedEvent, event};
 use serde_json::{Value, json};
@@ -238,6 +238,18 @@ pub async fn append_idempotency_and_tree(store: &dyn Store) {
             .await
             .is_err()
     );
+    // Runs of nodes (tiles) read in one go equal the nodes read one by one.
+    for (level, first, count) in [(0u32, 0u64, 203u64), (0, 17, 5), (1, 3, 90), (3, 0, 25), (4, 0, 12), (5, 1, 5), (7, 0, 1), (2, 0, 0)] {
+        let ids: Vec<NodeId> = (first..first + count)
+            .map(|index| NodeId { level, index })
+            .collect();
+        assert_eq!(
+            store.run_hashes("acme", level, first, count).await.unwrap(),
+            store.node_hashes("acme", &ids).await.unwrap(),
+            "level {level} from {first}, {count}"
+        );
+    }
+    assert!(store.run_hashes("acme", 0, 200, 4).await.is_err());
 }
 
 async fn futures_join<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {

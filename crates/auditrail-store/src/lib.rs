@@ -107,6 +107,14 @@ pub trait Store: Send + Sync + 'static {
     async fn tree_head(&self, org: &str) -> Result<TreeHead>;
     /// Hashes of complete subtrees of `org`'s tree, in the order asked.
     async fn node_hashes(&self, org: &str, ids: &[NodeId]) -> Result<Vec<Hash>>;
+    /// Hashes of `count` consecutive complete subtrees at `level` from `first`: a
+    /// tlog-tiles hash tile. Backends may read them in one go.
+    async fn run_hashes(&self, org: &str, level: u32, first: u64, count: u64) -> Result<Vec<Hash>> {
+        let ids: Vec<NodeId> = (first..first + count)
+            .map(|index| NodeId { level, index })
+            .collect();
+        self.node_hashes(org, &ids).await
+    }
 
     async fn save_checkpoint(&self, org: &str, size: u64, note: &str) -> Result<()>;
     /// Replaces the stored note of `org`'s checkpoint at `size` with `note`: the same

@@ -7,6 +7,7 @@ pub mod exports;
 pub(crate) mod integrity;
 mod ops;
 pub mod orgs;
+pub mod tiles;
 pub mod viewer;
 pub mod witnesses;
 
@@ -108,6 +109,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/public-key", get(integrity::public_key))
         .route("/v1/proofs/inclusion", get(integrity::inclusion))
         .route("/v1/proofs/consistency", get(integrity::consistency))
+        .route("/logs/{org}/checkpoint", get(tiles::checkpoint))
+        .route("/logs/{org}/tile/{*path}", get(tiles::tile))
         .route("/v1/witnesses", get(witnesses::list))
         .route(
             "/v1/witnesses/{name}",

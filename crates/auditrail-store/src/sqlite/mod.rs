@@ -229,6 +229,59 @@ impl Drop for SqliteStore {
 /// storing levels 1-3 saves 15 of every 16 node rows on the commit path.
 pub(crate) const STORED_LEVEL: u32 = 4;
 
+/// `count` consecutive nodes at `level` from `first`, in one range query: stored nodes,
+/// or the leaves beneath, hashed up.
+fn read_run(conn: &Connection, org_num: i64, level: u32, first: u64, count: u64) -> Result<Vec<Hash>> {
+    let missing = || StoreError::Corrupt(format!("missing tree nodes at level {level} of org {org_num}"));
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if level >= STORED_LEVEL {
+        let mut q = conn
+            .prepare_cached("SELECT idx, hash FROM nodes WHERE org_num = ?1 AND level = ?2 AND idx BETWEEN ?3 AND ?4 ORDER BY idx")
+            .op("prepare node run")?;
+        let rows = q
+            .query_map(params![org_num, level, first as i64, (first + count - 1) as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .op("read node run")?;
+        let mut out = Vec::with_capacity(count as usize);
+        for (i, row) in rows.enumerate() {
+            let (idx, h) = row.op("read node")?;
+            if idx as u64 != first + i as u64 {
+                return Err(missing());
+            }
+            out.push(h.try_into().map_err(|_| missing())?);
+        }
+        if out.len() as u64 != count {
+            return Err(missing());
+        }
+        return Ok(out);
+    }
+    let width = 1u64 << level;
+    let (lo, hi) = (first * width + 1, (first + count) * width);
+    let mut q = conn
+        .prepare_cached("SELECT leaf FROM events WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid")
+        .op("prepare leaf read")?;
+    let rows = q
+        .query_map([rid(org_num, lo), rid(org_num, hi)], |r| r.get::<_, Vec<u8>>(0))
+        .op("read leaves")?;
+    let mut level_hashes: Vec<Hash> = Vec::with_capacity((count * width) as usize);
+    for row in rows {
+        level_hashes.push(row.op("read leaf")?.try_into().map_err(|_| missing())?);
+    }
+    if level_hashes.len() as u64 != count * width {
+        return Err(missing());
+    }
+    while level_hashes.len() as u64 > count {
+        level_hashes = level_hashes
+            .chunks(2)
+            .map(|p| merkle::node_hash(&p[0], &p[1]))
+            .collect();
+    }
+    Ok(level_hashes)
+}
+
 pub(crate) fn read_nodes(conn: &Connection, org_num: i64, ids: &[NodeId]) -> Result<Vec<Hash>> {
     let mut leaves = conn
         .prepare_cached("SELECT leaf FROM events WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid")
@@ -620,6 +673,12 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn run_hashes(&self, org: &str, level: u32, first: u64, count: u64) -> Result<Vec<Hash>> {
+        let org_num = self.org_num(org).await?;
+        self.read(move |c| read_run(c, org_num, level, first, count))
+            .await
     }
 
     async fn set_checkpoint_note(&self, org: &str, size: u64, note: &str) -> Result<bool> {

@@ -59,7 +59,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, verifier_key = %witness.verifier_key(), logs = logs.len(), "witness listening");
-    eprintln!("witness {} listening on http://{addr}", witness.verifier_key());
+    println!("auditrail witness listening on http://{addr}");
     auditrail_witness::serve(
         listener,
         Arc::new(witness),

@@ -1,7 +1,10 @@
-//! `auditrail verify s3://bucket/prefix | DIR`: proves a delivered log whole and
-//! unaltered, offline. Lists the objects, checks every seq appears exactly once,
-//! recomputes every leaf and root, checks every checkpoint's signature and root, and
-//! names the first bad object and seq.
+//! `auditrail verify s3://bucket/prefix | DIR | https://host/logs/ORG`: proves a
+//! delivered log (or a tiled one) whole and unaltered. For a bucket or directory: lists
+//! the objects, checks every seq appears exactly once, recomputes every leaf and root,
+//! checks every checkpoint's signature and root, and names the first bad object and seq.
+
+mod tiles;
+mod witnesses;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -21,8 +24,9 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// `s3://bucket/prefix` (credentials from the standard AWS environment) or a local
-    /// directory holding a copy of the prefix
+    /// `s3://bucket/prefix` (credentials from the standard AWS environment), a local
+    /// directory holding a copy of the prefix, or a tlog-tiles log
+    /// (`https://auditrail.example.com/logs/ORG`, with --token)
     pub target: String,
     /// The server's checkpoint verifier key (`GET /v1/public-key`), or a file holding it;
     /// without it, roots are matched but signatures are not checked
@@ -31,6 +35,15 @@ pub struct Args {
     /// S3-compatible endpoint (path-style requests), e.g. http://127.0.0.1:9000
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub endpoint: Option<String>,
+    /// A witness's cosignature verifier key (or a file holding it); repeat for several
+    #[arg(long = "witness")]
+    pub witnesses: Vec<String>,
+    /// How many of the --witness keys must have cosigned the checkpoint (default: all)
+    #[arg(long)]
+    pub min_cosignatures: Option<usize>,
+    /// A viewer or admin key of the org, for a tiles URL
+    #[arg(long, env = "AUDITRAIL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Hide the progress bar
     #[arg(long)]
     pub quiet: bool,
@@ -97,6 +110,26 @@ struct OrgFiles {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let key = args.public_key.as_deref().map(load_key).transpose()?;
+    let policy = witnesses::Policy::new(&args.witnesses, args.min_cosignatures)?;
+    if args.target.starts_with("http://") || args.target.starts_with("https://") {
+        if key.is_none() {
+            eprintln!("warning: no --public-key given; the checkpoint's signature is not checked");
+        }
+        let r = tiles::verify(&args.target, args.token.as_deref(), key.as_ref(), &policy).await?;
+        println!(
+            "log {}: {} entries; every leaf, every hash tile and the root match the checkpoint; root is {}",
+            r.origin,
+            r.size,
+            base64::engine::general_purpose::STANDARD.encode(r.root)
+        );
+        if r.pruned > 0 {
+            println!("  {} entries were purged by retention: their leaves were taken from the hash tiles", r.pruned);
+        }
+        if !r.cosigned_by.is_empty() {
+            println!("  cosigned by {}", r.cosigned_by.join(", "));
+        }
+        return Ok(());
+    }
     let (store, prefix) = open(&args)?;
     let list_at = (!prefix.is_empty()).then(|| Path::from(prefix.as_str()));
     let metas: Vec<_> = store
@@ -160,6 +193,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let mut reports = Vec::new();
     for (org, mut files) in orgs {
+        if !policy.is_empty() {
+            // The latest checkpoint is the one every recomputed root leads up to.
+            let Some((_, name)) = files.checkpoints.iter().max_by_key(|(size, _)| *size) else {
+                bail!("org {org}: no checkpoint to check the witnesses' cosignatures on");
+            };
+            let note = read_text(store.as_ref(), name).await?;
+            let by = policy.check(name, &note)?;
+            eprintln!("org {org}: latest checkpoint cosigned by {}", by.join(", "));
+        }
         let mut v = OrgVerifier::new(&org, key.clone());
         for (size, name) in &files.checkpoints {
             let note = read_text(store.as_ref(), name).await?;

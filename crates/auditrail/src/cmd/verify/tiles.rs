@@ -1,0 +1,141 @@
+//! `auditrail verify https://host/logs/{org}`: a C2SP tlog-tiles log checked from its
+//! tiles alone. Every entry bundle is fetched and hashed; every hash tile is compared with
+//! the hashes recomputed from the leaves; the root is folded and matched with the
+//! checkpoint, whose signature (and cosignatures) are checked.
+
+use anyhow::{Context, bail};
+use auditrail_core::merkle::{self, Hash};
+use auditrail_core::note::{Checkpoint, NoteVerifier, split_note};
+use auditrail_core::tiles::{self, Kind, Tile};
+use base64::Engine;
+
+use super::witnesses::Policy;
+
+pub struct TilesReport {
+    pub origin: String,
+    pub size: u64,
+    pub root: Hash,
+    pub pruned: u64,
+    pub cosigned_by: Vec<String>,
+}
+
+async fn fetch(http: &reqwest::Client, url: &str, token: Option<&str>) -> anyhow::Result<Option<bytes::Bytes>> {
+    let mut req = http.get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.with_context(|| format!("{url}: cannot fetch"))?;
+    match resp.status().as_u16() {
+        200 => Ok(Some(resp.bytes().await.with_context(|| format!("{url}: cannot read"))?)),
+        404 => Ok(None),
+        s => bail!("{url}: answered {s}"),
+    }
+}
+
+pub async fn verify(
+    base: &str,
+    token: Option<&str>,
+    key: Option<&NoteVerifier>,
+    policy: &Policy,
+) -> anyhow::Result<TilesReport> {
+    let base = base.trim_end_matches('/');
+    let http = reqwest::Client::new();
+    let note_bytes = fetch(&http, &format!("{base}/checkpoint"), token)
+        .await?
+        .with_context(|| format!("{base}/checkpoint: not found"))?;
+    let note = String::from_utf8(note_bytes.to_vec()).context("the checkpoint is not UTF-8")?;
+    let text = match key {
+        Some(k) => k.verify(&note).map_err(|e| anyhow::anyhow!("checkpoint: {e}"))?,
+        None => split_note(&note).map_err(|e| anyhow::anyhow!("checkpoint: {e}"))?.0,
+    };
+    let cp = Checkpoint::parse(text).map_err(|e| anyhow::anyhow!("checkpoint: {e}"))?;
+    let cosigned_by = policy.check("checkpoint", &note)?;
+    let size = cp.size;
+    // Level 0 from the entry bundles (or, where retention pruned them, the hash tiles).
+    let mut leaves: Vec<Hash> = Vec::with_capacity(size as usize);
+    let mut pruned = 0u64;
+    let bundles = size.div_ceil(tiles::WIDTH);
+    for n in 0..bundles {
+        let width = (size - n * tiles::WIDTH).min(tiles::WIDTH) as u16;
+        let t = Tile { kind: Kind::Entries, index: n, width };
+        let url = format!("{base}/{}", t.path());
+        match fetch(&http, &url, token).await? {
+            Some(b) => {
+                let entries = tiles::decode_bundle(&b).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+                if entries.len() != usize::from(width) {
+                    bail!("{url}: {} entries, {width} expected", entries.len());
+                }
+                leaves.extend(entries.iter().map(|e| merkle::leaf_hash(e)));
+            }
+            None => {
+                let h = Tile { kind: Kind::Hashes(0), index: n, width };
+                let url = format!("{base}/{}", h.path());
+                let b = fetch(&http, &url, token)
+                    .await?
+                    .with_context(|| format!("{url}: entries pruned and hash tile missing"))?;
+                pruned += u64::from(width);
+                leaves.extend(split_hashes(&url, &b, width)?);
+            }
+        }
+    }
+    // Every level's complete nodes, recomputed from the leaves.
+    let mut levels: Vec<Vec<Hash>> = vec![leaves];
+    while levels.last().is_some_and(|l| l.len() > 1) {
+        let below = levels.last().map(Vec::as_slice).unwrap_or_default();
+        let up: Vec<Hash> = below
+            .chunks_exact(2)
+            .map(|p| merkle::node_hash(&p[0], &p[1]))
+            .collect();
+        levels.push(up);
+    }
+    for t in tiles::tiles_for(size) {
+        let Kind::Hashes(_) = t.kind else { continue };
+        let url = format!("{base}/{}", t.path());
+        let b = fetch(&http, &url, token)
+            .await?
+            .with_context(|| format!("{url}: missing"))?;
+        let got = split_hashes(&url, &b, t.width)?;
+        let level = &levels[t.tree_level() as usize];
+        let first = (t.index * tiles::WIDTH) as usize;
+        for (i, h) in got.iter().enumerate() {
+            if level.get(first + i) != Some(h) {
+                bail!(
+                    "{url}: hash {i} does not match the one recomputed from the entries (leaves {}..)",
+                    ((first + i) as u64) << t.tree_level()
+                );
+            }
+        }
+    }
+    let parts: Vec<Hash> = merkle::frontier_ids(size)
+        .iter()
+        .map(|id| levels[id.level as usize][id.index as usize])
+        .collect();
+    let root = merkle::fold(&parts);
+    if root != cp.root {
+        bail!(
+            "the root recomputed from the tiles ({}) is not the checkpoint's ({})",
+            base64::engine::general_purpose::STANDARD.encode(root),
+            base64::engine::general_purpose::STANDARD.encode(cp.root)
+        );
+    }
+    Ok(TilesReport {
+        origin: cp.origin,
+        size,
+        root,
+        pruned,
+        cosigned_by,
+    })
+}
+
+fn split_hashes(url: &str, b: &[u8], width: u16) -> anyhow::Result<Vec<Hash>> {
+    if b.len() != usize::from(width) * 32 {
+        bail!("{url}: {} bytes, {} expected", b.len(), usize::from(width) * 32);
+    }
+    Ok(b.chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            h
+        })
+        .collect())
+}

@@ -1,0 +1,156 @@
+//! C2SP tlog-tiles under /logs/{org}: served from the subtree hashes the store keeps,
+//! checked by our own `auditrail verify` and by Go's golang.org/x/mod/sumdb/tlog.
+#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed test")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use auditrail_core::merkle;
+use auditrail_core::note::NoteSigner;
+use auditrail_core::tiles::{self, Kind, Tile};
+use common::TestServer;
+use serde_json::{Value, json};
+
+fn log_key() -> String {
+    NoteSigner::new("auditrail.test", [42u8; 32])
+        .unwrap()
+        .verifier_key()
+}
+
+async fn raw(srv: &TestServer, path: &str, token: &str) -> reqwest::Response {
+    srv.http
+        .get(format!("{}{path}", srv.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Builds the Go checker; None when Go or x/mod is missing (required in CI).
+fn go_checker(dir: &std::path::Path) -> Option<PathBuf> {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/go/tlogcheck");
+    let out = dir.join("tlogcheck");
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(".")
+        .current_dir(&src)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOCACHE", dir.join("gocache"))
+        .output();
+    match built {
+        Ok(o) if o.status.success() => Some(out),
+        other => {
+            assert!(
+                std::env::var("AUDITRAIL_REQUIRE_GO").is_err(),
+                "Go's sumdb/tlog checker could not be built: {other:?}"
+            );
+            eprintln!("skipping the Go check: go or golang-golang-x-mod-dev is missing");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiles_are_served_and_check_out_with_go_sumdb_tlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = TestServer::start(dir.path()).await;
+    srv.create_org("acme").await;
+    srv.create_org("other").await;
+    let admin = srv.key("acme", "admin").await;
+    let viewer = srv.key("acme", "viewer").await;
+    let ingest = srv.key("acme", "ingest").await;
+    let other = srv.key("other", "admin").await;
+    // 1,300 events and the self-audit ones: full and partial tiles at levels 0 and 1.
+    for batch in 0..13 {
+        let events: Vec<Value> = (0..100)
+            .map(|i| json!({"action": "updateProject", "actor": {"id": format!("u-{batch}-{i}")}, "details": {"n": i}}))
+            .collect();
+        let (s, b) = srv.post("/v1/events", &ingest, json!({ "events": events })).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let size = srv.app.store.tree_head("acme").await.unwrap().size;
+    assert!(size > 1300 && size % 256 != 0);
+
+    // The checkpoint, each tile, each bundle: as the layout says.
+    let r = raw(&srv, "/logs/acme/checkpoint", &viewer).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+    assert!(r.text().await.unwrap().starts_with(&format!("auditrail.test/acme\n{size}\n")));
+    let events = srv.all_events(&admin).await;
+    let by_seq: std::collections::BTreeMap<u64, merkle::Hash> = events
+        .iter()
+        .map(|e| (e["seq"].as_u64().unwrap(), common::independent_leaf(e)))
+        .collect();
+    let leaves: Vec<merkle::Hash> = by_seq.values().copied().collect();
+    for t in tiles::tiles_for(size) {
+        let r = raw(&srv, &format!("/logs/acme/{}", t.path()), &viewer).await;
+        assert_eq!(r.status(), 200, "{}", t.path());
+        assert_eq!(r.headers()["cache-control"], "private, max-age=31536000, immutable");
+        let body = r.bytes().await.unwrap();
+        let (a, b) = t.leaf_range().unwrap();
+        match t.kind {
+            Kind::Entries => {
+                let entries = tiles::decode_bundle(&body).unwrap();
+                assert_eq!(entries.len(), (b - a) as usize);
+                for (i, e) in entries.iter().enumerate() {
+                    assert_eq!(merkle::leaf_hash(e), leaves[a as usize + i], "entry {}", a as usize + i);
+                }
+            }
+            Kind::Hashes(_) => {
+                assert_eq!(body.len(), usize::from(t.width) * 32);
+                let span = 1usize << t.tree_level();
+                for (i, h) in body.chunks(32).enumerate() {
+                    let lo = a as usize + i * span;
+                    assert_eq!(h, common::independent_root(&leaves[lo..lo + span]), "{} hash {i}", t.path());
+                }
+            }
+        }
+    }
+    // Refusals: beyond the tree, malformed, other orgs, ingest keys.
+    let beyond = Tile { kind: Kind::Hashes(0), index: size / 256 + 1, width: 256 };
+    assert_eq!(raw(&srv, &format!("/logs/acme/{}", beyond.path()), &viewer).await.status(), 404);
+    assert_eq!(raw(&srv, "/logs/acme/tile/0/1", &viewer).await.status(), 404);
+    assert_eq!(raw(&srv, "/logs/acme/tile/0/000", &other).await.status(), 404);
+    assert_eq!(raw(&srv, "/logs/other/tile/0/000", &viewer).await.status(), 404);
+    assert_eq!(raw(&srv, "/logs/acme/tile/0/000", &ingest).await.status(), 403);
+    assert_eq!(raw(&srv, "/logs/acme/checkpoint", "nope").await.status(), 401);
+
+    // Our own verifier, from the tiles alone.
+    let out = Command::new(common::BIN)
+        .args(["verify", &format!("{}/logs/acme", srv.base), "--public-key", &log_key()])
+        .env("AUDITRAIL_TOKEN", &viewer)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{size} entries")));
+
+    // Go's sumdb/tlog: every tile against the root, every entry's inclusion.
+    if let Some(go) = go_checker(dir.path()) {
+        let out = Command::new(&go)
+            .arg(format!("{}/logs/acme", srv.base))
+            .arg(log_key())
+            .env("AUDITRAIL_TOKEN", &viewer)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("ok: {size} entries proven")),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // And it notices a wrong key.
+        let wrong = NoteSigner::new("auditrail.test", [1u8; 32]).unwrap().verifier_key();
+        let out = Command::new(&go)
+            .arg(format!("{}/logs/acme", srv.base))
+            .arg(wrong)
+            .env("AUDITRAIL_TOKEN", &viewer)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+    }
+    srv.stop().await;
+}

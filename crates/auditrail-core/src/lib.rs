@@ -9,6 +9,7 @@ pub mod cosignature;
 pub mod delivery;
 pub mod event;
 pub mod export;
+pub mod export_proof;
 pub mod merkle;
 pub mod multiproof;
 pub mod note;

@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod columnar;
+pub mod proof;
 pub mod request;
 pub mod sink;
 pub mod stream;

@@ -36,6 +36,8 @@ pub struct Summary {
     pub rows: u64,
     pub bytes: u64,
     pub sha256: String,
+    /// The seq of every row, ascending: what the export's proof covers.
+    pub seqs: Vec<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,26 +138,29 @@ pub async fn write_file(
     let writer = tokio::task::spawn_blocking(move || {
         let mut enc = Encoder::new(&plan, file)?;
         let mut n = 0u64;
+        let mut seqs = Vec::new();
         while let Some(page) = rx.blocking_recv() {
             for e in &page {
                 enc.write(e)?;
+                seqs.push(e.seq);
             }
             n += page.len() as u64;
             rows.store(n, Ordering::Relaxed);
         }
         let w = enc.finish()?;
-        Ok::<_, std::io::Error>((n, w))
+        Ok::<_, std::io::Error>((n, w, seqs))
     });
     let written = writer.await.map_err(|e| ExportError::Task(e.to_string()))?;
     // A reader error ends the channel early: it must fail the export, never truncate it.
     reader
         .await
         .map_err(|e| ExportError::Task(e.to_string()))??;
-    let (rows, w) = written?;
+    let (rows, w, seqs) = written?;
     Ok(Summary {
         rows,
         bytes: w.bytes,
         sha256: w.sha256,
+        seqs,
     })
 }
 

@@ -12,7 +12,7 @@ use crate::routes::{catalog, destinations, events, exports, integrity, orgs, til
         orgs::create_org, orgs::create_key, orgs::list_keys, orgs::revoke_key, viewer::create,
         catalog::put_catalog, catalog::get_catalog, catalog::hmac,
         events::ingest, events::search,
-        exports::create, exports::list, exports::get, exports::download, exports::checkpoint,
+        exports::create, exports::list, exports::get, exports::download, exports::checkpoint, exports::proof,
         exports::put_webhook, exports::delete_webhook,
         destinations::put, destinations::put_for_org, destinations::list, destinations::get, destinations::delete,
         destinations::pause, destinations::resume, destinations::test, destinations::bucket_policy,

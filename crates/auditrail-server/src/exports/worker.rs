@@ -99,6 +99,7 @@ pub(crate) async fn expire(app: &App) {
     };
     for job in due {
         if let Some(f) = &job.file {
+            let _ = std::fs::remove_file(app.settings.exports.dir.join(proof_name(f)));
             let path = app.settings.exports.dir.join(f);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -226,6 +227,22 @@ async fn produce(app: &App, job: &ExportJob) -> Result<ExportOutcome, Failure> {
         Err(e) => return Err(Failure::Fatal(e.to_string())),
     };
     let name = req.file_name(&job.id);
+    // The proof goes into place first: a published file always has its proof beside it.
+    let proof = auditrail_export::proof::build(
+        app.store.as_ref(),
+        &job.org,
+        size,
+        &summary.seqs,
+        &checkpoint,
+    )
+    .await
+    .map_err(|e| Failure::Retry(format!("building the proof: {e}")))?;
+    let proof_part = dir.join(format!("{}.proof.part", job.id));
+    std::fs::write(&proof_part, proof.as_bytes())
+        .and_then(|()| std::fs::File::open(&proof_part)?.sync_all())
+        .map_err(|e| Failure::Fatal(format!("write proof: {e}")))?;
+    publish(&proof_part, &dir.join(proof_name(&name)))
+        .map_err(|e| Failure::Fatal(format!("publish proof: {e}")))?;
     publish(&part, &dir.join(&name)).map_err(|e| Failure::Fatal(format!("publish file: {e}")))?;
     let expires_ms = now_ms() + app.settings.exports.ttl.as_millis() as i64;
     Ok(ExportOutcome::Succeeded {
@@ -237,6 +254,11 @@ async fn produce(app: &App, job: &ExportJob) -> Result<ExportOutcome, Failure> {
         checkpoint,
         expires_ms,
     })
+}
+
+/// Where an export's proof is kept: beside it.
+pub(crate) fn proof_name(file: &str) -> String {
+    format!("{file}.proof")
 }
 
 /// Renames the finished file into place and fsyncs the directory so the name survives.

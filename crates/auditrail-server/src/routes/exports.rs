@@ -361,6 +361,46 @@ pub async fn checkpoint(
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/exports/{id}/proof", params(("id" = String, Path)),
+    responses((status = 200, description = "the export's proof (`auditrail/export-proof@v1`): the checkpoint it was cut at and a multi-leaf proof of every row", content_type = "text/plain"),
+        (status = 404, description = "no such export"), (status = 409, description = "not finished yet"), (status = 410, description = "expired")))]
+pub async fn proof(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<LinkParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(p) = params?;
+    let acc = access(&app, &headers, &p, &id, &[Role::Admin]).await?;
+    let org = acc.org().to_owned();
+    let job = ready_job(&app, &org, &id).await?;
+    let name = job
+        .file
+        .clone()
+        .ok_or_else(|| ApiError::internal("succeeded export without a file"))?;
+    let path = app
+        .settings
+        .exports
+        .dir
+        .join(crate::exports::worker::proof_name(&name));
+    let text = tokio::fs::read_to_string(&path).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            gone()
+        } else {
+            ApiError::internal(format!("open {}: {e}", path.display()))
+        }
+    })?;
+    let disposition = format!("attachment; filename=\"{}\"", crate::exports::worker::proof_name(&name));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        text,
+    )
+        .into_response())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookBody {

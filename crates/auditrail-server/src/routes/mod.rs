@@ -83,6 +83,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/exports/{id}", get(exports::get))
         .route("/v1/exports/{id}/download", get(exports::download))
         .route("/v1/exports/{id}/checkpoint", get(exports::checkpoint))
+        .route("/v1/exports/{id}/proof", get(exports::proof))
         .route(
             "/v1/orgs/{org}/export-webhook",
             put(exports::put_webhook).delete(exports::delete_webhook),

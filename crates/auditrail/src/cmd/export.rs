@@ -105,8 +105,17 @@ fn bar() -> ProgressBar {
 }
 
 fn sidecar(output: &Path) -> PathBuf {
+    beside(output, ".checkpoint")
+}
+
+/// `FILE.proof`: what `auditrail verify FILE` proves the rows with.
+pub fn proof_path(output: &Path) -> PathBuf {
+    beside(output, ".proof")
+}
+
+fn beside(output: &Path, ext: &str) -> PathBuf {
     let mut s = output.as_os_str().to_owned();
-    s.push(".checkpoint");
+    s.push(ext);
     PathBuf::from(s)
 }
 
@@ -126,10 +135,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => local(&Config::resolve(o, None)?, &args.org, &req, &args.output).await?,
     };
     eprintln!(
-        "exported {rows} events to {} ({bytes} bytes, sha256 {sha256}) in {:.2}s; checkpoint in {}",
+        "exported {rows} events to {} ({bytes} bytes, sha256 {sha256}) in {:.2}s; proof in {}",
         args.output.display(),
         started.elapsed().as_secs_f64(),
-        sidecar(&args.output).display()
+        proof_path(&args.output).display()
     );
     Ok(())
 }
@@ -180,6 +189,10 @@ async fn local(
             return Err(e.into());
         }
     };
+    let proof = auditrail_export::proof::build(app.store.as_ref(), org, size, &summary.seqs, &note)
+        .await
+        .context("cannot build the export's proof")?;
+    std::fs::write(proof_path(output), proof).context("cannot write the proof beside the file")?;
     std::fs::rename(&part, output)
         .with_context(|| format!("cannot move the file to {}", output.display()))?;
     std::fs::write(sidecar(output), &note)
@@ -238,6 +251,8 @@ async fn remote(
         .get_text(&format!("/v1/exports/{id}/checkpoint"))
         .await?;
     std::fs::write(sidecar(output), note).context("cannot write the checkpoint beside the file")?;
+    let proof = client.get_text(&format!("/v1/exports/{id}/proof")).await?;
+    std::fs::write(proof_path(output), proof).context("cannot write the proof beside the file")?;
     Ok((
         job["row_count"].as_u64().unwrap_or(0),
         job["bytes"].as_u64().unwrap_or(0),

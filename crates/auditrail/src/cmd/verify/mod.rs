@@ -3,6 +3,7 @@
 //! the objects, checks every seq appears exactly once, recomputes every leaf and root,
 //! checks every checkpoint's signature and root, and names the first bad object and seq.
 
+mod file;
 mod tiles;
 mod witnesses;
 
@@ -44,6 +45,9 @@ pub struct Args {
     /// A viewer or admin key of the org, for a tiles URL
     #[arg(long, env = "AUDITRAIL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// For an export file: its proof (default: FILE.proof beside it)
+    #[arg(long)]
+    pub proof: Option<PathBuf>,
     /// Hide the progress bar
     #[arg(long)]
     pub quiet: bool,
@@ -125,6 +129,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         if r.pruned > 0 {
             println!("  {} entries were purged by retention: their leaves were taken from the hash tiles", r.pruned);
         }
+        if !r.cosigned_by.is_empty() {
+            println!("  cosigned by {}", r.cosigned_by.join(", "));
+        }
+        return Ok(());
+    }
+    let as_path = std::path::Path::new(&args.target);
+    if as_path.is_file() {
+        if key.is_none() {
+            eprintln!("warning: no --public-key given; the checkpoint's signature is not checked");
+        }
+        let r = file::verify(as_path, args.proof.as_deref(), key.as_ref(), &policy)?;
+        println!(
+            "{}: {} rows, each proven in the signed tree of {} events{}",
+            as_path.display(),
+            r.rows,
+            r.size,
+            if r.recomputed {
+                "; every row's leaf recomputed from its content"
+            } else {
+                "; rows are bound by their Leaf_Hash (export NDJSON to recompute each leaf from the row's content)"
+            }
+        );
         if !r.cosigned_by.is_empty() {
             println!("  cosigned by {}", r.cosigned_by.join(", "));
         }

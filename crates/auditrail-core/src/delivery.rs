@@ -89,6 +89,12 @@ pub fn frontier_key(prefix: &str, org: &str, size: u64) -> String {
     format!("{}/_checkpoints/{size:020}.frontier", org_dir(prefix, org))
 }
 
+/// The org's log as C2SP tlog-tiles beside the delivered objects:
+/// `{prefix}/org={org}/_tlog` (holding `checkpoint` and `tile/...`).
+pub fn tlog_dir(prefix: &str, org: &str) -> String {
+    format!("{}/_tlog", org_dir(prefix, org))
+}
+
 /// The `YYYY-MM-DD` of an RFC 3339 UTC timestamp, as `dt` partitions use.
 pub fn date_of(received_at: &str) -> Option<&str> {
     let d = received_at.get(..10)?;
@@ -115,6 +121,15 @@ pub enum Entry {
         org: String,
         size: u64,
     },
+    /// The tlog-tiles checkpoint (`_tlog/checkpoint`).
+    TlogCheckpoint {
+        org: String,
+    },
+    /// A tile or entry bundle (`_tlog/tile/...`).
+    Tile {
+        org: String,
+        tile: crate::tiles::Tile,
+    },
 }
 
 fn seq20(s: &str) -> Option<u64> {
@@ -129,6 +144,14 @@ pub fn classify(rel: &str) -> Option<Entry> {
     let mut parts = rel.split('/');
     let org = parts.next()?.strip_prefix("org=")?.to_owned();
     let dir = parts.next()?;
+    if dir == "_tlog" && !org.is_empty() {
+        let rest = rel.split_once("/_tlog/")?.1;
+        if rest == "checkpoint" {
+            return Some(Entry::TlogCheckpoint { org });
+        }
+        let tile = crate::tiles::Tile::parse(rest)?;
+        return Some(Entry::Tile { org, tile });
+    }
     let file = parts.next()?;
     if parts.next().is_some() || org.is_empty() {
         return None;

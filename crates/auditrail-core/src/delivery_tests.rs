@@ -100,7 +100,20 @@ fn keys_round_trip_through_classify() {
             size: 7
         })
     );
+    assert_eq!(
+        classify(&format!("{}/checkpoint", tlog_dir("", "acme")).replacen("org=acme", "org=acme", 1)),
+        Some(Entry::TlogCheckpoint { org: "acme".into() })
+    );
+    assert_eq!(
+        classify("org=acme/_tlog/tile/entries/x001/002.p/7"),
+        Some(Entry::Tile {
+            org: "acme".into(),
+            tile: crate::tiles::Tile { kind: crate::tiles::Kind::Entries, index: 1002, width: 7 }
+        })
+    );
     for bad in [
+        "org=acme/_tlog/tile/0/1",
+        "org=acme/_tlog/notes",
         "org=acme/dt=2026-11-21/acme-1-2.ndjson.gz",
         "org=acme/dt=2026-11-21/other-00000000000000000001-00000000000000000002.ndjson.gz",
         "org=acme/dt=2026-11-21/acme-00000000000000000003-00000000000000000002.ndjson.gz",

@@ -455,6 +455,17 @@ pub async fn checkpoints(store: &dyn Store) {
     let cp = store.latest_checkpoint("acme").await.unwrap().unwrap();
     assert_eq!((cp.size, cp.note.as_str()), (1, "note-1+w"));
     assert!(store.stale_checkpoints().await.unwrap().is_empty());
+    store
+        .append("acme", vec![prep("acme", json!({"action": "b"}), 1), prep("acme", json!({"action": "c"}), 2)], false)
+        .await
+        .unwrap();
+    store.save_checkpoint("acme", 3, "note-3").await.unwrap();
+    let at = |n| store.checkpoint_at_most("acme", n);
+    assert!(at(0).await.unwrap().is_none());
+    assert_eq!(at(1).await.unwrap().unwrap().note, "note-1+w");
+    assert_eq!(at(2).await.unwrap().unwrap().note, "note-1+w");
+    assert_eq!(at(3).await.unwrap().unwrap().note, "note-3");
+    assert_eq!(at(99).await.unwrap().unwrap().size, 3);
 }
 
 /// Catalog versions: created with the org in one step, a new version per change, an

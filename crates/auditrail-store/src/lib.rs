@@ -121,6 +121,8 @@ pub trait Store: Send + Sync + 'static {
     /// checkpoint with witnesses' cosignatures added. False when no such checkpoint.
     async fn set_checkpoint_note(&self, org: &str, size: u64, note: &str) -> Result<bool>;
     async fn latest_checkpoint(&self, org: &str) -> Result<Option<StoredCheckpoint>>;
+    /// The largest checkpoint of `org` whose size is at most `size`.
+    async fn checkpoint_at_most(&self, org: &str, size: u64) -> Result<Option<StoredCheckpoint>>;
     /// Orgs whose tree has grown past their latest checkpoint.
     async fn stale_checkpoints(&self) -> Result<Vec<(String, TreeHead)>>;
 

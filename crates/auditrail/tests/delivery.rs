@@ -80,7 +80,7 @@ fn delivered(objs: &BTreeMap<String, Vec<u8>>, prefix: &str, org: &str) -> Vec<V
         let Some(rel) = k.strip_prefix(&dir) else {
             continue;
         };
-        if rel.starts_with("_checkpoints/") {
+        if rel.starts_with("_checkpoints/") || rel.starts_with("_tlog/") {
             continue;
         }
         let (dt, file) = rel.split_once('/').unwrap();
@@ -285,7 +285,7 @@ async fn batches_close_on_count_time_and_shutdown_and_verify_proves_the_prefix()
         full,
         "only full batches before the time trigger"
     );
-    for k in objs.keys().filter(|k| !k.contains("_checkpoints")) {
+    for k in objs.keys().filter(|k| !k.contains("_checkpoints") && !k.contains("/_tlog/")) {
         let last: u64 = k
             .trim_end_matches(".ndjson.gz")
             .rsplit('-')
@@ -506,7 +506,7 @@ async fn a_crash_between_upload_and_commit_rewrites_the_same_key_and_multipart_w
     let objs = objects(&ep, "logs/prod").await;
     let data: Vec<_> = objs
         .keys()
-        .filter(|k| !k.contains("_checkpoints"))
+        .filter(|k| !k.contains("_checkpoints") && !k.contains("/_tlog/"))
         .collect();
     assert_eq!(
         data.iter()
@@ -740,7 +740,7 @@ async fn verify_fails_on_an_altered_deleted_or_extra_object() {
 
     let data: Vec<&String> = objs
         .keys()
-        .filter(|k| !k.contains("_checkpoints"))
+        .filter(|k| !k.contains("_checkpoints") && !k.contains("/_tlog/"))
         .collect();
     let middle = data[1].clone();
 

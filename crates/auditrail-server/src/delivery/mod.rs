@@ -5,6 +5,7 @@
 pub mod bucket;
 pub mod config;
 pub mod sts;
+mod tlog;
 pub mod worker;
 
 use std::time::Duration;

@@ -405,6 +405,17 @@ impl Task {
         let uploaded = started.elapsed();
         let cp_key = checkpoint_key(&config.prefix, &org, last);
         bucket.put(&cp_key, Bytes::from(note), threshold).await?;
+        super::tlog::publish(
+            &app,
+            &org,
+            bucket,
+            &config.prefix,
+            first,
+            last,
+            dest.last_delivery_ms.is_none(),
+            threshold,
+        )
+        .await?;
         let at_ms = now_ms();
         if self
             .update(DeliveryUpdate::Delivered { last, at_ms })

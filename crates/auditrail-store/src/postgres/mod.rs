@@ -507,6 +507,24 @@ impl Store for PgStore {
         Ok(n > 0)
     }
 
+    async fn checkpoint_at_most(&self, org: &str, size: u64) -> Result<Option<StoredCheckpoint>> {
+        let num = self.org_num(org).await?;
+        let row = self
+            .conn()
+            .await?
+            .query_opt(
+                "SELECT size, note, created_ms FROM checkpoints WHERE org_num = $1 AND size <= $2 ORDER BY size DESC LIMIT 1",
+                &[&num, &(size as i64)],
+            )
+            .await
+            .pg("read checkpoint")?;
+        Ok(row.map(|r| StoredCheckpoint {
+            size: r.get::<_, i64>(0) as u64,
+            note: r.get(1),
+            created_ms: r.get(2),
+        }))
+    }
+
     async fn latest_checkpoint(&self, org: &str) -> Result<Option<StoredCheckpoint>> {
         let num = self.org_num(org).await?;
         let row = self

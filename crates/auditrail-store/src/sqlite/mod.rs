@@ -696,6 +696,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn checkpoint_at_most(&self, org: &str, size: u64) -> Result<Option<StoredCheckpoint>> {
+        let org_num = self.org_num(org).await?;
+        self.read(move |c| {
+            c.query_row(
+                "SELECT size, note, created_ms FROM checkpoints WHERE org_num = ?1 AND size <= ?2 ORDER BY size DESC LIMIT 1",
+                params![org_num, size as i64],
+                |r| Ok(StoredCheckpoint { size: r.get::<_, i64>(0)? as u64, note: r.get(1)?, created_ms: r.get(2)? }),
+            )
+            .optional()
+            .op("read checkpoint")
+        })
+        .await
+    }
+
     async fn latest_checkpoint(&self, org: &str) -> Result<Option<StoredCheckpoint>> {
         let org_num = self.org_num(org).await?;
         self.read(move |c| {

@@ -110,6 +110,8 @@ struct OrgFiles {
     objects: Vec<(u64, u64, String, String, ObjectFormat)>,
     checkpoints: Vec<(u64, String)>,
     frontiers: Vec<String>,
+    /// The `_tlog` directory, when the destination publishes tiles.
+    tlog: Option<String>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -119,7 +121,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         if key.is_none() {
             eprintln!("warning: no --public-key given; the checkpoint's signature is not checked");
         }
-        let r = tiles::verify(&args.target, args.token.as_deref(), key.as_ref(), &policy).await?;
+        let source = tiles::Source::Http {
+            http: reqwest::Client::new(),
+            token: args.token.clone(),
+        };
+        let r = tiles::verify(&source, &args.target, key.as_ref(), &policy).await?;
         println!(
             "log {}: {} entries; every leaf, every hash tile and the root match the checkpoint; root is {}",
             r.origin,
@@ -198,6 +204,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Some(Entry::Frontier { org, .. }) => {
                 orgs.entry(org).or_default().frontiers.push(full.to_owned())
             }
+            Some(Entry::TlogCheckpoint { org }) => {
+                let dir = full.strip_suffix("/checkpoint").unwrap_or(full).to_owned();
+                orgs.entry(org).or_default().tlog = Some(dir);
+            }
+            Some(Entry::Tile { .. }) => {}
             None => bail!("{full}: unexpected object (not one auditrail writes)"),
         }
     }
@@ -218,17 +229,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut reports = Vec::new();
+    let mut tlog_reports = Vec::new();
     for (org, mut files) in orgs {
-        if !policy.is_empty() {
-            // The latest checkpoint is the one every recomputed root leads up to.
-            let Some((_, name)) = files.checkpoints.iter().max_by_key(|(size, _)| *size) else {
-                bail!("org {org}: no checkpoint to check the witnesses' cosignatures on");
-            };
-            let note = read_text(store.as_ref(), name).await?;
-            let by = policy.check(name, &note)?;
-            eprintln!("org {org}: latest checkpoint cosigned by {}", by.join(", "));
-        }
         let mut v = OrgVerifier::new(&org, key.clone());
+        if let Some(dir) = &files.tlog {
+            // The tiled log beside the objects: checked whole, from its tiles, against its
+            // (witness-cosigned) checkpoint; that checkpoint's root must also be the one
+            // the objects recompute to at its size.
+            let t = tiles::verify(&tiles::Source::Store(store.clone()), dir, key.as_ref(), &policy).await?;
+            let name = format!("{dir}/checkpoint");
+            let note = read_text(store.as_ref(), &name).await?;
+            v.add_checkpoint(&name, t.size, &note)?;
+            tlog_reports.push((org.clone(), t));
+        } else if !policy.is_empty() {
+            bail!(
+                "org {org}: no tiled log (_tlog/) beside the objects, so no witness-cosigned checkpoint to check"
+            );
+        }
         for (size, name) in &files.checkpoints {
             let note = read_text(store.as_ref(), name).await?;
             v.add_checkpoint(name, *size, &note)?;
@@ -258,6 +275,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         reports.push(v.finish()?);
     }
     bar.finish_and_clear();
+    for (org, t) in &tlog_reports {
+        println!(
+            "org {org}: the tiled log (_tlog) checks out at {} entries{}{}",
+            t.size,
+            if t.pruned > 0 { format!(" ({} entries taken from hash tiles)", t.pruned) } else { String::new() },
+            if t.cosigned_by.is_empty() { String::new() } else { format!("; cosigned by {}", t.cosigned_by.join(", ")) }
+        );
+    }
     for r in reports {
         let root = base64::engine::general_purpose::STANDARD.encode(r.root);
         println!(

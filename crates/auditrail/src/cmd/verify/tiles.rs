@@ -19,28 +19,51 @@ pub struct TilesReport {
     pub cosigned_by: Vec<String>,
 }
 
-async fn fetch(http: &reqwest::Client, url: &str, token: Option<&str>) -> anyhow::Result<Option<bytes::Bytes>> {
-    let mut req = http.get(url);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.with_context(|| format!("{url}: cannot fetch"))?;
-    match resp.status().as_u16() {
-        200 => Ok(Some(resp.bytes().await.with_context(|| format!("{url}: cannot read"))?)),
-        404 => Ok(None),
-        s => bail!("{url}: answered {s}"),
+/// Where the tiles are read from: a server, or a bucket (or directory) prefix.
+pub enum Source {
+    Http {
+        http: reqwest::Client,
+        token: Option<String>,
+    },
+    Store(std::sync::Arc<dyn object_store::ObjectStore>),
+}
+
+impl Source {
+    async fn get(&self, url: &str) -> anyhow::Result<Option<bytes::Bytes>> {
+        match self {
+            Source::Http { http, token } => {
+                let mut req = http.get(url);
+                if let Some(t) = token {
+                    req = req.bearer_auth(t);
+                }
+                let resp = req.send().await.with_context(|| format!("{url}: cannot fetch"))?;
+                match resp.status().as_u16() {
+                    200 => Ok(Some(resp.bytes().await.with_context(|| format!("{url}: cannot read"))?)),
+                    404 => Ok(None),
+                    s => bail!("{url}: answered {s}"),
+                }
+            }
+            Source::Store(store) => {
+                use object_store::ObjectStoreExt;
+                match store.get(&object_store::path::Path::from(url)).await {
+                    Ok(r) => Ok(Some(r.bytes().await.with_context(|| format!("{url}: cannot read"))?)),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(anyhow::anyhow!("{url}: {e}")),
+                }
+            }
+        }
     }
 }
 
 pub async fn verify(
+    source: &Source,
     base: &str,
-    token: Option<&str>,
     key: Option<&NoteVerifier>,
     policy: &Policy,
 ) -> anyhow::Result<TilesReport> {
     let base = base.trim_end_matches('/');
-    let http = reqwest::Client::new();
-    let note_bytes = fetch(&http, &format!("{base}/checkpoint"), token)
+    let fetch = |url: String| async move { source.get(&url).await };
+    let note_bytes = fetch(format!("{base}/checkpoint"))
         .await?
         .with_context(|| format!("{base}/checkpoint: not found"))?;
     let note = String::from_utf8(note_bytes.to_vec()).context("the checkpoint is not UTF-8")?;
@@ -59,7 +82,7 @@ pub async fn verify(
         let width = (size - n * tiles::WIDTH).min(tiles::WIDTH) as u16;
         let t = Tile { kind: Kind::Entries, index: n, width };
         let url = format!("{base}/{}", t.path());
-        match fetch(&http, &url, token).await? {
+        match fetch(url.clone()).await? {
             Some(b) => {
                 let entries = tiles::decode_bundle(&b).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
                 if entries.len() != usize::from(width) {
@@ -70,7 +93,7 @@ pub async fn verify(
             None => {
                 let h = Tile { kind: Kind::Hashes(0), index: n, width };
                 let url = format!("{base}/{}", h.path());
-                let b = fetch(&http, &url, token)
+                let b = fetch(url.clone())
                     .await?
                     .with_context(|| format!("{url}: entries pruned and hash tile missing"))?;
                 pruned += u64::from(width);
@@ -91,7 +114,7 @@ pub async fn verify(
     for t in tiles::tiles_for(size) {
         let Kind::Hashes(_) = t.kind else { continue };
         let url = format!("{base}/{}", t.path());
-        let b = fetch(&http, &url, token)
+        let b = fetch(url.clone())
             .await?
             .with_context(|| format!("{url}: missing"))?;
         let got = split_hashes(&url, &b, t.width)?;

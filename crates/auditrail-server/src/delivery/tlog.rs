@@ -1,0 +1,80 @@
+//! The org's log as C2SP tlog-tiles in the destination itself, under
+//! `{prefix}/org={org}/_tlog/`: after each object, the tiles and entry bundles it
+//! completed, the partial ones of the latest stored (witness-cosigned) checkpoint within
+//! what was delivered, and that checkpoint. The bucket is then a tiled log that standard
+//! tlog tooling reads without auditrail.
+
+use std::collections::BTreeSet;
+
+use auditrail_core::delivery::tlog_dir;
+use auditrail_core::tiles::{Kind, Tile, tiles_between};
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use super::bucket::{Bucket, S3Failure};
+use super::internal;
+use crate::App;
+
+/// Uploads in flight at once.
+const PARALLEL: usize = 8;
+
+/// Publishes the tiles for an object holding seqs `first..=last`. `first_delivery`: the
+/// destination delivers for the first time (entries before `first` are not its to write).
+#[allow(clippy::too_many_arguments, reason = "one call site, every argument distinct")]
+pub(crate) async fn publish(
+    app: &App,
+    org: &str,
+    bucket: &Bucket,
+    prefix: &str,
+    first: u64,
+    last: u64,
+    first_delivery: bool,
+    threshold: usize,
+) -> Result<(), S3Failure> {
+    let dir = tlog_dir(prefix, org);
+    let stored = app
+        .store
+        .checkpoint_at_most(org, last)
+        .await
+        .map_err(|e| internal(format!("reading checkpoints: {e}")))?;
+    let (cp_size, note) = match stored {
+        Some(c) if c.size > 0 => (c.size, c.note),
+        _ => {
+            let root = auditrail_store::proofs::root_at(app.store.as_ref(), org, last)
+                .await
+                .map_err(|e| internal(format!("reading the tree: {e}")))?;
+            let note = auditrail_service::signing::sign_note(app, org, last, root)
+                .map_err(|e| internal(e.to_string()))?;
+            (last, note)
+        }
+    };
+    let since = if first_delivery { 0 } else { first - 1 };
+    let mut want: BTreeSet<Tile> = tiles_between(since, last)
+        .into_iter()
+        .filter(Tile::is_full)
+        .collect();
+    want.extend(tiles_between(0, cp_size).into_iter().filter(|t| !t.is_full()));
+    // Entry bundles reaching before the destination's first seq are not delivered.
+    let floor = if first_delivery { first - 1 } else { 0 };
+    want.retain(|t| t.kind != Kind::Entries || t.leaf_range().is_some_and(|(a, _)| a >= floor));
+    let results: Vec<Result<(), S3Failure>> = futures_util::stream::iter(want)
+        .map(|t| {
+            let key = format!("{dir}/{}", t.path());
+            async move {
+                let bytes = match crate::routes::tiles::read_tile(app, org, &t).await {
+                    Ok(b) => b,
+                    // Entries purged by retention: the hash tiles still prove the rest.
+                    Err(e) if e.code == "pruned" => return Ok(()),
+                    Err(e) => return Err(internal(format!("reading {}: {}", t.path(), e.message))),
+                };
+                bucket.put(&key, Bytes::from(bytes), threshold).await
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<(), _>>()?;
+    bucket
+        .put(&format!("{dir}/checkpoint"), Bytes::from(note), threshold)
+        .await
+}

@@ -154,3 +154,114 @@ async fn tiles_are_served_and_check_out_with_go_sumdb_tlog() {
     }
     srv.stop().await;
 }
+
+/// The same log, written as tiles beside the objects of an S3 destination: the bucket is
+/// itself a tiled log. Go's sumdb/tlog reads it from the S3 server's files; `auditrail
+/// verify` checks it, with the witness's cosignature required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_bucket_is_a_tiled_log_with_cosigned_checkpoints() {
+    use auditrail_core::cosignature::CosignatureVerifier;
+    use std::time::Duration;
+    const AK: &str = "AKIDEVTESTKEY0001";
+    const SK: &str = "dev-test-secret-key";
+    let dir = tempfile::tempdir().unwrap();
+    let s3root = dir.path().join("s3");
+    std::fs::create_dir_all(&s3root).unwrap();
+    let s3 = auditrail_s3_dev::DevS3::start(&s3root, "127.0.0.1:0".parse().unwrap(), AK, SK)
+        .await
+        .unwrap();
+    s3.create_bucket("audit").unwrap();
+    // A witness the org runs.
+    let wdir = dir.path().join("w");
+    let out = Command::new(common::BIN)
+        .args(["witness", "--print-key", "--name", "witness.test/b", "--data-dir"])
+        .arg(&wdir)
+        .output()
+        .unwrap();
+    let wkey = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let mut child = Command::new(common::BIN)
+        .args(["witness", "--listen", "127.0.0.1:0", "--name", "witness.test/b", "--data-dir"])
+        .arg(&wdir)
+        .arg("--log")
+        .arg(format!("auditrail.test/acme={}", log_key()))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wbase = common::process::listening_after(&mut child, "auditrail witness listening on ");
+    let _w = common::process::Serve { child, base: wbase.clone() };
+
+    let srv = TestServer::start_custom(&dir.path().join("data"), |s| {
+        s.delivery.poll = Duration::from_millis(50);
+        s.checkpoint_interval = Duration::from_millis(100);
+    })
+    .await;
+    srv.create_org("acme").await;
+    let admin = srv.key("acme", "admin").await;
+    let (s, b) = srv
+        .call("PUT", "/v1/witnesses/mine", &admin, Some(json!({"url": wbase, "verifier_key": wkey})))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = srv
+        .call(
+            "PUT",
+            "/v1/destinations/lake",
+            &admin,
+            Some(json!({
+                "kind": "s3", "bucket": "audit", "prefix": "logs", "region": "us-east-1",
+                "endpoint": s3.endpoint(), "max_batch_events": 300, "max_batch_seconds": 1,
+                "credentials": {"access_key_id": AK, "secret_access_key": SK},
+            })),
+        )
+        .await;
+    assert!(s == 200 || s == 201, "{b}");
+    for batch in 0..9 {
+        let events: Vec<Value> = (0..150)
+            .map(|i| json!({"action": "updateProject", "actor": {"id": format!("u-{batch}-{i}")}}))
+            .collect();
+        let (s, b) = srv.post("/v1/events", &admin, json!({ "events": events })).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    // Wait until everything is delivered and the tiled checkpoint is a cosigned one
+    // covering all of it (the log is quiet now, so the two meet).
+    let tlog = s3root.join("audit/logs/org=acme/_tlog");
+    let w = CosignatureVerifier::parse(&wkey).unwrap();
+    let mut settled = false;
+    for _ in 0..400 {
+        let head = srv.app.store.tree_head("acme").await.unwrap().size;
+        if let Ok(note) = std::fs::read_to_string(tlog.join("checkpoint"))
+            && note.starts_with(&format!("auditrail.test/acme\n{head}\n"))
+            && w.verify(&note).is_ok()
+        {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(settled, "the bucket's tiled checkpoint never caught up, cosigned");
+    let out = Command::new(common::BIN)
+        .arg("verify")
+        .arg(s3root.join("audit/logs"))
+        .args(["--public-key", &log_key(), "--witness", &wkey, "--quiet"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the tiled log (_tlog) checks out"), "{}", String::from_utf8_lossy(&out.stdout));
+    if let Some(go) = go_checker(dir.path()) {
+        let out = Command::new(&go).arg(&tlog).arg(log_key()).arg(&wkey).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    // A tile altered in the bucket is caught.
+    let t0 = tlog.join("tile/0/000");
+    let mut bytes = std::fs::read(&t0).unwrap();
+    bytes[5] ^= 1;
+    std::fs::write(&t0, bytes).unwrap();
+    let out = Command::new(common::BIN)
+        .arg("verify")
+        .arg(s3root.join("audit/logs"))
+        .args(["--public-key", &log_key(), "--quiet"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tile/0/000"), "{}", String::from_utf8_lossy(&out.stderr));
+    srv.stop().await;
+}

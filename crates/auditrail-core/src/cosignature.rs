@@ -172,7 +172,10 @@ mod tests {
         let note = log.sign(BODY).unwrap();
         let cosigned = add_signature_lines(&note, &w.cosign(BODY, 1_679_315_147));
         assert_eq!(v.verify(&cosigned), Ok(1_679_315_147));
-        assert_eq!(cosigned_by(&cosigned, std::slice::from_ref(&v)), vec!["witness.example/w1"]);
+        assert_eq!(
+            cosigned_by(&cosigned, std::slice::from_ref(&v)),
+            vec!["witness.example/w1"]
+        );
         // The log's own signature still verifies with the line added.
         let lv = crate::note::NoteVerifier::parse(&log.verifier_key()).unwrap();
         assert_eq!(lv.verify(&cosigned), Ok(BODY));
@@ -203,7 +206,10 @@ mod tests {
     #[test]
     fn message_layout() {
         assert_eq!(
-            message("example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n", 1679315147),
+            message(
+                "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n",
+                1679315147
+            ),
             "cosignature/v1\ntime 1679315147\nexample.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
         );
     }

@@ -101,14 +101,20 @@ fn keys_round_trip_through_classify() {
         })
     );
     assert_eq!(
-        classify(&format!("{}/checkpoint", tlog_dir("", "acme")).replacen("org=acme", "org=acme", 1)),
+        classify(
+            &format!("{}/checkpoint", tlog_dir("", "acme")).replacen("org=acme", "org=acme", 1)
+        ),
         Some(Entry::TlogCheckpoint { org: "acme".into() })
     );
     assert_eq!(
         classify("org=acme/_tlog/tile/entries/x001/002.p/7"),
         Some(Entry::Tile {
             org: "acme".into(),
-            tile: crate::tiles::Tile { kind: crate::tiles::Kind::Entries, index: 1002, width: 7 }
+            tile: crate::tiles::Tile {
+                kind: crate::tiles::Kind::Entries,
+                index: 1002,
+                width: 7
+            }
         })
     );
     for bad in [

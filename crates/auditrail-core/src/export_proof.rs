@@ -130,7 +130,10 @@ impl ExportProof {
             checkpoint: checkpoint.to_owned(),
         };
         if p.rows() != rows {
-            return Err(format!("rows says {rows}, the seq ranges hold {}", p.rows()));
+            return Err(format!(
+                "rows says {rows}, the seq ranges hold {}",
+                p.rows()
+            ));
         }
         Ok(p)
     }
@@ -205,11 +208,19 @@ mod tests {
     use crate::merkle::{self, Frontier, NodeId};
 
     fn tree(n: u64) -> (Vec<Hash>, std::collections::HashMap<NodeId, Hash>, Hash) {
-        let leaves: Vec<Hash> = (0..n).map(|i| merkle::leaf_hash(&i.to_be_bytes())).collect();
+        let leaves: Vec<Hash> = (0..n)
+            .map(|i| merkle::leaf_hash(&i.to_be_bytes()))
+            .collect();
         let mut nodes = std::collections::HashMap::new();
         let mut f = Frontier::new();
         for (i, l) in leaves.iter().enumerate() {
-            nodes.insert(NodeId { level: 0, index: i as u64 }, *l);
+            nodes.insert(
+                NodeId {
+                    level: 0,
+                    index: i as u64,
+                },
+                *l,
+            );
             f.push(*l, |id, h| {
                 nodes.insert(id, *h);
             });
@@ -244,16 +255,28 @@ mod tests {
         assert_eq!(check_rows(&proof, rows.clone(), 300, &root), Ok(()));
         let mut altered = rows.clone();
         altered[3].2 = [0; 32];
-        assert!(matches!(check_rows(&proof, altered, 300, &root), Err(RowsError::Root(_))));
+        assert!(matches!(
+            check_rows(&proof, altered, 300, &root),
+            Err(RowsError::Root(_))
+        ));
         let mut removed = rows.clone();
         removed.remove(5);
-        assert_eq!(check_rows(&proof, removed, 300, &root), Err(RowsError::Missing { seq: 15 }));
+        assert_eq!(
+            check_rows(&proof, removed, 300, &root),
+            Err(RowsError::Missing { seq: 15 })
+        );
         let mut added = rows.clone();
         added.push((99, 150, leaves[149]));
-        assert_eq!(check_rows(&proof, added, 300, &root), Err(RowsError::Added { row: 99, seq: 150 }));
+        assert_eq!(
+            check_rows(&proof, added, 300, &root),
+            Err(RowsError::Added { row: 99, seq: 150 })
+        );
         let mut repeated = rows.clone();
         repeated.push((99, 20, leaves[19]));
-        assert_eq!(check_rows(&proof, repeated, 300, &root), Err(RowsError::Repeated { row: 99, seq: 20 }));
+        assert_eq!(
+            check_rows(&proof, repeated, 300, &root),
+            Err(RowsError::Repeated { row: 99, seq: 20 })
+        );
         let (_, _, other_root) = tree(301);
         assert!(check_rows(&proof, rows, 301, &other_root).is_err());
         assert!(ExportProof::parse(&text.replace("rows 34", "rows 35")).is_err());

@@ -150,9 +150,11 @@ pub(crate) fn parse_vkey(
     Ok((name.to_owned(), hash, key))
 }
 
-/// A signed note split into its text (ending in a newline) and its signature lines
-/// `(key name, decoded signature blob)`.
-pub fn split_note(note: &str) -> Result<(&str, Vec<(&str, Vec<u8>)>), NoteError> {
+/// One signature line of a note: the key name and the decoded blob.
+pub type SignatureLine<'a> = (&'a str, Vec<u8>);
+
+/// A signed note split into its text (ending in a newline) and its signature lines.
+pub fn split_note(note: &str) -> Result<(&str, Vec<SignatureLine<'_>>), NoteError> {
     let split = note
         .rfind("\n\n")
         .ok_or(NoteError::Malformed("no signature block"))?;
@@ -198,7 +200,12 @@ impl NoteVerifier {
     pub fn verifier_key(&self) -> String {
         let mut raw = vec![ALG_ED25519];
         raw.extend_from_slice(self.key.as_bytes());
-        format!("{}+{}+{}", self.name, hex::encode(self.hash), B64.encode(raw))
+        format!(
+            "{}+{}+{}",
+            self.name,
+            hex::encode(self.hash),
+            B64.encode(raw)
+        )
     }
 
     /// Verifies the note's signature by this key and returns the signed text.

@@ -212,7 +212,9 @@ pub enum BundleError {
 }
 
 /// An entry bundle: each entry as a big-endian u16 length and its bytes.
-pub fn encode_bundle<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>, BundleError> {
+pub fn encode_bundle<'a>(
+    entries: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<u8>, BundleError> {
     let mut out = Vec::new();
     for (i, e) in entries.into_iter().enumerate() {
         let len = u16::try_from(e.len()).map_err(|_| BundleError::TooLong(i))?;
@@ -245,7 +247,10 @@ mod tests {
     #[test]
     fn paths_as_the_specification_writes_them() {
         let t = |kind, index, width| Tile { kind, index, width };
-        assert_eq!(t(Kind::Hashes(0), 1234067, 256).path(), "tile/0/x001/x234/067");
+        assert_eq!(
+            t(Kind::Hashes(0), 1234067, 256).path(),
+            "tile/0/x001/x234/067"
+        );
         assert_eq!(t(Kind::Hashes(1), 5, 17).path(), "tile/1/005.p/17");
         assert_eq!(t(Kind::Entries, 1000, 256).path(), "tile/entries/x001/000");
         for tile in [
@@ -278,12 +283,18 @@ mod tests {
         let level = |l| all.iter().filter(move |t| t.kind == Kind::Hashes(l));
         assert_eq!(level(0).filter(|t| t.is_full()).count(), 273);
         assert_eq!(
-            level(0).filter(|t| !t.is_full()).map(|t| t.width).collect::<Vec<_>>(),
+            level(0)
+                .filter(|t| !t.is_full())
+                .map(|t| t.width)
+                .collect::<Vec<_>>(),
             vec![112]
         );
         assert_eq!(level(1).filter(|t| t.is_full()).count(), 1);
         assert_eq!(
-            level(1).filter(|t| !t.is_full()).map(|t| t.width).collect::<Vec<_>>(),
+            level(1)
+                .filter(|t| !t.is_full())
+                .map(|t| t.width)
+                .collect::<Vec<_>>(),
             vec![17]
         );
         assert_eq!(level(2).map(|t| t.width).collect::<Vec<_>>(), vec![1]);
@@ -317,8 +328,14 @@ mod tests {
         let b = encode_bundle(entries.iter().copied()).unwrap();
         assert_eq!(&b[..2], &[0, 0]);
         assert_eq!(decode_bundle(&b).unwrap(), entries);
-        assert_eq!(decode_bundle(&b[..b.len() - 1]), Err(BundleError::Truncated));
+        assert_eq!(
+            decode_bundle(&b[..b.len() - 1]),
+            Err(BundleError::Truncated)
+        );
         let big = vec![0u8; 70_000];
-        assert_eq!(encode_bundle([big.as_slice()]), Err(BundleError::TooLong(0)));
+        assert_eq!(
+            encode_bundle([big.as_slice()]),
+            Err(BundleError::TooLong(0))
+        );
     }
 }

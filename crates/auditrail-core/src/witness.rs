@@ -103,8 +103,7 @@ pub struct Known {
 
 /// The origin a request names, so the witness can find the log's keys and state.
 pub fn origin_of(req: &AddCheckpoint) -> Result<String, Refusal> {
-    let (text, _) =
-        split_note(&req.checkpoint).map_err(|e| Refusal::Malformed(e.to_string()))?;
+    let (text, _) = split_note(&req.checkpoint).map_err(|e| Refusal::Malformed(e.to_string()))?;
     Ok(Checkpoint::parse(text)
         .map_err(|e| Refusal::Malformed(e.to_string()))?
         .origin)
@@ -255,7 +254,12 @@ mod tests {
             ..good.clone()
         };
         assert!(check(&first, std::slice::from_ref(&v), None).is_ok());
-        assert_eq!(check(&first, std::slice::from_ref(&v), known).unwrap_err().status(), 409);
+        assert_eq!(
+            check(&first, std::slice::from_ref(&v), known)
+                .unwrap_err()
+                .status(),
+            409
+        );
         // A rollback: the log claims an older state than the witness holds.
         let rollback = AddCheckpoint {
             old_size: 4,
@@ -276,29 +280,54 @@ mod tests {
             proof: vec![],
             checkpoint: signed(&s, 10, [9; 32]),
         };
-        assert_eq!(check(&fork, std::slice::from_ref(&v), known10).unwrap_err().status(), 422);
+        assert_eq!(
+            check(&fork, std::slice::from_ref(&v), known10)
+                .unwrap_err()
+                .status(),
+            422
+        );
         // A bad proof.
         let mut bad = good.clone();
         bad.proof[0] = [0; 32];
-        assert_eq!(check(&bad, std::slice::from_ref(&v), known).unwrap_err().status(), 422);
+        assert_eq!(
+            check(&bad, std::slice::from_ref(&v), known)
+                .unwrap_err()
+                .status(),
+            422
+        );
         // Old above size.
         let above = AddCheckpoint {
             old_size: 11,
             ..good.clone()
         };
-        assert_eq!(check(&above, std::slice::from_ref(&v), known).unwrap_err().status(), 400);
+        assert_eq!(
+            check(&above, std::slice::from_ref(&v), known)
+                .unwrap_err()
+                .status(),
+            400
+        );
         // Signed by another key, or a tampered signature.
         let other = NoteSigner::new("example.com/log", [2; 32]).unwrap();
         let stranger = AddCheckpoint {
             checkpoint: signed(&other, 10, f10.root()),
             ..good.clone()
         };
-        assert_eq!(check(&stranger, std::slice::from_ref(&v), known).unwrap_err().status(), 403);
+        assert_eq!(
+            check(&stranger, std::slice::from_ref(&v), known)
+                .unwrap_err()
+                .status(),
+            403
+        );
         let forged = AddCheckpoint {
             checkpoint: good.checkpoint.replace("\n10\n", "\n11\n"),
             ..good.clone()
         };
-        assert_eq!(check(&forged, std::slice::from_ref(&v), known).unwrap_err().status(), 403);
+        assert_eq!(
+            check(&forged, std::slice::from_ref(&v), known)
+                .unwrap_err()
+                .status(),
+            403
+        );
         // Malformed bodies.
         assert!(AddCheckpoint::parse("old 01\n\nx").is_err());
         assert!(AddCheckpoint::parse("old 1\nnot-a-hash\n\nx").is_err());

@@ -3,7 +3,9 @@
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{catalog, destinations, events, exports, integrity, orgs, tiles, viewer, witnesses};
+use crate::routes::{
+    catalog, destinations, events, exports, integrity, orgs, tiles, viewer, witnesses,
+};
 
 #[derive(OpenApi)]
 #[openapi(

@@ -239,7 +239,16 @@ pub async fn append_idempotency_and_tree(store: &dyn Store) {
             .is_err()
     );
     // Runs of nodes (tiles) read in one go equal the nodes read one by one.
-    for (level, first, count) in [(0u32, 0u64, 203u64), (0, 17, 5), (1, 3, 90), (3, 0, 25), (4, 0, 12), (5, 1, 5), (7, 0, 1), (2, 0, 0)] {
+    for (level, first, count) in [
+        (0u32, 0u64, 203u64),
+        (0, 17, 5),
+        (1, 3, 90),
+        (3, 0, 25),
+        (4, 0, 12),
+        (5, 1, 5),
+        (7, 0, 1),
+        (2, 0, 0),
+    ] {
         let ids: Vec<NodeId> = (first..first + count)
             .map(|index| NodeId { level, index })
             .collect();
@@ -450,13 +459,30 @@ pub async fn checkpoints(store: &dyn Store) {
     let cp = store.latest_checkpoint("acme").await.unwrap().unwrap();
     assert_eq!((cp.size, cp.note.as_str()), (1, "note-1"));
     // Cosignatures added later replace the note of that size only.
-    assert!(store.set_checkpoint_note("acme", 1, "note-1+w").await.unwrap());
-    assert!(!store.set_checkpoint_note("acme", 2, "note-2").await.unwrap());
+    assert!(
+        store
+            .set_checkpoint_note("acme", 1, "note-1+w")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_checkpoint_note("acme", 2, "note-2")
+            .await
+            .unwrap()
+    );
     let cp = store.latest_checkpoint("acme").await.unwrap().unwrap();
     assert_eq!((cp.size, cp.note.as_str()), (1, "note-1+w"));
     assert!(store.stale_checkpoints().await.unwrap().is_empty());
     store
-        .append("acme", vec![prep("acme", json!({"action": "b"}), 1), prep("acme", json!({"action": "c"}), 2)], false)
+        .append(
+            "acme",
+            vec![
+                prep("acme", json!({"action": "b"}), 1),
+                prep("acme", json!({"action": "c"}), 2),
+            ],
+            false,
+        )
         .await
         .unwrap();
     store.save_checkpoint("acme", 3, "note-3").await.unwrap();

@@ -44,9 +44,11 @@ async fn add_checkpoint(State(w): State<Arc<Witness>>, body: Bytes) -> Response 
     let result = tokio::task::spawn_blocking(move || w2.add_checkpoint(&body)).await;
     match result {
         Ok(Ok(lines)) => text(StatusCode::OK, "text/plain; charset=utf-8", lines),
-        Ok(Err(AddError::Refused(Refusal::Conflict { known, .. }))) => {
-            text(StatusCode::CONFLICT, "text/x.tlog.size", format!("{known}\n"))
-        }
+        Ok(Err(AddError::Refused(Refusal::Conflict { known, .. }))) => text(
+            StatusCode::CONFLICT,
+            "text/x.tlog.size",
+            format!("{known}\n"),
+        ),
         Ok(Err(AddError::Refused(r))) => {
             tracing::info!(refusal = %r, "add-checkpoint refused");
             let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST);

@@ -56,7 +56,11 @@ fn now_secs() -> u64 {
 impl Witness {
     /// Opens (or creates) the witness in `data_dir`: its key in `witness.key` (made once,
     /// mode 0600), its state in `witness.sqlite`. `logs` are `(origin, verifier key)`.
-    pub fn open(data_dir: &Path, name: &str, logs: &[(String, String)]) -> Result<Self, WitnessError> {
+    pub fn open(
+        data_dir: &Path,
+        name: &str,
+        logs: &[(String, String)],
+    ) -> Result<Self, WitnessError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| WitnessError::Key(format!("cannot create {}: {e}", data_dir.display())))?;
         let seed = load_or_make_seed(&data_dir.join("witness.key"))?;
@@ -138,7 +142,10 @@ fn load_or_make_seed(path: &Path) -> Result<[u8; 32], WitnessError> {
                 .map_err(|e| WitnessError::Key(format!("cannot write {}: {e}", path.display())))?;
             Ok(seed)
         }
-        Err(e) => Err(WitnessError::Key(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => Err(WitnessError::Key(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
     }
 }
 

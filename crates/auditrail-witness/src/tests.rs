@@ -1,7 +1,7 @@
 use super::*;
+use auditrail_core::cosignature::CosignatureVerifier;
 use auditrail_core::merkle::{self, Frontier};
 use auditrail_core::note::{Checkpoint, NoteSigner};
-use auditrail_core::cosignature::CosignatureVerifier;
 
 const ORIGIN: &str = "auditrail.test/acme";
 
@@ -11,7 +11,14 @@ fn log_key() -> NoteSigner {
 
 fn signed(size: u64, root: merkle::Hash) -> String {
     log_key()
-        .sign(&Checkpoint { origin: ORIGIN.into(), size, root }.body())
+        .sign(
+            &Checkpoint {
+                origin: ORIGIN.into(),
+                size,
+                root,
+            }
+            .body(),
+        )
         .unwrap()
 }
 
@@ -38,11 +45,21 @@ fn body(old: u64, l: &[merkle::Hash], new: u64) -> String {
             .map(|(a, b)| mth(&l[a as usize..b as usize]))
             .collect()
     };
-    AddCheckpoint { old_size: old, proof, checkpoint: signed(new, mth(&l[..new as usize])) }.encode()
+    AddCheckpoint {
+        old_size: old,
+        proof,
+        checkpoint: signed(new, mth(&l[..new as usize])),
+    }
+    .encode()
 }
 
 fn open(dir: &Path) -> Witness {
-    Witness::open(dir, "witness.test/w1", &[(ORIGIN.into(), log_key().verifier_key())]).unwrap()
+    Witness::open(
+        dir,
+        "witness.test/w1",
+        &[(ORIGIN.into(), log_key().verifier_key())],
+    )
+    .unwrap()
 }
 
 fn status(r: Result<String, AddError>) -> u16 {
@@ -85,13 +102,31 @@ fn cosigns_growth_and_refuses_rollback_and_fork() {
     let stranger = AddCheckpoint {
         old_size: 12,
         proof: vec![],
-        checkpoint: other.sign(&Checkpoint { origin: ORIGIN.into(), size: 12, root: mth(&l[..12]) }.body()).unwrap(),
+        checkpoint: other
+            .sign(
+                &Checkpoint {
+                    origin: ORIGIN.into(),
+                    size: 12,
+                    root: mth(&l[..12]),
+                }
+                .body(),
+            )
+            .unwrap(),
     };
     assert_eq!(status(w.add_checkpoint(&stranger.encode())), 403);
     let elsewhere = AddCheckpoint {
         old_size: 0,
         proof: vec![],
-        checkpoint: log_key().sign(&Checkpoint { origin: "other/log".into(), size: 1, root: l[0] }.body()).unwrap(),
+        checkpoint: log_key()
+            .sign(
+                &Checkpoint {
+                    origin: "other/log".into(),
+                    size: 1,
+                    root: l[0],
+                }
+                .body(),
+            )
+            .unwrap(),
     };
     assert_eq!(status(w.add_checkpoint(&elsewhere.encode())), 404);
     // Restarted, it remembers, and the key is the same.

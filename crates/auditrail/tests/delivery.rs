@@ -285,7 +285,10 @@ async fn batches_close_on_count_time_and_shutdown_and_verify_proves_the_prefix()
         full,
         "only full batches before the time trigger"
     );
-    for k in objs.keys().filter(|k| !k.contains("_checkpoints") && !k.contains("/_tlog/")) {
+    for k in objs
+        .keys()
+        .filter(|k| !k.contains("_checkpoints") && !k.contains("/_tlog/"))
+    {
         let last: u64 = k
             .trim_end_matches(".ndjson.gz")
             .rsplit('-')

@@ -30,7 +30,13 @@ async fn get_bytes(srv: &TestServer, token: &str, path: &str) -> (u16, Vec<u8>) 
 }
 
 /// Runs an export to `dir/name` and its proof to `dir/name.proof`.
-async fn export(srv: &TestServer, token: &str, req: Value, dir: &Path, name: &str) -> std::path::PathBuf {
+async fn export(
+    srv: &TestServer,
+    token: &str,
+    req: Value,
+    dir: &Path,
+    name: &str,
+) -> std::path::PathBuf {
     let (s, b) = srv.post("/v1/exports", token, req).await;
     assert_eq!(s, 202, "{b}");
     let id = b["id"].as_str().unwrap().to_owned();
@@ -62,7 +68,11 @@ fn verify(path: &Path, extra: &[&str]) -> (bool, String) {
         .unwrap();
     (
         out.status.success(),
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     )
 }
 
@@ -85,7 +95,9 @@ async fn a_filtered_export_verifies_offline_and_tampering_is_named() {
             })
         })
         .collect();
-    let (s, b) = srv.post("/v1/events", &admin, json!({ "events": events })).await;
+    let (s, b) = srv
+        .post("/v1/events", &admin, json!({ "events": events }))
+        .await;
     assert_eq!(s, 200, "{b}");
     let from = (now - chrono::Duration::days(1)).to_rfc3339();
     let to = (now + chrono::Duration::minutes(1)).to_rfc3339();
@@ -110,7 +122,11 @@ async fn a_filtered_export_verifies_offline_and_tampering_is_named() {
     let write = |name: &str, lines: &[String]| {
         let p = out.join(name);
         std::fs::write(&p, lines.join("\n") + "\n").unwrap();
-        std::fs::copy(out.join("filtered.ndjson.proof"), out.join(format!("{name}.proof"))).unwrap();
+        std::fs::copy(
+            out.join("filtered.ndjson.proof"),
+            out.join(format!("{name}.proof")),
+        )
+        .unwrap();
         p
     };
 
@@ -119,7 +135,10 @@ async fn a_filtered_export_verifies_offline_and_tampering_is_named() {
     altered[6] = altered[6].replace("\"n\":", "\"n\":1");
     let (ok, msg) = verify(&write("altered.ndjson", &altered), &[]);
     assert!(!ok);
-    assert!(msg.contains("row 7") && msg.contains("does not hash"), "{msg}");
+    assert!(
+        msg.contains("row 7") && msg.contains("does not hash"),
+        "{msg}"
+    );
     // Altered with its leaf_hash recomputed: the rows no longer fold to the root.
     let mut v: Value = serde_json::from_str(&lines[6]).unwrap();
     v.as_object_mut().unwrap().remove("leaf_hash");
@@ -127,18 +146,33 @@ async fn a_filtered_export_verifies_offline_and_tampering_is_named() {
     let body = auditrail_core::canonical::to_string(&v).unwrap();
     let leaf = auditrail_core::merkle::leaf_hash(body.as_bytes());
     let mut rehashed = lines.clone();
-    rehashed[6] = auditrail_core::export::ndjson_line(&body, &leaf).trim_end().to_owned();
+    rehashed[6] = auditrail_core::export::ndjson_line(&body, &leaf)
+        .trim_end()
+        .to_owned();
     let (ok, msg) = verify(&write("rehashed.ndjson", &rehashed), &[]);
     assert!(!ok);
-    assert!(msg.contains("do not fold to the checkpoint's root"), "{msg}");
+    assert!(
+        msg.contains("do not fold to the checkpoint's root"),
+        "{msg}"
+    );
     // One removed row: its seq is named.
     let mut removed = lines.clone();
     let gone: Value = serde_json::from_str(&removed.remove(10)).unwrap();
     let (ok, msg) = verify(&write("removed.ndjson", &removed), &[]);
     assert!(!ok);
-    assert!(msg.contains(&format!("seq {} is missing", gone["seq"])), "{msg}");
+    assert!(
+        msg.contains(&format!("seq {} is missing", gone["seq"])),
+        "{msg}"
+    );
     // One added row (a genuine event of the log, outside the filter): named.
-    let all = export(&srv, &admin, json!({"from": from, "to": to, "format": "ndjson"}), out, "all.ndjson").await;
+    let all = export(
+        &srv,
+        &admin,
+        json!({"from": from, "to": to, "format": "ndjson"}),
+        out,
+        "all.ndjson",
+    )
+    .await;
     let (ok, msg) = verify(&all, &[]);
     assert!(ok, "{msg}");
     let extra = std::fs::read_to_string(&all)
@@ -152,35 +186,76 @@ async fn a_filtered_export_verifies_offline_and_tampering_is_named() {
     added.push(extra);
     let (ok, msg) = verify(&write("added.ndjson", &added), &[]);
     assert!(!ok);
-    assert!(msg.contains(&format!("row {} (seq {extra_seq}) is not one the proof covers", added.len())), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "row {} (seq {extra_seq}) is not one the proof covers",
+            added.len()
+        )),
+        "{msg}"
+    );
     // A swapped checkpoint (the later one of the whole-log export): fails.
     let proof = std::fs::read_to_string(out.join("filtered.ndjson.proof")).unwrap();
     let later = std::fs::read_to_string(out.join("all.ndjson.proof")).unwrap();
     let (head, _) = proof.split_once("\n\n").unwrap();
     let (_, later_cp) = later.split_once("\n\n").unwrap();
     let p = write("swapped.ndjson", &lines);
-    std::fs::write(out.join("swapped.ndjson.proof"), format!("{head}\n\n{later_cp}")).unwrap();
+    std::fs::write(
+        out.join("swapped.ndjson.proof"),
+        format!("{head}\n\n{later_cp}"),
+    )
+    .unwrap();
     let (ok, msg) = verify(&p, &[]);
     assert!(!ok);
     assert!(msg.contains("do not fold"), "{msg}");
     // A forged checkpoint signature: fails on the signature.
-    std::fs::write(out.join("swapped.ndjson.proof"), proof.replacen("\n600", "\n601", 1).replacen("auditrail.test/acme\n6", "auditrail.test/acme\n7", 1)).unwrap();
+    std::fs::write(
+        out.join("swapped.ndjson.proof"),
+        proof.replacen("\n600", "\n601", 1).replacen(
+            "auditrail.test/acme\n6",
+            "auditrail.test/acme\n7",
+            1,
+        ),
+    )
+    .unwrap();
     let (ok, _) = verify(&p, &[]);
     assert!(!ok);
     // Required witnesses the export's checkpoint lacks: fails.
-    let w = auditrail_core::cosignature::Cosigner::new("w", [9; 32]).unwrap().verifier_key();
+    let w = auditrail_core::cosignature::Cosigner::new("w", [9; 32])
+        .unwrap()
+        .verifier_key();
     let (ok, msg) = verify(&filtered, &["--witness", &w]);
     assert!(!ok);
     assert!(msg.contains("0 valid cosignature(s)"), "{msg}");
 
     // Parquet and the full CSV layout verify; the Apollo layout is refused with a pointer.
-    let pq = export(&srv, &admin, json!({"from": from, "to": to, "actor_id": "u-2", "format": "parquet"}), out, "e.parquet").await;
+    let pq = export(
+        &srv,
+        &admin,
+        json!({"from": from, "to": to, "actor_id": "u-2", "format": "parquet"}),
+        out,
+        "e.parquet",
+    )
+    .await;
     let (ok, msg) = verify(&pq, &[]);
     assert!(ok, "{msg}");
-    let csv = export(&srv, &admin, json!({"from": from, "to": to, "scope_id": "g-1", "format": "csv", "layout": "full"}), out, "e.csv").await;
+    let csv = export(
+        &srv,
+        &admin,
+        json!({"from": from, "to": to, "scope_id": "g-1", "format": "csv", "layout": "full"}),
+        out,
+        "e.csv",
+    )
+    .await;
     let (ok, msg) = verify(&csv, &[]);
     assert!(ok, "{msg}");
-    let apollo = export(&srv, &admin, json!({"from": from, "to": to, "format": "csv"}), out, "apollo.csv").await;
+    let apollo = export(
+        &srv,
+        &admin,
+        json!({"from": from, "to": to, "format": "csv"}),
+        out,
+        "apollo.csv",
+    )
+    .await;
     let (ok, msg) = verify(&apollo, &[]);
     assert!(!ok);
     assert!(msg.contains("layout full"), "{msg}");
@@ -188,13 +263,21 @@ async fn a_filtered_export_verifies_offline_and_tampering_is_named() {
     let viewer = srv.key("acme", "viewer").await;
     let (_, list) = srv.get("/v1/exports", &admin).await;
     let id = list["exports"][0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(get_bytes(&srv, &viewer, &format!("/v1/exports/{id}/proof")).await.0, 403);
+    assert_eq!(
+        get_bytes(&srv, &viewer, &format!("/v1/exports/{id}/proof"))
+            .await
+            .0,
+        403
+    );
     srv.stop().await;
 
     // The CLI writes FILE.proof beside what it exports, and verify finds it.
     let cli_out = out.join("cli.ndjson");
     let o = Command::new(common::BIN)
-        .args(["export", "--org", "acme", "--from", &from, "--to", &to, "--actor", "u-1", "--format", "ndjson", "-o"])
+        .args([
+            "export", "--org", "acme", "--from", &from, "--to", &to, "--actor", "u-1", "--format",
+            "ndjson", "-o",
+        ])
         .arg(&cli_out)
         .arg("--data-dir")
         .arg(out.join("data"))
@@ -203,7 +286,11 @@ async fn a_filtered_export_verifies_offline_and_tampering_is_named() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.join("cli.ndjson.proof").is_file());
     // (The CLI signs with the data dir's own key, not the test server's fixed one.)
-    let o = Command::new(common::BIN).arg("verify").arg(&cli_out).output().unwrap();
+    let o = Command::new(common::BIN)
+        .arg("verify")
+        .arg(&cli_out)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("every row's leaf recomputed"));
 }

@@ -69,7 +69,9 @@ async fn tiles_are_served_and_check_out_with_go_sumdb_tlog() {
         let events: Vec<Value> = (0..100)
             .map(|i| json!({"action": "updateProject", "actor": {"id": format!("u-{batch}-{i}")}, "details": {"n": i}}))
             .collect();
-        let (s, b) = srv.post("/v1/events", &ingest, json!({ "events": events })).await;
+        let (s, b) = srv
+            .post("/v1/events", &ingest, json!({ "events": events }))
+            .await;
         assert_eq!(s, 200, "{b}");
     }
     let size = srv.app.store.tree_head("acme").await.unwrap().size;
@@ -79,7 +81,12 @@ async fn tiles_are_served_and_check_out_with_go_sumdb_tlog() {
     let r = raw(&srv, "/logs/acme/checkpoint", &viewer).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
-    assert!(r.text().await.unwrap().starts_with(&format!("auditrail.test/acme\n{size}\n")));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .starts_with(&format!("auditrail.test/acme\n{size}\n"))
+    );
     let events = srv.all_events(&admin).await;
     let by_seq: std::collections::BTreeMap<u64, merkle::Hash> = events
         .iter()
@@ -89,7 +96,10 @@ async fn tiles_are_served_and_check_out_with_go_sumdb_tlog() {
     for t in tiles::tiles_for(size) {
         let r = raw(&srv, &format!("/logs/acme/{}", t.path()), &viewer).await;
         assert_eq!(r.status(), 200, "{}", t.path());
-        assert_eq!(r.headers()["cache-control"], "private, max-age=31536000, immutable");
+        assert_eq!(
+            r.headers()["cache-control"],
+            "private, max-age=31536000, immutable"
+        );
         let body = r.bytes().await.unwrap();
         let (a, b) = t.leaf_range().unwrap();
         match t.kind {
@@ -97,7 +107,12 @@ async fn tiles_are_served_and_check_out_with_go_sumdb_tlog() {
                 let entries = tiles::decode_bundle(&body).unwrap();
                 assert_eq!(entries.len(), (b - a) as usize);
                 for (i, e) in entries.iter().enumerate() {
-                    assert_eq!(merkle::leaf_hash(e), leaves[a as usize + i], "entry {}", a as usize + i);
+                    assert_eq!(
+                        merkle::leaf_hash(e),
+                        leaves[a as usize + i],
+                        "entry {}",
+                        a as usize + i
+                    );
                 }
             }
             Kind::Hashes(_) => {
@@ -105,27 +120,65 @@ async fn tiles_are_served_and_check_out_with_go_sumdb_tlog() {
                 let span = 1usize << t.tree_level();
                 for (i, h) in body.chunks(32).enumerate() {
                     let lo = a as usize + i * span;
-                    assert_eq!(h, common::independent_root(&leaves[lo..lo + span]), "{} hash {i}", t.path());
+                    assert_eq!(
+                        h,
+                        common::independent_root(&leaves[lo..lo + span]),
+                        "{} hash {i}",
+                        t.path()
+                    );
                 }
             }
         }
     }
     // Refusals: beyond the tree, malformed, other orgs, ingest keys.
-    let beyond = Tile { kind: Kind::Hashes(0), index: size / 256 + 1, width: 256 };
-    assert_eq!(raw(&srv, &format!("/logs/acme/{}", beyond.path()), &viewer).await.status(), 404);
-    assert_eq!(raw(&srv, "/logs/acme/tile/0/1", &viewer).await.status(), 404);
-    assert_eq!(raw(&srv, "/logs/acme/tile/0/000", &other).await.status(), 404);
-    assert_eq!(raw(&srv, "/logs/other/tile/0/000", &viewer).await.status(), 404);
-    assert_eq!(raw(&srv, "/logs/acme/tile/0/000", &ingest).await.status(), 403);
-    assert_eq!(raw(&srv, "/logs/acme/checkpoint", "nope").await.status(), 401);
+    let beyond = Tile {
+        kind: Kind::Hashes(0),
+        index: size / 256 + 1,
+        width: 256,
+    };
+    assert_eq!(
+        raw(&srv, &format!("/logs/acme/{}", beyond.path()), &viewer)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        raw(&srv, "/logs/acme/tile/0/1", &viewer).await.status(),
+        404
+    );
+    assert_eq!(
+        raw(&srv, "/logs/acme/tile/0/000", &other).await.status(),
+        404
+    );
+    assert_eq!(
+        raw(&srv, "/logs/other/tile/0/000", &viewer).await.status(),
+        404
+    );
+    assert_eq!(
+        raw(&srv, "/logs/acme/tile/0/000", &ingest).await.status(),
+        403
+    );
+    assert_eq!(
+        raw(&srv, "/logs/acme/checkpoint", "nope").await.status(),
+        401
+    );
 
     // Our own verifier, from the tiles alone.
     let out = Command::new(common::BIN)
-        .args(["verify", &format!("{}/logs/acme", srv.base), "--public-key", &log_key()])
+        .args([
+            "verify",
+            &format!("{}/logs/acme", srv.base),
+            "--public-key",
+            &log_key(),
+        ])
         .env("AUDITRAIL_TOKEN", &viewer)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{size} entries")));
 
     // Go's sumdb/tlog: every tile against the root, every entry's inclusion.
@@ -136,14 +189,20 @@ async fn tiles_are_served_and_check_out_with_go_sumdb_tlog() {
             .env("AUDITRAIL_TOKEN", &viewer)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(
             String::from_utf8_lossy(&out.stdout).contains(&format!("ok: {size} entries proven")),
             "{}",
             String::from_utf8_lossy(&out.stdout)
         );
         // And it notices a wrong key.
-        let wrong = NoteSigner::new("auditrail.test", [1u8; 32]).unwrap().verifier_key();
+        let wrong = NoteSigner::new("auditrail.test", [1u8; 32])
+            .unwrap()
+            .verifier_key();
         let out = Command::new(&go)
             .arg(format!("{}/logs/acme", srv.base))
             .arg(wrong)
@@ -174,13 +233,26 @@ async fn a_destination_bucket_is_a_tiled_log_with_cosigned_checkpoints() {
     // A witness the org runs.
     let wdir = dir.path().join("w");
     let out = Command::new(common::BIN)
-        .args(["witness", "--print-key", "--name", "witness.test/b", "--data-dir"])
+        .args([
+            "witness",
+            "--print-key",
+            "--name",
+            "witness.test/b",
+            "--data-dir",
+        ])
         .arg(&wdir)
         .output()
         .unwrap();
     let wkey = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let mut child = Command::new(common::BIN)
-        .args(["witness", "--listen", "127.0.0.1:0", "--name", "witness.test/b", "--data-dir"])
+        .args([
+            "witness",
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "witness.test/b",
+            "--data-dir",
+        ])
         .arg(&wdir)
         .arg("--log")
         .arg(format!("auditrail.test/acme={}", log_key()))
@@ -188,7 +260,10 @@ async fn a_destination_bucket_is_a_tiled_log_with_cosigned_checkpoints() {
         .spawn()
         .unwrap();
     let wbase = common::process::listening_after(&mut child, "auditrail witness listening on ");
-    let _w = common::process::Serve { child, base: wbase.clone() };
+    let _w = common::process::Serve {
+        child,
+        base: wbase.clone(),
+    };
 
     let srv = TestServer::start_custom(&dir.path().join("data"), |s| {
         s.delivery.poll = Duration::from_millis(50);
@@ -198,7 +273,12 @@ async fn a_destination_bucket_is_a_tiled_log_with_cosigned_checkpoints() {
     srv.create_org("acme").await;
     let admin = srv.key("acme", "admin").await;
     let (s, b) = srv
-        .call("PUT", "/v1/witnesses/mine", &admin, Some(json!({"url": wbase, "verifier_key": wkey})))
+        .call(
+            "PUT",
+            "/v1/witnesses/mine",
+            &admin,
+            Some(json!({"url": wbase, "verifier_key": wkey})),
+        )
         .await;
     assert_eq!(s, 201, "{b}");
     let (s, b) = srv
@@ -218,7 +298,9 @@ async fn a_destination_bucket_is_a_tiled_log_with_cosigned_checkpoints() {
         let events: Vec<Value> = (0..150)
             .map(|i| json!({"action": "updateProject", "actor": {"id": format!("u-{batch}-{i}")}}))
             .collect();
-        let (s, b) = srv.post("/v1/events", &admin, json!({ "events": events })).await;
+        let (s, b) = srv
+            .post("/v1/events", &admin, json!({ "events": events }))
+            .await;
         assert_eq!(s, 200, "{b}");
     }
     // Wait until everything is delivered and the tiled checkpoint is a cosigned one
@@ -237,18 +319,38 @@ async fn a_destination_bucket_is_a_tiled_log_with_cosigned_checkpoints() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(settled, "the bucket's tiled checkpoint never caught up, cosigned");
+    assert!(
+        settled,
+        "the bucket's tiled checkpoint never caught up, cosigned"
+    );
     let out = Command::new(common::BIN)
         .arg("verify")
         .arg(s3root.join("audit/logs"))
         .args(["--public-key", &log_key(), "--witness", &wkey, "--quiet"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("the tiled log (_tlog) checks out"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("the tiled log (_tlog) checks out"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     if let Some(go) = go_checker(dir.path()) {
-        let out = Command::new(&go).arg(&tlog).arg(log_key()).arg(&wkey).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&go)
+            .arg(&tlog)
+            .arg(log_key())
+            .arg(&wkey)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // A tile altered in the bucket is caught.
     let t0 = tlog.join("tile/0/000");
@@ -262,6 +364,10 @@ async fn a_destination_bucket_is_a_tiled_log_with_cosigned_checkpoints() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("tile/0/000"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("tile/0/000"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     srv.stop().await;
 }

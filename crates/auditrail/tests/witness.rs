@@ -13,8 +13,8 @@ use auditrail_core::cosignature::CosignatureVerifier;
 use auditrail_core::merkle::{self, Frontier};
 use auditrail_core::note::{Checkpoint, NoteSigner, split_note};
 use auditrail_core::witness::AddCheckpoint;
-use common::process::{Serve, listening_after};
 use common::TestServer;
+use common::process::{Serve, listening_after};
 use serde_json::{Value, json};
 
 const ORIGIN: &str = "auditrail.test/acme";
@@ -32,7 +32,11 @@ fn witness_key(dir: &Path, name: &str) -> String {
         .arg(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -75,7 +79,12 @@ async fn latest(srv: &TestServer, token: &str) -> String {
 
 /// Waits until the latest checkpoint covers `size` events and carries cosignatures from
 /// every one of `ws`.
-async fn wait_cosigned(srv: &TestServer, token: &str, size: u64, ws: &[CosignatureVerifier]) -> String {
+async fn wait_cosigned(
+    srv: &TestServer,
+    token: &str,
+    size: u64,
+    ws: &[CosignatureVerifier],
+) -> String {
     for _ in 0..200 {
         let note = latest(srv, token).await;
         let (text, _) = split_note(&note).unwrap();
@@ -85,7 +94,10 @@ async fn wait_cosigned(srv: &TestServer, token: &str, size: u64, ws: &[Cosignatu
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("no cosigned checkpoint of {size}: {}", latest(srv, token).await);
+    panic!(
+        "no cosigned checkpoint of {size}: {}",
+        latest(srv, token).await
+    );
 }
 
 /// What a malicious operator with the database does: rewrites one event's body (the one
@@ -113,7 +125,9 @@ fn rewrite_history(data_dir: &Path) {
     let leaves: Vec<Vec<u8>> = db
         .prepare("SELECT leaf FROM events WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid")
         .unwrap()
-        .query_map([org_num << 40, (org_num << 40) | ((1 << 40) - 1)], |r| r.get(0))
+        .query_map([org_num << 40, (org_num << 40) | ((1 << 40) - 1)], |r| {
+            r.get(0)
+        })
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -136,11 +150,22 @@ fn rewrite_history(data_dir: &Path) {
         .unwrap();
 }
 
-fn verify_tiles(srv_base: &str, token: &str, witnesses: &[&str], min: usize) -> std::process::Output {
+fn verify_tiles(
+    srv_base: &str,
+    token: &str,
+    witnesses: &[&str],
+    min: usize,
+) -> std::process::Output {
     let mut cmd = Command::new(common::BIN);
-    cmd.args(["verify", &format!("{srv_base}/logs/acme"), "--quiet", "--public-key", &log_key()])
-        .args(["--min-cosignatures", &min.to_string()])
-        .env("AUDITRAIL_TOKEN", token);
+    cmd.args([
+        "verify",
+        &format!("{srv_base}/logs/acme"),
+        "--quiet",
+        "--public-key",
+        &log_key(),
+    ])
+    .args(["--min-cosignatures", &min.to_string()])
+    .env("AUDITRAIL_TOKEN", token);
     for w in witnesses {
         cmd.args(["--witness", w]);
     }
@@ -176,21 +201,45 @@ async fn split_view_is_refused_by_the_witnesses_and_raises_the_alarm() {
 
     // Bad configurations are refused, naming the field.
     let (s, b) = srv
-        .call("PUT", "/v1/witnesses/w1", &admin, Some(json!({"url": w1.base, "verifier_key": log_key()})))
+        .call(
+            "PUT",
+            "/v1/witnesses/w1",
+            &admin,
+            Some(json!({"url": w1.base, "verifier_key": log_key()})),
+        )
         .await;
-    assert_eq!((s, b["error"]["details"][0]["field"].as_str()), (422, Some("verifier_key")), "{b}");
+    assert_eq!(
+        (s, b["error"]["details"][0]["field"].as_str()),
+        (422, Some("verifier_key")),
+        "{b}"
+    );
     let (s, b) = srv
-        .call("PUT", "/v1/witnesses/w1", &viewer, Some(json!({"url": w1.base, "verifier_key": k1})))
+        .call(
+            "PUT",
+            "/v1/witnesses/w1",
+            &viewer,
+            Some(json!({"url": w1.base, "verifier_key": k1})),
+        )
         .await;
     assert_eq!(s, 403, "{b}");
     for (name, base, key) in [("w1", &w1.base, &k1), ("w2", &w2.base, &k2)] {
         let (s, b) = srv
-            .call("PUT", &format!("/v1/witnesses/{name}"), &admin, Some(json!({"url": base, "verifier_key": key})))
+            .call(
+                "PUT",
+                &format!("/v1/witnesses/{name}"),
+                &admin,
+                Some(json!({"url": base, "verifier_key": key})),
+            )
             .await;
         assert_eq!(s, 201, "{b}");
     }
     let (s, _) = srv
-        .call("PUT", "/v1/orgs/acme/admin-emails", &admin, Some(json!({"emails": ["secops@customer.example"]})))
+        .call(
+            "PUT",
+            "/v1/orgs/acme/admin-emails",
+            &admin,
+            Some(json!({"emails": ["secops@customer.example"]})),
+        )
         .await;
     assert_eq!(s, 200);
 
@@ -199,7 +248,9 @@ async fn split_view_is_refused_by_the_witnesses_and_raises_the_alarm() {
     let early = wait_cosigned(&srv, &viewer, 20, &vs).await;
     ingest(&srv, &admin, 20, "second").await;
     let before = wait_cosigned(&srv, &viewer, 44, &vs).await;
-    let size_before = Checkpoint::parse(split_note(&before).unwrap().0).unwrap().size;
+    let size_before = Checkpoint::parse(split_note(&before).unwrap().0)
+        .unwrap()
+        .size;
     let (_, list) = srv.get("/v1/witnesses", &admin).await;
     for w in list["witnesses"].as_array().unwrap() {
         assert!(w["state"]["size"].as_u64().unwrap() >= 44, "{w}");
@@ -207,7 +258,11 @@ async fn split_view_is_refused_by_the_witnesses_and_raises_the_alarm() {
     }
     // The whole log verifies from its tiles, with both witnesses required.
     let out = verify_tiles(&srv.base, &viewer, &[&k1, &k2], 2);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     srv.stop().await;
 
     // The operator rewrites one event (actor u-first-1) and the tree above it.
@@ -246,11 +301,26 @@ async fn split_view_is_refused_by_the_witnesses_and_raises_the_alarm() {
         .collect();
     assert_eq!(alarms.len(), 2, "one event per witness");
     assert_eq!(alarms[0]["outcome"], "failure");
-    let metrics = srv.http.get(format!("{}/metrics", srv.base)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("auditrail_witness_conflicts_total 2"), "{metrics}");
+    let metrics = srv
+        .http
+        .get(format!("{}/metrics", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("auditrail_witness_conflicts_total 2"),
+        "{metrics}"
+    );
     // The Integrity page shows it.
     let (s, link) = srv
-        .post("/v1/orgs/acme/viewer-tokens", &admin, json!({"actor_id": "u-1", "role": "viewer", "ttl_seconds": 600}))
+        .post(
+            "/v1/orgs/acme/viewer-tokens",
+            &admin,
+            json!({"actor_id": "u-1", "role": "viewer", "ttl_seconds": 600}),
+        )
         .await;
     assert_eq!(s, 201, "{link}");
     let page = integrity_page(&srv, link["url"].as_str().unwrap()).await;
@@ -264,15 +334,28 @@ async fn split_view_is_refused_by_the_witnesses_and_raises_the_alarm() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("0 valid cosignature(s)"), "{err}");
     let out = verify_tiles(&srv.base, &viewer, &[], 0);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A rollback: the older (genuinely signed) checkpoint is refused by the witness.
-    let old_size = Checkpoint::parse(split_note(&early).unwrap().0).unwrap().size;
+    let old_size = Checkpoint::parse(split_note(&early).unwrap().0)
+        .unwrap()
+        .size;
     let http = reqwest::Client::new();
     for (base, old) in [(&w1.base, old_size), (&w1.base, size_before)] {
         let r = http
             .post(format!("{base}/add-checkpoint"))
-            .body(AddCheckpoint { old_size: old, proof: vec![], checkpoint: early.clone() }.encode())
+            .body(
+                AddCheckpoint {
+                    old_size: old,
+                    proof: vec![],
+                    checkpoint: early.clone(),
+                }
+                .encode(),
+            )
             .send()
             .await
             .unwrap();
@@ -292,7 +375,13 @@ async fn integrity_page(srv: &TestServer, link: &str) -> String {
         .build()
         .unwrap();
     let r = raw.get(link).send().await.unwrap();
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     raw.get(format!("{}/ui/integrity", srv.base))
         .header("cookie", cookie)
         .send()
@@ -312,7 +401,9 @@ async fn a_killed_witness_never_cosigns_what_it_did_not_keep() {
     let wdir = dir.path().join("w");
     let vk = CosignatureVerifier::parse(&witness_key(&wdir, "witness.test/crash")).unwrap();
     let log = NoteSigner::new("auditrail.test", [42u8; 32]).unwrap();
-    let leaves: Vec<merkle::Hash> = (0..2000u64).map(|i| merkle::leaf_hash(&i.to_be_bytes())).collect();
+    let leaves: Vec<merkle::Hash> = (0..2000u64)
+        .map(|i| merkle::leaf_hash(&i.to_be_bytes()))
+        .collect();
     let mth = |n: usize| {
         let mut f = Frontier::new();
         for l in &leaves[..n] {
@@ -353,10 +444,24 @@ async fn a_killed_witness_never_cosigns_what_it_did_not_keep() {
                     })
                     .collect()
             };
-            let cp = Checkpoint { origin: ORIGIN.into(), size: next, root: mth(next as usize) };
+            let cp = Checkpoint {
+                origin: ORIGIN.into(),
+                size: next,
+                root: mth(next as usize),
+            };
             let note = log.sign(&cp.body()).unwrap();
-            let body = AddCheckpoint { old_size: known, proof, checkpoint: note.clone() }.encode();
-            let r = match http.post(format!("{base}/add-checkpoint")).body(body).send().await {
+            let body = AddCheckpoint {
+                old_size: known,
+                proof,
+                checkpoint: note.clone(),
+            }
+            .encode();
+            let r = match http
+                .post(format!("{base}/add-checkpoint"))
+                .body(body)
+                .send()
+                .await
+            {
                 Ok(r) => r,
                 Err(_) => break,
             };
@@ -378,19 +483,40 @@ async fn a_killed_witness_never_cosigns_what_it_did_not_keep() {
         // SIGKILL mid-flight: a request may be between its check and its commit.
         let killer = {
             let base = base.clone();
-            let cp = Checkpoint { origin: ORIGIN.into(), size: size + 1, root: mth(size as usize + 1) };
-            let note = log.sign(&cp.body()).unwrap();
-            let proof = if known == 0 { vec![] } else {
-                merkle::consistency_ranges(known, size + 1).into_iter().map(|(a, b)| {
-                    let mut f = Frontier::new();
-                    for l in &leaves[a as usize..b as usize] { f.push(*l, |_, _| {}); }
-                    f.root()
-                }).collect()
+            let cp = Checkpoint {
+                origin: ORIGIN.into(),
+                size: size + 1,
+                root: mth(size as usize + 1),
             };
-            let body = AddCheckpoint { old_size: known, proof, checkpoint: note.clone() }.encode();
+            let note = log.sign(&cp.body()).unwrap();
+            let proof = if known == 0 {
+                vec![]
+            } else {
+                merkle::consistency_ranges(known, size + 1)
+                    .into_iter()
+                    .map(|(a, b)| {
+                        let mut f = Frontier::new();
+                        for l in &leaves[a as usize..b as usize] {
+                            f.push(*l, |_, _| {});
+                        }
+                        f.root()
+                    })
+                    .collect()
+            };
+            let body = AddCheckpoint {
+                old_size: known,
+                proof,
+                checkpoint: note.clone(),
+            }
+            .encode();
             let http = http.clone();
             tokio::spawn(async move {
-                match http.post(format!("{base}/add-checkpoint")).body(body).send().await {
+                match http
+                    .post(format!("{base}/add-checkpoint"))
+                    .body(body)
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status() == 200 => Some(size + 1),
                     _ => None,
                 }
@@ -405,9 +531,14 @@ async fn a_killed_witness_never_cosigns_what_it_did_not_keep() {
         // What the witness kept is at least every size it cosigned.
         let state = rusqlite::Connection::open(wdir.join("witness.sqlite"))
             .unwrap()
-            .query_row("SELECT size FROM logs WHERE origin = ?1", [ORIGIN], |r| r.get::<_, i64>(0))
+            .query_row("SELECT size FROM logs WHERE origin = ?1", [ORIGIN], |r| {
+                r.get::<_, i64>(0)
+            })
             .unwrap() as u64;
-        assert!(state >= cosigned_max, "round {round}: kept {state}, cosigned {cosigned_max}");
+        assert!(
+            state >= cosigned_max,
+            "round {round}: kept {state}, cosigned {cosigned_max}"
+        );
         known = state;
         size = size.max(state);
     }

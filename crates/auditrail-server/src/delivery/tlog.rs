@@ -20,7 +20,10 @@ const PARALLEL: usize = 8;
 
 /// Publishes the tiles for an object holding seqs `first..=last`. `first_delivery`: the
 /// destination delivers for the first time (entries before `first` are not its to write).
-#[allow(clippy::too_many_arguments, reason = "one call site, every argument distinct")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, every argument distinct"
+)]
 pub(crate) async fn publish(
     app: &App,
     org: &str,
@@ -53,7 +56,11 @@ pub(crate) async fn publish(
         .into_iter()
         .filter(Tile::is_full)
         .collect();
-    want.extend(tiles_between(0, cp_size).into_iter().filter(|t| !t.is_full()));
+    want.extend(
+        tiles_between(0, cp_size)
+            .into_iter()
+            .filter(|t| !t.is_full()),
+    );
     // Entry bundles reaching before the destination's first seq are not delivered.
     let floor = if first_delivery { first - 1 } else { 0 };
     want.retain(|t| t.kind != Kind::Entries || t.leaf_range().is_some_and(|(a, _)| a >= floor));

@@ -390,7 +390,10 @@ pub async fn proof(
             ApiError::internal(format!("open {}: {e}", path.display()))
         }
     })?;
-    let disposition = format!("attachment; filename=\"{}\"", crate::exports::worker::proof_name(&name));
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        crate::exports::worker::proof_name(&name)
+    );
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),

@@ -78,11 +78,7 @@ pub async fn tile(
         return Err(ApiError::not_found("tile"));
     }
     let body = read_tile(&app, &org, &t).await?;
-    let mut resp = (
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        body,
-    )
-        .into_response();
+    let mut resp = ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
     Ok(resp)
@@ -94,7 +90,12 @@ pub(crate) async fn read_tile(app: &App, org: &str, t: &Tile) -> ApiResult<Vec<u
         Kind::Hashes(_) => {
             let hashes = app
                 .store
-                .run_hashes(org, t.tree_level(), t.index * tiles::WIDTH, u64::from(t.width))
+                .run_hashes(
+                    org,
+                    t.tree_level(),
+                    t.index * tiles::WIDTH,
+                    u64::from(t.width),
+                )
                 .await?;
             Ok(hashes.concat())
         }

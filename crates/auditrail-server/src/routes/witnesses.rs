@@ -67,7 +67,10 @@ pub async fn put(
     let url =
         reqwest::Url::parse(&b.url).map_err(|e| ApiError::invalid_field("url", e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(ApiError::invalid_field("url", "must be an http or https URL"));
+        return Err(ApiError::invalid_field(
+            "url",
+            "must be an http or https URL",
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(ApiError::invalid_field(
@@ -105,7 +108,11 @@ pub async fn put(
         &app,
         &org,
         &who,
-        if created { "createWitness" } else { "updateWitness" },
+        if created {
+            "createWitness"
+        } else {
+            "updateWitness"
+        },
         resource(&name),
         json!({"url": cfg.url, "verifier_key": cfg.verifier_key}),
     )
@@ -123,10 +130,7 @@ pub async fn list(State(app): State<Arc<App>>, who: Principal) -> ApiResult<Json
     let org = who.org_with(&[Role::Admin])?;
     let all = witnesses::configs(&app, org).await?;
     let states = witnesses::states(&app, org).await?;
-    let list: Vec<Value> = all
-        .iter()
-        .map(|(n, w)| view(n, w, states.get(n)))
-        .collect();
+    let list: Vec<Value> = all.iter().map(|(n, w)| view(n, w, states.get(n))).collect();
     Ok(Json(json!({"witnesses": list})))
 }
 
@@ -138,7 +142,9 @@ pub async fn get(
 ) -> ApiResult<Json<Value>> {
     let org = who.org_with(&[Role::Admin])?;
     let all = witnesses::configs(&app, org).await?;
-    let w = all.get(&name).ok_or_else(|| ApiError::not_found("witness"))?;
+    let w = all
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found("witness"))?;
     let states = witnesses::states(&app, org).await?;
     Ok(Json(view(&name, w, states.get(&name))))
 }

@@ -53,15 +53,19 @@ pub(crate) async fn raise(app: &App, org: &str, witness: &str, c: &Conflict) {
             Ok(to) => {
                 for addr in to {
                     if let Err(e) = notify::email(smtp, &addr, &subject, body.clone()).await {
-                        tracing::warn!(org, to = addr, error = e, "could not email the witness alarm");
+                        tracing::warn!(
+                            org,
+                            to = addr,
+                            error = e,
+                            "could not email the witness alarm"
+                        );
                     }
                 }
             }
             Err(e) => tracing::warn!(org, error = e.message, "could not read the admins' emails"),
         }
     }
-    if let Ok(Some(hook)) =
-        auditrail_service::sealed::get(app, &notify::webhook_setting(org)).await
+    if let Ok(Some(hook)) = auditrail_service::sealed::get(app, &notify::webhook_setting(org)).await
         && let Ok(hook) = serde_json::from_str::<notify::Webhook>(&hook)
     {
         let body = json!({"type": "witness.conflict", "org": org, "conflict": details}).to_string();

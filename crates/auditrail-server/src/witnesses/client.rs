@@ -41,10 +41,16 @@ async fn submit(app: &App, url: &str, body: String) -> Result<Answer, String> {
         .await
         .map_err(|e| match crate::outbound::refusal_in(&e) {
             Some(r) => r.to_string(),
-            None => format!("witness unreachable: {}", crate::delivery::sts::short_reqwest(&e)),
+            None => format!(
+                "witness unreachable: {}",
+                crate::delivery::sts::short_reqwest(&e)
+            ),
         })?;
     let status = resp.status().as_u16();
-    let text = resp.text().await.map_err(|e| format!("witness answer: {e}"))?;
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| format!("witness answer: {e}"))?;
     Ok(match status {
         200 => Answer::Lines(text),
         409 => match text.trim().parse::<u64>() {

@@ -231,8 +231,18 @@ pub(crate) const STORED_LEVEL: u32 = 4;
 
 /// `count` consecutive nodes at `level` from `first`, in one range query: stored nodes,
 /// or the leaves beneath, hashed up.
-fn read_run(conn: &Connection, org_num: i64, level: u32, first: u64, count: u64) -> Result<Vec<Hash>> {
-    let missing = || StoreError::Corrupt(format!("missing tree nodes at level {level} of org {org_num}"));
+fn read_run(
+    conn: &Connection,
+    org_num: i64,
+    level: u32,
+    first: u64,
+    count: u64,
+) -> Result<Vec<Hash>> {
+    let missing = || {
+        StoreError::Corrupt(format!(
+            "missing tree nodes at level {level} of org {org_num}"
+        ))
+    };
     if count == 0 {
         return Ok(Vec::new());
     }
@@ -241,9 +251,10 @@ fn read_run(conn: &Connection, org_num: i64, level: u32, first: u64, count: u64)
             .prepare_cached("SELECT idx, hash FROM nodes WHERE org_num = ?1 AND level = ?2 AND idx BETWEEN ?3 AND ?4 ORDER BY idx")
             .op("prepare node run")?;
         let rows = q
-            .query_map(params![org_num, level, first as i64, (first + count - 1) as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })
+            .query_map(
+                params![org_num, level, first as i64, (first + count - 1) as i64],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            )
             .op("read node run")?;
         let mut out = Vec::with_capacity(count as usize);
         for (i, row) in rows.enumerate() {
@@ -264,7 +275,9 @@ fn read_run(conn: &Connection, org_num: i64, level: u32, first: u64, count: u64)
         .prepare_cached("SELECT leaf FROM events WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid")
         .op("prepare leaf read")?;
     let rows = q
-        .query_map([rid(org_num, lo), rid(org_num, hi)], |r| r.get::<_, Vec<u8>>(0))
+        .query_map([rid(org_num, lo), rid(org_num, hi)], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })
         .op("read leaves")?;
     let mut level_hashes: Vec<Hash> = Vec::with_capacity((count * width) as usize);
     for row in rows {

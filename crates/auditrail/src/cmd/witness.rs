@@ -11,13 +11,25 @@ use tokio::net::TcpListener;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Address to listen on
-    #[arg(long, env = "AUDITRAIL_WITNESS_LISTEN", default_value = "127.0.0.1:8090")]
+    #[arg(
+        long,
+        env = "AUDITRAIL_WITNESS_LISTEN",
+        default_value = "127.0.0.1:8090"
+    )]
     listen: String,
     /// Where the witness keeps its key (witness.key) and state (witness.sqlite)
-    #[arg(long, env = "AUDITRAIL_WITNESS_DATA_DIR", default_value = "./auditrail-witness")]
+    #[arg(
+        long,
+        env = "AUDITRAIL_WITNESS_DATA_DIR",
+        default_value = "./auditrail-witness"
+    )]
     data_dir: PathBuf,
     /// The witness's key name, part of its verifier key (a schema-less URL is the custom)
-    #[arg(long, env = "AUDITRAIL_WITNESS_NAME", default_value = "auditrail-witness")]
+    #[arg(
+        long,
+        env = "AUDITRAIL_WITNESS_NAME",
+        default_value = "auditrail-witness"
+    )]
     name: String,
     /// A log to follow: `ORIGIN=VERIFIER_KEY` (the origin line of its checkpoints, e.g.
     /// `auditrail.example.com/acme`, and the server's `GET /v1/public-key`). Repeat for

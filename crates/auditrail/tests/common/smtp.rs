@@ -53,4 +53,3 @@ pub async fn listener() -> (u16, tokio::sync::mpsc::UnboundedReceiver<(String, S
     });
     (port, rx)
 }
-

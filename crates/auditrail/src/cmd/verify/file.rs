@@ -51,7 +51,10 @@ fn kind_of(path: &Path) -> anyhow::Result<(Kind, bool)> {
 fn open(path: &Path, gz: bool) -> anyhow::Result<Box<dyn Read>> {
     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     Ok(if gz {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f)))
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 20,
+            f,
+        )))
     } else {
         Box::new(f)
     })
@@ -67,10 +70,9 @@ struct SeqOnly {
 /// so the event's bytes are the line without that field.
 fn ndjson_row(line: &str) -> Result<(u64, Hash), String> {
     const FIELD: &str = ",\"leaf_hash\":\"";
-    let fast = line
-        .len()
-        .checked_sub(FIELD.len() + 64 + 2)
-        .filter(|&at| line.is_char_boundary(at) && line[at..].starts_with(FIELD) && line.ends_with("\"}"));
+    let fast = line.len().checked_sub(FIELD.len() + 64 + 2).filter(|&at| {
+        line.is_char_boundary(at) && line[at..].starts_with(FIELD) && line.ends_with("\"}")
+    });
     let Some(at) = fast else {
         // Not as auditrail writes it (reformatted?): canonicalize and compare.
         return line_leaf(line).map(|(seq, leaf, _)| (seq, leaf));
@@ -81,7 +83,8 @@ fn ndjson_row(line: &str) -> Result<(u64, Hash), String> {
     let leaf = leaf_hash(body.as_bytes());
     let claimed = &line[at + FIELD.len()..line.len() - 2];
     let mut want = [0u8; 32];
-    hex::decode_to_slice(claimed, &mut want).map_err(|_| "leaf_hash is not 64 hex digits".to_owned())?;
+    hex::decode_to_slice(claimed, &mut want)
+        .map_err(|_| "leaf_hash is not 64 hex digits".to_owned())?;
     if want != leaf {
         return Err(format!(
             "its content does not hash to its leaf_hash (recomputed {})",
@@ -98,12 +101,14 @@ fn ndjson_rows(path: &Path, gz: bool) -> anyhow::Result<Vec<(u64, u64, Hash)>> {
     let r = BufReader::with_capacity(1 << 20, open(path, gz)?);
     let mut rows = Vec::new();
     for (i, line) in r.lines().enumerate() {
-        let line = line.with_context(|| format!("{}: cannot read line {}", path.display(), i + 1))?;
+        let line =
+            line.with_context(|| format!("{}: cannot read line {}", path.display(), i + 1))?;
         if line.is_empty() {
             continue;
         }
         let n = i as u64 + 1;
-        let (seq, leaf) = ndjson_row(&line).map_err(|e| anyhow::anyhow!("{}: row {n}: {e}", path.display()))?;
+        let (seq, leaf) =
+            ndjson_row(&line).map_err(|e| anyhow::anyhow!("{}: row {n}: {e}", path.display()))?;
         rows.push((n, seq, leaf));
     }
     Ok(rows)
@@ -117,7 +122,10 @@ fn hex_leaf(s: &str) -> Option<Hash> {
 
 fn csv_rows(path: &Path, gz: bool) -> anyhow::Result<Vec<(u64, u64, Hash)>> {
     let mut r = csv::Reader::from_reader(open(path, gz)?);
-    let header = r.headers().with_context(|| format!("{}: no CSV header", path.display()))?.clone();
+    let header = r
+        .headers()
+        .with_context(|| format!("{}: no CSV header", path.display()))?
+        .clone();
     let col = |name: &str| header.iter().position(|h| h == name);
     let (Some(seq_at), Some(leaf_at)) = (col("Seq"), col("Leaf_Hash")) else {
         bail!(
@@ -148,13 +156,18 @@ fn parquet_rows(path: &Path) -> anyhow::Result<Vec<(u64, u64, Hash)>> {
     let mut n = 0u64;
     for batch in reader {
         let batch = batch.with_context(|| format!("{}: cannot read", path.display()))?;
-        let (Some(seqs), Some(leaves)) = (batch.column_by_name("seq"), batch.column_by_name("leaf_hash")) else {
+        let (Some(seqs), Some(leaves)) = (
+            batch.column_by_name("seq"),
+            batch.column_by_name("leaf_hash"),
+        ) else {
             bail!("{}: no seq or leaf_hash column", path.display());
         };
         let seqs = seqs
             .as_primitive_opt::<UInt64Type>()
             .context("seq is not an unsigned integer column")?;
-        let leaves = leaves.as_string_opt::<i32>().context("leaf_hash is not a string column")?;
+        let leaves = leaves
+            .as_string_opt::<i32>()
+            .context("leaf_hash is not a string column")?;
         for i in 0..batch.num_rows() {
             n += 1;
             let leaf = hex_leaf(leaves.value(i))
@@ -185,24 +198,32 @@ pub fn verify(
             proof_path.display()
         )
     })?;
-    let proof = ExportProof::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", proof_path.display()))?;
+    let proof =
+        ExportProof::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", proof_path.display()))?;
     let body = match key {
         Some(k) => k
             .verify(&proof.checkpoint)
             .map_err(|e| anyhow::anyhow!("{}: the checkpoint: {e}", proof_path.display()))?,
-        None => split_note(&proof.checkpoint)
-            .map_err(|e| anyhow::anyhow!("{}: the checkpoint: {e}", proof_path.display()))?
-            .0,
+        None => {
+            split_note(&proof.checkpoint)
+                .map_err(|e| anyhow::anyhow!("{}: the checkpoint: {e}", proof_path.display()))?
+                .0
+        }
     };
-    let cp = Checkpoint::parse(body).map_err(|e| anyhow::anyhow!("{}: the checkpoint: {e}", proof_path.display()))?;
-    let cosigned_by = policy.check(&format!("{}: the checkpoint", proof_path.display()), &proof.checkpoint)?;
+    let cp = Checkpoint::parse(body)
+        .map_err(|e| anyhow::anyhow!("{}: the checkpoint: {e}", proof_path.display()))?;
+    let cosigned_by = policy.check(
+        &format!("{}: the checkpoint", proof_path.display()),
+        &proof.checkpoint,
+    )?;
     let rows = match kind {
         Kind::Ndjson => ndjson_rows(path, gz)?,
         Kind::Csv => csv_rows(path, gz)?,
         Kind::Parquet => parquet_rows(path)?,
     };
     let n = rows.len() as u64;
-    check_rows(&proof, rows, cp.size, &cp.root).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    check_rows(&proof, rows, cp.size, &cp.root)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(FileReport {
         rows: n,
         size: cp.size,

@@ -133,7 +133,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             base64::engine::general_purpose::STANDARD.encode(r.root)
         );
         if r.pruned > 0 {
-            println!("  {} entries were purged by retention: their leaves were taken from the hash tiles", r.pruned);
+            println!(
+                "  {} entries were purged by retention: their leaves were taken from the hash tiles",
+                r.pruned
+            );
         }
         if !r.cosigned_by.is_empty() {
             println!("  cosigned by {}", r.cosigned_by.join(", "));
@@ -236,7 +239,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             // The tiled log beside the objects: checked whole, from its tiles, against its
             // (witness-cosigned) checkpoint; that checkpoint's root must also be the one
             // the objects recompute to at its size.
-            let t = tiles::verify(&tiles::Source::Store(store.clone()), dir, key.as_ref(), &policy).await?;
+            let t = tiles::verify(
+                &tiles::Source::Store(store.clone()),
+                dir,
+                key.as_ref(),
+                &policy,
+            )
+            .await?;
             let name = format!("{dir}/checkpoint");
             let note = read_text(store.as_ref(), &name).await?;
             v.add_checkpoint(&name, t.size, &note)?;
@@ -279,8 +288,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         println!(
             "org {org}: the tiled log (_tlog) checks out at {} entries{}{}",
             t.size,
-            if t.pruned > 0 { format!(" ({} entries taken from hash tiles)", t.pruned) } else { String::new() },
-            if t.cosigned_by.is_empty() { String::new() } else { format!("; cosigned by {}", t.cosigned_by.join(", ")) }
+            if t.pruned > 0 {
+                format!(" ({} entries taken from hash tiles)", t.pruned)
+            } else {
+                String::new()
+            },
+            if t.cosigned_by.is_empty() {
+                String::new()
+            } else {
+                format!("; cosigned by {}", t.cosigned_by.join(", "))
+            }
         );
     }
     for r in reports {

@@ -36,9 +36,16 @@ impl Source {
                 if let Some(t) = token {
                     req = req.bearer_auth(t);
                 }
-                let resp = req.send().await.with_context(|| format!("{url}: cannot fetch"))?;
+                let resp = req
+                    .send()
+                    .await
+                    .with_context(|| format!("{url}: cannot fetch"))?;
                 match resp.status().as_u16() {
-                    200 => Ok(Some(resp.bytes().await.with_context(|| format!("{url}: cannot read"))?)),
+                    200 => Ok(Some(
+                        resp.bytes()
+                            .await
+                            .with_context(|| format!("{url}: cannot read"))?,
+                    )),
                     404 => Ok(None),
                     s => bail!("{url}: answered {s}"),
                 }
@@ -46,7 +53,11 @@ impl Source {
             Source::Store(store) => {
                 use object_store::ObjectStoreExt;
                 match store.get(&object_store::path::Path::from(url)).await {
-                    Ok(r) => Ok(Some(r.bytes().await.with_context(|| format!("{url}: cannot read"))?)),
+                    Ok(r) => Ok(Some(
+                        r.bytes()
+                            .await
+                            .with_context(|| format!("{url}: cannot read"))?,
+                    )),
                     Err(object_store::Error::NotFound { .. }) => Ok(None),
                     Err(e) => Err(anyhow::anyhow!("{url}: {e}")),
                 }
@@ -68,8 +79,14 @@ pub async fn verify(
         .with_context(|| format!("{base}/checkpoint: not found"))?;
     let note = String::from_utf8(note_bytes.to_vec()).context("the checkpoint is not UTF-8")?;
     let text = match key {
-        Some(k) => k.verify(&note).map_err(|e| anyhow::anyhow!("checkpoint: {e}"))?,
-        None => split_note(&note).map_err(|e| anyhow::anyhow!("checkpoint: {e}"))?.0,
+        Some(k) => k
+            .verify(&note)
+            .map_err(|e| anyhow::anyhow!("checkpoint: {e}"))?,
+        None => {
+            split_note(&note)
+                .map_err(|e| anyhow::anyhow!("checkpoint: {e}"))?
+                .0
+        }
     };
     let cp = Checkpoint::parse(text).map_err(|e| anyhow::anyhow!("checkpoint: {e}"))?;
     let cosigned_by = policy.check("checkpoint", &note)?;
@@ -80,18 +97,27 @@ pub async fn verify(
     let bundles = size.div_ceil(tiles::WIDTH);
     for n in 0..bundles {
         let width = (size - n * tiles::WIDTH).min(tiles::WIDTH) as u16;
-        let t = Tile { kind: Kind::Entries, index: n, width };
+        let t = Tile {
+            kind: Kind::Entries,
+            index: n,
+            width,
+        };
         let url = format!("{base}/{}", t.path());
         match fetch(url.clone()).await? {
             Some(b) => {
-                let entries = tiles::decode_bundle(&b).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+                let entries =
+                    tiles::decode_bundle(&b).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
                 if entries.len() != usize::from(width) {
                     bail!("{url}: {} entries, {width} expected", entries.len());
                 }
                 leaves.extend(entries.iter().map(|e| merkle::leaf_hash(e)));
             }
             None => {
-                let h = Tile { kind: Kind::Hashes(0), index: n, width };
+                let h = Tile {
+                    kind: Kind::Hashes(0),
+                    index: n,
+                    width,
+                };
                 let url = format!("{base}/{}", h.path());
                 let b = fetch(url.clone())
                     .await?
@@ -152,7 +178,11 @@ pub async fn verify(
 
 fn split_hashes(url: &str, b: &[u8], width: u16) -> anyhow::Result<Vec<Hash>> {
     if b.len() != usize::from(width) * 32 {
-        bail!("{url}: {} bytes, {} expected", b.len(), usize::from(width) * 32);
+        bail!(
+            "{url}: {} bytes, {} expected",
+            b.len(),
+            usize::from(width) * 32
+        );
     }
     Ok(b.chunks_exact(32)
         .map(|c| {

@@ -50,9 +50,12 @@ pub struct Args {
     /// gzip the file (csv and ndjson)
     #[arg(long)]
     gzip: bool,
-    /// Where to write the file
+    /// Where to write the file (its proof goes to FILE.proof)
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
+    /// Do not write FILE.proof (the rows then cannot be verified offline)
+    #[arg(long)]
+    no_proof: bool,
     #[command(flatten)]
     target: Target,
 }
@@ -129,10 +132,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 Client::new(url, args.target.token.as_deref())?,
                 &req,
                 &args.output,
+                !args.no_proof,
             )
             .await?
         }
-        None => local(&Config::resolve(o, None)?, &args.org, &req, &args.output).await?,
+        None => {
+            local(
+                &Config::resolve(o, None)?,
+                &args.org,
+                &req,
+                &args.output,
+                !args.no_proof,
+            )
+            .await?
+        }
     };
     eprintln!(
         "exported {rows} events to {} ({bytes} bytes, sha256 {sha256}) in {:.2}s; proof in {}",
@@ -148,6 +161,7 @@ async fn local(
     org: &str,
     req: &ExportRequest,
     output: &Path,
+    with_proof: bool,
 ) -> anyhow::Result<(u64, u64, String)> {
     let filter = req
         .validate(cfg.export_max_range.as_micros() as i64)
@@ -189,10 +203,14 @@ async fn local(
             return Err(e.into());
         }
     };
-    let proof = auditrail_export::proof::build(app.store.as_ref(), org, size, &summary.seqs, &note)
-        .await
-        .context("cannot build the export's proof")?;
-    std::fs::write(proof_path(output), proof).context("cannot write the proof beside the file")?;
+    if with_proof {
+        let proof =
+            auditrail_export::proof::build(app.store.as_ref(), org, size, &summary.seqs, &note)
+                .await
+                .context("cannot build the export's proof")?;
+        std::fs::write(proof_path(output), proof)
+            .context("cannot write the proof beside the file")?;
+    }
     std::fs::rename(&part, output)
         .with_context(|| format!("cannot move the file to {}", output.display()))?;
     std::fs::write(sidecar(output), &note)
@@ -217,6 +235,7 @@ async fn remote(
     client: Client,
     req: &ExportRequest,
     output: &Path,
+    with_proof: bool,
 ) -> anyhow::Result<(u64, u64, String)> {
     let body = serde_json::to_value(req)?;
     let job = client.post("/v1/exports", &body).await?;
@@ -251,8 +270,11 @@ async fn remote(
         .get_text(&format!("/v1/exports/{id}/checkpoint"))
         .await?;
     std::fs::write(sidecar(output), note).context("cannot write the checkpoint beside the file")?;
-    let proof = client.get_text(&format!("/v1/exports/{id}/proof")).await?;
-    std::fs::write(proof_path(output), proof).context("cannot write the proof beside the file")?;
+    if with_proof {
+        let proof = client.get_text(&format!("/v1/exports/{id}/proof")).await?;
+        std::fs::write(proof_path(output), proof)
+            .context("cannot write the proof beside the file")?;
+    }
     Ok((
         job["row_count"].as_u64().unwrap_or(0),
         job["bytes"].as_u64().unwrap_or(0),

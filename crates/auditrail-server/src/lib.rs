@@ -11,6 +11,7 @@ mod openapi;
 pub mod outbound;
 pub mod retention;
 pub mod routes;
+mod tile_cache;
 pub mod ui;
 pub mod witnesses;
 
@@ -61,6 +62,8 @@ pub struct App {
     pub ui: ui::UiState,
     /// The HTTP client witnesses are called with (kept for its pooled connections).
     witness_client: std::sync::OnceLock<reqwest::Client>,
+    /// Full tiles already read (64 MiB at most).
+    pub(crate) tiles: tile_cache::TileCache,
 }
 
 impl std::ops::Deref for App {
@@ -96,6 +99,7 @@ impl App {
             exports: exports::Exports::default(),
             ui: ui::UiState::default(),
             witness_client: std::sync::OnceLock::new(),
+            tiles: tile_cache::TileCache::new(64 << 20),
         })
     }
 

@@ -43,6 +43,9 @@ pub async fn purge_due(app: &App, now_ms: i64) -> ApiResult<u64> {
         let mut purged = 0;
         loop {
             let n = app.store.purge(&org.id, before, CHUNK).await?;
+            if n > 0 {
+                app.tiles.forget_entries(&org.id);
+            }
             purged += n;
             if n < CHUNK as u64 || !auditrail_service::lease::hold(app, LEASE).await {
                 break;

@@ -52,9 +52,11 @@ async fn put_destination(
     ep: &str,
     prefix: &str,
     secs: u64,
+    tiles: bool,
 ) {
     let body = json!({"kind": "s3", "bucket": "bench", "prefix": prefix, "endpoint": ep,
-        "credentials": {"access_key_id": AK, "secret_access_key": SK}, "max_batch_seconds": secs});
+        "credentials": {"access_key_id": AK, "secret_access_key": SK}, "max_batch_seconds": secs,
+        "tiles": tiles});
     let r = http
         .put(format!("{base}/v1/destinations/{prefix}"))
         .bearer_auth(key)
@@ -103,25 +105,40 @@ async fn main() {
     let http = reqwest::Client::new();
 
     // Throughput: the backlog, until every full batch is delivered (the tail of a
-    // backlog that is not a multiple of the batch size waits for the time trigger).
-    let t = Instant::now();
-    put_destination(&http, &srv.base, &key, &ep, "backlog", 10).await;
-    let head = loop {
-        let st = status(&http, &srv.base, &key, "backlog").await;
-        let delivered = st["delivered_seq"].as_u64().unwrap();
-        let total = delivered + st["lag_events"].as_u64().unwrap();
-        if delivered >= total / 10_000 * 10_000 {
-            break delivered;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    let secs = t.elapsed().as_secs_f64();
-    let bytes: u64 = walk_size(&work.path().join("s3/bench/backlog"));
+    // backlog that is not a multiple of the batch size waits for the time trigger); once
+    // without the tiled log beside the objects, once with it (the default).
+    let mut took = Vec::new();
+    for (name, tiles) in [("backlog-plain", false), ("backlog", true)] {
+        let t = Instant::now();
+        put_destination(&http, &srv.base, &key, &ep, name, 10, tiles).await;
+        let head = loop {
+            let st = status(&http, &srv.base, &key, name).await;
+            let delivered = st["delivered_seq"].as_u64().unwrap();
+            let total = delivered + st["lag_events"].as_u64().unwrap();
+            if delivered >= total / 10_000 * 10_000 {
+                break delivered;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let secs = t.elapsed().as_secs_f64();
+        let bytes: u64 = walk_size(&work.path().join(format!("s3/bench/{name}")));
+        let tile_bytes: u64 =
+            walk_size(&work.path().join(format!("s3/bench/{name}/org=acme/_tlog")));
+        println!(
+            "{name}: {head} events delivered as ndjson.gz in {secs:.2} s = {:.0} events/s; {} objects of ~10k events, {:.1} MB in the bucket ({:.1} MB of tiles)",
+            head as f64 / secs,
+            head.div_ceil(10_000),
+            bytes as f64 / 1e6,
+            tile_bytes as f64 / 1e6
+        );
+        took.push((head, secs));
+    }
+    let ((head, plain), (_, tiled)) = (took[0], took[1]);
     println!(
-        "backlog: {head} events delivered as ndjson.gz in {secs:.2} s = {:.0} events/s; {} objects of ~10k events, {:.1} MB in the bucket",
-        head as f64 / secs,
-        head.div_ceil(10_000),
-        bytes as f64 / 1e6
+        "tiles: the {head}-event log's tiles added {:.2} s: written at {:.0} events/s (the delivery itself: {:.0} events/s)",
+        tiled - plain,
+        head as f64 / (tiled - plain).max(1e-3),
+        head as f64 / plain
     );
 
     // Peer: gzip -1 of the same events as NDJSON (the compression floor, one core).
@@ -152,7 +169,7 @@ async fn main() {
         .unwrap();
     for secs in [1u64, 10] {
         let name = format!("latency{secs}");
-        put_destination(&http, &srv.base, &key, &ep, &name, secs).await;
+        put_destination(&http, &srv.base, &key, &ep, &name, secs, true).await;
         // Let it catch up with the backlog first.
         loop {
             let st = status(&http, &srv.base, &key, &name).await;
@@ -166,7 +183,9 @@ async fn main() {
         let mut known = std::collections::HashSet::new();
         let stop_at = Instant::now() + Duration::from_secs(lat_secs);
         let mut i = 0u64;
-        let prefix = object_store::path::Path::from(name.as_str());
+        // Only the day's objects: the tiled log beside them holds thousands of keys.
+        let today = chrono::Utc::now().format("%Y-%m-%d");
+        let prefix = object_store::path::Path::from(format!("{name}/org=acme/dt={today}"));
         loop {
             let now = Instant::now();
             if now < stop_at {
@@ -187,7 +206,7 @@ async fn main() {
             let now = Instant::now();
             for m in metas {
                 let k = m.location.to_string();
-                if k.contains("_checkpoints") || !known.insert(k.clone()) {
+                if k.contains("_checkpoints") || k.contains("/_tlog/") || !known.insert(k.clone()) {
                     continue;
                 }
                 let name = k.trim_end_matches(".ndjson.gz");

@@ -7,6 +7,7 @@
 //!   entry bundles) against Go's `net/http` file server serving the same tiles from disk;
 //! - checkpoint publication latency with two `auditrail witness` processes against an org
 //!   without witnesses, on the same server.
+//!
 //! `cargo bench -p auditrail --bench integrity` (needs wrk and go).
 #![expect(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
 
@@ -162,7 +163,10 @@ async fn main() {
     let key: Value = serde_json::from_str(&support::run(&data, &key)).unwrap();
     let viewer = key["token"].as_str().unwrap().to_owned();
     let srv = process::serve(ADMIN, |c| {
-        c.arg("--data-dir").arg(&data);
+        // The witnesses listen on loopback.
+        c.arg("--data-dir")
+            .arg(&data)
+            .env("AUDITRAIL_OUTBOUND_ALLOW", "127.0.0.0/8");
     });
     let http = reqwest::Client::new();
     let size = n + 2; // the org's own audit events: org and key created
@@ -197,14 +201,6 @@ async fn main() {
         }
     }
     let secs = env_u64("BENCH_INTEGRITY_WRK_SECONDS", 5);
-    let ours = wrk(&srv.base, &paths, Some(&viewer), secs);
-    let on_disk: Vec<String> = paths
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| (i / 2) % 16 == 0)
-        .map(|(_, p)| p.clone())
-        .collect();
-    let ours_same = wrk(&srv.base, &on_disk, Some(&viewer), secs);
     let go_src = work.path().join("files.go");
     std::fs::write(&go_src, GO_FILES).unwrap();
     let go_bin = work.path().join("files");
@@ -230,13 +226,32 @@ async fn main() {
         child,
         base: files_base,
     };
-    let peer = wrk(&files.base, &on_disk, None, secs);
+    // The tiles also written to disk (every 16th), for the file server to serve.
+    let on_disk = |kind: &str| -> Vec<String> {
+        paths
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| (i / 2) % 16 == 0 && p.contains(kind))
+            .map(|(_, p)| p.clone())
+            .collect()
+    };
+    for (what, kind) in [
+        ("hash tiles", "/tile/0/"),
+        ("entry bundles", "/tile/entries/"),
+    ] {
+        let all: Vec<String> = paths.iter().filter(|p| p.contains(kind)).cloned().collect();
+        let cold = wrk(&srv.base, &all, Some(&viewer), secs);
+        let warm = wrk(&srv.base, &all, Some(&viewer), secs);
+        let some = on_disk(kind);
+        let ours = wrk(&srv.base, &some, Some(&viewer), secs);
+        let peer = wrk(&files.base, &some, None, secs);
+        println!(
+            "{what}: all {} of them {cold:.0} requests/s, again {warm:.0}/s; the {} also on disk: {ours:.0}/s; Go's file server from disk: {peer:.0}/s",
+            all.len(),
+            some.len()
+        );
+    }
     drop(files);
-    println!(
-        "tiles: {ours:.0} requests/s over {} tiles and bundles ({ours_same:.0}/s over the {} also on disk); Go's file server from disk: {peer:.0}/s",
-        paths.len(),
-        on_disk.len()
-    );
 
     // Checkpoint publication with two witnesses against none.
     let vkey = http

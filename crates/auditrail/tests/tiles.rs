@@ -294,6 +294,22 @@ async fn a_destination_bucket_is_a_tiled_log_with_cosigned_checkpoints() {
         )
         .await;
     assert!(s == 200 || s == 201, "{b}");
+    assert_eq!(b["tiles"], true, "{b}");
+    // A destination can leave the tiled log out.
+    let (s, b) = srv
+        .call(
+            "PUT",
+            "/v1/destinations/plain",
+            &admin,
+            Some(json!({
+                "kind": "s3", "bucket": "audit", "prefix": "plain", "region": "us-east-1",
+                "endpoint": s3.endpoint(), "max_batch_events": 300, "max_batch_seconds": 1, "tiles": false,
+                "credentials": {"access_key_id": AK, "secret_access_key": SK},
+            })),
+        )
+        .await;
+    assert!(s == 200 || s == 201, "{b}");
+    assert_eq!(b["tiles"], false, "{b}");
     for batch in 0..9 {
         let events: Vec<Value> = (0..150)
             .map(|i| json!({"action": "updateProject", "actor": {"id": format!("u-{batch}-{i}")}}))

@@ -28,6 +28,8 @@ pub struct DestinationRequest {
     pub max_batch_events: Option<u64>,
     pub max_batch_seconds: Option<u64>,
     pub start: Option<String>,
+    /// Write the org's log as tlog-tiles under `_tlog/` beside the objects (default true).
+    pub tiles: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +143,13 @@ pub struct DestinationConfig {
     /// The access key id, masked, for static credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_key_id: Option<String>,
+    /// Whether the org's log is written as tlog-tiles under `_tlog/` beside the objects.
+    #[serde(default = "yes")]
+    pub tiles: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl DestinationConfig {
@@ -446,6 +455,7 @@ pub fn validate(
             role_arn,
             sts_endpoint,
             access_key_id,
+            tiles: req.tiles.unwrap_or(true),
         },
         creds,
     ))

@@ -7,7 +7,8 @@
 use std::collections::BTreeSet;
 
 use auditrail_core::delivery::tlog_dir;
-use auditrail_core::tiles::{Kind, Tile, tiles_between};
+use auditrail_core::tiles::{Kind, Tile, encode_bundle, tiles_between};
+use auditrail_store::StoredEvent;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
@@ -16,9 +17,28 @@ use super::internal;
 use crate::App;
 
 /// Uploads in flight at once.
-const PARALLEL: usize = 8;
+const PARALLEL: usize = 16;
 
-/// Publishes the tiles for an object holding seqs `first..=last`. `first_delivery`: the
+/// A level-0 tile or entry bundle that lies inside the batch, made from the events in
+/// hand (the rest are read from the store).
+fn from_batch(t: &Tile, events: &[StoredEvent], first: u64) -> Option<Vec<u8>> {
+    if t.tree_level() != 0 {
+        return None;
+    }
+    let (a, b) = t.leaf_range()?;
+    let lo = first.checked_sub(1)?;
+    let hi = lo + events.len() as u64;
+    if a < lo || b > hi {
+        return None;
+    }
+    let slice = &events[(a - lo) as usize..(b - lo) as usize];
+    match t.kind {
+        Kind::Entries => encode_bundle(slice.iter().map(|e| e.body.as_bytes())).ok(),
+        Kind::Hashes(_) => Some(slice.iter().flat_map(|e| e.leaf).collect()),
+    }
+}
+
+/// Publishes the tiles for an object holding `events`, seqs `first..=last` in order. `first_delivery`: the
 /// destination delivers for the first time (entries before `first` are not its to write).
 #[allow(
     clippy::too_many_arguments,
@@ -29,6 +49,7 @@ pub(crate) async fn publish(
     org: &str,
     bucket: &Bucket,
     prefix: &str,
+    events: &[StoredEvent],
     first: u64,
     last: u64,
     first_delivery: bool,
@@ -68,6 +89,9 @@ pub(crate) async fn publish(
         .map(|t| {
             let key = format!("{dir}/{}", t.path());
             async move {
+                if let Some(b) = from_batch(&t, events, first) {
+                    return bucket.put(&key, Bytes::from(b), threshold).await;
+                }
                 let bytes = match crate::routes::tiles::read_tile(app, org, &t).await {
                     Ok(b) => b,
                     // Entries purged by retention: the hash tiles still prove the rest.
@@ -84,4 +108,38 @@ pub(crate) async fn publish(
     bucket
         .put(&format!("{dir}/checkpoint"), Bytes::from(note), threshold)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_from_the_batch_match_the_layout() {
+        let events: Vec<StoredEvent> = (300..=900u64)
+            .map(|seq| {
+                let body = format!("{{\"seq\":{seq}}}");
+                StoredEvent {
+                    seq,
+                    leaf: auditrail_core::merkle::leaf_hash(body.as_bytes()),
+                    body,
+                }
+            })
+            .collect();
+        let full = |kind, index| Tile {
+            kind,
+            index,
+            width: 256,
+        };
+        // Leaves 512..768 are inside seqs 300..=900; 256..512 are not.
+        let b = from_batch(&full(Kind::Entries, 2), &events, 300).unwrap();
+        let entries = auditrail_core::tiles::decode_bundle(&b).unwrap();
+        assert_eq!(entries[0], b"{\"seq\":513}");
+        assert_eq!(entries.len(), 256);
+        let h = from_batch(&full(Kind::Hashes(0), 2), &events, 300).unwrap();
+        assert_eq!(&h[..32], &events[513 - 300].leaf);
+        assert!(from_batch(&full(Kind::Entries, 1), &events, 300).is_none());
+        assert!(from_batch(&full(Kind::Hashes(1), 0), &events, 300).is_none());
+        assert!(from_batch(&full(Kind::Entries, 3), &events, 300).is_none());
+    }
 }

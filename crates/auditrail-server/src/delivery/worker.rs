@@ -380,12 +380,13 @@ impl Task {
         let key = object_key(&config.prefix, &self.org, &date, first, last, format);
         let count = events.len() as u64;
         let started = std::time::Instant::now();
-        let body = tokio::task::spawn_blocking(move || {
-            auditrail_export::batch::encode_batch(&events, format)
+        let (body, events) = tokio::task::spawn_blocking(move || {
+            let body = auditrail_export::batch::encode_batch(&events, format);
+            (body, events)
         })
         .await
-        .map_err(|e| internal(format!("encoding task: {e}")))?
-        .map_err(|e| internal(format!("encoding the batch: {e}")))?;
+        .map_err(|e| internal(format!("encoding task: {e}")))?;
+        let body = body.map_err(|e| internal(format!("encoding the batch: {e}")))?;
         let note = self.checkpoint_note(last).await?;
         let frontier = if first > 1 && dest.last_delivery_ms.is_none() {
             Some(self.frontier(first - 1).await?)
@@ -401,21 +402,29 @@ impl Task {
             bucket.put(&k, Bytes::from(f), threshold).await?;
         }
         let size = body.len();
-        bucket.put(&key, Bytes::from(body), threshold).await?;
+        // The object and the tiles beside it go up together.
+        let tiles = async {
+            if config.tiles {
+                super::tlog::publish(
+                    &app,
+                    &org,
+                    bucket,
+                    &config.prefix,
+                    &events,
+                    first,
+                    last,
+                    dest.last_delivery_ms.is_none(),
+                    threshold,
+                )
+                .await
+            } else {
+                Ok(())
+            }
+        };
+        tokio::try_join!(bucket.put(&key, Bytes::from(body), threshold), tiles)?;
         let uploaded = started.elapsed();
         let cp_key = checkpoint_key(&config.prefix, &org, last);
         bucket.put(&cp_key, Bytes::from(note), threshold).await?;
-        super::tlog::publish(
-            &app,
-            &org,
-            bucket,
-            &config.prefix,
-            first,
-            last,
-            dest.last_delivery_ms.is_none(),
-            threshold,
-        )
-        .await?;
         let at_ms = now_ms();
         if self
             .update(DeliveryUpdate::Delivered { last, at_ms })

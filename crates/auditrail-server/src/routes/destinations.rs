@@ -78,6 +78,7 @@ pub(crate) async fn view(app: &Arc<App>, d: &Destination) -> ApiResult<Value> {
         "max_batch_events": c.max_batch_events,
         "max_batch_seconds": c.max_batch_seconds,
         "start": c.start,
+        "tiles": c.tiles,
         "credentials": credentials,
         "state": state,
         "delivered_seq": d.delivered_seq,

@@ -2,7 +2,7 @@
 //! the checkpoint's signature and cosignatures, every row's leaf, and the multi-leaf
 //! proof that the rows are exactly the ones the log holds at those seqs.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -10,7 +10,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
 use auditrail_core::delivery::line_leaf;
 use auditrail_core::export_proof::{ExportProof, check_rows};
-use auditrail_core::merkle::{Hash, leaf_hash};
+use auditrail_core::merkle::Hash;
 use auditrail_core::note::{Checkpoint, NoteVerifier, split_note};
 
 use super::witnesses::Policy;
@@ -69,6 +69,7 @@ struct SeqOnly {
 /// stored event as hashed with `,"leaf_hash":"<hex>"` spliced in before the final `}`,
 /// so the event's bytes are the line without that field.
 fn ndjson_row(line: &str) -> Result<(u64, Hash), String> {
+    use sha2::Digest;
     const FIELD: &str = ",\"leaf_hash\":\"";
     let fast = line.len().checked_sub(FIELD.len() + 64 + 2).filter(|&at| {
         line.is_char_boundary(at) && line[at..].starts_with(FIELD) && line.ends_with("\"}")
@@ -77,10 +78,11 @@ fn ndjson_row(line: &str) -> Result<(u64, Hash), String> {
         // Not as auditrail writes it (reformatted?): canonicalize and compare.
         return line_leaf(line).map(|(seq, leaf, _)| (seq, leaf));
     };
-    let mut body = String::with_capacity(at + 1);
-    body.push_str(&line[..at]);
-    body.push('}');
-    let leaf = leaf_hash(body.as_bytes());
+    let mut h = sha2::Sha256::new();
+    h.update([0u8]);
+    h.update(&line.as_bytes()[..at]);
+    h.update(b"}");
+    let leaf: Hash = h.finalize().into();
     let claimed = &line[at + FIELD.len()..line.len() - 2];
     let mut want = [0u8; 32];
     hex::decode_to_slice(claimed, &mut want)
@@ -91,25 +93,72 @@ fn ndjson_row(line: &str) -> Result<(u64, Hash), String> {
             hex::encode(leaf)
         ));
     }
-    let seq = serde_json::from_str::<SeqOnly>(&body)
+    let seq = serde_json::from_str::<SeqOnly>(line)
         .map_err(|e| format!("no numeric seq: {e}"))?
         .seq;
     Ok((seq, leaf))
 }
 
-fn ndjson_rows(path: &Path, gz: bool) -> anyhow::Result<Vec<(u64, u64, Hash)>> {
-    let r = BufReader::with_capacity(1 << 20, open(path, gz)?);
-    let mut rows = Vec::new();
-    for (i, line) in r.lines().enumerate() {
-        let line =
-            line.with_context(|| format!("{}: cannot read line {}", path.display(), i + 1))?;
-        if line.is_empty() {
+/// Bytes read at a time; each block's lines are hashed on two threads.
+const BLOCK: usize = 8 << 20;
+
+fn rows_of(lines: &[&[u8]], first_line: u64) -> Result<Vec<(u64, u64, Hash)>, String> {
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        if l.is_empty() {
             continue;
         }
-        let n = i as u64 + 1;
-        let (seq, leaf) =
-            ndjson_row(&line).map_err(|e| anyhow::anyhow!("{}: row {n}: {e}", path.display()))?;
-        rows.push((n, seq, leaf));
+        let n = first_line + i as u64;
+        let line = std::str::from_utf8(l).map_err(|_| format!("row {n}: not UTF-8"))?;
+        let (seq, leaf) = ndjson_row(line).map_err(|e| format!("row {n}: {e}"))?;
+        out.push((n, seq, leaf));
+    }
+    Ok(out)
+}
+
+fn ndjson_rows(path: &Path, gz: bool) -> anyhow::Result<Vec<(u64, u64, Hash)>> {
+    let mut r = open(path, gz)?;
+    let mut rows = Vec::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(BLOCK * 2);
+    let mut line_no = 1u64;
+    let mut eof = false;
+    while !eof {
+        // Fill to BLOCK bytes (or the end), then cut after the last newline.
+        let mut chunk = [0u8; 64 * 1024];
+        while buf.len() < BLOCK {
+            let n = r
+                .read(&mut chunk)
+                .with_context(|| format!("{}: cannot read", path.display()))?;
+            if n == 0 {
+                eof = true;
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let end = if eof {
+            buf.len()
+        } else {
+            match buf.iter().rposition(|&b| b == b'\n') {
+                Some(i) => i + 1,
+                None => continue, // one line longer than a block: read on
+            }
+        };
+        let block = &buf[..end];
+        let mut lines: Vec<&[u8]> = block.split(|&b| b == b'\n').collect();
+        if block.ends_with(b"\n") {
+            lines.pop();
+        }
+        let mid = lines.len() / 2;
+        let (a, b) = std::thread::scope(|s| {
+            let back = s.spawn(|| rows_of(&lines[mid..], line_no + mid as u64));
+            let front = rows_of(&lines[..mid], line_no);
+            (front, back.join())
+        });
+        let b = b.map_err(|_| anyhow::anyhow!("a verifying thread failed"))?;
+        rows.extend(a.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+        rows.extend(b.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+        line_no += lines.len() as u64;
+        buf.drain(..end);
     }
     Ok(rows)
 }
@@ -235,6 +284,8 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use auditrail_core::merkle::leaf_hash;
 
     #[test]
     fn ndjson_rows_hash_their_own_bytes() {

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
-use crate::note::{ALG_COSIGNATURE_V1, NoteError, key_id, parse_vkey, split_note, valid_key_name};
+use crate::note::{ALG_COSIGNATURE_V1, NoteError, check_key_name, key_id, parse_vkey, split_note};
 
 fn message(text: &str, timestamp: u64) -> String {
     format!("cosignature/v1\ntime {timestamp}\n{text}")
@@ -31,11 +31,7 @@ impl std::fmt::Debug for Cosigner {
 
 impl Cosigner {
     pub fn new(name: &str, seed: [u8; 32]) -> Result<Self, NoteError> {
-        if !valid_key_name(name) {
-            return Err(NoteError::BadKey(
-                "key name must be non-empty, without spaces or '+'",
-            ));
-        }
+        check_key_name(name)?;
         Ok(Self {
             name: name.to_owned(),
             key: SigningKey::from_bytes(&seed),

@@ -44,7 +44,18 @@ pub(crate) fn key_id(name: &str, alg: u8, public: &VerifyingKey) -> [u8; 4] {
     [d[0], d[1], d[2], d[3]]
 }
 
-pub(crate) fn valid_key_name(name: &str) -> bool {
+/// A key name a note may carry: non-empty, without spaces or `+`.
+pub(crate) fn check_key_name(name: &str) -> Result<(), NoteError> {
+    if valid_key_name(name) {
+        Ok(())
+    } else {
+        Err(NoteError::BadKey(
+            "key name must be non-empty, without spaces or '+'",
+        ))
+    }
+}
+
+fn valid_key_name(name: &str) -> bool {
     !name.is_empty() && !name.contains('+') && name.chars().all(|c| !c.is_whitespace())
 }
 
@@ -65,11 +76,7 @@ impl std::fmt::Debug for NoteSigner {
 impl NoteSigner {
     /// `seed` is the 32-byte Ed25519 private key.
     pub fn new(name: &str, seed: [u8; 32]) -> Result<Self, NoteError> {
-        if !valid_key_name(name) {
-            return Err(NoteError::BadKey(
-                "key name must be non-empty, without spaces or '+'",
-            ));
-        }
+        check_key_name(name)?;
         Ok(Self {
             name: name.to_owned(),
             key: SigningKey::from_bytes(&seed),
@@ -124,11 +131,7 @@ pub(crate) fn parse_vkey(
     else {
         return Err(NoteError::BadKey("expected name+hash+key"));
     };
-    if !valid_key_name(name) {
-        return Err(NoteError::BadKey(
-            "key name must be non-empty, without spaces or '+'",
-        ));
-    }
+    check_key_name(name)?;
     let raw = B64
         .decode(key_b64)
         .map_err(|_| NoteError::BadKey("key is not base64"))?;

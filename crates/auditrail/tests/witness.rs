@@ -413,12 +413,36 @@ async fn a_killed_witness_never_cosigns_what_it_did_not_keep() {
     let leaves: Vec<merkle::Hash> = (0..2000u64)
         .map(|i| merkle::leaf_hash(&i.to_be_bytes()))
         .collect();
-    let mth = |n: usize| {
+    let mth = |l: &[merkle::Hash]| {
         let mut f = Frontier::new();
-        for l in &leaves[..n] {
-            f.push(*l, |_, _| {});
+        for h in l {
+            f.push(*h, |_, _| {});
         }
         f.root()
+    };
+    // The signed checkpoint of `next` leaves and the add-checkpoint body from `known`.
+    let submission = |known: u64, next: u64| -> (String, String) {
+        let proof = if known == 0 {
+            vec![]
+        } else {
+            merkle::consistency_ranges(known, next)
+                .into_iter()
+                .map(|(a, b)| mth(&leaves[a as usize..b as usize]))
+                .collect()
+        };
+        let cp = Checkpoint {
+            origin: ORIGIN.into(),
+            size: next,
+            root: mth(&leaves[..next as usize]),
+        };
+        let note = log.sign(&cp.body()).unwrap();
+        let body = AddCheckpoint {
+            old_size: known,
+            proof,
+            checkpoint: note.clone(),
+        }
+        .encode();
+        (note, body)
     };
     let http = reqwest::Client::new();
     let (mut known, mut cosigned_max, mut size) = (0u64, 0u64, 0u64);
@@ -439,32 +463,7 @@ async fn a_killed_witness_never_cosigns_what_it_did_not_keep() {
                 break;
             }
             let next = size + 1 + rng % 3;
-            let proof: Vec<merkle::Hash> = if known == 0 {
-                vec![]
-            } else {
-                merkle::consistency_ranges(known, next)
-                    .into_iter()
-                    .map(|(a, b)| {
-                        let mut f = Frontier::new();
-                        for l in &leaves[a as usize..b as usize] {
-                            f.push(*l, |_, _| {});
-                        }
-                        f.root()
-                    })
-                    .collect()
-            };
-            let cp = Checkpoint {
-                origin: ORIGIN.into(),
-                size: next,
-                root: mth(next as usize),
-            };
-            let note = log.sign(&cp.body()).unwrap();
-            let body = AddCheckpoint {
-                old_size: known,
-                proof,
-                checkpoint: note.clone(),
-            }
-            .encode();
+            let (note, body) = submission(known, next);
             let r = match http
                 .post(format!("{base}/add-checkpoint"))
                 .body(body)
@@ -492,32 +491,7 @@ async fn a_killed_witness_never_cosigns_what_it_did_not_keep() {
         // SIGKILL mid-flight: a request may be between its check and its commit.
         let killer = {
             let base = base.clone();
-            let cp = Checkpoint {
-                origin: ORIGIN.into(),
-                size: size + 1,
-                root: mth(size as usize + 1),
-            };
-            let note = log.sign(&cp.body()).unwrap();
-            let proof = if known == 0 {
-                vec![]
-            } else {
-                merkle::consistency_ranges(known, size + 1)
-                    .into_iter()
-                    .map(|(a, b)| {
-                        let mut f = Frontier::new();
-                        for l in &leaves[a as usize..b as usize] {
-                            f.push(*l, |_, _| {});
-                        }
-                        f.root()
-                    })
-                    .collect()
-            };
-            let body = AddCheckpoint {
-                old_size: known,
-                proof,
-                checkpoint: note.clone(),
-            }
-            .encode();
+            let (_, body) = submission(known, size + 1);
             let http = http.clone();
             tokio::spawn(async move {
                 match http

@@ -38,9 +38,10 @@ fn from_batch(t: &Tile, events: &[StoredEvent], first: u64) -> Option<Vec<u8>> {
     }
 }
 
-/// Publishes the tiles for an object holding `events`, seqs `first..=last` in order. `first_delivery`: the
-/// destination delivers for the first time (entries before `first` are not its to write).
-#[allow(
+/// Publishes the tiles for an object holding `events`, seqs `first..=last` in order.
+/// `first_delivery`: the destination delivers for the first time (entries before `first`
+/// are not its to write).
+#[expect(
     clippy::too_many_arguments,
     reason = "one call site, every argument distinct"
 )]

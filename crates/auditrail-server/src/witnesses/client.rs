@@ -11,6 +11,9 @@ use super::{Conflict, WitnessConfig, WitnessState};
 use crate::App;
 use crate::error::ApiResult;
 
+/// A witness's answer is a few signature lines (or a size, or an error line).
+const MAX_ANSWER: usize = 64 * 1024;
+
 enum Outcome {
     Cosigned(String),
     Conflict { status: u16, detail: String },
@@ -47,10 +50,20 @@ async fn submit(app: &App, url: &str, body: String) -> Result<Answer, String> {
             ),
         })?;
     let status = resp.status().as_u16();
-    let text = resp
-        .text()
+    // The URL is the org's choice: read at most what a cosignature answer can be.
+    let mut resp = resp;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
         .await
-        .map_err(|e| format!("witness answer: {e}"))?;
+        .map_err(|e| format!("witness answer: {e}"))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(format!("the witness answered more than {MAX_ANSWER} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8_lossy(&body).into_owned();
     Ok(match status {
         200 => Answer::Lines(text),
         409 => match text.trim().parse::<u64>() {

@@ -12,6 +12,7 @@ pub mod outbound;
 pub mod retention;
 pub mod routes;
 mod tile_cache;
+mod tiles;
 pub mod ui;
 pub mod witnesses;
 

@@ -93,7 +93,7 @@ pub(crate) async fn publish(
                 if let Some(b) = from_batch(&t, events, first) {
                     return bucket.put(&key, Bytes::from(b), threshold).await;
                 }
-                let bytes = match crate::routes::tiles::read_tile(app, org, &t).await {
+                let bytes = match crate::tiles::read(app, org, &t).await {
                     Ok(b) => b,
                     // Entries purged by retention: the hash tiles still prove the rest.
                     Err(e) if e.code == "pruned" => return Ok(()),

@@ -9,9 +9,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use auditrail_core::query::Filter;
-use auditrail_core::tiles::{self, Kind, Tile};
-use auditrail_store::{Order, PageRequest, Role};
+use auditrail_core::tiles::Tile;
+use auditrail_store::Role;
 
 use crate::App;
 use crate::auth::Principal;
@@ -81,7 +80,7 @@ pub async fn tile(
             if !t.within(size) {
                 return Err(ApiError::not_found("tile"));
             }
-            let b = bytes::Bytes::from(read_tile(&app, &org, &t).await?);
+            let b = bytes::Bytes::from(crate::tiles::read(&app, &org, &t).await?);
             app.tiles.put(&org, &t, b.clone());
             b
         }
@@ -90,52 +89,4 @@ pub async fn tile(
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
     Ok(resp)
-}
-
-/// The bytes of tile `t` of `org`'s log (which must lie within the tree).
-pub(crate) async fn read_tile(app: &App, org: &str, t: &Tile) -> ApiResult<Vec<u8>> {
-    match t.kind {
-        Kind::Hashes(_) => {
-            let hashes = app
-                .store
-                .run_hashes(
-                    org,
-                    t.tree_level(),
-                    t.index * tiles::WIDTH,
-                    u64::from(t.width),
-                )
-                .await?;
-            Ok(hashes.concat())
-        }
-        Kind::Entries => {
-            let first = t.index * tiles::WIDTH;
-            let page = app
-                .store
-                .search(
-                    org,
-                    &Filter::default(),
-                    PageRequest {
-                        after_seq: Some(first),
-                        limit: usize::from(t.width),
-                        order: Order::Asc,
-                    },
-                )
-                .await?;
-            let whole = page.events.len() == usize::from(t.width)
-                && page
-                    .events
-                    .iter()
-                    .enumerate()
-                    .all(|(i, e)| e.seq == first + 1 + i as u64);
-            if !whole {
-                return Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "pruned",
-                    "some events of this bundle were purged by the org's retention; their hashes remain in the hash tiles",
-                ));
-            }
-            tiles::encode_bundle(page.events.iter().map(|e| e.body.as_bytes()))
-                .map_err(ApiError::internal)
-        }
-    }
 }

@@ -526,21 +526,8 @@ impl Store for PgStore {
     }
 
     async fn latest_checkpoint(&self, org: &str) -> Result<Option<StoredCheckpoint>> {
-        let num = self.org_num(org).await?;
-        let row = self
-            .conn()
-            .await?
-            .query_opt(
-                "SELECT size, note, created_ms FROM checkpoints WHERE org_num = $1 ORDER BY size DESC LIMIT 1",
-                &[&num],
-            )
-            .await
-            .pg("read checkpoint")?;
-        Ok(row.map(|r| StoredCheckpoint {
-            size: r.get::<_, i64>(0) as u64,
-            note: r.get(1),
-            created_ms: r.get(2),
-        }))
+        // Sizes are stored as i64: the largest one is at most i64::MAX.
+        self.checkpoint_at_most(org, i64::MAX as u64).await
     }
 
     async fn stale_checkpoints(&self) -> Result<Vec<(String, TreeHead)>> {

@@ -724,17 +724,8 @@ impl Store for SqliteStore {
     }
 
     async fn latest_checkpoint(&self, org: &str) -> Result<Option<StoredCheckpoint>> {
-        let org_num = self.org_num(org).await?;
-        self.read(move |c| {
-            c.query_row(
-                "SELECT size, note, created_ms FROM checkpoints WHERE org_num = ?1 ORDER BY size DESC LIMIT 1",
-                [org_num],
-                |r| Ok(StoredCheckpoint { size: r.get::<_, i64>(0)? as u64, note: r.get(1)?, created_ms: r.get(2)? }),
-            )
-            .optional()
-            .op("read checkpoint")
-        })
-        .await
+        // Sizes are stored as i64: the largest one is at most i64::MAX.
+        self.checkpoint_at_most(org, i64::MAX as u64).await
     }
 
     async fn stale_checkpoints(&self) -> Result<Vec<(String, TreeHead)>> {

@@ -54,6 +54,49 @@ fn go_checker(dir: &std::path::Path) -> Option<PathBuf> {
     }
 }
 
+/// The bucket `audit` served over plain HTTP as a customer would put it behind a CDN
+/// or a public endpoint: each object's body with the type and encoding it was stored
+/// with, read from the S3 server (SigV4). Returns the base URL.
+async fn serve_bucket(endpoint: String, ak: &str, sk: &str) -> String {
+    use axum::response::IntoResponse;
+    use object_store::{Attribute, ObjectStoreExt};
+    let store = std::sync::Arc::new(
+        object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name("audit")
+            .with_region("us-east-1")
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .with_access_key_id(ak)
+            .with_secret_access_key(sk)
+            .build()
+            .unwrap(),
+    );
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let store = store.clone();
+        async move {
+            let path = object_store::path::Path::from(uri.path().trim_start_matches('/'));
+            let Ok(r) = store.get(&path).await else {
+                return axum::http::StatusCode::NOT_FOUND.into_response();
+            };
+            let mut headers = axum::http::HeaderMap::new();
+            for (attr, name) in [
+                (Attribute::ContentEncoding, "content-encoding"),
+                (Attribute::ContentType, "content-type"),
+            ] {
+                if let Some(v) = r.attributes.get(&attr) {
+                    headers.insert(name, v.as_ref().parse().unwrap());
+                }
+            }
+            (headers, r.bytes().await.unwrap()).into_response()
+        }
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiles_are_served_and_check_out_with_go_sumdb_tlog() {
     let dir = tempfile::tempdir().unwrap();
@@ -114,6 +157,25 @@ async fn tiles_are_served_and_check_out_with_go_sumdb_tlog() {
                         a as usize + i
                     );
                 }
+                // Compressed at the HTTP layer for a client that accepts gzip.
+                let r = srv
+                    .http
+                    .get(format!("{}/logs/acme/{}", srv.base, t.path()))
+                    .bearer_auth(&viewer)
+                    .header("accept-encoding", "gzip, identity")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.headers()["content-encoding"], "gzip");
+                assert_eq!(r.headers()["vary"], "accept-encoding");
+                let gz = r.bytes().await.unwrap();
+                let mut plain = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut flate2::read::GzDecoder::new(&gz[..]),
+                    &mut plain,
+                )
+                .unwrap();
+                assert_eq!(plain, body);
             }
             Kind::Hashes(_) => {
                 assert_eq!(body.len(), usize::from(t.width) * 32);
@@ -355,18 +417,55 @@ async fn a_destination_bucket_is_a_tiled_log_with_cosigned_checkpoints() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // Entry bundles are stored gzip'd and say so, as tlog-tiles asks; tiles are not.
+    let bundle = tlog.join("tile/entries/000");
+    assert!(std::fs::read(&bundle).unwrap().starts_with(&[0x1f, 0x8b, 0x08]));
+    let bucket = serve_bucket(s3.endpoint(), AK, SK).await;
+    let r = reqwest::get(format!("{bucket}/logs/org=acme/_tlog/tile/entries/000"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    let r = reqwest::get(format!("{bucket}/logs/org=acme/_tlog/tile/0/000"))
+        .await
+        .unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
+    assert_eq!(r.bytes().await.unwrap().len(), 8192);
+    // Read through S3 itself (the object's stored encoding), and through the bucket
+    // served over HTTP, where Go's net/http undoes the gzip as any HTTP client would.
+    let out = Command::new(common::BIN)
+        .arg("verify")
+        .arg("s3://audit/logs")
+        .args(["--public-key", &log_key(), "--witness", &wkey, "--quiet"])
+        .args(["--endpoint", &s3.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", AK)
+        .env("AWS_SECRET_ACCESS_KEY", SK)
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     if let Some(go) = go_checker(dir.path()) {
-        let out = Command::new(&go)
-            .arg(&tlog)
-            .arg(log_key())
-            .arg(&wkey)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        for base in [
+            tlog.display().to_string(),
+            format!("{bucket}/logs/org=acme/_tlog"),
+        ] {
+            let out = Command::new(&go)
+                .arg(&base)
+                .arg(log_key())
+                .arg(&wkey)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{base}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
     // A tile altered in the bucket is caught.
     let t0 = tlog.join("tile/0/000");

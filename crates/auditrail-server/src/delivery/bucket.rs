@@ -11,8 +11,8 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, AwsAuthorizer};
 use object_store::client::HttpRequestBody;
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
-    WriteMultipart,
+    Attributes, BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMultipartOptions,
+    PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
 use serde::Serialize;
 
@@ -224,18 +224,39 @@ impl Bucket {
     /// Stores `bytes` at `key` whole: one PUT, or a multipart upload above `threshold`
     /// that is completed only when every part is in (and aborted otherwise).
     pub async fn put(&self, key: &str, bytes: Bytes, threshold: usize) -> Result<(), S3Failure> {
+        self.put_with(key, bytes, threshold, Attributes::new())
+            .await
+    }
+
+    /// [`Bucket::put`] with the object's HTTP attributes (content type and encoding,
+    /// cache control), which the bucket serves back to every reader.
+    pub async fn put_with(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        threshold: usize,
+        attributes: Attributes,
+    ) -> Result<(), S3Failure> {
         let path = Path::parse(key).map_err(|e| classify("object key", e.into()))?;
         if bytes.len() <= threshold {
+            let opts = PutOptions {
+                attributes,
+                ..PutOptions::default()
+            };
             return self
                 .store
-                .put(&path, PutPayload::from_bytes(bytes))
+                .put_opts(&path, PutPayload::from_bytes(bytes), opts)
                 .await
                 .map(|_| ())
                 .map_err(|e| classify(&format!("PutObject {key}"), e));
         }
+        let opts = PutMultipartOptions {
+            attributes,
+            ..PutMultipartOptions::default()
+        };
         let upload = self
             .store
-            .put_multipart(&path)
+            .put_multipart_opts(&path, opts)
             .await
             .map_err(|e| classify(&format!("CreateMultipartUpload {key}"), e))?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use auditrail_core::tiles::Tile;
+use auditrail_core::tiles::{Kind, Tile};
 use auditrail_store::Role;
 
 use crate::App;
@@ -57,12 +57,13 @@ pub async fn checkpoint(
 }
 
 #[utoipa::path(get, path = "/logs/{org}/tile/{path}", params(("org" = String, Path), ("path" = String, Path, description = "`<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`, N in x-prefixed 3-digit groups")),
-    responses((status = 200, description = "a hash tile (W × 32 bytes) or an entry bundle (u16-length-prefixed canonical events)", content_type = "application/octet-stream"),
+    responses((status = 200, description = "a hash tile (W × 32 bytes) or an entry bundle (u16-length-prefixed canonical events; gzip'd when Accept-Encoding allows)", content_type = "application/octet-stream"),
         (status = 404, description = "no such tile in the current tree, or its entries were purged by retention")))]
 pub async fn tile(
     State(app): State<Arc<App>>,
     who: Principal,
     Path((org, path)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     reader_of(&who, &org)?;
     let t = Tile::parse(&format!("tile/{path}")).ok_or_else(|| {
@@ -85,8 +86,67 @@ pub async fn tile(
             b
         }
     };
+    // tlog-tiles: entry bundles should be compressed at the HTTP layer.
+    let gzip = t.kind == Kind::Entries && accepts_gzip(&headers);
+    let body = if gzip {
+        let raw = body;
+        tokio::task::spawn_blocking(move || crate::tiles::gzip(&raw))
+            .await
+            .map_err(|e| ApiError::internal(format!("compression task: {e}")))?
+            .map_err(|e| ApiError::internal(format!("compressing a bundle: {e}")))?
+            .into()
+    } else {
+        body
+    };
     let mut resp = ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    if t.kind == Kind::Entries {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
     Ok(resp)
+}
+
+/// `Accept-Encoding` names gzip (or `*`) without refusing it with `q=0`.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (coding == "gzip" || coding == "*") && !refused
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> bool {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+        accepts_gzip(&h)
+    }
+
+    #[test]
+    fn gzip_is_used_only_when_asked_for() {
+        assert!(accept("gzip"));
+        assert!(accept("br, gzip;q=0.5, identity"));
+        assert!(accept("*"));
+        assert!(!accept("identity"));
+        assert!(!accept("gzip;q=0, identity"));
+        assert!(!accept("br"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
 }

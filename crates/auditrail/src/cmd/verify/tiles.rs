@@ -28,11 +28,19 @@ pub enum Source {
     Store(std::sync::Arc<dyn object_store::ObjectStore>),
 }
 
+/// The most a tile or bundle may hold once decompressed: a full bundle of the largest
+/// entries tlog-tiles allows (256 × (2 + 65,535) bytes). Anything beyond is refused
+/// rather than inflated without bound.
+const MAX_DECODED: u64 = 256 * (2 + 65_535);
+
 impl Source {
     async fn get(&self, url: &str) -> anyhow::Result<Option<bytes::Bytes>> {
-        match self {
+        let (body, encoding) = match self {
             Source::Http { http, token } => {
-                let mut req = http.get(url);
+                // tlog-tiles: clients should accept gzip and identity.
+                let mut req = http
+                    .get(url)
+                    .header(reqwest::header::ACCEPT_ENCODING, "gzip, identity");
                 if let Some(t) = token {
                     req = req.bearer_auth(t);
                 }
@@ -41,29 +49,72 @@ impl Source {
                     .await
                     .with_context(|| format!("{url}: cannot fetch"))?;
                 match resp.status().as_u16() {
-                    200 => Ok(Some(
-                        resp.bytes()
-                            .await
-                            .with_context(|| format!("{url}: cannot read"))?,
-                    )),
-                    404 => Ok(None),
+                    200 => {}
+                    404 => return Ok(None),
                     s => bail!("{url}: answered {s}"),
                 }
+                let encoding = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_ENCODING)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let body = resp
+                    .bytes()
+                    .await
+                    .with_context(|| format!("{url}: cannot read"))?;
+                (body, encoding)
             }
             Source::Store(store) => {
                 use object_store::ObjectStoreExt;
                 match store.get(&object_store::path::Path::from(url)).await {
-                    Ok(r) => Ok(Some(
-                        r.bytes()
+                    Ok(r) => {
+                        let encoding = r
+                            .attributes
+                            .get(&object_store::Attribute::ContentEncoding)
+                            .map(|v| v.to_string());
+                        let body = r
+                            .bytes()
                             .await
-                            .with_context(|| format!("{url}: cannot read"))?,
-                    )),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(e) => Err(anyhow::anyhow!("{url}: {e}")),
+                            .with_context(|| format!("{url}: cannot read"))?;
+                        (body, encoding)
+                    }
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(anyhow::anyhow!("{url}: {e}")),
                 }
             }
-        }
+        };
+        decode(url, body, encoding.as_deref()).map(Some)
     }
+}
+
+/// A resource's bytes without their content encoding. `gzip` is what a bucket or server
+/// says it used; a copy on disk has lost that, so gzip's magic bytes (`1f 8b 08`) say it
+/// instead: no bundle of auditrail's begins so, since its first entry would have to be
+/// 8,075 bytes starting with byte 0x08, where every event starts with `{`.
+pub(crate) fn decode(
+    url: &str,
+    body: bytes::Bytes,
+    encoding: Option<&str>,
+) -> anyhow::Result<bytes::Bytes> {
+    use std::io::Read;
+    let gzipped = match encoding.map(|e| e.trim().to_ascii_lowercase()) {
+        Some(e) if e == "gzip" || e == "x-gzip" => true,
+        Some(e) if e.is_empty() || e == "identity" => false,
+        Some(e) => bail!("{url}: content encoding {e:?} is not one verify reads (gzip, identity)"),
+        None => body.starts_with(&[0x1f, 0x8b, 0x08]),
+    };
+    if !gzipped {
+        return Ok(body);
+    }
+    let mut out = Vec::with_capacity(body.len() * 5);
+    flate2::read::MultiGzDecoder::new(&body[..])
+        .take(MAX_DECODED + 1)
+        .read_to_end(&mut out)
+        .with_context(|| format!("{url}: not valid gzip"))?;
+    if out.len() as u64 > MAX_DECODED {
+        bail!("{url}: decompresses to more than {MAX_DECODED} bytes, more than any tile holds");
+    }
+    Ok(out.into())
 }
 
 pub async fn verify(
@@ -174,6 +225,41 @@ pub async fn verify(
         pruned,
         cosigned_by,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(b: &[u8]) -> bytes::Bytes {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        e.finish().unwrap().into()
+    }
+
+    #[test]
+    fn bundles_are_read_whether_stored_gzip_or_raw() {
+        let raw = tiles::encode_bundle([&b"{\"a\":1}"[..], b"{}"]).unwrap();
+        let raw = bytes::Bytes::from(raw);
+        // Said by the store, found by the magic bytes, or plain.
+        assert_eq!(decode("u", gz(&raw), Some("gzip")).unwrap(), raw);
+        assert_eq!(decode("u", gz(&raw), None).unwrap(), raw);
+        assert_eq!(decode("u", raw.clone(), None).unwrap(), raw);
+        assert_eq!(decode("u", raw.clone(), Some("identity")).unwrap(), raw);
+        // Encodings it cannot read, and gzip that is not, are named.
+        let e = decode("u", raw.clone(), Some("br")).unwrap_err().to_string();
+        assert!(e.contains("\"br\""), "{e}");
+        let e = decode("u", raw.clone(), Some("gzip")).unwrap_err().to_string();
+        assert!(e.contains("not valid gzip"), "{e}");
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused() {
+        let big = vec![0u8; (MAX_DECODED + 10) as usize];
+        let e = decode("u", gz(&big), None).unwrap_err().to_string();
+        assert!(e.contains("more than"), "{e}");
+    }
 }
 
 fn split_hashes(url: &str, b: &[u8], width: u16) -> anyhow::Result<Vec<Hash>> {

@@ -9,6 +9,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -29,7 +30,17 @@ var base string
 
 func fetch(path string) ([]byte, error) {
 	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
-		return os.ReadFile(filepath.Join(base, path))
+		data, err := os.ReadFile(filepath.Join(base, path))
+		if err != nil || !bytes.HasPrefix(data, []byte{0x1f, 0x8b, 0x08}) {
+			return data, err
+		}
+		// A bucket's copy on disk: entry bundles are stored gzip'd (served with
+		// Content-Encoding: gzip, which net/http would undo by itself).
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", path, err)
+		}
+		return io.ReadAll(zr)
 	}
 	req, err := http.NewRequest("GET", strings.TrimRight(base, "/")+"/"+path, nil)
 	if err != nil {

@@ -11,6 +11,7 @@ mod openapi;
 pub mod outbound;
 pub mod retention;
 pub mod routes;
+pub mod sealing;
 mod tile_cache;
 mod tiles;
 pub mod ui;
@@ -48,6 +49,7 @@ pub struct Settings {
     /// How long a node holds background work (a destination's delivery, checkpoint
     /// signing) without renewing it before another node may take it over.
     pub lease_ttl: Duration,
+    pub sealing: sealing::SealingSettings,
 }
 
 /// Shared state of the running HTTP service: the transport-free [`Service`] (reached
@@ -128,6 +130,7 @@ pub async fn serve(
     let checkpoints = tokio::spawn(checkpoint_signer::run(app.clone(), stop_rx.clone()));
     let exporter = tokio::spawn(exports::worker::run(app.clone(), stop_rx.clone()));
     let deliverer = tokio::spawn(delivery::worker::run(app.clone(), stop_rx.clone()));
+    let sealer = tokio::spawn(sealing::run(app.clone(), stop_rx.clone()));
     let retention = tokio::spawn(retention::run(app.clone(), stop_rx));
     let router = routes::router(app.clone());
     axum::serve(listener, router)
@@ -138,6 +141,7 @@ pub async fn serve(
     let _ = exporter.await;
     let _ = deliverer.await;
     let _ = retention.await;
+    let _ = sealer.await;
     let store = app.store.clone();
     let _ = tokio::task::spawn_blocking(move || store.close()).await;
     Ok(())

@@ -35,6 +35,12 @@ pub struct Metrics {
     pub witness_conflicts: Counter,
     pub events_purged: Counter,
     pub partitions_dropped: Counter,
+    pub events_sealed: Counter,
+    pub stored_events: Gauge,
+    pub sealed_events: Gauge,
+    pub sealing_backlog: Gauge,
+    pub store_bytes: Gauge,
+    pub store_bytes_per_event: Gauge<f64, AtomicU64>,
     pub exports_finished: Family<Outcome, Counter>,
     pub export_rows: Counter,
     pub export_notifications_failed: Counter,
@@ -123,6 +129,42 @@ impl Metrics {
             "Month partitions of purged events dropped by retention (PostgreSQL)",
             partitions_dropped.clone(),
         );
+        let events_sealed = Counter::default();
+        registry.register(
+            "events_sealed",
+            "Events sealed into compressed frames",
+            events_sealed.clone(),
+        );
+        let stored_events = Gauge::default();
+        registry.register(
+            "stored_events",
+            "Events in every org's log (purged ones included: their leaves stay)",
+            stored_events.clone(),
+        );
+        let sealed_events = Gauge::default();
+        registry.register(
+            "sealed_events",
+            "Events in sealed (compressed) tiles; the rest are open",
+            sealed_events.clone(),
+        );
+        let sealing_backlog = Gauge::default();
+        registry.register(
+            "sealing_backlog_events",
+            "Events old enough to seal that are not sealed yet",
+            sealing_backlog.clone(),
+        );
+        let store_bytes = Gauge::default();
+        registry.register(
+            "store_bytes",
+            "Bytes the store takes on disk (SQLite: its files; not reported for PostgreSQL)",
+            store_bytes.clone(),
+        );
+        let store_bytes_per_event = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "store_bytes_per_event",
+            "store_bytes over stored_events",
+            store_bytes_per_event.clone(),
+        );
         let exports_finished = Family::<Outcome, Counter>::default();
         registry.register(
             "exports_finished",
@@ -179,6 +221,12 @@ impl Metrics {
             witness_conflicts,
             events_purged,
             partitions_dropped,
+            events_sealed,
+            stored_events,
+            sealed_events,
+            sealing_backlog,
+            store_bytes,
+            store_bytes_per_event,
         }
     }
 

@@ -12,6 +12,7 @@ mod jobs;
 pub mod postgres;
 pub mod proofs;
 mod queue;
+pub mod sealed;
 mod sql;
 pub mod sqlite;
 pub mod terms;
@@ -25,6 +26,7 @@ use auditrail_core::{Hash, PreparedEvent};
 pub use destinations::{DeliveryUpdate, Destination};
 pub use error::StoreError;
 pub use jobs::{ExportJob, ExportOutcome, ExportStatus};
+pub use sqlite::SealCounts;
 pub use types::*;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -101,6 +103,26 @@ pub trait Store: Send + Sync + 'static {
     async fn reclaim(&self, now_ms: i64) -> Result<Reclaimed> {
         let _ = now_ms;
         Ok(Reclaimed::default())
+    }
+
+    /// Sealed segments: compresses up to `max_frames` complete tiles (256 events each)
+    /// of `org` that lie at least `keep_open` events behind its head, each in its own
+    /// transaction-safe step; returns the events sealed (0 when nothing is due). Reads
+    /// return the same bytes before and after. Backends without sealing return 0.
+    async fn seal(&self, org: &str, keep_open: u64, max_frames: usize) -> Result<u64> {
+        let _ = (org, keep_open, max_frames);
+        Ok(0)
+    }
+
+    /// What sealing has done and has left for `org`, and what the store takes on disk.
+    async fn sealing(&self, org: &str, keep_open: u64) -> Result<SealCounts> {
+        let _ = (org, keep_open);
+        Ok(SealCounts::default())
+    }
+
+    /// Bytes the store takes on disk (database files), where the backend can tell.
+    async fn disk_bytes(&self) -> Result<Option<u64>> {
+        Ok(None)
     }
 
     /// The current size and root of `org`'s tree.

@@ -21,6 +21,7 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub database_pool_size: Option<usize>,
     pub lease_ttl: Option<String>,
+    pub seal_keep_open: Option<usize>,
     pub exports_dir: Option<PathBuf>,
     pub listen: Option<String>,
     pub public_url: Option<String>,
@@ -98,6 +99,10 @@ pub struct ServiceFlags {
     /// How long background work stays with a node that stops renewing it [default: 15s]
     #[arg(long, env = "AUDITRAIL_LEASE_TTL")]
     pub lease_ttl: Option<String>,
+    /// Each org's newest events kept as they are; older complete tiles of 256 events
+    /// are sealed (compressed) in the background [default: 65536]
+    #[arg(long, env = "AUDITRAIL_SEAL_KEEP_OPEN")]
+    pub seal_keep_open: Option<usize>,
     /// Where export files are written [default: <data dir>/exports]; shared storage
     /// when several nodes serve one PostgreSQL database
     #[arg(long, env = "AUDITRAIL_EXPORTS_DIR")]
@@ -171,6 +176,7 @@ pub struct Config {
     pub database_url: Option<String>,
     pub database_pool_size: usize,
     pub lease_ttl: Duration,
+    pub seal_keep_open: u64,
     pub exports_dir: PathBuf,
     pub listen: String,
     pub public_url: String,
@@ -353,6 +359,13 @@ impl Config {
                 1000,
             )?,
             lease_ttl,
+            seal_keep_open: limit(
+                "seal_keep_open",
+                o.service.seal_keep_open,
+                f.seal_keep_open,
+                65_536,
+                1 << 40,
+            )? as u64,
             data_dir,
             database_url: o.store.database_url.clone().or(f.database_url),
             listen,
@@ -408,6 +421,7 @@ impl Config {
                     humantime::format_duration(self.lease_ttl)
                 )),
             ),
+            ("seal_keep_open", Some(self.seal_keep_open.to_string())),
             (
                 "exports_dir",
                 Some(format!("\"{}\"", self.exports_dir.display())),

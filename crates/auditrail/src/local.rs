@@ -11,6 +11,7 @@ use auditrail_server::delivery::DeliverySettings;
 use auditrail_server::exports::ExportSettings;
 use auditrail_server::exports::notify::SmtpSettings;
 use auditrail_server::outbound::Outbound;
+use auditrail_server::sealing::SealingSettings;
 use auditrail_server::{App, Metrics, Settings};
 use auditrail_store::Store;
 use auditrail_store::postgres::{PgOptions, PgStore};
@@ -137,6 +138,10 @@ pub fn settings(cfg: &Config) -> anyhow::Result<Settings> {
         ui_frame_ancestors: frame_ancestors.to_owned(),
         checkpoint_interval: cfg.checkpoint_interval,
         lease_ttl: cfg.lease_ttl,
+        sealing: SealingSettings {
+            keep_open: cfg.seal_keep_open,
+            ..SealingSettings::default()
+        },
         limits: Limits {
             max_future,
             max_details_bytes: cfg.details.bytes,

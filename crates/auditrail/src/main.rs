@@ -40,6 +40,9 @@ enum Command {
     },
     /// Bulk-load events from an NDJSON file
     Ingest(cmd::ingest::Args),
+    /// Seal now what the server seals in the background (older events compressed in
+    /// tiles of 256), and print events, sealed events and bytes on disk per event
+    Seal(cmd::seal::Args),
     /// Export an org's events to a CSV, NDJSON or Parquet file
     Export(cmd::export::Args),
     /// Verify a delivered log (s3://bucket/prefix or a local copy): every seq once,
@@ -89,6 +92,7 @@ fn main() -> std::process::ExitCode {
             Command::Keys { command } => cmd::admin::keys(command).await,
             Command::Ingest(args) => cmd::ingest::run(args).await,
             Command::Export(args) => cmd::export::run(args).await,
+            Command::Seal(args) => cmd::seal::run(args).await,
             Command::Verify(args) => cmd::verify::run(args).await,
             Command::Gateway(args) => cmd::gateway::run(*args).await,
             Command::Witness(args) => cmd::witness::run(args).await,

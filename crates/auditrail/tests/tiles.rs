@@ -170,11 +170,8 @@ async fn tiles_are_served_and_check_out_with_go_sumdb_tlog() {
                 assert_eq!(r.headers()["vary"], "accept-encoding");
                 let gz = r.bytes().await.unwrap();
                 let mut plain = Vec::new();
-                std::io::Read::read_to_end(
-                    &mut flate2::read::GzDecoder::new(&gz[..]),
-                    &mut plain,
-                )
-                .unwrap();
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut plain)
+                    .unwrap();
                 assert_eq!(plain, body);
             }
             Kind::Hashes(_) => {
@@ -419,7 +416,11 @@ async fn a_destination_bucket_is_a_tiled_log_with_cosigned_checkpoints() {
     );
     // Entry bundles are stored gzip'd and say so, as tlog-tiles asks; tiles are not.
     let bundle = tlog.join("tile/entries/000");
-    assert!(std::fs::read(&bundle).unwrap().starts_with(&[0x1f, 0x8b, 0x08]));
+    assert!(
+        std::fs::read(&bundle)
+            .unwrap()
+            .starts_with(&[0x1f, 0x8b, 0x08])
+    );
     let bucket = serve_bucket(s3.endpoint(), AK, SK).await;
     let r = reqwest::get(format!("{bucket}/logs/org=acme/_tlog/tile/entries/000"))
         .await

@@ -142,7 +142,12 @@ pub(crate) async fn publish(
                 };
                 let stored = stored_form(t.kind, bytes).await?;
                 bucket
-                    .put_with(&key, Bytes::from(stored), threshold, tile_attributes(t.kind))
+                    .put_with(
+                        &key,
+                        Bytes::from(stored),
+                        threshold,
+                        tile_attributes(t.kind),
+                    )
                     .await
             }
         })

@@ -40,6 +40,7 @@ story!(export_jobs);
 story!(destinations);
 story!(leases);
 story!(retention);
+story!(sealing);
 
 #[tokio::test]
 async fn a_reconnected_node_continues_seqs_and_root() {

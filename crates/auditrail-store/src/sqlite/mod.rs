@@ -11,6 +11,7 @@ mod pending_blob;
 mod postings;
 mod rid;
 mod schema;
+mod seal;
 mod search;
 mod wal_checkpointer;
 mod writer;
@@ -30,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use crate::CommitStats;
 use rid::{MAX_SEQ, rid, seq_of};
 pub use schema::Journal;
+pub use seal::SealCounts;
 use writer::{Job, Writer};
 
 use crate::error::Context;
@@ -51,6 +53,7 @@ pub struct SqliteStore {
     queue: WriteQueue,
     readers: Mutex<Vec<Connection>>,
     org_nums: RwLock<HashMap<String, i64>>,
+    frames: std::sync::Arc<seal::FrameCache>,
     _lock: File,
 }
 
@@ -116,6 +119,7 @@ impl SqliteStore {
             queue: WriteQueue::new(),
             readers: Mutex::new(Vec::new()),
             org_nums: RwLock::new(HashMap::new()),
+            frames: Default::default(),
             _lock: lock,
         })
     }
@@ -636,12 +640,49 @@ impl Store for SqliteStore {
     async fn search(&self, org: &str, filter: &Filter, page: PageRequest) -> Result<Page> {
         let org_num = self.org_num(org).await?;
         let filter = filter.clone();
+        let frames = self.frames.clone();
         self.read(move |c| {
-            // One snapshot: pending and merged postings as of the same commit.
+            // One snapshot: pending and merged postings (and sealed frames) as of the
+            // same commit.
             let tx = c.transaction().op("begin read")?;
-            search::search(&tx, org_num, &filter, page)
+            search::search(&tx, &frames, org_num, &filter, page)
         })
         .await
+    }
+
+    async fn seal(&self, org: &str, keep_open: u64, max_frames: usize) -> Result<u64> {
+        let org_num = self.org_num(org).await?;
+        let sealed = self
+            .write(move |t| seal::seal(t, org_num, keep_open, max_frames))
+            .await?;
+        if sealed > 0 {
+            // Give the emptied pages back (the file has `auto_vacuum = INCREMENTAL`
+            // unless it predates it; then they are reused by later writes).
+            self.write(|t| {
+                t.execute_batch("PRAGMA incremental_vacuum(4096)")
+                    .op("incremental vacuum")
+            })
+            .await?;
+        }
+        Ok(sealed)
+    }
+
+    async fn sealing(&self, org: &str, keep_open: u64) -> Result<SealCounts> {
+        let org_num = self.org_num(org).await?;
+        self.read(move |c| seal::counts(c, org_num, keep_open))
+            .await
+    }
+
+    async fn disk_bytes(&self) -> Result<Option<u64>> {
+        let mut total = 0;
+        for suffix in ["", "-wal", "-journal"] {
+            let mut p = self.path.clone().into_os_string();
+            p.push(suffix);
+            if let Ok(m) = std::fs::metadata(&p) {
+                total += m.len();
+            }
+        }
+        Ok(Some(total))
     }
 
     async fn purge(&self, org: &str, before_ms: i64, limit: usize) -> Result<u64> {
@@ -650,13 +691,32 @@ impl Store for SqliteStore {
         self.write(move |t| {
             // Seqs are assigned in the order events are received, so the oldest bodies
             // are at the start of the org's rid range.
+            let doomed: Vec<(i64, bool)> = t
+                .prepare_cached(
+                    "SELECT rid, body = '' FROM events WHERE rid BETWEEN ?1 AND ?2 \
+                     AND received_ms < ?3 AND body IS NOT NULL ORDER BY rid LIMIT ?4",
+                )
+                .op("prepare purge")?
+                .query_map(
+                    params![rid(org_num, 1), rid(org_num, MAX_SEQ), before_ms, limit],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .op("find purged events")?
+                .collect::<std::result::Result<_, _>>()
+                .op("find purged events")?;
+            let (Some(&(lo, _)), Some(&(hi, _))) = (doomed.first(), doomed.last()) else {
+                return Ok(0);
+            };
+            // Exactly the rows found: the first ones in rid order that qualify.
             let n = t
                 .execute(
-                    "UPDATE events SET body = NULL WHERE rid IN (SELECT rid FROM events \
-                     WHERE rid BETWEEN ?1 AND ?2 AND received_ms < ?3 AND body IS NOT NULL ORDER BY rid LIMIT ?4)",
-                    params![rid(org_num, 1), rid(org_num, MAX_SEQ), before_ms, limit],
+                    "UPDATE events SET body = NULL WHERE rid BETWEEN ?1 AND ?2 \
+                     AND received_ms < ?3 AND body IS NOT NULL",
+                    params![lo, hi, before_ms],
                 )
                 .op("purge events")?;
+            let sealed: Vec<i64> = doomed.iter().filter(|d| d.1).map(|d| d.0).collect();
+            seal::purge_from_frames(t, &sealed)?;
             Ok(n as u64)
         })
         .await

@@ -27,6 +27,9 @@
 //! - `nodes` holds every complete Merkle subtree above the leaves, so roots and proofs
 //!   take O(log n) point reads; leaves are `events.leaf`.
 //! - `leases` names background work and who runs it until when (see `Store::acquire_lease`).
+//! - `sealed` holds, since version 11, the zstd frames of sealed tiles, and
+//!   `sealed_upto` each org's first unsealed seq (see `seal.rs`); a sealed event's row
+//!   keeps an empty body.
 
 use super::rid::{block_of, by_block, rid};
 use rusqlite::Connection;
@@ -158,6 +161,10 @@ CREATE TABLE postings_buckets (
     blk INTEGER NOT NULL, bucket INTEGER NOT NULL, first_rid INTEGER NOT NULL, terms BLOB NOT NULL,
     PRIMARY KEY (blk, bucket, first_rid)
 ) WITHOUT ROWID;
+"#,
+    r#"
+CREATE TABLE sealed (first_rid INTEGER PRIMARY KEY, last_rid INTEGER NOT NULL, version INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE sealed_upto (org_num INTEGER PRIMARY KEY, next_seq INTEGER NOT NULL);
 "#,
 ];
 
@@ -329,9 +336,12 @@ pub fn configure(conn: &Connection, writer: Option<Journal>) -> Result<()> {
     };
     conn.busy_timeout(busy).op("set busy timeout")?;
     if let Some(journal) = writer {
-        // Takes effect only on a database with no table yet (before WAL is on).
+        // Take effect only on a database with no table yet (before WAL is on). Pages
+        // that sealing empties go back to the file system (see `seal.rs`).
         conn.pragma_update(None, "page_size", PAGE_SIZE)
             .op("set page size")?;
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .op("set auto vacuum")?;
         set_journal(conn, journal)?;
         if journal == Journal::Rollback {
             // A transaction larger than the page cache keeps its pages in memory rather

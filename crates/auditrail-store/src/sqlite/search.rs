@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::postings::{merged_rids, pending_rids};
 use super::rid::{MAX_SEQ, SEQ_BITS, block_of, rid, seq_of};
+use super::seal::{FrameCache, SEALED, resolve};
 use crate::error::Context;
 use crate::terms::{matches, term_key};
 use crate::{Order, Page, PageRequest, Result, StoreError, StoredEvent};
@@ -62,6 +63,7 @@ impl Collector<'_> {
 
 pub(crate) fn search(
     conn: &Connection,
+    frames: &FrameCache,
     org_num: i64,
     filter: &Filter,
     page: PageRequest,
@@ -87,6 +89,7 @@ pub(crate) fn search(
         {
             Some(d) => by_postings(
                 conn,
+                frames,
                 term_key(org_num, d.field, &d.value),
                 (rid(org_num, lo), rid(org_num, hi)),
                 page.order,
@@ -94,6 +97,7 @@ pub(crate) fn search(
             )?,
             None => by_scan(
                 conn,
+                frames,
                 (rid(org_num, lo), rid(org_num, hi)),
                 page.order,
                 &mut c,
@@ -113,6 +117,7 @@ pub(crate) fn search(
 
 fn by_postings(
     conn: &Connection,
+    frames: &FrameCache,
     term: i64,
     (lo, hi): (i64, i64),
     order: Order,
@@ -148,7 +153,10 @@ fn by_postings(
             .optional()
             .op("fetch event")?;
         match found {
-            Some((occurred, body, leaf)) => c.offer(seq_of(r), occurred, body, leaf),
+            Some((occurred, body, leaf)) => {
+                let body = unseal(conn, frames, r, body)?;
+                c.offer(seq_of(r), occurred, body, leaf)
+            }
             None => Ok(false),
         }
     };
@@ -190,6 +198,7 @@ fn by_postings(
 
 fn by_scan(
     conn: &Connection,
+    frames: &FrameCache,
     (lo, hi): (i64, i64),
     order: Order,
     c: &mut Collector<'_>,
@@ -208,9 +217,10 @@ fn by_scan(
         sql.push_str(&format!(" AND occurred_us < ?{}", args.len() + 1));
         args.push(Value::Integer(t));
     }
+    // A sealed body is empty here: it is checked once read from its frame.
     for (text, negate) in &c.filter.text {
         sql.push_str(&format!(
-            " AND instr(body, ?{}) {}",
+            " AND (body = '' OR instr(body, ?{}) {})",
             args.len() + 1,
             if *negate { "= 0" } else { "> 0" }
         ));
@@ -221,14 +231,24 @@ fn by_scan(
     let mut rows = stmt.query(rusqlite::params_from_iter(args)).op("scan")?;
     while let Some(row) = rows.next().op("scan")? {
         let r: i64 = row.get(0).op("scan")?;
+        let body = unseal(conn, frames, r, row.get(2).op("scan")?)?;
         if c.offer(
             seq_of(r),
             row.get(1).op("scan")?,
-            row.get(2).op("scan")?,
+            body,
             row.get(3).op("scan")?,
         )? {
             break;
         }
     }
     Ok(())
+}
+
+/// An event's body as stored in its row, or from its frame if it is sealed.
+fn unseal(conn: &Connection, frames: &FrameCache, r: i64, body: String) -> Result<String> {
+    if body == SEALED {
+        resolve(conn, frames, r)
+    } else {
+        Ok(body)
+    }
 }

@@ -2,6 +2,7 @@ pub mod admin;
 pub mod export;
 pub mod gateway;
 pub mod ingest;
+pub mod seal;
 pub mod serve;
 pub mod verify;
 pub mod witness;

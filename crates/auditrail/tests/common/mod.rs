@@ -79,6 +79,7 @@ impl TestServer {
             ui_frame_ancestors: "'self'".into(),
             checkpoint_interval: Duration::from_secs(3600),
             lease_ttl: Duration::from_secs(15),
+            sealing: Default::default(),
             limits: Limits::default(),
             origin_prefix: "auditrail.test".into(),
             exports: auditrail_server::exports::ExportSettings::in_dir(dir.join("exports")),

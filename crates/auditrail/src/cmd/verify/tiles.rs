@@ -227,6 +227,23 @@ pub async fn verify(
     })
 }
 
+fn split_hashes(url: &str, b: &[u8], width: u16) -> anyhow::Result<Vec<Hash>> {
+    if b.len() != usize::from(width) * 32 {
+        bail!(
+            "{url}: {} bytes, {} expected",
+            b.len(),
+            usize::from(width) * 32
+        );
+    }
+    Ok(b.chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            h
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,9 +265,13 @@ mod tests {
         assert_eq!(decode("u", raw.clone(), None).unwrap(), raw);
         assert_eq!(decode("u", raw.clone(), Some("identity")).unwrap(), raw);
         // Encodings it cannot read, and gzip that is not, are named.
-        let e = decode("u", raw.clone(), Some("br")).unwrap_err().to_string();
+        let e = decode("u", raw.clone(), Some("br"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"br\""), "{e}");
-        let e = decode("u", raw.clone(), Some("gzip")).unwrap_err().to_string();
+        let e = decode("u", raw.clone(), Some("gzip"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not valid gzip"), "{e}");
     }
 
@@ -260,21 +281,4 @@ mod tests {
         let e = decode("u", gz(&big), None).unwrap_err().to_string();
         assert!(e.contains("more than"), "{e}");
     }
-}
-
-fn split_hashes(url: &str, b: &[u8], width: u16) -> anyhow::Result<Vec<Hash>> {
-    if b.len() != usize::from(width) * 32 {
-        bail!(
-            "{url}: {} bytes, {} expected",
-            b.len(),
-            usize::from(width) * 32
-        );
-    }
-    Ok(b.chunks_exact(32)
-        .map(|c| {
-            let mut h = [0u8; 32];
-            h.copy_from_slice(c);
-            h
-        })
-        .collect())
 }

@@ -13,8 +13,6 @@ use crate::App;
 use crate::error::ApiResult;
 
 const LEASE: &str = "sealing";
-/// How often orgs are looked at when nothing was left to seal.
-const INTERVAL: Duration = Duration::from_secs(30);
 /// Tiles sealed per step (one write transaction).
 const FRAMES_PER_STEP: usize = 8;
 
@@ -25,6 +23,8 @@ pub struct SealingSettings {
     /// The pause after each step, as a multiple of the step's own time (2 ≈ a third of
     /// one core).
     pub pause_factor: u32,
+    /// How often orgs are looked at once nothing is left to seal.
+    pub interval: Duration,
 }
 
 impl Default for SealingSettings {
@@ -32,6 +32,7 @@ impl Default for SealingSettings {
         Self {
             keep_open: 65_536,
             pause_factor: 2,
+            interval: Duration::from_secs(30),
         }
     }
 }
@@ -114,7 +115,7 @@ pub async fn storage(app: &App) -> ApiResult<Storage> {
 }
 
 pub(crate) async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(INTERVAL);
+    let mut tick = tokio::time::interval(app.settings.sealing.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

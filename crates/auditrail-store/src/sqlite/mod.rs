@@ -659,7 +659,7 @@ impl Store for SqliteStore {
             // Give the emptied pages back (the file has `auto_vacuum = INCREMENTAL`
             // unless it predates it; then they are reused by later writes).
             self.write(|t| {
-                t.execute_batch("PRAGMA incremental_vacuum(4096)")
+                t.execute_batch("PRAGMA incremental_vacuum")
                     .op("incremental vacuum")
             })
             .await?;

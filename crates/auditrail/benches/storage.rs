@@ -22,25 +22,17 @@ fn db_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-fn export_csv(dir: &Path, out: &Path) -> f64 {
+/// `auditrail export` of every event in `format` to `out`; returns its seconds.
+fn export(dir: &Path, format: &str, out: &Path) -> f64 {
     let today = chrono::Utc::now().date_naive();
     let from = (today - chrono::Duration::days(1)).to_string();
     let to = (today + chrono::Duration::days(1)).to_string();
     let t = Instant::now();
     let st = Command::new(BIN)
         .args([
-            "export",
-            "--org",
-            "acme",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--format",
-            "csv",
-            "--no-proof",
-            "-o",
+            "export", "--org", "acme", "--from", &from, "--to", &to, "--format", format,
         ])
+        .args(["--no-proof", "-o"])
         .arg(out)
         .arg("--data-dir")
         .arg(dir)
@@ -73,7 +65,7 @@ fn main() {
         before as f64 / n as f64
     );
     let csv = tmp.path().join("out.csv");
-    let t_open = export_csv(&data, &csv);
+    let t_open = export(&data, "csv", &csv);
     let t = Instant::now();
     let out = run(&data, &["seal", "--keep-open", "65536"]);
     let secs = t.elapsed().as_secs_f64();
@@ -86,32 +78,13 @@ fn main() {
         after as f64 / n as f64,
         before as f64 / after as f64
     );
-    let t_sealed = export_csv(&data, &csv);
+    let t_sealed = export(&data, "csv", &csv);
     println!("export --format csv: {t_open:.2} s before sealing, {t_sealed:.2} s after");
 
     // Peers: the stored events as NDJSON (what the export writes), zstd -3'd; DuckDB's
     // database file holding them.
     let nd = tmp.path().join("out.ndjson");
-    let today = chrono::Utc::now().date_naive();
-    let from = (today - chrono::Duration::days(1)).to_string();
-    let to = (today + chrono::Duration::days(1)).to_string();
-    run(
-        &data,
-        &[
-            "export",
-            "--org",
-            "acme",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--format",
-            "ndjson",
-            "--no-proof",
-            "-o",
-            nd.to_str().unwrap(),
-        ],
-    );
+    export(&data, "ndjson", &nd);
     let raw = std::fs::metadata(&nd).unwrap().len();
     match Command::new("zstd")
         .args(["-3", "-q", "-f", "-o"])

@@ -275,18 +275,7 @@ fn read_run(
     }
     let width = 1u64 << level;
     let (lo, hi) = (first * width + 1, (first + count) * width);
-    let mut q = conn
-        .prepare_cached("SELECT leaf FROM events WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid")
-        .op("prepare leaf read")?;
-    let rows = q
-        .query_map([rid(org_num, lo), rid(org_num, hi)], |r| {
-            r.get::<_, Vec<u8>>(0)
-        })
-        .op("read leaves")?;
-    let mut level_hashes: Vec<Hash> = Vec::with_capacity((count * width) as usize);
-    for row in rows {
-        level_hashes.push(row.op("read leaf")?.try_into().map_err(|_| missing())?);
-    }
+    let mut level_hashes = seal::leaves(conn, &seal::FrameCache::default(), org_num, lo, hi)?;
     if level_hashes.len() as u64 != count * width {
         return Err(missing());
     }
@@ -300,9 +289,7 @@ fn read_run(
 }
 
 pub(crate) fn read_nodes(conn: &Connection, org_num: i64, ids: &[NodeId]) -> Result<Vec<Hash>> {
-    let mut leaves = conn
-        .prepare_cached("SELECT leaf FROM events WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid")
-        .op("prepare leaf read")?;
+    let frames = seal::FrameCache::default();
     let mut node = conn
         .prepare_cached("SELECT hash FROM nodes WHERE org_num = ?1 AND level = ?2 AND idx = ?3")
         .op("prepare node read")?;
@@ -319,16 +306,7 @@ pub(crate) fn read_nodes(conn: &Connection, org_num: i64, ids: &[NodeId]) -> Res
             }
             let width = 1u64 << id.level;
             let first = id.index * width + 1;
-            let rows = leaves
-                .query_map(
-                    [rid(org_num, first), rid(org_num, first + width - 1)],
-                    |r| r.get::<_, Vec<u8>>(0),
-                )
-                .op("read leaves")?;
-            let mut level: Vec<Hash> = Vec::with_capacity(width as usize);
-            for row in rows {
-                level.push(row.op("read leaf")?.try_into().map_err(|_| missing(id))?);
-            }
+            let mut level = seal::leaves(conn, &frames, org_num, first, first + width - 1)?;
             if level.len() as u64 != width {
                 return Err(missing(id));
             }
@@ -707,6 +685,10 @@ impl Store for SqliteStore {
             let (Some(&(lo, _)), Some(&(hi, _))) = (doomed.first(), doomed.last()) else {
                 return Ok(0);
             };
+            // A sealed row keeps no leaf (its body hashes to it): once the body goes,
+            // the leaf is written back to the row first.
+            let sealed: Vec<i64> = doomed.iter().filter(|d| d.1).map(|d| d.0).collect();
+            seal::purge_from_frames(t, &sealed)?;
             // Exactly the rows found: the first ones in rid order that qualify.
             let n = t
                 .execute(
@@ -715,8 +697,6 @@ impl Store for SqliteStore {
                     params![lo, hi, before_ms],
                 )
                 .op("purge events")?;
-            let sealed: Vec<i64> = doomed.iter().filter(|d| d.1).map(|d| d.0).collect();
-            seal::purge_from_frames(t, &sealed)?;
             Ok(n as u64)
         })
         .await

@@ -2,15 +2,21 @@
 //!
 //! A complete tile of an org's log (256 seqs) at least `keep_open` events behind its
 //! head is sealed in one transaction: its bodies become one zstd frame in `sealed`
-//! (keyed by the tile's first rid) and its `events` rows keep their times and leaf with
-//! an empty body, which reads resolve from the frame. `sealed_upto` holds, per org, the
-//! first seq not yet sealed. A purge that reaches a sealed tile rewrites its frame in the
-//! same transaction (or drops it when nothing is left), and bumps the frame's version so
-//! no decoded copy of the old one is served again.
+//! (keyed by the tile's first rid), and its `events` rows are written again holding only
+//! their seq and times, with an empty body and an empty leaf: reads take the body from
+//! the frame and the leaf is the hash of the body, checked before the row gives it up.
+//! (Rewriting the rows, rather than updating them in place, is what lets SQLite pack
+//! them into fewer pages and free the rest.) `sealed_upto` holds, per org, the first
+//! seq not yet sealed. A purge that reaches a sealed tile writes each purged event's leaf
+//! back to its row, rewrites the frame without the body in the same transaction (or
+//! drops it when nothing is left), and bumps the frame's version so no decoded copy of
+//! the old one is served again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use auditrail_core::Hash;
+use auditrail_core::merkle::leaf_hash;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::rid::{MAX_SEQ, rid, seq_of};
@@ -60,6 +66,16 @@ impl FrameCache {
 
 /// The body of sealed event `r`, from its frame.
 pub(crate) fn resolve(conn: &Connection, cache: &FrameCache, r: i64) -> Result<String> {
+    let seq = seq_of(r);
+    frame_of(conn, cache, r)?
+        .get((seq - frame_start(seq)) as usize)
+        .cloned()
+        .flatten()
+        .ok_or_else(|| StoreError::Corrupt(format!("sealed event {seq}: not in its frame")))
+}
+
+/// The decoded frame holding sealed event `r`.
+fn frame_of(conn: &Connection, cache: &FrameCache, r: i64) -> Result<Arc<Bodies>> {
     let org_num = r >> super::rid::SEQ_BITS;
     let seq = seq_of(r);
     let first = rid(org_num, frame_start(seq));
@@ -71,24 +87,49 @@ pub(crate) fn resolve(conn: &Connection, cache: &FrameCache, r: i64) -> Result<S
         .op("read frame version")?;
     let missing = || StoreError::Corrupt(format!("sealed event {seq}: its frame is missing"));
     let version = version.ok_or_else(missing)?;
-    let bodies = match cache.get((first, version)) {
-        Some(b) => b,
-        None => {
-            let data: Vec<u8> = conn
-                .prepare_cached("SELECT data FROM sealed WHERE first_rid = ?1")
-                .op("prepare frame read")?
-                .query_row([first], |x| x.get(0))
-                .op("read frame")?;
-            let b = Arc::new(sealed::decode(&data)?);
-            cache.put((first, version), b.clone());
-            b
-        }
-    };
-    bodies
-        .get((seq - frame_start(seq)) as usize)
-        .cloned()
-        .flatten()
-        .ok_or_else(|| StoreError::Corrupt(format!("sealed event {seq}: not in its frame")))
+    if let Some(b) = cache.get((first, version)) {
+        return Ok(b);
+    }
+    let data: Vec<u8> = conn
+        .prepare_cached("SELECT data FROM sealed WHERE first_rid = ?1")
+        .op("prepare frame read")?
+        .query_row([first], |x| x.get(0))
+        .op("read frame")?;
+    let b = Arc::new(sealed::decode(&data)?);
+    cache.put((first, version), b.clone());
+    Ok(b)
+}
+
+/// The leaves of `org_num`'s seqs `lo..=hi`, in order: as stored, or for a sealed event
+/// the hash of its body.
+pub(crate) fn leaves(
+    conn: &Connection,
+    cache: &FrameCache,
+    org_num: i64,
+    lo: u64,
+    hi: u64,
+) -> Result<Vec<Hash>> {
+    let mut q = conn
+        .prepare_cached("SELECT rid, leaf FROM events WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid")
+        .op("prepare leaf read")?;
+    let rows = q
+        .query_map([rid(org_num, lo), rid(org_num, hi)], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .op("read leaves")?;
+    let mut out = Vec::with_capacity(hi.saturating_sub(lo) as usize + 1);
+    for row in rows {
+        let (r, leaf) = row.op("read leaf")?;
+        let h = if leaf.is_empty() {
+            leaf_hash(resolve(conn, cache, r)?.as_bytes())
+        } else {
+            leaf.try_into().map_err(|_| {
+                StoreError::Corrupt(format!("leaf of seq {} of org {org_num}", seq_of(r)))
+            })?
+        };
+        out.push(h);
+    }
+    Ok(out)
 }
 
 /// The first seq of `org_num` not yet sealed.
@@ -140,6 +181,15 @@ fn sealable_end(head: u64, keep_open: u64) -> u64 {
     head.saturating_sub(keep_open) / FRAME_EVENTS * FRAME_EVENTS
 }
 
+/// An event's row as `seal` reads it.
+struct Row {
+    rid: i64,
+    occurred_us: i64,
+    received_ms: i64,
+    leaf: Vec<u8>,
+    body: Option<String>,
+}
+
 /// Seals up to `max_frames` tiles of `org_num`; returns the events sealed.
 pub(crate) fn seal(
     t: &Transaction<'_>,
@@ -151,15 +201,26 @@ pub(crate) fn seal(
     let end = sealable_end(head(t, org_num)?, keep_open);
     let mut sealed = 0u64;
     let mut read = t
-        .prepare_cached("SELECT rid, body FROM events WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid")
+        .prepare_cached(
+            "SELECT rid, occurred_us, received_ms, leaf, body FROM events \
+             WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid",
+        )
         .op("prepare tile read")?;
     for _ in 0..max_frames {
         if next + FRAME_EVENTS - 1 > end {
             break;
         }
         let (a, b) = (rid(org_num, next), rid(org_num, next + FRAME_EVENTS - 1));
-        let rows: Vec<(i64, Option<String>)> = read
-            .query_map(params![a, b], |r| Ok((r.get(0)?, r.get(1)?)))
+        let rows: Vec<Row> = read
+            .query_map(params![a, b], |r| {
+                Ok(Row {
+                    rid: r.get(0)?,
+                    occurred_us: r.get(1)?,
+                    received_ms: r.get(2)?,
+                    leaf: r.get(3)?,
+                    body: r.get(4)?,
+                })
+            })
             .op("read tile")?
             .collect::<std::result::Result<_, _>>()
             .op("read tile")?;
@@ -167,19 +228,32 @@ pub(crate) fn seal(
             || rows
                 .iter()
                 .enumerate()
-                .any(|(i, (r, _))| *r != a + i as i64)
+                .any(|(i, row)| row.rid != a + i as i64)
         {
             return Err(StoreError::Corrupt(format!(
                 "seqs {next}..{} are not all present",
                 next + FRAME_EVENTS - 1
             )));
         }
-        if rows.iter().any(|(_, b)| b.as_deref() == Some(SEALED)) {
-            return Err(StoreError::Corrupt(format!(
-                "seq {next}: sealed past the progress mark"
-            )));
+        for row in &rows {
+            match &row.body {
+                Some(b) if b == SEALED => {
+                    return Err(StoreError::Corrupt(format!(
+                        "seq {}: sealed past the progress mark",
+                        seq_of(row.rid)
+                    )));
+                }
+                // The leaf is given up only while the body still hashes to it.
+                Some(b) if leaf_hash(b.as_bytes())[..] != row.leaf[..] => {
+                    return Err(StoreError::Corrupt(format!(
+                        "seq {}: its body does not hash to its leaf",
+                        seq_of(row.rid)
+                    )));
+                }
+                _ => {}
+            }
         }
-        let bodies: Vec<Option<&str>> = rows.iter().map(|(_, b)| b.as_deref()).collect();
+        let bodies: Vec<Option<&str>> = rows.iter().map(|r| r.body.as_deref()).collect();
         if bodies.iter().any(Option::is_some) {
             let frame = sealed::encode(&bodies)?;
             t.prepare_cached(
@@ -188,12 +262,32 @@ pub(crate) fn seal(
             .op("prepare frame insert")?
             .execute(params![a, b, frame])
             .op("insert frame")?;
-            t.prepare_cached(
-                "UPDATE events SET body = '' WHERE rid BETWEEN ?1 AND ?2 AND body IS NOT NULL",
-            )
-            .op("prepare seal rows")?
-            .execute(params![a, b])
-            .op("seal rows")?;
+            t.prepare_cached("DELETE FROM events WHERE rid BETWEEN ?1 AND ?2")
+                .op("prepare row delete")?
+                .execute(params![a, b])
+                .op("delete rows")?;
+            let mut insert = t
+                .prepare_cached(
+                    "INSERT INTO events (rid, occurred_us, received_ms, leaf, body) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .op("prepare row insert")?;
+            for row in &rows {
+                // A purged event keeps its leaf: nothing else can give it back.
+                let (leaf, body): (&[u8], Option<&str>) = match row.body {
+                    Some(_) => (&[], Some(SEALED)),
+                    None => (&row.leaf, None),
+                };
+                insert
+                    .execute(params![
+                        row.rid,
+                        row.occurred_us,
+                        row.received_ms,
+                        leaf,
+                        body
+                    ])
+                    .op("write sealed row")?;
+            }
         }
         next += FRAME_EVENTS;
         sealed += FRAME_EVENTS;
@@ -209,8 +303,9 @@ pub(crate) fn seal(
     Ok(sealed)
 }
 
-/// After the sealed events `rids` (ascending) lost their bodies to a purge: their frames
-/// are rewritten without them, or dropped when nothing is left.
+/// Before the sealed events `rids` (ascending) lose their bodies to a purge: each one's
+/// leaf goes back to its row, and their frames are rewritten without them, or dropped
+/// when nothing is left.
 pub(crate) fn purge_from_frames(t: &Transaction<'_>, rids: &[i64]) -> Result<()> {
     let mut i = 0;
     while i < rids.len() {
@@ -229,9 +324,17 @@ pub(crate) fn purge_from_frames(t: &Transaction<'_>, rids: &[i64]) -> Result<()>
             && rids[i] >> super::rid::SEQ_BITS == org_num
             && frame_start(seq_of(rids[i])) == start
         {
-            if let Some(b) = bodies.get_mut((seq_of(rids[i]) - start) as usize) {
-                *b = None;
-            }
+            let seq = seq_of(rids[i]);
+            let body = bodies
+                .get_mut((seq - start) as usize)
+                .and_then(Option::take)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("sealed event {seq}: not in its frame"))
+                })?;
+            t.prepare_cached("UPDATE events SET leaf = ?2 WHERE rid = ?1")
+                .op("prepare leaf write")?
+                .execute(params![rids[i], &leaf_hash(body.as_bytes())[..]])
+                .op("write the leaf back")?;
             i += 1;
         }
         if bodies.iter().all(Option::is_none) {

@@ -154,7 +154,7 @@ fn by_postings(
             .op("fetch event")?;
         match found {
             Some((occurred, body, leaf)) => {
-                let body = unseal(conn, frames, r, body)?;
+                let (body, leaf) = unseal(conn, frames, r, body, leaf)?;
                 c.offer(seq_of(r), occurred, body, leaf)
             }
             None => Ok(false),
@@ -231,24 +231,34 @@ fn by_scan(
     let mut rows = stmt.query(rusqlite::params_from_iter(args)).op("scan")?;
     while let Some(row) = rows.next().op("scan")? {
         let r: i64 = row.get(0).op("scan")?;
-        let body = unseal(conn, frames, r, row.get(2).op("scan")?)?;
-        if c.offer(
-            seq_of(r),
-            row.get(1).op("scan")?,
-            body,
+        let (body, leaf) = unseal(
+            conn,
+            frames,
+            r,
+            row.get(2).op("scan")?,
             row.get(3).op("scan")?,
-        )? {
+        )?;
+        if c.offer(seq_of(r), row.get(1).op("scan")?, body, leaf)? {
             break;
         }
     }
     Ok(())
 }
 
-/// An event's body as stored in its row, or from its frame if it is sealed.
-fn unseal(conn: &Connection, frames: &FrameCache, r: i64, body: String) -> Result<String> {
+/// An event's body and leaf as stored in its row, or, if it is sealed, the body from its
+/// frame and the leaf that body hashes to.
+fn unseal(
+    conn: &Connection,
+    frames: &FrameCache,
+    r: i64,
+    body: String,
+    leaf: Vec<u8>,
+) -> Result<(String, Vec<u8>)> {
     if body == SEALED {
-        resolve(conn, frames, r)
+        let body = resolve(conn, frames, r)?;
+        let leaf = auditrail_core::merkle::leaf_hash(body.as_bytes()).to_vec();
+        Ok((body, leaf))
     } else {
-        Ok(body)
+        Ok((body, leaf))
     }
 }

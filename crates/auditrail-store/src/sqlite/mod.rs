@@ -637,8 +637,13 @@ impl Store for SqliteStore {
             // Give the emptied pages back (the file has `auto_vacuum = INCREMENTAL`
             // unless it predates it; then they are reused by later writes).
             self.write(|t| {
-                t.execute_batch("PRAGMA incremental_vacuum")
-                    .op("incremental vacuum")
+                // Each step frees one page: step until it is done.
+                let mut st = t
+                    .prepare("PRAGMA incremental_vacuum")
+                    .op("incremental vacuum")?;
+                let mut rows = st.query([]).op("incremental vacuum")?;
+                while rows.next().op("incremental vacuum")?.is_some() {}
+                Ok(())
             })
             .await?;
         }

@@ -64,14 +64,41 @@ impl FrameCache {
     }
 }
 
-/// The body of sealed event `r`, from its frame.
-pub(crate) fn resolve(conn: &Connection, cache: &FrameCache, r: i64) -> Result<String> {
-    let seq = seq_of(r);
-    frame_of(conn, cache, r)?
-        .get((seq - frame_start(seq)) as usize)
-        .cloned()
-        .flatten()
-        .ok_or_else(|| StoreError::Corrupt(format!("sealed event {seq}: not in its frame")))
+/// Reads sealed bodies within one read (one snapshot): the last frame used is kept at
+/// hand, so a scan looks each frame up once.
+pub(crate) struct Unsealer<'a> {
+    conn: &'a Connection,
+    cache: &'a FrameCache,
+    last: Option<(i64, Arc<Bodies>)>,
+}
+
+impl<'a> Unsealer<'a> {
+    pub(crate) fn new(conn: &'a Connection, cache: &'a FrameCache) -> Self {
+        Self {
+            conn,
+            cache,
+            last: None,
+        }
+    }
+
+    /// The body of sealed event `r`, from its frame.
+    pub(crate) fn body(&mut self, r: i64) -> Result<String> {
+        let seq = seq_of(r);
+        let first = r - (seq - frame_start(seq)) as i64;
+        let frame = match &self.last {
+            Some((f, b)) if *f == first => b.clone(),
+            _ => {
+                let b = frame_of(self.conn, self.cache, r)?;
+                self.last = Some((first, b.clone()));
+                b
+            }
+        };
+        frame
+            .get((seq - frame_start(seq)) as usize)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| StoreError::Corrupt(format!("sealed event {seq}: not in its frame")))
+    }
 }
 
 /// The decoded frame holding sealed event `r`.
@@ -118,10 +145,11 @@ pub(crate) fn leaves(
         })
         .op("read leaves")?;
     let mut out = Vec::with_capacity(hi.saturating_sub(lo) as usize + 1);
+    let mut unseal = Unsealer::new(conn, cache);
     for row in rows {
         let (r, leaf) = row.op("read leaf")?;
         let h = if leaf.is_empty() {
-            leaf_hash(resolve(conn, cache, r)?.as_bytes())
+            leaf_hash(unseal.body(r)?.as_bytes())
         } else {
             leaf.try_into().map_err(|_| {
                 StoreError::Corrupt(format!("leaf of seq {} of org {org_num}", seq_of(r)))

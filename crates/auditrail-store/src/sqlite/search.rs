@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::postings::{merged_rids, pending_rids};
 use super::rid::{MAX_SEQ, SEQ_BITS, block_of, rid, seq_of};
-use super::seal::{FrameCache, SEALED, resolve};
+use super::seal::{FrameCache, SEALED, Unsealer};
 use crate::error::Context;
 use crate::terms::{matches, term_key};
 use crate::{Order, Page, PageRequest, Result, StoreError, StoredEvent};
@@ -132,6 +132,7 @@ fn by_postings(
         )
         .op("read log head")?;
     let Some(hi) = head else { return Ok(()) };
+    let mut frames = Unsealer::new(conn, frames);
     let mut fetch = conn
         .prepare_cached(
             "SELECT occurred_us, body, leaf FROM events WHERE rid = ?1 AND body IS NOT NULL",
@@ -154,7 +155,7 @@ fn by_postings(
             .op("fetch event")?;
         match found {
             Some((occurred, body, leaf)) => {
-                let (body, leaf) = unseal(conn, frames, r, body, leaf)?;
+                let (body, leaf) = unseal(&mut frames, body, leaf, r)?;
                 c.offer(seq_of(r), occurred, body, leaf)
             }
             None => Ok(false),
@@ -203,6 +204,7 @@ fn by_scan(
     order: Order,
     c: &mut Collector<'_>,
 ) -> Result<()> {
+    let mut frames = Unsealer::new(conn, frames);
     let dir = if order == Order::Desc { "DESC" } else { "ASC" };
     let mut sql = String::from(
         "SELECT rid, occurred_us, body, leaf FROM events WHERE rid BETWEEN ?1 AND ?2 AND body IS NOT NULL",
@@ -232,11 +234,10 @@ fn by_scan(
     while let Some(row) = rows.next().op("scan")? {
         let r: i64 = row.get(0).op("scan")?;
         let (body, leaf) = unseal(
-            conn,
-            frames,
-            r,
+            &mut frames,
             row.get(2).op("scan")?,
             row.get(3).op("scan")?,
+            r,
         )?;
         if c.offer(seq_of(r), row.get(1).op("scan")?, body, leaf)? {
             break;
@@ -248,14 +249,13 @@ fn by_scan(
 /// An event's body and leaf as stored in its row, or, if it is sealed, the body from its
 /// frame and the leaf that body hashes to.
 fn unseal(
-    conn: &Connection,
-    frames: &FrameCache,
-    r: i64,
+    frames: &mut Unsealer<'_>,
     body: String,
     leaf: Vec<u8>,
+    r: i64,
 ) -> Result<(String, Vec<u8>)> {
     if body == SEALED {
-        let body = resolve(conn, frames, r)?;
+        let body = frames.body(r)?;
         let leaf = auditrail_core::merkle::leaf_hash(body.as_bytes()).to_vec();
         Ok((body, leaf))
     } else {

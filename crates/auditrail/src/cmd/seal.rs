@@ -55,14 +55,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             s.events - s.sealed,
             s.backlog
         );
-        match (s.disk_bytes, s.bytes_per_event()) {
-            (Some(b), Some(per)) => println!("on disk: {b} bytes, {per:.1} bytes an event"),
-            (Some(b), None) => println!("on disk: {b} bytes"),
-            _ => println!("on disk: not known for this backend"),
-        }
-        anyhow::Ok(())
+        anyhow::Ok(s.events)
     }
     .await;
     app.store.close();
-    result
+    drop(app);
+    let events = result?;
+    // Measured once the store is closed and its log folded into the database file.
+    if cfg.database_url.is_some() {
+        println!("on disk: not known for PostgreSQL");
+    } else {
+        let bytes: u64 = ["auditrail.db", "auditrail.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(cfg.data_dir.join(f)).ok())
+            .map(|m| m.len())
+            .sum();
+        println!(
+            "on disk: {bytes} bytes, {:.1} bytes an event",
+            bytes as f64 / events.max(1) as f64
+        );
+    }
+    Ok(())
 }

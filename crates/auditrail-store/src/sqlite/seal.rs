@@ -117,11 +117,15 @@ fn frame_of(conn: &Connection, cache: &FrameCache, r: i64) -> Result<Arc<Bodies>
     if let Some(b) = cache.get((first, version)) {
         return Ok(b);
     }
-    let data: Vec<u8> = conn
-        .prepare_cached("SELECT data FROM sealed WHERE first_rid = ?1")
+    // The version again with the data: outside a transaction a purge may commit between
+    // the two reads, and the frame is cached under the version its data has.
+    let (version, data): (i64, Vec<u8>) = conn
+        .prepare_cached("SELECT version, data FROM sealed WHERE first_rid = ?1")
         .op("prepare frame read")?
-        .query_row([first], |x| x.get(0))
-        .op("read frame")?;
+        .query_row([first], |x| Ok((x.get(0)?, x.get(1)?)))
+        .optional()
+        .op("read frame")?
+        .ok_or_else(missing)?;
     let b = Arc::new(sealed::decode(&data)?);
     cache.put((first, version), b.clone());
     Ok(b)

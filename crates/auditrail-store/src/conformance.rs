@@ -1231,7 +1231,14 @@ pub async fn sealing(store: &dyn Store) {
             i,
         )
     };
+    let mut cut = 0;
     for start in (0..1500).step_by(250) {
+        if start == 750 {
+            // Received before `cut`: the first 750 (all in tiles that will be sealed).
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            cut = chrono::Utc::now().timestamp_millis();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         store
             .append("acme", (start..start + 250).map(ev).collect(), false)
             .await
@@ -1271,9 +1278,35 @@ pub async fn sealing(store: &dyn Store) {
     );
     assert_eq!(store.seal("acme", 300, 2).await.unwrap(), 0, "idempotent");
 
+    let kept_above = |lines: &[String], above: u64| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| {
+                let mut w = l.split(' ');
+                match (w.next(), w.next().and_then(|s| s.parse::<u64>().ok())) {
+                    (Some("Asc" | "Desc"), Some(seq)) => seq > above,
+                    _ => true,
+                }
+            })
+            .cloned()
+            .collect()
+    };
+    // A purge by time inside the sealed part: exactly those received before the cut.
+    let mut purged = 0;
+    loop {
+        let n = store.purge("acme", cut, 200).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        purged += n;
+    }
+    assert_eq!(purged, 750);
+    assert_eq!(
+        read_everything(store, "acme", &filters).await,
+        kept_above(&before, 750)
+    );
     // A purge across sealed tiles and into the open ones: the 1,100 oldest.
     let now = chrono::Utc::now().timestamp_millis() + 1;
-    let mut purged = 0;
     while purged < 1100 {
         purged += store
             .purge("acme", now, (1100 - purged).min(333) as usize)
@@ -1281,20 +1314,11 @@ pub async fn sealing(store: &dyn Store) {
             .unwrap();
     }
     let after = read_everything(store, "acme", &filters).await;
-    let kept = |lines: &[String]| -> Vec<String> {
-        lines
-            .iter()
-            .filter(|l| {
-                let mut w = l.split(' ');
-                match (w.next(), w.next().and_then(|s| s.parse::<u64>().ok())) {
-                    (Some("Asc" | "Desc"), Some(seq)) => seq > 1100,
-                    _ => true,
-                }
-            })
-            .cloned()
-            .collect()
-    };
-    assert_eq!(after, kept(&before), "exactly the purged events are gone");
+    assert_eq!(
+        after,
+        kept_above(&before, 1100),
+        "exactly the purged events are gone"
+    );
     // More events; the next tile seals; reads still agree.
     store
         .append("acme", (1500..1800).map(ev).collect(), false)

@@ -673,35 +673,19 @@ impl Store for SqliteStore {
         let limit = limit.clamp(1, i64::MAX as usize) as i64;
         self.write(move |t| {
             // Seqs are assigned in the order events are received, so the oldest bodies
-            // are at the start of the org's rid range.
-            let doomed: Vec<(i64, bool)> = t
-                .prepare_cached(
-                    "SELECT rid, body = '' FROM events WHERE rid BETWEEN ?1 AND ?2 \
-                     AND received_ms < ?3 AND body IS NOT NULL ORDER BY rid LIMIT ?4",
+            // are at the start of the org's log: its sealed part, then its rows.
+            let sealed = seal::purge(t, org_num, before_ms, limit)?;
+            let n = if sealed < limit {
+                t.execute(
+                    "UPDATE events SET body = NULL WHERE rid IN (SELECT rid FROM events \
+                     WHERE rid BETWEEN ?1 AND ?2 AND received_ms < ?3 AND body IS NOT NULL ORDER BY rid LIMIT ?4)",
+                    params![rid(org_num, 1), rid(org_num, MAX_SEQ), before_ms, limit - sealed],
                 )
-                .op("prepare purge")?
-                .query_map(
-                    params![rid(org_num, 1), rid(org_num, MAX_SEQ), before_ms, limit],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .op("find purged events")?
-                .collect::<std::result::Result<_, _>>()
-                .op("find purged events")?;
-            let (Some(&(lo, _)), Some(&(hi, _))) = (doomed.first(), doomed.last()) else {
-                return Ok(0);
+                .op("purge events")? as i64
+            } else {
+                0
             };
-            // A sealed row keeps no leaf (its body hashes to it): once the body goes,
-            // the leaf is written back to the row first.
-            let sealed: Vec<i64> = doomed.iter().filter(|d| d.1).map(|d| d.0).collect();
-            seal::purge_from_frames(t, &sealed)?;
-            // Exactly the rows found: the first ones in rid order that qualify.
-            let n = t
-                .execute(
-                    "UPDATE events SET body = NULL WHERE rid BETWEEN ?1 AND ?2 \
-                     AND received_ms < ?3 AND body IS NOT NULL",
-                    params![lo, hi, before_ms],
-                )
-                .op("purge events")?;
+            let n = sealed + n;
             Ok(n as u64)
         })
         .await

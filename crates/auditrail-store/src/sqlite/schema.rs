@@ -28,8 +28,8 @@
 //!   take O(log n) point reads; leaves are `events.leaf`.
 //! - `leases` names background work and who runs it until when (see `Store::acquire_lease`).
 //! - `sealed` holds, since version 11, the zstd frames of sealed tiles, and
-//!   `sealed_upto` each org's first unsealed seq (see `seal.rs`); a sealed event's row
-//!   keeps an empty body.
+//!   `sealed_upto` each org's first unsealed seq (see `seal.rs`); a sealed event has no
+//!   row in `events`.
 
 use super::rid::{block_of, by_block, rid};
 use rusqlite::Connection;
@@ -163,7 +163,7 @@ CREATE TABLE postings_buckets (
 ) WITHOUT ROWID;
 "#,
     r#"
-CREATE TABLE sealed (first_rid INTEGER PRIMARY KEY, last_rid INTEGER NOT NULL, version INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE sealed (first_rid INTEGER PRIMARY KEY, last_rid INTEGER NOT NULL, version INTEGER NOT NULL, live INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE TABLE sealed_upto (org_num INTEGER PRIMARY KEY, next_seq INTEGER NOT NULL);
 "#,
 ];

@@ -1,37 +1,33 @@
 //! Sealed segments on SQLite (see `crate::sealed` for a frame's layout).
 //!
 //! A complete tile of an org's log (256 seqs) at least `keep_open` events behind its
-//! head is sealed in one transaction: its bodies become one zstd frame in `sealed`
-//! (keyed by the tile's first rid), and its `events` rows are written again holding only
-//! their seq and times, with an empty body and an empty leaf: reads take the body from
-//! the frame and the leaf is the hash of the body, checked before the row gives it up.
-//! (Rewriting the rows, rather than updating them in place, is what lets SQLite pack
-//! them into fewer pages and free the rest.) `sealed_upto` holds, per org, the first
-//! seq not yet sealed. A purge that reaches a sealed tile writes each purged event's leaf
-//! back to its row, rewrites the frame without the body in the same transaction (or
-//! drops it when nothing is left), and bumps the frame's version so no decoded copy of
-//! the old one is served again.
+//! head is sealed in one transaction: everything its `events` rows hold (times, bodies,
+//! and the leaves of purged events) becomes one zstd frame in `sealed`, keyed by the
+//! tile's first rid, and the rows are deleted. Each body is checked against its stored
+//! leaf first; afterwards a sealed event's leaf is its body's hash. `sealed_upto` holds,
+//! per org, the first seq not yet sealed: every seq below it is in a frame, every seq
+//! from it on in a row. A purge that reaches a sealed tile rewrites its frame with the
+//! purged bodies replaced by their leaves, and bumps the frame's version so no decoded
+//! copy of the old one is served again; `live` counts a frame's bodies, so purges skip
+//! the frames they have emptied.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use auditrail_core::Hash;
-use auditrail_core::merkle::leaf_hash;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::rid::{MAX_SEQ, rid, seq_of};
 use crate::error::Context;
-use crate::sealed::{self, Bodies, FRAME_EVENTS, frame_start};
+use crate::sealed::{self, Body, Entry, FRAME_EVENTS, frame_start};
 use crate::{Result, StoreError};
-
-/// What a sealed event's row holds as its body.
-pub(crate) const SEALED: &str = "";
 
 /// Decoded frames kept for reads, by (first rid, version).
 const CACHE_FRAMES: usize = 64;
 
+type Frame = Arc<Vec<Entry>>;
 /// A frame by (first rid, version), and when it was last used.
-type Frames = HashMap<(i64, i64), (u64, Arc<Bodies>)>;
+type Frames = HashMap<(i64, i64), (u64, Frame)>;
 
 #[derive(Default)]
 pub(crate) struct FrameCache {
@@ -40,7 +36,7 @@ pub(crate) struct FrameCache {
 }
 
 impl FrameCache {
-    fn get(&self, key: (i64, i64)) -> Option<Arc<Bodies>> {
+    fn get(&self, key: (i64, i64)) -> Option<Frame> {
         let mut g = self.inner.lock().ok()?;
         let (tick, map) = &mut *g;
         *tick += 1;
@@ -51,7 +47,7 @@ impl FrameCache {
         })
     }
 
-    fn put(&self, key: (i64, i64), bodies: Arc<Bodies>) {
+    fn put(&self, key: (i64, i64), frame: Frame) {
         let Ok(mut g) = self.inner.lock() else { return };
         let (tick, map) = &mut *g;
         *tick += 1;
@@ -60,60 +56,73 @@ impl FrameCache {
         {
             map.remove(&old);
         }
-        map.insert(key, (*tick, bodies));
+        map.insert(key, (*tick, frame));
     }
 }
 
-/// Reads sealed bodies within one read (one snapshot): the last frame used is kept at
-/// hand, so a scan looks each frame up once.
+/// Reads one org's sealed events within one read (one snapshot): where the sealed part
+/// ends, and the last frame used kept at hand, so a scan looks each frame up once.
 pub(crate) struct Unsealer<'a> {
     conn: &'a Connection,
     cache: &'a FrameCache,
-    last: Option<(i64, Arc<Bodies>)>,
+    org_num: i64,
+    /// The first seq not sealed.
+    pub(crate) next: u64,
+    last: Option<(u64, Frame)>,
 }
 
 impl<'a> Unsealer<'a> {
-    pub(crate) fn new(conn: &'a Connection, cache: &'a FrameCache) -> Self {
-        Self {
+    pub(crate) fn new(conn: &'a Connection, cache: &'a FrameCache, org_num: i64) -> Result<Self> {
+        Ok(Self {
             conn,
             cache,
+            org_num,
+            next: sealed_upto(conn, org_num)?,
             last: None,
-        }
+        })
     }
 
-    /// The body of sealed event `r`, from its frame.
-    pub(crate) fn body(&mut self, r: i64) -> Result<String> {
-        let seq = seq_of(r);
-        let first = r - (seq - frame_start(seq)) as i64;
-        let frame = match &self.last {
-            Some((f, b)) if *f == first => b.clone(),
-            _ => {
-                let b = frame_of(self.conn, self.cache, r)?;
-                self.last = Some((first, b.clone()));
-                b
-            }
-        };
-        frame
-            .get((seq - frame_start(seq)) as usize)
+    pub(crate) fn is_sealed(&self, seq: u64) -> bool {
+        seq < self.next
+    }
+
+    /// The frame starting at seq `start` (a sealed tile's first seq).
+    pub(crate) fn frame(&mut self, start: u64) -> Result<Frame> {
+        if let Some((s, f)) = &self.last
+            && *s == start
+        {
+            return Ok(f.clone());
+        }
+        let f = frame_at(self.conn, self.cache, rid(self.org_num, start))?;
+        self.last = Some((start, f.clone()));
+        Ok(f)
+    }
+
+    /// Sealed event `seq`.
+    pub(crate) fn entry(&mut self, seq: u64) -> Result<Entry> {
+        let start = frame_start(seq);
+        self.frame(start)?
+            .get((seq - start) as usize)
             .cloned()
-            .flatten()
             .ok_or_else(|| StoreError::Corrupt(format!("sealed event {seq}: not in its frame")))
     }
 }
 
-/// The decoded frame holding sealed event `r`.
-fn frame_of(conn: &Connection, cache: &FrameCache, r: i64) -> Result<Arc<Bodies>> {
-    let org_num = r >> super::rid::SEQ_BITS;
-    let seq = seq_of(r);
-    let first = rid(org_num, frame_start(seq));
-    let version: Option<i64> = conn
+/// The decoded frame whose first rid is `first`.
+fn frame_at(conn: &Connection, cache: &FrameCache, first: i64) -> Result<Frame> {
+    let missing = || {
+        StoreError::Corrupt(format!(
+            "the sealed frame of seq {} is missing",
+            seq_of(first)
+        ))
+    };
+    let version: i64 = conn
         .prepare_cached("SELECT version FROM sealed WHERE first_rid = ?1")
         .op("prepare frame version")?
         .query_row([first], |x| x.get(0))
         .optional()
-        .op("read frame version")?;
-    let missing = || StoreError::Corrupt(format!("sealed event {seq}: its frame is missing"));
-    let version = version.ok_or_else(missing)?;
+        .op("read frame version")?
+        .ok_or_else(missing)?;
     if let Some(b) = cache.get((first, version)) {
         return Ok(b);
     }
@@ -126,13 +135,13 @@ fn frame_of(conn: &Connection, cache: &FrameCache, r: i64) -> Result<Arc<Bodies>
         .optional()
         .op("read frame")?
         .ok_or_else(missing)?;
-    let b = Arc::new(sealed::decode(&data)?);
-    cache.put((first, version), b.clone());
-    Ok(b)
+    let f = Arc::new(sealed::decode(&data)?);
+    cache.put((first, version), f.clone());
+    Ok(f)
 }
 
-/// The leaves of `org_num`'s seqs `lo..=hi`, in order: as stored, or for a sealed event
-/// the hash of its body.
+/// The leaves of `org_num`'s seqs `lo..=hi`, in order: from the frames below the sealed
+/// mark, from the rows above it.
 pub(crate) fn leaves(
     conn: &Connection,
     cache: &FrameCache,
@@ -140,44 +149,52 @@ pub(crate) fn leaves(
     lo: u64,
     hi: u64,
 ) -> Result<Vec<Hash>> {
-    let mut q = conn
-        .prepare_cached("SELECT rid, leaf FROM events WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid")
-        .op("prepare leaf read")?;
-    let rows = q
-        .query_map([rid(org_num, lo), rid(org_num, hi)], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })
-        .op("read leaves")?;
+    let mut u = Unsealer::new(conn, cache, org_num)?;
     let mut out = Vec::with_capacity(hi.saturating_sub(lo) as usize + 1);
-    let mut unseal = Unsealer::new(conn, cache);
-    for row in rows {
-        let (r, leaf) = row.op("read leaf")?;
-        let h = if leaf.is_empty() {
-            leaf_hash(unseal.body(r)?.as_bytes())
-        } else {
-            leaf.try_into().map_err(|_| {
-                StoreError::Corrupt(format!("leaf of seq {} of org {org_num}", seq_of(r)))
-            })?
-        };
-        out.push(h);
+    let mut seq = lo;
+    while seq <= hi && u.is_sealed(seq) {
+        let start = frame_start(seq);
+        let frame = u.frame(start)?;
+        let end = (start + FRAME_EVENTS - 1).min(hi).min(u.next - 1);
+        for s in seq..=end {
+            let e = frame.get((s - start) as usize).ok_or_else(|| {
+                StoreError::Corrupt(format!("sealed event {s}: not in its frame"))
+            })?;
+            out.push(e.leaf());
+        }
+        seq = end + 1;
+    }
+    if seq <= hi {
+        let mut q = conn
+            .prepare_cached("SELECT leaf FROM events WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid")
+            .op("prepare leaf read")?;
+        let rows = q
+            .query_map([rid(org_num, seq), rid(org_num, hi)], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
+            .op("read leaves")?;
+        for row in rows {
+            out.push(row.op("read leaf")?.try_into().map_err(|_| {
+                StoreError::Corrupt(format!("a leaf of org {org_num} is not 32 bytes"))
+            })?);
+        }
     }
     Ok(out)
 }
 
 /// The first seq of `org_num` not yet sealed.
-fn sealed_upto(t: &Connection, org_num: i64) -> Result<u64> {
+pub(crate) fn sealed_upto(t: &Connection, org_num: i64) -> Result<u64> {
     let v: Option<i64> = t
-        .query_row(
-            "SELECT next_seq FROM sealed_upto WHERE org_num = ?1",
-            [org_num],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT next_seq FROM sealed_upto WHERE org_num = ?1")
+        .op("prepare sealing progress")?
+        .query_row([org_num], |r| r.get(0))
         .optional()
         .op("read sealing progress")?;
     Ok(v.map_or(1, |v| v as u64))
 }
 
-/// The org's newest seq (0 for an empty log).
+/// The org's newest seq (0 for an empty log). Sealing always leaves the newest event in
+/// a row.
 fn head(t: &Connection, org_num: i64) -> Result<u64> {
     let r: Option<i64> = t
         .query_row(
@@ -208,19 +225,13 @@ pub(crate) fn counts(t: &Connection, org_num: i64, keep_open: u64) -> Result<Sea
 }
 
 /// The last seq that may be sealed: the end of the last complete tile at least
-/// `keep_open` events behind the head.
+/// `keep_open` events (and at least one) behind the head.
 fn sealable_end(head: u64, keep_open: u64) -> u64 {
-    head.saturating_sub(keep_open) / FRAME_EVENTS * FRAME_EVENTS
+    head.saturating_sub(keep_open.max(1)) / FRAME_EVENTS * FRAME_EVENTS
 }
 
-/// An event's row as `seal` reads it.
-struct Row {
-    rid: i64,
-    occurred_us: i64,
-    received_ms: i64,
-    leaf: Vec<u8>,
-    body: Option<String>,
-}
+/// An event's row as sealing reads it: rid, occurred_us, received_ms, leaf, body.
+type TileRow = (i64, i64, i64, Vec<u8>, Option<String>);
 
 /// Seals up to `max_frames` tiles of `org_num`; returns the events sealed.
 pub(crate) fn seal(
@@ -243,15 +254,9 @@ pub(crate) fn seal(
             break;
         }
         let (a, b) = (rid(org_num, next), rid(org_num, next + FRAME_EVENTS - 1));
-        let rows: Vec<Row> = read
+        let rows: Vec<TileRow> = read
             .query_map(params![a, b], |r| {
-                Ok(Row {
-                    rid: r.get(0)?,
-                    occurred_us: r.get(1)?,
-                    received_ms: r.get(2)?,
-                    leaf: r.get(3)?,
-                    body: r.get(4)?,
-                })
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
             .op("read tile")?
             .collect::<std::result::Result<_, _>>()
@@ -260,67 +265,46 @@ pub(crate) fn seal(
             || rows
                 .iter()
                 .enumerate()
-                .any(|(i, row)| row.rid != a + i as i64)
+                .any(|(i, row)| row.0 != a + i as i64)
         {
             return Err(StoreError::Corrupt(format!(
                 "seqs {next}..{} are not all present",
                 next + FRAME_EVENTS - 1
             )));
         }
-        for row in &rows {
-            match &row.body {
-                Some(b) if b == SEALED => {
-                    return Err(StoreError::Corrupt(format!(
-                        "seq {}: sealed past the progress mark",
-                        seq_of(row.rid)
-                    )));
-                }
+        let mut entries = Vec::with_capacity(rows.len());
+        for (r, occurred_us, received_ms, leaf, body) in rows {
+            let leaf: Hash = leaf.try_into().map_err(|_| {
+                StoreError::Corrupt(format!("the leaf of seq {} is not 32 bytes", seq_of(r)))
+            })?;
+            let body = match body {
                 // The leaf is given up only while the body still hashes to it.
-                Some(b) if leaf_hash(b.as_bytes())[..] != row.leaf[..] => {
+                Some(b) if auditrail_core::merkle::leaf_hash(b.as_bytes()) == leaf => Body::Text(b),
+                Some(_) => {
                     return Err(StoreError::Corrupt(format!(
                         "seq {}: its body does not hash to its leaf",
-                        seq_of(row.rid)
+                        seq_of(r)
                     )));
                 }
-                _ => {}
-            }
+                None => Body::Purged(leaf),
+            };
+            entries.push(Entry {
+                occurred_us,
+                received_ms,
+                body,
+            });
         }
-        let bodies: Vec<Option<&str>> = rows.iter().map(|r| r.body.as_deref()).collect();
-        if bodies.iter().any(Option::is_some) {
-            let frame = sealed::encode(&bodies)?;
-            t.prepare_cached(
-                "INSERT INTO sealed (first_rid, last_rid, version, data) VALUES (?1, ?2, 1, ?3)",
-            )
-            .op("prepare frame insert")?
-            .execute(params![a, b, frame])
-            .op("insert frame")?;
-            t.prepare_cached("DELETE FROM events WHERE rid BETWEEN ?1 AND ?2")
-                .op("prepare row delete")?
-                .execute(params![a, b])
-                .op("delete rows")?;
-            let mut insert = t
-                .prepare_cached(
-                    "INSERT INTO events (rid, occurred_us, received_ms, leaf, body) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .op("prepare row insert")?;
-            for row in &rows {
-                // A purged event keeps its leaf: nothing else can give it back.
-                let (leaf, body): (&[u8], Option<&str>) = match row.body {
-                    Some(_) => (&[], Some(SEALED)),
-                    None => (&row.leaf, None),
-                };
-                insert
-                    .execute(params![
-                        row.rid,
-                        row.occurred_us,
-                        row.received_ms,
-                        leaf,
-                        body
-                    ])
-                    .op("write sealed row")?;
-            }
-        }
+        let live = entries.iter().filter(|e| e.text().is_some()).count() as i64;
+        t.prepare_cached(
+            "INSERT INTO sealed (first_rid, last_rid, version, live, data) VALUES (?1, ?2, 1, ?3, ?4)",
+        )
+        .op("prepare frame insert")?
+        .execute(params![a, b, live, sealed::encode(&entries)?])
+        .op("insert frame")?;
+        t.prepare_cached("DELETE FROM events WHERE rid BETWEEN ?1 AND ?2")
+            .op("prepare row delete")?
+            .execute(params![a, b])
+            .op("delete rows")?;
         next += FRAME_EVENTS;
         sealed += FRAME_EVENTS;
     }
@@ -335,51 +319,53 @@ pub(crate) fn seal(
     Ok(sealed)
 }
 
-/// Before the sealed events `rids` (ascending) lose their bodies to a purge: each one's
-/// leaf goes back to its row, and their frames are rewritten without them, or dropped
-/// when nothing is left.
-pub(crate) fn purge_from_frames(t: &Transaction<'_>, rids: &[i64]) -> Result<()> {
-    let mut i = 0;
-    while i < rids.len() {
-        let org_num = rids[i] >> super::rid::SEQ_BITS;
-        let start = frame_start(seq_of(rids[i]));
-        let first = rid(org_num, start);
-        let data: Vec<u8> = t
-            .query_row(
-                "SELECT data FROM sealed WHERE first_rid = ?1",
-                [first],
-                |r| r.get(0),
-            )
-            .op("read frame")?;
-        let mut bodies = sealed::decode(&data)?;
-        while i < rids.len()
-            && rids[i] >> super::rid::SEQ_BITS == org_num
-            && frame_start(seq_of(rids[i])) == start
-        {
-            let seq = seq_of(rids[i]);
-            let body = bodies
-                .get_mut((seq - start) as usize)
-                .and_then(Option::take)
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("sealed event {seq}: not in its frame"))
-                })?;
-            t.prepare_cached("UPDATE events SET leaf = ?2 WHERE rid = ?1")
-                .op("prepare leaf write")?
-                .execute(params![rids[i], &leaf_hash(body.as_bytes())[..]])
-                .op("write the leaf back")?;
-            i += 1;
+/// Retention in the sealed part: purges the bodies of up to `limit` sealed events of
+/// `org_num` received before `before_ms`, oldest first, rewriting each frame it changes.
+/// Returns how many were purged.
+pub(crate) fn purge(t: &Transaction<'_>, org_num: i64, before_ms: i64, limit: i64) -> Result<i64> {
+    let firsts: Vec<i64> = t
+        .prepare_cached(
+            "SELECT first_rid FROM sealed WHERE first_rid BETWEEN ?1 AND ?2 AND live > 0 \
+             ORDER BY first_rid",
+        )
+        .op("prepare frame list")?
+        .query_map(params![rid(org_num, 1), rid(org_num, MAX_SEQ)], |r| {
+            r.get(0)
+        })
+        .op("list frames")?
+        .collect::<std::result::Result<_, _>>()
+        .op("list frames")?;
+    let mut purged = 0i64;
+    for first in firsts {
+        if purged >= limit {
+            break;
         }
-        if bodies.iter().all(Option::is_none) {
-            t.execute("DELETE FROM sealed WHERE first_rid = ?1", [first])
-                .op("drop frame")?;
-        } else {
-            let refs: Vec<Option<&str>> = bodies.iter().map(|b| b.as_deref()).collect();
-            t.execute(
-                "UPDATE sealed SET data = ?2, version = version + 1 WHERE first_rid = ?1",
-                params![first, sealed::encode(&refs)?],
+        let data: Vec<u8> = t
+            .prepare_cached("SELECT data FROM sealed WHERE first_rid = ?1")
+            .op("prepare frame read")?
+            .query_row([first], |r| r.get(0))
+            .op("read frame")?;
+        let mut entries = sealed::decode(&data)?;
+        let mut changed = false;
+        for e in &mut entries {
+            if purged >= limit {
+                break;
+            }
+            if e.text().is_some() && e.received_ms < before_ms {
+                e.purge();
+                purged += 1;
+                changed = true;
+            }
+        }
+        if changed {
+            let live = entries.iter().filter(|e| e.text().is_some()).count() as i64;
+            t.prepare_cached(
+                "UPDATE sealed SET data = ?2, live = ?3, version = version + 1 WHERE first_rid = ?1",
             )
+            .op("prepare frame rewrite")?
+            .execute(params![first, sealed::encode(&entries)?, live])
             .op("rewrite frame")?;
         }
     }
-    Ok(())
+    Ok(purged)
 }

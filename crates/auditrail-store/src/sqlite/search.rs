@@ -16,10 +16,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::postings::{merged_rids, pending_rids};
 use super::rid::{MAX_SEQ, SEQ_BITS, block_of, rid, seq_of};
-use super::seal::{FrameCache, SEALED, Unsealer};
+use super::seal::{FrameCache, Unsealer};
 use crate::error::Context;
+use crate::sealed::{Body, Entry, FRAME_EVENTS, frame_start};
 use crate::terms::{matches, term_key};
 use crate::{Order, Page, PageRequest, Result, StoreError, StoredEvent};
+use auditrail_core::Hash;
+use auditrail_core::merkle::leaf_hash;
 
 /// Which indexed field narrows results most, typically.
 fn selectivity(f: Field) -> u8 {
@@ -41,7 +44,14 @@ struct Collector<'f> {
 
 impl Collector<'_> {
     /// Offers a candidate; returns true once the page is full and one more match is known.
-    fn offer(&mut self, seq: u64, occurred_us: i64, body: String, leaf: Vec<u8>) -> Result<bool> {
+    /// `leaf` is asked for only for a match that is kept.
+    fn offer(
+        &mut self,
+        seq: u64,
+        occurred_us: i64,
+        body: String,
+        leaf: impl FnOnce(&str) -> Result<Hash>,
+    ) -> Result<bool> {
         let f = self.filter;
         if f.from_us.is_some_and(|t| occurred_us < t) || f.to_us.is_some_and(|t| occurred_us >= t) {
             return Ok(false);
@@ -53,12 +63,26 @@ impl Collector<'_> {
             self.more = true;
             return Ok(true);
         }
-        let leaf = leaf
-            .try_into()
-            .map_err(|_| StoreError::Corrupt(format!("leaf of seq {seq}")))?;
+        let leaf = leaf(&body)?;
         self.events.push(StoredEvent { seq, body, leaf });
         Ok(false)
     }
+
+    /// Offers a sealed event (its leaf is its body's hash).
+    fn offer_sealed(&mut self, seq: u64, e: Entry) -> Result<bool> {
+        match e.body {
+            Body::Text(body) => {
+                self.offer(seq, e.occurred_us, body, |b| Ok(leaf_hash(b.as_bytes())))
+            }
+            Body::Purged(_) => Ok(false),
+        }
+    }
+}
+
+/// A leaf as a row stores it.
+fn stored_leaf(seq: u64, leaf: Vec<u8>) -> Result<Hash> {
+    leaf.try_into()
+        .map_err(|_| StoreError::Corrupt(format!("leaf of seq {seq}")))
 }
 
 pub(crate) fn search(
@@ -123,7 +147,10 @@ fn by_postings(
     order: Order,
     c: &mut Collector<'_>,
 ) -> Result<()> {
-    // Blocks past the org's newest event hold nothing: stop there, not at MAX_SEQ.
+    let org_num = lo >> SEQ_BITS;
+    let mut frames = Unsealer::new(conn, frames, org_num)?;
+    // Blocks past the org's newest event hold nothing: stop there, not at MAX_SEQ. (Its
+    // newest event is always in a row; a range below the rows ends in the sealed part.)
     let head: Option<i64> = conn
         .query_row(
             "SELECT max(rid) FROM events WHERE rid BETWEEN ?1 AND ?2",
@@ -131,8 +158,11 @@ fn by_postings(
             |r| r.get(0),
         )
         .op("read log head")?;
-    let Some(hi) = head else { return Ok(()) };
-    let mut frames = Unsealer::new(conn, frames);
+    let hi = match head {
+        Some(h) => h,
+        None if frames.next > seq_of(lo) => hi.min(rid(org_num, frames.next - 1)),
+        None => return Ok(()),
+    };
     let mut fetch = conn
         .prepare_cached(
             "SELECT occurred_us, body, leaf FROM events WHERE rid = ?1 AND body IS NOT NULL",
@@ -142,6 +172,9 @@ fn by_postings(
     let mut offer = |r: i64| -> Result<bool> {
         if r < lo || r > hi {
             return Ok(false);
+        }
+        if frames.is_sealed(seq_of(r)) {
+            return c.offer_sealed(seq_of(r), frames.entry(seq_of(r))?);
         }
         let found = fetch
             .query_row([r], |x| {
@@ -155,8 +188,7 @@ fn by_postings(
             .op("fetch event")?;
         match found {
             Some((occurred, body, leaf)) => {
-                let (body, leaf) = unseal(&mut frames, body, leaf, r)?;
-                c.offer(seq_of(r), occurred, body, leaf)
+                c.offer(seq_of(r), occurred, body, |_| stored_leaf(seq_of(r), leaf))
             }
             None => Ok(false),
         }
@@ -204,7 +236,71 @@ fn by_scan(
     order: Order,
     c: &mut Collector<'_>,
 ) -> Result<()> {
-    let mut frames = Unsealer::new(conn, frames);
+    let org_num = lo >> SEQ_BITS;
+    let mut u = Unsealer::new(conn, frames, org_num)?;
+    // Seqs below the sealed mark are in frames, the rest in rows.
+    let split = rid(org_num, u.next);
+    let sealed = (lo, hi.min(split - 1));
+    let rows = (lo.max(split), hi);
+    if order == Order::Asc {
+        if scan_sealed(&mut u, sealed, order, c)? {
+            return Ok(());
+        }
+        scan_rows(conn, rows, order, c)?;
+    } else {
+        if scan_rows(conn, rows, order, c)? {
+            return Ok(());
+        }
+        scan_sealed(&mut u, sealed, order, c)?;
+    }
+    Ok(())
+}
+
+/// The sealed events of rids `lo..=hi` in `order`; true once the page is full.
+fn scan_sealed(
+    u: &mut Unsealer<'_>,
+    (lo, hi): (i64, i64),
+    order: Order,
+    c: &mut Collector<'_>,
+) -> Result<bool> {
+    if lo > hi {
+        return Ok(false);
+    }
+    let (a, b) = (seq_of(lo), seq_of(hi));
+    let mut starts: Vec<u64> = (frame_start(a)..=b)
+        .step_by(FRAME_EVENTS as usize)
+        .collect();
+    if order == Order::Desc {
+        starts.reverse();
+    }
+    for start in starts {
+        let frame = u.frame(start)?;
+        let mut seqs: Vec<u64> = (start.max(a)..=(start + FRAME_EVENTS - 1).min(b)).collect();
+        if order == Order::Desc {
+            seqs.reverse();
+        }
+        for seq in seqs {
+            let e = frame.get((seq - start) as usize).cloned().ok_or_else(|| {
+                StoreError::Corrupt(format!("sealed event {seq}: not in its frame"))
+            })?;
+            if c.offer_sealed(seq, e)? {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// The events in rows of rids `lo..=hi` in `order`; true once the page is full.
+fn scan_rows(
+    conn: &Connection,
+    (lo, hi): (i64, i64),
+    order: Order,
+    c: &mut Collector<'_>,
+) -> Result<bool> {
+    if lo > hi {
+        return Ok(false);
+    }
     let dir = if order == Order::Desc { "DESC" } else { "ASC" };
     let mut sql = String::from(
         "SELECT rid, occurred_us, body, leaf FROM events WHERE rid BETWEEN ?1 AND ?2 AND body IS NOT NULL",
@@ -219,10 +315,9 @@ fn by_scan(
         sql.push_str(&format!(" AND occurred_us < ?{}", args.len() + 1));
         args.push(Value::Integer(t));
     }
-    // A sealed body is empty here: it is checked once read from its frame.
     for (text, negate) in &c.filter.text {
         sql.push_str(&format!(
-            " AND (body = '' OR instr(body, ?{}) {})",
+            " AND instr(body, ?{}) {}",
             args.len() + 1,
             if *negate { "= 0" } else { "> 0" }
         ));
@@ -233,32 +328,15 @@ fn by_scan(
     let mut rows = stmt.query(rusqlite::params_from_iter(args)).op("scan")?;
     while let Some(row) = rows.next().op("scan")? {
         let r: i64 = row.get(0).op("scan")?;
-        let (body, leaf) = unseal(
-            &mut frames,
+        let leaf: Vec<u8> = row.get(3).op("scan")?;
+        if c.offer(
+            seq_of(r),
+            row.get(1).op("scan")?,
             row.get(2).op("scan")?,
-            row.get(3).op("scan")?,
-            r,
-        )?;
-        if c.offer(seq_of(r), row.get(1).op("scan")?, body, leaf)? {
-            break;
+            |_| stored_leaf(seq_of(r), leaf),
+        )? {
+            return Ok(true);
         }
     }
-    Ok(())
-}
-
-/// An event's body and leaf as stored in its row, or, if it is sealed, the body from its
-/// frame and the leaf that body hashes to.
-fn unseal(
-    frames: &mut Unsealer<'_>,
-    body: String,
-    leaf: Vec<u8>,
-    r: i64,
-) -> Result<(String, Vec<u8>)> {
-    if body == SEALED {
-        let body = frames.body(r)?;
-        let leaf = auditrail_core::merkle::leaf_hash(body.as_bytes()).to_vec();
-        Ok((body, leaf))
-    } else {
-        Ok((body, leaf))
-    }
+    Ok(false)
 }

@@ -437,6 +437,30 @@ fn seal_op() -> impl proptest::strategy::Strategy<Value = SealOp> {
     ]
 }
 
+/// Every match of `f` in `order`, paged 97 at a time (so pages start and end in the
+/// sealed and the open part), as (seq, id); each body must hash to its leaf.
+async fn all_pages(s: &SqliteStore, f: &Filter, order: crate::Order) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let req = crate::PageRequest {
+            after_seq: after,
+            limit: 97,
+            order,
+        };
+        let p = s.search("acme", f, req).await.unwrap();
+        for e in &p.events {
+            assert_eq!(auditrail_core::merkle::leaf_hash(e.body.as_bytes()), e.leaf);
+            let v: serde_json::Value = serde_json::from_str(&e.body).unwrap();
+            out.push((e.seq, v["id"].as_str().unwrap_or_default().to_owned()));
+        }
+        match p.next_after {
+            Some(n) => after = Some(n),
+            None => return out,
+        }
+    }
+}
+
 /// Random event streams and random interleavings of sealing and purging: a store that
 /// seals answers every search exactly as one that never does.
 #[test]
@@ -486,22 +510,12 @@ fn sealing_never_changes_an_answer() {
             }
             for f in &filters {
                 for order in [crate::Order::Asc, crate::Order::Desc] {
-                    let req = crate::PageRequest { after_seq: None, limit: 5000, order };
                     // The two stores received the events at different instants, so their
                     // bodies differ in `received_at`: compare seqs and ids, and check
                     // each sealed store's body is byte for byte the one its leaf hashes.
-                    let a = sealing.search("acme", f, req).await.unwrap();
-                    let b = plain.search("acme", f, req).await.unwrap();
-                    let key = |p: &crate::Page| -> Vec<(u64, String)> {
-                        p.events.iter().map(|e| {
-                            let v: serde_json::Value = serde_json::from_str(&e.body).unwrap();
-                            (e.seq, v["id"].as_str().unwrap_or_default().to_owned())
-                        }).collect()
-                    };
-                    assert_eq!(key(&a), key(&b), "{f:?} {order:?} after {ops:?}");
-                    for e in &a.events {
-                        assert_eq!(auditrail_core::merkle::leaf_hash(e.body.as_bytes()), e.leaf);
-                    }
+                    // Paged 97 at a time, so pages start and end in both parts.
+                    let (a, b) = (all_pages(&sealing, f, order).await, all_pages(&plain, f, order).await);
+                    assert_eq!(a, b, "{f:?} {order:?} after {ops:?}");
                 }
             }
             sealing.shutdown_writer();
@@ -511,7 +525,7 @@ fn sealing_never_changes_an_answer() {
 }
 
 /// Retention removes a sealed body from the disk, not only from the answers: its frame
-/// is rewritten without it, and dropped once nothing is left in it.
+/// is rewritten with the leaf in its place, and the rows of sealed events are gone.
 #[tokio::test]
 async fn purged_bodies_leave_their_frames() {
     let d = tempfile::tempdir().unwrap();
@@ -527,39 +541,47 @@ async fn purged_bodies_leave_their_frames() {
         })
         .collect();
     s.append("acme", evs, false).await.unwrap();
+    let leaves = s.run_hashes("acme", 0, 0, 700).await.unwrap();
     assert_eq!(s.seal("acme", 100, 10).await.unwrap(), 512);
     assert_eq!(s.seal("acme", 100, 10).await.unwrap(), 0);
     let c = s.sealing("acme", 100).await.unwrap();
     assert_eq!((c.sealed, c.backlog), (512, 0));
+    let db = || Connection::open(d.path().join(DB_FILE)).unwrap();
     let frames = || {
-        let c = Connection::open(d.path().join(DB_FILE)).unwrap();
+        let c = db();
         let mut st = c
-            .prepare("SELECT data FROM sealed ORDER BY first_rid")
+            .prepare("SELECT live, data FROM sealed ORDER BY first_rid")
             .unwrap();
-        st.query_map([], |r| r.get::<_, Vec<u8>>(0))
+        st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
             .unwrap()
-            .map(|d| crate::sealed::decode(&d.unwrap()).unwrap())
+            .map(|r| {
+                let (live, d) = r.unwrap();
+                (live, crate::sealed::decode(&d).unwrap())
+            })
             .collect::<Vec<_>>()
     };
+    let rows = || -> i64 {
+        db().query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap()
+    };
     assert_eq!(frames().len(), 2);
+    assert_eq!(rows(), 700 - 512, "sealed events have no rows");
     // The 300 oldest: all of the first tile, part of the second.
     let now = chrono::Utc::now().timestamp_millis() + 1;
     assert_eq!(s.purge("acme", now, 300).await.unwrap(), 300);
     let f = frames();
-    assert_eq!(f.len(), 1, "the first frame is dropped");
-    let left: Vec<bool> = f[0].iter().map(Option::is_some).collect();
-    assert_eq!(left.iter().filter(|x| !**x).count(), 300 - 256);
-    assert!(f[0].iter().flatten().all(|b| {
-        let i: usize = b
-            .split("s-")
-            .nth(1)
-            .unwrap()
-            .split('-')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        i >= 300
-    }));
+    assert_eq!(f[0].0, 0, "nothing live in the first frame");
+    assert!(f[0].1.iter().all(|e| e.text().is_none()));
+    assert_eq!(f[1].0, 256 - (300 - 256));
+    let secret = |e: &crate::sealed::Entry| -> Option<usize> {
+        let t = e.text()?;
+        t.split("s-").nth(1)?.split('-').next()?.parse().ok()
+    };
+    assert!(f[1].1.iter().filter_map(secret).all(|i| i >= 299));
+    assert_eq!(f[1].1.iter().filter_map(secret).count(), 212);
+    // Every leaf stays, and the next purge skips the emptied frame.
+    assert_eq!(s.run_hashes("acme", 0, 0, 700).await.unwrap(), leaves);
+    assert_eq!(s.purge("acme", now, 100).await.unwrap(), 100);
+    assert_eq!(s.run_hashes("acme", 0, 0, 700).await.unwrap(), leaves);
     s.shutdown_writer();
 }

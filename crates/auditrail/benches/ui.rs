@@ -8,6 +8,8 @@
 //! the peer, SQLite answering the same first-page queries from a flat table of the same
 //! events with an index on each filtered column (query and fetch, in process, no HTTP).
 //!
+//! The table is measured twice: as loaded, and after `auditrail seal`.
+//!
 //! `cargo bench -p auditrail --bench ui` (env BENCH_UI_EVENTS, BENCH_UI_REPEAT).
 #![expect(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
 
@@ -106,89 +108,110 @@ async fn main() {
     let key = ["keys", "create", "--org", "acme", "--role", "admin"];
     let key: Value = serde_json::from_str(&run(&data, &key)).unwrap();
     let key = key["token"].as_str().unwrap().to_owned();
-    let srv = process::serve(ADMIN, |c| {
-        c.arg("--data-dir").arg(&data);
-    });
-    let base = srv.base.clone();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let link: Value = http
-        .post(format!("{base}/v1/orgs/acme/viewer-tokens"))
-        .bearer_auth(&key)
-        .json(&json!({"actor_id": "bench", "role": "admin", "ttl_seconds": 3600}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let r = http
-        .get(link["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let cookie = ("cookie", cookie.as_str());
-    let bearer = format!("Bearer {key}");
-    let api = ("authorization", bearer.as_str());
-    let mid = n / 2;
-    println!("page (R={repeat} sequential requests)                      p50 ms   p99 ms   max ms");
-    for (label, path, auth) in [
-        (
-            "/ui/events (first page, newest 50)",
-            "/ui/events".to_owned(),
-            cookie,
-        ),
-        (
-            "/ui/events?actor_id=u-7",
-            "/ui/events?actor_id=u-7".to_owned(),
-            cookie,
-        ),
-        (
-            "/ui/events?action=addPipeline",
-            "/ui/events?action=addPipeline".to_owned(),
-            cookie,
-        ),
-        (
-            "/ui/events?q=actor:u-7 action:addProject",
-            "/ui/events?q=actor%3Au-7+action%3AaddProject".to_owned(),
-            cookie,
-        ),
-        (
-            "/ui/events/{seq} (detail)",
-            format!("/ui/events/{mid}"),
-            cookie,
-        ),
-        (
-            "/ui/events/{seq}/proof (verify)",
-            format!("/ui/events/{mid}/proof"),
-            cookie,
-        ),
-        ("/ui/exports", "/ui/exports".to_owned(), cookie),
-        ("/ui/integrity", "/ui/integrity".to_owned(), cookie),
-        (
-            "API: /v1/events?limit=50",
-            "/v1/events?limit=50".to_owned(),
-            api,
-        ),
-        (
-            "API: /v1/events?limit=50&actor_id=u-7",
-            "/v1/events?limit=50&actor_id=u-7".to_owned(),
-            api,
-        ),
-    ] {
-        let (p50, p99, max) = timed(&http, &format!("{base}{path}"), auth, repeat).await;
-        println!("{label:<56} {p50:>7.2}  {p99:>7.2}  {max:>7.2}");
+    // Once as loaded, then again after `auditrail seal` (all but the newest 65,536 events
+    // in sealed frames): the detail, the proof and the oldest-first searches read frames.
+    for phase in ["open", "sealed"] {
+        if phase == "sealed" {
+            let t = Instant::now();
+            print!("{}", run(&data, &["seal"]));
+            println!("sealed in {:.1} s", t.elapsed().as_secs_f64());
+        }
+        let srv = process::serve(ADMIN, |c| {
+            c.arg("--data-dir").arg(&data);
+        });
+        let base = srv.base.clone();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let link: Value = http
+            .post(format!("{base}/v1/orgs/acme/viewer-tokens"))
+            .bearer_auth(&key)
+            .json(&json!({"actor_id": "bench", "role": "admin", "ttl_seconds": 3600}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let r = http
+            .get(link["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let cookie = ("cookie", cookie.as_str());
+        let bearer = format!("Bearer {key}");
+        let api = ("authorization", bearer.as_str());
+        let mid = n / 2;
+        println!(
+            "{phase}: page (R={repeat} sequential requests)              p50 ms   p99 ms   max ms"
+        );
+        for (label, path, auth) in [
+            (
+                "/ui/events (first page, newest 50)",
+                "/ui/events".to_owned(),
+                cookie,
+            ),
+            (
+                "/ui/events?actor_id=u-7",
+                "/ui/events?actor_id=u-7".to_owned(),
+                cookie,
+            ),
+            (
+                "/ui/events?action=addPipeline",
+                "/ui/events?action=addPipeline".to_owned(),
+                cookie,
+            ),
+            (
+                "/ui/events?q=actor:u-7 action:addProject",
+                "/ui/events?q=actor%3Au-7+action%3AaddProject".to_owned(),
+                cookie,
+            ),
+            (
+                "/ui/events/{seq} (detail)",
+                format!("/ui/events/{mid}"),
+                cookie,
+            ),
+            (
+                "/ui/events/{seq}/proof (verify)",
+                format!("/ui/events/{mid}/proof"),
+                cookie,
+            ),
+            ("/ui/exports", "/ui/exports".to_owned(), cookie),
+            ("/ui/integrity", "/ui/integrity".to_owned(), cookie),
+            (
+                "API: /v1/events?limit=50",
+                "/v1/events?limit=50".to_owned(),
+                api,
+            ),
+            (
+                "API: /v1/events?limit=50&actor_id=u-7",
+                "/v1/events?limit=50&actor_id=u-7".to_owned(),
+                api,
+            ),
+            (
+                "API: oldest 50 of actor u-7 (order=asc)",
+                "/v1/events?limit=50&actor_id=u-7&order=asc".to_owned(),
+                api,
+            ),
+            (
+                "API: oldest 50 with q=\"project 1\" (order=asc)",
+                "/v1/events?limit=50&q=%22project+1%22&order=asc".to_owned(),
+                api,
+            ),
+        ] {
+            let (p50, p99, max) = timed(&http, &format!("{base}{path}"), auth, repeat).await;
+            println!("{label:<56} {p50:>7.2}  {p99:>7.2}  {max:>7.2}");
+        }
+        drop(srv);
     }
-    drop(srv);
 
     // The peer: the same first pages from a flat, indexed SQLite table.
     let db = work.path().join("peer.db");

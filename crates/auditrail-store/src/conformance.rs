@@ -1208,6 +1208,9 @@ fn sealing_filters() -> Vec<Filter> {
     parse_q("action:b -actor:u-1", &mut f).unwrap();
     fs.push(f);
     let mut f = Filter::default();
+    parse_q("action:c actor:u-2 resource:d-4", &mut f).unwrap();
+    fs.push(f);
+    let mut f = Filter::default();
     parse_q("\"note 1\"", &mut f).unwrap();
     fs.push(f);
     let mut f = Filter::default();

@@ -1,6 +1,7 @@
 //! Search on SQLite.
 //!
-//! With a positive condition, the most selective one drives: its postings are read
+//! With a positive condition, the most selective one drives (candidates not named by
+//! every other positive condition's postings of the same block are skipped): its postings are read
 //! block by block (its own rows and its bucket's rows of each block of 2^16 seqs, see
 //! `postings.rs`, up to the org's newest event) in seq order, with the not yet merged
 //! postings of recent commits as the newest part, and each candidate event is fetched
@@ -105,16 +106,17 @@ pub(crate) fn search(
         more: false,
     };
     if lo <= hi {
-        match filter
-            .conds
+        let mut positive: Vec<_> = filter.conds.iter().filter(|c| !c.negate).collect();
+        positive.sort_by_key(|c| selectivity(c.field));
+        let terms: Vec<i64> = positive
             .iter()
-            .filter(|c| !c.negate)
-            .min_by_key(|c| selectivity(c.field))
-        {
-            Some(d) => by_postings(
+            .map(|c| term_key(org_num, c.field, &c.value))
+            .collect();
+        match terms.split_first() {
+            Some((&driver, others)) => by_postings(
                 conn,
                 frames,
-                term_key(org_num, d.field, &d.value),
+                (driver, others),
                 (rid(org_num, lo), rid(org_num, hi)),
                 page.order,
                 &mut c,
@@ -139,10 +141,20 @@ pub(crate) fn search(
     })
 }
 
+/// Keeps the rids of `rids` (ascending) that are also in each of the ascending lists
+/// `others`: the candidates every positive condition's postings name. (Postings may name
+/// more than match, never fewer, so this only spares fetching events that cannot match.)
+fn intersect(mut rids: Vec<i64>, others: &[Vec<i64>]) -> Vec<i64> {
+    for o in others {
+        rids.retain(|r| o.binary_search(r).is_ok());
+    }
+    rids
+}
+
 fn by_postings(
     conn: &Connection,
     frames: &FrameCache,
-    term: i64,
+    (term, others): (i64, &[i64]),
     (lo, hi): (i64, i64),
     order: Order,
     c: &mut Collector<'_>,
@@ -195,7 +207,13 @@ fn by_postings(
     };
     // The pending rids are newer than every merged one: first in descending order, last
     // in ascending.
-    let pending = pending_rids(conn, lo >> SEQ_BITS, term)?;
+    let pending = intersect(
+        pending_rids(conn, org_num, term)?,
+        &others
+            .iter()
+            .map(|&t| pending_rids(conn, org_num, t))
+            .collect::<Result<Vec<_>>>()?,
+    );
     if order == Order::Desc {
         for &r in pending.iter().rev() {
             if offer(r)? {
@@ -210,6 +228,13 @@ fn by_postings(
             Order::Asc => first + k,
         };
         let mut rids = merged_rids(conn, blk, term)?;
+        if !rids.is_empty() && !others.is_empty() {
+            let lists = others
+                .iter()
+                .map(|&t| merged_rids(conn, blk, t))
+                .collect::<Result<Vec<_>>>()?;
+            rids = intersect(rids, &lists);
+        }
         if order == Order::Desc {
             rids.reverse();
         }

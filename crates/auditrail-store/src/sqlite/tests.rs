@@ -503,7 +503,7 @@ fn sealing_never_changes_an_answer() {
                 }
             }
             let mut filters = vec![Filter::default()];
-            for q in ["actor:u-3", "action:y -actor:u-1", "\"t1\"", "-\"t2\" action:x"] {
+            for q in ["actor:u-3", "action:y -actor:u-1", "action:x actor:u-3", "\"t1\"", "-\"t2\" action:x"] {
                 let mut f = Filter::default();
                 auditrail_core::query::parse_q(q, &mut f).unwrap();
                 filters.push(f);

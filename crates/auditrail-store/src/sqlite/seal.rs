@@ -8,8 +8,9 @@
 //! per org, the first seq not yet sealed: every seq below it is in a frame, every seq
 //! from it on in a row. A purge that reaches a sealed tile rewrites its frame with the
 //! purged bodies replaced by their leaves, and bumps the frame's version so no decoded
-//! copy of the old one is served again; `live` counts a frame's bodies, so purges skip
-//! the frames they have emptied.
+//! copy of the old one is served again; `live` counts a frame's bodies and
+//! `live_from_ms` is the earliest `received_ms` among them, so a purge reads only the
+//! frames it will change.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -294,12 +295,13 @@ pub(crate) fn seal(
                 body,
             });
         }
-        let live = entries.iter().filter(|e| e.text().is_some()).count() as i64;
+        let (live, live_from) = live_of(&entries);
         t.prepare_cached(
-            "INSERT INTO sealed (first_rid, last_rid, version, live, data) VALUES (?1, ?2, 1, ?3, ?4)",
+            "INSERT INTO sealed (first_rid, last_rid, version, live, live_from_ms, data) \
+             VALUES (?1, ?2, 1, ?3, ?4, ?5)",
         )
         .op("prepare frame insert")?
-        .execute(params![a, b, live, sealed::encode(&entries)?])
+        .execute(params![a, b, live, live_from, sealed::encode(&entries)?])
         .op("insert frame")?;
         t.prepare_cached("DELETE FROM events WHERE rid BETWEEN ?1 AND ?2")
             .op("prepare row delete")?
@@ -326,12 +328,13 @@ pub(crate) fn purge(t: &Transaction<'_>, org_num: i64, before_ms: i64, limit: i6
     let firsts: Vec<i64> = t
         .prepare_cached(
             "SELECT first_rid FROM sealed WHERE first_rid BETWEEN ?1 AND ?2 AND live > 0 \
-             ORDER BY first_rid",
+             AND live_from_ms < ?3 ORDER BY first_rid",
         )
         .op("prepare frame list")?
-        .query_map(params![rid(org_num, 1), rid(org_num, MAX_SEQ)], |r| {
-            r.get(0)
-        })
+        .query_map(
+            params![rid(org_num, 1), rid(org_num, MAX_SEQ), before_ms],
+            |r| r.get(0),
+        )
         .op("list frames")?
         .collect::<std::result::Result<_, _>>()
         .op("list frames")?;
@@ -358,14 +361,22 @@ pub(crate) fn purge(t: &Transaction<'_>, org_num: i64, before_ms: i64, limit: i6
             }
         }
         if changed {
-            let live = entries.iter().filter(|e| e.text().is_some()).count() as i64;
+            let (live, live_from) = live_of(&entries);
             t.prepare_cached(
-                "UPDATE sealed SET data = ?2, live = ?3, version = version + 1 WHERE first_rid = ?1",
+                "UPDATE sealed SET data = ?2, live = ?3, live_from_ms = ?4, version = version + 1 \
+                 WHERE first_rid = ?1",
             )
             .op("prepare frame rewrite")?
-            .execute(params![first, sealed::encode(&entries)?, live])
+            .execute(params![first, sealed::encode(&entries)?, live, live_from])
             .op("rewrite frame")?;
         }
     }
     Ok(purged)
+}
+
+/// How many of a frame's events still have their body, and the earliest time one of
+/// them was received (none when all are purged).
+fn live_of(entries: &[Entry]) -> (i64, Option<i64>) {
+    let live: Vec<&Entry> = entries.iter().filter(|e| e.text().is_some()).collect();
+    (live.len() as i64, live.iter().map(|e| e.received_ms).min())
 }

@@ -579,6 +579,22 @@ async fn purged_bodies_leave_their_frames() {
     };
     assert!(f[1].1.iter().filter_map(secret).all(|i| i >= 299));
     assert_eq!(f[1].1.iter().filter_map(secret).count(), 212);
+    // Each frame knows when its oldest live body was received, so purges read only the
+    // frames they change.
+    let froms: Vec<Option<i64>> = db()
+        .prepare("SELECT live_from_ms FROM sealed ORDER BY first_rid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let oldest_live = f[1]
+        .1
+        .iter()
+        .filter(|e| e.text().is_some())
+        .map(|e| e.received_ms)
+        .min();
+    assert_eq!(froms, vec![None, oldest_live]);
     // Every leaf stays, and the next purge skips the emptied frame.
     assert_eq!(s.run_hashes("acme", 0, 0, 700).await.unwrap(), leaves);
     assert_eq!(s.purge("acme", now, 100).await.unwrap(), 100);

@@ -110,13 +110,21 @@ impl TestServer {
         }
     }
 
-    /// Graceful stop: in-flight requests finish, the store commits and closes.
+    /// Graceful stop: in-flight requests finish, the store commits and closes. Returns
+    /// once the data dir is free again: the last task holding the app (a connection
+    /// winding down on another thread) may let go of it just after the server returns.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
             t.await.unwrap().unwrap();
+        }
+        for _ in 0..500 {
+            if Arc::strong_count(&self.app) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

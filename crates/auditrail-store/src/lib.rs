@@ -26,7 +26,6 @@ use auditrail_core::{Hash, PreparedEvent};
 pub use destinations::{DeliveryUpdate, Destination};
 pub use error::StoreError;
 pub use jobs::{ExportJob, ExportOutcome, ExportStatus};
-pub use sqlite::SealCounts;
 pub use types::*;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

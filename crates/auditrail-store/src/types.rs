@@ -162,3 +162,12 @@ pub struct CommitStats {
 }
 
 pub type CommitObserver = std::sync::Arc<dyn Fn(CommitStats) + Send + Sync>;
+
+/// Counts of one org's sealing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SealCounts {
+    /// Events in sealed tiles.
+    pub sealed: u64,
+    /// Events in complete tiles old enough to seal that are not sealed yet.
+    pub backlog: u64,
+}

@@ -31,7 +31,6 @@ use tokio::sync::{mpsc, oneshot};
 pub use crate::CommitStats;
 use rid::{MAX_SEQ, rid, seq_of};
 pub use schema::Journal;
-pub use seal::SealCounts;
 use writer::{Job, Writer};
 
 use crate::error::Context;
@@ -39,8 +38,8 @@ use crate::queue::WriteQueue;
 use crate::sql::{KEY_COLS, ORG_COLS, now_text};
 use crate::{
     Accepted, Appending, CommitObserver, DeliveryUpdate, Destination, ExportJob, ExportOutcome,
-    KeyRecord, NewCatalog, NewOrg, Org, Page, PageRequest, Result, Role, Store, StoreError,
-    StoredCatalog, StoredCheckpoint, TreeHead,
+    KeyRecord, NewCatalog, NewOrg, Org, Page, PageRequest, Result, Role, SealCounts, Store,
+    StoreError, StoredCatalog, StoredCheckpoint, TreeHead,
 };
 
 const DB_FILE: &str = "auditrail.db";
@@ -222,6 +221,15 @@ impl SqliteStore {
     }
 }
 
+/// Bytes the store's files in data dir `dir` take (database, WAL, rollback journal).
+pub fn disk_bytes(dir: &Path) -> u64 {
+    ["", "-wal", "-journal"]
+        .iter()
+        .filter_map(|suffix| std::fs::metadata(dir.join(format!("{DB_FILE}{suffix}"))).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.shutdown_writer();
@@ -275,7 +283,8 @@ fn read_run(
     }
     let width = 1u64 << level;
     let (lo, hi) = (first * width + 1, (first + count) * width);
-    let mut level_hashes = seal::leaves(conn, &seal::FrameCache::default(), org_num, lo, hi)?;
+    let frames = seal::FrameCache::default();
+    let mut level_hashes = seal::leaves(&mut seal::Unsealer::new(conn, &frames, org_num)?, lo, hi)?;
     if level_hashes.len() as u64 != count * width {
         return Err(missing());
     }
@@ -290,6 +299,7 @@ fn read_run(
 
 pub(crate) fn read_nodes(conn: &Connection, org_num: i64, ids: &[NodeId]) -> Result<Vec<Hash>> {
     let frames = seal::FrameCache::default();
+    let mut unseal = seal::Unsealer::new(conn, &frames, org_num)?;
     let mut node = conn
         .prepare_cached("SELECT hash FROM nodes WHERE org_num = ?1 AND level = ?2 AND idx = ?3")
         .op("prepare node read")?;
@@ -306,7 +316,7 @@ pub(crate) fn read_nodes(conn: &Connection, org_num: i64, ids: &[NodeId]) -> Res
             }
             let width = 1u64 << id.level;
             let first = id.index * width + 1;
-            let mut level = seal::leaves(conn, &frames, org_num, first, first + width - 1)?;
+            let mut level = seal::leaves(&mut unseal, first, first + width - 1)?;
             if level.len() as u64 != width {
                 return Err(missing(id));
             }
@@ -657,15 +667,7 @@ impl Store for SqliteStore {
     }
 
     async fn disk_bytes(&self) -> Result<Option<u64>> {
-        let mut total = 0;
-        for suffix in ["", "-wal", "-journal"] {
-            let mut p = self.path.clone().into_os_string();
-            p.push(suffix);
-            if let Ok(m) = std::fs::metadata(&p) {
-                total += m.len();
-            }
-        }
-        Ok(Some(total))
+        Ok(Some(self.path.parent().map_or(0, disk_bytes)))
     }
 
     async fn purge(&self, org: &str, before_ms: i64, limit: usize) -> Result<u64> {

@@ -163,7 +163,7 @@ CREATE TABLE postings_buckets (
 ) WITHOUT ROWID;
 "#,
     r#"
-CREATE TABLE sealed (first_rid INTEGER PRIMARY KEY, last_rid INTEGER NOT NULL, version INTEGER NOT NULL, live INTEGER NOT NULL, live_from_ms INTEGER, data BLOB NOT NULL);
+CREATE TABLE sealed (first_rid INTEGER PRIMARY KEY, version INTEGER NOT NULL, live INTEGER NOT NULL, live_from_ms INTEGER, data BLOB NOT NULL);
 CREATE TABLE sealed_upto (org_num INTEGER PRIMARY KEY, next_seq INTEGER NOT NULL);
 "#,
 ];

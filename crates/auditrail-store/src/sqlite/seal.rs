@@ -21,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use super::rid::{MAX_SEQ, rid, seq_of};
 use crate::error::Context;
 use crate::sealed::{self, Body, Entry, FRAME_EVENTS, frame_start};
-use crate::{Result, StoreError};
+use crate::{Result, SealCounts, StoreError};
 
 /// Decoded frames kept for reads, by (first rid, version).
 const CACHE_FRAMES: usize = 64;
@@ -141,16 +141,10 @@ fn frame_at(conn: &Connection, cache: &FrameCache, first: i64) -> Result<Frame> 
     Ok(f)
 }
 
-/// The leaves of `org_num`'s seqs `lo..=hi`, in order: from the frames below the sealed
+/// The leaves of `u`'s org's seqs `lo..=hi`, in order: from the frames below the sealed
 /// mark, from the rows above it.
-pub(crate) fn leaves(
-    conn: &Connection,
-    cache: &FrameCache,
-    org_num: i64,
-    lo: u64,
-    hi: u64,
-) -> Result<Vec<Hash>> {
-    let mut u = Unsealer::new(conn, cache, org_num)?;
+pub(crate) fn leaves(u: &mut Unsealer<'_>, lo: u64, hi: u64) -> Result<Vec<Hash>> {
+    let (conn, org_num) = (u.conn, u.org_num);
     let mut out = Vec::with_capacity(hi.saturating_sub(lo) as usize + 1);
     let mut seq = lo;
     while seq <= hi && u.is_sealed(seq) {
@@ -205,15 +199,6 @@ fn head(t: &Connection, org_num: i64) -> Result<u64> {
         )
         .op("read log head")?;
     Ok(r.map_or(0, seq_of))
-}
-
-/// Counts of one org's sealing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SealCounts {
-    /// Events in sealed tiles.
-    pub sealed: u64,
-    /// Events in complete tiles old enough to seal that are not sealed yet.
-    pub backlog: u64,
 }
 
 pub(crate) fn counts(t: &Connection, org_num: i64, keep_open: u64) -> Result<SealCounts> {
@@ -297,11 +282,11 @@ pub(crate) fn seal(
         }
         let (live, live_from) = live_of(&entries);
         t.prepare_cached(
-            "INSERT INTO sealed (first_rid, last_rid, version, live, live_from_ms, data) \
-             VALUES (?1, ?2, 1, ?3, ?4, ?5)",
+            "INSERT INTO sealed (first_rid, version, live, live_from_ms, data) \
+             VALUES (?1, 1, ?2, ?3, ?4)",
         )
         .op("prepare frame insert")?
-        .execute(params![a, b, live, live_from, sealed::encode(&entries)?])
+        .execute(params![a, live, live_from, sealed::encode(&entries)?])
         .op("insert frame")?;
         t.prepare_cached("DELETE FROM events WHERE rid BETWEEN ?1 AND ?2")
             .op("prepare row delete")?

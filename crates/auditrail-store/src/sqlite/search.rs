@@ -1,8 +1,8 @@
 //! Search on SQLite.
 //!
-//! With a positive condition, the most selective one drives (candidates not named by
-//! every other positive condition's postings of the same block are skipped): its postings are read
-//! block by block (its own rows and its bucket's rows of each block of 2^16 seqs, see
+//! With a positive condition, the most selective one drives (a candidate that another
+//! positive condition's postings of the same block do not name is skipped): its postings
+//! are read block by block (its own rows and its bucket's rows of each block of 2^16 seqs, see
 //! `postings.rs`, up to the org's newest event) in seq order, with the not yet merged
 //! postings of recent commits as the newest part, and each candidate event is fetched
 //! by rid. Without one, the events of the org are scanned in seq order. The caller runs

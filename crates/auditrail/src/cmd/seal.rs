@@ -65,11 +65,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if cfg.database_url.is_some() {
         println!("on disk: not known for PostgreSQL");
     } else {
-        let bytes: u64 = ["auditrail.db", "auditrail.db-wal"]
-            .iter()
-            .filter_map(|f| std::fs::metadata(cfg.data_dir.join(f)).ok())
-            .map(|m| m.len())
-            .sum();
+        let bytes = auditrail_store::sqlite::disk_bytes(&cfg.data_dir);
         println!(
             "on disk: {bytes} bytes, {:.1} bytes an event",
             bytes as f64 / events.max(1) as f64

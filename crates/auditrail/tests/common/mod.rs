@@ -111,8 +111,8 @@ impl TestServer {
     }
 
     /// Graceful stop: in-flight requests finish, the store commits and closes. Returns
-    /// once the data dir is free again: the last task holding the app (a connection
-    /// winding down on another thread) may let go of it just after the server returns.
+    /// once the data dir is free again (its lock file can be taken): the last task
+    /// holding the app may let go of it just after the server returns.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
@@ -120,12 +120,23 @@ impl TestServer {
         if let Some(t) = self.task.take() {
             t.await.unwrap().unwrap();
         }
-        for _ in 0..500 {
-            if Arc::strong_count(&self.app) == 1 {
-                break;
+        let (app, dir) = (Arc::downgrade(&self.app), self.dir.clone());
+        drop(self);
+        let lock = dir.join("auditrail.lock");
+        for _ in 0..1000 {
+            let free = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&lock)
+                .is_ok_and(|f| f.try_lock().is_ok());
+            if free {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        panic!(
+            "the data dir is still locked 10 s after the server stopped ({} holders of the app)",
+            app.strong_count()
+        );
     }
 
     pub async fn call(

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::App;
 use crate::error::ApiResult;
 
-const LEASE: &str = "sealing";
+pub const LEASE: &str = "sealing";
 /// Tiles sealed per step (one write transaction).
 const FRAMES_PER_STEP: usize = 8;
 

@@ -8,6 +8,7 @@
 pub mod conformance;
 mod destinations;
 mod error;
+mod frame_cache;
 mod jobs;
 pub mod postgres;
 pub mod proofs;

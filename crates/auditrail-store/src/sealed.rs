@@ -67,6 +67,12 @@ pub fn frame_start(seq: u64) -> u64 {
     (seq - 1) / FRAME_EVENTS * FRAME_EVENTS + 1
 }
 
+/// The last seq that may be sealed: the end of the last complete tile at least
+/// `keep_open` events (and at least one) behind the head.
+pub fn sealable_end(head: u64, keep_open: u64) -> u64 {
+    head.saturating_sub(keep_open.max(1)) / FRAME_EVENTS * FRAME_EVENTS
+}
+
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }

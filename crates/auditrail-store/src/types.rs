@@ -137,8 +137,11 @@ pub struct Page {
 pub struct Reclaimed {
     /// Whole partitions dropped (every event in them purged).
     pub partitions_dropped: u64,
-    /// Purged event rows deleted from partitions that also hold kept events.
+    /// Purged event rows deleted from partitions that also hold kept events, and purged
+    /// bodies removed from sealed frames.
     pub events_deleted: u64,
+    /// Sealed frames whose every event was purged, dropped (their leaves archived).
+    pub frames_dropped: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

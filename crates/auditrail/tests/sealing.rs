@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{BIN, TestServer};
 use serde_json::{Value, json};
 
-fn export(dir: &Path, format: &str, out: &Path) -> Vec<u8> {
+fn export(dir: &Path, store: &[&str], format: &str, out: &Path) -> Vec<u8> {
     let today = chrono::Utc::now().date_naive();
     let from = (today - chrono::Duration::days(1)).to_string();
     let to = (today + chrono::Duration::days(1)).to_string();
@@ -31,7 +31,11 @@ fn export(dir: &Path, format: &str, out: &Path) -> Vec<u8> {
             "--no-proof",
             "-o",
             out.to_str().unwrap(),
-        ],
+        ]
+        .iter()
+        .chain(store)
+        .copied()
+        .collect::<Vec<_>>(),
         dir,
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -102,8 +106,8 @@ async fn a_sealed_log_reads_the_same_everywhere() {
     // Exports are read before sealing (each one adds its own audit event after the rows
     // it wrote, so later exports begin with these bytes).
     let (nd0, csv0) = (
-        export(&data, "ndjson", &dir.path().join("a.ndjson")),
-        export(&data, "csv", &dir.path().join("a.csv")),
+        export(&data, &[], "ndjson", &dir.path().join("a.ndjson")),
+        export(&data, &[], "csv", &dir.path().join("a.csv")),
     );
     let srv = TestServer::start_custom(&data, never).await;
     let before = reads(&srv, &admin).await;
@@ -155,8 +159,8 @@ async fn a_sealed_log_reads_the_same_everywhere() {
     }
     srv.stop().await;
     let (nd1, csv1) = (
-        export(&data, "ndjson", &dir.path().join("b.ndjson")),
-        export(&data, "csv", &dir.path().join("b.csv")),
+        export(&data, &[], "ndjson", &dir.path().join("b.ndjson")),
+        export(&data, &[], "csv", &dir.path().join("b.csv")),
     );
     assert!(nd1.starts_with(&nd0) && nd1.len() > nd0.len());
     assert!(csv1.starts_with(&csv0) && csv1.len() > csv0.len());
@@ -164,8 +168,36 @@ async fn a_sealed_log_reads_the_same_everywhere() {
 
 #[test]
 fn sealing_killed_at_random_points_loses_and_duplicates_nothing() {
+    killed_at_random_points(&[]);
+}
+
+#[test]
+fn sealing_on_postgres_killed_at_random_points_loses_and_duplicates_nothing() {
+    let Some(server) = auditrail_store::postgres::testdb::server_url() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt
+        .block_on(auditrail_store::postgres::testdb::TestDb::create(&server))
+        .unwrap();
+    killed_at_random_points(&["--database-url", &db.url]);
+    rt.block_on(async move { drop(db) });
+}
+
+/// Ingests 60,000 events, kills `auditrail seal` six times at random points, seals the
+/// rest: the export reads the same bytes, nothing lost or repeated. `store` names the
+/// store (none: the data dir's SQLite).
+fn killed_at_random_points(store: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    let with = |args: &[&str]| -> Vec<String> {
+        args.iter().chain(store).map(|s| s.to_string()).collect()
+    };
+    let run = |args: &[&str]| {
+        let args = with(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::run(&args, &data)
+    };
     let src = dir.path().join("events.ndjson");
     let mut lines = String::new();
     for i in 0..60_000 {
@@ -180,18 +212,16 @@ fn sealing_killed_at_random_points_loses_and_duplicates_nothing() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8(o.stdout).unwrap()
     };
-    ok(common::run(&["orgs", "create", "acme"], &data));
-    ok(common::run(
-        &["ingest", "--org", "acme", src.to_str().unwrap()],
-        &data,
-    ));
-    let before = export(&data, "ndjson", &dir.path().join("a.ndjson"));
+    ok(run(&["orgs", "create", "acme"]));
+    ok(run(&["ingest", "--org", "acme", src.to_str().unwrap()]));
+    let before = export(&data, store, "ndjson", &dir.path().join("a.ndjson"));
     // Killed with SIGKILL after a random while, several times over.
     let mut seed = std::process::id() as u64;
     for _ in 0..6 {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         let mut child = Command::new(BIN)
-            .args(["seal", "--keep-open", "1", "--data-dir"])
+            .args(with(&["seal", "--keep-open", "1", "--lease-ttl", "1s"]))
+            .arg("--data-dir")
             .arg(&data)
             .spawn()
             .unwrap();
@@ -199,8 +229,8 @@ fn sealing_killed_at_random_points_loses_and_duplicates_nothing() {
         let _ = child.kill();
         child.wait().unwrap();
     }
-    let out = ok(common::run(&["seal", "--keep-open", "1"], &data));
-    let stats = ok(common::run(&["seal", "--stats"], &data));
+    let out = ok(run(&["seal", "--keep-open", "1", "--lease-ttl", "1s"]));
+    let stats = ok(run(&["seal", "--stats"]));
     assert!(
         stats.contains("sealed: 59904;") && stats.contains("sealing backlog: 0"),
         "{out}{stats}"
@@ -208,7 +238,7 @@ fn sealing_killed_at_random_points_loses_and_duplicates_nothing() {
     assert!(stats.contains("bytes an event"), "{stats}");
     // The export before sealing added its own event after its rows: the rows are the
     // same bytes, and follow with nothing lost or repeated.
-    let after = export(&data, "ndjson", &dir.path().join("b.ndjson"));
+    let after = export(&data, store, "ndjson", &dir.path().join("b.ndjson"));
     assert!(
         after.starts_with(&before),
         "the sealed events read back differently"

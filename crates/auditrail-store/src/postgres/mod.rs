@@ -11,6 +11,7 @@ mod exports;
 mod retention;
 mod rows;
 mod schema;
+mod seal;
 mod search;
 pub mod testdb;
 mod writer;
@@ -32,7 +33,7 @@ use crate::queue::WriteQueue;
 use crate::sql::{KEY_COLS, ORG_COLS, now_text};
 use crate::{
     Accepted, CommitObserver, DeliveryUpdate, Destination, ExportJob, ExportOutcome, KeyRecord,
-    NewCatalog, NewOrg, Org, Page, PageRequest, Reclaimed, Result, Store, StoreError,
+    NewCatalog, NewOrg, Org, Page, PageRequest, Reclaimed, Result, SealCounts, Store, StoreError,
     StoredCatalog, StoredCheckpoint, TreeHead,
 };
 use rows::{catalog_row, key_row, org_row};
@@ -62,6 +63,7 @@ pub struct PgStore {
     writers: writer::Writers,
     queue: WriteQueue,
     org_nums: RwLock<HashMap<String, i64>>,
+    frames: crate::frame_cache::FrameCache,
 }
 
 impl PgStore {
@@ -99,6 +101,7 @@ impl PgStore {
             pool,
             queue: WriteQueue::new(),
             org_nums: RwLock::new(HashMap::new()),
+            frames: Default::default(),
         })
     }
 
@@ -409,7 +412,7 @@ impl Store for PgStore {
 
     async fn search(&self, org: &str, filter: &Filter, page: PageRequest) -> Result<Page> {
         let num = self.org_num(org).await?;
-        search::search(&*self.conn().await?, num, filter, page).await
+        search::search(&mut self.conn().await?, &self.frames, num, filter, page).await
     }
 
     async fn purge(&self, org: &str, before_ms: i64, limit: usize) -> Result<u64> {
@@ -417,12 +420,32 @@ impl Store for PgStore {
         let limit = limit.clamp(1, i64::MAX as usize) as i64;
         // A purge holds no lock on the org's head: appends go on while it runs.
         let c = self.conn().await?;
-        retention::purge(&c, num, before_ms, limit).await
+        retention::purge(&c, &self.frames, num, before_ms, limit).await
     }
 
     async fn reclaim(&self, now_ms: i64) -> Result<Reclaimed> {
         let mut c = self.conn().await?;
-        retention::reclaim(&mut c, now_ms).await
+        retention::reclaim(&mut c, &self.frames, now_ms).await
+    }
+
+    async fn seal(&self, org: &str, keep_open: u64, max_frames: usize) -> Result<u64> {
+        let num = self.org_num(org).await?;
+        seal::seal(&mut self.conn().await?, num, keep_open, max_frames).await
+    }
+
+    async fn sealing(&self, org: &str, keep_open: u64) -> Result<SealCounts> {
+        let num = self.org_num(org).await?;
+        seal::counts(&self.conn().await?, num, keep_open).await
+    }
+
+    async fn disk_bytes(&self) -> Result<Option<u64>> {
+        let r = self
+            .conn()
+            .await?
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .await
+            .pg("read database size")?;
+        Ok(Some(r.get::<_, i64>(0).max(0) as u64))
     }
 
     async fn tree_head(&self, org: &str) -> Result<TreeHead> {
@@ -466,8 +489,14 @@ impl Store for PgStore {
             }
             let width = 1u64 << id.level;
             let first = id.index * width + 1;
-            let mut level =
-                retention::leaves(&c, num, first as i64, (first + width - 1) as i64).await?;
+            let mut level = retention::leaves(
+                &c,
+                &self.frames,
+                num,
+                first as i64,
+                (first + width - 1) as i64,
+            )
+            .await?;
             while level.len() > 1 {
                 level = level
                     .chunks(2)

@@ -14,11 +14,11 @@
 use std::collections::BTreeMap;
 
 use auditrail_core::Hash;
-use deadpool_postgres::ClientWrapper;
 use tokio_postgres::{Client, GenericClient};
 
-use super::{schema, to_hash};
+use super::{schema, seal, to_hash};
 use crate::error::Pg;
+use crate::frame_cache::FrameCache;
 use crate::{Reclaimed, Result, StoreError};
 
 /// Leaves are archived in rows of at most this many consecutive seqs, each row within
@@ -30,7 +30,13 @@ const GRACE_MS: i64 = 86_400_000;
 
 /// Advances `num`'s purge watermark over at most `limit` more events received before
 /// `before_ms`; returns how many.
-pub(super) async fn purge(c: &ClientWrapper, num: i64, before_ms: i64, limit: i64) -> Result<u64> {
+pub(super) async fn purge(
+    c: &deadpool_postgres::Object,
+    cache: &FrameCache,
+    num: i64,
+    before_ms: i64,
+    limit: i64,
+) -> Result<u64> {
     let row = c
         .query_one(
             "SELECT purged_seq, tree_size FROM orgs WHERE num = $1",
@@ -48,12 +54,19 @@ pub(super) async fn purge(c: &ClientWrapper, num: i64, before_ms: i64, limit: i6
     let (mut lo, mut hi) = (purged, size.min(purged.saturating_add(limit)));
     while lo < hi {
         let mid = lo + (hi - lo + 1) / 2;
-        let at: i64 = c
+        // A sealed event's time is in its frame (sealing may move it there meanwhile).
+        let at = match c
             .query_opt(&received, &[&num, &mid])
             .await
             .pg("probe purge")?
-            .ok_or_else(|| StoreError::Corrupt(format!("event {mid} of org {num} is missing")))?
-            .get(0);
+        {
+            Some(r) => r.get(0),
+            None => seal::received_at(c, cache, num, mid)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("event {mid} of org {num} is missing"))
+                })?,
+        };
         if at < before_ms {
             lo = mid;
         } else {
@@ -95,8 +108,27 @@ async fn partitions(c: &Client) -> Result<Vec<(String, i64, i64)>> {
 /// Removes from disk what purges left there (see the module's comment); partitions whose
 /// month ended before `now_ms` (less a day's grace) are dropped when nothing in them is
 /// kept.
-pub(super) async fn reclaim(c: &mut Client, now_ms: i64) -> Result<Reclaimed> {
+pub(super) async fn reclaim(
+    c: &mut deadpool_postgres::Object,
+    cache: &FrameCache,
+    now_ms: i64,
+) -> Result<Reclaimed> {
     let mut done = Reclaimed::default();
+    // Sealed frames at or below each org's watermark.
+    let orgs = c
+        .query(
+            "SELECT o.num, o.purged_seq FROM orgs o JOIN sealed_upto s ON s.org_num = o.num \
+             WHERE o.purged_seq > 0",
+            &[],
+        )
+        .await
+        .pg("list purged orgs")?;
+    for r in orgs {
+        let (dropped, events) = seal::reclaim(c, cache, r.get(0), r.get(1)).await?;
+        done.frames_dropped += dropped;
+        done.events_deleted += events;
+    }
+    let c: &mut Client = c;
     for (name, _, to) in partitions(c).await? {
         // Each org's last seq in this partition (an index probe per org), beside its
         // watermark.
@@ -120,6 +152,11 @@ pub(super) async fn reclaim(c: &mut Client, now_ms: i64) -> Result<Reclaimed> {
             }
         }
         if purged_orgs.is_empty() {
+            // Sealing emptied a month that ended: nothing to archive.
+            if !kept && to <= now_ms - GRACE_MS && drop_partition(c, &name).await? {
+                done.partitions_dropped += 1;
+                tracing::info!(partition = name, "dropped an empty month partition");
+            }
             continue;
         }
         if !kept && to <= now_ms - GRACE_MS {
@@ -183,10 +220,11 @@ async fn archive(c: &impl GenericClient, name: &str, org: Option<i64>) -> Result
     Ok(())
 }
 
-/// The leaves of seqs `first..=last` of org `num`, from the events where they still are
-/// and from the archive where retention removed them.
+/// The leaves of seqs `first..=last` of org `num`, from the events where they still are,
+/// the sealed frames, and the archive where retention removed them.
 pub(super) async fn leaves(
-    c: &ClientWrapper,
+    c: &deadpool_postgres::Object,
+    cache: &FrameCache,
     num: i64,
     first: i64,
     last: i64,
@@ -205,6 +243,9 @@ pub(super) async fn leaves(
     let mut found = BTreeMap::new();
     for r in &rows {
         found.insert(r.get::<_, i64>(0), to_hash(r.get(1), &"a leaf")?);
+    }
+    if found.len() < width {
+        seal::frame_leaves(c, cache, num, first, last, &mut found).await?;
     }
     if found.len() < width {
         let archived = c

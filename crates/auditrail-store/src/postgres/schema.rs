@@ -13,6 +13,8 @@
 //! - `idem` holds client-supplied ids (a partitioned table cannot hold a unique index
 //!   that leaves out the partition key).
 //! - `nodes` holds complete subtrees from level 4 up, as on SQLite.
+//! - `sealed` holds sealed segments: complete tiles of old events compressed into one
+//!   frame each (see `seal.rs`); `sealed_upto` says where each org's rows begin.
 //! - `leases` names background work and who runs it until when; export jobs carry
 //!   their own lease columns and are claimed with `FOR UPDATE SKIP LOCKED`.
 
@@ -154,6 +156,25 @@ CREATE TABLE purged_leaves (
     PRIMARY KEY (org_num, first_seq)
 );
 ALTER TABLE purged_leaves ALTER COLUMN leaves SET STORAGE EXTERNAL;
+"#,
+    r#"
+-- Sealed segments (see seal.rs): one zstd frame per complete tile of 256 events, with
+-- the time bounds and the 32-bit index terms of its events so search can skip it.
+CREATE TABLE sealed (
+    org_num BIGINT NOT NULL,
+    first_seq BIGINT NOT NULL,
+    version INTEGER NOT NULL,
+    min_us BIGINT NOT NULL,
+    max_us BIGINT NOT NULL,
+    live INTEGER NOT NULL,
+    terms INTEGER[] NOT NULL,
+    data BYTEA NOT NULL,
+    PRIMARY KEY (org_num, first_seq)
+);
+-- Frames are compressed already, and the terms are hashes: neither compresses further.
+ALTER TABLE sealed ALTER COLUMN data SET STORAGE EXTERNAL, ALTER COLUMN terms SET STORAGE EXTERNAL;
+CREATE INDEX sealed_by_term ON sealed USING gin (terms);
+CREATE TABLE sealed_upto (org_num BIGINT PRIMARY KEY, next_seq BIGINT NOT NULL);
 "#,
 ];
 

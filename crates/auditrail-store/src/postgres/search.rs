@@ -1,15 +1,34 @@
-//! Search on PostgreSQL: the filter becomes one `WHERE` over the org's events, ordered
-//! by seq and cut one row past the page, so `next_after` is set only when more match.
-//! Every condition is exact in SQL (`=`, `IS DISTINCT FROM`, `strpos`), so no candidate
-//! needs re-checking; the planner picks the `(org_num, field, seq)` index of the most
-//! selective condition, or `(org_num, occurred_us)` for a narrow time range.
+//! Search on PostgreSQL, in one snapshot (a read-only `REPEATABLE READ` transaction) so
+//! sealing cannot move events between its reads.
+//!
+//! - Rows (seqs from the org's sealed mark on): the filter becomes one `WHERE` over the
+//!   org's events, ordered by seq and cut one row past the page, so `next_after` is set
+//!   only when more match. Every condition is exact in SQL (`=`, `IS DISTINCT FROM`,
+//!   `strpos`), so no candidate needs re-checking; the planner picks the
+//!   `(org_num, field, seq)` index of the most selective condition, or
+//!   `(org_num, occurred_us)` for a narrow time range.
+//! - Frames (seqs below the mark): frames are listed in seq order a few at a time,
+//!   skipped by their time bounds and, for positive conditions, by their `terms` (a GIN
+//!   lookup); the events of those read are re-checked exactly.
+//!
+//! Descending, rows come first and frames follow; ascending, the other way round.
 
+use auditrail_core::merkle::leaf_hash;
 use auditrail_core::query::{Field, Filter};
-use tokio_postgres::Client;
+use deadpool_postgres::Transaction;
+use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::ToSql;
 
+use super::seal;
 use crate::error::Pg;
+use crate::frame_cache::FrameCache;
+use crate::terms::matches;
 use crate::{Order, Page, PageRequest, Result, StoredEvent};
+
+/// Frames read per query of the sealed part.
+const FRAME_BATCH: i64 = 8;
+
+type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
 fn column(f: Field) -> &'static str {
     match f {
@@ -21,13 +40,16 @@ fn column(f: Field) -> &'static str {
     }
 }
 
-/// The SQL and parameters of one page of `filter` over org `num`.
+/// The SQL and parameters of up to `limit` rows of `filter` over org `num` after
+/// `page`'s cursor, among seqs from `mark` on.
 fn query(
     num: i64,
     filter: &Filter,
     page: PageRequest,
-) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
-    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(num)];
+    mark: i64,
+    limit: usize,
+) -> (String, Params) {
+    let mut params: Params = vec![Box::new(num)];
     let mut sql = String::from(
         "SELECT seq, body, leaf FROM events WHERE org_num = $1 \
          AND seq > (SELECT purged_seq FROM orgs WHERE num = $1)",
@@ -36,6 +58,9 @@ fn query(
         params.push(p);
         sql.push_str(&clause.replace('?', &format!("${}", params.len())));
     };
+    if mark > 1 {
+        bind(&mut sql, " AND seq >= ?", Box::new(mark));
+    }
     if let Some(after) = page.after_seq {
         let op = match page.order {
             Order::Desc => " AND seq < ?",
@@ -69,39 +94,200 @@ fn query(
         Order::Desc => " ORDER BY seq DESC",
         Order::Asc => " ORDER BY seq ASC",
     });
-    let limit = page.limit.saturating_add(1).min(i64::MAX as usize) as i64;
-    bind(&mut sql, " LIMIT ?", Box::new(limit));
+    bind(
+        &mut sql,
+        " LIMIT ?",
+        Box::new(limit.min(i64::MAX as usize) as i64),
+    );
     (sql, params)
 }
 
 pub(super) async fn search(
-    c: &Client,
+    c: &mut deadpool_postgres::Object,
+    cache: &FrameCache,
     num: i64,
     filter: &Filter,
     page: PageRequest,
 ) -> Result<Page> {
-    let (sql, params) = query(num, filter, page);
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
-    let rows = c.query(&sql, &refs).await.pg("search")?;
-    let more = rows.len() > page.limit;
-    let events = rows
-        .iter()
-        .take(page.limit)
-        .map(|r| {
-            let seq = r.get::<_, i64>(0) as u64;
-            Ok(StoredEvent {
-                seq,
-                body: r.get(1),
-                leaf: super::to_hash(r.get(2), &format_args!("seq {seq}"))?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let tx = c
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .pg("begin search")?;
+    let mark = seal::sealed_upto(&tx, num).await?;
+    let want = page.limit.saturating_add(1);
+    let mut events = Vec::new();
+    let after = page.after_seq.map(|a| a.min(i64::MAX as u64) as i64);
+    match page.order {
+        Order::Desc => {
+            rows(&tx, num, filter, page, mark, want, &mut events).await?;
+            let hi = after.map_or(mark - 1, |a| a.saturating_sub(1).min(mark - 1));
+            if events.len() < want && hi >= 1 {
+                frames(
+                    &tx,
+                    cache,
+                    num,
+                    filter,
+                    Order::Desc,
+                    (1, hi),
+                    want,
+                    &mut events,
+                )
+                .await?;
+            }
+        }
+        Order::Asc => {
+            let lo = after.map_or(1, |a| a.saturating_add(1)).max(1);
+            if lo < mark {
+                frames(
+                    &tx,
+                    cache,
+                    num,
+                    filter,
+                    Order::Asc,
+                    (lo, mark - 1),
+                    want,
+                    &mut events,
+                )
+                .await?;
+            }
+            if events.len() < want {
+                let left = want - events.len();
+                rows(&tx, num, filter, page, mark, left, &mut events).await?;
+            }
+        }
+    }
+    tx.commit().await.pg("end search")?;
+    let more = events.len() > page.limit;
+    events.truncate(page.limit);
     let next_after = if more {
         events.last().map(|e| e.seq)
     } else {
         None
     };
     Ok(Page { events, next_after })
+}
+
+/// Up to `limit` matching rows (seqs from `mark` on), appended to `out`.
+async fn rows(
+    tx: &Transaction<'_>,
+    num: i64,
+    filter: &Filter,
+    page: PageRequest,
+    mark: i64,
+    limit: usize,
+    out: &mut Vec<StoredEvent>,
+) -> Result<()> {
+    let (sql, params) = query(num, filter, page, mark, limit);
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
+    for r in tx.query(&sql, &refs).await.pg("search")? {
+        let seq = r.get::<_, i64>(0) as u64;
+        out.push(StoredEvent {
+            seq,
+            body: r.get(1),
+            leaf: super::to_hash(r.get(2), &format_args!("seq {seq}"))?,
+        });
+    }
+    Ok(())
+}
+
+/// The SQL listing frames of org `num` that may hold matches of `filter` among seqs
+/// `lo..=hi`, `FRAME_BATCH` at a time in `order`; `$2`/`$3` bound the frames' first seqs.
+fn frame_query(num: i64, filter: &Filter, order: Order) -> (String, Params) {
+    let mut params: Params = vec![Box::new(num), Box::new(0i64), Box::new(0i64)];
+    let mut sql = String::from(
+        "SELECT first_seq, version, data FROM sealed WHERE org_num = $1 \
+         AND first_seq BETWEEN $2 AND $3",
+    );
+    let terms: Vec<i32> = filter
+        .conds
+        .iter()
+        .filter(|c| !c.negate)
+        .map(|c| seal::frame_term(num, c.field, &c.value))
+        .collect();
+    if !terms.is_empty() {
+        params.push(Box::new(terms));
+        sql.push_str(&format!(" AND terms @> ${}", params.len()));
+    }
+    if let Some(t) = filter.from_us {
+        params.push(Box::new(t));
+        sql.push_str(&format!(" AND max_us >= ${}", params.len()));
+    }
+    if let Some(t) = filter.to_us {
+        params.push(Box::new(t));
+        sql.push_str(&format!(" AND min_us < ${}", params.len()));
+    }
+    sql.push_str(match order {
+        Order::Desc => " ORDER BY first_seq DESC",
+        Order::Asc => " ORDER BY first_seq ASC",
+    });
+    sql.push_str(&format!(" LIMIT {FRAME_BATCH}"));
+    (sql, params)
+}
+
+/// Matching sealed events among seqs `lo..=hi` in `order`, appended to `out` until it
+/// holds `want`.
+#[allow(clippy::too_many_arguments)]
+async fn frames(
+    tx: &Transaction<'_>,
+    cache: &FrameCache,
+    num: i64,
+    filter: &Filter,
+    order: Order,
+    (lo, hi): (i64, i64),
+    want: usize,
+    out: &mut Vec<StoredEvent>,
+) -> Result<()> {
+    let purged: i64 = tx
+        .query_one("SELECT purged_seq FROM orgs WHERE num = $1", &[&num])
+        .await
+        .pg("read purge watermark")?
+        .get(0);
+    let lo = lo.max(purged + 1);
+    let (sql, mut params) = frame_query(num, filter, order);
+    let st = tx.prepare_cached(&sql).await.pg("prepare frame search")?;
+    // The frames' first seqs still to read: [first_lo, first_hi].
+    let (mut first_lo, mut first_hi) = (crate::sealed::frame_start(lo.max(1) as u64) as i64, hi);
+    while first_lo <= first_hi && out.len() < want {
+        params[1] = Box::new(first_lo);
+        params[2] = Box::new(first_hi);
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
+        let rows = tx.query(&st, &refs).await.pg("search frames")?;
+        let done = (rows.len() as i64) < FRAME_BATCH;
+        for row in &rows {
+            let (first, frame) = seal::decoded(cache, num, row)?;
+            let events = seal::within(first, &frame, lo, hi);
+            let events: Box<dyn Iterator<Item = _>> = match order {
+                Order::Asc => Box::new(events),
+                Order::Desc => Box::new(events.rev()),
+            };
+            for (seq, e) in events {
+                let Some(body) = e.text() else { continue };
+                let in_time = filter.from_us.is_none_or(|t| e.occurred_us >= t)
+                    && filter.to_us.is_none_or(|t| e.occurred_us < t);
+                if in_time && matches(body, filter) {
+                    out.push(StoredEvent {
+                        seq: seq as u64,
+                        body: body.to_owned(),
+                        leaf: leaf_hash(body.as_bytes()),
+                    });
+                    if out.len() >= want {
+                        return Ok(());
+                    }
+                }
+            }
+            match order {
+                Order::Asc => first_lo = first + 1,
+                Order::Desc => first_hi = first - 1,
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -123,6 +309,8 @@ mod tests {
                 limit: 50,
                 order: Order::Desc,
             },
+            1,
+            51,
         );
         assert_eq!(
             sql,

@@ -42,6 +42,29 @@ story!(leases);
 story!(retention);
 story!(sealing);
 
+/// Random event streams and random interleavings of sealing, purging and reclaiming: a
+/// store that seals answers every search exactly as one that never does.
+#[test]
+fn sealing_never_changes_an_answer() {
+    use proptest::prelude::*;
+    if server_url().is_none() {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg = ProptestConfig {
+        cases: 6,
+        ..ProptestConfig::default()
+    };
+    proptest!(cfg, |(ops in proptest::collection::vec(conformance::seal_op(), 1..10))| {
+        rt.block_on(async {
+            let (Some((_a, sealing)), Some((_b, plain))) = (fresh().await, fresh().await) else {
+                return;
+            };
+            conformance::sealing_case(&sealing, &plain, &ops).await;
+        });
+    });
+}
+
 #[tokio::test]
 async fn a_reconnected_node_continues_seqs_and_root() {
     let Some((db, s)) = fresh().await else { return };

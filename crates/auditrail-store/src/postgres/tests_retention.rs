@@ -109,7 +109,8 @@ async fn retention_drops_whole_months_and_keeps_every_proof() {
         r,
         Reclaimed {
             partitions_dropped: 0,
-            events_deleted: 300
+            events_deleted: 300,
+            frames_dropped: 0,
         }
     );
     assert!(exists(&client, &march).await);
@@ -137,7 +138,8 @@ async fn retention_drops_whole_months_and_keeps_every_proof() {
         r,
         Reclaimed {
             partitions_dropped: 1,
-            events_deleted: 0
+            events_deleted: 0,
+            frames_dropped: 0,
         }
     );
     assert!(!exists(&client, &march).await, "the month is dropped");
@@ -170,7 +172,7 @@ async fn version_2_purged_rows_become_the_watermark() {
     tokio::spawn(conn);
     client
         .batch_execute(
-            "ALTER TABLE orgs DROP COLUMN purged_seq; DROP TABLE purged_leaves; \
+            "ALTER TABLE orgs DROP COLUMN purged_seq; DROP TABLE purged_leaves, sealed, sealed_upto; \
              UPDATE auditrail_schema SET version = 2; \
              UPDATE events SET body = NULL, action = NULL, actor_id = NULL WHERE seq <= 4",
         )
@@ -228,4 +230,52 @@ async fn a_month_in_use_is_dropped_at_the_next_pass() {
             .unwrap();
         merkle::verify_inclusion(index, head.size, &p.leaf, &p.hashes, &head.root).unwrap();
     }
+}
+
+#[tokio::test]
+async fn sealing_empties_old_months_and_reclaim_drops_them() {
+    let Some((db, s)) = fresh().await else { return };
+    let (client, conn) = tokio_postgres::connect(&db.url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    conformance::new_org(&s, "acme").await;
+    append(&s, "acme", 768, 0).await;
+    schema::ensure_partition(&client, MARCH_2025).await.unwrap();
+    client
+        .execute("UPDATE events SET received_ms = $1 + seq", &[&MARCH_2025])
+        .await
+        .unwrap();
+    append(&s, "acme", 5, 768).await;
+    let march = schema::partition_of(MARCH_2025).0;
+    let before = seqs(&s, "acme").await;
+    let old = s.tree_head("acme").await.unwrap();
+    let leaves_before = leaves(&s, "acme", 773).await;
+    // Every complete tile at least one event behind the head: all of March.
+    assert_eq!(s.seal("acme", 1, 100).await.unwrap(), 768);
+    assert_eq!(
+        count(&client, &format!("SELECT count(*) FROM {march}")).await,
+        0
+    );
+    assert_eq!(count(&client, "SELECT count(*) FROM sealed").await, 3);
+    let now = chrono::Utc::now().timestamp_millis();
+    let r = s.reclaim(now).await.unwrap();
+    assert_eq!(r.partitions_dropped, 1, "{r:?}");
+    assert_eq!(r.events_deleted + r.frames_dropped, 0, "nothing was purged");
+    assert!(
+        !exists(&client, &march).await,
+        "the emptied month is dropped"
+    );
+    assert_eq!(seqs(&s, "acme").await, before);
+    assert_eq!(leaves(&s, "acme", 773).await, leaves_before);
+    every_proof_verifies(&s, "acme", old).await;
+    // Purging the sealed history and reclaiming archives the frames' leaves.
+    assert_eq!(
+        s.purge("acme", MARCH_2025 + DAY, 10_000).await.unwrap(),
+        768
+    );
+    let r = s.reclaim(now).await.unwrap();
+    assert_eq!((r.frames_dropped, r.events_deleted), (3, 768), "{r:?}");
+    assert_eq!(count(&client, "SELECT count(*) FROM sealed").await, 0);
+    assert_eq!(seqs(&s, "acme").await, (769..=773).collect::<Vec<u64>>());
+    assert_eq!(leaves(&s, "acme", 773).await, leaves_before);
+    every_proof_verifies(&s, "acme", old).await;
 }

@@ -52,7 +52,7 @@ pub struct SqliteStore {
     queue: WriteQueue,
     readers: Mutex<Vec<Connection>>,
     org_nums: RwLock<HashMap<String, i64>>,
-    frames: std::sync::Arc<seal::FrameCache>,
+    frames: std::sync::Arc<crate::frame_cache::FrameCache>,
     _lock: File,
 }
 
@@ -283,7 +283,7 @@ fn read_run(
     }
     let width = 1u64 << level;
     let (lo, hi) = (first * width + 1, (first + count) * width);
-    let frames = seal::FrameCache::default();
+    let frames = crate::frame_cache::FrameCache::default();
     let mut level_hashes = seal::leaves(&mut seal::Unsealer::new(conn, &frames, org_num)?, lo, hi)?;
     if level_hashes.len() as u64 != count * width {
         return Err(missing());
@@ -298,7 +298,7 @@ fn read_run(
 }
 
 pub(crate) fn read_nodes(conn: &Connection, org_num: i64, ids: &[NodeId]) -> Result<Vec<Hash>> {
-    let frames = seal::FrameCache::default();
+    let frames = crate::frame_cache::FrameCache::default();
     let mut unseal = seal::Unsealer::new(conn, &frames, org_num)?;
     let mut node = conn
         .prepare_cached("SELECT hash FROM nodes WHERE org_num = ?1 AND level = ?2 AND idx = ?3")

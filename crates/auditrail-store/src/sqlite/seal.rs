@@ -12,54 +12,16 @@
 //! `live_from_ms` is the earliest `received_ms` among them, so a purge reads only the
 //! frames it will change.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use auditrail_core::Hash;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::rid::{MAX_SEQ, rid, seq_of};
 use crate::error::Context;
-use crate::sealed::{self, Body, Entry, FRAME_EVENTS, frame_start};
+use crate::frame_cache::{Frame, FrameCache};
+use crate::sealed::{self, Body, Entry, FRAME_EVENTS, frame_start, sealable_end};
 use crate::{Result, SealCounts, StoreError};
-
-/// Decoded frames kept for reads, by (first rid, version).
-const CACHE_FRAMES: usize = 64;
-
-type Frame = Arc<Vec<Entry>>;
-/// A frame by (first rid, version), and when it was last used.
-type Frames = HashMap<(i64, i64), (u64, Frame)>;
-
-#[derive(Default)]
-pub(crate) struct FrameCache {
-    /// A use counter, and the frames.
-    inner: Mutex<(u64, Frames)>,
-}
-
-impl FrameCache {
-    fn get(&self, key: (i64, i64)) -> Option<Frame> {
-        let mut g = self.inner.lock().ok()?;
-        let (tick, map) = &mut *g;
-        *tick += 1;
-        let now = *tick;
-        map.get_mut(&key).map(|(t, b)| {
-            *t = now;
-            b.clone()
-        })
-    }
-
-    fn put(&self, key: (i64, i64), frame: Frame) {
-        let Ok(mut g) = self.inner.lock() else { return };
-        let (tick, map) = &mut *g;
-        *tick += 1;
-        if map.len() >= CACHE_FRAMES
-            && let Some(old) = map.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| *k)
-        {
-            map.remove(&old);
-        }
-        map.insert(key, (*tick, frame));
-    }
-}
 
 /// Reads one org's sealed events within one read (one snapshot): where the sealed part
 /// ends, and the last frame used kept at hand, so a scan looks each frame up once.
@@ -208,12 +170,6 @@ pub(crate) fn counts(t: &Connection, org_num: i64, keep_open: u64) -> Result<Sea
         sealed: next - 1,
         backlog: limit.saturating_sub(next - 1),
     })
-}
-
-/// The last seq that may be sealed: the end of the last complete tile at least
-/// `keep_open` events (and at least one) behind the head.
-fn sealable_end(head: u64, keep_open: u64) -> u64 {
-    head.saturating_sub(keep_open.max(1)) / FRAME_EVENTS * FRAME_EVENTS
 }
 
 /// An event's row as sealing reads it: rid, occurred_us, received_ms, leaf, body.

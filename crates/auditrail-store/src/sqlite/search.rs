@@ -17,8 +17,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::postings::{merged_rids, pending_rids};
 use super::rid::{MAX_SEQ, SEQ_BITS, block_of, rid, seq_of};
-use super::seal::{FrameCache, Unsealer};
+use super::seal::Unsealer;
 use crate::error::Context;
+use crate::frame_cache::FrameCache;
 use crate::sealed::{Body, Entry, FRAME_EVENTS, frame_start};
 use crate::terms::{matches, term_key};
 use crate::{Order, Page, PageRequest, Result, StoreError, StoredEvent};

@@ -15,13 +15,43 @@ pub struct Args {
     /// Each org's newest events left as they are [default: seal_keep_open, 65536]
     #[arg(long)]
     keep_open: Option<usize>,
+    /// How long a stopped process keeps the sealing lease [default: 15s]
+    #[arg(long, env = "AUDITRAIL_LEASE_TTL")]
+    lease_ttl: Option<String>,
     #[command(flatten)]
     store: StoreFlags,
+}
+
+/// Takes the sealing lease, waiting while another process holds it: one that was
+/// stopped lets it lapse within `lease_ttl`; one that keeps renewing it (a server
+/// sealing in the background) makes this fail after that long.
+async fn take_lease(app: &auditrail_server::App, ttl: std::time::Duration) -> anyhow::Result<()> {
+    let lease = auditrail_server::sealing::LEASE;
+    let deadline = std::time::Instant::now() + ttl + std::time::Duration::from_secs(1);
+    let mut told = false;
+    while !auditrail_service::lease::hold(app, lease).await {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "another auditrail process holds the sealing lease and keeps renewing it \
+                 (a server sealing in the background?): it seals what is due itself"
+            );
+        }
+        if !told {
+            eprintln!(
+                "waiting for the sealing lease: another process holds it (a stopped one's lapses within {})",
+                humantime::format_duration(ttl)
+            );
+            told = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    Ok(())
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let service = ServiceFlags {
         seal_keep_open: args.keep_open,
+        lease_ttl: args.lease_ttl.clone(),
         ..ServiceFlags::default()
     };
     let cfg = Config::resolve(
@@ -34,11 +64,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let sealed = if args.stats {
             0
         } else {
+            take_lease(&app, cfg.lease_ttl).await?;
             auditrail_server::sealing::seal_due(&app, None, 0)
                 .await
                 .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))
                 .context("sealing")?
         };
+        if !args.stats {
+            auditrail_service::lease::release(&app, auditrail_server::sealing::LEASE).await;
+        }
         let s = auditrail_server::sealing::storage(&app)
             .await
             .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
@@ -55,21 +89,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             s.events - s.sealed,
             s.backlog
         );
-        anyhow::Ok(s.events)
+        // PostgreSQL: the database's size, as the server reports it.
+        let pg_bytes = match &cfg.database_url {
+            Some(_) => app.store.disk_bytes().await.ok().flatten(),
+            None => None,
+        };
+        anyhow::Ok((s.events, pg_bytes))
     }
     .await;
     app.store.close();
     drop(app);
-    let events = result?;
-    // Measured once the store is closed and its log folded into the database file.
-    if cfg.database_url.is_some() {
-        println!("on disk: not known for PostgreSQL");
-    } else {
-        let bytes = auditrail_store::sqlite::disk_bytes(&cfg.data_dir);
-        println!(
+    let (events, pg_bytes) = result?;
+    // SQLite: measured once the store is closed and its log folded into the database file.
+    let bytes = match (&cfg.database_url, pg_bytes) {
+        (Some(_), Some(b)) => Some(b),
+        (Some(_), None) => None,
+        (None, _) => Some(auditrail_store::sqlite::disk_bytes(&cfg.data_dir)),
+    };
+    match bytes {
+        Some(bytes) => println!(
             "on disk: {bytes} bytes, {:.1} bytes an event",
             bytes as f64 / events.max(1) as f64
-        );
+        ),
+        None => println!("on disk: not known"),
     }
     Ok(())
 }

@@ -47,6 +47,24 @@ pub fn field_value(event: &serde_json::Value, field: Field) -> Option<&str> {
 
 /// Whether a stored event satisfies every condition of `filter` exactly.
 pub fn matches(body: &str, filter: &auditrail_core::query::Filter) -> bool {
+    // Substring tests first, which most candidates of a scan fail: text conditions are
+    // substring tests; and a stored body is canonical JSON, so a value with nothing to
+    // escape appears in it verbatim wherever it is a field's value.
+    if filter
+        .text
+        .iter()
+        .any(|(t, neg)| body.contains(t.as_str()) == *neg)
+    {
+        return false;
+    }
+    let verbatim = |v: &str| !v.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\');
+    if filter
+        .conds
+        .iter()
+        .any(|c| !c.negate && verbatim(&c.value) && !body.contains(c.value.as_str()))
+    {
+        return false;
+    }
     let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
         return false;
     };
@@ -54,10 +72,6 @@ pub fn matches(body: &str, filter: &auditrail_core::query::Filter) -> bool {
         .conds
         .iter()
         .all(|c| (field_value(&v, c.field) == Some(c.value.as_str())) != c.negate)
-        && filter
-            .text
-            .iter()
-            .all(|(t, neg)| body.contains(t.as_str()) != *neg)
 }
 
 /// Encodes ascending rids as LEB128 deltas from the first (which is stored as the key).
@@ -110,5 +124,27 @@ mod tests {
         let rids = vec![1 << 40, (1 << 40) + 1, (1 << 40) + 200, (1 << 40) + 70_000];
         assert_eq!(decode_rids(rids[0], &encode_rids(&rids)), rids);
         assert_eq!(encode_rids(&rids[..1]), vec![0]);
+    }
+
+    #[test]
+    fn matches_is_exact_whatever_the_value_holds() {
+        use auditrail_core::query::{Filter, parse_q};
+        let body = r#"{"action":"a\"b","actor":{"id":"u-12"},"details":{"n":"line\nbreak"}}"#;
+        let m = |q: &str| {
+            let mut f = Filter::default();
+            parse_q(q, &mut f).unwrap();
+            matches(body, &f)
+        };
+        let mut f = Filter::default();
+        f.require(Field::Action, "a\"b");
+        assert!(matches(body, &f), "a value that is escaped in the body");
+        assert!(m("actor:u-12"));
+        assert!(!m("actor:u-1"), "a substring of the value is not the value");
+        assert!(!m("actor:u-123"));
+        assert!(m("-actor:u-1"));
+        assert!(!m("-actor:u-12"));
+        assert!(m("\"u-12\" actor:u-12"));
+        assert!(!m("-\"u-12\""));
+        assert!(!m("\"nothing\""));
     }
 }

@@ -25,8 +25,10 @@ use crate::frame_cache::FrameCache;
 use crate::terms::matches;
 use crate::{Order, Page, PageRequest, Result, StoredEvent};
 
-/// Frames read per query of the sealed part.
+/// Frames read by the first query of the sealed part; each further query reads twice as
+/// many, up to `MAX_FRAME_BATCH`, so a page that needs many frames takes few queries.
 const FRAME_BATCH: i64 = 8;
+const MAX_FRAME_BATCH: i64 = 64;
 
 type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
@@ -194,9 +196,14 @@ async fn rows(
 }
 
 /// The SQL listing frames of org `num` that may hold matches of `filter` among seqs
-/// `lo..=hi`, `FRAME_BATCH` at a time in `order`; `$2`/`$3` bound the frames' first seqs.
+/// `lo..=hi` in `order`; `$2`/`$3` bound the frames' first seqs, `$4` is how many.
 fn frame_query(num: i64, filter: &Filter, order: Order) -> (String, Params) {
-    let mut params: Params = vec![Box::new(num), Box::new(0i64), Box::new(0i64)];
+    let mut params: Params = vec![
+        Box::new(num),
+        Box::new(0i64),
+        Box::new(0i64),
+        Box::new(FRAME_BATCH),
+    ];
     let mut sql = String::from(
         "SELECT first_seq, version, data FROM sealed WHERE org_num = $1 \
          AND first_seq BETWEEN $2 AND $3",
@@ -223,7 +230,7 @@ fn frame_query(num: i64, filter: &Filter, order: Order) -> (String, Params) {
         Order::Desc => " ORDER BY first_seq DESC",
         Order::Asc => " ORDER BY first_seq ASC",
     });
-    sql.push_str(&format!(" LIMIT {FRAME_BATCH}"));
+    sql.push_str(" LIMIT $4");
     (sql, params)
 }
 
@@ -250,12 +257,15 @@ async fn frames(
     let st = tx.prepare_cached(&sql).await.pg("prepare frame search")?;
     // The frames' first seqs still to read: [first_lo, first_hi].
     let (mut first_lo, mut first_hi) = (crate::sealed::frame_start(lo.max(1) as u64) as i64, hi);
+    let mut batch = FRAME_BATCH;
     while first_lo <= first_hi && out.len() < want {
         params[1] = Box::new(first_lo);
         params[2] = Box::new(first_hi);
+        params[3] = Box::new(batch);
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
         let rows = tx.query(&st, &refs).await.pg("search frames")?;
-        let done = (rows.len() as i64) < FRAME_BATCH;
+        let done = (rows.len() as i64) < batch;
+        batch = (batch * 2).min(MAX_FRAME_BATCH);
         for row in &rows {
             let (first, frame) = seal::decoded(cache, num, row)?;
             let events = seal::within(first, &frame, lo, hi);

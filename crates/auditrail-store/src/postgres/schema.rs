@@ -10,8 +10,8 @@
 //!   `retention.rs`; their leaves are kept in `purged_leaves`). Its indexes
 //!   serve the search filters: `(org_num, seq)` for paging and the tree's leaves, one
 //!   `(org_num, field, seq)` per selective field, `(org_num, occurred_us)` for time ranges.
-//! - `idem` holds client-supplied ids (a partitioned table cannot hold a unique index
-//!   that leaves out the partition key).
+//! - `idem_keys` holds client-supplied ids, as the first 16 bytes of their SHA-256 (a
+//!   partitioned table cannot hold a unique index that leaves out the partition key).
 //! - `nodes` holds complete subtrees from level 4 up, as on SQLite.
 //! - `sealed` holds sealed segments: complete tiles of old events compressed into one
 //!   frame each (see `seal.rs`); `sealed_upto` says where each org's rows begin.
@@ -175,6 +175,20 @@ CREATE TABLE sealed (
 ALTER TABLE sealed ALTER COLUMN data SET STORAGE EXTERNAL, ALTER COLUMN terms SET STORAGE EXTERNAL;
 CREATE INDEX sealed_by_term ON sealed USING gin (terms);
 CREATE TABLE sealed_upto (org_num BIGINT PRIMARY KEY, next_seq BIGINT NOT NULL);
+"#,
+    r#"
+-- Client ids are kept as the first 16 bytes of their SHA-256, in a uuid column (16 bytes
+-- with no length header): about a third of the row and index entry a 32-character id took.
+CREATE TABLE idem_keys (
+    org_num BIGINT NOT NULL,
+    key UUID NOT NULL,
+    seq BIGINT NOT NULL,
+    PRIMARY KEY (org_num, key)
+);
+INSERT INTO idem_keys (org_num, key, seq)
+    SELECT org_num, encode(substring(sha256(convert_to(id, 'UTF8')) FROM 1 FOR 16), 'hex')::uuid, seq
+    FROM idem;
+DROP TABLE idem;
 "#,
 ];
 

@@ -246,3 +246,58 @@ async fn a_lost_database_is_unavailable_then_recovers() {
 
 #[path = "tests_retention.rs"]
 mod retention;
+
+/// A database whose client ids were kept as text (schema version 4) is migrated to
+/// hashed keys: every id it knew is still recognised as a resend.
+#[tokio::test]
+async fn client_ids_kept_as_text_still_deduplicate_after_migrating() {
+    let Some((db, s)) = fresh().await else { return };
+    conformance::new_org(&s, "acme").await;
+    let ev = |i: usize| {
+        conformance::event(
+            "acme",
+            serde_json::json!({"id": format!("client-{i}\u{e9}\"x"), "action": "a"}),
+            i,
+        )
+    };
+    let first = s
+        .append("acme", (0..5).map(ev).collect(), false)
+        .await
+        .unwrap();
+    let head = s.tree_head("acme").await.unwrap();
+    drop(s);
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "CREATE TABLE idem (org_num BIGINT NOT NULL, id TEXT NOT NULL, seq BIGINT NOT NULL, \
+             PRIMARY KEY (org_num, id)); DROP TABLE idem_keys; UPDATE auditrail_schema SET version = 4",
+        )
+        .await
+        .unwrap();
+    for a in &first {
+        client
+            .execute(
+                "INSERT INTO idem (org_num, id, seq) SELECT num, $1, $2 FROM orgs WHERE id = 'acme'",
+                &[&a.id, &(a.seq as i64)],
+            )
+            .await
+            .unwrap();
+    }
+    let s = PgStore::connect(&db.url, PgOptions::default())
+        .await
+        .unwrap();
+    let again = s
+        .append("acme", (0..6).map(ev).collect(), false)
+        .await
+        .unwrap();
+    for (a, b) in first.iter().zip(&again) {
+        assert_eq!((a.seq, &a.id), (b.seq, &b.id));
+        assert!(b.duplicate, "{b:?}");
+    }
+    assert!(!again[5].duplicate);
+    assert_eq!(again[5].seq, head.size + 1);
+    assert_eq!(s.tree_head("acme").await.unwrap().size, head.size + 1);
+}

@@ -172,7 +172,8 @@ async fn version_2_purged_rows_become_the_watermark() {
     tokio::spawn(conn);
     client
         .batch_execute(
-            "ALTER TABLE orgs DROP COLUMN purged_seq; DROP TABLE purged_leaves, sealed, sealed_upto; \
+            "ALTER TABLE orgs DROP COLUMN purged_seq; DROP TABLE purged_leaves, sealed, sealed_upto, idem_keys; \
+             CREATE TABLE idem (org_num BIGINT NOT NULL, id TEXT NOT NULL, seq BIGINT NOT NULL, PRIMARY KEY (org_num, id)); \
              UPDATE auditrail_schema SET version = 2; \
              UPDATE events SET body = NULL, action = NULL, actor_id = NULL WHERE seq <= 4",
         )

@@ -302,16 +302,23 @@ async fn write_group(
             tx.batch_execute("ROLLBACK TO SAVEPOINT claim")
                 .await
                 .pg("undo claim")?;
-            let ids: Vec<&str> = plan_.claims.iter().map(|(id, _)| *id).collect();
+            let by_key: HashMap<uuid::Uuid, &str> = plan_
+                .claims
+                .iter()
+                .map(|(id, _)| (idem_key(id), *id))
+                .collect();
+            let keys: Vec<uuid::Uuid> = by_key.keys().copied().collect();
             for row in tx
                 .query(
-                    "SELECT id, seq FROM idem WHERE org_num = $1 AND id = ANY($2)",
-                    &[&org_num, &ids],
+                    "SELECT key, seq FROM idem_keys WHERE org_num = $1 AND key = ANY($2)",
+                    &[&org_num, &keys],
                 )
                 .await
                 .pg("read idempotency keys")?
             {
-                known.insert(row.get(0), row.get(1));
+                if let Some(id) = by_key.get(&row.get::<_, uuid::Uuid>(0)) {
+                    known.insert((*id).to_owned(), row.get(1));
+                }
             }
             plan_ = plan(group, locked, &known, now_ms);
             if !plan_.claims.is_empty() {
@@ -419,6 +426,16 @@ async fn copy_events(
     writer.as_mut().finish().await.map(|_| ())
 }
 
+/// The key a client id is kept under: the first 16 bytes of its SHA-256, in a `uuid`
+/// column (16 bytes with no length header). A collision needs 2^64 ids in one org.
+pub(super) fn idem_key(id: &str) -> uuid::Uuid {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(id.as_bytes());
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    uuid::Uuid::from_bytes(k)
+}
+
 /// Claims the group's client ids in one binary COPY.
 async fn copy_idem(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -426,12 +443,15 @@ async fn copy_idem(
     claims: &[(&str, i64)],
 ) -> std::result::Result<(), tokio_postgres::Error> {
     let sink = tx
-        .copy_in("COPY idem (org_num, id, seq) FROM STDIN BINARY")
+        .copy_in("COPY idem_keys (org_num, key, seq) FROM STDIN BINARY")
         .await?;
-    let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT, Type::INT8]);
+    let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::UUID, Type::INT8]);
     let mut writer = std::pin::pin!(writer);
     for (id, seq) in claims {
-        writer.as_mut().write(&[&org_num, id, seq]).await?;
+        writer
+            .as_mut()
+            .write(&[&org_num, &idem_key(id), seq])
+            .await?;
     }
     writer.as_mut().finish().await.map(|_| ())
 }

@@ -16,8 +16,8 @@ use crate::columnar::ParquetEncoder;
 use crate::request::Format;
 use crate::sink::{Sink, Written};
 
-const PAGE_EVENTS: usize = 8192;
-const QUEUED_PAGES: usize = 3;
+const PAGE_EVENTS: usize = 4096;
+const QUEUED_PAGES: usize = 2;
 
 /// What to write.
 #[derive(Debug, Clone)]

@@ -162,8 +162,31 @@ impl Reader<'_> {
 
 /// Decompresses a frame; `Corrupt` on anything but a frame [`encode`] made.
 pub fn decode(data: &[u8]) -> Result<Vec<Entry>> {
+    thread_local! {
+        /// One decompression context per thread: making one costs more than a frame.
+        static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
     let cap = 3 + FRAME_EVENTS as usize * (64 + MAX_BODY);
-    let raw = zstd::bulk::decompress(data, cap).map_err(|e| Reader::bad(&e.to_string()))?;
+    // Frames record their decoded size; the buffer is made that size, never `cap`.
+    let size = zstd::zstd_safe::get_frame_content_size(data)
+        .ok()
+        .flatten()
+        .ok_or_else(|| Reader::bad("no decoded size"))?;
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|&n| n <= cap)
+        .ok_or_else(|| Reader::bad("too large"))?;
+    let mut raw = Vec::with_capacity(size);
+    DCTX.with(|d| {
+        let mut d = d.borrow_mut();
+        let d = match &mut *d {
+            Some(d) => d,
+            slot => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        d.decompress_to_buffer(data, &mut raw)
+    })
+    .map_err(|e| Reader::bad(&e.to_string()))?;
     let mut r = Reader { raw: &raw, at: 0 };
     if r.byte()? != VERSION {
         return Err(Reader::bad("unknown version"));

@@ -1,8 +1,10 @@
 //! Export benchmark: `auditrail export` of the same events as CSV (Apollo layout) and
 //! Parquet, beside DuckDB writing the Apollo columns as CSV from the NDJSON file and
 //! `sqlite3 -csv` dumping a full table, all in one run. Wall time and peak RSS of each
-//! process (GNU time). `cargo bench -p auditrail --bench export` (env BENCH_EXPORT_EVENTS,
-//! default 1,000,000; BENCH_EXPORT_LARGE to also export that many, for flat memory).
+//! process (GNU time). Then `auditrail seal` (the newest 65,536 left open) and the CSV
+//! export again, read from the sealed frames. `cargo bench -p auditrail --bench export`
+//! (env BENCH_EXPORT_EVENTS, default 1,000,000; BENCH_EXPORT_LARGE to also export that
+//! many, for flat memory).
 #![expect(clippy::unwrap_used, reason = "a benchmark: a panic is a failed run")]
 
 use std::path::Path;
@@ -110,6 +112,7 @@ fn main() {
         .args(["-c", "import duckdb"])
         .status()
         .is_ok_and(|s| s.success());
+    let mut duck_secs = None;
     if has_duckdb {
         let (td, mbd) = measured(
             Command::new("python3")
@@ -121,6 +124,7 @@ fn main() {
             "DuckDB (Python) NDJSON → CSV, Apollo columns: {td:.2} s, peak RSS {mbd:.1} MB; auditrail is {:.2}x DuckDB's speed",
             td / t
         );
+        duck_secs = Some(td);
     } else {
         println!("DuckDB: not installed (pip install duckdb)");
     }
@@ -142,4 +146,16 @@ fn main() {
     } else {
         println!("sqlite3: not installed");
     }
+
+    // The same CSV export once the events are sealed.
+    support::run(&data, &["seal", "--keep-open", "65536"]);
+    let (tz, mbz) = export(&data, "csv", &csv);
+    println!(
+        "auditrail export --format csv, sealed: {tz:.2} s ({:.2}x the open export's time), peak RSS {mbz:.1} MB{}",
+        tz / t,
+        duck_secs.map_or(String::new(), |d| format!(
+            "; {:.2}x DuckDB's speed",
+            d / tz
+        ))
+    );
 }

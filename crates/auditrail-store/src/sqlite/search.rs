@@ -45,22 +45,21 @@ struct Collector<'f> {
 }
 
 impl Collector<'_> {
-    /// Offers a candidate; returns true once the page is full and one more match is known.
+    /// Whether an event of these times and body matches the filter.
+    fn accepts(&self, occurred_us: i64, body: &str) -> bool {
+        let f = self.filter;
+        !(f.from_us.is_some_and(|t| occurred_us < t) || f.to_us.is_some_and(|t| occurred_us >= t))
+            && matches(body, f)
+    }
+
+    /// Keeps a match; returns true once the page is full and one more match is known.
     /// `leaf` is asked for only for a match that is kept.
-    fn offer(
+    fn keep(
         &mut self,
         seq: u64,
-        occurred_us: i64,
         body: String,
         leaf: impl FnOnce(&str) -> Result<Hash>,
     ) -> Result<bool> {
-        let f = self.filter;
-        if f.from_us.is_some_and(|t| occurred_us < t) || f.to_us.is_some_and(|t| occurred_us >= t) {
-            return Ok(false);
-        }
-        if !matches(&body, f) {
-            return Ok(false);
-        }
         if self.events.len() == self.limit {
             self.more = true;
             return Ok(true);
@@ -70,18 +69,32 @@ impl Collector<'_> {
         Ok(false)
     }
 
-    /// Offers a sealed event (its leaf is its body's hash).
-    fn offer_sealed(&mut self, seq: u64, e: Entry) -> Result<bool> {
-        match e.body {
-            Body::Text(body) => {
-                self.offer(seq, e.occurred_us, body, |b| Ok(leaf_hash(b.as_bytes())))
+    /// Offers a candidate; returns true once the page is full and one more match is known.
+    fn offer(
+        &mut self,
+        seq: u64,
+        occurred_us: i64,
+        body: String,
+        leaf: impl FnOnce(&str) -> Result<Hash>,
+    ) -> Result<bool> {
+        if !self.accepts(occurred_us, &body) {
+            return Ok(false);
+        }
+        self.keep(seq, body, leaf)
+    }
+
+    /// Offers a sealed event (its leaf is its body's hash); its body is copied only if
+    /// it matches.
+    fn offer_sealed(&mut self, seq: u64, e: &Entry) -> Result<bool> {
+        match &e.body {
+            Body::Text(body) if self.accepts(e.occurred_us, body) => {
+                self.keep(seq, body.clone(), |b| Ok(leaf_hash(b.as_bytes())))
             }
-            Body::Purged(_) => Ok(false),
+            _ => Ok(false),
         }
     }
 }
 
-/// A leaf as a row stores it.
 fn stored_leaf(seq: u64, leaf: Vec<u8>) -> Result<Hash> {
     leaf.try_into()
         .map_err(|_| StoreError::Corrupt(format!("leaf of seq {seq}")))
@@ -187,7 +200,7 @@ fn by_postings(
             return Ok(false);
         }
         if frames.is_sealed(seq_of(r)) {
-            return c.offer_sealed(seq_of(r), frames.entry(seq_of(r))?);
+            return c.offer_sealed(seq_of(r), &frames.entry(seq_of(r))?);
         }
         let found = fetch
             .query_row([r], |x| {
@@ -306,7 +319,7 @@ fn scan_sealed(
             seqs.reverse();
         }
         for seq in seqs {
-            let e = frame.get((seq - start) as usize).cloned().ok_or_else(|| {
+            let e = frame.get((seq - start) as usize).ok_or_else(|| {
                 StoreError::Corrupt(format!("sealed event {seq}: not in its frame"))
             })?;
             if c.offer_sealed(seq, e)? {

@@ -3,6 +3,7 @@
 //! BENCH_ROUNDS, default 3: the insert-only peers and the HTTP batches measured in turn
 //! that many times, the figures being the rounds' medians; BENCH_ONLY_BATCHES=N,
 //! BENCH_ONLY_SINGLES=N or BENCH_ONLY_BULK=N runs just that phase N times;
+//! BENCH_ONLY_SEALING=N the single events with and without background sealing;
 //! BENCH_ONLY_REMOTE=N runs `auditrail ingest --url` of BENCH_BULK_EVENTS events against a
 //! fresh server N times).
 //!
@@ -379,6 +380,46 @@ fn only_one_phase(dir: &Path, events: &[Value], singles: bool) {
     });
 }
 
+/// `BENCH_ONLY_SEALING=N`: single events into an org that already holds `bulk`
+/// events, on a server that never seals and then on one sealing that backlog in the
+/// background (each on a fresh copy of the same bulk load), N times: the ingest latency
+/// sealing costs.
+fn sealing_phase(dir: &Path, events: &[Value], bulk: u64) {
+    let rounds = support::env_u64("BENCH_ONLY_SEALING", 1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for round in 0..rounds {
+        for sealing in [false, true] {
+            let round_dir = dir.join(format!("seal{round}-{sealing}"));
+            std::fs::create_dir_all(&round_dir).unwrap();
+            bulk_cli(&round_dir, bulk);
+            rt.block_on(async {
+                let srv = TestServer::start_custom(&round_dir.join("bulk"), |s| {
+                    s.checkpoint_interval = Duration::from_secs(5);
+                    s.sealing.interval = Duration::from_millis(100);
+                    s.sealing.keep_open = if sealing { 65_536 } else { 1 << 40 };
+                })
+                .await;
+                let key = srv.key("bulk", "ingest").await;
+                let sealed = || async {
+                    srv.app.store.sealing("bulk", 65_536).await.unwrap().sealed
+                };
+                let before = sealed().await;
+                let (rate, p50, p99, _) =
+                    http_singles(&srv.base, &key, &events[..events.len() / 4]).await;
+                let during = sealed().await - before;
+                println!(
+                    "HTTP single events x 64 into an org of {bulk}, sealing {}: {rate:.0} events/s, p50 {p50:.2} ms, p99 {p99:.2} ms; {during} events sealed meanwhile",
+                    if sealing { "on" } else { "off" }
+                );
+                srv.stop().await;
+            });
+        }
+    }
+}
+
 fn main() {
     // `RUST_LOG=auditrail_store=debug` shows the writer's merges and checkpoints.
     if std::env::var_os("RUST_LOG").is_some() {
@@ -402,6 +443,10 @@ fn main() {
     }
     if std::env::var_os("BENCH_ONLY_SINGLES").is_some() {
         only_one_phase(dir.path(), &events, true);
+        return;
+    }
+    if std::env::var_os("BENCH_ONLY_SEALING").is_some() {
+        sealing_phase(dir.path(), &events, bulk);
         return;
     }
     if std::env::var_os("BENCH_ONLY_REMOTE").is_some() {

@@ -13,8 +13,13 @@ use crate::App;
 use crate::error::ApiResult;
 
 pub const LEASE: &str = "sealing";
-/// Tiles sealed per step (one write transaction).
-const FRAMES_PER_STEP: usize = 8;
+/// Tiles sealed per step (one write transaction of about 3 ms, which is what an append
+/// may wait behind it).
+const FRAMES_PER_STEP: usize = 2;
+const FRAMES_PER_STEP_ALONE: usize = 16;
+/// How often a long sealing run renews its lease (at most; a third of `lease_ttl` if
+/// that is shorter).
+const RENEW_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 pub struct SealingSettings {
@@ -49,24 +54,31 @@ pub async fn seal_due(
         return Ok(0);
     }
     let mut total = 0;
+    let mut renewed = Instant::now();
+    // Without pauses nothing is meant to run beside it (`auditrail seal`): larger steps.
+    let frames = if pause_factor == 0 {
+        FRAMES_PER_STEP_ALONE
+    } else {
+        FRAMES_PER_STEP
+    };
     for org in app.store.list_orgs().await? {
         loop {
             if stop.is_some_and(|s| *s.borrow()) {
                 return Ok(total);
             }
             let started = Instant::now();
-            let n = app
-                .store
-                .seal(&org.id, s.keep_open, FRAMES_PER_STEP)
-                .await?;
+            let n = app.store.seal(&org.id, s.keep_open, frames).await?;
             if n == 0 {
                 break;
             }
             total += n;
             app.metrics.events_sealed.inc_by(n);
             tokio::time::sleep(started.elapsed() * pause_factor).await;
-            if !auditrail_service::lease::hold(app, LEASE).await {
-                return Ok(total);
+            if renewed.elapsed() >= RENEW_EVERY.min(app.config.lease_ttl / 3) {
+                if !auditrail_service::lease::hold(app, LEASE).await {
+                    return Ok(total);
+                }
+                renewed = Instant::now();
             }
         }
     }

@@ -173,8 +173,9 @@ async fn drive(
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(r.status(), 200);
-                r.bytes().await.unwrap();
+                let status = r.status();
+                let body = r.bytes().await.unwrap();
+                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
                 lat.push(t.elapsed().as_secs_f64() * 1000.0);
             }
         }));
@@ -382,7 +383,7 @@ fn only_one_phase(dir: &Path, events: &[Value], singles: bool) {
 
 /// `BENCH_ONLY_SEALING=N`: single events into an org that already holds `bulk`
 /// events, on a server that never seals and then on one sealing that backlog in the
-/// background (each on a fresh copy of the same bulk load), N times: the ingest latency
+/// background (each on a fresh data dir loaded alike), N times: the ingest latency
 /// sealing costs.
 fn sealing_phase(dir: &Path, events: &[Value], bulk: u64) {
     let rounds = support::env_u64("BENCH_ONLY_SEALING", 1);
@@ -390,21 +391,30 @@ fn sealing_phase(dir: &Path, events: &[Value], bulk: u64) {
         .enable_all()
         .build()
         .unwrap();
+    let backlog: Vec<Value> = (0..bulk).map(|i| event(i + 10_000_000)).collect();
     for round in 0..rounds {
         for sealing in [false, true] {
-            let round_dir = dir.join(format!("seal{round}-{sealing}"));
-            std::fs::create_dir_all(&round_dir).unwrap();
-            bulk_cli(&round_dir, bulk);
+            let data = dir.join(format!("seal{round}-{sealing}"));
             rt.block_on(async {
-                let srv = TestServer::start_custom(&round_dir.join("bulk"), |s| {
+                let never = |s: &mut auditrail_server::Settings| {
                     s.checkpoint_interval = Duration::from_secs(5);
+                    s.sealing.keep_open = 1 << 40;
+                };
+                let srv = TestServer::start_custom(&data, never).await;
+                srv.create_org("acme").await;
+                let key = srv.key("acme", "ingest").await;
+                http_batches(&srv.base, &key, &backlog).await;
+                srv.stop().await;
+                let srv = TestServer::start_custom(&data, |s| {
+                    never(s);
                     s.sealing.interval = Duration::from_millis(100);
-                    s.sealing.keep_open = if sealing { 65_536 } else { 1 << 40 };
+                    if sealing {
+                        s.sealing.keep_open = 65_536;
+                    }
                 })
                 .await;
-                let key = srv.key("bulk", "ingest").await;
                 let sealed = || async {
-                    srv.app.store.sealing("bulk", 65_536).await.unwrap().sealed
+                    srv.app.store.sealing("acme", 65_536).await.unwrap().sealed
                 };
                 let before = sealed().await;
                 let (rate, p50, p99, _) =

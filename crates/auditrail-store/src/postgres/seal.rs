@@ -221,13 +221,7 @@ pub(super) async fn seal(
                 .pg("read purge watermark")?
                 .get(0);
             if last <= purged {
-                tx.execute(
-                    "UPDATE sealed_upto SET next_seq = $2 WHERE org_num = $1",
-                    &[&num, &(last + 1)],
-                )
-                .await
-                .pg("save sealing progress")?;
-                tx.commit().await.pg("commit sealing")?;
+                finish_step(tx, num, last + 1).await?;
                 continue;
             }
             return Err(StoreError::Corrupt(format!(
@@ -293,16 +287,21 @@ pub(super) async fn seal(
         )
         .await
         .pg("delete rows")?;
-        tx.execute(
-            "UPDATE sealed_upto SET next_seq = $2 WHERE org_num = $1",
-            &[&num, &(last + 1)],
-        )
-        .await
-        .pg("save sealing progress")?;
-        tx.commit().await.pg("commit sealing")?;
+        finish_step(tx, num, last + 1).await?;
         sealed += FRAME_EVENTS;
     }
     Ok(sealed)
+}
+
+/// Moves org `num`'s sealed mark to `next` and commits the step.
+async fn finish_step(tx: deadpool_postgres::Transaction<'_>, num: i64, next: i64) -> Result<()> {
+    tx.execute(
+        "UPDATE sealed_upto SET next_seq = $2 WHERE org_num = $1",
+        &[&num, &next],
+    )
+    .await
+    .pg("save sealing progress")?;
+    tx.commit().await.pg("commit sealing")
 }
 
 /// Retention on frames, once the purge watermark of org `num` is at `purged`: a frame

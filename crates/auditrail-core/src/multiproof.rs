@@ -45,6 +45,51 @@ pub fn nodes(size: u64, leaves: &[u64]) -> Result<Vec<NodeId>, ProofError> {
     Ok(out)
 }
 
+/// [`nodes`] for the leaves of `ranges` (inclusive, ascending, disjoint, each below
+/// `size`), without listing them: a subtree wholly inside a range needs no hash and is
+/// not walked, so a contiguous run of any length costs O(log n). Same nodes, same order.
+pub fn nodes_of_ranges(size: u64, ranges: &[(u64, u64)]) -> Result<Vec<NodeId>, ProofError> {
+    let mut prev: Option<u64> = None;
+    for &(lo, hi) in ranges {
+        if hi >= size {
+            return Err(ProofError::IndexOutOfRange { index: hi, size });
+        }
+        if lo > hi || prev.is_some_and(|p| p >= lo) {
+            return Err(ProofError::BadSizes);
+        }
+        prev = Some(hi);
+    }
+    let mut out = Vec::new();
+    for node in merkle::frontier_ids(size) {
+        walk_ranges(node, ranges, &mut out);
+    }
+    Ok(out)
+}
+
+fn walk_ranges(node: NodeId, ranges: &[(u64, u64)], out: &mut Vec<NodeId>) {
+    let start = node.index << node.level;
+    let end = start + (1u64 << node.level); // exclusive
+    // The first range that ends at or after `start`.
+    let i = ranges.partition_point(|&(_, hi)| hi < start);
+    match ranges.get(i) {
+        Some(&(lo, _)) if lo < end => {}
+        _ => return out.push(node), // no proven leaf below
+    }
+    if ranges[i].0 <= start && ranges[i].1 >= end - 1 {
+        return; // every leaf below is proven
+    }
+    let left = NodeId {
+        level: node.level - 1,
+        index: node.index * 2,
+    };
+    let right = NodeId {
+        level: node.level - 1,
+        index: node.index * 2 + 1,
+    };
+    walk_ranges(left, ranges, out);
+    walk_ranges(right, ranges, out);
+}
+
 fn check(size: u64, leaves: impl Iterator<Item = u64>) -> Result<(), ProofError> {
     let mut prev: Option<u64> = None;
     for l in leaves {
@@ -150,6 +195,24 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn ranges_walk_the_same_nodes_as_leaves(n in 1u64..5000, picks in proptest::collection::vec(any::<u16>(), 0..60), runs in proptest::collection::vec(0u64..700, 0..60)) {
+            // Leaves in runs of random lengths, so some subtrees are covered whole.
+            let mut idx: Vec<u64> = picks
+                .iter()
+                .zip(runs.iter().chain(std::iter::repeat(&0)))
+                .flat_map(|(p, r)| {
+                    let a = u64::from(*p) % n;
+                    a..(a + r + 1).min(n)
+                })
+                .collect();
+            idx.sort_unstable();
+            idx.dedup();
+            let ranges = crate::export_proof::ranges(&idx.iter().map(|i| i + 1).collect::<Vec<_>>());
+            let ranges: Vec<(u64, u64)> = ranges.iter().map(|(a, b)| (a - 1, b - 1)).collect();
+            prop_assert_eq!(nodes_of_ranges(n, &ranges).unwrap(), nodes(n, &idx).unwrap());
+        }
+
         #[test]
         fn any_subset_proves_and_nothing_else_does(n in 1u64..600, picks in proptest::collection::vec(any::<u16>(), 0..40)) {
             let (leaves, all, want) = tree(n);

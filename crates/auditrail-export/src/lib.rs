@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod columnar;
 pub mod proof;
+pub mod push;
 pub mod request;
 pub mod sink;
 pub mod stream;

@@ -16,7 +16,7 @@ use crate::columnar::ParquetEncoder;
 use crate::request::Format;
 use crate::sink::{Sink, Written};
 
-const PAGE_EVENTS: usize = 4096;
+const PAGE_EVENTS: usize = 2048;
 const QUEUED_PAGES: usize = 2;
 
 /// What to write.
@@ -36,8 +36,9 @@ pub struct Summary {
     pub rows: u64,
     pub bytes: u64,
     pub sha256: String,
-    /// The seq of every row, ascending: what the export's proof covers.
-    pub seqs: Vec<u64>,
+    /// The rows' seqs as inclusive ranges, ascending: what the export's proof covers.
+    /// One range for an unfiltered export, whatever its length, so memory stays flat.
+    pub seqs: Vec<(u64, u64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,11 +139,14 @@ pub async fn write_file(
     let writer = tokio::task::spawn_blocking(move || {
         let mut enc = Encoder::new(&plan, file)?;
         let mut n = 0u64;
-        let mut seqs = Vec::new();
+        let mut seqs: Vec<(u64, u64)> = Vec::new();
         while let Some(page) = rx.blocking_recv() {
             for e in &page {
                 enc.write(e)?;
-                seqs.push(e.seq);
+                match seqs.last_mut() {
+                    Some((_, hi)) if *hi + 1 == e.seq => *hi = e.seq,
+                    _ => seqs.push((e.seq, e.seq)),
+                }
             }
             n += page.len() as u64;
             rows.store(n, Ordering::Relaxed);

@@ -156,7 +156,7 @@ impl Metrics {
         let store_bytes = Gauge::default();
         registry.register(
             "store_bytes",
-            "Bytes the store takes on disk (SQLite: its files; not reported for PostgreSQL)",
+            "Bytes the store takes on disk (SQLite: its files; PostgreSQL: the database's size)",
             store_bytes.clone(),
         );
         let store_bytes_per_event = Gauge::<f64, AtomicU64>::default();

@@ -43,6 +43,9 @@ enum Command {
     /// Seal now what the server seals in the background (older events compressed in
     /// tiles of 256), and print events, sealed events and bytes on disk per event
     Seal(cmd::seal::Args),
+    /// Print what the store holds, org by org: events, sealed and open events, the
+    /// sealing backlog, and bytes on disk an event
+    Status(cmd::status::Args),
     /// Export an org's events to a CSV, NDJSON or Parquet file
     Export(cmd::export::Args),
     /// Verify a delivered log (s3://bucket/prefix or a local copy): every seq once,
@@ -93,6 +96,7 @@ fn main() -> std::process::ExitCode {
             Command::Ingest(args) => cmd::ingest::run(args).await,
             Command::Export(args) => cmd::export::run(args).await,
             Command::Seal(args) => cmd::seal::run(args).await,
+            Command::Status(args) => cmd::status::run(args).await,
             Command::Verify(args) => cmd::verify::run(args).await,
             Command::Gateway(args) => cmd::gateway::run(*args).await,
             Command::Witness(args) => cmd::witness::run(args).await,

@@ -236,6 +236,28 @@ fn killed_at_random_points(store: &[&str]) {
         "{out}{stats}"
     );
     assert!(stats.contains("bytes an event"), "{stats}");
+    // `auditrail status` says the same, org by org.
+    let status: serde_json::Value = serde_json::from_str(&ok(run(&["status", "--json"]))).unwrap();
+    let acme = &status["orgs"][0];
+    assert_eq!(acme["org"], "acme", "{status}");
+    let events = acme["events"].as_u64().unwrap();
+    assert!(events > 60_000, "{status}");
+    assert_eq!(acme["sealed"], 59_904, "{status}");
+    assert_eq!(acme["open"], events - 59_904, "{status}");
+    assert_eq!(acme["backlog"], 0, "{status}");
+    assert_eq!(status["events"], events, "{status}");
+    assert_eq!(status["sealing_backlog"], 0, "{status}");
+    let disk = status["disk_bytes"].as_u64().unwrap();
+    let per = status["bytes_per_event"].as_f64().unwrap();
+    assert!(
+        disk > 0 && (per - disk as f64 / events as f64).abs() < 1e-6,
+        "{status}"
+    );
+    let text = ok(run(&["status"]));
+    assert!(
+        text.contains("acme") && text.contains("sealed: 59904;"),
+        "{text}"
+    );
     // The export before sealing added its own event after its rows: the rows are the
     // same bytes, and follow with nothing lost or repeated.
     let after = export(&data, store, "ndjson", &dir.path().join("b.ndjson"));

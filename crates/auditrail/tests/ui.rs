@@ -874,6 +874,51 @@ async fn the_audit_page_in_chromium() {
         .await;
     assert_eq!(s, 204);
 
+    // A push stream to Splunk's HTTP Event Collector, from the same form: the receiver
+    // (which enforces HEC's request format) gets the org's events; the card shows the
+    // receiver, never the token, and offers no bucket test.
+    let hec = common::receivers::Receiver::start(common::receivers::Kind::Splunk, "hec-token-1");
+    web.goto(&format!("{}/ui/destinations", srv.base)).await;
+    web.client
+        .execute(
+            "document.querySelector('#d-kind').value = 'splunk_hec'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    for (css, v) in [
+        ("#d-name", "hec"),
+        ("#d-url", hec.url().as_str()),
+        ("#d-push-secret", "hec-token-1"),
+        ("#d-index", "audit"),
+        ("#d-mbs", "1"),
+    ] {
+        web.fill(css, v).await;
+    }
+    web.click("#save-destination").await;
+    web.wait_for("#dest-hec .receiver-url", 10).await;
+    assert!(
+        web.text("#dest-hec .receiver-url")
+            .await
+            .ends_with("/services/collector/event")
+    );
+    assert_eq!(web.count("#dest-hec button.test-permissions").await, 0);
+    assert!(!web.source().await.contains("hec-token-1"));
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while hec.seqs().is_empty() {
+        assert!(
+            std::time::Instant::now() < until,
+            "nothing reached the HEC receiver"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(hec.violations(), Vec::<String>::new());
+    web.screenshot("destinations-splunk").await;
+    let (s, _) = srv
+        .call("DELETE", "/v1/destinations/hec", &r.admin, None)
+        .await;
+    assert_eq!(s, 204);
+
     // Integrity: the public key the API serves.
     web.goto(&format!("{}/ui/integrity", srv.base)).await;
     web.wait_for("#public-key", 10).await;

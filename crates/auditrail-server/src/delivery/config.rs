@@ -16,7 +16,7 @@ pub const MAX_BATCH_SECONDS: u64 = 3_600;
 #[serde(deny_unknown_fields)]
 pub struct DestinationRequest {
     pub kind: String,
-    pub bucket: String,
+    pub bucket: Option<String>,
     #[serde(default)]
     pub prefix: String,
     pub region: Option<String>,
@@ -30,6 +30,25 @@ pub struct DestinationRequest {
     pub start: Option<String>,
     /// Write the org's log as tlog-tiles under `_tlog/` beside the objects (default true).
     pub tiles: Option<bool>,
+    /// How long delivery may fail before the org's admins are told: seconds, or a
+    /// duration such as "15m" (default 15 minutes).
+    pub alert_after: Option<serde_json::Value>,
+    /// Push streams: where batches are POSTed (see `push_config.rs`).
+    pub url: Option<String>,
+    /// `https`: the secret batches are signed with.
+    pub secret: Option<String>,
+    /// `splunk_hec`: the HEC token.
+    pub token: Option<String>,
+    /// `datadog`: the API key.
+    pub api_key: Option<String>,
+    /// `splunk_hec`: the index, source and sourcetype of each event.
+    pub index: Option<String>,
+    pub source: Option<String>,
+    pub sourcetype: Option<String>,
+    /// `datadog`: the site (`datadoghq.com`, `datadoghq.eu`, …), service and tags.
+    pub site: Option<String>,
+    pub service: Option<String>,
+    pub tags: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +87,8 @@ pub enum CredentialsSource {
     AssumeRole,
     /// The server's own identity (the operator's), attached by the platform admin only.
     Environment,
+    /// A push stream's secret (signing secret, HEC token or API key), sealed at rest.
+    Secret,
 }
 
 impl CredentialsSource {
@@ -76,6 +97,7 @@ impl CredentialsSource {
             CredentialsSource::Static => "static",
             CredentialsSource::AssumeRole => "assume_role",
             CredentialsSource::Environment => "environment",
+            CredentialsSource::Secret => "secret",
         }
     }
 }
@@ -88,6 +110,8 @@ pub enum CredentialsChoice {
         role_arn: String,
     },
     Environment,
+    /// A push stream's secret.
+    Secret(String),
     /// Not given: keep what is stored (an update), required on create.
     Unchanged,
 }
@@ -97,6 +121,31 @@ pub enum CredentialsChoice {
 #[serde(rename_all = "snake_case")]
 pub enum DestinationKind {
     S3,
+    /// NDJSON batches POSTed to the customer's endpoint, signed.
+    Https,
+    /// Splunk's HTTP Event Collector.
+    SplunkHec,
+    /// Datadog's logs intake (v2).
+    Datadog,
+}
+
+impl DestinationKind {
+    pub const NAMES: &'static str = "\"s3\", \"https\", \"splunk_hec\" or \"datadog\"";
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "s3" => Some(Self::S3),
+            "https" => Some(Self::Https),
+            "splunk_hec" => Some(Self::SplunkHec),
+            "datadog" => Some(Self::Datadog),
+            _ => None,
+        }
+    }
+
+    /// Push streams deliver at least once to a receiver, not objects to a bucket.
+    pub fn is_push(self) -> bool {
+        self != Self::S3
+    }
 }
 
 /// Where a new destination's delivery begins.
@@ -124,6 +173,7 @@ impl Start {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DestinationConfig {
     pub kind: DestinationKind,
+    #[serde(default)]
     pub bucket: String,
     pub prefix: String,
     pub region: String,
@@ -146,10 +196,43 @@ pub struct DestinationConfig {
     /// Whether the org's log is written as tlog-tiles under `_tlog/` beside the objects.
     #[serde(default = "yes")]
     pub tiles: bool,
+    /// A push stream's receiver and what it is told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<super::push_config::PushConfig>,
+    /// Seconds of failing before the org's admins are told (`delivery/health.rs`).
+    #[serde(default = "default_alert_after")]
+    pub alert_after_s: u64,
 }
 
 fn yes() -> bool {
     true
+}
+
+pub const DEFAULT_ALERT_AFTER_S: u64 = 15 * 60;
+const MAX_ALERT_AFTER_S: u64 = 30 * 24 * 3600;
+
+fn default_alert_after() -> u64 {
+    DEFAULT_ALERT_AFTER_S
+}
+
+/// `alert_after`: whole seconds, or a duration like "15m"; 1 s to 30 days. Omitted: the
+/// stored value on an update, else 15 minutes.
+pub(super) fn alert_after(
+    v: Option<&serde_json::Value>,
+    previous: Option<&DestinationConfig>,
+) -> Result<u64, ApiError> {
+    let reason = "seconds (1 to 2592000) or a duration such as \"15m\" or \"2h\"";
+    let secs = match v {
+        None => return Ok(previous.map_or(DEFAULT_ALERT_AFTER_S, |p| p.alert_after_s)),
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(s)) => humantime::parse_duration(s.trim())
+            .ok()
+            .filter(|d| d.subsec_nanos() == 0)
+            .map(|d| d.as_secs()),
+        Some(_) => None,
+    };
+    secs.filter(|s| (1..=MAX_ALERT_AFTER_S).contains(s))
+        .ok_or_else(|| ApiError::invalid_field("alert_after", reason))
 }
 
 impl DestinationConfig {
@@ -261,7 +344,7 @@ fn check_region(r: &str) -> Result<(), &'static str> {
     }
 }
 
-fn check_endpoint(e: &str) -> Result<String, String> {
+pub(super) fn check_endpoint(e: &str) -> Result<String, String> {
     let url = reqwest::Url::parse(e).map_err(|err| err.to_string())?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err("must be an http or https URL".into());
@@ -366,11 +449,16 @@ pub fn validate(
     previous: Option<&DestinationConfig>,
 ) -> Result<(DestinationConfig, CredentialsChoice), ApiError> {
     let bad = |field: &str, reason: &str| ApiError::invalid_field(field, reason);
-    let kind = match req.kind.as_str() {
-        "s3" => DestinationKind::S3,
-        _ => return Err(bad("kind", "must be \"s3\"")),
-    };
-    check_bucket(&req.bucket).map_err(|r| bad("bucket", r))?;
+    let kind = DestinationKind::parse(&req.kind)
+        .ok_or_else(|| bad("kind", &format!("must be {}", DestinationKind::NAMES)))?;
+    if kind.is_push() {
+        return super::push_config::validate(kind, req, previous);
+    }
+    super::push_config::refuse_push_fields(&req)?;
+    let bucket = req
+        .bucket
+        .ok_or_else(|| bad("bucket", "required for an s3 destination"))?;
+    check_bucket(&bucket).map_err(|r| bad("bucket", r))?;
     let prefix = normalize_prefix(&req.prefix).map_err(|r| bad("prefix", r))?;
     let region = req.region.unwrap_or_else(|| "us-east-1".into());
     check_region(&region).map_err(|r| bad("region", r))?;
@@ -386,31 +474,12 @@ pub fn validate(
         Some(f) => ObjectFormat::parse(f)
             .ok_or_else(|| bad("format", "must be ndjson.gz, csv.gz or parquet"))?,
     };
-    let max_batch_events = req.max_batch_events.unwrap_or(DEFAULT_BATCH_EVENTS);
-    if !(1..=MAX_BATCH_EVENTS).contains(&max_batch_events) {
-        return Err(bad("max_batch_events", "must be 1 to 100000"));
-    }
-    let max_batch_seconds = req.max_batch_seconds.unwrap_or(DEFAULT_BATCH_SECONDS);
-    if !(1..=MAX_BATCH_SECONDS).contains(&max_batch_seconds) {
-        return Err(bad("max_batch_seconds", "must be 1 to 3600"));
-    }
-    let asked = req
-        .start
-        .as_deref()
-        .map(|s| Start::parse(s).ok_or_else(|| bad("start", "must be \"earliest\" or \"now\"")))
-        .transpose()?;
-    let start = match (asked, previous) {
-        (None, Some(p)) => p.start,
-        (None, None) => Start::Earliest,
-        (Some(s), None) => s,
-        (Some(s), Some(p)) if s == p.start => s,
-        (Some(_), Some(_)) => {
-            return Err(bad(
-                "start",
-                "applies only when a destination is created; delete and recreate it to start elsewhere",
-            ));
-        }
-    };
+    let (max_batch_events, max_batch_seconds, start) = batching(
+        req.max_batch_events,
+        req.max_batch_seconds,
+        req.start.as_deref(),
+        previous,
+    )?;
     let creds = credentials(req.credentials)?;
     let (credentials_source, access_key_id, role_arn) = match (&creds, previous) {
         (CredentialsChoice::Static(k), _) => (
@@ -422,6 +491,16 @@ pub fn validate(
             (CredentialsSource::AssumeRole, None, Some(role_arn.clone()))
         }
         (CredentialsChoice::Environment, _) => (CredentialsSource::Environment, None, None),
+        // `credentials()` reads AWS credentials only.
+        (CredentialsChoice::Secret(_), _) => {
+            return Err(bad("credentials", "AWS credentials expected"));
+        }
+        (CredentialsChoice::Unchanged, Some(p)) if p.kind.is_push() => {
+            return Err(bad(
+                "credentials",
+                "required when a push stream becomes an s3 destination",
+            ));
+        }
         (CredentialsChoice::Unchanged, Some(p)) => (
             p.credentials_source,
             p.access_key_id.clone(),
@@ -443,7 +522,7 @@ pub fn validate(
     Ok((
         DestinationConfig {
             kind,
-            bucket: req.bucket,
+            bucket,
             prefix,
             region,
             endpoint,
@@ -456,9 +535,46 @@ pub fn validate(
             sts_endpoint,
             access_key_id,
             tiles: req.tiles.unwrap_or(true),
+            push: None,
+            alert_after_s: alert_after(req.alert_after.as_ref(), previous)?,
         },
         creds,
     ))
+}
+
+/// `max_batch_events`, `max_batch_seconds` and `start`, with their defaults; `start`
+/// is kept from `previous` on an update, and may not change.
+pub(super) fn batching(
+    events: Option<u64>,
+    seconds: Option<u64>,
+    start: Option<&str>,
+    previous: Option<&DestinationConfig>,
+) -> Result<(u64, u64, Start), ApiError> {
+    let bad = |field: &str, reason: &str| ApiError::invalid_field(field, reason);
+    let max_batch_events = events.unwrap_or(DEFAULT_BATCH_EVENTS);
+    if !(1..=MAX_BATCH_EVENTS).contains(&max_batch_events) {
+        return Err(bad("max_batch_events", "must be 1 to 100000"));
+    }
+    let max_batch_seconds = seconds.unwrap_or(DEFAULT_BATCH_SECONDS);
+    if !(1..=MAX_BATCH_SECONDS).contains(&max_batch_seconds) {
+        return Err(bad("max_batch_seconds", "must be 1 to 3600"));
+    }
+    let asked = start
+        .map(|s| Start::parse(s).ok_or_else(|| bad("start", "must be \"earliest\" or \"now\"")))
+        .transpose()?;
+    let start = match (asked, previous) {
+        (None, Some(p)) => p.start,
+        (None, None) => Start::Earliest,
+        (Some(s), None) => s,
+        (Some(s), Some(p)) if s == p.start => s,
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "start",
+                "applies only when a destination is created; delete and recreate it to start elsewhere",
+            ));
+        }
+    };
+    Ok((max_batch_events, max_batch_seconds, start))
 }
 
 #[cfg(test)]
@@ -492,6 +608,7 @@ mod tests {
             (10_000, 10, Start::Earliest)
         );
         assert_eq!(c.access_key_id.as_deref(), Some("AKIA…1234"));
+        assert_eq!(c.alert_after_s, 900);
         assert!(!serde_json::to_string(&c).unwrap().contains("s3cr3t"));
         assert!(matches!(creds, CredentialsChoice::Static(_)));
     }
@@ -504,6 +621,10 @@ mod tests {
             b
         };
         assert_eq!(field(base("kind", "gcs".into())), "kind");
+        assert_eq!(field(base("token", "t".into())), "token");
+        assert_eq!(field(base("alert_after", "soon".into())), "alert_after");
+        assert_eq!(field(base("alert_after", 0.into())), "alert_after");
+        assert_eq!(field(base("alert_after", "1.5s".into())), "alert_after");
         assert_eq!(field(base("bucket", "Audit_Logs".into())), "bucket");
         assert_eq!(field(base("prefix", "/abs".into())), "prefix");
         assert_eq!(field(base("prefix", "a/../b".into())), "prefix");

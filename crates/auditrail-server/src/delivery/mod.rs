@@ -4,6 +4,9 @@
 
 pub mod bucket;
 pub mod config;
+pub(crate) mod health;
+pub mod push;
+pub mod push_config;
 pub mod sts;
 mod tlog;
 pub mod worker;
@@ -185,6 +188,11 @@ fn identity(
             })))
         }
         CredentialsSource::Environment => delivery.environment_identity(),
+        CredentialsSource::Secret => Err(S3Failure {
+            message: "a push stream has no bucket".into(),
+            permanent: true,
+            blocked: true,
+        }),
         CredentialsSource::AssumeRole => {
             let role_arn = config.role_arn.clone().ok_or_else(|| S3Failure {
                 message: "assume_role without a role_arn".into(),

@@ -24,6 +24,8 @@ use tokio::task::JoinHandle;
 
 use super::bucket::{Bucket, S3Failure};
 use super::config::DestinationConfig;
+use super::push;
+use super::push_config::PushConfig;
 use super::{internal, oldest_undelivered_ms, read_events, received_ms};
 use crate::App;
 use crate::exports::now_ms;
@@ -106,6 +108,22 @@ async fn reconcile(app: &Arc<App>, running: &mut HashMap<Key, Running>, all: Vec
     }
 }
 
+/// Encodes `events` for a push stream off the async threads; gives them back with it.
+async fn encode_push(
+    org: &str,
+    config: &DestinationConfig,
+    p: &PushConfig,
+    events: Vec<StoredEvent>,
+) -> Result<(Vec<StoredEvent>, push::Encoded), S3Failure> {
+    let body = push::body_of(org, config, p);
+    tokio::task::spawn_blocking(move || {
+        let enc = push::encode(body, &events)?;
+        Ok((events, enc))
+    })
+    .await
+    .map_err(|e| internal(format!("encoding task: {e}")))?
+}
+
 /// Exponential backoff with jitter, from 500 ms up to `max`.
 struct Backoff {
     next: Duration,
@@ -147,6 +165,12 @@ struct Task {
     oldest: Option<(u64, i64)>,
     /// The next full batch, read while the current one uploads: `(after_seq, read)`.
     prefetch: Option<(u64, JoinHandle<Batch>)>,
+    /// A push stream's HTTP client (under the outbound policy), made once.
+    client: Option<reqwest::Client>,
+    /// How long the receiver asked us to wait before the next try (`Retry-After`).
+    retry_after: Option<Duration>,
+    /// Whether the org was told the destination is failing (None: not read yet).
+    alerted: Option<bool>,
 }
 
 enum Step {
@@ -167,6 +191,9 @@ async fn deliver(app: Arc<App>, org: String, name: String, mut stop: watch::Rece
         bucket: None,
         oldest: None,
         prefetch: None,
+        client: None,
+        retry_after: None,
+        alerted: None,
     };
     loop {
         let stopping = *stop.borrow();
@@ -203,7 +230,10 @@ async fn deliver(app: Arc<App>, org: String, name: String, mut stop: watch::Rece
                     auditrail_service::lease::release(&t.app, &lease).await;
                     return;
                 }
-                if f.blocked {
+                if let Some(asked) = t.retry_after.take() {
+                    // The receiver said when to come back (429, or 503 with Retry-After).
+                    asked
+                } else if f.blocked {
                     // A person must fix it (a role's trust policy, a refused address):
                     // try again now and then, without hammering the remote.
                     t.bucket = None;
@@ -249,7 +279,7 @@ impl Task {
             .map_err(|e| internal(format!("recording delivery state: {e}")))
     }
 
-    async fn failed(&self, f: &S3Failure) {
+    async fn failed(&mut self, f: &S3Failure) {
         tracing::warn!(
             org = self.org,
             destination = self.name,
@@ -273,6 +303,39 @@ impl Task {
         };
         if let Err(e) = self.update(u).await {
             tracing::warn!(error = e.message, "could not record a delivery error");
+            return;
+        }
+        // Failing for longer than the destination's `alert_after`: tell the org, once.
+        if self.alerted != Some(true)
+            && let Ok(Some(d)) = self.app.store.get_destination(&self.org, &self.name).await
+            && let Ok(c) = super::config_of(&d)
+        {
+            let shown = f.message.as_str();
+            let (app, org, name) = (&self.app, &self.org, &self.name);
+            if super::health::alerted(app, org, name).await
+                || super::health::failing(
+                    app,
+                    org,
+                    name,
+                    d.failing_since_ms,
+                    c.alert_after_s,
+                    shown,
+                )
+                .await
+            {
+                self.alerted = Some(true);
+            }
+        }
+    }
+
+    /// After a delivery: announces the recovery if the org was told of the failure.
+    async fn succeeded(&mut self) {
+        if self.alerted.is_none() {
+            self.alerted = Some(super::health::alerted(&self.app, &self.org, &self.name).await);
+        }
+        if self.alerted == Some(true) {
+            super::health::recovered(&self.app, &self.org, &self.name).await;
+            self.alerted = Some(false);
         }
     }
 
@@ -286,6 +349,12 @@ impl Task {
         };
         let config = super::config_of(&dest)?;
         let poll = app.settings.delivery.poll;
+        // A push stream's requests carry at most what its receiver takes.
+        let max_events = match config.kind.is_push() {
+            true => push::limits(config.kind, config.max_batch_events).0,
+            false => config.max_batch_events,
+        };
+        let mut encoded = None;
         let events = match dest.pending {
             Some((first, last)) => {
                 let n = (last - first + 1) as usize;
@@ -309,7 +378,7 @@ impl Task {
                 if head.size <= delivered {
                     return Ok(Step::Wait(poll));
                 }
-                let full = head.size - delivered >= config.max_batch_events;
+                let full = head.size - delivered >= max_events;
                 if !full && !flushing {
                     let oldest = match self.oldest {
                         Some((d, ms)) if d == delivered => ms,
@@ -330,8 +399,16 @@ impl Task {
                         return Ok(Step::Wait(wait.min(poll)));
                     }
                 }
-                let max = config.max_batch_events as usize;
-                let events = self.next_batch(delivered, max).await?;
+                let max = max_events as usize;
+                let mut events = self.next_batch(delivered, max).await?;
+                if let Some(p) = &config.push {
+                    // Cut to the receiver's byte limit before the range is recorded.
+                    let (events_, enc) = encode_push(&self.org, &config, p, events).await?;
+                    let n = push::fit(config.kind, config.max_batch_events, &enc);
+                    events = events_;
+                    events.truncate(n);
+                    encoded = Some(enc);
+                }
                 let (Some(first), Some(last)) = (events.first(), events.last()) else {
                     return Ok(Step::Wait(poll));
                 };
@@ -348,8 +425,75 @@ impl Task {
                 events
             }
         };
-        self.upload(&dest, &config, events).await?;
+        match &config.push {
+            Some(p) => {
+                let enc = match encoded {
+                    Some(enc) => enc,
+                    None => encode_push(&self.org, &config, p, events.clone()).await?.1,
+                };
+                self.push(&dest, &config, p, &events, &enc).await?;
+            }
+            None => self.upload(&dest, &config, events).await?,
+        }
         Ok(Step::Delivered)
+    }
+
+    /// Sends a push stream's batch; `enc` holds at least its events' entries.
+    async fn push(
+        &mut self,
+        dest: &Destination,
+        config: &DestinationConfig,
+        p: &PushConfig,
+        events: &[StoredEvent],
+        enc: &push::Encoded,
+    ) -> Result<(), S3Failure> {
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return Ok(());
+        };
+        let (first, last) = (first.seq, last.seq);
+        let app = self.app.clone();
+        if self.client.is_none() {
+            let patience = app.settings.delivery.patience;
+            let client = app
+                .settings
+                .outbound
+                .http_client(patience.request_timeout, patience.connect_timeout)
+                .map_err(|e| internal(e.to_string()))?;
+            self.client = Some(client);
+        }
+        let Some(client) = &self.client else {
+            return Err(internal("no HTTP client".into()));
+        };
+        let started = std::time::Instant::now();
+        let span = (first, last);
+        if let Err(f) = push::send(&app, client, dest, config, p, enc, events.len(), span).await {
+            self.retry_after = f.retry_after;
+            return Err(f.failure);
+        }
+        let count = events.len() as u64;
+        let at_ms = now_ms();
+        if self
+            .update(DeliveryUpdate::Delivered { last, at_ms })
+            .await?
+        {
+            app.metrics
+                .delivery_objects
+                .get_or_create(&Outcome {
+                    outcome: "delivered",
+                })
+                .inc();
+            app.metrics.delivery_events.inc_by(count);
+        }
+        self.succeeded().await;
+        tracing::debug!(
+            org = self.org,
+            destination = self.name,
+            first,
+            last,
+            total_ms = started.elapsed().as_millis() as u64,
+            "pushed"
+        );
+        Ok(())
     }
 
     fn bucket(&mut self, dest: &Destination) -> Result<&Bucket, S3Failure> {
@@ -438,6 +582,7 @@ impl Task {
                 .inc();
             app.metrics.delivery_events.inc_by(count);
         }
+        self.succeeded().await;
         tracing::debug!(
             org = self.org,
             destination = self.name,

@@ -17,9 +17,10 @@ use super::events::record_self_audit;
 use crate::App;
 use crate::auth::Principal;
 use crate::delivery::config::{
-    CredentialsChoice, CredentialsSource, DestinationConfig, DestinationRequest, Start, check_name,
-    validate,
+    CredentialsChoice, CredentialsSource, DestinationConfig, DestinationKind, DestinationRequest,
+    Start, check_name, validate,
 };
+use crate::delivery::push_config::PushSecret;
 use crate::delivery::{
     bucket_policy as policy_for, config_of, oldest_undelivered_ms, open_bucket, permissions_policy,
     seal_context, shown_error, trust_policy,
@@ -57,6 +58,55 @@ pub(crate) async fn view(app: &Arc<App>, d: &Destination) -> ApiResult<Value> {
     } else {
         "active"
     };
+    if let Some(p) = &c.push {
+        let secret_field = match c.kind {
+            DestinationKind::SplunkHec => "token",
+            DestinationKind::Datadog => "api_key",
+            _ => "secret",
+        };
+        let mut v = json!({
+            "name": d.name,
+            "kind": c.kind,
+            "url": p.url,
+            "format": "json",
+            "max_batch_events": c.max_batch_events,
+            "max_batch_seconds": c.max_batch_seconds,
+            "start": c.start,
+            "alert_after": alert_after_text(c.alert_after_s),
+            secret_field: "********",
+        });
+        for (k, val) in [
+            ("index", json!(p.index)),
+            ("source", json!(p.source)),
+            ("sourcetype", json!(p.sourcetype)),
+            ("site", json!(p.site)),
+            ("service", json!(p.service)),
+        ] {
+            if !val.is_null() {
+                v[k] = val;
+            }
+        }
+        if c.kind == DestinationKind::Datadog {
+            v["tags"] = json!(p.tags);
+        }
+        let status = json!({
+            "state": state,
+            "delivered_seq": d.delivered_seq,
+            "lag_events": lag_events,
+            "lag_seconds": lag_seconds,
+            "pending": d.pending.map(|(f, l)| json!({"first_seq": f, "last_seq": l})),
+            "last_delivery_at": d.last_delivery_ms.map(format_millis),
+            "last_error": last_error,
+            "last_error_at": d.last_error_ms.map(format_millis),
+            "failing_since": d.failing_since_ms.map(format_millis),
+            "created_at": format_millis(d.created_ms),
+            "updated_at": format_millis(d.updated_ms),
+        });
+        if let (Some(o), Some(st)) = (v.as_object_mut(), status.as_object()) {
+            o.extend(st.clone());
+        }
+        return Ok(v);
+    }
     let mut credentials = json!({"source": c.credentials_source});
     if let Some(k) = &c.access_key_id {
         credentials["access_key_id"] = json!(k);
@@ -79,6 +129,7 @@ pub(crate) async fn view(app: &Arc<App>, d: &Destination) -> ApiResult<Value> {
         "max_batch_seconds": c.max_batch_seconds,
         "start": c.start,
         "tiles": c.tiles,
+        "alert_after": alert_after_text(c.alert_after_s),
         "credentials": credentials,
         "state": state,
         "delivered_seq": d.delivered_seq,
@@ -94,6 +145,11 @@ pub(crate) async fn view(app: &Arc<App>, d: &Destination) -> ApiResult<Value> {
     }))
 }
 
+/// `alert_after` as shown: "15m", "1h 30m".
+fn alert_after_text(secs: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
 async fn find(app: &App, org: &str, name: &str) -> ApiResult<Destination> {
     app.store
         .get_destination(org, name)
@@ -105,7 +161,7 @@ fn resource(name: &str) -> Value {
     json!({"type": "DESTINATION", "id": name})
 }
 
-#[utoipa::path(put, path = "/v1/destinations/{name}", request_body(content = Object, description = "`{kind: \"s3\", bucket, prefix?, region?, endpoint?, sts_endpoint?, credentials: {source: \"assume_role\", role_arn} (recommended: auditrail passes the org's external id) | {access_key_id, secret_access_key, session_token?} | {source: \"environment\"} (the server's own identity: platform admin only, through PUT /v1/orgs/{org}/destinations/{name}), format?: ndjson.gz|csv.gz|parquet, max_batch_events?, max_batch_seconds?, start?: earliest|now}`; credentials may be omitted on update. `endpoint` and `sts_endpoint` must resolve to addresses the outbound policy allows (global ones, or `outbound_allow`)."),
+#[utoipa::path(put, path = "/v1/destinations/{name}", request_body(content = Object, description = "`{kind: \"s3\", bucket, prefix?, region?, endpoint?, sts_endpoint?, credentials: {source: \"assume_role\", role_arn} (recommended: auditrail passes the org's external id) | {access_key_id, secret_access_key, session_token?} | {source: \"environment\"} (the server's own identity: platform admin only, through PUT /v1/orgs/{org}/destinations/{name}), format?: ndjson.gz|csv.gz|parquet, max_batch_events?, max_batch_seconds?, start?: earliest|now}`; or a push stream (at least once: every event carries `id` and `seq`): `{kind: \"https\", url, secret (16-256 characters; batches are NDJSON signed in Auditrail-Signature)}`, `{kind: \"splunk_hec\", url (the HEC base URL), token, index?, source?, sourcetype?}`, `{kind: \"datadog\", api_key, site?, url?, service?, tags?}`, each with `max_batch_events?, max_batch_seconds?, start?`; credentials and secrets may be omitted on update. `endpoint`, `sts_endpoint` and `url` must resolve to addresses the outbound policy allows (global ones, or `outbound_allow`)."),
     responses((status = 201, description = "created"), (status = 200, description = "replaced; delivery continues where it was"), (status = 403, description = "admins only; `credentials.source: environment` is the platform admin's alone"), (status = 422, description = "names the invalid field, and for a refused address the rule")))]
 pub async fn put(
     State(app): State<Arc<App>>,
@@ -207,6 +263,14 @@ async fn put_in(
                     .map_err(ApiError::internal)?,
             )
         }
+        CredentialsChoice::Secret(secret) => {
+            let plain = serde_json::to_vec(&PushSecret { secret }).map_err(ApiError::internal)?;
+            Some(
+                app.secrets
+                    .seal(&plain, &seal_context(&org, &name))
+                    .map_err(ApiError::internal)?,
+            )
+        }
         CredentialsChoice::Environment | CredentialsChoice::AssumeRole { .. } => None,
         CredentialsChoice::Unchanged => {
             existing.as_ref().and_then(|d| d.sealed_credentials.clone())
@@ -283,6 +347,7 @@ async fn check_allowed(
     for (field, url) in [
         ("endpoint", config.endpoint.as_deref()),
         ("sts_endpoint", config.sts_endpoint.as_deref()),
+        ("url", config.push.as_ref().map(|p| p.url.as_str())),
     ] {
         if let Some(url) = url
             && let Err(e) = app.settings.outbound.check_url(url).await
@@ -328,6 +393,7 @@ pub async fn delete(
     if !app.store.delete_destination(&org, &name).await? {
         return Err(ApiError::not_found("destination"));
     }
+    crate::delivery::health::forget(&app, &org, &name).await;
     record_self_audit(
         &app,
         &org,
@@ -393,6 +459,7 @@ pub async fn test(
 ) -> ApiResult<Response> {
     let org = who.org_with(&[Role::Admin])?.to_owned();
     let d = find(&app, &org, &name).await?;
+    s3_only(&d)?;
     let (_, bucket) = open_bucket(&app, &d).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -413,8 +480,23 @@ pub async fn bucket_policy(
 ) -> ApiResult<Response> {
     let org = who.org_with(&[Role::Admin])?.to_owned();
     let d = find(&app, &org, &name).await?;
+    s3_only(&d)?;
     let c = config_of(&d).map_err(|e| ApiError::internal(e.message))?;
     Ok(axum::Json(policies(&app, &org, &c)?).into_response())
+}
+
+/// The permission test and the bucket policy are an S3 destination's: a push stream
+/// has neither (409, naming the kind).
+fn s3_only(d: &Destination) -> ApiResult<()> {
+    let c = config_of(d).map_err(|e| ApiError::internal(e.message))?;
+    if c.kind.is_push() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_an_s3_destination",
+            "this destination is a push stream: it has no bucket to test or policy to paste; its state shows whether its receiver accepts what it sends",
+        ));
+    }
+    Ok(())
 }
 
 /// The policies to paste for a destination: the bucket policy, or for role assumption

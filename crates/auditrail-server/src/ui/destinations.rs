@@ -1,6 +1,7 @@
-//! Destinations (org admins): each S3 destination's delivery status (lag, last
-//! delivery, last error), the form to add or change one, the permission test with each
-//! action's result, and the bucket policy to copy.
+//! Destinations (org admins): each destination's delivery status (lag, last delivery,
+//! last error), the form to add or change one (an S3 bucket, or a push stream to an
+//! HTTPS endpoint, Splunk HEC or Datadog), and for S3 the permission test with each
+//! action's result and the bucket policy to copy.
 
 use std::sync::Arc;
 
@@ -24,6 +25,9 @@ pub struct DestinationForm {
     csrf: Option<String>,
     #[serde(default)]
     name: String,
+    /// `s3`, `https`, `splunk_hec` or `datadog`.
+    #[serde(default)]
+    kind: String,
     #[serde(default)]
     bucket: String,
     #[serde(default)]
@@ -51,12 +55,28 @@ pub struct DestinationForm {
     max_batch_seconds: String,
     #[serde(default)]
     start: String,
+    /// Push streams: the receiver's URL, its secret (never shown again; blank keeps the
+    /// stored one), and each kind's own fields.
+    #[serde(default)]
+    url: String,
+    #[serde(default, skip_serializing)]
+    push_secret: String,
+    #[serde(default)]
+    index: String,
+    #[serde(default)]
+    site: String,
+    #[serde(default)]
+    service: String,
+    /// `key:value` tags, separated by commas or spaces.
+    #[serde(default)]
+    tags: String,
 }
 
 impl DestinationForm {
     /// The empty form, with the API's defaults chosen.
     fn blank() -> Self {
         DestinationForm {
+            kind: "s3".into(),
             format: "ndjson.gz".into(),
             start: "earliest".into(),
             credentials_source: "assume_role".into(),
@@ -65,18 +85,53 @@ impl DestinationForm {
     }
 }
 
+/// A push stream's request, from the form: only the fields of its kind.
+fn push_request_of(f: &DestinationForm) -> Value {
+    let kind = f.kind.trim();
+    let mut r = json!({"kind": kind});
+    let (secret_field, own): (&str, &[(&str, &String)]) = match kind {
+        "splunk_hec" => ("token", &[("url", &f.url), ("index", &f.index)]),
+        "datadog" => (
+            "api_key",
+            &[("url", &f.url), ("site", &f.site), ("service", &f.service)],
+        ),
+        _ => ("secret", &[("url", &f.url)]),
+    };
+    for (k, v) in own {
+        if !v.trim().is_empty() {
+            r[*k] = json!(v.trim());
+        }
+    }
+    if !f.push_secret.is_empty() {
+        r[secret_field] = json!(f.push_secret);
+    }
+    if kind == "datadog" && !f.tags.trim().is_empty() {
+        let tags: Vec<&str> = f.tags.split([',', ' ']).filter(|t| !t.is_empty()).collect();
+        r["tags"] = json!(tags);
+    }
+    r
+}
+
 /// The request `PUT /v1/destinations/{name}` takes, from the form.
 fn request_of(f: &DestinationForm) -> Value {
-    let mut r = json!({"kind": "s3", "bucket": f.bucket.trim(), "prefix": f.prefix.trim()});
-    for (k, v) in [
+    let push = !matches!(f.kind.trim(), "" | "s3");
+    let mut r = match push {
+        true => push_request_of(f),
+        false => json!({"kind": "s3", "bucket": f.bucket.trim(), "prefix": f.prefix.trim()}),
+    };
+    let s3_only: &[(&str, &String)] = &[
         ("region", &f.region),
         ("endpoint", &f.endpoint),
         ("sts_endpoint", &f.sts_endpoint),
         ("format", &f.format),
-        ("start", &f.start),
-    ] {
+    ];
+    for (k, v) in s3_only
+        .iter()
+        .filter(|_| !push)
+        .chain(&[("start", &f.start)])
+    {
         if !v.trim().is_empty() {
-            r[k] = json!(v.trim());
+            r[*k] = json!(v.trim());
         }
     }
     for (k, v) in [
@@ -91,6 +146,9 @@ fn request_of(f: &DestinationForm) -> Value {
                 .map(|n| json!(n))
                 .unwrap_or_else(|_| json!(v));
         }
+    }
+    if push {
+        return r;
     }
     if f.credentials_source == "environment" {
         r["credentials"] = json!({"source": "environment"});

@@ -32,6 +32,10 @@ pub(crate) struct Unsealer<'a> {
     /// The first seq not sealed.
     pub(crate) next: u64,
     last: Option<(u64, Frame)>,
+    /// Whether frames decoded here are offered to the shared cache: not by a long scan
+    /// (an export, a delivery batch), which reads each frame once and would only evict
+    /// what interactive reads come back to.
+    keep: bool,
 }
 
 impl<'a> Unsealer<'a> {
@@ -42,7 +46,14 @@ impl<'a> Unsealer<'a> {
             org_num,
             next: sealed_upto(conn, org_num)?,
             last: None,
+            keep: true,
         })
+    }
+
+    /// For a long scan: frames it decodes are not kept in the shared cache.
+    pub(crate) fn scanning(mut self) -> Self {
+        self.keep = false;
+        self
     }
 
     pub(crate) fn is_sealed(&self, seq: u64) -> bool {
@@ -56,7 +67,7 @@ impl<'a> Unsealer<'a> {
         {
             return Ok(f.clone());
         }
-        let f = frame_at(self.conn, self.cache, rid(self.org_num, start))?;
+        let f = frame_at(self.conn, self.cache, rid(self.org_num, start), self.keep)?;
         self.last = Some((start, f.clone()));
         Ok(f)
     }
@@ -72,7 +83,7 @@ impl<'a> Unsealer<'a> {
 }
 
 /// The decoded frame whose first rid is `first`.
-fn frame_at(conn: &Connection, cache: &FrameCache, first: i64) -> Result<Frame> {
+fn frame_at(conn: &Connection, cache: &FrameCache, first: i64, keep: bool) -> Result<Frame> {
     let missing = || {
         StoreError::Corrupt(format!(
             "the sealed frame of seq {} is missing",
@@ -99,7 +110,9 @@ fn frame_at(conn: &Connection, cache: &FrameCache, first: i64) -> Result<Frame> 
         .op("read frame")?
         .ok_or_else(missing)?;
     let f = Arc::new(sealed::decode(&data)?);
-    cache.put((first, version), f.clone());
+    if keep {
+        cache.put((first, version), f.clone());
+    }
     Ok(f)
 }
 

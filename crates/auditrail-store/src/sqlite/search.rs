@@ -100,6 +100,10 @@ fn stored_leaf(seq: u64, leaf: Vec<u8>) -> Result<Hash> {
         .map_err(|_| StoreError::Corrupt(format!("leaf of seq {seq}")))
 }
 
+/// A page of at least this many events is a scan (an export's or a delivery batch's;
+/// the API's pages are smaller).
+const SCAN_EVENTS: usize = 1024;
+
 pub(crate) fn search(
     conn: &Connection,
     frames: &FrameCache,
@@ -277,6 +281,9 @@ fn by_scan(
 ) -> Result<()> {
     let org_num = lo >> SEQ_BITS;
     let mut u = Unsealer::new(conn, frames, org_num)?;
+    if c.limit >= SCAN_EVENTS {
+        u = u.scanning();
+    }
     // Seqs below the sealed mark are in frames, the rest in rows.
     let split = rid(org_num, u.next);
     let sealed = (lo, hi.min(split - 1));

@@ -4,6 +4,7 @@ pub mod gateway;
 pub mod ingest;
 pub mod seal;
 pub mod serve;
+pub mod status;
 pub mod verify;
 pub mod witness;
 

@@ -9,7 +9,7 @@ use crate::local::local_app;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only print the figures; seal nothing
+    /// Only print the figures, as `auditrail status` does; seal nothing
     #[arg(long)]
     stats: bool,
     /// Each org's newest events left as they are [default: seal_keep_open, 65536]
@@ -82,36 +82,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64()
             );
         }
-        println!(
-            "events: {}; sealed: {}; open: {}; sealing backlog: {}",
-            s.events,
-            s.sealed,
-            s.events - s.sealed,
-            s.backlog
-        );
         // PostgreSQL: the database's size, as the server reports it.
-        let pg_bytes = match &cfg.database_url {
-            Some(_) => app.store.disk_bytes().await.ok().flatten(),
-            None => None,
-        };
-        anyhow::Ok((s.events, pg_bytes))
+        let pg_bytes = cfg.database_url.as_ref().and(s.disk_bytes);
+        anyhow::Ok((s, pg_bytes))
     }
     .await;
     app.store.close();
     drop(app);
-    let (events, pg_bytes) = result?;
-    // SQLite: measured once the store is closed and its log folded into the database file.
-    let bytes = match (&cfg.database_url, pg_bytes) {
-        (Some(_), Some(b)) => Some(b),
-        (Some(_), None) => None,
-        (None, _) => Some(auditrail_store::sqlite::disk_bytes(&cfg.data_dir)),
-    };
-    match bytes {
-        Some(bytes) => println!(
-            "on disk: {bytes} bytes, {:.1} bytes an event",
-            bytes as f64 / events.max(1) as f64
-        ),
-        None => println!("on disk: not known"),
-    }
+    let (s, pg_bytes) = result?;
+    let bytes = super::status::disk_bytes(&cfg, pg_bytes);
+    super::status::print_totals(s.events, s.sealed, s.backlog, bytes);
     Ok(())
 }

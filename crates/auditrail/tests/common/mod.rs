@@ -8,6 +8,7 @@
 
 pub mod browser;
 pub mod process;
+pub mod receivers;
 pub mod smtp;
 
 use std::path::{Path, PathBuf};

@@ -16,6 +16,13 @@ pub struct Outcome {
     pub outcome: &'static str,
 }
 
+/// One destination of one org.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabels {
+    pub org: String,
+    pub destination: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OrgLabel {
     pub org: String,
@@ -47,6 +54,9 @@ pub struct Metrics {
     pub delivery_objects: Family<Outcome, Counter>,
     pub delivery_events: Counter,
     pub delivery_errors: Family<ErrorKind, Counter>,
+    pub destination_events: Family<DestinationLabels, Counter>,
+    pub destination_lag_events: Family<DestinationLabels, Gauge>,
+    pub destination_failing: Family<DestinationLabels, Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -201,11 +211,32 @@ impl Metrics {
             "Failed deliveries, by kind (permanent: credentials, permissions, missing bucket; transient)",
             delivery_errors.clone(),
         );
+        let destination_events = Family::<DestinationLabels, Counter>::default();
+        registry.register(
+            "destination_events",
+            "Events delivered, per destination (push streams: counted once per acknowledged request)",
+            destination_events.clone(),
+        );
+        let destination_lag_events = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "destination_lag_events",
+            "Events in the log not yet delivered, per destination (as its delivering node last saw)",
+            destination_lag_events.clone(),
+        );
+        let destination_failing = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "destination_failing",
+            "1 while a destination's last attempt failed, per destination",
+            destination_failing.clone(),
+        );
         Self {
             registry,
             delivery_objects,
             delivery_events,
             delivery_errors,
+            destination_events,
+            destination_lag_events,
+            destination_failing,
             exports_finished,
             export_rows,
             export_notifications_failed,

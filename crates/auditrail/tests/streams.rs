@@ -180,6 +180,32 @@ async fn story(kind: Kind) {
 
     // Another org's events, written all along, never reached this stream.
     assert_eq!(r.orgs(), vec!["acme".to_owned()]);
+    // Per-destination metrics.
+    let text = srv
+        .http
+        .get(format!("{}/metrics", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let labels = "{org=\"acme\",destination=\"siem\"}";
+    assert!(
+        text.contains(&format!("auditrail_destination_failing{labels} 0")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("auditrail_destination_lag_events{labels} 0")),
+        "{text}"
+    );
+    let delivered: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("auditrail_destination_events_total{labels} ")))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(delivered > 0, "{text}");
     srv.stop().await;
 }
 

@@ -29,7 +29,7 @@ use super::push_config::PushConfig;
 use super::{internal, oldest_undelivered_ms, read_events, received_ms};
 use crate::App;
 use crate::exports::now_ms;
-use crate::metrics::{ErrorKind, Outcome};
+use crate::metrics::{DestinationLabels, ErrorKind, Outcome};
 
 type Key = (String, String);
 type Batch = Result<Vec<StoredEvent>, S3Failure>;
@@ -251,6 +251,13 @@ async fn deliver(app: Arc<App>, org: String, name: String, mut stop: watch::Rece
 }
 
 impl Task {
+    fn labels(&self) -> DestinationLabels {
+        DestinationLabels {
+            org: self.org.clone(),
+            destination: self.name.clone(),
+        }
+    }
+
     async fn read(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, S3Failure> {
         read_events(self.app.clone(), self.org.clone(), after, limit).await
     }
@@ -296,6 +303,7 @@ impl Task {
             "transient"
         };
         m.delivery_errors.get_or_create(&ErrorKind { kind }).inc();
+        m.destination_failing.get_or_create(&self.labels()).set(1);
         let at_ms = now_ms();
         let u = DeliveryUpdate::Failed {
             error: super::stored_error(f),
@@ -328,8 +336,13 @@ impl Task {
         }
     }
 
-    /// After a delivery: announces the recovery if the org was told of the failure.
-    async fn succeeded(&mut self) {
+    /// After a delivery of `count` events: counts them, and announces the recovery if the
+    /// org was told of the failure.
+    async fn succeeded(&mut self, count: u64) {
+        let m = &self.app.metrics;
+        let labels = self.labels();
+        m.destination_events.get_or_create(&labels).inc_by(count);
+        m.destination_failing.get_or_create(&labels).set(0);
         if self.alerted.is_none() {
             self.alerted = Some(super::health::alerted(&self.app, &self.org, &self.name).await);
         }
@@ -375,6 +388,10 @@ impl Task {
                     .tree_head(&self.org)
                     .await
                     .map_err(|e| internal(format!("reading the log head: {e}")))?;
+                app.metrics
+                    .destination_lag_events
+                    .get_or_create(&self.labels())
+                    .set(head.size.saturating_sub(delivered) as i64);
                 if head.size <= delivered {
                     return Ok(Step::Wait(poll));
                 }
@@ -484,7 +501,7 @@ impl Task {
                 .inc();
             app.metrics.delivery_events.inc_by(count);
         }
-        self.succeeded().await;
+        self.succeeded(count).await;
         tracing::debug!(
             org = self.org,
             destination = self.name,
@@ -582,7 +599,7 @@ impl Task {
                 .inc();
             app.metrics.delivery_events.inc_by(count);
         }
-        self.succeeded().await;
+        self.succeeded(count).await;
         tracing::debug!(
             org = self.org,
             destination = self.name,

@@ -56,21 +56,25 @@ impl PushBody {
         match self {
             PushBody::Ndjson => Ok(line.into_bytes()),
             PushBody::Splunk(f) => {
-                let event: Value = serde_json::from_str(&line).map_err(|err| EntryError {
-                    seq: e.seq,
-                    reason: err.to_string(),
-                })?;
-                let mut v = json!({
-                    "time": epoch_seconds(e)?,
-                    "host": f.host,
-                    "source": f.source,
-                    "sourcetype": f.sourcetype,
-                    "event": event,
-                });
+                // The stored body is canonical JSON already: it goes in as it is.
+                let text = |v: &str| Value::String(v.to_owned()).to_string();
+                let mut out = String::with_capacity(line.len() + 160);
+                out.push_str("{\"time\":");
+                out.push_str(&epoch_seconds(e)?);
+                out.push_str(",\"host\":");
+                out.push_str(&text(&f.host));
+                out.push_str(",\"source\":");
+                out.push_str(&text(&f.source));
+                out.push_str(",\"sourcetype\":");
+                out.push_str(&text(&f.sourcetype));
                 if let Some(i) = &f.index {
-                    v["index"] = json!(i);
+                    out.push_str(",\"index\":");
+                    out.push_str(&text(i));
                 }
-                Ok(v.to_string().into_bytes())
+                out.push_str(",\"event\":");
+                out.push_str(&line);
+                out.push('}');
+                Ok(out.into_bytes())
             }
             PushBody::Datadog(f) => Ok(json!({
                 "ddsource": f.ddsource,
@@ -138,8 +142,8 @@ pub fn fitting(body: &PushBody, entries: &[Vec<u8>], max_bytes: usize) -> usize 
     entries.len()
 }
 
-/// `received_at` in seconds since the epoch, to the millisecond.
-fn epoch_seconds(e: &StoredEvent) -> Result<f64, EntryError> {
+/// `received_at` in seconds since the epoch, to the millisecond, as JSON.
+fn epoch_seconds(e: &StoredEvent) -> Result<String, EntryError> {
     let bad = |reason: &str| EntryError {
         seq: e.seq,
         reason: reason.to_owned(),
@@ -147,7 +151,8 @@ fn epoch_seconds(e: &StoredEvent) -> Result<f64, EntryError> {
     let row = Row::parse(&e.body).map_err(|err| bad(&err.to_string()))?;
     let at = auditrail_core::time::parse_rfc3339(&row.received_at)
         .ok_or_else(|| bad("no readable received_at"))?;
-    Ok(at.timestamp_millis() as f64 / 1000.0)
+    let ms = at.timestamp_millis();
+    Ok(format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000)))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 use auditrail_core::event::with_leaf_hash;
 use auditrail_core::export::Row;
 use auditrail_store::StoredEvent;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// What a Splunk HEC event says besides the event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,15 +76,23 @@ impl PushBody {
                 out.push('}');
                 Ok(out.into_bytes())
             }
-            PushBody::Datadog(f) => Ok(json!({
-                "ddsource": f.ddsource,
-                "ddtags": f.ddtags,
-                "hostname": f.hostname,
-                "service": f.service,
-                "message": line,
-            })
-            .to_string()
-            .into_bytes()),
+            PushBody::Datadog(f) => {
+                let text = |v: &str| Value::String(v.to_owned()).to_string();
+                let message = text(&line);
+                let mut out = String::with_capacity(message.len() + 160);
+                out.push_str("{\"ddsource\":");
+                out.push_str(&text(&f.ddsource));
+                out.push_str(",\"ddtags\":");
+                out.push_str(&text(&f.ddtags));
+                out.push_str(",\"hostname\":");
+                out.push_str(&text(&f.hostname));
+                out.push_str(",\"service\":");
+                out.push_str(&text(&f.service));
+                out.push_str(",\"message\":");
+                out.push_str(&message);
+                out.push('}');
+                Ok(out.into_bytes())
+            }
         }
     }
 
@@ -152,7 +160,11 @@ fn epoch_seconds(e: &StoredEvent) -> Result<String, EntryError> {
     let at = auditrail_core::time::parse_rfc3339(&row.received_at)
         .ok_or_else(|| bad("no readable received_at"))?;
     let ms = at.timestamp_millis();
-    Ok(format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000)))
+    Ok(format!(
+        "{}.{:03}",
+        ms.div_euclid(1000),
+        ms.rem_euclid(1000)
+    ))
 }
 
 #[cfg(test)]

@@ -157,15 +157,13 @@ async fn main() {
             label(kind),
             100.0 * rate / s3_rate.max(1.0),
         );
-        let (s, _) = (
-            http.delete(format!("{}/v1/destinations/{name}", srv.base))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            (),
-        );
+        let s = http
+            .delete(format!("{}/v1/destinations/{name}", srv.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status();
         assert!(s.is_success());
     }
 
@@ -223,6 +221,14 @@ async fn main() {
             "live lag {} at max_batch_seconds=1: {count} events, ack → received p50 {p50:.2} s, p95 {p95:.2} s, max {max:.2} s (goal p95 ≤ 2 s)",
             label(Some(kind))
         );
+        let s = http
+            .delete(format!("{}/v1/destinations/{name}", srv.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(s.is_success());
     }
     drop(srv);
     s3.stop().await;

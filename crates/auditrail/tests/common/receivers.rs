@@ -115,12 +115,16 @@ impl Receiver {
             .build()
             .unwrap();
         let (kind, secret, log) = (self.kind, self.secret.clone(), self.log.clone());
-        let app = axum::Router::new().fallback(
-            move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
-                let (secret, log) = (secret.clone(), log.clone());
-                async move { handle(kind, &secret, &log, uri.path(), &headers, &body) }
-            },
-        );
+        let app = axum::Router::new()
+            .fallback(
+                move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                    let (secret, log) = (secret.clone(), log.clone());
+                    async move { handle(kind, &secret, &log, uri.path(), &headers, &body) }
+                },
+            )
+            // The services' own caps are checked in `handle` (HEC's 1 MB, Datadog's 5 MB);
+            // an `https` receiver takes auditrail's largest batch (10 MB).
+            .layer(axum::extract::DefaultBodyLimit::max(16 << 20));
         rt.spawn(async move {
             let l = tokio::net::TcpListener::from_std(l).unwrap();
             let _ = axum::serve(l, app).await;
@@ -225,18 +229,51 @@ fn bad(status: u16, why: &str) -> (u16, String, Value) {
     (status, why.to_owned(), json!({"error": why}))
 }
 
+/// What a receiver reads of an event: auditrail exports each with these at least.
+#[derive(serde::Deserialize)]
+struct Ev<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+    seq: u64,
+    org_id: String,
+    #[serde(borrow)]
+    leaf_hash: std::borrow::Cow<'a, str>,
+}
+
 /// An event as auditrail exports it: `id`, `seq`, `org_id` and `leaf_hash` at least.
-fn event_seq(v: &Value) -> Result<(u64, String), String> {
-    if !v["id"].is_string() || v["leaf_hash"].as_str().is_none_or(|l| l.len() != 64) {
-        return Err(format!("an event without id or leaf_hash: {v}"));
+fn event_seq(text: &str) -> Result<(u64, String), String> {
+    let e: Ev<'_> = serde_json::from_str(text)
+        .map_err(|e| format!("an event without id, seq, org_id or leaf_hash: {e}"))?;
+    if e.id.is_empty() || e.leaf_hash.len() != 64 {
+        return Err(format!(
+            "an event with an empty id or a bad leaf_hash: {text}"
+        ));
     }
-    let org = v["org_id"]
-        .as_str()
-        .ok_or_else(|| format!("an event without org_id: {v}"))?;
-    let seq = v["seq"]
-        .as_u64()
-        .ok_or_else(|| format!("an event without seq: {v}"))?;
-    Ok((seq, org.to_owned()))
+    Ok((e.seq, e.org_id))
+}
+
+/// One HEC event object: only the keys HEC knows; `event` any JSON value (here, ours).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HecEvent<'a> {
+    time: Option<Value>,
+    host: Option<String>,
+    source: Option<String>,
+    sourcetype: Option<String>,
+    index: Option<String>,
+    #[serde(borrow)]
+    event: Option<&'a serde_json::value::RawValue>,
+    fields: Option<Value>,
+}
+
+/// One Datadog log entry's reserved attributes (strings when present).
+#[derive(serde::Deserialize)]
+struct DdEntry {
+    ddsource: Option<String>,
+    ddtags: Option<String>,
+    hostname: Option<String>,
+    service: Option<String>,
+    message: Option<String>,
 }
 
 fn https(secret: &str, path: &str, h: &HeaderMap, body: &[u8]) -> Checked {
@@ -272,8 +309,7 @@ fn https(secret: &str, path: &str, h: &HeaderMap, body: &[u8]) -> Checked {
     let text = std::str::from_utf8(body).map_err(|_| bad(400, "not UTF-8"))?;
     let mut seqs = Vec::new();
     for line in text.lines() {
-        let v: Value = serde_json::from_str(line).map_err(|e| bad(400, &e.to_string()))?;
-        seqs.push(event_seq(&v).map_err(|e| bad(400, &e))?);
+        seqs.push(event_seq(line).map_err(|e| bad(400, &e))?);
     }
     let num = |n: &str| header(h, n).and_then(|v| v.parse::<u64>().ok());
     if seqs.is_empty()
@@ -307,46 +343,30 @@ fn splunk(token: &str, path: &str, h: &HeaderMap, body: &[u8]) -> Checked {
         return Err(hec(400, "No data", 5));
     }
     let mut seqs = Vec::new();
-    for (i, v) in serde_json::Deserializer::from_slice(body)
-        .into_iter::<Value>()
-        .enumerate()
-    {
-        let v = v.map_err(|_| hec(400, "Invalid data format", 6))?;
-        let o = v
-            .as_object()
-            .ok_or_else(|| hec(400, "Invalid data format", 6))?;
-        const KEYS: [&str; 7] = [
-            "time",
-            "host",
-            "source",
-            "sourcetype",
-            "index",
-            "event",
-            "fields",
-        ];
-        if o.keys().any(|k| !KEYS.contains(&k.as_str())) {
-            return Err(hec(400, "Invalid data format", 6));
-        }
-        if o.get("event").is_none_or(|e| e.is_null() || e == "") {
-            return Err(hec(
-                400,
-                &format!("Event field is required (event {i})"),
-                12,
-            ));
-        }
-        if let Some(t) = o.get("time")
+    let mut objects = serde_json::Deserializer::from_slice(body).into_iter::<HecEvent<'_>>();
+    let invalid = || hec(400, "Invalid data format", 6);
+    for (i, v) in objects.by_ref().enumerate() {
+        // An unknown key, or a key of the wrong type: HEC's code 6.
+        let o = v.map_err(|_| invalid())?;
+        let event = match o.event {
+            Some(e) if !matches!(e.get(), "null" | "\"\"") => e,
+            _ => {
+                return Err(hec(
+                    400,
+                    &format!("Event field is required (event {i})"),
+                    12,
+                ));
+            }
+        };
+        if let Some(t) = &o.time
             && !t.is_number()
             && t.as_str().is_none_or(|s| s.parse::<f64>().is_err())
         {
             return Err(hec(400, "Invalid time", 6));
         }
-        for k in ["host", "source", "sourcetype", "index"] {
-            if o.get(k).is_some_and(|v| !v.is_string()) {
-                return Err(hec(400, "Invalid data format", 6));
-            }
-        }
+        let _ = (&o.host, &o.source, &o.sourcetype, &o.index, &o.fields);
         seqs.push(
-            event_seq(&o["event"])
+            event_seq(event.get())
                 .map_err(|e| (400, e, json!({"text": "Invalid data format", "code": 6})))?,
         );
     }
@@ -366,26 +386,27 @@ fn datadog(api_key: &str, path: &str, h: &HeaderMap, body: &[u8]) -> Checked {
     if body.len() > 5_000_000 {
         return Err(bad(413, "payload over 5 MB"));
     }
-    let v: Value = serde_json::from_slice(body).map_err(|e| bad(400, &e.to_string()))?;
-    let entries = v.as_array().ok_or_else(|| bad(400, "not an array"))?;
+    let entries: Vec<DdEntry> = serde_json::from_slice(body).map_err(|e| {
+        bad(
+            400,
+            &format!("not an array of log entries with string attributes: {e}"),
+        )
+    })?;
     if entries.is_empty() || entries.len() > 1000 {
         return Err(bad(413, "1 to 1000 entries a request"));
     }
     let mut seqs = Vec::new();
-    for e in entries {
-        if e.to_string().len() > 1_000_000 {
+    for e in &entries {
+        let msg = e.message.as_deref().ok_or_else(|| bad(400, "no message"))?;
+        let size = [&e.ddsource, &e.ddtags, &e.hostname, &e.service]
+            .iter()
+            .map(|v| v.as_ref().map_or(0, String::len))
+            .sum::<usize>()
+            + msg.len();
+        if size > 1_000_000 {
             return Err(bad(413, "an entry over 1 MB"));
         }
-        for k in ["ddsource", "ddtags", "hostname", "service", "message"] {
-            if e.get(k).is_some_and(|v| !v.is_string()) {
-                return Err(bad(400, &format!("{k} must be a string")));
-            }
-        }
-        let msg = e["message"]
-            .as_str()
-            .ok_or_else(|| bad(400, "no message"))?;
-        let ev: Value = serde_json::from_str(msg).map_err(|e| bad(400, &e.to_string()))?;
-        seqs.push(event_seq(&ev).map_err(|e| bad(400, &e))?);
+        seqs.push(event_seq(msg).map_err(|e| bad(400, &e))?);
     }
     Ok(seqs)
 }

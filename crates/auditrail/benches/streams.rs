@@ -168,7 +168,10 @@ async fn main() {
     }
 
     // Live lag: ack → in the receiver's hands, max_batch_seconds = 1.
-    for kind in [Kind::Https, Kind::Splunk, Kind::Datadog] {
+    for (k, kind) in [Kind::Https, Kind::Splunk, Kind::Datadog]
+        .into_iter()
+        .enumerate()
+    {
         let name = format!("live-{}", label(Some(kind)));
         let r = Receiver::start(kind, SECRET);
         let mut b = body(Some(kind), Some(&r), &ep, &name, 1);
@@ -185,7 +188,9 @@ async fn main() {
                 let resp: Value = http
                     .post(format!("{}/v1/events", srv.base))
                     .bearer_auth(&key)
-                    .json(&support::event(20_000_000 + i))
+                    // Events of their own: a client id seen before is a resend, answered
+                    // with the seq it already has.
+                    .json(&support::event(20_000_000 + k as u64 * 1_000_000 + i))
                     .send()
                     .await
                     .unwrap()

@@ -32,7 +32,8 @@ use crate::exports::now_ms;
 use crate::metrics::{DestinationLabels, ErrorKind, Outcome};
 
 type Key = (String, String);
-type Batch = Result<Vec<StoredEvent>, S3Failure>;
+/// A batch read ahead: its events and, for a push stream, their entries.
+type Batch = Result<(Vec<StoredEvent>, Option<push::Encoded>), S3Failure>;
 
 struct Running {
     updated_ms: i64,
@@ -263,19 +264,15 @@ impl Task {
     }
 
     /// The batch after `after`: the prefetched one if it is that, else read now.
-    async fn next_batch(
-        &mut self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, S3Failure> {
+    async fn next_batch(&mut self, after: u64, limit: usize) -> Batch {
         if let Some((at, task)) = self.prefetch.take()
             && at == after
-            && let Ok(Ok(events)) = task.await
+            && let Ok(Ok((events, enc))) = task.await
             && events.len() == limit
         {
-            return Ok(events);
+            return Ok((events, enc));
         }
-        self.read(after, limit).await
+        Ok((self.read(after, limit).await?, None))
     }
 
     async fn update(&self, u: DeliveryUpdate) -> Result<bool, S3Failure> {
@@ -417,12 +414,18 @@ impl Task {
                     }
                 }
                 let max = max_events as usize;
-                let mut events = self.next_batch(delivered, max).await?;
+                let (mut events, pre) = self.next_batch(delivered, max).await?;
                 if let Some(p) = &config.push {
                     // Cut to the receiver's byte limit before the range is recorded.
-                    let (events_, enc) = encode_push(&self.org, &config, p, events).await?;
+                    let enc = match pre {
+                        Some(enc) => enc,
+                        None => {
+                            let (read, enc) = encode_push(&self.org, &config, p, events).await?;
+                            events = read;
+                            enc
+                        }
+                    };
                     let n = push::fit(config.kind, config.max_batch_events, &enc);
-                    events = events_;
                     events.truncate(n);
                     encoded = Some(enc);
                 }
@@ -435,8 +438,19 @@ impl Task {
                     return Ok(Step::Wait(Duration::ZERO));
                 }
                 if events.len() == max && head.size >= last + max as u64 {
-                    // A backlog: read the next batch while this one is encoded and sent.
-                    let read = read_events(app.clone(), self.org.clone(), last, max);
+                    // A backlog: read (and for a push stream, encode) the next batch while
+                    // this one is encoded and sent.
+                    let (app, org, config) = (app.clone(), self.org.clone(), config.clone());
+                    let read = async move {
+                        let events = read_events(app, org.clone(), last, max).await?;
+                        match &config.push {
+                            Some(p) => {
+                                let (events, enc) = encode_push(&org, &config, p, events).await?;
+                                Ok((events, Some(enc)))
+                            }
+                            None => Ok((events, None)),
+                        }
+                    };
                     self.prefetch = Some((last, tokio::spawn(read)));
                 }
                 events

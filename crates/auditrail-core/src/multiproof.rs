@@ -17,18 +17,20 @@ fn covers(node: NodeId, leaves: &[u64]) -> bool {
     i < leaves.len() && leaves[i] < end
 }
 
+/// The two halves of a subtree above the leaves.
+fn children(node: NodeId) -> (NodeId, NodeId) {
+    let half = |i| NodeId {
+        level: node.level - 1,
+        index: node.index * 2 + i,
+    };
+    (half(0), half(1))
+}
+
 fn walk(node: NodeId, leaves: &[u64], out: &mut Vec<NodeId>) {
     if !covers(node, leaves) {
         out.push(node);
     } else if node.level > 0 {
-        let left = NodeId {
-            level: node.level - 1,
-            index: node.index * 2,
-        };
-        let right = NodeId {
-            level: node.level - 1,
-            index: node.index * 2 + 1,
-        };
+        let (left, right) = children(node);
         walk(left, leaves, out);
         walk(right, leaves, out);
     }
@@ -78,14 +80,7 @@ fn walk_ranges(node: NodeId, ranges: &[(u64, u64)], out: &mut Vec<NodeId>) {
     if ranges[i].0 <= start && ranges[i].1 >= end - 1 {
         return; // every leaf below is proven
     }
-    let left = NodeId {
-        level: node.level - 1,
-        index: node.index * 2,
-    };
-    let right = NodeId {
-        level: node.level - 1,
-        index: node.index * 2 + 1,
-    };
+    let (left, right) = children(node);
     walk_ranges(left, ranges, out);
     walk_ranges(right, ranges, out);
 }
@@ -127,14 +122,9 @@ impl Folder<'_> {
             self.next_leaf += 1;
             return Ok(h);
         }
-        let left = self.hash(NodeId {
-            level: node.level - 1,
-            index: node.index * 2,
-        })?;
-        let right = self.hash(NodeId {
-            level: node.level - 1,
-            index: node.index * 2 + 1,
-        })?;
+        let (l, r) = children(node);
+        let left = self.hash(l)?;
+        let right = self.hash(r)?;
         Ok(merkle::node_hash(&left, &right))
     }
 }

@@ -80,6 +80,16 @@ async fn status(http: &reqwest::Client, base: &str, key: &str, name: &str) -> Va
         .unwrap()
 }
 
+async fn delete(http: &reqwest::Client, base: &str, key: &str, name: &str) {
+    let r = http
+        .delete(format!("{base}/v1/destinations/{name}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
 fn label(kind: Option<Kind>) -> &'static str {
     match kind {
         None => "s3",
@@ -157,14 +167,7 @@ async fn main() {
             label(kind),
             100.0 * rate / s3_rate.max(1.0),
         );
-        let s = http
-            .delete(format!("{}/v1/destinations/{name}", srv.base))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert!(s.is_success());
+        delete(&http, &srv.base, &key, &name).await;
     }
 
     // Live lag: ack → in the receiver's hands, max_batch_seconds = 1.
@@ -226,14 +229,7 @@ async fn main() {
             "live lag {} at max_batch_seconds=1: {count} events, ack → received p50 {p50:.2} s, p95 {p95:.2} s, max {max:.2} s (goal p95 ≤ 2 s)",
             label(Some(kind))
         );
-        let s = http
-            .delete(format!("{}/v1/destinations/{name}", srv.base))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert!(s.is_success());
+        delete(&http, &srv.base, &key, &name).await;
     }
     drop(srv);
     s3.stop().await;

@@ -333,6 +333,26 @@ impl Task {
         }
     }
 
+    /// Records a batch ending at `last` (`count` events) as delivered, counts it, and
+    /// announces the recovery if the org was told of a failure.
+    async fn delivered(&mut self, last: u64, count: u64) -> Result<(), S3Failure> {
+        let at_ms = now_ms();
+        if self
+            .update(DeliveryUpdate::Delivered { last, at_ms })
+            .await?
+        {
+            let m = &self.app.metrics;
+            m.delivery_objects
+                .get_or_create(&Outcome {
+                    outcome: "delivered",
+                })
+                .inc();
+            m.delivery_events.inc_by(count);
+        }
+        self.succeeded(count).await;
+        Ok(())
+    }
+
     /// After a delivery of `count` events: counts them, and announces the recovery if the
     /// org was told of the failure.
     async fn succeeded(&mut self, count: u64) {
@@ -501,21 +521,7 @@ impl Task {
             self.retry_after = f.retry_after;
             return Err(f.failure);
         }
-        let count = events.len() as u64;
-        let at_ms = now_ms();
-        if self
-            .update(DeliveryUpdate::Delivered { last, at_ms })
-            .await?
-        {
-            app.metrics
-                .delivery_objects
-                .get_or_create(&Outcome {
-                    outcome: "delivered",
-                })
-                .inc();
-            app.metrics.delivery_events.inc_by(count);
-        }
-        self.succeeded(count).await;
+        self.delivered(last, events.len() as u64).await?;
         tracing::debug!(
             org = self.org,
             destination = self.name,
@@ -600,20 +606,7 @@ impl Task {
         let uploaded = started.elapsed();
         let cp_key = checkpoint_key(&config.prefix, &org, last);
         bucket.put(&cp_key, Bytes::from(note), threshold).await?;
-        let at_ms = now_ms();
-        if self
-            .update(DeliveryUpdate::Delivered { last, at_ms })
-            .await?
-        {
-            app.metrics
-                .delivery_objects
-                .get_or_create(&Outcome {
-                    outcome: "delivered",
-                })
-                .inc();
-            app.metrics.delivery_events.inc_by(count);
-        }
-        self.succeeded(count).await;
+        self.delivered(last, count).await?;
         tracing::debug!(
             org = self.org,
             destination = self.name,

@@ -20,7 +20,7 @@ use crate::delivery::config::{
     CredentialsChoice, CredentialsSource, DestinationConfig, DestinationKind, DestinationRequest,
     Start, check_name, validate,
 };
-use crate::delivery::push_config::PushSecret;
+use crate::delivery::push_config::{PushConfig, PushSecret};
 use crate::delivery::{
     bucket_policy as policy_for, config_of, oldest_undelivered_ms, open_bucket, permissions_policy,
     seal_context, shown_error, trust_policy,
@@ -58,79 +58,8 @@ pub(crate) async fn view(app: &Arc<App>, d: &Destination) -> ApiResult<Value> {
     } else {
         "active"
     };
-    if let Some(p) = &c.push {
-        let secret_field = match c.kind {
-            DestinationKind::SplunkHec => "token",
-            DestinationKind::Datadog => "api_key",
-            _ => "secret",
-        };
-        let mut v = json!({
-            "name": d.name,
-            "kind": c.kind,
-            "url": p.url,
-            "format": "json",
-            "max_batch_events": c.max_batch_events,
-            "max_batch_seconds": c.max_batch_seconds,
-            "start": c.start,
-            "alert_after": alert_after_text(c.alert_after_s),
-            secret_field: "********",
-        });
-        for (k, val) in [
-            ("index", json!(p.index)),
-            ("source", json!(p.source)),
-            ("sourcetype", json!(p.sourcetype)),
-            ("site", json!(p.site)),
-            ("service", json!(p.service)),
-        ] {
-            if !val.is_null() {
-                v[k] = val;
-            }
-        }
-        if c.kind == DestinationKind::Datadog {
-            v["tags"] = json!(p.tags);
-        }
-        let status = json!({
-            "state": state,
-            "delivered_seq": d.delivered_seq,
-            "lag_events": lag_events,
-            "lag_seconds": lag_seconds,
-            "pending": d.pending.map(|(f, l)| json!({"first_seq": f, "last_seq": l})),
-            "last_delivery_at": d.last_delivery_ms.map(format_millis),
-            "last_error": last_error,
-            "last_error_at": d.last_error_ms.map(format_millis),
-            "failing_since": d.failing_since_ms.map(format_millis),
-            "created_at": format_millis(d.created_ms),
-            "updated_at": format_millis(d.updated_ms),
-        });
-        if let (Some(o), Some(st)) = (v.as_object_mut(), status.as_object()) {
-            o.extend(st.clone());
-        }
-        return Ok(v);
-    }
-    let mut credentials = json!({"source": c.credentials_source});
-    if let Some(k) = &c.access_key_id {
-        credentials["access_key_id"] = json!(k);
-        credentials["secret_access_key"] = json!("********");
-    }
-    if c.credentials_source == CredentialsSource::AssumeRole {
-        credentials["role_arn"] = json!(c.role_arn);
-        credentials["external_id"] = json!(app.delivery.external_id(&d.org));
-    }
-    Ok(json!({
-        "name": d.name,
-        "kind": c.kind,
-        "bucket": c.bucket,
-        "prefix": c.prefix,
-        "region": c.region,
-        "endpoint": c.endpoint,
-        "sts_endpoint": c.sts_endpoint,
-        "format": c.format,
-        "max_batch_events": c.max_batch_events,
-        "max_batch_seconds": c.max_batch_seconds,
-        "start": c.start,
-        "tiles": c.tiles,
-        "alert_after": alert_after_text(c.alert_after_s),
-        "credentials": credentials,
+    // What every kind shows of its delivery.
+    let status = json!({
         "state": state,
         "delivered_seq": d.delivered_seq,
         "lag_events": lag_events,
@@ -142,7 +71,69 @@ pub(crate) async fn view(app: &Arc<App>, d: &Destination) -> ApiResult<Value> {
         "failing_since": d.failing_since_ms.map(format_millis),
         "created_at": format_millis(d.created_ms),
         "updated_at": format_millis(d.updated_ms),
-    }))
+        "name": d.name,
+        "kind": c.kind,
+        "max_batch_events": c.max_batch_events,
+        "max_batch_seconds": c.max_batch_seconds,
+        "start": c.start,
+        "alert_after": alert_after_text(c.alert_after_s),
+    });
+    let mut v = match &c.push {
+        Some(p) => push_fields(&c, p),
+        None => s3_fields(app, d, &c),
+    };
+    if let (Some(o), Some(st)) = (v.as_object_mut(), status.as_object()) {
+        o.extend(st.clone());
+    }
+    Ok(v)
+}
+
+/// A push stream's own fields, its secret masked.
+fn push_fields(c: &DestinationConfig, p: &PushConfig) -> Value {
+    let secret_field = match c.kind {
+        DestinationKind::SplunkHec => "token",
+        DestinationKind::Datadog => "api_key",
+        _ => "secret",
+    };
+    let mut v = json!({"url": p.url, "format": "json", secret_field: "********"});
+    for (k, val) in [
+        ("index", json!(p.index)),
+        ("source", json!(p.source)),
+        ("sourcetype", json!(p.sourcetype)),
+        ("site", json!(p.site)),
+        ("service", json!(p.service)),
+    ] {
+        if !val.is_null() {
+            v[k] = val;
+        }
+    }
+    if c.kind == DestinationKind::Datadog {
+        v["tags"] = json!(p.tags);
+    }
+    v
+}
+
+/// An S3 destination's own fields, its credentials masked.
+fn s3_fields(app: &App, d: &Destination, c: &DestinationConfig) -> Value {
+    let mut credentials = json!({"source": c.credentials_source});
+    if let Some(k) = &c.access_key_id {
+        credentials["access_key_id"] = json!(k);
+        credentials["secret_access_key"] = json!("********");
+    }
+    if c.credentials_source == CredentialsSource::AssumeRole {
+        credentials["role_arn"] = json!(c.role_arn);
+        credentials["external_id"] = json!(app.delivery.external_id(&d.org));
+    }
+    json!({
+        "bucket": c.bucket,
+        "prefix": c.prefix,
+        "region": c.region,
+        "endpoint": c.endpoint,
+        "sts_endpoint": c.sts_endpoint,
+        "format": c.format,
+        "tiles": c.tiles,
+        "credentials": credentials,
+    })
 }
 
 /// `alert_after` as shown: "15m", "1h 30m".

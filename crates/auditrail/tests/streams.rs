@@ -417,3 +417,44 @@ async fn a_failing_stream_alerts_the_admins_once_and_again_on_recovery() {
     }
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_recorded_for_one_receiver_goes_to_a_smaller_one_in_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path()).await;
+    srv.create_org("acme").await;
+    let admin = srv.key("acme", "admin").await;
+    ingest(&srv, &admin, 3_000).await;
+    // An `https` receiver refuses a 3,000-event batch, which stays recorded...
+    let hook = Receiver::start(Kind::Https, "a-secret-of-sixteen-or-more");
+    hook.set_mode(Mode::Refuse);
+    let mut d = destination(Kind::Https, &hook);
+    d["max_batch_events"] = json!(5_000);
+    let (s, b) = srv
+        .call("PUT", "/v1/destinations/siem", &admin, Some(d))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let st = common::wait_for_destination(&srv.http, &srv.base, &admin, "siem", 30, |st| {
+        st["state"] == "error" && !st["pending"].is_null()
+    })
+    .await;
+    let pending = st["pending"]["last_seq"].as_u64().unwrap()
+        - st["pending"]["first_seq"].as_u64().unwrap()
+        + 1;
+    assert!(pending > 1_000, "{st}");
+    // ...and the stream is pointed at Splunk, which takes 1,000 events and 1 MB a request.
+    let hec = Receiver::start(Kind::Splunk, "hec-token");
+    let (s, b) = srv
+        .call(
+            "PUT",
+            "/v1/destinations/siem",
+            &admin,
+            Some(json!({"kind": "splunk_hec", "url": hec.url(), "token": "hec-token", "max_batch_seconds": 1})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let n = caught_up(&srv, &admin, 60).await;
+    check(&hec, n);
+    assert!(hec.log.lock().unwrap().accepted.len() >= 4);
+    srv.stop().await;
+}

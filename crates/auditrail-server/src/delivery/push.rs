@@ -80,10 +80,17 @@ pub fn encode(body: PushBody, events: &[StoredEvent]) -> Result<Encoded, S3Failu
     Ok(Encoded { body, entries })
 }
 
-/// How many of the encoded events fit in one request of `kind`.
-pub fn fit(kind: DestinationKind, max_batch_events: u64, enc: &Encoded) -> usize {
-    let (_, max_bytes) = limits(kind, max_batch_events);
-    fitting(&enc.body, &enc.entries, max_bytes)
+/// How many of `entries` (from the first) fit in one request of `kind`: within its
+/// event and byte limits, at least one.
+pub fn fit(
+    kind: DestinationKind,
+    max_batch_events: u64,
+    body: &PushBody,
+    entries: &[Vec<u8>],
+) -> usize {
+    let (max_events, max_bytes) = limits(kind, max_batch_events);
+    let cap = entries.len().min(max_events.max(1) as usize);
+    fitting(body, &entries[..cap], max_bytes)
 }
 
 /// Why a send failed, and how long the receiver asked us to wait.
@@ -141,7 +148,8 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     Some(d.min(MAX_RETRY_AFTER))
 }
 
-/// POSTs the first `n` encoded events (seqs `first..=last`) to the stream's receiver.
+/// POSTs `entries` (the events of seqs `first..=last`, in order) to the stream's
+/// receiver in one request.
 #[allow(clippy::too_many_arguments, reason = "one request's parts")]
 pub async fn send(
     app: &App,
@@ -149,10 +157,11 @@ pub async fn send(
     dest: &Destination,
     config: &DestinationConfig,
     push: &PushConfig,
-    enc: &Encoded,
-    n: usize,
+    layout: &PushBody,
+    entries: &[Vec<u8>],
     (first, last): (u64, u64),
 ) -> Result<(), PushFailure> {
+    let n = entries.len();
     let url = reqwest::Url::parse(&push.url)
         .map_err(|e| internal(format!("the stored url is unreadable: {e}")))?;
     if let Err(e) = app.settings.outbound.check_literal(&url) {
@@ -164,10 +173,10 @@ pub async fn send(
         .into());
     }
     let secret = secret(app, dest)?;
-    let body = enc.body.join(&enc.entries[..n]);
+    let body = layout.join(entries);
     let mut req = client
         .post(url)
-        .header("content-type", enc.body.content_type())
+        .header("content-type", layout.content_type())
         .header(
             "idempotency-key",
             idempotency_key(&dest.org, &dest.name, first, last),

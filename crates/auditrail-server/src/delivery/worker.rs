@@ -445,7 +445,12 @@ impl Task {
                             enc
                         }
                     };
-                    let n = push::fit(config.kind, config.max_batch_events, &enc);
+                    let n = push::fit(
+                        config.kind,
+                        config.max_batch_events,
+                        &enc.body,
+                        &enc.entries,
+                    );
                     events.truncate(n);
                     encoded = Some(enc);
                 }
@@ -516,10 +521,20 @@ impl Task {
             return Err(internal("no HTTP client".into()));
         };
         let started = std::time::Instant::now();
-        let span = (first, last);
-        if let Err(f) = push::send(&app, client, dest, config, p, enc, events.len(), span).await {
-            self.retry_after = f.retry_after;
-            return Err(f.failure);
+        // One request, unless the recorded range is larger than the receiver takes now
+        // (its kind or limits changed since it was recorded): then in order, in parts; a
+        // failure resends from the range's start, which at least once allows.
+        let mut at = 0;
+        while at < events.len() {
+            let rest = &enc.entries[at..events.len()];
+            let n = push::fit(config.kind, config.max_batch_events, &enc.body, rest);
+            let span = (events[at].seq, events[at + n - 1].seq);
+            let sent = push::send(&app, client, dest, config, p, &enc.body, &rest[..n], span);
+            if let Err(f) = sent.await {
+                self.retry_after = f.retry_after;
+                return Err(f.failure);
+            }
+            at += n;
         }
         self.delivered(last, events.len() as u64).await?;
         tracing::debug!(

@@ -34,12 +34,28 @@ pub struct DatadogFields {
     pub hostname: String,
 }
 
-/// How a push stream's body is laid out.
+/// How a push stream's body is laid out. The members every entry of a stream shares
+/// are rendered once, when the layout is made, not once an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushBody {
     Ndjson,
-    Splunk(SplunkFields),
-    Datadog(DatadogFields),
+    /// The HEC members after `time` and before `event`: `,"host":…,"index":…`.
+    Splunk(String),
+    /// A Datadog entry up to its `message`: `{"ddsource":…,"message":`.
+    Datadog(String),
+}
+
+/// `v` as a JSON string.
+fn quoted(v: &str) -> String {
+    Value::String(v.to_owned()).to_string()
+}
+
+/// `,"key":value` for each member, the values as JSON strings.
+fn members(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!(",\"{k}\":{}", quoted(v)))
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,50 +66,41 @@ pub struct EntryError {
 }
 
 impl PushBody {
+    pub fn splunk(f: &SplunkFields) -> Self {
+        let mut m = vec![
+            ("host", f.host.as_str()),
+            ("source", &f.source),
+            ("sourcetype", &f.sourcetype),
+        ];
+        if let Some(i) = &f.index {
+            m.push(("index", i));
+        }
+        PushBody::Splunk(members(&m))
+    }
+
+    pub fn datadog(f: &DatadogFields) -> Self {
+        let m = members(&[
+            ("ddsource", &f.ddsource),
+            ("ddtags", &f.ddtags),
+            ("hostname", &f.hostname),
+            ("service", &f.service),
+        ]);
+        PushBody::Datadog(format!("{{{},\"message\":", &m[1..]))
+    }
+
     /// The bytes of one event's entry (without separator).
     pub fn entry(&self, e: &StoredEvent) -> Result<Vec<u8>, EntryError> {
         let line = with_leaf_hash(&e.body, &e.leaf);
-        match self {
-            PushBody::Ndjson => Ok(line.into_bytes()),
-            PushBody::Splunk(f) => {
-                // The stored body is canonical JSON already: it goes in as it is.
-                let text = |v: &str| Value::String(v.to_owned()).to_string();
-                let mut out = String::with_capacity(line.len() + 160);
-                out.push_str("{\"time\":");
-                out.push_str(&epoch_seconds(e)?);
-                out.push_str(",\"host\":");
-                out.push_str(&text(&f.host));
-                out.push_str(",\"source\":");
-                out.push_str(&text(&f.source));
-                out.push_str(",\"sourcetype\":");
-                out.push_str(&text(&f.sourcetype));
-                if let Some(i) = &f.index {
-                    out.push_str(",\"index\":");
-                    out.push_str(&text(i));
-                }
-                out.push_str(",\"event\":");
-                out.push_str(&line);
-                out.push('}');
-                Ok(out.into_bytes())
-            }
-            PushBody::Datadog(f) => {
-                let text = |v: &str| Value::String(v.to_owned()).to_string();
-                let message = text(&line);
-                let mut out = String::with_capacity(message.len() + 160);
-                out.push_str("{\"ddsource\":");
-                out.push_str(&text(&f.ddsource));
-                out.push_str(",\"ddtags\":");
-                out.push_str(&text(&f.ddtags));
-                out.push_str(",\"hostname\":");
-                out.push_str(&text(&f.hostname));
-                out.push_str(",\"service\":");
-                out.push_str(&text(&f.service));
-                out.push_str(",\"message\":");
-                out.push_str(&message);
-                out.push('}');
-                Ok(out.into_bytes())
-            }
-        }
+        Ok(match self {
+            PushBody::Ndjson => line.into_bytes(),
+            // The stored body is canonical JSON already: it goes in as it is.
+            PushBody::Splunk(shared) => format!(
+                "{{\"time\":{}{shared},\"event\":{line}}}",
+                epoch_seconds(e)?
+            )
+            .into_bytes(),
+            PushBody::Datadog(head) => format!("{head}{}}}", quoted(&line)).into_bytes(),
+        })
     }
 
     /// Bytes a body of `n` entries adds around and between them.
@@ -190,7 +197,7 @@ mod tests {
         assert_eq!((v["id"].as_str(), v["seq"].as_u64()), (Some("e7"), Some(7)));
         assert_eq!(v["leaf_hash"], hex::encode(e.leaf));
 
-        let splunk = PushBody::Splunk(SplunkFields {
+        let splunk = PushBody::splunk(&SplunkFields {
             source: "auditrail".into(),
             sourcetype: "auditrail:event".into(),
             index: Some("audit".into()),
@@ -201,7 +208,7 @@ mod tests {
         assert_eq!(v["index"], "audit");
         assert_eq!(v["event"]["seq"], 7);
 
-        let dd = PushBody::Datadog(DatadogFields {
+        let dd = PushBody::datadog(&DatadogFields {
             service: "auditrail".into(),
             ddsource: "auditrail".into(),
             ddtags: "org:acme".into(),
@@ -216,7 +223,7 @@ mod tests {
 
     #[test]
     fn batches_are_cut_to_the_byte_cap() {
-        let dd = PushBody::Datadog(DatadogFields::default());
+        let dd = PushBody::datadog(&DatadogFields::default());
         let entries: Vec<Vec<u8>> = (0..10).map(|_| vec![b'x'; 100]).collect();
         // [ + 3 entries + 2 commas + ] = 304 bytes.
         assert_eq!(fitting(&dd, &entries, 304), 3);

@@ -102,15 +102,39 @@ impl Storage {
     }
 }
 
+/// One org's part of [`Storage`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OrgStorage {
+    pub org: String,
+    pub events: u64,
+    pub sealed: u64,
+    pub open: u64,
+    pub backlog: u64,
+}
+
 /// Reads the figures of [`Storage`] and sets the metrics from them.
 pub async fn storage(app: &App) -> ApiResult<Storage> {
+    Ok(storage_by_org(app).await?.0)
+}
+
+/// [`storage`], with each org's part.
+pub async fn storage_by_org(app: &App) -> ApiResult<(Storage, Vec<OrgStorage>)> {
     let keep_open = app.settings.sealing.keep_open;
     let mut s = Storage::default();
+    let mut orgs = Vec::new();
     for org in app.store.list_orgs().await? {
-        s.events += app.store.tree_head(&org.id).await?.size;
+        let events = app.store.tree_head(&org.id).await?.size;
         let c = app.store.sealing(&org.id, keep_open).await?;
+        s.events += events;
         s.sealed += c.sealed;
         s.backlog += c.backlog;
+        orgs.push(OrgStorage {
+            org: org.id,
+            events,
+            sealed: c.sealed,
+            open: events.saturating_sub(c.sealed),
+            backlog: c.backlog,
+        });
     }
     s.disk_bytes = app.store.disk_bytes().await?;
     let m = &app.metrics;
@@ -123,7 +147,7 @@ pub async fn storage(app: &App) -> ApiResult<Storage> {
     if let Some(b) = s.bytes_per_event() {
         m.store_bytes_per_event.set(b);
     }
-    Ok(s)
+    Ok((s, orgs))
 }
 
 pub(crate) async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {

@@ -34,7 +34,8 @@ pub(crate) async fn alerted(app: &App, org: &str, name: &str) -> bool {
 }
 
 /// After a failure: alerts if the destination has been failing since `failing_since_ms`
-/// for at least `alert_after_s` and no alert went out for it. True once alerted.
+/// for at least `alert_after_s` and no alert went out for it. True once alerted (now or
+/// before).
 pub(crate) async fn failing(
     app: &App,
     org: &str,
@@ -48,6 +49,9 @@ pub(crate) async fn failing(
     };
     if now_ms() - since < (alert_after_s * 1000) as i64 {
         return false;
+    }
+    if alerted(app, org, name).await {
+        return true;
     }
     let key = alerted_key(org, name);
     if let Err(e) = app.store.put_setting(&key, Some(&since.to_string())).await {

@@ -133,6 +133,25 @@ pub fn seal_context(org: &str, name: &str) -> String {
     format!("destination/{org}/{name}")
 }
 
+/// `dest`'s sealed credentials, opened (bound to the destination) and read as `T`; the
+/// error says which step failed, `missing` when there are none.
+pub(crate) fn open_sealed<T: serde::de::DeserializeOwned>(
+    app: &App,
+    dest: &Destination,
+    missing: &str,
+    unreadable: &str,
+) -> Result<T, String> {
+    let sealed = dest
+        .sealed_credentials
+        .as_ref()
+        .ok_or_else(|| missing.to_owned())?;
+    let plain = app
+        .secrets
+        .open(sealed, &seal_context(&dest.org, &dest.name))
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&plain).map_err(|e| format!("{unreadable}: {e}"))
+}
+
 /// The stored configuration of `dest`.
 pub fn config_of(dest: &Destination) -> Result<DestinationConfig, S3Failure> {
     serde_json::from_str(&dest.config).map_err(|e| S3Failure {
@@ -163,21 +182,14 @@ fn identity(
     let patience = app.settings.delivery.patience;
     match config.credentials_source {
         CredentialsSource::Static => {
-            let sealed = dest.sealed_credentials.as_ref().ok_or_else(|| S3Failure {
-                message: "static credentials are missing; give the keys again".into(),
-                permanent: true,
-                blocked: false,
-            })?;
-            let plain = app
-                .secrets
-                .open(sealed, &seal_context(&dest.org, &dest.name))
-                .map_err(|e| S3Failure {
-                    message: e.to_string(),
-                    permanent: true,
-                    blocked: false,
-                })?;
-            let keys: StaticKeys = serde_json::from_slice(&plain).map_err(|e| S3Failure {
-                message: format!("sealed credentials are unreadable: {e}"),
+            let keys: StaticKeys = open_sealed(
+                app,
+                dest,
+                "static credentials are missing; give the keys again",
+                "sealed credentials are unreadable",
+            )
+            .map_err(|message| S3Failure {
+                message,
                 permanent: true,
                 blocked: false,
             })?;

@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 
 use super::bucket::S3Failure;
 use super::config::{DestinationConfig, DestinationKind};
+use super::internal;
 use super::push_config::{PushConfig, PushSecret};
-use super::{internal, seal_context};
 use crate::App;
 
 /// The longest `Retry-After` honoured as asked; a longer one waits this long.
@@ -41,7 +41,7 @@ pub fn limits(kind: DestinationKind, max_batch_events: u64) -> (u64, usize) {
 /// How each event of `org`'s stream is laid out.
 pub fn body_of(org: &str, config: &DestinationConfig, push: &PushConfig) -> PushBody {
     match config.kind {
-        DestinationKind::SplunkHec => PushBody::Splunk(SplunkFields {
+        DestinationKind::SplunkHec => PushBody::splunk(&SplunkFields {
             source: push.source.clone().unwrap_or_else(|| "auditrail".into()),
             sourcetype: push
                 .sourcetype
@@ -53,7 +53,7 @@ pub fn body_of(org: &str, config: &DestinationConfig, push: &PushConfig) -> Push
         DestinationKind::Datadog => {
             let mut tags = vec![format!("org:{org}")];
             tags.extend(push.tags.iter().cloned());
-            PushBody::Datadog(DatadogFields {
+            PushBody::datadog(&DatadogFields {
                 service: push.service.clone().unwrap_or_else(|| "auditrail".into()),
                 ddsource: "auditrail".into(),
                 ddtags: tags.join(","),
@@ -116,21 +116,17 @@ pub fn idempotency_key(org: &str, name: &str, first: u64, last: u64) -> String {
 }
 
 fn secret(app: &App, dest: &Destination) -> Result<String, S3Failure> {
-    let refused = |message: String| S3Failure {
+    let s: PushSecret = super::open_sealed(
+        app,
+        dest,
+        "the stream's secret is missing; give it again",
+        "the sealed secret is unreadable",
+    )
+    .map_err(|message| S3Failure {
         message,
         permanent: true,
         blocked: true,
-    };
-    let sealed = dest
-        .sealed_credentials
-        .as_ref()
-        .ok_or_else(|| refused("the stream's secret is missing; give it again".into()))?;
-    let plain = app
-        .secrets
-        .open(sealed, &seal_context(&dest.org, &dest.name))
-        .map_err(|e| refused(e.to_string()))?;
-    let s: PushSecret = serde_json::from_slice(&plain)
-        .map_err(|e| refused(format!("the sealed secret is unreadable: {e}")))?;
+    })?;
     Ok(s.secret)
 }
 

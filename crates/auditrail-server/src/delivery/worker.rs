@@ -315,19 +315,9 @@ impl Task {
             && let Ok(Some(d)) = self.app.store.get_destination(&self.org, &self.name).await
             && let Ok(c) = super::config_of(&d)
         {
-            let shown = f.message.as_str();
             let (app, org, name) = (&self.app, &self.org, &self.name);
-            if super::health::alerted(app, org, name).await
-                || super::health::failing(
-                    app,
-                    org,
-                    name,
-                    d.failing_since_ms,
-                    c.alert_after_s,
-                    shown,
-                )
-                .await
-            {
+            let (since, after) = (d.failing_since_ms, c.alert_after_s);
+            if super::health::failing(app, org, name, since, after, &f.message).await {
                 self.alerted = Some(true);
             }
         }

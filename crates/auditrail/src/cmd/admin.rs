@@ -49,7 +49,8 @@ fn print(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-fn api_err(e: auditrail_server::error::ApiError) -> anyhow::Error {
+/// An API error as the commands report it: its message and code.
+pub(crate) fn api_err(e: auditrail_server::error::ApiError) -> anyhow::Error {
     anyhow::anyhow!("{} ({})", e.message, e.code)
 }
 

@@ -242,10 +242,11 @@ async fn local(o: &Overrides, args: &Args, total: u64) -> anyhow::Result<Tally> 
             args.org
         );
     }
-    let policy = app.policies.get(&app, &args.org).await.map_err(|e| {
-        let e = ApiError::from(e);
-        anyhow::anyhow!("{} ({})", e.message, e.code)
-    })?;
+    let policy = app
+        .policies
+        .get(&app, &args.org)
+        .await
+        .map_err(|e| super::admin::api_err(ApiError::from(e)))?;
     // Larger transactions write fewer postings rows and rewrite the tables' last pages
     // less often; past ~25,000 events the gain is small and the memory is not.
     let size = args.batch.unwrap_or(25_000).clamp(1, 100_000);

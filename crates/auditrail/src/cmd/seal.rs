@@ -67,7 +67,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             take_lease(&app, cfg.lease_ttl).await?;
             auditrail_server::sealing::seal_due(&app, None, 0)
                 .await
-                .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))
+                .map_err(super::admin::api_err)
                 .context("sealing")?
         };
         if !args.stats {
@@ -75,22 +75,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         let s = auditrail_server::sealing::storage(&app)
             .await
-            .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
+            .map_err(super::admin::api_err)?;
         if !args.stats {
             println!(
                 "sealed {sealed} events in {:.2} s",
                 started.elapsed().as_secs_f64()
             );
         }
-        // PostgreSQL: the database's size, as the server reports it.
-        let pg_bytes = cfg.database_url.as_ref().and(s.disk_bytes);
-        anyhow::Ok((s, pg_bytes))
+        anyhow::Ok(s)
     }
     .await;
     app.store.close();
     drop(app);
-    let (s, pg_bytes) = result?;
-    let bytes = super::status::disk_bytes(&cfg, pg_bytes);
+    let s = result?;
+    let bytes = super::status::disk_bytes(&cfg, s.disk_bytes);
     super::status::print_totals(s.events, s.sealed, s.backlog, bytes);
     Ok(())
 }

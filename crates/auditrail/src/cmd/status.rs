@@ -14,51 +14,16 @@ pub struct Args {
     store: StoreFlags,
 }
 
-/// One org's line of the report.
-#[derive(Debug, serde::Serialize)]
-struct OrgLine {
-    org: String,
-    events: u64,
-    sealed: u64,
-    open: u64,
-    backlog: u64,
-}
-
-fn api(e: auditrail_server::error::ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{} ({})", e.message, e.code)
-}
-
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let cfg = Config::resolve(&Overrides::from_flags(&args.store, None, None), None)?;
     let app = local_app(&cfg).await?;
-    let result = async {
-        let keep_open = app.settings.sealing.keep_open;
-        let mut orgs = Vec::new();
-        for org in app.store.list_orgs().await? {
-            let events = app.store.tree_head(&org.id).await?.size;
-            let c = app.store.sealing(&org.id, keep_open).await?;
-            orgs.push(OrgLine {
-                org: org.id,
-                events,
-                sealed: c.sealed,
-                open: events.saturating_sub(c.sealed),
-                backlog: c.backlog,
-            });
-        }
-        let s = auditrail_server::sealing::storage(&app)
-            .await
-            .map_err(api)?;
-        let pg_bytes = match &cfg.database_url {
-            Some(_) => s.disk_bytes,
-            None => None,
-        };
-        anyhow::Ok((orgs, s, pg_bytes))
-    }
-    .await;
+    let result = auditrail_server::sealing::storage_by_org(&app)
+        .await
+        .map_err(super::admin::api_err);
     app.store.close();
     drop(app);
-    let (orgs, s, pg_bytes) = result?;
-    let bytes = disk_bytes(&cfg, pg_bytes);
+    let (s, orgs) = result?;
+    let bytes = disk_bytes(&cfg, s.disk_bytes);
     let per_event = bytes
         .filter(|_| s.events > 0)
         .map(|b| b as f64 / s.events as f64);
@@ -66,7 +31,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let v = serde_json::json!({
             "events": s.events,
             "sealed": s.sealed,
-            "open": s.events - s.sealed.min(s.events),
+            "open": s.events.saturating_sub(s.sealed),
             "sealing_backlog": s.backlog,
             "disk_bytes": bytes,
             "bytes_per_event": per_event,
@@ -91,11 +56,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the store takes on disk: PostgreSQL's database size as the store reported it,
-/// or the SQLite files, measured once the store is closed and its log folded in.
-pub fn disk_bytes(cfg: &Config, pg_bytes: Option<u64>) -> Option<u64> {
+/// What the store takes on disk: on PostgreSQL the database's size as the store
+/// reported it (`reported`), on SQLite its files, measured once the store is closed and
+/// its log folded in.
+pub fn disk_bytes(cfg: &Config, reported: Option<u64>) -> Option<u64> {
     match &cfg.database_url {
-        Some(_) => pg_bytes,
+        Some(_) => reported,
         None => Some(auditrail_store::sqlite::disk_bytes(&cfg.data_dir)),
     }
 }

@@ -16,22 +16,53 @@ pub enum ObjectFormat {
     NdjsonGz,
     CsvGz,
     Parquet,
+    /// OCSF API Activity records, gzip'd JSON lines.
+    Ocsf,
+    /// OCSF API Activity records, Parquet (Amazon Security Lake's form).
+    OcsfParquet,
 }
 
 impl ObjectFormat {
-    pub const ALL: [ObjectFormat; 3] = [Self::NdjsonGz, Self::CsvGz, Self::Parquet];
+    pub const ALL: [ObjectFormat; 5] = [
+        Self::NdjsonGz,
+        Self::CsvGz,
+        Self::Parquet,
+        Self::Ocsf,
+        Self::OcsfParquet,
+    ];
+    pub const NAMES: &'static str = "ndjson.gz, csv.gz, parquet, ocsf or ocsf_parquet";
 
-    /// The configuration name, which is also the key's extension.
+    /// The configuration name.
     pub fn name(self) -> &'static str {
         match self {
             Self::NdjsonGz => "ndjson.gz",
             Self::CsvGz => "csv.gz",
             Self::Parquet => "parquet",
+            Self::Ocsf => "ocsf",
+            Self::OcsfParquet => "ocsf_parquet",
+        }
+    }
+
+    /// The extension of the objects' keys.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Ocsf => "ocsf.json.gz",
+            Self::OcsfParquet => "ocsf.parquet",
+            other => other.name(),
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|f| f.name() == s)
+    }
+
+    fn from_extension(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.extension() == s)
+    }
+
+    /// Whether objects hold OCSF records rather than the stored events.
+    pub fn is_ocsf(self) -> bool {
+        matches!(self, Self::Ocsf | Self::OcsfParquet)
     }
 }
 
@@ -46,9 +77,7 @@ impl<'de> serde::Deserialize<'de> for ObjectFormat {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         Self::parse(&name).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "unknown format `{name}`: ndjson.gz, csv.gz or parquet"
-            ))
+            serde::de::Error::custom(format!("unknown format `{name}`: {}", Self::NAMES))
         })
     }
 }
@@ -74,8 +103,33 @@ pub fn object_key(
     format!(
         "{}/dt={date}/{org}-{first:020}-{last:020}.{}",
         org_dir(prefix, org),
-        format.name()
+        format.extension()
     )
+}
+
+/// Amazon Security Lake's custom-source layout for one batch:
+/// `ext/{source}/region={region}/accountId={account}/eventDay={YYYYMMDD}/{org}-{first:020}-{last:020}.ocsf.parquet`.
+pub fn security_lake_key(
+    source: &str,
+    region: &str,
+    account: &str,
+    date: &str,
+    org: &str,
+    first: u64,
+    last: u64,
+) -> String {
+    let day: String = date.chars().filter(|c| *c != '-').collect();
+    format!(
+        "ext/{source}/region={region}/accountId={account}/eventDay={day}/{org}-{first:020}-{last:020}.{}",
+        ObjectFormat::OcsfParquet.extension()
+    )
+}
+
+/// Where auditrail's own files (checkpoints, tiles) go in a Security Lake source:
+/// `ext/{source}/_auditrail`, inside the prefix the source's role may write to, in a
+/// folder that Hive-style readers (Glue, Athena) skip for its leading `_`.
+pub fn security_lake_prefix(source: &str) -> String {
+    format!("ext/{source}/_auditrail")
 }
 
 /// `{prefix}/org={org}/_checkpoints/{size:020}.note`.
@@ -169,7 +223,7 @@ pub fn classify(rel: &str) -> Option<Entry> {
     let (first, rest) = rest.split_at_checked(20)?;
     let rest = rest.strip_prefix('-')?;
     let (last, ext) = rest.split_at_checked(20)?;
-    let format = ObjectFormat::parse(ext.strip_prefix('.')?)?;
+    let format = ObjectFormat::from_extension(ext.strip_prefix('.')?)?;
     let (first, last) = (seq20(first)?, seq20(last)?);
     (first >= 1 && last >= first).then(|| Entry::Object {
         org,

@@ -259,3 +259,43 @@ fn delivery_can_start_from_a_frontier() {
     let done = v.finish().unwrap();
     assert_eq!((done.first_seq, done.size, done.checkpoints), (6, 9, 1));
 }
+
+#[test]
+fn ocsf_objects_and_the_security_lake_layout() {
+    let k = object_key("logs", "acme", "2026-11-21", 1, 9, ObjectFormat::Ocsf);
+    assert_eq!(
+        k,
+        "logs/org=acme/dt=2026-11-21/acme-00000000000000000001-00000000000000000009.ocsf.json.gz"
+    );
+    let rel = k.strip_prefix("logs/").unwrap();
+    assert!(matches!(
+        classify(rel),
+        Some(Entry::Object {
+            format: ObjectFormat::Ocsf,
+            first: 1,
+            last: 9,
+            ..
+        })
+    ));
+    assert_eq!(
+        ObjectFormat::parse("ocsf_parquet"),
+        Some(ObjectFormat::OcsfParquet)
+    );
+    assert_eq!(ObjectFormat::parse("ocsf.parquet"), None);
+    assert_eq!(
+        security_lake_key(
+            "auditrail",
+            "us-east-1",
+            "123456789012",
+            "2026-11-21",
+            "acme",
+            1,
+            2
+        ),
+        "ext/auditrail/region=us-east-1/accountId=123456789012/eventDay=20261121/acme-00000000000000000001-00000000000000000002.ocsf.parquet"
+    );
+    assert_eq!(
+        security_lake_prefix("auditrail"),
+        "ext/auditrail/_auditrail"
+    );
+}

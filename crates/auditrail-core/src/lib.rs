@@ -13,6 +13,7 @@ pub mod export_proof;
 pub mod merkle;
 pub mod multiproof;
 pub mod note;
+pub mod ocsf;
 pub mod outbound;
 pub mod query;
 pub mod tiles;

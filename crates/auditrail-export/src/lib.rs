@@ -1,9 +1,10 @@
 //! auditrail exports: an org's events, filtered, streamed from the store into a CSV,
-//! NDJSON or Parquet file with flat memory, counted and hashed as written.
+//! NDJSON, Parquet or OCSF file with flat memory, counted and hashed as written.
 #![forbid(unsafe_code)]
 
 pub mod batch;
 pub mod columnar;
+pub mod ocsf;
 pub mod proof;
 pub mod push;
 pub mod request;

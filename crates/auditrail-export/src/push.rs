@@ -12,6 +12,7 @@
 
 use auditrail_core::event::with_leaf_hash;
 use auditrail_core::export::Row;
+use auditrail_core::ocsf::{Mapper, Unmapped};
 use auditrail_store::StoredEvent;
 use serde_json::Value;
 
@@ -88,9 +89,18 @@ impl PushBody {
         PushBody::Datadog(format!("{{{},\"message\":", &m[1..]))
     }
 
-    /// The bytes of one event's entry (without separator).
-    pub fn entry(&self, e: &StoredEvent) -> Result<Vec<u8>, EntryError> {
-        let line = with_leaf_hash(&e.body, &e.leaf);
+    /// The bytes of one event's entry (without separator): the event as exported, or
+    /// its OCSF record when `ocsf` maps it.
+    pub fn entry(&self, e: &StoredEvent, ocsf: Option<&Mapper>) -> Result<Vec<u8>, EntryError> {
+        let line = match ocsf {
+            None => with_leaf_hash(&e.body, &e.leaf),
+            Some(m) => m
+                .record(&e.body, Unmapped::Object)
+                .map_err(|err| EntryError {
+                    seq: e.seq,
+                    reason: err.reason,
+                })?,
+        };
         Ok(match self {
             PushBody::Ndjson => line.into_bytes(),
             // The stored body is canonical JSON already: it goes in as it is.
@@ -192,7 +202,7 @@ mod tests {
     #[test]
     fn each_layout_carries_id_seq_and_leaf() {
         let e = ev(7);
-        let nd = String::from_utf8(PushBody::Ndjson.entry(&e).unwrap()).unwrap();
+        let nd = String::from_utf8(PushBody::Ndjson.entry(&e, None).unwrap()).unwrap();
         let v: Value = serde_json::from_str(&nd).unwrap();
         assert_eq!((v["id"].as_str(), v["seq"].as_u64()), (Some("e7"), Some(7)));
         assert_eq!(v["leaf_hash"], hex::encode(e.leaf));
@@ -203,7 +213,7 @@ mod tests {
             index: Some("audit".into()),
             host: "auditrail".into(),
         });
-        let v: Value = serde_json::from_slice(&splunk.entry(&e).unwrap()).unwrap();
+        let v: Value = serde_json::from_slice(&splunk.entry(&e, None).unwrap()).unwrap();
         assert_eq!(v["time"], 1_796_576_400.25);
         assert_eq!(v["index"], "audit");
         assert_eq!(v["event"]["seq"], 7);
@@ -214,7 +224,10 @@ mod tests {
             ddtags: "org:acme".into(),
             hostname: "auditrail".into(),
         });
-        let body = dd.join(&[dd.entry(&ev(1)).unwrap(), dd.entry(&ev(2)).unwrap()]);
+        let body = dd.join(&[
+            dd.entry(&ev(1), None).unwrap(),
+            dd.entry(&ev(2), None).unwrap(),
+        ]);
         let v: Value = serde_json::from_slice(&body).unwrap();
         let msg: Value = serde_json::from_str(v[1]["message"].as_str().unwrap()).unwrap();
         assert_eq!(msg["seq"], 2);

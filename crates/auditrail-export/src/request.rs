@@ -13,6 +13,11 @@ pub enum Format {
     Csv,
     Ndjson,
     Parquet,
+    /// OCSF API Activity records as JSON lines.
+    Ocsf,
+    /// OCSF API Activity records as Parquet.
+    #[serde(rename = "ocsf_parquet")]
+    OcsfParquet,
 }
 
 impl Format {
@@ -21,14 +26,16 @@ impl Format {
             Format::Csv => "csv",
             Format::Ndjson => "ndjson",
             Format::Parquet => "parquet",
+            Format::Ocsf => "ocsf.jsonl",
+            Format::OcsfParquet => "ocsf.parquet",
         }
     }
 
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Csv => "text/csv; charset=utf-8",
-            Format::Ndjson => "application/x-ndjson",
-            Format::Parquet => "application/vnd.apache.parquet",
+            Format::Ndjson | Format::Ocsf => "application/x-ndjson",
+            Format::Parquet | Format::OcsfParquet => "application/vnd.apache.parquet",
         }
     }
 }

@@ -12,7 +12,10 @@ use auditrail_core::export::{CsvEncoder, Layout};
 use auditrail_core::query::Filter;
 use auditrail_store::{Order, PageRequest, Store, StoreError, StoredEvent};
 
+use auditrail_core::ocsf::Mapper;
+
 use crate::columnar::ParquetEncoder;
+use crate::ocsf::OcsfParquetEncoder;
 use crate::request::Format;
 use crate::sink::{Sink, Written};
 
@@ -29,6 +32,8 @@ pub struct Plan {
     pub format: Format,
     pub layout: Layout,
     pub gzip: bool,
+    /// Maps events to OCSF records (the org's catalog's activities), for the OCSF formats.
+    pub ocsf: Mapper,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +60,8 @@ enum Encoder {
     Csv(Box<CsvEncoder<Sink>>),
     Ndjson(Box<Sink>),
     Parquet(Box<ParquetEncoder<Sink>>),
+    Ocsf(Box<Sink>, Box<Mapper>),
+    OcsfParquet(Box<OcsfParquetEncoder<Sink>>),
 }
 
 impl Encoder {
@@ -64,6 +71,10 @@ impl Encoder {
             Format::Csv => Encoder::Csv(Box::new(CsvEncoder::new(sink, plan.layout)?)),
             Format::Ndjson => Encoder::Ndjson(Box::new(sink)),
             Format::Parquet => Encoder::Parquet(Box::new(ParquetEncoder::new(sink)?)),
+            Format::Ocsf => Encoder::Ocsf(Box::new(sink), Box::new(plan.ocsf.clone())),
+            Format::OcsfParquet => {
+                Encoder::OcsfParquet(Box::new(OcsfParquetEncoder::new(sink, plan.ocsf.clone())?))
+            }
         })
     }
 
@@ -72,6 +83,8 @@ impl Encoder {
             Encoder::Csv(c) => c.write(&e.body, &e.leaf),
             Encoder::Ndjson(s) => ndjson(s.as_mut(), &e.body, &e.leaf),
             Encoder::Parquet(p) => p.write(&e.body, &e.leaf),
+            Encoder::Ocsf(s, m) => crate::ocsf::line(s.as_mut(), m, &e.body),
+            Encoder::OcsfParquet(p) => p.write(&e.body),
         }
     }
 
@@ -80,6 +93,8 @@ impl Encoder {
             Encoder::Csv(c) => c.finish()?.finish(),
             Encoder::Ndjson(s) => s.finish(),
             Encoder::Parquet(p) => p.finish()?.finish(),
+            Encoder::Ocsf(s, _) => s.finish(),
+            Encoder::OcsfParquet(p) => p.finish()?.finish(),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod error;
 pub mod exports;
 pub mod metrics;
+pub mod ocsf;
 mod openapi;
 pub mod outbound;
 pub mod retention;

@@ -124,6 +124,10 @@ pub struct Action {
     /// Overrides `options.details` for this action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<DetailsRule>,
+    /// What the action does in OCSF's terms (`create`, `read`, `update`, `delete`,
+    /// `other`); absent, OCSF records guess it from the action's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<crate::ocsf::Activity>,
     /// Overrides the catalog's `gateway` lists for this action (each list given replaces
     /// the catalog's).
     #[serde(default, skip_serializing_if = "Option::is_none")]

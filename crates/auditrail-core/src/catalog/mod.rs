@@ -268,6 +268,15 @@ impl Catalog {
         &self.doc
     }
 
+    /// The OCSF activity each action declares (those that declare one).
+    pub fn activities(&self) -> HashMap<String, crate::ocsf::Activity> {
+        self.doc
+            .actions
+            .iter()
+            .filter_map(|(name, a)| a.activity.map(|act| (name.clone(), act)))
+            .collect()
+    }
+
     /// The catalog as JSON, the form it is stored and served in.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(&self.doc).unwrap_or_default()

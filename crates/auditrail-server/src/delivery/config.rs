@@ -49,6 +49,11 @@ pub struct DestinationRequest {
     pub site: Option<String>,
     pub service: Option<String>,
     pub tags: Option<Vec<String>>,
+    /// `s3`: `"standard"` (the default) or `"security_lake"` (Amazon Security Lake's
+    /// custom-source layout, OCSF Parquet), which takes `source_name` and `account_id`.
+    pub layout: Option<String>,
+    pub source_name: Option<String>,
+    pub account_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,6 +207,79 @@ pub struct DestinationConfig {
     /// Seconds of failing before the org's admins are told (`delivery/health.rs`).
     #[serde(default = "default_alert_after")]
     pub alert_after_s: u64,
+    /// The Security Lake custom source objects are written for, with that layout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_lake: Option<SecurityLake>,
+}
+
+/// An Amazon Security Lake custom source: objects go to
+/// `ext/{source_name}/region={region}/accountId={account_id}/eventDay=…/` as OCSF
+/// Parquet; checkpoints and tiles to `ext/{source_name}/_auditrail/`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecurityLake {
+    pub source_name: String,
+    pub account_id: String,
+}
+
+/// `layout`, `source_name` and `account_id` of an s3 request: the Security Lake source,
+/// if that is the layout, after checking the format and prefix agree with it.
+fn security_lake(
+    req: &DestinationRequest,
+    format: Option<ObjectFormat>,
+) -> Result<Option<SecurityLake>, ApiError> {
+    let bad = |field: &str, reason: &str| ApiError::invalid_field(field, reason);
+    match req.layout.as_deref() {
+        None | Some("standard") => {
+            for (field, given) in [
+                ("source_name", req.source_name.is_some()),
+                ("account_id", req.account_id.is_some()),
+            ] {
+                if given {
+                    return Err(bad(field, "applies with layout \"security_lake\" only"));
+                }
+            }
+            return Ok(None);
+        }
+        Some("security_lake") => {}
+        Some(_) => return Err(bad("layout", "must be \"standard\" or \"security_lake\"")),
+    }
+    if !matches!(format, None | Some(ObjectFormat::OcsfParquet)) {
+        return Err(bad(
+            "format",
+            "layout \"security_lake\" writes ocsf_parquet (omit format)",
+        ));
+    }
+    if !req.prefix.is_empty() {
+        return Err(bad(
+            "prefix",
+            "layout \"security_lake\" writes under ext/{source_name}/ (omit prefix)",
+        ));
+    }
+    let source_name = req
+        .source_name
+        .clone()
+        .ok_or_else(|| bad("source_name", "required with layout \"security_lake\""))?;
+    let ok = (1..=64).contains(&source_name.len())
+        && source_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        return Err(bad(
+            "source_name",
+            "the custom source's name: 1-64 of A-Z a-z 0-9 - _",
+        ));
+    }
+    let account_id = req
+        .account_id
+        .clone()
+        .ok_or_else(|| bad("account_id", "required with layout \"security_lake\""))?;
+    if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("account_id", "a 12-digit AWS account id"));
+    }
+    Ok(Some(SecurityLake {
+        source_name,
+        account_id,
+    }))
 }
 
 fn yes() -> bool {
@@ -455,11 +533,27 @@ pub fn validate(
         return super::push_config::validate(kind, req, previous);
     }
     super::push_config::refuse_push_fields(&req)?;
+    let asked = req
+        .format
+        .as_deref()
+        .map(|f| {
+            ObjectFormat::parse(f)
+                .ok_or_else(|| bad("format", &format!("must be {}", ObjectFormat::NAMES)))
+        })
+        .transpose()?;
+    let lake = security_lake(&req, asked)?;
     let bucket = req
         .bucket
         .ok_or_else(|| bad("bucket", "required for an s3 destination"))?;
     check_bucket(&bucket).map_err(|r| bad("bucket", r))?;
     let prefix = normalize_prefix(&req.prefix).map_err(|r| bad("prefix", r))?;
+    let (format, prefix) = match &lake {
+        Some(l) => (
+            ObjectFormat::OcsfParquet,
+            auditrail_core::delivery::security_lake_prefix(&l.source_name),
+        ),
+        None => (asked.unwrap_or(ObjectFormat::NdjsonGz), prefix),
+    };
     let region = req.region.unwrap_or_else(|| "us-east-1".into());
     check_region(&region).map_err(|r| bad("region", r))?;
     let url = |field: &str, e: Option<String>| {
@@ -469,11 +563,7 @@ pub fn validate(
     };
     let endpoint = url("endpoint", req.endpoint)?;
     let sts_endpoint = url("sts_endpoint", req.sts_endpoint)?;
-    let format = match req.format.as_deref() {
-        None => ObjectFormat::NdjsonGz,
-        Some(f) => ObjectFormat::parse(f)
-            .ok_or_else(|| bad("format", "must be ndjson.gz, csv.gz or parquet"))?,
-    };
+
     let (max_batch_events, max_batch_seconds, start) = batching(
         req.max_batch_events,
         req.max_batch_seconds,
@@ -537,6 +627,7 @@ pub fn validate(
             tiles: req.tiles.unwrap_or(true),
             push: None,
             alert_after_s: alert_after(req.alert_after.as_ref(), previous)?,
+            security_lake: lake,
         },
         creds,
     ))

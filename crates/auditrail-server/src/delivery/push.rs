@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use auditrail_core::ocsf::Mapper;
 use auditrail_export::push::{DatadogFields, PushBody, SplunkFields, fitting};
 use auditrail_store::{Destination, StoredEvent};
 use sha2::{Digest, Sha256};
@@ -72,11 +73,16 @@ pub struct Encoded {
     pub entries: Vec<Vec<u8>>,
 }
 
-/// Encodes `events` (CPU work: call off the async threads).
-pub fn encode(body: PushBody, events: &[StoredEvent]) -> Result<Encoded, S3Failure> {
+/// Encodes `events`, as OCSF records if `ocsf` is given (CPU work: call off the async
+/// threads).
+pub fn encode(
+    body: PushBody,
+    events: &[StoredEvent],
+    ocsf: Option<&Mapper>,
+) -> Result<Encoded, S3Failure> {
     let entries = events
         .iter()
-        .map(|e| body.entry(e))
+        .map(|e| body.entry(e, ocsf))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| internal(format!("encoding the batch: {e}")))?;
     Ok(Encoded { body, entries })

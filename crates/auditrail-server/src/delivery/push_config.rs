@@ -118,14 +118,24 @@ pub(super) fn validate(
         ("sts_endpoint", req.sts_endpoint.is_some()),
         ("credentials", req.credentials.is_some()),
         ("tiles", req.tiles.is_some()),
+        ("layout", req.layout.is_some()),
+        ("source_name", req.source_name.is_some()),
+        ("account_id", req.account_id.is_some()),
     ];
     if let Some((field, _)) = s3_only.iter().find(|(_, g)| *g) {
         return Err(bad(field, "applies to s3 destinations only"));
     }
-    match req.format.as_deref() {
-        None | Some("json") => {}
-        Some(_) => return Err(bad("format", "a push stream sends \"json\"")),
-    }
+    // Each entry is the event as exported, or its OCSF record.
+    let format = match req.format.as_deref() {
+        None | Some("json") => ObjectFormat::NdjsonGz,
+        Some("ocsf") => ObjectFormat::Ocsf,
+        Some(_) => {
+            return Err(bad(
+                "format",
+                "a push stream sends \"json\" (the events) or \"ocsf\" (OCSF records)",
+            ));
+        }
+    };
     // Each kind's own fields; another kind's are refused by name.
     let (secret_field, secret) = match kind {
         DestinationKind::Https => ("secret", &req.secret),
@@ -263,8 +273,8 @@ pub(super) fn validate(
             prefix: String::new(),
             region: String::new(),
             endpoint: None,
-            // Not used by push streams: they send JSON.
-            format: ObjectFormat::NdjsonGz,
+            // `ndjson.gz`: the events as exported; `ocsf`: their OCSF records.
+            format,
             max_batch_events,
             max_batch_seconds,
             start,
@@ -275,6 +285,7 @@ pub(super) fn validate(
             tiles: false,
             push: Some(push),
             alert_after_s: super::config::alert_after(req.alert_after.as_ref(), previous)?,
+            security_lake: None,
         },
         creds,
     ))

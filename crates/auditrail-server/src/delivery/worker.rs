@@ -15,8 +15,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditrail_core::delivery::{FrontierFile, checkpoint_key, frontier_key, object_key};
+use auditrail_core::delivery::{
+    FrontierFile, checkpoint_key, frontier_key, object_key, security_lake_key,
+};
 use auditrail_core::merkle::frontier_ids;
+use auditrail_core::ocsf::Mapper;
 use auditrail_store::{DeliveryUpdate, Destination, StoredEvent};
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -109,16 +112,33 @@ async fn reconcile(app: &Arc<App>, running: &mut HashMap<Key, Running>, all: Vec
     }
 }
 
+/// The OCSF mapper of `org` when `config` sends OCSF records.
+async fn mapper_for(
+    app: &App,
+    org: &str,
+    config: &DestinationConfig,
+) -> Result<Option<Mapper>, S3Failure> {
+    if !config.format.is_ocsf() {
+        return Ok(None);
+    }
+    crate::ocsf::mapper(app, org)
+        .await
+        .map(Some)
+        .map_err(internal)
+}
+
 /// Encodes `events` for a push stream off the async threads; gives them back with it.
 async fn encode_push(
+    app: &App,
     org: &str,
     config: &DestinationConfig,
     p: &PushConfig,
     events: Vec<StoredEvent>,
 ) -> Result<(Vec<StoredEvent>, push::Encoded), S3Failure> {
     let body = push::body_of(org, config, p);
+    let ocsf = mapper_for(app, org, config).await?;
     tokio::task::spawn_blocking(move || {
-        let enc = push::encode(body, &events)?;
+        let enc = push::encode(body, &events, ocsf.as_ref())?;
         Ok((events, enc))
     })
     .await
@@ -430,7 +450,8 @@ impl Task {
                     let enc = match pre {
                         Some(enc) => enc,
                         None => {
-                            let (read, enc) = encode_push(&self.org, &config, p, events).await?;
+                            let (read, enc) =
+                                encode_push(&app, &self.org, &config, p, events).await?;
                             events = read;
                             enc
                         }
@@ -457,10 +478,11 @@ impl Task {
                     // this one is encoded and sent.
                     let (app, org, config) = (app.clone(), self.org.clone(), config.clone());
                     let read = async move {
-                        let events = read_events(app, org.clone(), last, max).await?;
+                        let events = read_events(app.clone(), org.clone(), last, max).await?;
                         match &config.push {
                             Some(p) => {
-                                let (events, enc) = encode_push(&org, &config, p, events).await?;
+                                let (events, enc) =
+                                    encode_push(&app, &org, &config, p, events).await?;
                                 Ok((events, Some(enc)))
                             }
                             None => Ok((events, None)),
@@ -475,7 +497,11 @@ impl Task {
             Some(p) => {
                 let enc = match encoded {
                     Some(enc) => enc,
-                    None => encode_push(&self.org, &config, p, events.clone()).await?.1,
+                    None => {
+                        encode_push(&app, &self.org, &config, p, events.clone())
+                            .await?
+                            .1
+                    }
                 };
                 self.push(&dest, &config, p, &events, &enc).await?;
             }
@@ -563,11 +589,25 @@ impl Task {
         let (first, last) = (first_ev.seq, last_ev.seq);
         let (_, date) = received_ms(first_ev)?;
         let format = config.format;
-        let key = object_key(&config.prefix, &self.org, &date, first, last, format);
+        let key = match &config.security_lake {
+            Some(l) => security_lake_key(
+                &l.source_name,
+                &config.region,
+                &l.account_id,
+                &date,
+                &self.org,
+                first,
+                last,
+            ),
+            None => object_key(&config.prefix, &self.org, &date, first, last, format),
+        };
         let count = events.len() as u64;
         let started = std::time::Instant::now();
+        let ocsf = mapper_for(&app, &self.org, config)
+            .await?
+            .unwrap_or_default();
         let (body, events) = tokio::task::spawn_blocking(move || {
-            let body = auditrail_export::batch::encode_batch(&events, format);
+            let body = auditrail_export::batch::encode_batch(&events, format, &ocsf);
             (body, events)
         })
         .await

@@ -95,7 +95,8 @@ fn push_fields(c: &DestinationConfig, p: &PushConfig) -> Value {
         DestinationKind::Datadog => "api_key",
         _ => "secret",
     };
-    let mut v = json!({"url": p.url, "format": "json", secret_field: "********"});
+    let format = if c.format.is_ocsf() { "ocsf" } else { "json" };
+    let mut v = json!({"url": p.url, "format": format, secret_field: "********"});
     for (k, val) in [
         ("index", json!(p.index)),
         ("source", json!(p.source)),
@@ -124,16 +125,22 @@ fn s3_fields(app: &App, d: &Destination, c: &DestinationConfig) -> Value {
         credentials["role_arn"] = json!(c.role_arn);
         credentials["external_id"] = json!(app.delivery.external_id(&d.org));
     }
-    json!({
+    let mut v = json!({
         "bucket": c.bucket,
         "prefix": c.prefix,
         "region": c.region,
         "endpoint": c.endpoint,
         "sts_endpoint": c.sts_endpoint,
         "format": c.format,
+        "layout": if c.security_lake.is_some() { "security_lake" } else { "standard" },
         "tiles": c.tiles,
         "credentials": credentials,
-    })
+    });
+    if let Some(l) = &c.security_lake {
+        v["source_name"] = json!(l.source_name);
+        v["account_id"] = json!(l.account_id);
+    }
+    v
 }
 
 /// `alert_after` as shown: "15m", "1h 30m".
@@ -152,7 +159,7 @@ fn resource(name: &str) -> Value {
     json!({"type": "DESTINATION", "id": name})
 }
 
-#[utoipa::path(put, path = "/v1/destinations/{name}", request_body(content = Object, description = "`{kind: \"s3\", bucket, prefix?, region?, endpoint?, sts_endpoint?, credentials: {source: \"assume_role\", role_arn} (recommended: auditrail passes the org's external id) | {access_key_id, secret_access_key, session_token?} | {source: \"environment\"} (the server's own identity: platform admin only, through PUT /v1/orgs/{org}/destinations/{name}), format?: ndjson.gz|csv.gz|parquet, max_batch_events?, max_batch_seconds?, start?: earliest|now}`; or a push stream (at least once: every event carries `id` and `seq`): `{kind: \"https\", url, secret (16-256 characters; batches are NDJSON signed in Auditrail-Signature)}`, `{kind: \"splunk_hec\", url (the HEC base URL), token, index?, source?, sourcetype?}`, `{kind: \"datadog\", api_key, site?, url?, service?, tags?}`, each with `max_batch_events?, max_batch_seconds?, start?`; credentials and secrets may be omitted on update. `endpoint`, `sts_endpoint` and `url` must resolve to addresses the outbound policy allows (global ones, or `outbound_allow`)."),
+#[utoipa::path(put, path = "/v1/destinations/{name}", request_body(content = Object, description = "`{kind: \"s3\", bucket, prefix?, region?, endpoint?, sts_endpoint?, credentials: {source: \"assume_role\", role_arn} (recommended: auditrail passes the org's external id) | {access_key_id, secret_access_key, session_token?} | {source: \"environment\"} (the server's own identity: platform admin only, through PUT /v1/orgs/{org}/destinations/{name}), format?: ndjson.gz|csv.gz|parquet|ocsf|ocsf_parquet, layout?: standard|security_lake (with source_name and account_id: OCSF Parquet under ext/{source_name}/region=…/accountId=…/eventDay=…/), max_batch_events?, max_batch_seconds?, start?: earliest|now}`; or a push stream (at least once: every event carries `id` and `seq`): `{kind: \"https\", url, secret (16-256 characters; batches are NDJSON signed in Auditrail-Signature)}`, `{kind: \"splunk_hec\", url (the HEC base URL), token, index?, source?, sourcetype?}`, `{kind: \"datadog\", api_key, site?, url?, service?, tags?}`, each with `format?: json|ocsf, max_batch_events?, max_batch_seconds?, start?`; credentials and secrets may be omitted on update. `endpoint`, `sts_endpoint` and `url` must resolve to addresses the outbound policy allows (global ones, or `outbound_allow`)."),
     responses((status = 201, description = "created"), (status = 200, description = "replaced; delivery continues where it was"), (status = 403, description = "admins only; `credentials.source: environment` is the platform admin's alone"), (status = 422, description = "names the invalid field, and for a refused address the rule")))]
 pub async fn put(
     State(app): State<Arc<App>>,

@@ -66,7 +66,7 @@ fn parse_request(body: &[u8]) -> ApiResult<ExportRequest> {
     super::parse_json(body)
 }
 
-#[utoipa::path(post, path = "/v1/exports", request_body(content = Object, description = "`{from, to, actor_id?, scope_id?, action?, resource_type?, format: csv|ndjson|parquet, layout?: apollo|full, gzip?, notify_email?}`"),
+#[utoipa::path(post, path = "/v1/exports", request_body(content = Object, description = "`{from, to, actor_id?, scope_id?, action?, resource_type?, format: csv|ndjson|parquet|ocsf|ocsf_parquet, layout?: apollo|full, gzip?, notify_email?}`"),
     responses((status = 202, description = "the queued job"), (status = 403, description = "only org admins export"), (status = 422, description = "names the invalid field")))]
 pub async fn create(
     State(app): State<Arc<App>>,

@@ -70,6 +70,16 @@ pub struct DestinationForm {
     /// `key:value` tags, separated by commas or spaces.
     #[serde(default)]
     tags: String,
+    /// A push stream's entries: `json` (the events) or `ocsf`.
+    #[serde(default)]
+    push_format: String,
+    /// `standard` or `security_lake` (with the custom source's name and account).
+    #[serde(default)]
+    layout: String,
+    #[serde(default)]
+    source_name: String,
+    #[serde(default)]
+    account_id: String,
 }
 
 impl DestinationForm {
@@ -105,6 +115,9 @@ fn push_request_of(f: &DestinationForm) -> Value {
     if !f.push_secret.is_empty() {
         r[secret_field] = json!(f.push_secret);
     }
+    if f.push_format.trim() == "ocsf" {
+        r["format"] = json!("ocsf");
+    }
     if kind == "datadog" && !f.tags.trim().is_empty() {
         let tags: Vec<&str> = f.tags.split([',', ' ']).filter(|t| !t.is_empty()).collect();
         r["tags"] = json!(tags);
@@ -115,15 +128,22 @@ fn push_request_of(f: &DestinationForm) -> Value {
 /// The request `PUT /v1/destinations/{name}` takes, from the form.
 fn request_of(f: &DestinationForm) -> Value {
     let push = !matches!(f.kind.trim(), "" | "s3");
-    let mut r = match push {
-        true => push_request_of(f),
-        false => json!({"kind": "s3", "bucket": f.bucket.trim(), "prefix": f.prefix.trim()}),
+    let lake = f.layout.trim() == "security_lake";
+    let mut r = match (push, lake) {
+        (true, _) => push_request_of(f),
+        // Security Lake's layout places the objects and writes OCSF Parquet.
+        (false, true) => json!({"kind": "s3", "bucket": f.bucket.trim(), "layout": "security_lake",
+            "source_name": f.source_name.trim(), "account_id": f.account_id.trim()}),
+        (false, false) => {
+            json!({"kind": "s3", "bucket": f.bucket.trim(), "prefix": f.prefix.trim()})
+        }
     };
+    let format = if lake { &String::new() } else { &f.format };
     let s3_only: &[(&str, &String)] = &[
         ("region", &f.region),
         ("endpoint", &f.endpoint),
         ("sts_endpoint", &f.sts_endpoint),
-        ("format", &f.format),
+        ("format", format),
     ];
     for (k, v) in s3_only
         .iter()

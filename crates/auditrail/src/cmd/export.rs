@@ -65,6 +65,11 @@ enum FormatArg {
     Csv,
     Ndjson,
     Parquet,
+    /// OCSF API Activity records, JSON lines.
+    Ocsf,
+    /// OCSF API Activity records, Parquet.
+    #[value(name = "ocsf_parquet", alias = "ocsf-parquet")]
+    OcsfParquet,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -86,6 +91,8 @@ impl Args {
                 FormatArg::Csv => Format::Csv,
                 FormatArg::Ndjson => Format::Ndjson,
                 FormatArg::Parquet => Format::Parquet,
+                FormatArg::Ocsf => Format::Ocsf,
+                FormatArg::OcsfParquet => Format::OcsfParquet,
             },
             layout: match self.layout {
                 LayoutArg::Apollo => Layout::Apollo,
@@ -176,6 +183,12 @@ async fn local(
     let part = output.with_extension("part");
     let file = std::fs::File::create(&part)
         .with_context(|| format!("cannot create {}", part.display()))?;
+    let ocsf = match req.format {
+        Format::Ocsf | Format::OcsfParquet => auditrail_server::ocsf::mapper(&app, org)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?,
+        _ => Default::default(),
+    };
     let plan = Plan {
         org: org.to_owned(),
         filter,
@@ -183,6 +196,7 @@ async fn local(
         format: req.format,
         layout: req.layout,
         gzip: req.gzip,
+        ocsf,
     };
     let counter = Arc::new(AtomicU64::new(0));
     let pb = bar();

@@ -60,6 +60,8 @@ pub struct Log {
     pub violations: Vec<String>,
     /// The `org_id` of every event accepted.
     pub orgs: std::collections::BTreeSet<String>,
+    /// Every OCSF record accepted by an `https` receiver, as received.
+    pub ocsf: Vec<String>,
     pub mode: Option<Mode>,
 }
 
@@ -142,6 +144,10 @@ impl Receiver {
         self.log.lock().unwrap().orgs.iter().cloned().collect()
     }
 
+    pub fn ocsf(&self) -> Vec<String> {
+        self.log.lock().unwrap().ocsf.clone()
+    }
+
     pub fn violations(&self) -> Vec<String> {
         self.log.lock().unwrap().violations.clone()
     }
@@ -208,6 +214,11 @@ fn handle(
             let seqs = events.iter().map(|(s, _)| *s).collect();
             g.orgs.extend(events.into_iter().map(|(_, o)| o));
             g.accepted.push((key, seqs));
+            if kind == Kind::Https {
+                let text = String::from_utf8_lossy(body);
+                let records = text.lines().filter(|l| l.contains("\"class_uid\""));
+                g.ocsf.extend(records.map(str::to_owned));
+            }
             g.accepted_at.push(Instant::now());
             match kind {
                 Kind::Splunk => answer(200, json!({"text": "Success", "code": 0})),
@@ -240,8 +251,31 @@ struct Ev<'a> {
     leaf_hash: std::borrow::Cow<'a, str>,
 }
 
-/// An event as auditrail exports it: `id`, `seq`, `org_id` and `leaf_hash` at least.
+/// What a receiver reads of an OCSF record: its `metadata`.
+#[derive(serde::Deserialize)]
+struct OcsfRecord {
+    class_uid: u32,
+    metadata: OcsfMetadata,
+}
+
+#[derive(serde::Deserialize)]
+struct OcsfMetadata {
+    uid: String,
+    sequence: u64,
+    tenant_uid: String,
+}
+
+/// An event as auditrail exports it (`id`, `seq`, `org_id` and `leaf_hash` at least), or
+/// its OCSF API Activity record (`metadata.uid`, `.sequence`, `.tenant_uid`).
 fn event_seq(text: &str) -> Result<(u64, String), String> {
+    if text.contains("\"class_uid\"") {
+        let r: OcsfRecord = serde_json::from_str(text)
+            .map_err(|e| format!("an OCSF record without its metadata: {e}"))?;
+        if r.class_uid != 6003 || r.metadata.uid.is_empty() {
+            return Err(format!("not an API Activity record with a uid: {text}"));
+        }
+        return Ok((r.metadata.sequence, r.metadata.tenant_uid));
+    }
     let e: Ev<'_> = serde_json::from_str(text)
         .map_err(|e| format!("an event without id, seq, org_id or leaf_hash: {e}"))?;
     if e.id.is_empty() || e.leaf_hash.len() != 64 {

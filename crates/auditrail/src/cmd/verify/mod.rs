@@ -269,13 +269,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .objects
             .sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
         for (first, last, name, date, format) in &files.objects {
-            if *format == ObjectFormat::NdjsonGz {
+            if matches!(format, ObjectFormat::NdjsonGz | ObjectFormat::Ocsf) {
                 let raw = read_bytes(store.as_ref(), name).await?;
                 let mut text = String::new();
                 flate2::read::GzDecoder::new(raw.as_ref())
                     .read_to_string(&mut text)
                     .with_context(|| format!("{name}: not gzip'd UTF-8 text"))?;
-                v.ndjson_object(name, date, *first, *last, text.split('\n'))?;
+                if *format == ObjectFormat::Ocsf {
+                    // Each record carries its event in `unmapped`, exactly as hashed.
+                    let lines = text
+                        .split('\n')
+                        .filter(|l| !l.is_empty())
+                        .map(auditrail_core::ocsf::exported_line)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                    v.ndjson_object(name, date, *first, *last, lines.iter().map(|l| l.as_str()))?;
+                } else {
+                    v.ndjson_object(name, date, *first, *last, text.split('\n'))?;
+                }
             } else {
                 v.skip_object(name, *first, *last)?;
             }

@@ -1,5 +1,5 @@
-//! Export benchmark: `auditrail export` of the same events as CSV (Apollo layout) and
-//! Parquet, beside DuckDB writing the Apollo columns as CSV from the NDJSON file and
+//! Export benchmark: `auditrail export` of the same events as CSV (Apollo layout),
+//! Parquet, NDJSON and OCSF (JSON lines, Parquet), beside DuckDB writing the Apollo columns as CSV from the NDJSON file and
 //! `sqlite3 -csv` dumping a full table, all in one run. Wall time and peak RSS of each
 //! process (GNU time). Then `auditrail seal` (the newest 65,536 left open) and the CSV
 //! export again, read from the sealed frames. `cargo bench -p auditrail --bench export`
@@ -33,6 +33,12 @@ fn measured(cmd: &mut Command) -> (f64, f64) {
     let kb: f64 = p.next().unwrap().parse().unwrap();
     (secs, kb / 1024.0)
 }
+
+const DUCKDB_PARQUET: &str = r#"
+import sys, duckdb
+src, out = sys.argv[1], sys.argv[2]
+duckdb.sql(f"COPY (SELECT * FROM read_ndjson('{src}', maximum_object_size=100000000)) TO '{out}' (FORMAT parquet)")
+"#;
 
 fn export(dir: &Path, format: &str, out: &Path) -> (f64, f64) {
     let today = chrono::Utc::now().date_naive();
@@ -106,6 +112,21 @@ fn main() {
     let nd = tmp.path().join("out.ndjson");
     let (tn, mbn) = export(&data, "ndjson", &nd);
     println!("auditrail export --format ndjson: {tn:.2} s, peak RSS {mbn:.1} MB");
+    // OCSF records (API Activity), the same events: JSON lines and Parquet.
+    let oc = tmp.path().join("out.ocsf.jsonl");
+    let (to, mbo) = export(&data, "ocsf", &oc);
+    println!(
+        "auditrail export --format ocsf: {to:.2} s ({:.2}x the NDJSON time), peak RSS {mbo:.1} MB, {} MB written",
+        to / tn,
+        std::fs::metadata(&oc).unwrap().len() / 1_000_000
+    );
+    let op = tmp.path().join("out.ocsf.parquet");
+    let (top, mbop) = export(&data, "ocsf_parquet", &op);
+    println!(
+        "auditrail export --format ocsf_parquet: {top:.2} s ({:.2}x the Parquet time), peak RSS {mbop:.1} MB, {} MB written",
+        top / tp,
+        std::fs::metadata(&op).unwrap().len() / 1_000_000
+    );
     let src = nd;
     let duck_out = tmp.path().join("duck.csv");
     let has_duckdb = Command::new("python3")
@@ -125,6 +146,17 @@ fn main() {
             td / t
         );
         duck_secs = Some(td);
+        let duck_pq = tmp.path().join("duck.parquet");
+        let (tdp, mbdp) = measured(
+            Command::new("python3")
+                .args(["-c", DUCKDB_PARQUET])
+                .arg(&src)
+                .arg(&duck_pq),
+        );
+        println!(
+            "DuckDB (Python) NDJSON → Parquet, every field as it reads them: {tdp:.2} s, peak RSS {mbdp:.1} MB; auditrail's OCSF Parquet is {:.2}x its speed",
+            tdp / top
+        );
     } else {
         println!("DuckDB: not installed (pip install duckdb)");
     }

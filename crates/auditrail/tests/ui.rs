@@ -881,7 +881,7 @@ async fn the_audit_page_in_chromium() {
     web.goto(&format!("{}/ui/destinations", srv.base)).await;
     web.client
         .execute(
-            "document.querySelector('#d-kind').value = 'splunk_hec'",
+            "document.querySelector('#d-kind').value = 'splunk_hec'; document.querySelector('#d-push-format').value = 'ocsf'",
             vec![],
         )
         .await
@@ -903,6 +903,10 @@ async fn the_audit_page_in_chromium() {
             .ends_with("/services/collector/event")
     );
     assert_eq!(web.count("#dest-hec button.test-permissions").await, 0);
+    assert_eq!(
+        web.text("#dest-hec .entries").await,
+        "OCSF API Activity records"
+    );
     assert!(!web.source().await.contains("hec-token-1"));
     let until = std::time::Instant::now() + Duration::from_secs(30);
     while hec.seqs().is_empty() {
@@ -916,6 +920,76 @@ async fn the_audit_page_in_chromium() {
     web.screenshot("destinations-splunk").await;
     let (s, _) = srv
         .call("DELETE", "/v1/destinations/hec", &r.admin, None)
+        .await;
+    assert_eq!(s, 204);
+
+    // Amazon Security Lake, from the same form: OCSF Parquet lands in the custom
+    // source's layout in the bucket.
+    web.goto(&format!("{}/ui/destinations", srv.base)).await;
+    web.client
+        .execute(
+            "document.querySelector('#d-layout').value = 'security_lake'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    for (css, v) in [
+        ("#d-name", "lake"),
+        ("#d-bucket", BUCKET),
+        ("#d-endpoint", &r.s3.endpoint()),
+        ("#d-akid", AK),
+        ("#d-secret", SK),
+        ("#d-source-name", "auditrail"),
+        ("#d-account", "123456789012"),
+        ("#d-mbs", "1"),
+    ] {
+        web.fill(css, v).await;
+    }
+    web.click("#save-destination").await;
+    web.wait_for("#dest-lake .layout", 10).await;
+    assert!(
+        web.text("#dest-lake .layout")
+            .await
+            .contains("ext/auditrail/region=us-east-1/accountId=123456789012/")
+    );
+    let st = common::wait_for_destination(&srv.http, &srv.base, &r.admin, "lake", 30, |st| {
+        st["delivered_seq"].as_u64() > Some(0)
+    })
+    .await;
+    assert_eq!(
+        (st["layout"].as_str(), st["format"].as_str()),
+        (Some("security_lake"), Some("ocsf_parquet"))
+    );
+    let bucket = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_endpoint(r.s3.endpoint())
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .with_access_key_id(AK)
+        .with_secret_access_key(SK)
+        .build()
+        .unwrap();
+    let listed: Vec<object_store::ObjectMeta> = futures_util::TryStreamExt::try_collect(
+        object_store::ObjectStore::list(&bucket, Some(&object_store::path::Path::from("ext"))),
+    )
+    .await
+    .unwrap();
+    let lake_files: Vec<String> = listed
+        .iter()
+        .map(|m| m.location.to_string())
+        .filter(|k| {
+            k.starts_with("ext/auditrail/region=us-east-1/accountId=123456789012/eventDay=")
+                && k.ends_with(".ocsf.parquet")
+        })
+        .collect();
+    assert!(
+        !lake_files.is_empty(),
+        "no Parquet in the Security Lake layout"
+    );
+    web.screenshot("destinations-security-lake").await;
+    let (s, _) = srv
+        .call("DELETE", "/v1/destinations/lake", &r.admin, None)
         .await;
     assert_eq!(s, 204);
 

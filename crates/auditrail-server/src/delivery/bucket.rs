@@ -1,6 +1,7 @@
-//! One destination's bucket, through `object_store`: whole-object puts (multipart above
-//! a threshold), bounded client retries so an outage shows within seconds, errors
-//! classified, and the permission test that exercises each action of the bucket policy.
+//! One destination's bucket (S3, GCS or an Azure container), through `object_store`:
+//! whole-object puts (multipart above a threshold), bounded client retries so an outage
+//! shows within seconds, errors classified, and the permission test that exercises each
+//! action delivery needs (for S3, each action of the bucket policy).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AwsAuthorizer};
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::client::HttpRequestBody;
 use object_store::path::Path;
 use object_store::{
@@ -19,7 +22,8 @@ use serde::Serialize;
 use object_store::aws::AwsCredentialProvider;
 use object_store::client::{HttpError, HttpErrorKind};
 
-use super::config::DestinationConfig;
+use super::cloud_config::CloudKeys;
+use super::config::{DestinationConfig, DestinationKind};
 use super::sts::{AssumeRoleError, short_reqwest};
 use crate::exports::urlencode;
 use crate::outbound::{Outbound, refusal_in};
@@ -144,7 +148,9 @@ pub(crate) fn error_code(body: &str) -> String {
 
 /// The bucket of one destination.
 pub struct Bucket {
-    store: Arc<AmazonS3>,
+    store: Arc<dyn ObjectStore>,
+    /// The S3 client, for the signed requests `object_store` has no call for.
+    s3: Option<Arc<AmazonS3>>,
     outbound: Outbound,
     config: DestinationConfig,
     http: reqwest::Client,
@@ -170,7 +176,93 @@ impl Default for Patience {
     }
 }
 
+fn retry_config(patience: Patience) -> RetryConfig {
+    RetryConfig {
+        max_retries: patience.retries,
+        retry_timeout: patience.retry_window,
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            ..BackoffConfig::default()
+        },
+    }
+}
+
 impl Bucket {
+    /// A client for a `gcs` or `azure_blob` destination's store, acting only as the
+    /// customer's `keys` (never the server's own cloud identity), every connection
+    /// (tokens included) under `outbound`'s address policy.
+    pub fn connect_cloud(
+        config: &DestinationConfig,
+        keys: CloudKeys,
+        outbound: &Outbound,
+        patience: Patience,
+    ) -> Result<Self, S3Failure> {
+        let connector = || outbound.connector(patience.request_timeout, patience.connect_timeout);
+        let mut options = ClientOptions::new()
+            .with_timeout(patience.request_timeout)
+            .with_connect_timeout(patience.connect_timeout);
+        if let Some(e) = &config.endpoint {
+            options = options.with_allow_http(e.starts_with("http://"));
+        }
+        let store: Arc<dyn ObjectStore> = match (config.kind, keys) {
+            (DestinationKind::Gcs, CloudKeys::Gcs { service_account_key }) => {
+                let mut b = GoogleCloudStorageBuilder::new()
+                    .with_bucket_name(&config.bucket)
+                    .with_service_account_key(service_account_key)
+                    .with_http_connector(connector())
+                    .with_retry(retry_config(patience));
+                if let Some(e) = &config.endpoint {
+                    b = b.with_base_url(e);
+                }
+                Arc::new(
+                    b.with_client_options(options)
+                        .build()
+                        .map_err(|e| classify("configure GCS client", e))?,
+                )
+            }
+            (DestinationKind::AzureBlob, keys) => {
+                let account = config
+                    .cloud
+                    .as_ref()
+                    .and_then(|c| c.account.clone())
+                    .unwrap_or_default();
+                let mut b = MicrosoftAzureBuilder::new()
+                    .with_account(account)
+                    .with_container_name(&config.bucket)
+                    .with_http_connector(connector())
+                    .with_retry(retry_config(patience));
+                b = match keys {
+                    CloudKeys::AzureAccessKey { access_key } => b.with_access_key(access_key),
+                    CloudKeys::AzureSas { sas_token } => {
+                        let pairs = url::form_urlencoded::parse(sas_token.as_bytes())
+                            .into_owned()
+                            .collect::<Vec<_>>();
+                        b.with_sas_authorization(pairs)
+                    }
+                    CloudKeys::Gcs { .. } => return Err(mismatch()),
+                };
+                if let Some(e) = &config.endpoint {
+                    b = b.with_endpoint(e.clone());
+                }
+                Arc::new(
+                    b.with_client_options(options)
+                        .build()
+                        .map_err(|e| classify("configure Azure client", e))?,
+                )
+            }
+            _ => return Err(mismatch()),
+        };
+        let http = outbound.http_client(patience.request_timeout, patience.connect_timeout)?;
+        Ok(Self {
+            outbound: outbound.clone(),
+            store,
+            s3: None,
+            config: config.clone(),
+            http,
+        })
+    }
+
     /// A client for `config`'s bucket acting as `identity`, every connection under
     /// `outbound`'s address policy.
     pub fn connect(
@@ -184,15 +276,7 @@ impl Bucket {
             .with_http_connector(
                 outbound.connector(patience.request_timeout, patience.connect_timeout),
             );
-        let retry = RetryConfig {
-            max_retries: patience.retries,
-            retry_timeout: patience.retry_window,
-            backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(1),
-                ..BackoffConfig::default()
-            },
-        };
+        let retry = retry_config(patience);
         let mut options = ClientOptions::new()
             .with_timeout(patience.request_timeout)
             .with_connect_timeout(patience.connect_timeout);
@@ -209,15 +293,17 @@ impl Bucket {
             .build()
             .map_err(|e| classify("configure S3 client", e))?;
         let http = outbound.http_client(patience.request_timeout, patience.connect_timeout)?;
+        let store = Arc::new(store);
         Ok(Self {
             outbound: outbound.clone(),
-            store: Arc::new(store),
+            store: store.clone(),
+            s3: Some(store),
             config: config.clone(),
             http,
         })
     }
 
-    pub fn store(&self) -> Arc<AmazonS3> {
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
         self.store.clone()
     }
 
@@ -285,8 +371,11 @@ impl Bucket {
         query: &str,
         body: Bytes,
     ) -> Result<String, String> {
+        let Some(s3) = &self.s3 else {
+            return Err("not an S3 bucket".into());
+        };
         let cred =
-            self.store.credentials().get_credential().await.map_err(
+            s3.credentials().get_credential().await.map_err(
                 |e| match identity_failure(&e) {
                     Some(f) => f.message,
                     None => "credentials: could not be had".to_owned(),
@@ -330,8 +419,41 @@ impl Bucket {
         }
     }
 
-    /// Exercises each action the bucket policy grants on a marker object under
-    /// `{prefix}/_auditrail/`, and removes it.
+    /// GCS or Azure: writes, reads, lists and deletes a marker object under
+    /// `{prefix}/_auditrail/`, each a check named in the store's own terms.
+    async fn object_test(&self, path: &Path, dir: &str) -> Vec<Check> {
+        let names: [&'static str; 4] = match self.config.kind {
+            DestinationKind::Gcs => [
+                "storage.objects.create",
+                "storage.objects.get",
+                "storage.objects.list",
+                "storage.objects.delete",
+            ],
+            _ => ["Put Blob", "Get Blob", "List Blobs", "Delete Blob"],
+        };
+        let store = &self.store;
+        let mut out = Vec::new();
+        let r = store
+            .put(path, PutPayload::from_static(b"auditrail permission test\n"))
+            .await;
+        out.push(Check::object(names[0], r.map(|_| ())));
+        let r = match store.get(path).await {
+            Ok(g) => g.bytes().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        out.push(Check::object(names[1], r));
+        let r = futures_util::TryStreamExt::try_collect::<Vec<_>>(
+            store.list(Some(&Path::from(dir))),
+        )
+        .await;
+        out.push(Check::object(names[2], r.map(|_| ())));
+        let r = store.delete(path).await;
+        out.push(Check::object(names[3], r));
+        out
+    }
+
+    /// Exercises each action delivery needs on a marker object under
+    /// `{prefix}/_auditrail/`, and removes it: for S3 each action the bucket policy grants.
     pub async fn permission_test(&self) -> Vec<Check> {
         let mut out = Vec::new();
         let rnd = auditrail_service::random::bytes::<8>();
@@ -341,6 +463,9 @@ impl Bucket {
         };
         let key = format!("{dir}/permission-test-{}", hex::encode(rnd));
         let path = Path::from(key.as_str());
+        if self.s3.is_none() {
+            return self.object_test(&path, &dir).await;
+        }
         let store = &self.store;
 
         let r = self.raw(Method::GET, None, "location", Bytes::new()).await;
@@ -410,6 +535,14 @@ impl Bucket {
         let r = store.delete(&path).await;
         out.push(Check::object("s3:DeleteObject", r));
         out
+    }
+}
+
+fn mismatch() -> S3Failure {
+    S3Failure {
+        message: "the sealed key is not this store's kind; give the key again".into(),
+        permanent: true,
+        blocked: false,
     }
 }
 

@@ -16,7 +16,11 @@ pub const MAX_BATCH_SECONDS: u64 = 3_600;
 #[serde(deny_unknown_fields)]
 pub struct DestinationRequest {
     pub kind: String,
+    /// The bucket (`s3`, `gcs`) or container (`azure_blob`).
+    #[serde(alias = "container")]
     pub bucket: Option<String>,
+    /// `azure_blob`: the storage account.
+    pub account: Option<String>,
     #[serde(default)]
     pub prefix: String,
     pub region: Option<String>,
@@ -65,6 +69,11 @@ pub struct CredentialsRequest {
     pub source: Option<String>,
     pub role_arn: Option<String>,
     pub external_id: Option<String>,
+    /// `gcs`: the service account's JSON key (an object, or its text).
+    pub service_account_key: Option<serde_json::Value>,
+    /// `azure_blob`: the storage account key, or a SAS token.
+    pub access_key: Option<String>,
+    pub sas_token: Option<String>,
 }
 
 /// Static keys, sealed at rest.
@@ -117,6 +126,8 @@ pub enum CredentialsChoice {
     Environment,
     /// A push stream's secret.
     Secret(String),
+    /// A GCS or Azure key.
+    Cloud(super::cloud_config::CloudKeys),
     /// Not given: keep what is stored (an update), required on create.
     Unchanged,
 }
@@ -126,6 +137,10 @@ pub enum CredentialsChoice {
 #[serde(rename_all = "snake_case")]
 pub enum DestinationKind {
     S3,
+    /// Google Cloud Storage.
+    Gcs,
+    /// Azure Blob Storage.
+    AzureBlob,
     /// NDJSON batches POSTed to the customer's endpoint, signed.
     Https,
     /// Splunk's HTTP Event Collector.
@@ -135,11 +150,14 @@ pub enum DestinationKind {
 }
 
 impl DestinationKind {
-    pub const NAMES: &'static str = "\"s3\", \"https\", \"splunk_hec\" or \"datadog\"";
+    pub const NAMES: &'static str =
+        "\"s3\", \"gcs\", \"azure_blob\", \"https\", \"splunk_hec\" or \"datadog\"";
 
     fn parse(s: &str) -> Option<Self> {
         match s {
             "s3" => Some(Self::S3),
+            "gcs" => Some(Self::Gcs),
+            "azure_blob" => Some(Self::AzureBlob),
             "https" => Some(Self::Https),
             "splunk_hec" => Some(Self::SplunkHec),
             "datadog" => Some(Self::Datadog),
@@ -149,7 +167,12 @@ impl DestinationKind {
 
     /// Push streams deliver at least once to a receiver, not objects to a bucket.
     pub fn is_push(self) -> bool {
-        self != Self::S3
+        matches!(self, Self::Https | Self::SplunkHec | Self::Datadog)
+    }
+
+    /// `gcs` and `azure_blob`: object stores with keys of their own.
+    pub fn is_cloud(self) -> bool {
+        matches!(self, Self::Gcs | Self::AzureBlob)
     }
 }
 
@@ -210,6 +233,9 @@ pub struct DestinationConfig {
     /// The Security Lake custom source objects are written for, with that layout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_lake: Option<SecurityLake>,
+    /// `gcs` and `azure_blob`: the account and identity shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<super::cloud_config::CloudConfig>,
 }
 
 /// An Amazon Security Lake custom source: objects go to
@@ -370,7 +396,7 @@ fn check_bucket(b: &str) -> Result<(), &'static str> {
 
 /// Key prefixes: no leading `/`, no empty, `.` or `..` segments, printable, ≤ 512 bytes;
 /// a trailing `/` is dropped.
-fn normalize_prefix(p: &str) -> Result<String, &'static str> {
+pub(super) fn normalize_prefix(p: &str) -> Result<String, &'static str> {
     let p = p.trim_end_matches('/');
     if p.is_empty() {
         return Ok(String::new());
@@ -463,6 +489,15 @@ fn credentials(c: Option<CredentialsRequest>) -> Result<CredentialsChoice, ApiEr
             "auditrail generates the org's external id; it cannot be chosen (see GET /v1/destinations/{name} for it)",
         ));
     }
+    for (field, given) in [
+        ("credentials.service_account_key", c.service_account_key.is_some()),
+        ("credentials.access_key", c.access_key.is_some()),
+        ("credentials.sas_token", c.sas_token.is_some()),
+    ] {
+        if given {
+            return Err(bad(field, "applies to gcs or azure_blob, not to s3"));
+        }
+    }
     let has_keys =
         c.access_key_id.is_some() || c.secret_access_key.is_some() || c.session_token.is_some();
     match c.source.as_deref() {
@@ -532,6 +567,12 @@ pub fn validate(
     if kind.is_push() {
         return super::push_config::validate(kind, req, previous);
     }
+    if kind.is_cloud() {
+        return super::cloud_config::validate(kind, req, previous);
+    }
+    if req.account.is_some() {
+        return Err(bad("account", "applies to azure_blob only"));
+    }
     super::push_config::refuse_push_fields(&req)?;
     let asked = req
         .format
@@ -582,13 +623,13 @@ pub fn validate(
         }
         (CredentialsChoice::Environment, _) => (CredentialsSource::Environment, None, None),
         // `credentials()` reads AWS credentials only.
-        (CredentialsChoice::Secret(_), _) => {
+        (CredentialsChoice::Secret(_) | CredentialsChoice::Cloud(_), _) => {
             return Err(bad("credentials", "AWS credentials expected"));
         }
-        (CredentialsChoice::Unchanged, Some(p)) if p.kind.is_push() => {
+        (CredentialsChoice::Unchanged, Some(p)) if p.kind != DestinationKind::S3 => {
             return Err(bad(
                 "credentials",
-                "required when a push stream becomes an s3 destination",
+                "required when another kind becomes an s3 destination",
             ));
         }
         (CredentialsChoice::Unchanged, Some(p)) => (
@@ -628,6 +669,7 @@ pub fn validate(
             push: None,
             alert_after_s: alert_after(req.alert_after.as_ref(), previous)?,
             security_lake: lake,
+            cloud: None,
         },
         creds,
     ))

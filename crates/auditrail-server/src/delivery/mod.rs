@@ -1,8 +1,10 @@
-//! Continuous delivery of each org's log to its own S3 buckets: destination settings,
+//! Continuous delivery of each org's log to its own buckets (S3, GCS, Azure) and
+//! receivers (push streams): destination settings,
 //! sealed credentials (`secrets.rs`), the bucket client and permission test
 //! (`bucket.rs`), and the worker that moves batches (`worker.rs`).
 
 pub mod bucket;
+pub mod cloud_config;
 pub mod config;
 pub(crate) mod health;
 pub mod push;
@@ -168,6 +170,22 @@ pub fn open_bucket(
 ) -> Result<(DestinationConfig, Bucket), S3Failure> {
     let config = config_of(dest)?;
     let settings = &app.settings.delivery;
+    if config.kind.is_cloud() {
+        let keys: cloud_config::CloudKeys = open_sealed(
+            app,
+            dest,
+            "the store's key is missing; give it again",
+            "sealed credentials are unreadable",
+        )
+        .map_err(|message| S3Failure {
+            message,
+            permanent: true,
+            blocked: false,
+        })?;
+        let bucket =
+            Bucket::connect_cloud(&config, keys, &app.settings.outbound, settings.patience)?;
+        return Ok((config, bucket));
+    }
     let identity = identity(app, dest, &config)?;
     let bucket = Bucket::connect(&config, identity, &app.settings.outbound, settings.patience)?;
     Ok((config, bucket))

@@ -118,12 +118,16 @@ pub(super) fn validate(
         ("sts_endpoint", req.sts_endpoint.is_some()),
         ("credentials", req.credentials.is_some()),
         ("tiles", req.tiles.is_some()),
+        ("account", req.account.is_some()),
         ("layout", req.layout.is_some()),
         ("source_name", req.source_name.is_some()),
         ("account_id", req.account_id.is_some()),
     ];
     if let Some((field, _)) = s3_only.iter().find(|(_, g)| *g) {
-        return Err(bad(field, "applies to s3 destinations only"));
+        return Err(bad(
+            field,
+            "applies to object-store destinations (s3, gcs, azure_blob) only",
+        ));
     }
     // Each entry is the event as exported, or its OCSF record.
     let format = match req.format.as_deref() {
@@ -286,6 +290,7 @@ pub(super) fn validate(
             push: Some(push),
             alert_after_s: super::config::alert_after(req.alert_after.as_ref(), previous)?,
             security_lake: None,
+            cloud: None,
         },
         creds,
     ))

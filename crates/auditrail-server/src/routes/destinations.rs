@@ -20,6 +20,7 @@ use crate::delivery::config::{
     CredentialsChoice, CredentialsSource, DestinationConfig, DestinationKind, DestinationRequest,
     Start, check_name, validate,
 };
+use crate::delivery::cloud_config::CloudConfig;
 use crate::delivery::push_config::{PushConfig, PushSecret};
 use crate::delivery::{
     bucket_policy as policy_for, config_of, oldest_undelivered_ms, open_bucket, permissions_policy,
@@ -78,9 +79,10 @@ pub(crate) async fn view(app: &Arc<App>, d: &Destination) -> ApiResult<Value> {
         "start": c.start,
         "alert_after": alert_after_text(c.alert_after_s),
     });
-    let mut v = match &c.push {
-        Some(p) => push_fields(&c, p),
-        None => s3_fields(app, d, &c),
+    let mut v = match (&c.push, &c.cloud) {
+        (Some(p), _) => push_fields(&c, p),
+        (None, Some(cloud)) => cloud_fields(&c, cloud),
+        (None, None) => s3_fields(app, d, &c),
     };
     if let (Some(o), Some(st)) = (v.as_object_mut(), status.as_object()) {
         o.extend(st.clone());
@@ -110,6 +112,27 @@ fn push_fields(c: &DestinationConfig, p: &PushConfig) -> Value {
     }
     if c.kind == DestinationKind::Datadog {
         v["tags"] = json!(p.tags);
+    }
+    v
+}
+
+/// A GCS or Azure destination's own fields, its key masked.
+fn cloud_fields(c: &DestinationConfig, cloud: &CloudConfig) -> Value {
+    let credentials = match (&cloud.client_email, &cloud.secret_kind) {
+        (_, Some(kind)) => json!({ kind.as_str(): "********" }),
+        (Some(email), None) => json!({"service_account_key": "********", "client_email": email}),
+        (None, None) => json!({"service_account_key": "********"}),
+    };
+    let mut v = json!({
+        "bucket": c.bucket,
+        "prefix": c.prefix,
+        "endpoint": c.endpoint,
+        "format": c.format,
+        "tiles": c.tiles,
+        "credentials": credentials,
+    });
+    if let Some(a) = &cloud.account {
+        v["account"] = json!(a);
     }
     v
 }
@@ -261,6 +284,14 @@ async fn put_in(
                     .map_err(ApiError::internal)?,
             )
         }
+        CredentialsChoice::Cloud(keys) => {
+            let plain = serde_json::to_vec(&keys).map_err(ApiError::internal)?;
+            Some(
+                app.secrets
+                    .seal(&plain, &seal_context(&org, &name))
+                    .map_err(ApiError::internal)?,
+            )
+        }
         CredentialsChoice::Secret(secret) => {
             let plain = serde_json::to_vec(&PushSecret { secret }).map_err(ApiError::internal)?;
             Some(
@@ -346,6 +377,10 @@ async fn check_allowed(
         ("endpoint", config.endpoint.as_deref()),
         ("sts_endpoint", config.sts_endpoint.as_deref()),
         ("url", config.push.as_ref().map(|p| p.url.as_str())),
+        (
+            "credentials.service_account_key",
+            config.cloud.as_ref().and_then(|c| c.token_uri.as_deref()),
+        ),
     ] {
         if let Some(url) = url
             && let Err(e) = app.settings.outbound.check_url(url).await
@@ -457,7 +492,7 @@ pub async fn test(
 ) -> ApiResult<Response> {
     let org = who.org_with(&[Role::Admin])?.to_owned();
     let d = find(&app, &org, &name).await?;
-    s3_only(&d)?;
+    s3_only(&d, true)?;
     let (_, bucket) = open_bucket(&app, &d).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -478,20 +513,27 @@ pub async fn bucket_policy(
 ) -> ApiResult<Response> {
     let org = who.org_with(&[Role::Admin])?.to_owned();
     let d = find(&app, &org, &name).await?;
-    s3_only(&d)?;
+    s3_only(&d, false)?;
     let c = config_of(&d).map_err(|e| ApiError::internal(e.message))?;
     Ok(axum::Json(policies(&app, &org, &c)?).into_response())
 }
 
-/// The permission test and the bucket policy are an S3 destination's: a push stream
-/// has neither (409, naming the kind).
-fn s3_only(d: &Destination) -> ApiResult<()> {
+/// The permission test is an object store's (`s3`, `gcs`, `azure_blob`), the bucket
+/// policy an S3 destination's: a push stream has neither (409, naming the kind).
+fn s3_only(d: &Destination, test: bool) -> ApiResult<()> {
     let c = config_of(d).map_err(|e| ApiError::internal(e.message))?;
     if c.kind.is_push() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_an_s3_destination",
             "this destination is a push stream: it has no bucket to test or policy to paste; its state shows whether its receiver accepts what it sends",
+        ));
+    }
+    if c.kind.is_cloud() && !test {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_an_s3_destination",
+            "bucket policies are S3's: grant the service account (GCS) or the key (Azure) write access in the store's own console",
         ));
     }
     Ok(())

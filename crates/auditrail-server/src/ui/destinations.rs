@@ -205,6 +205,7 @@ async fn render(app: &Arc<App>, viewer: &Viewer, extra: Extra) -> Result<Respons
     for d in app.store.list_destinations(Some(&viewer.org)).await? {
         let mut v = api::view(app, &d).await?;
         if let (Some(_), Ok(c)) = (&principal, config_of(&d))
+            && c.kind == crate::delivery::config::DestinationKind::S3
             && let Ok(p) = api::policies(app, &viewer.org, &c)
         {
             match p.get("trust_policy") {

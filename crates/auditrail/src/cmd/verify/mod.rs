@@ -1,4 +1,5 @@
-//! `auditrail verify s3://bucket/prefix | DIR | https://host/logs/ORG`: proves a
+//! `auditrail verify s3://bucket/prefix | gs://bucket/prefix | az://container/prefix | DIR |
+//! https://host/logs/ORG`: proves a
 //! delivered log (or a tiled one) whole and unaltered. For a bucket or directory: lists
 //! the objects, checks every seq appears exactly once, recomputes every leaf and root,
 //! checks every checkpoint's signature and root, and names the first bad object and seq.
@@ -19,21 +20,27 @@ use base64::Engine;
 use futures_util::TryStreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// `s3://bucket/prefix` (credentials from the standard AWS environment), a local
-    /// directory holding a copy of the prefix, or a tlog-tiles log
-    /// (`https://auditrail.example.com/logs/ORG`, with --token)
+    /// `s3://bucket/prefix` (credentials from the standard AWS environment),
+    /// `gs://bucket/prefix` (GOOGLE_SERVICE_ACCOUNT_KEY or _PATH, or application default
+    /// credentials), `az://container/prefix` (AZURE_STORAGE_ACCOUNT_NAME with
+    /// AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_KEY), a local directory holding a
+    /// copy of the prefix, or a tlog-tiles log (`https://auditrail.example.com/logs/ORG`,
+    /// with --token)
     pub target: String,
     /// The server's checkpoint verifier key (`GET /v1/public-key`), or a file holding it;
     /// without it, roots are matched but signatures are not checked
     #[arg(long)]
     pub public_key: Option<String>,
-    /// S3-compatible endpoint (path-style requests), e.g. http://127.0.0.1:9000
+    /// The store's endpoint: S3-compatible (path-style requests), e.g.
+    /// http://127.0.0.1:9000; for gs:// and az:// the service's base URL (an emulator)
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub endpoint: Option<String>,
     /// A witness's cosignature verifier key (or a file holding it); repeat for several
@@ -69,6 +76,34 @@ fn open(args: &Args) -> anyhow::Result<(Arc<dyn ObjectStore>, String)> {
         let store = b.build().context("cannot set up the S3 client")?;
         return Ok((Arc::new(store), prefix.trim_end_matches('/').to_owned()));
     }
+    if let Some(rest) = args.target.strip_prefix("gs://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            bail!("gs:// needs a bucket: gs://bucket/prefix");
+        }
+        let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+        if let Some(e) = &args.endpoint {
+            b = b.with_base_url(e).with_client_options(
+                object_store::ClientOptions::new().with_allow_http(e.starts_with("http://")),
+            );
+        }
+        let store = b.build().context("cannot set up the GCS client")?;
+        return Ok((Arc::new(store), prefix.trim_end_matches('/').to_owned()));
+    }
+    if let Some(rest) = args.target.strip_prefix("az://") {
+        let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if container.is_empty() {
+            bail!("az:// needs a container: az://container/prefix");
+        }
+        let mut b = MicrosoftAzureBuilder::from_env().with_container_name(container);
+        if let Some(e) = &args.endpoint {
+            b = b
+                .with_endpoint(e.clone())
+                .with_allow_http(e.starts_with("http://"));
+        }
+        let store = b.build().context("cannot set up the Azure client")?;
+        return Ok((Arc::new(store), prefix.trim_end_matches('/').to_owned()));
+    }
     let dir = PathBuf::from(&args.target);
     if dir.is_file() {
         bail!(
@@ -78,7 +113,7 @@ fn open(args: &Args) -> anyhow::Result<(Arc<dyn ObjectStore>, String)> {
     }
     if !dir.is_dir() {
         bail!(
-            "{} is neither s3://bucket/prefix nor a directory",
+            "{} is neither s3://, gs:// or az://bucket/prefix nor a directory",
             dir.display()
         );
     }

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http::Method;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AwsAuthorizer};
 use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::client::HttpRequestBody;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::path::Path;
 use object_store::{
     Attributes, BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMultipartOptions,
@@ -206,20 +206,34 @@ impl Bucket {
             options = options.with_allow_http(e.starts_with("http://"));
         }
         let store: Arc<dyn ObjectStore> = match (config.kind, keys) {
-            (DestinationKind::Gcs, CloudKeys::Gcs { service_account_key }) => {
-                let mut b = GoogleCloudStorageBuilder::new()
+            (
+                DestinationKind::Gcs,
+                CloudKeys::Gcs {
+                    service_account_key,
+                },
+            ) => {
+                // `object_store`'s GCS client for its OAuth tokens only; the objects go
+                // over the JSON API (`gcs.rs`).
+                let tokens = GoogleCloudStorageBuilder::new()
                     .with_bucket_name(&config.bucket)
                     .with_service_account_key(service_account_key)
                     .with_http_connector(connector())
-                    .with_retry(retry_config(patience));
-                if let Some(e) = &config.endpoint {
-                    b = b.with_base_url(e);
-                }
-                Arc::new(
-                    b.with_client_options(options)
-                        .build()
-                        .map_err(|e| classify("configure GCS client", e))?,
-                )
+                    .with_retry(retry_config(patience))
+                    .with_client_options(options)
+                    .build()
+                    .map_err(|e| classify("configure GCS client", e))?;
+                let base = config
+                    .endpoint
+                    .as_deref()
+                    .unwrap_or(super::gcs::DEFAULT_BASE_URL);
+                let http =
+                    outbound.http_client(patience.request_timeout, patience.connect_timeout)?;
+                Arc::new(super::gcs::GcsJson::new(
+                    base,
+                    &config.bucket,
+                    tokens.credentials().clone(),
+                    http,
+                ))
             }
             (DestinationKind::AzureBlob, keys) => {
                 let account = config
@@ -324,7 +338,9 @@ impl Bucket {
         attributes: Attributes,
     ) -> Result<(), S3Failure> {
         let path = Path::parse(key).map_err(|e| classify("object key", e.into()))?;
-        if bytes.len() <= threshold {
+        // GCS's JSON API takes an object whole at any size.
+        let whole = self.config.kind == DestinationKind::Gcs;
+        if bytes.len() <= threshold || whole {
             let opts = PutOptions {
                 attributes,
                 ..PutOptions::default()
@@ -375,12 +391,13 @@ impl Bucket {
             return Err("not an S3 bucket".into());
         };
         let cred =
-            s3.credentials().get_credential().await.map_err(
-                |e| match identity_failure(&e) {
+            s3.credentials()
+                .get_credential()
+                .await
+                .map_err(|e| match identity_failure(&e) {
                     Some(f) => f.message,
                     None => "credentials: could not be had".to_owned(),
-                },
-            )?;
+                })?;
         let url = self.url(key, query);
         let parsed = reqwest::Url::parse(&url).map_err(|e| e.to_string())?;
         self.outbound
@@ -434,7 +451,10 @@ impl Bucket {
         let store = &self.store;
         let mut out = Vec::new();
         let r = store
-            .put(path, PutPayload::from_static(b"auditrail permission test\n"))
+            .put(
+                path,
+                PutPayload::from_static(b"auditrail permission test\n"),
+            )
             .await;
         out.push(Check::object(names[0], r.map(|_| ())));
         let r = match store.get(path).await {
@@ -442,10 +462,9 @@ impl Bucket {
             Err(e) => Err(e),
         };
         out.push(Check::object(names[1], r));
-        let r = futures_util::TryStreamExt::try_collect::<Vec<_>>(
-            store.list(Some(&Path::from(dir))),
-        )
-        .await;
+        let r =
+            futures_util::TryStreamExt::try_collect::<Vec<_>>(store.list(Some(&Path::from(dir))))
+                .await;
         out.push(Check::object(names[2], r.map(|_| ())));
         let r = store.delete(path).await;
         out.push(Check::object(names[3], r));

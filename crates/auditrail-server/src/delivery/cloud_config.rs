@@ -63,7 +63,9 @@ fn check_gcs_bucket(b: &str) -> Result<(), &'static str> {
         || !edge(bytes[0])
         || !edge(bytes[b.len() - 1])
     {
-        return Err("3-63 of lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit");
+        return Err(
+            "3-63 of lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+        );
     }
     Ok(())
 }
@@ -79,7 +81,9 @@ fn check_container(c: &str) -> Result<(), &'static str> {
         || !edge(bytes[c.len() - 1])
         || c.contains("--")
     {
-        return Err("3-63 of lowercase letters, digits and single '-', starting and ending with a letter or digit");
+        return Err(
+            "3-63 of lowercase letters, digits and single '-', starting and ending with a letter or digit",
+        );
     }
     Ok(())
 }
@@ -120,13 +124,22 @@ fn gcs_key(v: &serde_json::Value) -> Result<(String, Option<String>, Option<Stri
     let text = match v {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Object(_) => v.to_string(),
-        _ => return Err(bad(field, "the service account's JSON key, as an object or a string")),
+        _ => {
+            return Err(bad(
+                field,
+                "the service account's JSON key, as an object or a string",
+            ));
+        }
     };
     if text.len() > 16 * 1024 {
         return Err(bad(field, "at most 16 KB"));
     }
-    let key: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|_| bad(field, "the service account's JSON key, as an object or a string"))?;
+    let key: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+        bad(
+            field,
+            "the service account's JSON key, as an object or a string",
+        )
+    })?;
     let s = |k: &str| key.get(k).and_then(|x| x.as_str()).map(str::to_owned);
     if key.get("gcs_base_url").is_some() {
         return Err(bad(
@@ -144,7 +157,8 @@ fn gcs_key(v: &serde_json::Value) -> Result<(String, Option<String>, Option<Stri
     }
     let token_uri = match s("token_uri") {
         Some(u) => {
-            let parsed = reqwest::Url::parse(&u).map_err(|_| bad(field, "token_uri is not a URL"))?;
+            let parsed =
+                reqwest::Url::parse(&u).map_err(|_| bad(field, "token_uri is not a URL"))?;
             if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
                 return Err(bad(field, "token_uri must be an http or https URL"));
             }
@@ -214,7 +228,8 @@ pub(super) fn validate(
         req.start.as_deref(),
         previous,
     )?;
-    let same_store = previous.is_some_and(|p| p.kind == kind && p.cloud.as_ref().map(|c| &c.account) == Some(&account));
+    let same_store = previous
+        .is_some_and(|p| p.kind == kind && p.cloud.as_ref().map(|c| &c.account) == Some(&account));
     let (keys, mut cloud) = match req.credentials {
         None if same_store => (None, previous.and_then(|p| p.cloud.clone())),
         None => {
@@ -228,7 +243,10 @@ pub(super) fn validate(
         Some(c) => {
             let other = [
                 ("credentials.access_key_id", c.access_key_id.is_some()),
-                ("credentials.secret_access_key", c.secret_access_key.is_some()),
+                (
+                    "credentials.secret_access_key",
+                    c.secret_access_key.is_some(),
+                ),
                 ("credentials.session_token", c.session_token.is_some()),
                 ("credentials.role_arn", c.role_arn.is_some()),
                 ("credentials.external_id", c.external_id.is_some()),
@@ -246,7 +264,10 @@ pub(super) fn validate(
                 }
                 let text = |f: &str, v: &str, max: usize| {
                     if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
-                        Err(bad(f, &format!("1-{max} characters, no control characters")))
+                        Err(bad(
+                            f,
+                            &format!("1-{max} characters, no control characters"),
+                        ))
                     } else {
                         Ok(())
                     }
@@ -258,13 +279,24 @@ pub(super) fn validate(
                     }
                     (None, Some(t)) => {
                         text("credentials.sas_token", &t, 2048)?;
-                        (CloudKeys::AzureSas { sas_token: t.trim_start_matches('?').to_owned() }, "sas_token")
+                        (
+                            CloudKeys::AzureSas {
+                                sas_token: t.trim_start_matches('?').to_owned(),
+                            },
+                            "sas_token",
+                        )
                     }
                     (Some(_), Some(_)) => {
-                        return Err(bad("credentials.sas_token", "give access_key or sas_token, not both"));
+                        return Err(bad(
+                            "credentials.sas_token",
+                            "give access_key or sas_token, not both",
+                        ));
                     }
                     (None, None) => {
-                        return Err(bad("credentials.access_key", "required: access_key or sas_token"));
+                        return Err(bad(
+                            "credentials.access_key",
+                            "required: access_key or sas_token",
+                        ));
                     }
                 };
                 let cloud = CloudConfig {
@@ -279,7 +311,10 @@ pub(super) fn validate(
                     return Err(bad("credentials.access_key", "applies to azure_blob"));
                 }
                 let v = c.service_account_key.ok_or_else(|| {
-                    bad("credentials.service_account_key", "required: the service account's JSON key")
+                    bad(
+                        "credentials.service_account_key",
+                        "required: the service account's JSON key",
+                    )
                 })?;
                 let (text, client_email, token_uri) = gcs_key(&v)?;
                 let cloud = CloudConfig {
@@ -288,7 +323,12 @@ pub(super) fn validate(
                     token_uri,
                     secret_kind: None,
                 };
-                (Some(CloudKeys::Gcs { service_account_key: text }), Some(cloud))
+                (
+                    Some(CloudKeys::Gcs {
+                        service_account_key: text,
+                    }),
+                    Some(cloud),
+                )
             }
         }
     };

@@ -490,7 +490,10 @@ fn credentials(c: Option<CredentialsRequest>) -> Result<CredentialsChoice, ApiEr
         ));
     }
     for (field, given) in [
-        ("credentials.service_account_key", c.service_account_key.is_some()),
+        (
+            "credentials.service_account_key",
+            c.service_account_key.is_some(),
+        ),
         ("credentials.access_key", c.access_key.is_some()),
         ("credentials.sas_token", c.sas_token.is_some()),
     ] {

@@ -6,6 +6,7 @@
 pub mod bucket;
 pub mod cloud_config;
 pub mod config;
+pub mod gcs;
 pub(crate) mod health;
 pub mod push;
 pub mod push_config;

@@ -16,11 +16,11 @@ use auditrail_store::{DeliveryUpdate, Destination, Role};
 use super::events::record_self_audit;
 use crate::App;
 use crate::auth::Principal;
+use crate::delivery::cloud_config::CloudConfig;
 use crate::delivery::config::{
     CredentialsChoice, CredentialsSource, DestinationConfig, DestinationKind, DestinationRequest,
     Start, check_name, validate,
 };
-use crate::delivery::cloud_config::CloudConfig;
 use crate::delivery::push_config::{PushConfig, PushSecret};
 use crate::delivery::{
     bucket_policy as policy_for, config_of, oldest_undelivered_ms, open_bucket, permissions_policy,

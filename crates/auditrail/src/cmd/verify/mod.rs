@@ -81,13 +81,21 @@ fn open(args: &Args) -> anyhow::Result<(Arc<dyn ObjectStore>, String)> {
         if bucket.is_empty() {
             bail!("gs:// needs a bucket: gs://bucket/prefix");
         }
-        let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
-        if let Some(e) = &args.endpoint {
-            b = b.with_base_url(e).with_client_options(
-                object_store::ClientOptions::new().with_allow_http(e.starts_with("http://")),
-            );
-        }
-        let store = b.build().context("cannot set up the GCS client")?;
+        // Credentials from the standard environment; the objects over GCS's JSON API.
+        let tokens = GoogleCloudStorageBuilder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .context("cannot set up the GCS client")?;
+        let base = args
+            .endpoint
+            .as_deref()
+            .unwrap_or(auditrail_server::delivery::gcs::DEFAULT_BASE_URL);
+        let store = auditrail_server::delivery::gcs::GcsJson::new(
+            base,
+            bucket,
+            tokens.credentials().clone(),
+            reqwest::Client::new(),
+        );
         return Ok((Arc::new(store), prefix.trim_end_matches('/').to_owned()));
     }
     if let Some(rest) = args.target.strip_prefix("az://") {

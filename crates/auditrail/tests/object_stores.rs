@@ -587,7 +587,7 @@ async fn cloud_destinations_take_only_their_own_keys() {
             Some(with(
                 &gcs,
                 "credentials",
-                json!({"service_account_key": {"client_email": "a@b.c", "private_key": "k", "token_uri": "http://169.254.169.254/token"}}),
+                json!({"service_account_key": {"client_email": "a@b.c", "private_key": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n", "token_uri": "http://169.254.169.254/token"}}),
             )),
         )
         .await;

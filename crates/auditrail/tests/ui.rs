@@ -993,6 +993,66 @@ async fn the_audit_page_in_chromium() {
         .await;
     assert_eq!(s, 204);
 
+    // Google Cloud Storage and Azure, from the same form: the key is sealed and never
+    // shown again, the card names the store, and there is no S3 bucket policy to paste.
+    for (kind, name, key, shown) in [
+        (
+            "gcs",
+            "gcs",
+            r#"{"type": "service_account", "client_email": "ui@test.iam.gserviceaccount.com", "private_key": "-----BEGIN PRIVATE KEY-----\nui-private-key-text\n-----END PRIVATE KEY-----\n", "private_key_id": "k1"}"#,
+            "gs://audit/logs",
+        ),
+        (
+            "azure_blob",
+            "azure",
+            "dWktYXp1cmUta2V5LXRleHQ=",
+            "az://audit/logs",
+        ),
+    ] {
+        web.goto(&format!("{}/ui/destinations", srv.base)).await;
+        web.client
+            .execute(
+                &format!("document.querySelector('#d-kind').value = '{kind}'"),
+                vec![],
+            )
+            .await
+            .unwrap();
+        let mut fields = vec![
+            ("#d-name", name),
+            ("#d-bucket", BUCKET),
+            ("#d-prefix", "logs"),
+            ("#d-endpoint", "http://127.0.0.1:9"),
+            ("#d-store-key", key),
+        ];
+        if kind == "azure_blob" {
+            fields.push(("#d-account-name", "uiaccount"));
+        }
+        for (css, v) in fields {
+            web.fill(css, v).await;
+        }
+        web.click("#save-destination").await;
+        let card = format!("#dest-{name}");
+        web.wait_for(&format!("{card} .store-url"), 10).await;
+        assert_eq!(web.text(&format!("{card} .store-url")).await, shown);
+        assert_eq!(web.count(&format!("{card} details.policy")).await, 0);
+        let page = web.source().await;
+        assert!(
+            !page.contains("ui-private-key-text") && !page.contains("dWktYXp1cmUta2V5LXRleHQ="),
+            "the key is never shown"
+        );
+        let (_, st) = srv.get(&format!("/v1/destinations/{name}"), &r.admin).await;
+        assert_eq!(st["kind"], kind, "{st}");
+        let (s, _) = srv
+            .call(
+                "DELETE",
+                &format!("/v1/destinations/{name}"),
+                &r.admin,
+                None,
+            )
+            .await;
+        assert_eq!(s, 204);
+    }
+
     // Integrity: the public key the API serves.
     web.goto(&format!("{}/ui/integrity", srv.base)).await;
     web.wait_for("#public-key", 10).await;

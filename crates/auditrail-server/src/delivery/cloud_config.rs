@@ -155,6 +155,9 @@ fn gcs_key(v: &serde_json::Value) -> Result<(String, Option<String>, Option<Stri
             "a service account key with client_email and private_key",
         ));
     }
+    if !no_oauth && !s("private_key").is_some_and(|k| k.contains("-----BEGIN PRIVATE KEY-----")) {
+        return Err(bad(field, "private_key is not a PEM private key"));
+    }
     let token_uri = match s("token_uri") {
         Some(u) => {
             let parsed =

@@ -15,10 +15,10 @@
 //! | `metadata.uid`, `.sequence`, `.tenant_uid` | `id`, `seq`, `org_id` |
 //! | `unmapped` | the stored event exactly as hashed (in Parquet, as its text) |
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 /// The OCSF version records claim and are validated against.
 pub const VERSION: &str = "1.1.0";
@@ -46,6 +46,17 @@ impl Activity {
             Activity::Update => 3,
             Activity::Delete => 4,
             Activity::Other => 99,
+        }
+    }
+
+    /// `API Activity: Create`, …: the record's `type_name`.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Activity::Create => "API Activity: Create",
+            Activity::Read => "API Activity: Read",
+            Activity::Update => "API Activity: Update",
+            Activity::Delete => "API Activity: Delete",
+            Activity::Other => "API Activity: Other",
         }
     }
 
@@ -156,7 +167,7 @@ struct Stored<'a> {
     #[serde(borrow)]
     scope: Option<StoredPart<'a>>,
     #[serde(borrow)]
-    context: Option<HashMap<&'a str, std::borrow::Cow<'a, str>>>,
+    context: Option<StoredContext<'a>>,
     #[serde(borrow)]
     outcome: Option<&'a str>,
 }
@@ -174,6 +185,16 @@ struct StoredActor<'a> {
     name: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// The members of `context` a record maps; the others stay in `unmapped`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StoredContext<'a> {
+    #[serde(borrow)]
+    ip: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    user_agent: Option<std::borrow::Cow<'a, str>>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct StoredPart<'a> {
@@ -183,8 +204,10 @@ struct StoredPart<'a> {
     id: std::borrow::Cow<'a, str>,
 }
 
+/// One OCSF record, borrowed from the stored event it maps; serialize it (to JSON, or
+/// into Arrow through serde).
 #[derive(Serialize)]
-struct Record<'a> {
+pub struct Record<'a> {
     activity_id: u32,
     activity_name: &'static str,
     category_uid: u32,
@@ -192,7 +215,7 @@ struct Record<'a> {
     class_uid: u32,
     class_name: &'static str,
     type_uid: u32,
-    type_name: String,
+    type_name: &'static str,
     severity_id: u32,
     severity: &'static str,
     time: i64,
@@ -206,14 +229,15 @@ struct Record<'a> {
     http_request: Option<HttpRequest<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     resources: Vec<Resource<'a>>,
-    unmapped: UnmappedValue<'a>,
+    /// `None` while a JSON line is written: the stored text is spliced in as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unmapped: Option<UnmappedText<'a>>,
 }
 
+/// `unmapped` in Parquet: the stored event's text.
 #[derive(Serialize)]
-#[serde(untagged)]
-enum UnmappedValue<'a> {
-    Object(&'a RawValue),
-    Text { event: &'a str },
+struct UnmappedText<'a> {
+    event: &'a str,
 }
 
 #[derive(Serialize)]
@@ -243,18 +267,18 @@ struct Actor<'a> {
 #[derive(Serialize)]
 struct User<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    uid: Option<&'a str>,
-    name: &'a str,
+    uid: Option<Cow<'a, str>>,
+    name: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    email_addr: Option<&'a str>,
+    email_addr: Option<Cow<'a, str>>,
     type_id: u32,
     #[serde(rename = "type")]
-    kind: &'a str,
+    kind: Cow<'a, str>,
 }
 
 #[derive(Serialize)]
 struct Api<'a> {
-    operation: &'a str,
+    operation: Cow<'a, str>,
     request: Request<'a>,
 }
 
@@ -266,23 +290,23 @@ struct Request<'a> {
 #[derive(Serialize)]
 struct Endpoint<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    ip: Option<&'a str>,
+    ip: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'static str>,
 }
 
 #[derive(Serialize)]
 struct HttpRequest<'a> {
-    user_agent: &'a str,
+    user_agent: Cow<'a, str>,
 }
 
 #[derive(Serialize)]
 struct Resource<'a> {
     #[serde(skip_serializing_if = "str::is_empty")]
-    uid: &'a str,
+    uid: Cow<'a, str>,
     #[serde(rename = "type")]
-    kind: &'a str,
-    name: &'a str,
+    kind: Cow<'a, str>,
+    name: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     labels: Option<[&'static str; 1]>,
 }
@@ -317,7 +341,28 @@ impl Mapper {
     }
 
     /// The OCSF record of one stored event (its canonical text), as one line of JSON.
+    /// With `Unmapped::Object` the stored text goes into `unmapped` byte for byte.
     pub fn record(&self, stored: &str, unmapped: Unmapped) -> Result<String, RecordError> {
+        let r = self.map(stored, unmapped == Unmapped::Text)?;
+        let seq = r.metadata.sequence;
+        let mut line = serde_json::to_string(&r).map_err(|x| RecordError {
+            seq,
+            reason: x.to_string(),
+        })?;
+        if unmapped == Unmapped::Object {
+            // `{…}` → `{…,"unmapped":<stored>}`: the stored event is canonical JSON.
+            line.pop();
+            line.reserve(stored.len() + 13);
+            line.push_str(",\"unmapped\":");
+            line.push_str(stored);
+            line.push('}');
+        }
+        Ok(line)
+    }
+
+    /// The record of one stored event, to serialize; `unmapped` holds the stored text
+    /// when `with_text` (Parquet), and is left out otherwise.
+    pub fn map<'a>(&'a self, stored: &'a str, with_text: bool) -> Result<Record<'a>, RecordError> {
         let fail = |reason: String| RecordError { seq: 0, reason };
         let e: Stored<'_> = serde_json::from_str(stored).map_err(|x| fail(x.to_string()))?;
         let fail = |reason: &str| RecordError {
@@ -335,45 +380,41 @@ impl Mapper {
             _ => (0, "Unknown"),
         };
         let actor = e.actor.unwrap_or_default();
-        let (type_id, kind) = match actor.kind.as_deref() {
-            Some("USER") => (1, "User"),
-            Some("SYSTEM") => (3, "System"),
+        let (type_id, kind) = match actor.kind {
+            Some(k) if k == "USER" => (1, Cow::Borrowed("User")),
+            Some(k) if k == "SYSTEM" => (3, Cow::Borrowed("System")),
             Some(other) => (99, other),
-            None => (0, "Unknown"),
+            None => (0, Cow::Borrowed("Unknown")),
+        };
+        let name = match (&actor.name, &actor.id) {
+            (Some(n), _) => n.clone(),
+            (None, Some(id)) => id.clone(),
+            (None, None) => Cow::Borrowed("unknown"),
         };
         let user = User {
-            uid: actor.id.as_deref(),
-            name: actor
-                .name
-                .as_deref()
-                .or(actor.id.as_deref())
-                .unwrap_or("unknown"),
-            email_addr: actor.email.as_deref(),
+            uid: actor.id,
+            name,
+            email_addr: actor.email,
             type_id,
             kind,
         };
         let context = e.context.unwrap_or_default();
-        let ip = context.get("ip").map(|s| s.as_ref());
         let mut resources = Vec::new();
-        for (part, label) in [(&e.resource, None), (&e.scope, Some(["scope"]))] {
+        for (part, label) in [(e.resource, None), (e.scope, Some(["scope"]))] {
             if let Some(p) = part {
+                let name = if p.id.is_empty() {
+                    p.kind.clone()
+                } else {
+                    p.id.clone()
+                };
                 resources.push(Resource {
-                    uid: &p.id,
-                    kind: &p.kind,
-                    name: if p.id.is_empty() { &p.kind } else { &p.id },
+                    uid: p.id,
+                    kind: p.kind,
+                    name,
                     labels: label,
                 });
             }
         }
-        let raw;
-        let unmapped = match unmapped {
-            Unmapped::Object => {
-                raw =
-                    serde_json::from_str::<&RawValue>(stored).map_err(|x| fail(&x.to_string()))?;
-                UnmappedValue::Object(raw)
-            }
-            Unmapped::Text => UnmappedValue::Text { event: stored },
-        };
         let r = Record {
             activity_id: activity.id(),
             activity_name: activity.caption(),
@@ -382,7 +423,7 @@ impl Mapper {
             class_uid: CLASS_UID,
             class_name: "API Activity",
             type_uid: CLASS_UID * 100 + activity.id(),
-            type_name: format!("API Activity: {}", activity.caption()),
+            type_name: activity.type_name(),
             severity_id: 1,
             severity: "Informational",
             time,
@@ -403,20 +444,22 @@ impl Mapper {
             },
             actor: Actor { user },
             api: Api {
-                operation: &e.action,
+                operation: e.action,
                 request: Request { uid: e.id },
             },
             src_endpoint: Endpoint {
-                ip,
-                name: if ip.is_none() { Some("unknown") } else { None },
+                name: if context.ip.is_none() {
+                    Some("unknown")
+                } else {
+                    None
+                },
+                ip: context.ip,
             },
-            http_request: context
-                .get("user_agent")
-                .map(|ua| HttpRequest { user_agent: ua }),
+            http_request: context.user_agent.map(|ua| HttpRequest { user_agent: ua }),
             resources,
-            unmapped,
+            unmapped: with_text.then_some(UnmappedText { event: stored }),
         };
-        serde_json::to_string(&r).map_err(|x| fail(&x.to_string()))
+        Ok(r)
     }
 }
 

@@ -1,7 +1,7 @@
 //! OCSF encoders: API Activity records (`auditrail_core::ocsf`) as JSON lines, or as
 //! Parquet with OCSF's nested objects as Arrow structs, the form Amazon Security Lake
-//! reads. Records go through `arrow-json` into a fixed schema, in row groups of
-//! `ROW_GROUP_ROWS`, so memory stays flat at any length.
+//! reads. Records are serialized by serde straight into `arrow-json`'s decoder for a
+//! fixed schema, in row groups of `ROW_GROUP_ROWS`, so memory stays flat at any length.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -145,11 +145,9 @@ impl<W: Write + Send> OcsfParquetEncoder<W> {
     }
 
     pub fn write(&mut self, stored: &str) -> std::io::Result<()> {
-        let r = self.mapper.record(stored, Unmapped::Text).map_err(io_err)?;
-        let read = self.decoder.decode(r.as_bytes()).map_err(io_err)?;
-        if read != r.len() {
-            return Err(io_err("an OCSF record did not decode whole"));
-        }
+        // Straight from the record into Arrow through serde, no JSON text between.
+        let r = self.mapper.map(stored, true).map_err(io_err)?;
+        self.decoder.serialize(&[r]).map_err(io_err)?;
         self.pending += 1;
         if self.pending >= BATCH_ROWS {
             self.flush_batch()?;

@@ -756,7 +756,7 @@ mod tests {
             b[k] = v;
             b
         };
-        assert_eq!(field(base("kind", "gcs".into())), "kind");
+        assert_eq!(field(base("kind", "ftp".into())), "kind");
         assert_eq!(field(base("token", "t".into())), "token");
         assert_eq!(field(base("alert_after", "soon".into())), "alert_after");
         assert_eq!(field(base("alert_after", 0.into())), "alert_after");

@@ -464,3 +464,42 @@ async fn a_batch_recorded_for_one_receiver_goes_to_a_smaller_one_in_parts() {
     assert!(hec.log.lock().unwrap().accepted.len() >= 4);
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_answers_413_gets_the_batch_in_halves_and_smaller_ones_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path()).await;
+    srv.create_org("acme").await;
+    let admin = srv.key("acme", "admin").await;
+    ingest(&srv, &admin, 2_000).await;
+    // Behind a proxy that takes at most 150 events a request, whatever auditrail's limits.
+    let hook = Receiver::start(Kind::Https, "a-secret-of-sixteen-or-more");
+    hook.set_mode(Mode::TakesAtMost(150));
+    let (s, b) = srv
+        .call(
+            "PUT",
+            "/v1/destinations/siem",
+            &admin,
+            Some(destination(Kind::Https, &hook)),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let n = caught_up(&srv, &admin, 60).await;
+    check(&hook, n);
+    let sizes = hook.request_sizes();
+    assert!(sizes.iter().all(|&k| k <= 150), "{sizes:?}");
+    // 700 → 350 → 175 → 87: three refusals to learn the size, not one per batch.
+    assert!(hook.too_large() <= 4, "{} refusals", hook.too_large());
+    let st = status(&srv, &admin).await;
+    assert_eq!(st["state"], "active", "{st}");
+    assert!(st["last_error"].is_null(), "{st}");
+    // A single event larger than the receiver takes still puts the stream in error.
+    hook.set_mode(Mode::TakesAtMost(0));
+    ingest(&srv, &admin, 5).await;
+    let st = common::wait_for_destination(&srv.http, &srv.base, &admin, "siem", 30, |st| {
+        st["state"] == "error"
+    })
+    .await;
+    assert!(st["last_error"].as_str().unwrap().contains("413"), "{st}");
+    srv.stop().await;
+}

@@ -4,8 +4,10 @@
 //! - 2xx: delivered;
 //! - 429, or 503 with `Retry-After`: retried after the time it asks for (at most
 //!   [`MAX_RETRY_AFTER`]);
-//! - 400, 401, 403, 404, 413, 422: a refusal that will not heal by itself: the stream is
-//!   in `error` and is tried again only now and then, never hammered;
+//! - 413 to a request of several events: sent again at once in halves, and the stream
+//!   keeps to the smaller size from then on; 413 to a single event, and 400, 401, 403,
+//!   404, 422: a refusal that will not heal by itself: the stream is in `error` and is
+//!   tried again only now and then, never hammered;
 //! - anything else, a timeout or a dropped connection: retried with backoff.
 //!
 //! Only the status is kept of a refusal, never the receiver's body.
@@ -105,6 +107,8 @@ pub fn fit(
 pub struct PushFailure {
     pub failure: S3Failure,
     pub retry_after: Option<Duration>,
+    /// The receiver answered 413: the request was larger than it takes.
+    pub too_large: bool,
 }
 
 impl From<S3Failure> for PushFailure {
@@ -112,6 +116,7 @@ impl From<S3Failure> for PushFailure {
         Self {
             failure,
             retry_after: None,
+            too_large: false,
         }
     }
 }
@@ -233,6 +238,7 @@ pub async fn send(
             503 => wait,
             _ => None,
         },
+        too_large: code == 413,
     })
 }
 

@@ -192,6 +192,8 @@ struct Task {
     retry_after: Option<Duration>,
     /// Whether the org was told the destination is failing (None: not read yet).
     alerted: Option<bool>,
+    /// The most events a push request carries since the receiver answered 413 to more.
+    part_cap: Option<usize>,
 }
 
 enum Step {
@@ -215,6 +217,7 @@ async fn deliver(app: Arc<App>, org: String, name: String, mut stop: watch::Rece
         client: None,
         retry_after: None,
         alerted: None,
+        part_cap: None,
     };
     loop {
         let stopping = *stop.borrow();
@@ -540,17 +543,31 @@ impl Task {
         // One request, unless the recorded range is larger than the receiver takes now
         // (its kind or limits changed since it was recorded): then in order, in parts; a
         // failure resends from the range's start, which at least once allows.
+        // A receiver that answers 413 to a request of several events gets them again at
+        // once in halves, and smaller requests from then on.
         let mut at = 0;
         while at < events.len() {
             let rest = &enc.entries[at..events.len()];
-            let n = push::fit(config.kind, config.max_batch_events, &enc.body, rest);
+            let fits = push::fit(config.kind, config.max_batch_events, &enc.body, rest);
+            let n = fits.min(self.part_cap.unwrap_or(usize::MAX)).max(1);
             let span = (events[at].seq, events[at + n - 1].seq);
             let sent = push::send(&app, client, dest, config, p, &enc.body, &rest[..n], span);
-            if let Err(f) = sent.await {
-                self.retry_after = f.retry_after;
-                return Err(f.failure);
+            match sent.await {
+                Ok(()) => at += n,
+                Err(f) if f.too_large && n > 1 => {
+                    self.part_cap = Some(n / 2);
+                    tracing::info!(
+                        org = self.org,
+                        destination = self.name,
+                        events = n / 2,
+                        "the receiver answered 413; sending smaller requests"
+                    );
+                }
+                Err(f) => {
+                    self.retry_after = f.retry_after;
+                    return Err(f.failure);
+                }
             }
-            at += n;
         }
         self.delivered(last, events.len() as u64).await?;
         tracing::debug!(

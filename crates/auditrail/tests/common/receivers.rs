@@ -46,6 +46,8 @@ pub enum Mode {
     TooManyOnce(u64),
     /// 403 (a revoked token or key).
     Refuse,
+    /// 413 to a request of more events than this (a proxy with a smaller body limit).
+    TakesAtMost(usize),
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +64,8 @@ pub struct Log {
     pub orgs: std::collections::BTreeSet<String>,
     /// Every OCSF record accepted by an `https` receiver, as received.
     pub ocsf: Vec<String>,
+    /// Requests answered 413 in `TakesAtMost` mode.
+    pub too_large: usize,
     pub mode: Option<Mode>,
 }
 
@@ -144,6 +148,16 @@ impl Receiver {
         self.log.lock().unwrap().orgs.iter().cloned().collect()
     }
 
+    /// Each accepted request's event count, in arrival order.
+    pub fn request_sizes(&self) -> Vec<usize> {
+        let log = self.log.lock().unwrap();
+        log.accepted.iter().map(|(_, s)| s.len()).collect()
+    }
+
+    pub fn too_large(&self) -> usize {
+        self.log.lock().unwrap().too_large
+    }
+
     pub fn ocsf(&self) -> Vec<String> {
         self.log.lock().unwrap().ocsf.clone()
     }
@@ -209,6 +223,10 @@ fn handle(
         Kind::Datadog => datadog(secret, path, h, body),
     };
     match checked {
+        Ok(events) if matches!(g.mode, Some(Mode::TakesAtMost(max)) if events.len() > max) => {
+            g.too_large += 1;
+            answer(413, json!({"error": "request entity too large"}))
+        }
         Ok(events) => {
             let key = header(h, "idempotency-key").unwrap_or_default().to_owned();
             let seqs = events.iter().map(|(s, _)| *s).collect();

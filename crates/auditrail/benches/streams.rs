@@ -3,9 +3,11 @@
 //! and Datadog intake's bodies and limits):
 //!
 //! - throughput: a backlog of N events (default 1,000,000) drained by each kind (`https`,
-//!   `splunk_hec`, `datadog`), from destination creation until `delivered_seq` reaches
-//!   the head; the peer, in the same run, the S3 delivery of the same backlog to the
-//!   workspace's S3-compatible server (ndjson.gz, 10,000-event objects);
+//!   `splunk_hec`, `datadog`, and where their emulators are installed `gcs` and
+//!   `azure_blob`), from destination creation until `delivered_seq` reaches the head; the
+//!   peer, in the same run, the S3 delivery of the same backlog to the workspace's
+//!   S3-compatible server (ndjson.gz, 10,000-event objects, no tiles, as the object
+//!   stores are);
 //! - live lag: events ingested one request at a time, ~20/s, with `max_batch_seconds` 1;
 //!   per event, from the ingest acknowledgement until the receiver has it; p50/p95/max.
 //!
@@ -20,6 +22,8 @@ use std::time::{Duration, Instant};
 use auditrail_s3_dev::DevS3;
 use serde_json::{Value, json};
 
+#[path = "../tests/common/emulators.rs"]
+mod emulators;
 #[path = "../tests/common/process.rs"]
 mod process;
 #[path = "../tests/common/receivers.rs"]
@@ -126,6 +130,14 @@ async fn main() {
 
     // Throughput: each kind drains the backlog, one after the other.
     let mut s3_rate = 0.0;
+    let mut stores = Vec::new();
+    for store in [emulators::Store::Gcs, emulators::Store::Azure] {
+        if emulators::available(store) {
+            stores.push(emulators::Emulator::start(store));
+        } else {
+            println!("{store:?}: emulator not installed, not measured");
+        }
+    }
     for kind in [
         None,
         Some(Kind::Https),
@@ -169,6 +181,41 @@ async fn main() {
         );
         delete(&http, &srv.base, &key, &name).await;
     }
+    for emu in &stores {
+        let name = format!("backlog-{:?}", emu.store).to_lowercase();
+        let mut b = emu.destination(json!({"max_batch_seconds": 10, "tiles": false}));
+        b["prefix"] = json!(name);
+        let t = Instant::now();
+        put(&http, &srv.base, &key, &name, b).await;
+        let head = loop {
+            let st = status(&http, &srv.base, &key, &name).await;
+            let delivered = st["delivered_seq"].as_u64().unwrap();
+            let total = delivered + st["lag_events"].as_u64().unwrap();
+            if delivered + 10_000 > total {
+                break delivered;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let secs = t.elapsed().as_secs_f64();
+        let rate = head as f64 / secs;
+        println!(
+            "{} ({} emulator): {head} events in {secs:.2} s = {rate:.0} events/s ({:.0}% of S3's), {} objects",
+            if emu.store == emulators::Store::Gcs {
+                "gcs"
+            } else {
+                "azure_blob"
+            },
+            if emu.store == emulators::Store::Gcs {
+                "gcp-storage-emulator"
+            } else {
+                "Azurite"
+            },
+            100.0 * rate / s3_rate.max(1.0),
+            head.div_ceil(10_000),
+        );
+        delete(&http, &srv.base, &key, &name).await;
+    }
+    drop(stores);
 
     // Live lag: ack → in the receiver's hands, max_batch_seconds = 1.
     for (k, kind) in [Kind::Https, Kind::Splunk, Kind::Datadog]

@@ -7,6 +7,7 @@
 )]
 
 pub mod browser;
+pub mod emulators;
 pub mod process;
 pub mod receivers;
 pub mod smtp;

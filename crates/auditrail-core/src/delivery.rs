@@ -234,6 +234,36 @@ pub fn classify(rel: &str) -> Option<Entry> {
     })
 }
 
+/// Reads a key below a Security Lake source (`ext/{source}/…`): an object auditrail wrote
+/// there (`region=…/accountId=…/eventDay=YYYYMMDD/{org}-{first}-{last}.ocsf.parquet`), or
+/// one of its own files under `_auditrail/` (checkpoints, tiles); `None` otherwise.
+pub fn classify_security_lake(rel: &str) -> Option<Entry> {
+    if let Some(own) = rel.strip_prefix("_auditrail/") {
+        return classify(own);
+    }
+    let mut parts = rel.split('/');
+    parts.next()?.strip_prefix("region=")?;
+    parts.next()?.strip_prefix("accountId=")?;
+    let day = parts.next()?.strip_prefix("eventDay=")?;
+    let file = parts.next()?;
+    if parts.next().is_some() || day.len() != 8 || !day.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let date = format!("{}-{}-{}", &day[..4], &day[4..6], &day[6..]);
+    let name = file.strip_suffix(&format!(".{}", ObjectFormat::OcsfParquet.extension()))?;
+    // `{org}-{first:020}-{last:020}`: the org may hold '-', the seqs never do.
+    let (rest, last) = name.rsplit_once('-')?;
+    let (org, first) = rest.rsplit_once('-')?;
+    let (first, last) = (seq20(first)?, seq20(last)?);
+    (!org.is_empty() && first >= 1 && last >= first).then(|| Entry::Object {
+        org: org.to_owned(),
+        date,
+        first,
+        last,
+        format: ObjectFormat::OcsfParquet,
+    })
+}
+
 /// The tree's edge before delivery began, as the `.frontier` file holds it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FrontierFile {

@@ -299,3 +299,42 @@ fn ocsf_objects_and_the_security_lake_layout() {
         "ext/auditrail/_auditrail"
     );
 }
+
+#[test]
+fn security_lake_keys_classify_back() {
+    let k = security_lake_key(
+        "src",
+        "us-east-1",
+        "123456789012",
+        "2026-11-21",
+        "my-org",
+        3,
+        9,
+    );
+    let rel = k.strip_prefix("ext/src/").unwrap();
+    assert_eq!(
+        classify_security_lake(rel),
+        Some(Entry::Object {
+            org: "my-org".into(),
+            date: "2026-11-21".into(),
+            first: 3,
+            last: 9,
+            format: ObjectFormat::OcsfParquet
+        })
+    );
+    assert_eq!(
+        classify_security_lake("_auditrail/org=my-org/_checkpoints/00000000000000000009.note"),
+        Some(Entry::Checkpoint {
+            org: "my-org".into(),
+            size: 9
+        })
+    );
+    for bad in [
+        "region=x/accountId=1/eventDay=2026112/o-00000000000000000001-00000000000000000002.ocsf.parquet",
+        "region=x/accountId=1/eventDay=20261121/o-00000000000000000001-00000000000000000002.parquet",
+        "region=x/eventDay=20261121/o-00000000000000000001-00000000000000000002.ocsf.parquet",
+        "other/file",
+    ] {
+        assert_eq!(classify_security_lake(bad), None, "{bad}");
+    }
+}

@@ -169,3 +169,32 @@ impl<W: Write + Send> OcsfParquetEncoder<W> {
         self.writer.into_inner().map_err(io_err)
     }
 }
+
+/// The stored events an OCSF Parquet file carries (`unmapped.event`), in row order: what
+/// `verify` recomputes each leaf from.
+pub fn parquet_events(file: bytes::Bytes) -> std::io::Result<Vec<String>> {
+    use arrow_array::{Array, StringArray, StructArray};
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(io_err)?
+        .build()
+        .map_err(io_err)?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(io_err)?;
+        let unmapped = batch
+            .column_by_name("unmapped")
+            .and_then(|c| c.as_any().downcast_ref::<StructArray>())
+            .ok_or_else(|| io_err("no `unmapped` column: not auditrail's OCSF Parquet"))?;
+        let events = unmapped
+            .column_by_name("event")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| io_err("no `unmapped.event` column"))?;
+        for i in 0..events.len() {
+            if events.is_null(i) {
+                return Err(io_err(format!("row {i} has no event")));
+            }
+            out.push(events.value(i).to_owned());
+        }
+    }
+    Ok(out)
+}

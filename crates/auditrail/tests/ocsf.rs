@@ -349,7 +349,7 @@ async fn security_lake_layout_and_ocsf_objects_in_a_bucket_and_a_push_stream() {
     // Bad Security Lake settings are refused by field, and nothing is created.
     let lake = json!({"kind": "s3", "bucket": BUCKET, "endpoint": ep, "credentials": creds,
                       "layout": "security_lake", "source_name": "auditrail",
-                      "account_id": "123456789012", "max_batch_seconds": 1});
+                      "account_id": "123456789012", "max_batch_seconds": 1, "max_batch_events": 50});
     for (change, field) in [
         (json!({"format": "csv.gz"}), "format"),
         (json!({"prefix": "logs"}), "prefix"),
@@ -481,6 +481,34 @@ async fn security_lake_layout_and_ocsf_objects_in_a_bucket_and_a_push_stream() {
         }
     }
 
+    // `auditrail verify` proves the Security Lake source: every leaf recomputed from the
+    // events the Parquet rows carry, every checkpoint matched.
+    let (_, key) = srv.get("/v1/public-key", &admin).await;
+    let key = key.as_str().unwrap().trim().to_owned();
+    let (ok, out) = verify(&format!("s3://{BUCKET}/ext/auditrail"), &ep, &key);
+    assert!(ok, "{out}");
+    assert!(out.contains(&total.to_string()), "{out}");
+    // A Parquet object of another batch put in place of one: its rows' leaves no longer
+    // match the signed roots.
+    let lake = client(&ep);
+    let (a, b) = (objects[0].as_str(), objects[objects.len() - 1].as_str());
+    assert_ne!(a, b, "more than one batch: {objects:?}");
+    let other = lake
+        .get(&object_store::path::Path::from(b))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    lake.put(&object_store::path::Path::from(a), other.into())
+        .await
+        .unwrap();
+    let (ok, out) = verify(&format!("s3://{BUCKET}/ext/auditrail"), &ep, &key);
+    assert!(
+        !ok,
+        "a swapped Parquet object must fail verification: {out}"
+    );
+
     // OCSF JSON lines in auditrail's layout: valid records, and `auditrail verify`
     // recomputes every leaf from the events they carry.
     let ocsf_dir = tempfile::tempdir().unwrap();
@@ -500,8 +528,6 @@ async fn security_lake_layout_and_ocsf_objects_in_a_bucket_and_a_push_stream() {
     args.extend(files.iter().map(String::as_str));
     let report = validate(&args);
     assert_eq!(seqs(&report), (1..=total).collect::<Vec<_>>());
-    let (_, key) = srv.get("/v1/public-key", &admin).await;
-    let key = key.as_str().unwrap().trim().to_owned();
     let (ok, out) = verify(&format!("s3://{BUCKET}/ocsf"), &ep, &key);
     assert!(ok, "{out}");
     // A record whose event was altered no longer verifies.

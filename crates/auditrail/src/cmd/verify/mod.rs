@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use auditrail_core::delivery::{Entry, FrontierFile, ObjectFormat, OrgVerifier, classify};
+use auditrail_core::delivery::{
+    Entry, FrontierFile, ObjectFormat, OrgVerifier, classify, classify_security_lake,
+};
 use auditrail_core::note::NoteVerifier;
 use base64::Engine;
 use futures_util::TryStreamExt;
@@ -225,10 +227,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .and_then(|r| r.strip_prefix('/'))
                 .unwrap_or(full),
         };
-        if rel.starts_with("_auditrail/") {
+        // A Security Lake source (`s3://bucket/ext/{source}`) holds the objects under
+        // `region=…/` and auditrail's own files under `_auditrail/`.
+        let entry = if rel.starts_with("region=") || rel.starts_with("_auditrail/org=") {
+            classify_security_lake(rel)
+        } else if rel.starts_with("_auditrail/") {
             continue;
-        }
-        match classify(rel) {
+        } else {
+            classify(rel)
+        };
+        match entry {
             Some(Entry::Object {
                 org,
                 date,
@@ -330,6 +338,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 } else {
                     v.ndjson_object(name, date, *first, *last, text.split('\n'))?;
                 }
+            } else if *format == ObjectFormat::OcsfParquet {
+                // Each row carries its event, exactly as hashed, in `unmapped.event`.
+                let raw = read_bytes(store.as_ref(), name).await?;
+                let events = auditrail_export::ocsf::parquet_events(raw)
+                    .with_context(|| format!("{name}: not OCSF Parquet"))?;
+                let lines: Vec<String> = events
+                    .iter()
+                    .map(|e| {
+                        let leaf = auditrail_core::merkle::leaf_hash(e.as_bytes());
+                        auditrail_core::event::with_leaf_hash(e, &leaf)
+                    })
+                    .collect();
+                v.ndjson_object(name, date, *first, *last, lines.iter().map(|l| l.as_str()))?;
             } else {
                 v.skip_object(name, *first, *last)?;
             }

@@ -94,6 +94,20 @@ async fn delete(http: &reqwest::Client, base: &str, key: &str, name: &str) {
     assert!(r.status().is_success());
 }
 
+/// Waits until every full batch of destination `name` is out (a tail shorter than a batch
+/// waits for its time); the seq delivered through.
+async fn drained(http: &reqwest::Client, base: &str, key: &str, name: &str) -> u64 {
+    loop {
+        let st = status(http, base, key, name).await;
+        let delivered = st["delivered_seq"].as_u64().unwrap();
+        let total = delivered + st["lag_events"].as_u64().unwrap();
+        if delivered + 10_000 > total {
+            return delivered;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn label(kind: Option<Kind>) -> &'static str {
     match kind {
         None => "s3",
@@ -155,16 +169,7 @@ async fn main() {
             body(kind, r.as_ref(), &ep, &name, 10),
         )
         .await;
-        // Until every full batch is out (a tail shorter than a batch waits for its time).
-        let head = loop {
-            let st = status(&http, &srv.base, &key, &name).await;
-            let delivered = st["delivered_seq"].as_u64().unwrap();
-            let total = delivered + st["lag_events"].as_u64().unwrap();
-            if delivered + 10_000 > total {
-                break delivered;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let head = drained(&http, &srv.base, &key, &name).await;
         let secs = t.elapsed().as_secs_f64();
         let rate = head as f64 / secs;
         if kind.is_none() {
@@ -187,15 +192,7 @@ async fn main() {
         b["prefix"] = json!(name);
         let t = Instant::now();
         put(&http, &srv.base, &key, &name, b).await;
-        let head = loop {
-            let st = status(&http, &srv.base, &key, &name).await;
-            let delivered = st["delivered_seq"].as_u64().unwrap();
-            let total = delivered + st["lag_events"].as_u64().unwrap();
-            if delivered + 10_000 > total {
-                break delivered;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let head = drained(&http, &srv.base, &key, &name).await;
         let secs = t.elapsed().as_secs_f64();
         let rate = head as f64 / secs;
         println!(

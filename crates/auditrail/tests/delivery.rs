@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auditrail_s3_dev::{DevS3, Faults};
-use common::{ADMIN, BIN, TestServer, independent_leaf, independent_root};
+use common::{ADMIN, TestServer, independent_leaf, independent_root};
 use futures_util::TryStreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
@@ -221,27 +221,7 @@ async fn put_main(srv: &TestServer, token: &str, body: Value) -> (u16, Value) {
 }
 
 fn verify(target: &str, endpoint: &str, key: &str) -> (bool, String) {
-    let out = std::process::Command::new(BIN)
-        .args([
-            "verify",
-            target,
-            "--public-key",
-            key,
-            "--quiet",
-            "--endpoint",
-            endpoint,
-        ])
-        .env("AWS_ACCESS_KEY_ID", AK)
-        .env("AWS_SECRET_ACCESS_KEY", SK)
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    common::verify_s3(target, endpoint, key, AK, SK)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use auditrail_s3_dev::DevS3;
 use common::receivers::{Kind, Receiver, every_seq_in_order};
-use common::{ADMIN, BIN, TestServer, independent_leaf};
+use common::{ADMIN, TestServer, independent_leaf};
 use futures_util::TryStreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -301,27 +301,7 @@ async fn put_destination(srv: &TestServer, token: &str, name: &str, body: Value)
 }
 
 fn verify(target: &str, endpoint: &str, key: &str) -> (bool, String) {
-    let out = std::process::Command::new(BIN)
-        .args([
-            "verify",
-            target,
-            "--public-key",
-            key,
-            "--quiet",
-            "--endpoint",
-            endpoint,
-        ])
-        .env("AWS_ACCESS_KEY_ID", AK)
-        .env("AWS_SECRET_ACCESS_KEY", SK)
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    common::verify_s3(target, endpoint, key, AK, SK)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

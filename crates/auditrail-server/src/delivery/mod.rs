@@ -172,17 +172,8 @@ pub fn open_bucket(
     let config = config_of(dest)?;
     let settings = &app.settings.delivery;
     if config.kind.is_cloud() {
-        let keys: cloud_config::CloudKeys = open_sealed(
-            app,
-            dest,
-            "the store's key is missing; give it again",
-            "sealed credentials are unreadable",
-        )
-        .map_err(|message| S3Failure {
-            message,
-            permanent: true,
-            blocked: false,
-        })?;
+        let keys: cloud_config::CloudKeys =
+            open_keys(app, dest, "the store's key is missing; give it again")?;
         let bucket =
             Bucket::connect_cloud(&config, keys, &app.settings.outbound, settings.patience)?;
         return Ok((config, bucket));
@@ -190,6 +181,21 @@ pub fn open_bucket(
     let identity = identity(app, dest, &config)?;
     let bucket = Bucket::connect(&config, identity, &app.settings.outbound, settings.patience)?;
     Ok((config, bucket))
+}
+
+/// A bucket destination's sealed keys; a failure needs a person (the keys given again).
+fn open_keys<T: serde::de::DeserializeOwned>(
+    app: &App,
+    dest: &Destination,
+    missing: &str,
+) -> Result<T, S3Failure> {
+    open_sealed(app, dest, missing, "sealed credentials are unreadable").map_err(|message| {
+        S3Failure {
+            message,
+            permanent: true,
+            blocked: false,
+        }
+    })
 }
 
 fn identity(
@@ -201,17 +207,11 @@ fn identity(
     let patience = app.settings.delivery.patience;
     match config.credentials_source {
         CredentialsSource::Static => {
-            let keys: StaticKeys = open_sealed(
+            let keys: StaticKeys = open_keys(
                 app,
                 dest,
                 "static credentials are missing; give the keys again",
-                "sealed credentials are unreadable",
-            )
-            .map_err(|message| S3Failure {
-                message,
-                permanent: true,
-                blocked: false,
-            })?;
+            )?;
             Ok(Arc::new(StaticCredentialProvider::new(AwsCredential {
                 key_id: keys.access_key_id,
                 secret_key: keys.secret_access_key,

@@ -156,6 +156,13 @@ fn cloud_request_of(f: &DestinationForm) -> Value {
             _ => json!({"access_key": key}),
         };
     }
+    batching(f, &mut r);
+    r
+}
+
+/// `max_batch_events` and `max_batch_seconds`: a number goes as one; anything else goes
+/// as typed, so the API names the field.
+fn batching(f: &DestinationForm, r: &mut Value) {
     for (k, v) in [
         ("max_batch_events", &f.max_batch_events),
         ("max_batch_seconds", &f.max_batch_seconds),
@@ -168,7 +175,6 @@ fn cloud_request_of(f: &DestinationForm) -> Value {
                 .unwrap_or_else(|_| json!(v));
         }
     }
-    r
 }
 
 /// The request `PUT /v1/destinations/{name}` takes, from the form.
@@ -203,19 +209,7 @@ fn request_of(f: &DestinationForm) -> Value {
             r[*k] = json!(v.trim());
         }
     }
-    for (k, v) in [
-        ("max_batch_events", &f.max_batch_events),
-        ("max_batch_seconds", &f.max_batch_seconds),
-    ] {
-        let v = v.trim();
-        if !v.is_empty() {
-            // A number goes as one; anything else goes as typed, so the API names the field.
-            r[k] = v
-                .parse::<u64>()
-                .map(|n| json!(n))
-                .unwrap_or_else(|_| json!(v));
-        }
-    }
+    batching(f, &mut r);
     if push {
         return r;
     }

@@ -28,6 +28,32 @@ pub const ADMIN: &str = "test-platform-admin-token";
 /// The `auditrail` binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_auditrail");
 
+/// `auditrail verify TARGET --public-key KEY --quiet --endpoint ENDPOINT` against an
+/// S3-compatible server with the keys `ak`/`sk`: whether it passed, and what it said.
+pub fn verify_s3(target: &str, endpoint: &str, key: &str, ak: &str, sk: &str) -> (bool, String) {
+    let out = std::process::Command::new(BIN)
+        .args([
+            "verify",
+            target,
+            "--public-key",
+            key,
+            "--quiet",
+            "--endpoint",
+            endpoint,
+        ])
+        .env("AWS_ACCESS_KEY_ID", ak)
+        .env("AWS_SECRET_ACCESS_KEY", sk)
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// Runs the binary against the data dir `dir`, with no admin token in the environment.
 pub fn run(args: &[&str], dir: &Path) -> std::process::Output {
     std::process::Command::new(BIN)

@@ -258,6 +258,10 @@ async fn cloud_destinations_take_only_their_own_keys() {
             ),
             "credentials.sas_token",
         ),
+        (
+            with(&az, "credentials", json!({"access_key": "not base64!"})),
+            "credentials.access_key",
+        ),
         (with(&gcs, "bucket", json!("Bad_Bucket")), "bucket"),
         (with(&az, "container", json!("a--b")), "bucket"),
         (with(&az, "account", Value::Null), "account"),

@@ -278,6 +278,16 @@ pub(super) fn validate(
                 let (keys, secret_kind) = match (c.access_key, c.sas_token) {
                     (Some(k), None) => {
                         text("credentials.access_key", &k, 256)?;
+                        use base64::Engine;
+                        if base64::engine::general_purpose::STANDARD
+                            .decode(k.trim())
+                            .is_err()
+                        {
+                            return Err(bad(
+                                "credentials.access_key",
+                                "the storage account key, as Azure shows it (base64)",
+                            ));
+                        }
                         (CloudKeys::AzureAccessKey { access_key: k }, "access_key")
                     }
                     (None, Some(t)) => {

@@ -88,13 +88,28 @@ async fn story(store: Store) {
     }
     let mut emu = Emulator::start(store);
     let dir = tempfile::tempdir().unwrap();
-    let srv = TestServer::start_custom(dir.path(), |s| {
+    let (smtp_port, mut mail) = common::smtp::listener().await;
+    let srv = TestServer::start_custom(dir.path(), move |s| {
         s.delivery.poll = Duration::from_millis(50);
         s.delivery.max_backoff = Duration::from_secs(2);
+        s.exports.smtp = Some(auditrail_server::exports::notify::SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: smtp_port,
+            from: "audit@example.com".into(),
+        });
     })
     .await;
     srv.create_org("acme").await;
     let admin = srv.key("acme", "admin").await;
+    let (s, _) = srv
+        .call(
+            "PUT",
+            "/v1/orgs/acme/admin-emails",
+            &admin,
+            Some(json!({"emails": ["secops@customer.example"]})),
+        )
+        .await;
+    assert_eq!(s, 200);
 
     let (s, b) = srv
         .call(
@@ -142,14 +157,61 @@ async fn story(store: Store) {
     caught_up(&srv, &admin, 30).await;
     ingest(&srv, &admin, 300, "b").await;
     emu.kill();
+    let down = std::time::Instant::now();
     let st = common::wait_for_destination(&srv.http, &srv.base, &admin, "store", 30, |st| {
         st["state"] == "retrying"
     })
     .await;
     assert!(st["last_error"].as_str().is_some(), "{st}");
     ingest(&srv, &admin, 40, "c").await;
+    // Down for 10 s, then back: caught up, nothing skipped or repeated.
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(down.elapsed())).await;
     emu.restart();
     caught_up(&srv, &admin, 60).await;
+
+    if store == Store::Azure {
+        // A key Azure refuses (403): after `alert_after` the admins are told, once; the
+        // right key given again, delivery catches up and the recovery is announced.
+        let wrong = json!({"access_key": "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXk="});
+        let mut d = emu.destination(
+            json!({"max_batch_events": 100, "max_batch_seconds": 1, "alert_after": "1s"}),
+        );
+        d["credentials"] = wrong;
+        let (s, b) = srv
+            .call("PUT", "/v1/destinations/store", &admin, Some(d))
+            .await;
+        assert_eq!(s, 200, "{b}");
+        ingest(&srv, &admin, 20, "k").await;
+        let (to, text) = common::smtp::next_mail(&mut mail, 30).await;
+        assert_eq!(to, "secops@customer.example");
+        assert!(
+            text.contains("destination store of acme is failing"),
+            "{text}"
+        );
+        assert!(
+            text.contains("403"),
+            "the store's refusal is in the email: {text}"
+        );
+        let (_, st) = srv.get("/v1/destinations/store", &admin).await;
+        assert!(st["last_error"].as_str().unwrap().contains("403"), "{st}");
+        let (s, b) = srv
+            .call(
+                "PUT",
+                "/v1/destinations/store",
+                &admin,
+                Some(emu.destination(
+                    json!({"max_batch_events": 100, "max_batch_seconds": 1, "alert_after": "1s"}),
+                )),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        caught_up(&srv, &admin, 30).await;
+        let (_, text) = common::smtp::next_mail(&mut mail, 30).await;
+        assert!(
+            text.contains("destination store of acme has recovered"),
+            "{text}"
+        );
+    }
 
     // Paused: nothing moves; resumed: caught up.
     let (s, _) = srv

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::TestServer;
 use common::receivers::{Kind, Mode, Receiver, every_seq_in_order};
+use common::smtp::next_mail;
 use serde_json::{Value, json};
 
 async fn start(dir: &std::path::Path) -> TestServer {
@@ -311,16 +312,6 @@ async fn webhook_catcher() -> (String, tokio::sync::mpsc::UnboundedReceiver<Valu
     let url = format!("http://{}/hook", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     (url, rx)
-}
-
-async fn next_mail(
-    mail: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
-    secs: u64,
-) -> (String, String) {
-    tokio::time::timeout(Duration::from_secs(secs), mail.recv())
-        .await
-        .expect("no email arrived")
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,3 +53,14 @@ pub async fn listener() -> (u16, tokio::sync::mpsc::UnboundedReceiver<(String, S
     });
     (port, rx)
 }
+
+/// The next message `mail` receives within `secs`: (recipient, data).
+pub async fn next_mail(
+    mail: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    secs: u64,
+) -> (String, String) {
+    tokio::time::timeout(std::time::Duration::from_secs(secs), mail.recv())
+        .await
+        .expect("no email arrived")
+        .unwrap()
+}

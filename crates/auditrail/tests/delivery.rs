@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use auditrail_s3_dev::{DevS3, Faults};
 use common::{ADMIN, TestServer, independent_leaf, independent_root};
 use futures_util::TryStreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
@@ -35,16 +35,7 @@ async fn s3(root: &FsPath) -> DevS3 {
 }
 
 fn client(endpoint: &str) -> AmazonS3 {
-    AmazonS3Builder::new()
-        .with_bucket_name(BUCKET)
-        .with_region("us-east-1")
-        .with_endpoint(endpoint)
-        .with_allow_http(true)
-        .with_virtual_hosted_style_request(false)
-        .with_access_key_id(AK)
-        .with_secret_access_key(SK)
-        .build()
-        .unwrap()
+    common::s3_client(endpoint, BUCKET, AK, SK)
 }
 
 /// Every object under `prefix`, by key.

@@ -14,7 +14,7 @@ use auditrail_s3_dev::DevS3;
 use common::receivers::{Kind, Receiver, every_seq_in_order};
 use common::{ADMIN, TestServer, independent_leaf};
 use futures_util::TryStreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Value, json};
 
@@ -262,16 +262,7 @@ async fn exports_in_ocsf_are_valid_records_and_their_parquet_reads_back_in_duckd
 }
 
 fn client(endpoint: &str) -> AmazonS3 {
-    AmazonS3Builder::new()
-        .with_bucket_name(BUCKET)
-        .with_region("us-east-1")
-        .with_endpoint(endpoint)
-        .with_allow_http(true)
-        .with_virtual_hosted_style_request(false)
-        .with_access_key_id(AK)
-        .with_secret_access_key(SK)
-        .build()
-        .unwrap()
+    common::s3_client(endpoint, BUCKET, AK, SK)
 }
 
 /// Copies every object under `prefix` into `into`, keeping the keys as paths.

@@ -318,27 +318,8 @@ async fn webhook_catcher() -> (String, tokio::sync::mpsc::UnboundedReceiver<Valu
 async fn a_failing_stream_alerts_the_admins_once_and_again_on_recovery() {
     let dir = tempfile::tempdir().unwrap();
     let (smtp_port, mut mail) = common::smtp::listener().await;
-    let srv = TestServer::start_custom(dir.path(), move |s| {
-        s.delivery.poll = Duration::from_millis(50);
-        s.delivery.max_backoff = Duration::from_millis(500);
-        s.exports.smtp = Some(auditrail_server::exports::notify::SmtpSettings {
-            host: "127.0.0.1".into(),
-            port: smtp_port,
-            from: "audit@example.com".into(),
-        });
-    })
-    .await;
-    srv.create_org("acme").await;
-    let admin = srv.key("acme", "admin").await;
-    let (s, _) = srv
-        .call(
-            "PUT",
-            "/v1/orgs/acme/admin-emails",
-            &admin,
-            Some(json!({"emails": ["secops@customer.example"]})),
-        )
-        .await;
-    assert_eq!(s, 200);
+    let (srv, admin) =
+        common::alerting_server(dir.path(), smtp_port, Duration::from_millis(500)).await;
     let (hook_url, mut hooks) = webhook_catcher().await;
     let (s, b) = srv
         .call(

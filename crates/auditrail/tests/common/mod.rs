@@ -28,6 +28,53 @@ pub const ADMIN: &str = "test-platform-admin-token";
 /// The `auditrail` binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_auditrail");
 
+/// A client of the S3-compatible server at `endpoint` (path-style, plain HTTP), for
+/// reading and altering what was delivered to `bucket`.
+pub fn s3_client(endpoint: &str, bucket: &str, ak: &str, sk: &str) -> object_store::aws::AmazonS3 {
+    object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region("us-east-1")
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .with_access_key_id(ak)
+        .with_secret_access_key(sk)
+        .build()
+        .unwrap()
+}
+
+/// A server whose delivery polls fast and retries within `max_backoff`, that mails
+/// through the SMTP listener on `smtp_port`; org `acme` with an admin key and
+/// `secops@customer.example` as its admins' address.
+pub async fn alerting_server(
+    dir: &Path,
+    smtp_port: u16,
+    max_backoff: Duration,
+) -> (TestServer, String) {
+    let srv = TestServer::start_custom(dir, move |s| {
+        s.delivery.poll = Duration::from_millis(50);
+        s.delivery.max_backoff = max_backoff;
+        s.exports.smtp = Some(auditrail_server::exports::notify::SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: smtp_port,
+            from: "audit@example.com".into(),
+        });
+    })
+    .await;
+    srv.create_org("acme").await;
+    let admin = srv.key("acme", "admin").await;
+    let (s, _) = srv
+        .call(
+            "PUT",
+            "/v1/orgs/acme/admin-emails",
+            &admin,
+            Some(json!({"emails": ["secops@customer.example"]})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    (srv, admin)
+}
+
 /// `auditrail verify TARGET --public-key KEY --quiet --endpoint ENDPOINT` against an
 /// S3-compatible server with the keys `ak`/`sk`: whether it passed, and what it said.
 pub fn verify_s3(target: &str, endpoint: &str, key: &str, ak: &str, sk: &str) -> (bool, String) {

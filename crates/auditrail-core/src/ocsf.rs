@@ -37,8 +37,6 @@ pub enum Activity {
 }
 
 impl Activity {
-    pub const NAMES: &'static str = "create, read, update, delete or other";
-
     pub fn id(self) -> u32 {
         match self {
             Activity::Create => 1,
@@ -129,15 +127,6 @@ fn words(s: &str) -> Vec<String> {
     out
 }
 
-/// How `unmapped` holds the original event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unmapped {
-    /// The stored event itself, byte for byte (JSON lines).
-    Object,
-    /// Its canonical text as a string (Parquet, whose schema is fixed).
-    Text,
-}
-
 /// Turns stored events into OCSF records for one org.
 #[derive(Debug, Clone, Default)]
 pub struct Mapper {
@@ -159,7 +148,7 @@ struct Stored<'a> {
     #[serde(borrow)]
     received_at: &'a str,
     #[serde(borrow)]
-    action: std::borrow::Cow<'a, str>,
+    action: Cow<'a, str>,
     #[serde(borrow)]
     actor: Option<StoredActor<'a>>,
     #[serde(borrow)]
@@ -176,13 +165,13 @@ struct Stored<'a> {
 #[serde(default)]
 struct StoredActor<'a> {
     #[serde(borrow)]
-    id: Option<std::borrow::Cow<'a, str>>,
+    id: Option<Cow<'a, str>>,
     #[serde(borrow, rename = "type")]
-    kind: Option<std::borrow::Cow<'a, str>>,
+    kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    email: Option<std::borrow::Cow<'a, str>>,
+    email: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    name: Option<std::borrow::Cow<'a, str>>,
+    name: Option<Cow<'a, str>>,
 }
 
 /// The members of `context` a record maps; the others stay in `unmapped`.
@@ -190,18 +179,18 @@ struct StoredActor<'a> {
 #[serde(default)]
 struct StoredContext<'a> {
     #[serde(borrow)]
-    ip: Option<std::borrow::Cow<'a, str>>,
+    ip: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    user_agent: Option<std::borrow::Cow<'a, str>>,
+    user_agent: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct StoredPart<'a> {
     #[serde(borrow, rename = "type")]
-    kind: std::borrow::Cow<'a, str>,
+    kind: Cow<'a, str>,
     #[serde(borrow)]
-    id: std::borrow::Cow<'a, str>,
+    id: Cow<'a, str>,
 }
 
 /// One OCSF record, borrowed from the stored event it maps; serialize it (to JSON, or
@@ -340,23 +329,21 @@ impl Mapper {
             .unwrap_or_else(|| Activity::guess(action))
     }
 
-    /// The OCSF record of one stored event (its canonical text), as one line of JSON.
-    /// With `Unmapped::Object` the stored text goes into `unmapped` byte for byte.
-    pub fn record(&self, stored: &str, unmapped: Unmapped) -> Result<String, RecordError> {
-        let r = self.map(stored, unmapped == Unmapped::Text)?;
+    /// The OCSF record of one stored event (its canonical text), as one line of JSON,
+    /// the stored text in `unmapped` byte for byte.
+    pub fn record(&self, stored: &str) -> Result<String, RecordError> {
+        let r = self.map(stored, false)?;
         let seq = r.metadata.sequence;
         let mut line = serde_json::to_string(&r).map_err(|x| RecordError {
             seq,
             reason: x.to_string(),
         })?;
-        if unmapped == Unmapped::Object {
-            // `{…}` → `{…,"unmapped":<stored>}`: the stored event is canonical JSON.
-            line.pop();
-            line.reserve(stored.len() + 13);
-            line.push_str(",\"unmapped\":");
-            line.push_str(stored);
-            line.push('}');
-        }
+        // `{…}` → `{…,"unmapped":<stored>}`: the stored event is canonical JSON.
+        line.pop();
+        line.reserve(stored.len() + 13);
+        line.push_str(",\"unmapped\":");
+        line.push_str(stored);
+        line.push('}');
         Ok(line)
     }
 

@@ -4,8 +4,8 @@ use super::*;
 
 const FULL: &str = r#"{"action":"addProject","actor":{"email":"ann@example.com","id":"u-42","name":"Ann Lee","role":"ORG_ADMIN","type":"USER"},"context":{"ip":"203.0.113.7","user_agent":"Mozilla/5.0"},"details":{"name":"demo"},"id":"e-1","occurred_at":"2026-11-21T10:15:30.123Z","org_id":"acme","outcome":"success","received_at":"2026-11-21T10:15:31.000Z","resource":{"id":"p-123","type":"PROJECT"},"scope":{"id":"my-graph","type":"GRAPH"},"seq":7}"#;
 
-fn record(m: &Mapper, stored: &str, u: Unmapped) -> Value {
-    serde_json::from_str(&m.record(stored, u).unwrap()).unwrap()
+fn record(m: &Mapper, stored: &str) -> Value {
+    serde_json::from_str(&m.record(stored).unwrap()).unwrap()
 }
 
 #[test]
@@ -41,7 +41,7 @@ fn a_declared_activity_wins_over_the_guess() {
     let m = Mapper::new(declared, "1.0.0");
     assert_eq!(m.activity("project"), Activity::Read);
     assert_eq!(m.activity("addProject"), Activity::Create);
-    let r = record(&m, &FULL.replace("addProject", "project"), Unmapped::Object);
+    let r = record(&m, &FULL.replace("addProject", "project"));
     assert_eq!(r["activity_id"], 2);
     assert_eq!(r["type_uid"], 600302);
 }
@@ -49,7 +49,7 @@ fn a_declared_activity_wins_over_the_guess() {
 #[test]
 fn every_field_maps_and_the_original_is_kept_byte_for_byte() {
     let m = Mapper::new(HashMap::new(), "9.9.9");
-    let line = m.record(FULL, Unmapped::Object).unwrap();
+    let line = m.record(FULL).unwrap();
     let r: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(r["class_uid"], 6003);
     assert_eq!(r["category_uid"], 6);
@@ -82,7 +82,7 @@ fn every_field_maps_and_the_original_is_kept_byte_for_byte() {
     // The stored event, exactly as hashed: its leaf can be recomputed from the record.
     let start = line.find("\"unmapped\":").unwrap() + "\"unmapped\":".len();
     assert_eq!(&line[start..line.len() - 1], FULL);
-    let text = record(&m, FULL, Unmapped::Text);
+    let text = serde_json::to_value(m.map(FULL, true).unwrap()).unwrap();
     assert_eq!(text["unmapped"], json!({"event": FULL}));
 }
 
@@ -90,7 +90,7 @@ fn every_field_maps_and_the_original_is_kept_byte_for_byte() {
 fn a_minimal_event_still_makes_a_complete_record() {
     let m = Mapper::default();
     let stored = r#"{"action":"API_KEY","id":"e-2","occurred_at":"2026-11-21T10:15:30Z","org_id":"acme","received_at":"2026-11-21T10:15:30Z","seq":1}"#;
-    let r = record(&m, stored, Unmapped::Object);
+    let r = record(&m, stored);
     assert_eq!(r["activity_id"], 99);
     assert_eq!(r["status_id"], 0);
     assert_eq!(r["src_endpoint"], json!({"name": "unknown"}));
@@ -103,7 +103,7 @@ fn a_minimal_event_still_makes_a_complete_record() {
         r#""action":"API_KEY","#,
         r#""action":"x","actor":{"id":"k-1","type":"API_KEY"},"outcome":"failure","#,
     );
-    let r = record(&m, &api_key, Unmapped::Object);
+    let r = record(&m, &api_key);
     assert_eq!(
         r["actor"]["user"],
         json!({"uid": "k-1", "name": "k-1", "type_id": 99, "type": "API_KEY"})
@@ -114,12 +114,9 @@ fn a_minimal_event_still_makes_a_complete_record() {
 #[test]
 fn what_is_not_a_stored_event_is_an_error() {
     let m = Mapper::default();
-    assert!(m.record("not json", Unmapped::Object).is_err());
+    assert!(m.record("not json").is_err());
     let e = m
-        .record(
-            r#"{"action":"a","seq":3,"occurred_at":"x"}"#,
-            Unmapped::Object,
-        )
+        .record(r#"{"action":"a","seq":3,"occurred_at":"x"}"#)
         .unwrap_err();
     assert_eq!(e.seq, 3);
 }
@@ -127,7 +124,7 @@ fn what_is_not_a_stored_event_is_an_error() {
 #[test]
 fn the_exported_line_comes_back_from_a_record() {
     let m = Mapper::default();
-    let line = m.record(FULL, Unmapped::Object).unwrap();
+    let line = m.record(FULL).unwrap();
     let back = exported_line(&line).unwrap();
     let leaf = crate::merkle::leaf_hash(FULL.as_bytes());
     assert_eq!(back, crate::event::with_leaf_hash(FULL, &leaf));

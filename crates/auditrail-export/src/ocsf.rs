@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arrow_json::reader::{Decoder, ReaderBuilder};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
-use auditrail_core::ocsf::{Mapper, Unmapped};
+use auditrail_core::ocsf::Mapper;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -25,7 +25,7 @@ fn io_err(e: impl std::fmt::Display) -> std::io::Error {
 
 /// One JSON line of `mapper`'s record of the stored event `body`.
 pub fn line(out: &mut impl Write, mapper: &Mapper, body: &str) -> std::io::Result<()> {
-    let r = mapper.record(body, Unmapped::Object).map_err(io_err)?;
+    let r = mapper.record(body).map_err(io_err)?;
     out.write_all(r.as_bytes())?;
     out.write_all(b"\n")
 }
@@ -121,7 +121,6 @@ pub struct OcsfParquetEncoder<W: Write + Send> {
     writer: ArrowWriter<W>,
     decoder: Decoder,
     mapper: Mapper,
-    pending: usize,
 }
 
 impl<W: Write + Send> OcsfParquetEncoder<W> {
@@ -141,7 +140,6 @@ impl<W: Write + Send> OcsfParquetEncoder<W> {
             writer,
             decoder,
             mapper,
-            pending: 0,
         })
     }
 
@@ -149,8 +147,7 @@ impl<W: Write + Send> OcsfParquetEncoder<W> {
         // Straight from the record into Arrow through serde, no JSON text between.
         let r = self.mapper.map(stored, true).map_err(io_err)?;
         self.decoder.serialize(&[r]).map_err(io_err)?;
-        self.pending += 1;
-        if self.pending >= BATCH_ROWS {
+        if self.decoder.len() >= BATCH_ROWS {
             self.flush_batch()?;
         }
         Ok(())
@@ -160,7 +157,6 @@ impl<W: Write + Send> OcsfParquetEncoder<W> {
         if let Some(batch) = self.decoder.flush().map_err(io_err)? {
             self.writer.write(&batch).map_err(io_err)?;
         }
-        self.pending = 0;
         Ok(())
     }
 

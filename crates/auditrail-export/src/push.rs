@@ -12,7 +12,7 @@
 
 use auditrail_core::event::with_leaf_hash;
 use auditrail_core::export::Row;
-use auditrail_core::ocsf::{Mapper, Unmapped};
+use auditrail_core::ocsf::Mapper;
 use auditrail_store::StoredEvent;
 use serde_json::Value;
 
@@ -94,12 +94,10 @@ impl PushBody {
     pub fn entry(&self, e: &StoredEvent, ocsf: Option<&Mapper>) -> Result<Vec<u8>, EntryError> {
         let line = match ocsf {
             None => with_leaf_hash(&e.body, &e.leaf),
-            Some(m) => m
-                .record(&e.body, Unmapped::Object)
-                .map_err(|err| EntryError {
-                    seq: e.seq,
-                    reason: err.reason,
-                })?,
+            Some(m) => m.record(&e.body).map_err(|err| EntryError {
+                seq: e.seq,
+                reason: err.reason,
+            })?,
         };
         Ok(match self {
             PushBody::Ndjson => line.into_bytes(),

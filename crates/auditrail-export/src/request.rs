@@ -31,6 +31,11 @@ impl Format {
         }
     }
 
+    /// Whether the file holds OCSF records rather than the stored events.
+    pub fn is_ocsf(self) -> bool {
+        matches!(self, Format::Ocsf | Format::OcsfParquet)
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Csv => "text/csv; charset=utf-8",

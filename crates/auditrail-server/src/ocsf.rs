@@ -4,8 +4,12 @@ use auditrail_core::ocsf::Mapper;
 
 use crate::App;
 
-/// The mapper for `org`'s events, naming this build as the product that wrote them.
-pub async fn mapper(app: &App, org: &str) -> Result<Mapper, String> {
+/// The mapper for `org`'s events when `wanted` (the output is OCSF), naming this build as
+/// the product that wrote them; `None` otherwise, without reading the org's catalog.
+pub async fn mapper(app: &App, org: &str, wanted: bool) -> Result<Option<Mapper>, String> {
+    if !wanted {
+        return Ok(None);
+    }
     let policy = app
         .policies
         .get(app, org)
@@ -15,5 +19,5 @@ pub async fn mapper(app: &App, org: &str) -> Result<Mapper, String> {
         Some((c, _)) => c.activities(),
         None => Default::default(),
     };
-    Ok(Mapper::new(declared, env!("CARGO_PKG_VERSION")))
+    Ok(Some(Mapper::new(declared, env!("CARGO_PKG_VERSION"))))
 }

@@ -57,36 +57,13 @@ fn known_events() -> Vec<Value> {
         .collect()
 }
 
-async fn wait_done(srv: &TestServer, token: &str, id: &str) -> Value {
-    for _ in 0..600 {
-        let (s, b) = srv.get(&format!("/v1/exports/{id}"), token).await;
-        assert_eq!(s, 200, "{b}");
-        match b["status"].as_str().unwrap() {
-            "queued" | "running" => tokio::time::sleep(Duration::from_millis(50)).await,
-            _ => return b,
-        }
-    }
-    panic!("export {id} did not finish");
-}
-
-async fn download(srv: &TestServer, token: &str, id: &str) -> (u16, Vec<u8>) {
-    let r = srv
-        .http
-        .get(format!("{}/v1/exports/{id}/download", srv.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
-}
-
 async fn export(srv: &TestServer, token: &str, req: Value) -> (Value, Vec<u8>) {
     let (s, b) = srv.post("/v1/exports", token, req).await;
     assert_eq!(s, 202, "{b}");
     assert_eq!(b["status"], "queued");
-    let job = wait_done(srv, token, b["id"].as_str().unwrap()).await;
+    let job = common::export_done(srv, token, b["id"].as_str().unwrap()).await;
     assert_eq!(job["status"], "succeeded", "{job}");
-    let (s, bytes) = download(srv, token, job["id"].as_str().unwrap()).await;
+    let (s, bytes) = common::export_file(srv, token, job["id"].as_str().unwrap()).await;
     assert_eq!(s, 200);
     assert_eq!(job["bytes"], bytes.len() as u64);
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
@@ -330,10 +307,10 @@ async fn filtered_csv_ndjson_parquet_with_roles_checkpoint_and_audit() {
     ] {
         assert!(listed[0].get(k).is_some(), "{k} listed");
     }
-    assert_eq!(download(&srv, &viewer, id).await.0, 403);
-    assert_eq!(download(&srv, &ingest, id).await.0, 403);
+    assert_eq!(common::export_file(&srv, &viewer, id).await.0, 403);
+    assert_eq!(common::export_file(&srv, &ingest, id).await.0, 403);
     assert_eq!(srv.get(&format!("/v1/exports/{id}"), &other).await.0, 404);
-    assert_eq!(download(&srv, &other, id).await.0, 404);
+    assert_eq!(common::export_file(&srv, &other, id).await.0, 404);
     assert!(
         srv.get("/v1/exports", &other).await.1["exports"]
             .as_array()
@@ -508,7 +485,7 @@ async fn emailed_signed_link_webhook_and_expiry() {
         .expect("a download link")
         .to_owned();
     assert!(link.starts_with(&srv.base), "{link}");
-    let job = wait_done(&srv, &admin, &id).await;
+    let job = common::export_done(&srv, &admin, &id).await;
 
     // The link works without a key, for this export only.
     let r = srv.http.get(&link).send().await.unwrap();
@@ -614,7 +591,7 @@ async fn emailed_signed_link_webhook_and_expiry() {
     }
     assert_eq!(status, "expired");
     assert!(!file.exists(), "expired file deleted");
-    assert_eq!(download(&srv, &admin, &id).await.0, 410);
+    assert_eq!(common::export_file(&srv, &admin, &id).await.0, 410);
     assert_eq!(srv.http.get(&link).send().await.unwrap().status(), 410);
     let log = srv.all_events(&admin).await;
     let via_link = log

@@ -160,24 +160,11 @@ async fn export_file(srv: &TestServer, token: &str, format: &str, to: &Path) -> 
         .await;
     assert_eq!(s, 202, "{b}");
     let id = b["id"].as_str().unwrap().to_owned();
-    let job = loop {
-        let (s, j) = srv.get(&format!("/v1/exports/{id}"), token).await;
-        assert_eq!(s, 200, "{j}");
-        if !matches!(j["status"].as_str(), Some("queued" | "running")) {
-            break j;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let job = common::export_done(srv, token, &id).await;
     assert_eq!(job["status"], "succeeded", "{job}");
-    let r = srv
-        .http
-        .get(format!("{}/v1/exports/{id}/download", srv.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    std::fs::write(to, r.bytes().await.unwrap()).unwrap();
+    let (status, bytes) = common::export_file(srv, token, &id).await;
+    assert_eq!(status, 200);
+    std::fs::write(to, bytes).unwrap();
     job
 }
 

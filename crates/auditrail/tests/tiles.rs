@@ -60,18 +60,7 @@ fn go_checker(dir: &std::path::Path) -> Option<PathBuf> {
 async fn serve_bucket(endpoint: String, ak: &str, sk: &str) -> String {
     use axum::response::IntoResponse;
     use object_store::{Attribute, ObjectStoreExt};
-    let store = std::sync::Arc::new(
-        object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name("audit")
-            .with_region("us-east-1")
-            .with_endpoint(endpoint)
-            .with_allow_http(true)
-            .with_virtual_hosted_style_request(false)
-            .with_access_key_id(ak)
-            .with_secret_access_key(sk)
-            .build()
-            .unwrap(),
-    );
+    let store = std::sync::Arc::new(common::s3_client(&endpoint, "audit", ak, sk));
     let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
         let store = store.clone();
         async move {

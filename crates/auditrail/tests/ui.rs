@@ -960,16 +960,7 @@ async fn the_audit_page_in_chromium() {
         (st["layout"].as_str(), st["format"].as_str()),
         (Some("security_lake"), Some("ocsf_parquet"))
     );
-    let bucket = object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name(BUCKET)
-        .with_region("us-east-1")
-        .with_endpoint(r.s3.endpoint())
-        .with_allow_http(true)
-        .with_virtual_hosted_style_request(false)
-        .with_access_key_id(AK)
-        .with_secret_access_key(SK)
-        .build()
-        .unwrap();
+    let bucket = common::s3_client(&r.s3.endpoint(), BUCKET, AK, SK);
     let listed: Vec<object_store::ObjectMeta> = futures_util::TryStreamExt::try_collect(
         object_store::ObjectStore::list(&bucket, Some(&object_store::path::Path::from("ext"))),
     )

@@ -205,6 +205,7 @@ impl Bucket {
         if let Some(e) = &config.endpoint {
             options = options.with_allow_http(e.starts_with("http://"));
         }
+        let http = outbound.http_client(patience.request_timeout, patience.connect_timeout)?;
         let store: Arc<dyn ObjectStore> = match (config.kind, keys) {
             (
                 DestinationKind::Gcs,
@@ -226,13 +227,11 @@ impl Bucket {
                     .endpoint
                     .as_deref()
                     .unwrap_or(super::gcs::DEFAULT_BASE_URL);
-                let http =
-                    outbound.http_client(patience.request_timeout, patience.connect_timeout)?;
                 Arc::new(super::gcs::GcsJson::new(
                     base,
                     &config.bucket,
                     tokens.credentials().clone(),
-                    http,
+                    http.clone(),
                 ))
             }
             (DestinationKind::AzureBlob, keys) => {
@@ -267,7 +266,6 @@ impl Bucket {
             }
             _ => return Err(mismatch()),
         };
-        let http = outbound.http_client(patience.request_timeout, patience.connect_timeout)?;
         Ok(Self {
             outbound: outbound.clone(),
             store,

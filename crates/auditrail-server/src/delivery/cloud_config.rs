@@ -8,10 +8,13 @@
 use auditrail_core::delivery::ObjectFormat;
 use serde::{Deserialize, Serialize};
 
+use base64::Engine;
+
 use super::config::{
-    CredentialsChoice, CredentialsSource, DestinationConfig, DestinationKind, DestinationRequest,
-    batching, check_endpoint, normalize_prefix,
+    CredentialsChoice, CredentialsRequest, CredentialsSource, DestinationConfig, DestinationKind,
+    DestinationRequest, batching, check_endpoint, normalize_prefix, parse_format,
 };
+use super::push_config::text;
 use crate::error::ApiError;
 
 /// What is shown of a cloud store's identity (never a secret).
@@ -172,6 +175,99 @@ fn gcs_key(v: &serde_json::Value) -> Result<(String, Option<String>, Option<Stri
     Ok((text, email, token_uri))
 }
 
+/// The store's own key from `credentials`, and what is shown of it; AWS credentials and
+/// the other store's key are refused by name.
+fn keys_of(azure: bool, c: CredentialsRequest) -> Result<(CloudKeys, CloudConfig), ApiError> {
+    let aws = [
+        ("credentials.access_key_id", c.access_key_id.is_some()),
+        (
+            "credentials.secret_access_key",
+            c.secret_access_key.is_some(),
+        ),
+        ("credentials.session_token", c.session_token.is_some()),
+        ("credentials.role_arn", c.role_arn.is_some()),
+        ("credentials.external_id", c.external_id.is_some()),
+        ("credentials.source", c.source.is_some()),
+    ];
+    if let Some((field, _)) = aws.iter().find(|(_, g)| *g) {
+        return Err(bad(
+            field,
+            "AWS credentials apply to s3; this store takes its own key",
+        ));
+    }
+    let shown = CloudConfig {
+        account: None,
+        client_email: None,
+        token_uri: None,
+        secret_kind: None,
+    };
+    if !azure {
+        if c.access_key.is_some() || c.sas_token.is_some() {
+            return Err(bad("credentials.access_key", "applies to azure_blob"));
+        }
+        let v = c.service_account_key.ok_or_else(|| {
+            bad(
+                "credentials.service_account_key",
+                "required: the service account's JSON key",
+            )
+        })?;
+        let (text, client_email, token_uri) = gcs_key(&v)?;
+        let keys = CloudKeys::Gcs {
+            service_account_key: text,
+        };
+        return Ok((
+            keys,
+            CloudConfig {
+                client_email,
+                token_uri,
+                ..shown
+            },
+        ));
+    }
+    if c.service_account_key.is_some() {
+        return Err(bad("credentials.service_account_key", "applies to gcs"));
+    }
+    let (keys, secret_kind) = match (c.access_key, c.sas_token) {
+        (Some(k), None) => {
+            text("credentials.access_key", &k, 256)?;
+            if base64::engine::general_purpose::STANDARD
+                .decode(k.trim())
+                .is_err()
+            {
+                return Err(bad(
+                    "credentials.access_key",
+                    "the storage account key, as Azure shows it (base64)",
+                ));
+            }
+            (CloudKeys::AzureAccessKey { access_key: k }, "access_key")
+        }
+        (None, Some(t)) => {
+            text("credentials.sas_token", &t, 2048)?;
+            let sas_token = t.trim_start_matches('?').to_owned();
+            (CloudKeys::AzureSas { sas_token }, "sas_token")
+        }
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "credentials.sas_token",
+                "give access_key or sas_token, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(bad(
+                "credentials.access_key",
+                "required: access_key or sas_token",
+            ));
+        }
+    };
+    Ok((
+        keys,
+        CloudConfig {
+            secret_kind: Some(secret_kind.into()),
+            ..shown
+        },
+    ))
+}
+
 /// Validates a `gcs` or `azure_blob` request.
 pub(super) fn validate(
     kind: DestinationKind,
@@ -220,11 +316,7 @@ pub(super) fn validate(
         })
         .transpose()
         .map_err(|r| bad("endpoint", &r))?;
-    let format = match req.format.as_deref() {
-        None => ObjectFormat::NdjsonGz,
-        Some(f) => ObjectFormat::parse(f)
-            .ok_or_else(|| bad("format", &format!("must be {}", ObjectFormat::NAMES)))?,
-    };
+    let format = parse_format(req.format.as_deref())?.unwrap_or(ObjectFormat::NdjsonGz);
     let (max_batch_events, max_batch_seconds, start) = batching(
         req.max_batch_events,
         req.max_batch_seconds,
@@ -244,105 +336,8 @@ pub(super) fn validate(
             return Err(bad("credentials", &format!("required: {want}")));
         }
         Some(c) => {
-            let other = [
-                ("credentials.access_key_id", c.access_key_id.is_some()),
-                (
-                    "credentials.secret_access_key",
-                    c.secret_access_key.is_some(),
-                ),
-                ("credentials.session_token", c.session_token.is_some()),
-                ("credentials.role_arn", c.role_arn.is_some()),
-                ("credentials.external_id", c.external_id.is_some()),
-                ("credentials.source", c.source.is_some()),
-            ];
-            if let Some((field, _)) = other.iter().find(|(_, g)| *g) {
-                return Err(bad(
-                    field,
-                    "AWS credentials apply to s3; this store takes its own key",
-                ));
-            }
-            if azure {
-                if c.service_account_key.is_some() {
-                    return Err(bad("credentials.service_account_key", "applies to gcs"));
-                }
-                let text = |f: &str, v: &str, max: usize| {
-                    if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
-                        Err(bad(
-                            f,
-                            &format!("1-{max} characters, no control characters"),
-                        ))
-                    } else {
-                        Ok(())
-                    }
-                };
-                let (keys, secret_kind) = match (c.access_key, c.sas_token) {
-                    (Some(k), None) => {
-                        text("credentials.access_key", &k, 256)?;
-                        use base64::Engine;
-                        if base64::engine::general_purpose::STANDARD
-                            .decode(k.trim())
-                            .is_err()
-                        {
-                            return Err(bad(
-                                "credentials.access_key",
-                                "the storage account key, as Azure shows it (base64)",
-                            ));
-                        }
-                        (CloudKeys::AzureAccessKey { access_key: k }, "access_key")
-                    }
-                    (None, Some(t)) => {
-                        text("credentials.sas_token", &t, 2048)?;
-                        (
-                            CloudKeys::AzureSas {
-                                sas_token: t.trim_start_matches('?').to_owned(),
-                            },
-                            "sas_token",
-                        )
-                    }
-                    (Some(_), Some(_)) => {
-                        return Err(bad(
-                            "credentials.sas_token",
-                            "give access_key or sas_token, not both",
-                        ));
-                    }
-                    (None, None) => {
-                        return Err(bad(
-                            "credentials.access_key",
-                            "required: access_key or sas_token",
-                        ));
-                    }
-                };
-                let cloud = CloudConfig {
-                    account: None,
-                    client_email: None,
-                    token_uri: None,
-                    secret_kind: Some(secret_kind.into()),
-                };
-                (Some(keys), Some(cloud))
-            } else {
-                if c.access_key.is_some() || c.sas_token.is_some() {
-                    return Err(bad("credentials.access_key", "applies to azure_blob"));
-                }
-                let v = c.service_account_key.ok_or_else(|| {
-                    bad(
-                        "credentials.service_account_key",
-                        "required: the service account's JSON key",
-                    )
-                })?;
-                let (text, client_email, token_uri) = gcs_key(&v)?;
-                let cloud = CloudConfig {
-                    account: None,
-                    client_email,
-                    token_uri,
-                    secret_kind: None,
-                };
-                (
-                    Some(CloudKeys::Gcs {
-                        service_account_key: text,
-                    }),
-                    Some(cloud),
-                )
-            }
+            let (keys, cloud) = keys_of(azure, c)?;
+            (Some(keys), Some(cloud))
         }
     };
     if let Some(c) = cloud.as_mut() {

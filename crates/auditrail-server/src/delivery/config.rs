@@ -577,14 +577,7 @@ pub fn validate(
         return Err(bad("account", "applies to azure_blob only"));
     }
     super::push_config::refuse_push_fields(&req)?;
-    let asked = req
-        .format
-        .as_deref()
-        .map(|f| {
-            ObjectFormat::parse(f)
-                .ok_or_else(|| bad("format", &format!("must be {}", ObjectFormat::NAMES)))
-        })
-        .transpose()?;
+    let asked = parse_format(req.format.as_deref())?;
     let lake = security_lake(&req, asked)?;
     let bucket = req
         .bucket
@@ -676,6 +669,16 @@ pub fn validate(
         },
         creds,
     ))
+}
+
+/// An object destination's `format`, if given: one of [`ObjectFormat::NAMES`].
+pub(super) fn parse_format(f: Option<&str>) -> Result<Option<ObjectFormat>, ApiError> {
+    f.map(|f| {
+        ObjectFormat::parse(f).ok_or_else(|| {
+            ApiError::invalid_field("format", format!("must be {}", ObjectFormat::NAMES))
+        })
+    })
+    .transpose()
 }
 
 /// `max_batch_events`, `max_batch_seconds` and `start`, with their defaults; `start`

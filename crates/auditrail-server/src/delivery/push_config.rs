@@ -78,7 +78,7 @@ pub(super) fn refuse_push_fields(req: &DestinationRequest) -> Result<(), ApiErro
 }
 
 /// `1..=max` printable characters, no control characters.
-fn text(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
+pub(super) fn text(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
     if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
         return Err(bad(
             field,

@@ -118,12 +118,8 @@ async fn mapper_for(
     org: &str,
     config: &DestinationConfig,
 ) -> Result<Option<Mapper>, S3Failure> {
-    if !config.format.is_ocsf() {
-        return Ok(None);
-    }
-    crate::ocsf::mapper(app, org)
+    crate::ocsf::mapper(app, org, config.format.is_ocsf())
         .await
-        .map(Some)
         .map_err(internal)
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use auditrail_export::{ExportError, ExportRequest, Format, Plan};
+use auditrail_export::{ExportError, ExportRequest, Plan};
 use auditrail_store::{ExportJob, ExportOutcome, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
@@ -195,12 +195,10 @@ async fn produce(app: &App, job: &ExportJob) -> Result<ExportOutcome, Failure> {
     let part = dir.join(format!("{}.part", job.id));
     let file =
         std::fs::File::create(&part).map_err(|e| Failure::Fatal(format!("create file: {e}")))?;
-    let ocsf = match req.format {
-        Format::Ocsf | Format::OcsfParquet => crate::ocsf::mapper(app, &job.org)
-            .await
-            .map_err(Failure::Retry)?,
-        _ => Default::default(),
-    };
+    let ocsf = crate::ocsf::mapper(app, &job.org, req.format.is_ocsf())
+        .await
+        .map_err(Failure::Retry)?
+        .unwrap_or_default();
     let plan = Plan {
         org: job.org.clone(),
         filter,

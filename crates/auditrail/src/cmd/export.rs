@@ -183,12 +183,10 @@ async fn local(
     let part = output.with_extension("part");
     let file = std::fs::File::create(&part)
         .with_context(|| format!("cannot create {}", part.display()))?;
-    let ocsf = match req.format {
-        Format::Ocsf | Format::OcsfParquet => auditrail_server::ocsf::mapper(&app, org)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?,
-        _ => Default::default(),
-    };
+    let ocsf = auditrail_server::ocsf::mapper(&app, org, req.format.is_ocsf())
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?
+        .unwrap_or_default();
     let plan = Plan {
         org: org.to_owned(),
         filter,

@@ -75,6 +75,31 @@ pub async fn alerting_server(
     (srv, admin)
 }
 
+/// Polls export `id` until it is no longer queued or running; its job.
+pub async fn export_done(srv: &TestServer, token: &str, id: &str) -> Value {
+    for _ in 0..600 {
+        let (s, b) = srv.get(&format!("/v1/exports/{id}"), token).await;
+        assert_eq!(s, 200, "{b}");
+        match b["status"].as_str().unwrap() {
+            "queued" | "running" => tokio::time::sleep(Duration::from_millis(50)).await,
+            _ => return b,
+        }
+    }
+    panic!("export {id} did not finish");
+}
+
+/// `GET /v1/exports/{id}/download`: the status and the bytes.
+pub async fn export_file(srv: &TestServer, token: &str, id: &str) -> (u16, Vec<u8>) {
+    let r = srv
+        .http
+        .get(format!("{}/v1/exports/{id}/download", srv.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+}
+
 /// `auditrail verify TARGET --public-key KEY --quiet --endpoint ENDPOINT` against an
 /// S3-compatible server with the keys `ak`/`sk`: whether it passed, and what it said.
 pub fn verify_s3(target: &str, endpoint: &str, key: &str, ak: &str, sk: &str) -> (bool, String) {

@@ -320,39 +320,38 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .objects
             .sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
         for (first, last, name, date, format) in &files.objects {
-            if matches!(format, ObjectFormat::NdjsonGz | ObjectFormat::Ocsf) {
-                let raw = read_bytes(store.as_ref(), name).await?;
-                let mut text = String::new();
-                flate2::read::GzDecoder::new(raw.as_ref())
-                    .read_to_string(&mut text)
-                    .with_context(|| format!("{name}: not gzip'd UTF-8 text"))?;
-                if *format == ObjectFormat::Ocsf {
+            let (first, last) = (*first, *last);
+            match format {
+                ObjectFormat::NdjsonGz => {
+                    let text = gunzipped(store.as_ref(), name).await?;
+                    v.ndjson_object(name, date, first, last, text.split('\n'))?;
+                }
+                ObjectFormat::Ocsf => {
                     // Each record carries its event in `unmapped`, exactly as hashed.
+                    let text = gunzipped(store.as_ref(), name).await?;
                     let lines = text
                         .split('\n')
                         .filter(|l| !l.is_empty())
                         .map(auditrail_core::ocsf::exported_line)
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-                    v.ndjson_object(name, date, *first, *last, lines.iter().map(|l| l.as_str()))?;
-                } else {
-                    v.ndjson_object(name, date, *first, *last, text.split('\n'))?;
+                    v.ndjson_object(name, date, first, last, lines.iter().map(|l| l.as_str()))?;
                 }
-            } else if *format == ObjectFormat::OcsfParquet {
-                // Each row carries its event, exactly as hashed, in `unmapped.event`.
-                let raw = read_bytes(store.as_ref(), name).await?;
-                let events = auditrail_export::ocsf::parquet_events(raw)
-                    .with_context(|| format!("{name}: not OCSF Parquet"))?;
-                let lines: Vec<String> = events
-                    .iter()
-                    .map(|e| {
-                        let leaf = auditrail_core::merkle::leaf_hash(e.as_bytes());
-                        auditrail_core::event::with_leaf_hash(e, &leaf)
-                    })
-                    .collect();
-                v.ndjson_object(name, date, *first, *last, lines.iter().map(|l| l.as_str()))?;
-            } else {
-                v.skip_object(name, *first, *last)?;
+                ObjectFormat::OcsfParquet => {
+                    // Each row carries its event, exactly as hashed, in `unmapped.event`.
+                    let raw = read_bytes(store.as_ref(), name).await?;
+                    let events = auditrail_export::ocsf::parquet_events(raw)
+                        .with_context(|| format!("{name}: not OCSF Parquet"))?;
+                    let lines: Vec<String> = events
+                        .iter()
+                        .map(|e| {
+                            let leaf = auditrail_core::merkle::leaf_hash(e.as_bytes());
+                            auditrail_core::event::with_leaf_hash(e, &leaf)
+                        })
+                        .collect();
+                    v.ndjson_object(name, date, first, last, lines.iter().map(|l| l.as_str()))?;
+                }
+                ObjectFormat::CsvGz | ObjectFormat::Parquet => v.skip_object(name, first, last)?,
             }
             bar.inc(1);
         }
@@ -389,6 +388,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A gzip'd text object, unpacked.
+async fn gunzipped(store: &dyn ObjectStore, name: &str) -> anyhow::Result<String> {
+    let raw = read_bytes(store, name).await?;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(raw.as_ref())
+        .read_to_string(&mut text)
+        .with_context(|| format!("{name}: not gzip'd UTF-8 text"))?;
+    Ok(text)
 }
 
 async fn read_bytes(store: &dyn ObjectStore, name: &str) -> anyhow::Result<bytes::Bytes> {

@@ -125,11 +125,17 @@ impl From<ServiceError> for ApiError {
 /// A query string that does not parse: 422 with axum's description of the problem.
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(e: axum::extract::rejection::QueryRejection) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_query",
-            e.body_text(),
-        )
+        let text = e.body_text();
+        let err = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", &text);
+        // serde names an unknown or missing parameter between backticks.
+        let field = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|p| text.split_once(p))
+            .and_then(|(_, rest)| rest.split('`').next());
+        match field {
+            Some(f) => err.with_details(vec![json!({"field": f, "reason": text})]),
+            None => err,
+        }
     }
 }
 

@@ -9,10 +9,12 @@ pub mod exports;
 pub mod metrics;
 pub mod ocsf;
 mod openapi;
+pub use openapi::document as openapi_document;
 pub mod outbound;
 pub mod retention;
 pub mod routes;
 pub mod sealing;
+pub mod tail;
 mod tile_cache;
 mod tiles;
 pub mod ui;
@@ -37,6 +39,8 @@ pub struct Settings {
     pub public_url: String,
     /// CSP `frame-ancestors` sources of the Audit page: who may show it in a frame.
     pub ui_frame_ancestors: String,
+    /// Live tails one org may hold open at once.
+    pub tail_max_streams: usize,
     /// How often checkpoints are signed for orgs with new events.
     pub checkpoint_interval: Duration,
     pub limits: Limits,
@@ -68,6 +72,8 @@ pub struct App {
     witness_client: std::sync::OnceLock<reqwest::Client>,
     /// Full tiles already read (64 MiB at most).
     pub(crate) tiles: tile_cache::TileCache,
+    /// Live tails' feeds, one per org with subscribers.
+    pub tail: tail::TailHub,
 }
 
 impl std::ops::Deref for App {
@@ -87,6 +93,7 @@ impl App {
         admin_token_hash: [u8; 32],
     ) -> Arc<Self> {
         let delivery = delivery::Delivery::new(&settings.delivery);
+        let settings_tail_max = settings.tail_max_streams;
         let config = ServiceConfig {
             limits: settings.limits.clone(),
             origin_prefix: settings.origin_prefix.clone(),
@@ -104,6 +111,7 @@ impl App {
             ui: ui::UiState::default(),
             witness_client: std::sync::OnceLock::new(),
             tiles: tile_cache::TileCache::new(64 << 20),
+            tail: tail::TailHub::new(settings_tail_max),
         })
     }
 
@@ -134,6 +142,12 @@ pub async fn serve(
     let sealer = tokio::spawn(sealing::run(app.clone(), stop_rx.clone()));
     let retention = tokio::spawn(retention::run(app.clone(), stop_rx));
     let router = routes::router(app.clone());
+    let tails = app.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Live tails would keep their connections open: they end with a resume point.
+        tails.tail.close();
+    };
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -4,7 +4,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{
-    catalog, destinations, events, exports, integrity, orgs, tiles, viewer, witnesses,
+    catalog, destinations, events, exports, integrity, orgs, tail, tiles, viewer, witnesses,
 };
 
 #[derive(OpenApi)]
@@ -13,7 +13,7 @@ use crate::routes::{
     paths(
         orgs::create_org, orgs::create_key, orgs::list_keys, orgs::revoke_key, viewer::create,
         catalog::put_catalog, catalog::get_catalog, catalog::hmac,
-        events::ingest, events::search,
+        events::ingest, events::search, tail::stream,
         exports::create, exports::list, exports::get, exports::download, exports::checkpoint, exports::proof,
         exports::put_webhook, exports::delete_webhook,
         destinations::put, destinations::put_for_org, destinations::list, destinations::get, destinations::delete,

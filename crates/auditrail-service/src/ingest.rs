@@ -105,6 +105,7 @@ pub async fn record_audit_event(
     let ev = json!({"action": action, "actor": actor, "resource": resource, "details": details, "outcome": outcome});
     let p = prepare_batch(svc, org, None, std::slice::from_ref(&ev), false)?;
     let mut r = svc.store.append(org, p, true).await?;
+    svc.notify_appended();
     r.pop()
         .ok_or_else(|| ServiceError::Internal("append returned nothing".into()))
 }

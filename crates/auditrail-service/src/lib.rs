@@ -56,6 +56,9 @@ pub struct Service {
     pub secrets: secrets::SecretBox,
     /// This process's name as the owner of leases on background work.
     pub node_id: String,
+    /// Bumped after every append this process makes, so live tails read at once
+    /// instead of waiting for their next poll.
+    pub appended: tokio::sync::watch::Sender<u64>,
 }
 
 impl Service {
@@ -72,6 +75,12 @@ impl Service {
             policies: policy::Policies::default(),
             secrets: secrets::SecretBox::new(secret_key),
             node_id: format!("node-{}", hex::encode(random::bytes::<8>())),
+            appended: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Tells live tails that events were appended.
+    pub fn notify_appended(&self) {
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
     }
 }

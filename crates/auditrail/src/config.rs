@@ -22,6 +22,7 @@ pub struct FileConfig {
     pub database_pool_size: Option<usize>,
     pub lease_ttl: Option<String>,
     pub seal_keep_open: Option<usize>,
+    pub tail_max_streams: Option<usize>,
     pub exports_dir: Option<PathBuf>,
     pub listen: Option<String>,
     pub public_url: Option<String>,
@@ -103,6 +104,10 @@ pub struct ServiceFlags {
     /// are sealed (compressed) in the background [default: 65536]
     #[arg(long, env = "AUDITRAIL_SEAL_KEEP_OPEN")]
     pub seal_keep_open: Option<usize>,
+    /// Live tails (`GET /v1/events/stream`, the Audit page's Live mode) one org may
+    /// hold open at once [default: 256]
+    #[arg(long, env = "AUDITRAIL_TAIL_MAX_STREAMS")]
+    pub tail_max_streams: Option<usize>,
     /// Where export files are written [default: <data dir>/exports]; shared storage
     /// when several nodes serve one PostgreSQL database
     #[arg(long, env = "AUDITRAIL_EXPORTS_DIR")]
@@ -177,6 +182,7 @@ pub struct Config {
     pub database_pool_size: usize,
     pub lease_ttl: Duration,
     pub seal_keep_open: u64,
+    pub tail_max_streams: usize,
     pub exports_dir: PathBuf,
     pub listen: String,
     pub public_url: String,
@@ -366,6 +372,13 @@ impl Config {
                 65_536,
                 1 << 40,
             )? as u64,
+            tail_max_streams: limit(
+                "tail_max_streams",
+                o.service.tail_max_streams,
+                f.tail_max_streams,
+                256,
+                100_000,
+            )?,
             data_dir,
             database_url: o.store.database_url.clone().or(f.database_url),
             listen,
@@ -422,6 +435,7 @@ impl Config {
                 )),
             ),
             ("seal_keep_open", Some(self.seal_keep_open.to_string())),
+            ("tail_max_streams", Some(self.tail_max_streams.to_string())),
             (
                 "exports_dir",
                 Some(format!("\"{}\"", self.exports_dir.display())),

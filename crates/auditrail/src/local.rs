@@ -136,6 +136,7 @@ pub fn settings(cfg: &Config) -> anyhow::Result<Settings> {
     Ok(Settings {
         public_url: cfg.public_url.clone(),
         ui_frame_ancestors: frame_ancestors.to_owned(),
+        tail_max_streams: cfg.tail_max_streams,
         checkpoint_interval: cfg.checkpoint_interval,
         lease_ttl: cfg.lease_ttl,
         sealing: SealingSettings {

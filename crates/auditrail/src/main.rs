@@ -57,6 +57,11 @@ enum Command {
     /// Run a C2SP tlog-witness: cosign the checkpoints of the logs it follows, only when
     /// each is consistent with the last one it cosigned
     Witness(cmd::witness::Args),
+    /// Follow an org's events live from a running server, one JSON line each
+    /// (reconnecting where it left off)
+    Tail(cmd::tail::Args),
+    /// Print the OpenAPI document of the HTTP API (what `/openapi.json` serves)
+    Openapi,
     /// Configuration helpers
     Config {
         #[command(subcommand)]
@@ -100,6 +105,11 @@ fn main() -> std::process::ExitCode {
             Command::Verify(args) => cmd::verify::run(args).await,
             Command::Gateway(args) => cmd::gateway::run(*args).await,
             Command::Witness(args) => cmd::witness::run(args).await,
+            Command::Tail(args) => cmd::tail::run(args).await,
+            Command::Openapi => {
+                println!("{}", auditrail_server::openapi_document());
+                Ok(())
+            }
             Command::Config { command } => cmd::config(command),
         }
     });

@@ -1136,6 +1136,57 @@ async fn the_audit_page_in_chromium() {
     assert!(web.text(".badge.scope").await.contains("proj-b"));
     web.screenshot("events-scoped").await;
 
+    // Live mode: the scope's new events appear at the top as they are acked, and only
+    // those; the stream's opening is audited.
+    web.click("#live").await;
+    web.wait_for("#live[aria-pressed=\"true\"]", 10).await;
+    let ingest = srv.key("acme", "ingest").await;
+    let mut seqs = Vec::new();
+    for scope in ["proj-a", "proj-b"] {
+        let (s, b) = srv
+            .post(
+                "/v1/events",
+                &ingest,
+                json!({"action": "addProject", "actor": {"id": "u-9", "type": "USER"},
+                       "resource": {"type": "PROJECT", "id": format!("live-{scope}")},
+                       "scope": {"id": scope, "type": "PROJECT"}}),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        seqs.push(b["accepted"][0]["seq"].as_u64().unwrap());
+    }
+    web.wait_for(&format!("#events tbody tr[data-seq=\"{}\"]", seqs[1]), 10)
+        .await;
+    let first = web
+        .client
+        .execute(
+            "return document.querySelector('#events tbody tr').dataset.seq",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, json!(seqs[1].to_string()), "the new event is on top");
+    assert_eq!(
+        web.count(&format!("#events tbody tr[data-seq=\"{}\"]", seqs[0]))
+            .await,
+        0,
+        "another scope's event never shows"
+    );
+    assert_eq!(web.count("#events tbody tr").await, n + 1);
+    assert!(web.text("#live-status").await.starts_with("Live"));
+    web.screenshot("events-live").await;
+    web.click("#live").await;
+    web.wait_for("#live[aria-pressed=\"false\"]", 10).await;
+    let tails: Vec<Value> = srv
+        .all_events(&r.admin)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "tailAuditLog")
+        .collect();
+    assert_eq!(tails.len(), 1, "{tails:?}");
+    assert_eq!(tails[0]["actor"]["id"], "sam");
+    assert_eq!(tails[0]["details"]["filters"]["scope_id"], "proj-b");
+
     // A reused link and an expired one are refused.
     web.client.delete_all_cookies().await.unwrap();
     web.goto(link["url"].as_str().unwrap()).await;

@@ -121,6 +121,7 @@ pub async fn ingest(
         let prepared = prepare_body(&app, &org, Some(&policy), &bytes)?;
         let unknown: Vec<bool> = prepared.iter().map(|p| p.unknown_action).collect();
         let accepted = app.store.append(&org, prepared, false).await?;
+        app.notify_appended();
         count_unknown_actions(&app, &org, &unknown, &accepted);
         Ok::<_, ApiError>(accepted)
     }

@@ -7,6 +7,7 @@ pub mod exports;
 pub(crate) mod integrity;
 mod ops;
 pub mod orgs;
+pub mod tail;
 pub mod tiles;
 pub mod viewer;
 pub mod witnesses;
@@ -79,6 +80,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/catalog", get(catalog::get_catalog))
         .route("/v1/hmac", post(catalog::hmac))
         .route("/v1/events", post(events::ingest).get(events::search))
+        .route("/v1/events/stream", get(tail::stream))
         .route("/v1/exports", post(exports::create).get(exports::list))
         .route("/v1/exports/{id}", get(exports::get))
         .route("/v1/exports/{id}/download", get(exports::download))

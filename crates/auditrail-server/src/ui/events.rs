@@ -27,6 +27,7 @@ use crate::App;
 use crate::checkpoint_signer;
 use crate::error::ApiError;
 use crate::routes::events::{SearchParams, decode_cursor, encode_cursor, filter_from};
+use crate::routes::tail;
 
 const PAGE_SIZE: usize = 50;
 
@@ -220,6 +221,13 @@ pub async fn list(
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
         }
     };
+    // Live mode continues after the newest event this page could show.
+    let head = app
+        .store
+        .tree_head(&viewer.org)
+        .await
+        .map_err(ApiError::from)?
+        .size;
     let page = app
         .store
         .search(
@@ -233,6 +241,11 @@ pub async fn list(
         )
         .await
         .map_err(ApiError::from)?;
+    let live = q.cursor.is_none().then(|| {
+        let after = page.events.first().map_or(head, |e| e.seq.max(head));
+        let qs = serde_urlencoded::to_string(&q).unwrap_or_default();
+        format!("/ui/events/live?after={after}&{qs}")
+    });
     let rows: Vec<Row> = page
         .events
         .iter()
@@ -256,7 +269,7 @@ pub async fn list(
         "events.html",
         "events",
         context! { q => q, rows => rows, next => next, newest => newest, filtered => q.is_filtered(),
-                   actions => actions, resource_types => resource_types },
+                   actions => actions, resource_types => resource_types, live => live },
     )?;
     Ok(html.into_response())
 }
@@ -357,4 +370,76 @@ pub async fn proof(
         "public_key": vkey,
         "server": {"leaf": leaf_ok, "inclusion": inclusion_ok, "signature": signature_ok},
     })))
+}
+
+/// The filters of the events page, and where live mode starts.
+#[derive(Debug, Deserialize)]
+pub struct LiveQuery {
+    #[serde(flatten)]
+    filters: EventsQuery,
+    after: Option<String>,
+}
+
+/// Live mode: the org's new events matching the page's filters, each as the table row
+/// the page shows, over Server-Sent Events. `Last-Event-ID` (the browser's reconnect)
+/// wins over `after` (where the page left off).
+pub async fn live(
+    State(app): State<Arc<App>>,
+    viewer: Viewer,
+    headers: axum::http::HeaderMap,
+    query: Result<Query<LiveQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(raw) = query?;
+    let q = raw.filters.cleaned(viewer.scope.as_ref());
+    let filter = filter_from(&q.search_params())?;
+    let resume = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::invalid_field("Last-Event-ID", "must be the seq of an event")
+                })?,
+        ),
+        None => raw
+            .after
+            .as_deref()
+            .map(|a| {
+                a.parse::<u64>()
+                    .map_err(|_| ApiError::invalid_field("after", "must be the seq of an event"))
+            })
+            .transpose()?,
+    };
+    let field = if headers.contains_key("last-event-id") {
+        "Last-Event-ID"
+    } else {
+        "after"
+    };
+    tail::check_resume(&app, &viewer.org, resume, field).await?;
+    let sub = tail::subscribe(&app, &viewer.org)?;
+    record_audit_event(
+        &app,
+        &viewer.org,
+        viewer.who.actor(),
+        "tailAuditLog",
+        json!({"type": "AUDIT_LOG", "id": viewer.org}),
+        json!({"filters": q, "resume_after": resume}),
+        "success",
+    )
+    .await?;
+    let catalog = catalog_of(&app, &viewer.org)
+        .await
+        .map_err(|e| ApiError::internal(e.message))?;
+    let render: tail::Render = Box::new(move |e| {
+        let html = super::render::page(
+            "event_row.html",
+            context! { r => row(e, catalog.as_deref()) },
+        )
+        .map(|h| h.0)
+        .unwrap_or_default();
+        axum::response::sse::Event::default()
+            .id(e.seq.to_string())
+            .data(html)
+    });
+    tail::start(app.clone(), viewer.org.clone(), filter, resume, sub, render).await
 }

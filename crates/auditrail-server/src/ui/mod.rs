@@ -52,6 +52,7 @@ pub fn router(app: Arc<App>) -> Router<Arc<App>> {
         .route("/ui/login", get(session::login))
         .route("/ui/logout", post(session::logout))
         .route("/ui/events", get(events::list))
+        .route("/ui/events/live", get(events::live))
         .route("/ui/events/{seq}", get(events::detail))
         .route("/ui/events/{seq}/proof", get(events::proof))
         .route("/ui/exports", get(exports::page).post(exports::create))

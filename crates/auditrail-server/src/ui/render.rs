@@ -15,6 +15,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("message.html", include_str!("templates/message.html")),
         ("events.html", include_str!("templates/events.html")),
         ("event.html", include_str!("templates/event.html")),
+        ("event_row.html", include_str!("templates/event_row.html")),
         ("exports.html", include_str!("templates/exports.html")),
         (
             "export_rows.html",

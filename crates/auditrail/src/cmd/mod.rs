@@ -5,6 +5,7 @@ pub mod ingest;
 pub mod seal;
 pub mod serve;
 pub mod status;
+pub mod tail;
 pub mod verify;
 pub mod witness;
 

@@ -11,6 +11,7 @@ pub mod emulators;
 pub mod process;
 pub mod receivers;
 pub mod smtp;
+pub mod sse;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -177,6 +178,7 @@ impl TestServer {
         let mut settings = Settings {
             public_url: base.clone(),
             ui_frame_ancestors: "'self'".into(),
+            tail_max_streams: auditrail_server::tail::DEFAULT_MAX_SUBSCRIBERS,
             checkpoint_interval: Duration::from_secs(3600),
             lease_ttl: Duration::from_secs(15),
             sealing: Default::default(),

@@ -12,13 +12,62 @@ function localTimes(root) {
   }
 }
 
+function clickable(tr) {
+  tr.addEventListener("click", (e) => {
+    if (e.target.closest("a, button, input")) return;
+    window.location.assign(tr.dataset.href);
+  });
+}
+
 function clickableRows() {
-  for (const tr of document.querySelectorAll("tr[data-href]")) {
-    tr.addEventListener("click", (e) => {
-      if (e.target.closest("a, button, input")) return;
-      window.location.assign(tr.dataset.href);
-    });
+  for (const tr of document.querySelectorAll("tr[data-href]")) clickable(tr);
+}
+
+// Live mode: new events matching the filters arrive at the top of the table as the
+// server streams them (Server-Sent Events; the browser reconnects with the last seq).
+const LIVE_ROWS = 500;
+
+function liveMode() {
+  const btn = document.getElementById("live");
+  if (!btn) return;
+  const status = document.getElementById("live-status");
+  let source = null;
+  const stop = () => {
+    source.close();
+    source = null;
+    btn.setAttribute("aria-pressed", "false");
+    btn.textContent = "Live";
+    status.textContent = "";
+  };
+  btn.addEventListener("click", () => {
+    if (source) return stop();
+    source = new EventSource(btn.dataset.src);
+    btn.setAttribute("aria-pressed", "true");
+    btn.textContent = "Stop live";
+    status.textContent = "Connecting…";
+    source.onopen = () => { status.textContent = "Live: new events appear at the top."; };
+    source.onerror = () => { if (source) status.textContent = "Reconnecting…"; };
+    source.addEventListener("cutoff", () => { status.textContent = "Catching up…"; });
+    source.onmessage = (m) => addLiveRow(m.data, m.lastEventId);
+  });
+}
+
+function addLiveRow(html, seq) {
+  let body = document.querySelector("#events tbody");
+  if (!body) {
+    const empty = document.getElementById("empty");
+    if (empty) empty.remove();
+    const t = document.getElementById("live-table");
+    t.replaceWith(t.content.cloneNode(true));
+    body = document.querySelector("#events tbody");
   }
+  if (body.querySelector(`tr[data-seq="${CSS.escape(seq)}"]`)) return;
+  body.insertAdjacentHTML("afterbegin", html);
+  const tr = body.firstElementChild;
+  tr.classList.add("live-new");
+  localTimes(tr);
+  clickable(tr);
+  while (body.rows.length > LIVE_ROWS) body.deleteRow(-1);
 }
 
 function pendingExports() {
@@ -189,6 +238,7 @@ document.addEventListener("DOMContentLoaded", () => {
   foldFilters();
   localTimes();
   clickableRows();
+  liveMode();
   liveExports();
   copyButtons();
   const v = document.getElementById("verify");

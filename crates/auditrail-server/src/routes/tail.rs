@@ -1,0 +1,383 @@
+//! `GET /v1/events/stream`: live tail over Server-Sent Events.
+//!
+//! Each event goes out as a `message` whose `id` is its seq and whose data is the event
+//! exactly as search returns it. The stream opens with an `id`-only line (the position it
+//! starts after), so a client that reconnects with `Last-Event-ID` misses nothing even
+//! before its first event. A subscriber that falls [`tail::MAX_LAG`] events behind gets
+//! `event: cutoff` (`id` and `resume_after`: where to resume) and the stream ends.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use auditrail_core::event::with_leaf_hash;
+use auditrail_core::query::Filter;
+use auditrail_core::time;
+use auditrail_store::{Order, PageRequest, Role, StoredEvent, terms};
+
+use super::events::{SearchParams, filter_from, record_self_audit};
+use crate::App;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::tail::{self, Batch, Subscription};
+
+/// How often an idle stream sends a comment line, so proxies and clients see it alive.
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// The search filters, without paging.
+#[derive(Debug, Deserialize, Serialize, Default, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TailParams {
+    /// The key's own org, when the caller wants that checked (another org: 403)
+    pub org: Option<String>,
+    pub actor_id: Option<String>,
+    pub action: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub scope_id: Option<String>,
+    /// The search syntax, e.g. `actor:u-42 -action:login`
+    pub q: Option<String>,
+}
+
+impl TailParams {
+    fn filter(&self) -> ApiResult<Filter> {
+        filter_from(&SearchParams {
+            actor_id: self.actor_id.clone(),
+            action: self.action.clone(),
+            resource_type: self.resource_type.clone(),
+            resource_id: self.resource_id.clone(),
+            scope_id: self.scope_id.clone(),
+            q: self.q.clone(),
+            ..SearchParams::default()
+        })
+    }
+}
+
+#[utoipa::path(get, path = "/v1/events/stream", params(TailParams,
+        ("Last-Event-ID" = Option<u64>, Header, description = "resume after this seq; without it the stream starts at the head")),
+    responses(
+        (status = 200, description = "`text/event-stream`: each event with `id` = seq and the stored event (plus `leaf_hash`) as data; `event: cutoff` with `resume_after` when the reader fell too far behind", content_type = "text/event-stream"),
+        (status = 401, description = "no or unknown key"), (status = 403, description = "not a viewer or admin key"),
+        (status = 422, description = "a bad filter or `Last-Event-ID`"),
+        (status = 429, description = "the org has as many streams open as it may")))]
+pub async fn stream(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    headers: HeaderMap,
+    params: Result<Query<TailParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let org = who.org_with(&[Role::Viewer, Role::Admin])?.to_owned();
+    let Query(p) = params?;
+    if p.org.as_deref().is_some_and(|o| o != org) {
+        return Err(ApiError::forbidden(
+            "this key belongs to another org than `org` names",
+        ));
+    }
+    let filter = p.filter()?;
+    let resume = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::invalid_field("Last-Event-ID", "must be the seq of an event")
+                })?,
+        ),
+    };
+    check_resume(&app, &org, resume, "Last-Event-ID").await?;
+    let sub = subscribe(&app, &org)?;
+    record_self_audit(
+        &app,
+        &org,
+        &who,
+        "tailAuditLog",
+        json!({"type": "AUDIT_LOG", "id": org}),
+        json!({"filters": p, "resume_after": resume}),
+    )
+    .await?;
+    start(app, org, filter, resume, sub, Box::new(message)).await
+}
+
+/// How a stream writes one event.
+pub(crate) type Render = Box<dyn Fn(&StoredEvent) -> Event + Send + Sync>;
+
+/// Refuses a resume point beyond the log's head (`field` names where it came from).
+pub(crate) async fn check_resume(
+    app: &App,
+    org: &str,
+    resume: Option<u64>,
+    field: &str,
+) -> ApiResult<()> {
+    if let Some(seq) = resume {
+        let head = app.store.tree_head(org).await?.size;
+        if seq > head {
+            return Err(ApiError::invalid_field(
+                field,
+                format!("{seq} is beyond the log's head ({head})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Takes one of the org's stream slots (429 when they are all taken).
+pub(crate) fn subscribe(app: &Arc<App>, org: &str) -> ApiResult<Subscription> {
+    app.tail.subscribe(app, org).map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!(
+                "this org has {} live streams open, as many as it may; close one",
+                app.tail.limit()
+            ),
+        )
+    })
+}
+
+/// The stream of `org`'s events matching `filter` after `resume` (or the head).
+pub(crate) async fn start(
+    app: Arc<App>,
+    org: String,
+    filter: Filter,
+    resume: Option<u64>,
+    sub: Subscription,
+    render: Render,
+) -> ApiResult<Response> {
+    // Subscribed before the head is read: whatever is appended from here on arrives.
+    let rx = sub.feed.receiver();
+    let head = app.store.tree_head(&org).await?.size;
+    // Checked by the caller; the head has only grown since.
+    let start = resume.map_or(head, |seq| seq.min(head));
+    let closing = app.tail.closing();
+    let mut t = Tail {
+        app,
+        org,
+        closing,
+        filter,
+        sub,
+        rx,
+        render,
+        scanned: start,
+        catch_up: resume.map(|_| CatchUp { head, after: start }),
+        pending: VecDeque::new(),
+        done: false,
+    };
+    t.pending.push_back(Event::default().id(start.to_string()));
+    let events = futures_util::stream::unfold(t, Tail::next);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(HEARTBEAT))
+        .into_response())
+}
+
+/// Reading from the store until `head` (known durable when the catch-up began).
+struct CatchUp {
+    head: u64,
+    after: u64,
+}
+
+struct Tail {
+    app: Arc<App>,
+    org: String,
+    closing: tokio::sync::watch::Receiver<bool>,
+    filter: Filter,
+    sub: Subscription,
+    rx: broadcast::Receiver<Arc<Batch>>,
+    render: Render,
+    /// Every event up to this seq has been sent or did not match.
+    scanned: u64,
+    catch_up: Option<CatchUp>,
+    pending: VecDeque<Event>,
+    done: bool,
+}
+
+impl Tail {
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Some((Ok(e), self));
+            }
+            if self.done {
+                return None;
+            }
+            if *self.closing.borrow() {
+                self.cut_off("shutting_down");
+                continue;
+            }
+            if self.catch_up.is_some() {
+                self.read_store().await;
+                continue;
+            }
+            let got = tokio::select! {
+                got = self.rx.recv() => got,
+                _ = self.closing.changed() => continue,
+            };
+            match got {
+                Ok(batch) => self.take(&batch).await,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if self.sub.feed.read().saturating_sub(self.scanned) > tail::MAX_LAG {
+                        self.cut_off("slow_consumer");
+                    } else {
+                        self.start_catch_up().await;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => self.cut_off("unavailable"),
+            }
+        }
+    }
+
+    /// Takes a batch the feed read; a gap before it is read from the store.
+    async fn take(&mut self, batch: &Batch) {
+        if batch.last <= self.scanned {
+            return;
+        }
+        if batch.after > self.scanned {
+            self.start_catch_up().await;
+            return;
+        }
+        for e in batch.events.iter().filter(|e| e.seq > self.scanned) {
+            if accepts(&self.filter, e) {
+                self.pending.push_back((self.render)(e));
+            }
+        }
+        self.scanned = batch.last;
+    }
+
+    /// Goes back to the store from `scanned`, with a fresh place on the channel.
+    async fn start_catch_up(&mut self) {
+        self.rx = self.sub.feed.receiver();
+        match self.app.store.tree_head(&self.org).await {
+            Ok(h) => {
+                self.catch_up = Some(CatchUp {
+                    head: h.size,
+                    after: self.scanned,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(org = %self.org, error = %e, "live tail: cannot read the head");
+                self.cut_off("unavailable");
+            }
+        }
+    }
+
+    async fn read_store(&mut self) {
+        let Some(c) = self.catch_up.as_mut() else {
+            return;
+        };
+        let page = self
+            .app
+            .store
+            .search(
+                &self.org,
+                &self.filter,
+                PageRequest {
+                    after_seq: Some(c.after),
+                    limit: tail::PAGE,
+                    order: Order::Asc,
+                },
+            )
+            .await;
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(org = %self.org, error = %e, "live tail: cannot read events");
+                self.catch_up = None;
+                self.cut_off("unavailable");
+                return;
+            }
+        };
+        for e in &page.events {
+            self.pending.push_back((self.render)(e));
+            self.scanned = self.scanned.max(e.seq);
+        }
+        match page.next_after {
+            Some(n) => c.after = n,
+            None => {
+                self.scanned = self.scanned.max(c.head);
+                self.catch_up = None;
+            }
+        }
+    }
+
+    /// Ends the stream with where to resume.
+    fn cut_off(&mut self, reason: &str) {
+        let data = json!({"reason": reason, "resume_after": self.scanned}).to_string();
+        self.pending.push_back(
+            Event::default()
+                .event("cutoff")
+                .id(self.scanned.to_string())
+                .data(data),
+        );
+        self.done = true;
+    }
+}
+
+fn message(e: &StoredEvent) -> Event {
+    Event::default()
+        .id(e.seq.to_string())
+        .data(with_leaf_hash(&e.body, &e.leaf))
+}
+
+/// Whether a stored event satisfies the filter, times included.
+fn accepts(filter: &Filter, e: &StoredEvent) -> bool {
+    if (filter.from_us.is_some() || filter.to_us.is_some()) && !within(filter, &e.body) {
+        return false;
+    }
+    terms::matches(&e.body, filter)
+}
+
+fn within(filter: &Filter, body: &str) -> bool {
+    let Some(at) = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("occurred_at")?.as_str().map(str::to_owned))
+        .and_then(|s| time::parse_rfc3339(&s))
+        .map(time::micros)
+    else {
+        return false;
+    };
+    !(filter.from_us.is_some_and(|t| at < t) || filter.to_us.is_some_and(|t| at >= t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(seq: u64, body: &str) -> StoredEvent {
+        StoredEvent {
+            seq,
+            body: body.to_owned(),
+            leaf: [0; 32],
+        }
+    }
+
+    #[test]
+    fn filters_apply_to_live_events_as_to_search() {
+        let e = stored(
+            1,
+            r#"{"action":"addProject","actor":{"id":"u-1"},"occurred_at":"2026-11-01T10:00:00.000000Z"}"#,
+        );
+        let with = |q: &str| {
+            let p = TailParams {
+                q: Some(q.into()),
+                ..TailParams::default()
+            };
+            accepts(&p.filter().unwrap(), &e)
+        };
+        assert!(with("actor:u-1"));
+        assert!(!with("actor:u-2"));
+        assert!(with("-action:login"));
+        assert!(with("created:2026-11-01"));
+        assert!(!with("created:>=2026-11-02"));
+        assert!(!with("created:<2026-11-01"));
+    }
+}

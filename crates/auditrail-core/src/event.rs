@@ -340,7 +340,8 @@ impl Scan<'_> {
     }
 }
 
-const TOP_LEVEL: [&str; 9] = [
+/// The fields an event may have.
+pub const TOP_LEVEL: [&str; 9] = [
     "id",
     "occurred_at",
     "action",
@@ -352,12 +353,14 @@ const TOP_LEVEL: [&str; 9] = [
     "outcome",
 ];
 
-const RESOURCE_FIELDS: [(&str, usize); 3] = [
+/// `resource` and `scope`: their fields and each one's most characters.
+pub const RESOURCE_FIELDS: [(&str, usize); 3] = [
     ("type", MAX_ACTION_LEN),
     ("id", MAX_ID_LEN),
     ("name", MAX_TEXT_LEN),
 ];
-const ACTOR_FIELDS: [(&str, usize); 5] = [
+/// `actor`: its fields and each one's most characters.
+pub const ACTOR_FIELDS: [(&str, usize); 5] = [
     ("id", MAX_ID_LEN),
     ("type", 32),
     ("email", MAX_TEXT_LEN),

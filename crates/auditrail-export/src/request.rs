@@ -6,7 +6,7 @@ use auditrail_core::query::{Field, Filter};
 use auditrail_core::time;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     #[default]
@@ -46,26 +46,39 @@ impl Format {
 }
 
 /// An export request as the API takes it (and the job stores it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportRequest {
+    /// Events that occurred at or after this time (RFC 3339, or `YYYY-MM-DD`: midnight UTC)
+    #[schema(format = DateTime)]
     pub from: String,
+    /// Events that occurred before this time, after `from` and within the server's
+    /// `export_max_range` of it
+    #[schema(format = DateTime)]
     pub to: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
     pub actor_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
     pub scope_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
     pub action: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
     pub resource_type: Option<String>,
     #[serde(default)]
     pub format: Format,
+    /// CSV columns: `apollo` (Apollo Studio's) or `full` (then seq, id, received_at, leaf_hash)
     #[serde(default)]
+    #[schema(value_type = String, pattern = "^(apollo|full)$")]
     pub layout: Layout,
     #[serde(default)]
     pub gzip: bool,
+    /// Who is emailed the link when the export is ready
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = Email)]
     pub notify_email: Option<String>,
 }
 

@@ -128,7 +128,7 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
         let text = e.body_text();
         let err = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", &text);
         // serde names an unknown or missing parameter between backticks.
-        let field = ["unknown field `", "missing field `"]
+        let field = ["unknown field `", "missing field `", "duplicate field `"]
             .iter()
             .find_map(|p| text.split_once(p))
             .and_then(|(_, rest)| rest.split('`').next());
@@ -139,10 +139,34 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
     }
 }
 
+/// Every error answer: `{"error": {code, message, details}}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable, e.g. `invalid_field`, `not_found`, `overloaded`.
+    pub code: &'static str,
+    /// For people.
+    pub message: String,
+    /// What exactly is wrong, one entry each: `field` (dotted path), `reason`, and for a
+    /// batch the event's `index`.
+    #[schema(value_type = Vec<Object>)]
+    pub details: Vec<Value>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                details: self.details,
+            },
+        };
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after {
             resp.headers_mut()

@@ -1,5 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
+use serde_json::{Value, json};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -23,7 +24,7 @@ use crate::routes::{
         witnesses::put_admin_emails, witnesses::get_admin_emails,
         tiles::checkpoint, tiles::tile,
     ),
-    components(schemas(orgs::CreateOrg, orgs::CreateKey)),
+    components(schemas(orgs::CreateOrg, orgs::CreateKey, crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Bearer),
     security(("bearer" = []))
 )]
@@ -42,6 +43,204 @@ impl utoipa::Modify for Bearer {
     }
 }
 
+/// The document `/openapi.json` serves and `auditrail openapi` prints.
 pub fn document() -> String {
-    Doc::openapi().to_json().unwrap_or_else(|_| "{}".into())
+    let mut doc = serde_json::to_value(Doc::openapi()).unwrap_or_default();
+    contract(&mut doc);
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into())
+}
+
+/// What every operation shares, added where the annotations leave it out: its path
+/// parameters, and the error answers the server gives (each an `Error`): 401 without a
+/// valid key, 403 for a key of the wrong role or org, 404 where a path names something,
+/// 400/413/422 where a body or parameters are read, 503 when overloaded (with
+/// `Retry-After`), 500 for what should not happen.
+fn contract(doc: &mut Value) {
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        schemas.insert("Event".into(), event_schema());
+        schemas.insert(
+            "EventBatch".into(),
+            json!({"type": "object", "additionalProperties": false, "required": ["events"],
+                   "properties": {"events": {"type": "array", "minItems": 1,
+                       "maxItems": crate::routes::events::MAX_BATCH_EVENTS,
+                       "items": {"$ref": "#/components/schemas/Event"}}}}),
+        );
+        schemas.insert("DetailValue".into(), detail_value_schema());
+        // Any JSON value but null.
+        if let Some(h) = schemas.get_mut("HmacRequest") {
+            h["required"] = json!(["value"]);
+            h["properties"]["value"] = json!({"not": {"type": "null"},
+                "description": "the value to hash as `hmac` mode hashes a sensitive one: any JSON but null"});
+        }
+    }
+    if let Some(op) = doc.pointer_mut("/paths/~1v1~1events/post") {
+        op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema":
+            {"oneOf": [{"$ref": "#/components/schemas/Event"}, {"$ref": "#/components/schemas/EventBatch"}]}}}});
+    }
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let names: Vec<&str> = path
+            .split('{')
+            .skip(1)
+            .filter_map(|p| p.split('}').next())
+            .collect();
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for op in item.values_mut().filter_map(Value::as_object_mut) {
+            let params = op
+                .entry("parameters")
+                .or_insert_with(|| json!([]))
+                .as_array_mut();
+            let Some(params) = params else { continue };
+            for name in &names {
+                let declared = params
+                    .iter()
+                    .any(|p| p["name"] == *name && p["in"] == "path");
+                if !declared {
+                    params.push(json!({"name": name, "in": "path", "required": true,
+                                       "schema": path_param_schema(name)}));
+                }
+            }
+            let reads_params = !params.is_empty();
+            if params.is_empty() {
+                op.remove("parameters");
+            }
+            let has_body = op.contains_key("requestBody");
+            let mut errors = vec![
+                ("401", "no key, or a key that is unknown or revoked"),
+                ("403", "the key's role or org may not do this"),
+                ("500", "an internal error (logged; nothing of it is shown)"),
+                (
+                    "503",
+                    "overloaded or the store is unavailable; retry after `Retry-After`",
+                ),
+            ];
+            if !names.is_empty() {
+                errors.push(("404", "not found (or another org's)"));
+            }
+            if reads_params || has_body {
+                errors.push(("422", "invalid input; `details` names each field"));
+            }
+            if has_body {
+                errors.push(("400", "the body is not JSON"));
+                errors.push(("413", "the body is too large"));
+            }
+            let Some(responses) = op
+                .entry("responses")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+            else {
+                continue;
+            };
+            for (status, description) in errors {
+                responses
+                    .entry(status)
+                    .or_insert_with(|| json!({"description": description}));
+            }
+            for (status, r) in responses.iter_mut() {
+                if !status.starts_with('2') && r.get("content").is_none() {
+                    r["content"] = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}});
+                }
+            }
+        }
+    }
+}
+
+/// A path parameter's schema, by its name.
+fn path_param_schema(name: &str) -> Value {
+    match name {
+        "org" => json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"}),
+        _ => json!({"type": "string", "minLength": 1}),
+    }
+}
+
+/// A time bound of a search: an RFC 3339 timestamp or a date (midnight UTC).
+pub(crate) fn time_bound() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    let string = |f| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(f)))
+    };
+    OneOfBuilder::new()
+        .item(string(KnownFormat::DateTime))
+        .item(string(KnownFormat::Date))
+        .into()
+}
+
+/// The order of a page of events.
+pub(crate) fn order() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["desc", "asc"]))
+        .build()
+}
+
+/// Text the validator takes: no control characters.
+const NO_CONTROL: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
+
+/// An event as a client sends it, from the validator's own rules
+/// (`auditrail_core::event`): its fields, their lengths, the actor types and outcomes.
+fn event_schema() -> Value {
+    use auditrail_core::event::{
+        ACTOR_FIELDS, ACTOR_TYPES, MAX_ACTION_LEN, MAX_ID_LEN, MAX_TEXT_LEN, OUTCOMES,
+        RESOURCE_FIELDS,
+    };
+    // Absent and null are the same for every field but `action`.
+    let text = |min: usize, max: usize| json!({"type": ["string", "null"], "minLength": min, "maxLength": max, "pattern": NO_CONTROL});
+    let object = |fields: &[(&str, usize)]| {
+        let props: serde_json::Map<String, Value> = fields
+            .iter()
+            .map(|(name, max)| (name.to_string(), text(1, *max)))
+            .collect();
+        json!({"type": ["object", "null"], "additionalProperties": false, "properties": props})
+    };
+    let mut actor = object(&ACTOR_FIELDS);
+    let mut actor_types: Vec<Value> = ACTOR_TYPES.iter().map(|t| json!(t)).collect();
+    actor_types.push(Value::Null);
+    actor["properties"]["type"] = json!({"enum": actor_types});
+    let mut outcomes: Vec<Value> = OUTCOMES.iter().map(|t| json!(t)).collect();
+    outcomes.push(Value::Null);
+    let limits = auditrail_core::Limits::default();
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["action"],
+        "properties": {
+            "id": text(1, MAX_ID_LEN),
+            "action": {"type": "string", "minLength": 1, "maxLength": MAX_ACTION_LEN, "pattern": NO_CONTROL},
+            "occurred_at": {"type": ["string", "null"], "format": "date-time",
+                "description": format!("default: when auditrail receives it; at most {} seconds ahead of the server's clock", limits.max_future.num_seconds())},
+            "actor": actor,
+            "resource": object(&RESOURCE_FIELDS),
+            "scope": object(&RESOURCE_FIELDS),
+            "details": {"type": ["object", "null"], "maxProperties": limits.max_details_keys,
+                "propertyNames": {"maxLength": limits.max_details_key_len},
+                "additionalProperties": {"$ref": "#/components/schemas/DetailValue"},
+                "description": format!("at most {} bytes as canonical JSON, {} levels, {} keys in all; with a catalog, only the action's parameters", limits.max_details_bytes, limits.max_details_depth, limits.max_details_keys)},
+            "context": {"type": ["object", "null"], "maxProperties": 16,
+                "additionalProperties": {"type": "string", "maxLength": MAX_TEXT_LEN, "pattern": NO_CONTROL},
+                "properties": {"ip": {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}}},
+            "outcome": {"enum": outcomes},
+        }
+    })
+}
+
+/// A value inside `details`.
+fn detail_value_schema() -> Value {
+    let limits = auditrail_core::Limits::default();
+    json!({"anyOf": [
+        {"type": "string", "maxLength": limits.max_details_value_len, "pattern": "^[^\\u0000]*$"},
+        {"type": "number"}, {"type": "boolean"}, {"type": "null"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/DetailValue"}},
+        {"type": "object", "propertyNames": {"maxLength": limits.max_details_key_len},
+         "additionalProperties": {"$ref": "#/components/schemas/DetailValue"}},
+    ]})
 }

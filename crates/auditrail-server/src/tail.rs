@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use auditrail_core::query::Filter;
-use auditrail_store::{Order, PageRequest, StoredEvent};
+use auditrail_core::query::{Field, Filter};
+use auditrail_core::time;
+use auditrail_store::{Order, PageRequest, StoredEvent, terms};
 use tokio::sync::broadcast;
 
 use crate::App;
@@ -36,7 +37,54 @@ const MIN_GAP: Duration = Duration::from_millis(5);
 pub struct Batch {
     pub after: u64,
     pub last: u64,
-    pub events: Vec<StoredEvent>,
+    pub events: Vec<LiveEvent>,
+}
+
+/// An event as the reader publishes it: with the fields filters name, read once for all
+/// subscribers.
+pub struct LiveEvent {
+    pub event: StoredEvent,
+    fields: [Option<String>; 5],
+    occurred_us: Option<i64>,
+}
+
+impl LiveEvent {
+    pub fn new(event: StoredEvent) -> Self {
+        let v: serde_json::Value = serde_json::from_str(&event.body).unwrap_or_default();
+        let fields = Field::ALL.map(|f| terms::field_value(&v, f).map(str::to_owned));
+        let occurred_us = v
+            .get("occurred_at")
+            .and_then(|t| t.as_str())
+            .and_then(time::parse_rfc3339)
+            .map(time::micros);
+        Self {
+            event,
+            fields,
+            occurred_us,
+        }
+    }
+
+    /// Whether the event satisfies every condition of `filter`, as search decides.
+    pub fn accepts(&self, filter: &Filter) -> bool {
+        if filter.from_us.is_some() || filter.to_us.is_some() {
+            let Some(at) = self.occurred_us else {
+                return false;
+            };
+            if filter.from_us.is_some_and(|t| at < t) || filter.to_us.is_some_and(|t| at >= t) {
+                return false;
+            }
+        }
+        let body = &self.event.body;
+        filter
+            .text
+            .iter()
+            .all(|(t, neg)| body.contains(t.as_str()) != *neg)
+            && filter.conds.iter().all(|c| {
+                let i = Field::ALL.iter().position(|f| *f == c.field);
+                let v = i.and_then(|i| self.fields[i].as_deref());
+                (v == Some(c.value.as_str())) != c.negate
+            })
+    }
 }
 
 pub struct Feed {
@@ -207,15 +255,54 @@ async fn read_new(
         let more = page.next_after.is_some();
         feed.read.store(last, Ordering::Release);
         // No receiver now is not an error: a subscriber may be catching up.
+        let events = page.events.into_iter().map(LiveEvent::new).collect();
         let _ = feed.tx.send(Arc::new(Batch {
             after: from,
             last,
-            events: page.events,
+            events,
         }));
         from = last;
         *after = Some(last);
         if !more {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditrail_core::query::parse_q;
+
+    #[test]
+    fn live_events_match_filters_as_search_does() {
+        let e = LiveEvent::new(StoredEvent {
+            seq: 1,
+            body: r#"{"action":"addProject","actor":{"id":"u-1"},"occurred_at":"2026-11-01T10:00:00.000000Z","resource":{"id":"u-10","type":"PROJECT"}}"#.into(),
+            leaf: [0; 32],
+        });
+        let with = |q: &str| {
+            let mut f = Filter::default();
+            parse_q(q, &mut f).unwrap();
+            let live = e.accepts(&f);
+            if f.from_us.is_none() && f.to_us.is_none() {
+                assert_eq!(live, terms::matches(&e.event.body, &f), "{q}");
+            }
+            live
+        };
+        assert!(with("actor:u-1"));
+        assert!(
+            !with("actor:u-10"),
+            "a value inside another field is not a match"
+        );
+        assert!(with("resource:u-10"));
+        assert!(!with("actor:u-2"));
+        assert!(with("-action:login"));
+        assert!(!with("-actor:u-1"));
+        assert!(with("addProject"));
+        assert!(!with("-PROJECT"));
+        assert!(with("created:2026-11-01"));
+        assert!(!with("created:>=2026-11-02"));
+        assert!(!with("created:<2026-11-01"));
     }
 }

@@ -563,18 +563,24 @@ async fn checkpoints_and_proofs_verify_independently() {
         &hashes,
     )
     .unwrap();
-    for (q, field) in [
-        ("inclusion?seq=0", "seq"),
-        ("inclusion?seq=41", "seq"),
-        ("inclusion?seq=1&tree_size=99", "tree_size"),
-        ("inclusion?seq=x", "seq"),
-        ("consistency?from=9&to=8", "from"),
-        ("consistency?from=0", "from"),
+    // Malformed: 422. Well formed but beyond the log as it is now: 409.
+    for (q, status, field) in [
+        ("inclusion?seq=0", 422, "seq"),
+        ("inclusion?seq=41", 409, "seq"),
+        ("inclusion?seq=5&tree_size=4", 422, "seq"),
+        ("inclusion?seq=1&tree_size=99", 409, "tree_size"),
+        ("inclusion?seq=x", 422, "seq"),
+        ("inclusion?seq=1&seq=2", 422, "seq"),
+        ("inclusion?seq=1&size=2", 422, "size"),
+        ("consistency?from=9&to=8", 422, "from"),
+        ("consistency?from=0", 422, "from"),
+        ("consistency?from=41", 409, "from"),
+        ("consistency?from=1&to=41", 409, "to"),
     ] {
         let (st, b) = s.get(&format!("/v1/proofs/{q}"), &viewer).await;
         assert_eq!(
             (st, b["error"]["details"][0]["field"].as_str()),
-            (422, Some(field)),
+            (status, Some(field)),
             "{q}: {b}"
         );
     }

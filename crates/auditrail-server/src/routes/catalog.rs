@@ -98,20 +98,24 @@ fn catalog_json(org: &str, strict: bool, c: &StoredCatalog) -> ApiResult<Value> 
     }))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CatalogQuery {
+    /// A past version; the current one when absent
+    #[param(value_type = Option<u32>, minimum = 1)]
     pub version: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/catalog", params(("version" = Option<u32>, Query, description = "a past version; the current one when absent")),
+#[utoipa::path(get, path = "/v1/catalog", params(CatalogQuery),
     responses((status = 200, description = "`{org_id, version, name, created_at, strict, catalog}`"), (status = 404, description = "the org has no catalog, or no such version")))]
 pub async fn get_catalog(
     State(app): State<Arc<App>>,
     who: Principal,
-    Query(q): Query<CatalogQuery>,
+    query: Result<Query<CatalogQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let org = who.org_with(&[Role::Ingest, Role::Viewer, Role::Admin])?;
+    let Query(q) = query?;
     let version = q
         .version
         .as_deref()
@@ -192,13 +196,15 @@ pub async fn put_catalog(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HmacRequest {
+    /// The value to hash as `hmac` mode hashes a sensitive one (any JSON but null)
+    #[schema(value_type = Object)]
     pub value: Option<Value>,
 }
 
-#[utoipa::path(post, path = "/v1/hmac", request_body(content = Object, description = "`{\"value\": ...}`"),
+#[utoipa::path(post, path = "/v1/hmac", request_body = HmacRequest,
     responses((status = 200, description = "`{hmac}`: what a sensitive value becomes in `hmac` mode, to search for")))]
 pub async fn hmac(
     State(app): State<Arc<App>>,

@@ -182,19 +182,31 @@ pub async fn record_self_audit(
     )
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
+    /// Events that occurred at or after this time (RFC 3339, or `YYYY-MM-DD`: midnight UTC)
+    #[param(schema_with = crate::openapi::time_bound)]
     pub from: Option<String>,
+    /// Events that occurred before this time; not before `from`
+    #[param(schema_with = crate::openapi::time_bound)]
     pub to: Option<String>,
     pub actor_id: Option<String>,
     pub action: Option<String>,
     pub resource_type: Option<String>,
     pub resource_id: Option<String>,
     pub scope_id: Option<String>,
+    /// Conditions, all of which must hold: `field:value`, `-field:value`, `"quoted"`, bare
+    /// words, `created:>=2026-11-01`; fields: action, actor, resource_type, resource, scope
     pub q: Option<String>,
+    /// Events a page (default 100)
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
+    /// `next_cursor` of the previous page (opaque; issued for one `order`)
     pub cursor: Option<String>,
+    /// `desc` (newest first, the default) or `asc`
+    #[param(schema_with = crate::openapi::order)]
     pub order: Option<String>,
 }
 
@@ -261,9 +273,7 @@ pub(crate) fn decode_cursor(c: &str, order: Order) -> ApiResult<u64> {
     seq.parse().map_err(|_| bad())
 }
 
-#[utoipa::path(get, path = "/v1/events", params(("from" = Option<String>, Query), ("to" = Option<String>, Query), ("actor_id" = Option<String>, Query), ("action" = Option<String>, Query),
-    ("resource_type" = Option<String>, Query), ("resource_id" = Option<String>, Query), ("scope_id" = Option<String>, Query), ("q" = Option<String>, Query, description = "e.g. `actor:u-42 action:addProject created:>=2026-11-01`"),
-    ("limit" = Option<u32>, Query, description = "1..1000, default 100"), ("cursor" = Option<String>, Query), ("order" = Option<String>, Query, description = "desc (default) or asc")),
+#[utoipa::path(get, path = "/v1/events", params(SearchParams),
     responses((status = 200, description = "`{events, next_cursor}`; each event exactly as stored and hashed, plus `leaf_hash`")))]
 pub async fn search(
     State(app): State<Arc<App>>,

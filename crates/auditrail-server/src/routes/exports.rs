@@ -66,7 +66,7 @@ fn parse_request(body: &[u8]) -> ApiResult<ExportRequest> {
     super::parse_json(body)
 }
 
-#[utoipa::path(post, path = "/v1/exports", request_body(content = Object, description = "`{from, to, actor_id?, scope_id?, action?, resource_type?, format: csv|ndjson|parquet|ocsf|ocsf_parquet, layout?: apollo|full, gzip?, notify_email?}`"),
+#[utoipa::path(post, path = "/v1/exports", request_body = auditrail_export::ExportRequest,
     responses((status = 202, description = "the queued job"), (status = 403, description = "only org admins export"), (status = 422, description = "names the invalid field")))]
 pub async fn create(
     State(app): State<Arc<App>>,
@@ -243,6 +243,7 @@ async fn ready_job(app: &App, org: &str, id: &str) -> ApiResult<ExportJob> {
 }
 
 #[utoipa::path(get, path = "/v1/exports/{id}/download", params(("org" = Option<String>, Query), ("expires" = Option<i64>, Query), ("sig" = Option<String>, Query)),
+    security((), ("bearer" = [])),
     responses((status = 200, description = "the file"), (status = 403, description = "not an admin, or a bad signature"), (status = 410, description = "expired")))]
 pub async fn download(
     State(app): State<Arc<App>>,
@@ -404,13 +405,15 @@ pub async fn proof(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookBody {
+    /// http(s); it must resolve to an address the outbound policy allows
+    #[schema(pattern = "^https?://")]
     url: String,
 }
 
-#[utoipa::path(put, path = "/v1/orgs/{org}/export-webhook", request_body(content = Object, description = "`{url}`: an http(s) URL that must resolve to an address the outbound policy allows (global ones, or `outbound_allow`); redirects are not followed"),
+#[utoipa::path(put, path = "/v1/orgs/{org}/export-webhook", request_body = WebhookBody,
     responses((status = 200, description = "`{url, secret}`: the secret is shown once"), (status = 422, description = "`url` is not http(s), or its address is refused (`code: address_refused`, with the rule)")))]
 pub async fn put_webhook(
     State(app): State<Arc<App>>,

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -38,9 +39,15 @@ pub async fn public_key(State(app): State<Arc<App>>, who: Principal) -> ApiResul
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InclusionParams {
+    /// The event's seq
+    #[param(value_type = u64, minimum = 1, required = true)]
     seq: Option<String>,
+    /// The tree the proof is for; default: the current size. Beyond the current size: 409.
+    #[param(value_type = Option<u64>, minimum = 1)]
     tree_size: Option<String>,
 }
 
@@ -57,14 +64,15 @@ fn b64(hashes: &[[u8; 32]]) -> Vec<String> {
     hashes.iter().map(|h| B64.encode(h)).collect()
 }
 
-#[utoipa::path(get, path = "/v1/proofs/inclusion", params(("seq" = u64, Query), ("tree_size" = Option<u64>, Query, description = "default: the current size")),
-    responses((status = 200, description = "RFC 9162 inclusion proof, hashes base64")))]
+#[utoipa::path(get, path = "/v1/proofs/inclusion", params(InclusionParams),
+    responses((status = 200, description = "RFC 9162 inclusion proof, hashes base64"), (status = 409, description = "`tree_size` (or `seq`) beyond the log's current size")))]
 pub async fn inclusion(
     State(app): State<Arc<App>>,
     who: Principal,
-    Query(p): Query<InclusionParams>,
+    params: Result<Query<InclusionParams>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let org = who.org_with(&[Role::Viewer, Role::Admin])?;
+    let Query(p) = params?;
     let seq = num("seq", &p.seq)?.ok_or_else(|| ApiError::invalid_field("seq", "is required"))?;
     if seq == 0 {
         return Err(ApiError::invalid_field("seq", "seqs start at 1"));
@@ -72,10 +80,10 @@ pub async fn inclusion(
     let current = app.store.tree_head(org).await?.size;
     let size = num("tree_size", &p.tree_size)?.unwrap_or(current);
     if size > current {
-        return Err(ApiError::invalid_field(
-            "tree_size",
-            format!("the log has {current} events"),
-        ));
+        return Err(beyond_head("tree_size", current));
+    }
+    if p.tree_size.is_none() && seq > size {
+        return Err(beyond_head("seq", current));
     }
     if seq > size {
         return Err(ApiError::invalid_field(
@@ -90,20 +98,40 @@ pub async fn inclusion(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ConsistencyParams {
+    /// The older tree's size
+    #[param(value_type = u64, minimum = 1, required = true)]
     from: Option<String>,
+    /// The newer tree's size, at least `from`; default: the current size. Beyond the
+    /// current size: 409.
+    #[param(value_type = Option<u64>, minimum = 1)]
     to: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/proofs/consistency", params(("from" = u64, Query), ("to" = Option<u64>, Query, description = "default: the current size")),
-    responses((status = 200, description = "RFC 9162 consistency proof, hashes base64")))]
+/// 409: the request names a tree larger than the log is now.
+fn beyond_head(field: &str, current: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "beyond_head",
+        format!("{field}: the log has {current} events"),
+    )
+    .with_details(vec![
+        json!({"field": field, "reason": format!("the log has {current} events")}),
+    ])
+}
+
+#[utoipa::path(get, path = "/v1/proofs/consistency", params(ConsistencyParams),
+    responses((status = 200, description = "RFC 9162 consistency proof, hashes base64"), (status = 409, description = "`to` (or `from`) beyond the log's current size")))]
 pub async fn consistency(
     State(app): State<Arc<App>>,
     who: Principal,
-    Query(p): Query<ConsistencyParams>,
+    params: Result<Query<ConsistencyParams>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let org = who.org_with(&[Role::Viewer, Role::Admin])?;
+    let Query(p) = params?;
     let from =
         num("from", &p.from)?.ok_or_else(|| ApiError::invalid_field("from", "is required"))?;
     let current = app.store.tree_head(org).await?.size;
@@ -112,10 +140,10 @@ pub async fn consistency(
         return Err(ApiError::invalid_field("from", "must be at least 1"));
     }
     if to > current {
-        return Err(ApiError::invalid_field(
-            "to",
-            format!("the log has {current} events"),
-        ));
+        return Err(beyond_head("to", current));
+    }
+    if p.to.is_none() && from > to {
+        return Err(beyond_head("from", current));
     }
     if from > to {
         return Err(ApiError::invalid_field("from", "must not exceed `to`"));

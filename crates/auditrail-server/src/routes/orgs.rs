@@ -123,6 +123,7 @@ pub async fn create_org_as(
 pub struct CreateKey {
     pub name: String,
     /// `ingest`, `viewer` or `admin`.
+    #[schema(pattern = "^(ingest|viewer|admin)$")]
     pub role: String,
 }
 

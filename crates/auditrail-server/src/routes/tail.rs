@@ -21,8 +21,7 @@ use tokio::sync::broadcast;
 
 use auditrail_core::event::with_leaf_hash;
 use auditrail_core::query::Filter;
-use auditrail_core::time;
-use auditrail_store::{Order, PageRequest, Role, StoredEvent, terms};
+use auditrail_store::{Order, PageRequest, Role, StoredEvent};
 
 use super::events::{SearchParams, filter_from, record_self_audit};
 use crate::App;
@@ -64,10 +63,11 @@ impl TailParams {
 }
 
 #[utoipa::path(get, path = "/v1/events/stream", params(TailParams,
-        ("Last-Event-ID" = Option<u64>, Header, description = "resume after this seq; without it the stream starts at the head")),
+        ("Last-Event-ID" = Option<u64>, Header, minimum = 0, description = "resume after this seq; without it the stream starts at the head")),
     responses(
         (status = 200, description = "`text/event-stream`: each event with `id` = seq and the stored event (plus `leaf_hash`) as data; `event: cutoff` with `resume_after` when the reader fell too far behind", content_type = "text/event-stream"),
         (status = 401, description = "no or unknown key"), (status = 403, description = "not a viewer or admin key"),
+        (status = 409, description = "`Last-Event-ID` beyond the log's head"),
         (status = 422, description = "a bad filter or `Last-Event-ID`"),
         (status = 429, description = "the org has as many streams open as it may")))]
 pub async fn stream(
@@ -112,7 +112,8 @@ pub async fn stream(
 /// How a stream writes one event.
 pub(crate) type Render = Box<dyn Fn(&StoredEvent) -> Event + Send + Sync>;
 
-/// Refuses a resume point beyond the log's head (`field` names where it came from).
+/// Refuses a resume point beyond the log's head (409: the log is not that long now;
+/// `field` names where it came from).
 pub(crate) async fn check_resume(
     app: &App,
     org: &str,
@@ -122,10 +123,13 @@ pub(crate) async fn check_resume(
     if let Some(seq) = resume {
         let head = app.store.tree_head(org).await?.size;
         if seq > head {
-            return Err(ApiError::invalid_field(
-                field,
-                format!("{seq} is beyond the log's head ({head})"),
-            ));
+            let reason = format!("{seq} is beyond the log's head ({head})");
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "beyond_head",
+                format!("{field}: {reason}"),
+            )
+            .with_details(vec![json!({"field": field, "reason": reason})]));
         }
     }
     Ok(())
@@ -245,9 +249,9 @@ impl Tail {
             self.start_catch_up().await;
             return;
         }
-        for e in batch.events.iter().filter(|e| e.seq > self.scanned) {
-            if accepts(&self.filter, e) {
-                self.pending.push_back((self.render)(e));
+        for e in batch.events.iter().filter(|e| e.event.seq > self.scanned) {
+            if e.accepts(&self.filter) {
+                self.pending.push_back((self.render)(&e.event));
             }
         }
         self.scanned = batch.last;
@@ -328,56 +332,33 @@ fn message(e: &StoredEvent) -> Event {
         .data(with_leaf_hash(&e.body, &e.leaf))
 }
 
-/// Whether a stored event satisfies the filter, times included.
-fn accepts(filter: &Filter, e: &StoredEvent) -> bool {
-    if (filter.from_us.is_some() || filter.to_us.is_some()) && !within(filter, &e.body) {
-        return false;
-    }
-    terms::matches(&e.body, filter)
-}
-
-fn within(filter: &Filter, body: &str) -> bool {
-    let Some(at) = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("occurred_at")?.as_str().map(str::to_owned))
-        .and_then(|s| time::parse_rfc3339(&s))
-        .map(time::micros)
-    else {
-        return false;
-    };
-    !(filter.from_us.is_some_and(|t| at < t) || filter.to_us.is_some_and(|t| at >= t))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn stored(seq: u64, body: &str) -> StoredEvent {
-        StoredEvent {
-            seq,
-            body: body.to_owned(),
-            leaf: [0; 32],
-        }
-    }
+    use crate::tail::LiveEvent;
 
     #[test]
-    fn filters_apply_to_live_events_as_to_search() {
-        let e = stored(
-            1,
-            r#"{"action":"addProject","actor":{"id":"u-1"},"occurred_at":"2026-11-01T10:00:00.000000Z"}"#,
-        );
-        let with = |q: &str| {
-            let p = TailParams {
-                q: Some(q.into()),
-                ..TailParams::default()
-            };
-            accepts(&p.filter().unwrap(), &e)
+    fn tail_params_build_the_search_filter() {
+        let e = LiveEvent::new(StoredEvent {
+            seq: 1,
+            body: r#"{"action":"addProject","actor":{"id":"u-1"},"occurred_at":"2026-11-01T10:00:00.000000Z"}"#.into(),
+            leaf: [0; 32],
+        });
+        let p = TailParams {
+            actor_id: Some("u-1".into()),
+            q: Some("created:2026-11-01 -action:login".into()),
+            ..TailParams::default()
         };
-        assert!(with("actor:u-1"));
-        assert!(!with("actor:u-2"));
-        assert!(with("-action:login"));
-        assert!(with("created:2026-11-01"));
-        assert!(!with("created:>=2026-11-02"));
-        assert!(!with("created:<2026-11-01"));
+        assert!(e.accepts(&p.filter().unwrap()));
+        let p = TailParams {
+            action: Some("login".into()),
+            ..TailParams::default()
+        };
+        assert!(!e.accepts(&p.filter().unwrap()));
+        let bad = TailParams {
+            q: Some("nope:1".into()),
+            ..TailParams::default()
+        };
+        assert_eq!(bad.filter().unwrap_err().field(), Some("q"));
     }
 }

@@ -24,10 +24,12 @@ use crate::ui::token::{self, Claims, Purpose};
 pub const MAX_TTL_SECONDS: i64 = 24 * 3600;
 const DEFAULT_TTL_SECONDS: i64 = 15 * 60;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ViewerTokenRequest {
+    /// The host product's user id; the page acts as this user
     pub actor_id: String,
+    #[schema(pattern = "^(viewer|admin)$")]
     pub role: String,
     #[serde(default)]
     pub actor_email: Option<String>,
@@ -35,7 +37,9 @@ pub struct ViewerTokenRequest {
     pub actor_name: Option<String>,
     #[serde(default)]
     pub scope_id: Option<String>,
+    /// How long the link (and its session) lives; default 900
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400)]
     pub ttl_seconds: Option<i64>,
 }
 
@@ -82,7 +86,7 @@ pub fn validate(req: &ViewerTokenRequest) -> ApiResult<(Role, i64)> {
     Ok((role, ttl))
 }
 
-#[utoipa::path(post, path = "/v1/orgs/{org}/viewer-tokens", request_body(content = Object, description = "`{actor_id, role: viewer|admin, actor_email?, actor_name?, scope_id?, ttl_seconds? (default 900, at most 86400)}`"),
+#[utoipa::path(post, path = "/v1/orgs/{org}/viewer-tokens", request_body = ViewerTokenRequest,
     responses((status = 201, description = "`{token, url, expires_at}`: the url opens the Audit page once, as that user, until expires_at"), (status = 403, description = "org admins only"), (status = 422, description = "names the invalid field")))]
 pub async fn create(
     State(app): State<Arc<App>>,

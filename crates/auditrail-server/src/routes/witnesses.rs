@@ -22,10 +22,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::routes::events::record_self_audit;
 use crate::witnesses::{self, WitnessConfig, WitnessState};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct WitnessBody {
+pub struct WitnessBody {
+    /// The witness's submission prefix (http or https, under the outbound address policy)
+    #[schema(pattern = "^https?://")]
     url: String,
+    /// Its Ed25519 cosignature/v1 note verifier key (`name+hash+base64`)
     verifier_key: String,
 }
 
@@ -46,7 +49,7 @@ fn view(name: &str, w: &WitnessConfig, st: Option<&WitnessState>) -> Value {
 }
 
 #[utoipa::path(put, path = "/v1/witnesses/{name}", params(("name" = String, Path)),
-    request_body(content = Object, description = "`{url, verifier_key}`: the witness's submission prefix (http or https, under the outbound address policy) and its Ed25519 cosignature/v1 verifier key"),
+    request_body = WitnessBody,
     responses((status = 200, description = "the witness, replaced"), (status = 201, description = "the witness, added"), (status = 422, description = "a field is invalid, or the url's address is refused")))]
 pub async fn put(
     State(app): State<Arc<App>>,
@@ -176,14 +179,16 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EmailsBody {
+pub struct EmailsBody {
+    /// Who alarms about the org's log (a witness conflict) are emailed to; at most 20
+    #[schema(max_items = 20, value_type = Vec<String>, format = Email)]
     emails: Vec<String>,
 }
 
 #[utoipa::path(put, path = "/v1/orgs/{org}/admin-emails", params(("org" = String, Path)),
-    request_body(content = Object, description = "`{emails: [...]}`: who alarms about the org's log (a witness conflict) are emailed to; at most 20"),
+    request_body = EmailsBody,
     responses((status = 200, description = "`{emails}`"), (status = 422, description = "an address is invalid")))]
 pub async fn put_admin_emails(
     State(app): State<Arc<App>>,

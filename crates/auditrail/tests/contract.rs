@@ -1,0 +1,154 @@
+//! The API as a contract: Schemathesis (PyPI), nobody here's code, generates requests
+//! from `/openapi.json` and runs every check of every phase (examples, coverage, fuzzing,
+//! and the stateful phase following links between operations) against a real
+//! `auditrail serve`, seeded and bounded: it must find no failure and no error. Where the
+//! schema cannot state why a valid-looking request is refused, the config says so per
+//! operation (`tests/contract/schemathesis.toml`).
+#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed test")]
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+const ADMIN: &str = "contract-platform-admin";
+const CONFIG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/contract/schemathesis.toml"
+);
+
+/// Whether `schemathesis` is installed; missing, the test fails under
+/// `AUDITRAIL_REQUIRE_SCHEMATHESIS` (as in CI) and is skipped otherwise.
+fn available() -> bool {
+    let ok = Command::new("schemathesis")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("AUDITRAIL_REQUIRE_SCHEMATHESIS").is_none(),
+            "schemathesis is required (python3 -m pip install schemathesis)"
+        );
+        eprintln!("skipped: python3 -m pip install schemathesis");
+    }
+    ok
+}
+
+async fn post(base: &str, token: &str, path: &str, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn schemathesis_finds_no_failure_and_no_error() {
+    if !available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let srv = common::process::serve(ADMIN, |c| {
+        c.arg("--data-dir").arg(dir.path());
+    });
+    let base = srv.base.clone();
+    post(&base, ADMIN, "/v1/orgs", json!({"id": "acme"})).await;
+    let key = post(
+        &base,
+        ADMIN,
+        "/v1/orgs/acme/keys",
+        json!({"name": "contract", "role": "admin"}),
+    )
+    .await;
+    let key = key["token"].as_str().unwrap().to_owned();
+    let events: Vec<Value> = (0..20)
+        .map(|i| {
+            json!({"action": "addProject", "actor": {"id": format!("u-{}", i % 3)},
+                         "resource": {"type": "PROJECT", "id": format!("p-{i}")}})
+        })
+        .collect();
+    post(&base, &key, "/v1/events", json!({ "events": events })).await;
+
+    let examples = std::env::var("AUDITRAIL_CONTRACT_EXAMPLES").unwrap_or_else(|_| "5".into());
+    let mut st = Command::new("schemathesis");
+    st.args(["--no-color", "--config-file", CONFIG, "run"])
+        .arg(format!("{base}/openapi.json"))
+        .args(["-H", &format!("Authorization: Bearer {key}")])
+        .args(["--seed", "20261206", "--max-examples", &examples])
+        .args(["--request-timeout", "20"]);
+    let out = tokio::task::spawn_blocking(move || st.output().unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The summary and the failures, without the longest generated bodies.
+    let shown: String = text
+        .lines()
+        .map(|l| l.chars().take(400).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        out.status.success(),
+        "schemathesis found failures or errors:\n{shown}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains("Stateful"),
+        "the stateful phase ran:\n{shown}"
+    );
+    drop(srv);
+}
+
+/// `auditrail openapi` prints, without a server, the document the server serves; every
+/// path parameter is declared and every error answer is the one `Error` schema.
+#[tokio::test]
+async fn the_cli_prints_the_served_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = common::process::serve(ADMIN, |c| {
+        c.arg("--data-dir").arg(dir.path());
+    });
+    let served: Value = reqwest::get(format!("{}/openapi.json", srv.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let printed = Command::new(common::BIN).arg("openapi").output().unwrap();
+    assert!(printed.status.success());
+    let printed: Value = serde_json::from_slice(&printed.stdout).unwrap();
+    assert_eq!(printed, served);
+    assert_eq!(served["openapi"], "3.1.0");
+    let mut ops = 0;
+    for (path, item) in served["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            ops += 1;
+            for name in path
+                .split('{')
+                .skip(1)
+                .map(|p| p.split('}').next().unwrap())
+            {
+                let declared = op["parameters"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["name"] == name && p["in"] == "path"));
+                assert!(declared, "{method} {path}: {{{name}}} is not declared");
+            }
+            for (status, r) in op["responses"].as_object().unwrap() {
+                if !status.starts_with('2') && !status.starts_with('3') {
+                    assert_eq!(
+                        r["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/Error",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+            assert!(op["responses"].get("401").is_some(), "{method} {path}");
+        }
+    }
+    assert!(ops >= 40, "{ops} operations");
+    assert!(served["paths"]["/v1/events/stream"]["get"].is_object());
+    drop(srv);
+}

@@ -6,15 +6,15 @@
 //! before its first event. A subscriber that falls [`tail::MAX_LAG`] events behind gets
 //! `event: cutoff` (`id` and `resume_after`: where to resume) and the stream ends.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::broadcast;
@@ -109,8 +109,8 @@ pub async fn stream(
     start(app, org, filter, resume, sub, Box::new(message)).await
 }
 
-/// How a stream writes one event.
-pub(crate) type Render = Box<dyn Fn(&StoredEvent) -> Event + Send + Sync>;
+/// What a stream sends as one event's data (its `id` is always the seq).
+pub(crate) type Render = Box<dyn Fn(&StoredEvent) -> String + Send + Sync>;
 
 /// Refuses a resume point beyond the log's head (409: the log is not that long now;
 /// `field` names where it came from).
@@ -174,14 +174,38 @@ pub(crate) async fn start(
         render,
         scanned: start,
         catch_up: resume.map(|_| CatchUp { head, after: start }),
-        pending: VecDeque::new(),
+        out: String::new(),
+        sent_at: tokio::time::Instant::now(),
         done: false,
     };
-    t.pending.push_back(Event::default().id(start.to_string()));
-    let events = futures_util::stream::unfold(t, Tail::next);
-    Ok(Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(HEARTBEAT))
-        .into_response())
+    // The position it starts after, so that a reconnect before any event misses nothing.
+    let _ = write!(t.out, "id: {start}\n\n");
+    let body = Body::from_stream(futures_util::stream::unfold(t, Tail::next));
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Reverse proxies (nginx) pass each chunk on at once.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(resp)
+}
+
+/// Appends one Server-Sent Event: its type (unless `message`), `id` and data, a `data:`
+/// line for each line of it.
+fn write_event(out: &mut String, kind: Option<&str>, id: u64, data: &str) {
+    if let Some(k) = kind {
+        let _ = writeln!(out, "event: {k}");
+    }
+    let _ = writeln!(out, "id: {id}");
+    for line in data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line.trim_end_matches('\r'));
+        out.push('\n');
+    }
+    out.push('\n');
 }
 
 /// Reading from the store until `head` (known durable when the catch-up began).
@@ -201,15 +225,20 @@ struct Tail {
     /// Every event up to this seq has been sent or did not match.
     scanned: u64,
     catch_up: Option<CatchUp>,
-    pending: VecDeque<Event>,
+    /// What is ready to go out: all the events of one batch or page in one chunk.
+    out: String,
+    /// When the last chunk went out: a comment follows after [`HEARTBEAT`] of silence.
+    sent_at: tokio::time::Instant,
     done: bool,
 }
 
 impl Tail {
-    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
         loop {
-            if let Some(e) = self.pending.pop_front() {
-                return Some((Ok(e), self));
+            if !self.out.is_empty() {
+                let chunk = Bytes::from(std::mem::take(&mut self.out));
+                self.sent_at = tokio::time::Instant::now();
+                return Some((Ok(chunk), self));
             }
             if self.done {
                 return None;
@@ -225,6 +254,11 @@ impl Tail {
             let got = tokio::select! {
                 got = self.rx.recv() => got,
                 _ = self.closing.changed() => continue,
+                _ = tokio::time::sleep_until(self.sent_at + HEARTBEAT) => {
+                    // A comment line, so proxies and clients see the stream alive.
+                    self.out.push_str(":\n\n");
+                    continue;
+                }
             };
             match got {
                 Ok(batch) => self.take(&batch).await,
@@ -251,7 +285,8 @@ impl Tail {
         }
         for e in batch.events.iter().filter(|e| e.event.seq > self.scanned) {
             if e.accepts(&self.filter) {
-                self.pending.push_back((self.render)(&e.event));
+                let data = (self.render)(&e.event);
+                write_event(&mut self.out, None, e.event.seq, &data);
             }
         }
         self.scanned = batch.last;
@@ -301,7 +336,8 @@ impl Tail {
             }
         };
         for e in &page.events {
-            self.pending.push_back((self.render)(e));
+            let data = (self.render)(e);
+            write_event(&mut self.out, None, e.seq, &data);
             self.scanned = self.scanned.max(e.seq);
         }
         match page.next_after {
@@ -316,20 +352,14 @@ impl Tail {
     /// Ends the stream with where to resume.
     fn cut_off(&mut self, reason: &str) {
         let data = json!({"reason": reason, "resume_after": self.scanned}).to_string();
-        self.pending.push_back(
-            Event::default()
-                .event("cutoff")
-                .id(self.scanned.to_string())
-                .data(data),
-        );
+        write_event(&mut self.out, Some("cutoff"), self.scanned, &data);
         self.done = true;
     }
 }
 
-fn message(e: &StoredEvent) -> Event {
-    Event::default()
-        .id(e.seq.to_string())
-        .data(with_leaf_hash(&e.body, &e.leaf))
+/// The event exactly as search returns it.
+fn message(e: &StoredEvent) -> String {
+    with_leaf_hash(&e.body, &e.leaf)
 }
 
 #[cfg(test)]

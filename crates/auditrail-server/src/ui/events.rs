@@ -431,15 +431,12 @@ pub async fn live(
         .await
         .map_err(|e| ApiError::internal(e.message))?;
     let render: tail::Render = Box::new(move |e| {
-        let html = super::render::page(
+        super::render::page(
             "event_row.html",
             context! { r => row(e, catalog.as_deref()) },
         )
         .map(|h| h.0)
-        .unwrap_or_default();
-        axum::response::sse::Event::default()
-            .id(e.seq.to_string())
-            .data(html)
+        .unwrap_or_default()
     });
     tail::start(app.clone(), viewer.org.clone(), filter, resume, sub, render).await
 }

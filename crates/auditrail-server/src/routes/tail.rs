@@ -84,17 +84,7 @@ pub async fn stream(
         ));
     }
     let filter = p.filter()?;
-    let resume = match headers.get("last-event-id") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    ApiError::invalid_field("Last-Event-ID", "must be the seq of an event")
-                })?,
-        ),
-    };
+    let resume = last_event_id(&headers)?;
     check_resume(&app, &org, resume, "Last-Event-ID").await?;
     let sub = subscribe(&app, &org)?;
     record_self_audit(
@@ -111,6 +101,21 @@ pub async fn stream(
 
 /// What a stream sends as one event's data (its `id` is always the seq).
 pub(crate) type Render = Box<dyn Fn(&StoredEvent) -> String + Send + Sync>;
+
+/// The seq a reconnecting client last saw (`Last-Event-ID`), if it sent one.
+pub(crate) fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+    headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::invalid_field("Last-Event-ID", "must be the seq of an event")
+                })
+        })
+        .transpose()
+}
 
 /// Refuses a resume point beyond the log's head (409: the log is not that long now;
 /// `field` names where it came from).

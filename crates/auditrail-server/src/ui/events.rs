@@ -392,15 +392,8 @@ pub async fn live(
     let Query(raw) = query?;
     let q = raw.filters.cleaned(viewer.scope.as_ref());
     let filter = filter_from(&q.search_params())?;
-    let resume = match headers.get("last-event-id") {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    ApiError::invalid_field("Last-Event-ID", "must be the seq of an event")
-                })?,
-        ),
+    let resume = match tail::last_event_id(&headers)? {
+        Some(seq) => Some(seq),
         None => raw
             .after
             .as_deref()

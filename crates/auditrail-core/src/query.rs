@@ -85,6 +85,16 @@ impl Filter {
     pub fn narrow_to(&mut self, us: i64) {
         self.to_us = Some(self.to_us.map_or(us, |t| t.min(us)));
     }
+
+    /// Whether a time (`occurred_at`, microseconds) lies within the bounds.
+    pub fn within(&self, us: i64) -> bool {
+        !(self.from_us.is_some_and(|t| us < t) || self.to_us.is_some_and(|t| us >= t))
+    }
+
+    /// Whether the filter bounds the time at all.
+    pub fn has_time_bounds(&self) -> bool {
+        self.from_us.is_some() || self.to_us.is_some()
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -66,23 +66,13 @@ impl LiveEvent {
 
     /// Whether the event satisfies every condition of `filter`, as search decides.
     pub fn accepts(&self, filter: &Filter) -> bool {
-        if filter.from_us.is_some() || filter.to_us.is_some() {
-            let Some(at) = self.occurred_us else {
-                return false;
-            };
-            if filter.from_us.is_some_and(|t| at < t) || filter.to_us.is_some_and(|t| at >= t) {
-                return false;
-            }
-        }
-        let body = &self.event.body;
-        filter
-            .text
-            .iter()
-            .all(|(t, neg)| body.contains(t.as_str()) != *neg)
-            && filter.conds.iter().all(|c| {
-                let i = Field::ALL.iter().position(|f| *f == c.field);
-                let v = i.and_then(|i| self.fields[i].as_deref());
-                (v == Some(c.value.as_str())) != c.negate
+        let in_time =
+            !filter.has_time_bounds() || self.occurred_us.is_some_and(|at| filter.within(at));
+        in_time
+            && terms::text_holds(&self.event.body, filter)
+            && terms::conds_hold(filter, |field| {
+                let i = Field::ALL.iter().position(|f| *f == field)?;
+                self.fields[i].as_deref()
             })
     }
 }
@@ -153,30 +143,26 @@ impl TailHub {
     /// Takes a subscriber slot on `org`'s feed, starting its reader if there is none.
     pub fn subscribe(&self, app: &Arc<App>, org: &str) -> Result<Subscription, Full> {
         let mut feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(feed) = feeds.get(org).and_then(Weak::upgrade) {
-            let taken = feed.subscribers.fetch_add(1, Ordering::AcqRel);
-            if taken >= self.limit() {
-                feed.subscribers.fetch_sub(1, Ordering::AcqRel);
-                return Err(Full);
+        let feed = match feeds.get(org).and_then(Weak::upgrade) {
+            Some(feed) => feed,
+            None => {
+                feeds.retain(|_, f| f.strong_count() > 0);
+                let (tx, _) = broadcast::channel(CHANNEL_BATCHES);
+                let feed = Arc::new(Feed {
+                    tx,
+                    subscribers: AtomicUsize::new(0),
+                    read: AtomicU64::new(0),
+                });
+                feeds.insert(org.to_owned(), Arc::downgrade(&feed));
+                let reader = run_reader(app.clone(), org.to_owned(), Arc::downgrade(&feed));
+                tokio::spawn(reader);
+                feed
             }
-            return Ok(Subscription { feed });
-        }
-        feeds.retain(|_, f| f.strong_count() > 0);
-        if self.limit() == 0 {
+        };
+        if feed.subscribers.fetch_add(1, Ordering::AcqRel) >= self.limit() {
+            feed.subscribers.fetch_sub(1, Ordering::AcqRel);
             return Err(Full);
         }
-        let (tx, _) = broadcast::channel(CHANNEL_BATCHES);
-        let feed = Arc::new(Feed {
-            tx,
-            subscribers: AtomicUsize::new(1),
-            read: AtomicU64::new(0),
-        });
-        feeds.insert(org.to_owned(), Arc::downgrade(&feed));
-        tokio::spawn(run_reader(
-            app.clone(),
-            org.to_owned(),
-            Arc::downgrade(&feed),
-        ));
         Ok(Subscription { feed })
     }
 

@@ -50,11 +50,7 @@ pub fn matches(body: &str, filter: &auditrail_core::query::Filter) -> bool {
     // Substring tests first, which most candidates of a scan fail: text conditions are
     // substring tests; and a stored body is canonical JSON, so a value with nothing to
     // escape appears in it verbatim wherever it is a field's value.
-    if filter
-        .text
-        .iter()
-        .any(|(t, neg)| body.contains(t.as_str()) == *neg)
-    {
+    if !text_holds(body, filter) {
         return false;
     }
     let verbatim = |v: &str| !v.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\');
@@ -72,10 +68,26 @@ pub fn matches(body: &str, filter: &auditrail_core::query::Filter) -> bool {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
         return false;
     };
+    conds_hold(filter, |f| field_value(&v, f))
+}
+
+/// Whether every field condition of `filter` holds, `value` giving each field's value.
+pub fn conds_hold<'v>(
+    filter: &auditrail_core::query::Filter,
+    value: impl Fn(Field) -> Option<&'v str>,
+) -> bool {
     filter
         .conds
         .iter()
-        .all(|c| (field_value(&v, c.field) == Some(c.value.as_str())) != c.negate)
+        .all(|c| (value(c.field) == Some(c.value.as_str())) != c.negate)
+}
+
+/// Whether every text condition of `filter` holds for a stored body.
+pub fn text_holds(body: &str, filter: &auditrail_core::query::Filter) -> bool {
+    filter
+        .text
+        .iter()
+        .all(|(t, neg)| body.contains(t.as_str()) != *neg)
 }
 
 /// Encodes ascending rids as LEB128 deltas from the first (which is stored as the key).

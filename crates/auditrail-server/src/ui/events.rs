@@ -221,13 +221,18 @@ pub async fn list(
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
         }
     };
-    // Live mode continues after the newest event this page could show.
-    let head = app
-        .store
-        .tree_head(&viewer.org)
-        .await
-        .map_err(ApiError::from)?
-        .size;
+    // Live mode (from the newest page only) continues after the newest event this page
+    // could show.
+    let head = match q.cursor {
+        None => Some(
+            app.store
+                .tree_head(&viewer.org)
+                .await
+                .map_err(ApiError::from)?
+                .size,
+        ),
+        Some(_) => None,
+    };
     let page = app
         .store
         .search(
@@ -241,7 +246,7 @@ pub async fn list(
         )
         .await
         .map_err(ApiError::from)?;
-    let live = q.cursor.is_none().then(|| {
+    let live = head.map(|head| {
         let after = page.events.first().map_or(head, |e| e.seq.max(head));
         let qs = serde_urlencoded::to_string(&q).unwrap_or_default();
         format!("/ui/events/live?after={after}&{qs}")

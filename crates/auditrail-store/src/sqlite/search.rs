@@ -47,9 +47,7 @@ struct Collector<'f> {
 impl Collector<'_> {
     /// Whether an event of these times and body matches the filter.
     fn accepts(&self, occurred_us: i64, body: &str) -> bool {
-        let f = self.filter;
-        !(f.from_us.is_some_and(|t| occurred_us < t) || f.to_us.is_some_and(|t| occurred_us >= t))
-            && matches(body, f)
+        self.filter.within(occurred_us) && matches(body, self.filter)
     }
 
     /// Keeps a match; returns true once the page is full and one more match is known.

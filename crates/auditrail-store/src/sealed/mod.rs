@@ -5,10 +5,15 @@
 //! or, once retention has purged the body, its leaf (a present body's leaf is its hash,
 //! so it is not kept). Pure: no I/O.
 //!
-//! Layout before compression: a version byte (2) and the entry count (u16 LE); then per
+//! Layout before compression: a version byte and the entry count (u16 LE); then per
 //! entry the change of `occurred_us` and of `received_ms` from the entry before (zigzag
-//! LEB128), a kind byte (0: a body follows, as a LEB128 length; 1: purged, its 32-byte
-//! leaf follows); then the bodies back to back.
+//! LEB128) and a kind byte (0: a body; 1: purged, its 32-byte leaf follows). Then the
+//! bodies: in version 3, as shapes and columns (`columns.rs`), about 40% smaller once
+//! compressed; in version 2 (what earlier releases wrote, and what a frame falls back to
+//! if a body cannot be split), each body's LEB128 length in its entry, then the bodies
+//! back to back.
+
+mod columns;
 
 use auditrail_core::Hash;
 use auditrail_core::merkle::leaf_hash;
@@ -20,7 +25,10 @@ use crate::{Result, StoreError};
 pub const FRAME_EVENTS: u64 = 256;
 /// zstd level: level 3 is zstd's default, the best size for the time at this shape.
 const LEVEL: i32 = 3;
-const VERSION: u8 = 2;
+/// Bodies back to back.
+const WHOLE: u8 = 2;
+/// Bodies as shapes and columns.
+const COLUMNS: u8 = 3;
 /// The largest body a frame may hold once decoded (events are capped far below this).
 const MAX_BODY: usize = 4 << 20;
 
@@ -89,9 +97,38 @@ pub fn encode(entries: &[Entry]) -> Result<Vec<u8>> {
             entries.len()
         )));
     }
+    let raw = columnar(entries).unwrap_or_else(|| layout(entries, WHOLE));
+    zstd::bulk::compress(&raw, LEVEL)
+        .map_err(|e| StoreError::Corrupt(format!("compressing a frame: {e}")))
+}
+
+/// The version 3 layout, if every body splits and joins back exactly.
+fn columnar(entries: &[Entry]) -> Option<Vec<u8>> {
+    let bodies: Vec<(&str, columns::Times)> = entries
+        .iter()
+        .filter_map(|e| Some((e.text()?, times(e))))
+        .collect();
+    let mut raw = layout(entries, COLUMNS);
+    let at = raw.len();
+    columns::split(&bodies, &mut raw)?;
+    let times: Vec<columns::Times> = bodies.iter().map(|b| b.1).collect();
+    let back = columns::join(&mut Reader { raw: &raw, at }, &times).ok()?;
+    let same = back.len() == bodies.len() && back.iter().zip(&bodies).all(|(a, b)| a == b.0);
+    same.then_some(raw)
+}
+
+fn times(e: &Entry) -> columns::Times {
+    columns::Times {
+        occurred_us: e.occurred_us,
+        received_ms: e.received_ms,
+    }
+}
+
+/// The version byte, the entries' heads and, for [`WHOLE`], the bodies.
+fn layout(entries: &[Entry], version: u8) -> Vec<u8> {
     let text: usize = entries.iter().filter_map(Entry::text).map(str::len).sum();
     let mut raw = Vec::with_capacity(3 + 8 * entries.len() + text);
-    raw.push(VERSION);
+    raw.push(version);
     raw.extend_from_slice(&(entries.len() as u16).to_le_bytes());
     let (mut occ, mut rec) = (0i64, 0i64);
     for e in entries {
@@ -101,7 +138,9 @@ pub fn encode(entries: &[Entry]) -> Result<Vec<u8>> {
         match &e.body {
             Body::Text(t) => {
                 raw.push(0);
-                put_varint(&mut raw, t.len() as u64);
+                if version == WHOLE {
+                    put_varint(&mut raw, t.len() as u64);
+                }
             }
             Body::Purged(h) => {
                 raw.push(1);
@@ -109,11 +148,12 @@ pub fn encode(entries: &[Entry]) -> Result<Vec<u8>> {
             }
         }
     }
-    for t in entries.iter().filter_map(Entry::text) {
-        raw.extend_from_slice(t.as_bytes());
+    if version == WHOLE {
+        for t in entries.iter().filter_map(Entry::text) {
+            raw.extend_from_slice(t.as_bytes());
+        }
     }
-    zstd::bulk::compress(&raw, LEVEL)
-        .map_err(|e| StoreError::Corrupt(format!("compressing a frame: {e}")))
+    raw
 }
 
 /// Reads the bytes of a frame after decompression.
@@ -122,7 +162,7 @@ struct Reader<'a> {
     at: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn bad(why: &str) -> StoreError {
         StoreError::Corrupt(format!("sealed frame: {why}"))
     }
@@ -148,7 +188,7 @@ impl Reader<'_> {
         Err(Self::bad("a number is too long"))
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self
             .at
             .checked_add(n)
@@ -188,7 +228,8 @@ pub fn decode(data: &[u8]) -> Result<Vec<Entry>> {
     })
     .map_err(|e| Reader::bad(&e.to_string()))?;
     let mut r = Reader { raw: &raw, at: 0 };
-    if r.byte()? != VERSION {
+    let version = r.byte()?;
+    if version != WHOLE && version != COLUMNS {
         return Err(Reader::bad("unknown version"));
     }
     let n = usize::from(u16::from_le_bytes([r.byte()?, r.byte()?]));
@@ -201,6 +242,7 @@ pub fn decode(data: &[u8]) -> Result<Vec<Entry>> {
         occ = occ.wrapping_add(unzigzag(r.varint()?));
         rec = rec.wrapping_add(unzigzag(r.varint()?));
         let body = match r.byte()? {
+            0 if version == COLUMNS => Err(0),
             0 => {
                 let len = r.varint()?;
                 if len > MAX_BODY as u64 {
@@ -217,10 +259,28 @@ pub fn decode(data: &[u8]) -> Result<Vec<Entry>> {
         };
         heads.push((occ, rec, body));
     }
+    let mut joined = if version == COLUMNS {
+        let times: Vec<columns::Times> = heads
+            .iter()
+            .filter(|h| h.2.is_err())
+            .map(|&(occurred_us, received_ms, _)| columns::Times {
+                occurred_us,
+                received_ms,
+            })
+            .collect();
+        columns::join(&mut r, &times)?.into_iter()
+    } else {
+        Vec::new().into_iter()
+    };
     let mut out = Vec::with_capacity(n);
     for (occurred_us, received_ms, body) in heads {
         let body = match body {
             Ok(b) => b,
+            Err(_) if version == COLUMNS => Body::Text(
+                joined
+                    .next()
+                    .ok_or_else(|| Reader::bad("a body is missing"))?,
+            ),
             Err(len) => {
                 let t = std::str::from_utf8(r.take(len)?)
                     .map_err(|_| Reader::bad("a body is not UTF-8"))?;
@@ -304,6 +364,132 @@ mod tests {
         assert!(encode(&too_many).is_err());
     }
 
+    /// An event as the store keeps it: canonical, with `seq` and both times.
+    fn stored(i: i64, occurred_us: i64, received_ms: i64) -> String {
+        let t = |us: i64| {
+            auditrail_core::time::format(chrono::DateTime::from_timestamp_micros(us).unwrap())
+        };
+        format!(
+            r#"{{"action":"addProject","actor":{{"id":"u-{a}","type":"USER"}},"details":{{"tags":["x","y{i}"],"n":{i},"ok":true,"none":null,"nested":{{"q":"a\"b\\c"}}}},"id":"{id:016x}","occurred_at":"{o}","received_at":"{r}","seq":{seq}}}"#,
+            a = i % 7,
+            id = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            o = t(occurred_us),
+            r = auditrail_core::time::format_millis(received_ms),
+            seq = 1000 + i,
+        )
+    }
+
+    fn stored_frame(n: i64) -> Vec<Entry> {
+        (0..n)
+            .map(|i| {
+                let mut e = entry(i, Body::Purged([0; 32]));
+                e.body = Body::Text(stored(i, e.occurred_us, e.received_ms));
+                e
+            })
+            .collect()
+    }
+
+    fn version_of(frame: &[u8]) -> u8 {
+        zstd::bulk::decompress(frame, 1 << 24).unwrap()[0]
+    }
+
+    #[test]
+    fn stored_events_are_split_into_columns_and_come_back_byte_for_byte() {
+        let mut entries = stored_frame(256);
+        entries[3].purge();
+        entries[200].purge();
+        let f = encode(&entries).unwrap();
+        assert_eq!(version_of(&f), COLUMNS);
+        assert_eq!(decode(&f).unwrap(), entries);
+        // The same bodies kept whole compress worse.
+        let whole = zstd::bulk::compress(&layout(&entries, WHOLE), LEVEL).unwrap();
+        assert!(
+            f.len() * 10 < whole.len() * 9,
+            "{} vs {}",
+            f.len(),
+            whole.len()
+        );
+        // ... and a frame an earlier release wrote still reads.
+        assert_eq!(decode(&whole).unwrap(), entries);
+    }
+
+    #[test]
+    fn values_that_do_not_match_their_times_are_kept_as_they_are() {
+        let mut entries = stored_frame(5);
+        // A seq that does not follow, one written as "07", times another instant's.
+        let skew = |e: &mut Entry, from: &str, to: &str| {
+            let Body::Text(t) = &mut e.body else {
+                unreachable!()
+            };
+            *t = t.replace(from, to);
+        };
+        skew(&mut entries[1], "\"seq\":1001", "\"seq\":1009");
+        skew(&mut entries[2], "\"seq\":1002", "\"seq\":07");
+        entries[3].received_ms += 1;
+        entries[4].occurred_us += 1;
+        let f = encode(&entries).unwrap();
+        assert_eq!(version_of(&f), COLUMNS);
+        assert_eq!(decode(&f).unwrap(), entries);
+    }
+
+    #[test]
+    fn bodies_that_are_not_json_are_kept_whole() {
+        for odd in [
+            "not json",
+            "{\"a\":1",
+            "{\"a\":\u{0}1}",
+            "[1,,2]",
+            "{\"a\" 1}",
+            "{}{}",
+            "",
+        ] {
+            let mut entries = stored_frame(3);
+            entries[1].body = Body::Text(odd.into());
+            let f = encode(&entries).unwrap();
+            assert_eq!(decode(&f).unwrap(), entries, "{odd:?}");
+        }
+        // Shapes that are still JSON: empty containers, arrays of arrays, spaces.
+        for odd in [
+            "[]",
+            "{}",
+            "[[1,[2]],[],{}]",
+            "{ \"a\" : [ 1 , \"b\" ] }",
+            "7",
+            "\"s\"",
+        ] {
+            let mut entries = stored_frame(3);
+            entries[1].body = Body::Text(odd.into());
+            let f = encode(&entries).unwrap();
+            assert_eq!(version_of(&f), COLUMNS, "{odd:?}");
+            assert_eq!(decode(&f).unwrap(), entries, "{odd:?}");
+        }
+    }
+
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::String),
+            "(seq|received_at|occurred_at)".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map(
+                    "(seq|received_at|occurred_at|\\PC{0,6})",
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     proptest! {
         #[test]
         fn frames_round_trip(items in proptest::collection::vec(
@@ -312,6 +498,20 @@ mod tests {
                 occurred_us: o,
                 received_ms: r,
                 body: t.map_or(Body::Purged(h), Body::Text),
+            }).collect();
+            prop_assert_eq!(decode(&encode(&entries).unwrap()).unwrap(), entries);
+        }
+
+        #[test]
+        fn json_bodies_round_trip(items in proptest::collection::vec(
+            (0i64..1 << 50, 0i64..1 << 42, json(), any::<bool>()), 0..=64)) {
+            let entries: Vec<Entry> = items.into_iter().enumerate().map(|(i, (o, r, v, seq))| {
+                let mut text = v.to_string();
+                if seq {
+                    // Bodies like stored ones, so derivation is tried on them too.
+                    text = stored(i as i64, o, r);
+                }
+                Entry { occurred_us: o, received_ms: r, body: Body::Text(text) }
             }).collect();
             prop_assert_eq!(decode(&encode(&entries).unwrap()).unwrap(), entries);
         }

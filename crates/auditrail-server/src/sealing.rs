@@ -35,7 +35,7 @@ pub struct SealingSettings {
 impl Default for SealingSettings {
     fn default() -> Self {
         Self {
-            keep_open: 65_536,
+            keep_open: 4_096,
             pause_factor: 2,
             interval: Duration::from_secs(30),
         }

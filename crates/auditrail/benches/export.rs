@@ -1,7 +1,7 @@
 //! Export benchmark: `auditrail export` of the same events as CSV (Apollo layout),
 //! Parquet, NDJSON and OCSF (JSON lines, Parquet), beside DuckDB writing the Apollo columns as CSV from the NDJSON file and
 //! `sqlite3 -csv` dumping a full table, all in one run. Wall time and peak RSS of each
-//! process (GNU time). Then `auditrail seal` (the newest 65,536 left open) and the CSV
+//! process (GNU time). Then `auditrail seal` (the newest `seal_keep_open`, 4,096 by default, left open) and the CSV
 //! export again, read from the sealed frames. `cargo bench -p auditrail --bench export`
 //! (env BENCH_EXPORT_EVENTS, default 1,000,000; BENCH_EXPORT_LARGE to also export that
 //! many, for flat memory).
@@ -180,7 +180,7 @@ fn main() {
     }
 
     // The same CSV export once the events are sealed.
-    support::run(&data, &["seal", "--keep-open", "65536"]);
+    support::run(&data, &["seal"]);
     let (tz, mbz) = export(&data, "csv", &csv);
     println!(
         "auditrail export --format csv, sealed: {tz:.2} s ({:.2}x the open export's time), peak RSS {mbz:.1} MB{}",

@@ -156,7 +156,7 @@ fn postgres(n: u64, src: &Path, tmp: &Path) {
         .unwrap();
     let (p50a, p99a) = rt.block_on(pg_search(&store, 200));
     let t = Instant::now();
-    print!("{}", pg(&["seal", "--keep-open", "65536"]));
+    print!("{}", pg(&["seal"]));
     let secs = t.elapsed().as_secs_f64();
     println!(
         "postgres: sealed in {secs:.1} s ({:.0} events/s)",
@@ -205,7 +205,7 @@ fn main() {
     let csv = tmp.path().join("out.csv");
     let t_open = export(&data, "csv", &csv);
     let t = Instant::now();
-    let out = run(&data, &["seal", "--keep-open", "65536"]);
+    let out = run(&data, &["seal"]);
     let secs = t.elapsed().as_secs_f64();
     print!("{out}");
     let after = db_bytes(&data);
@@ -216,6 +216,20 @@ fn main() {
         after as f64 / n as f64,
         before as f64 / after as f64
     );
+    // Where the bytes are, table by table (SQLite's dbstat, if the sqlite3 shell is here).
+    if let Ok(o) = Command::new("sqlite3")
+        .arg(data.join("auditrail.db"))
+        .arg("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 8")
+        .output()
+        && o.status.success()
+    {
+        let parts: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('|'))
+            .map(|(t, b)| format!("{t} {:.1}", b.parse::<f64>().unwrap_or(0.0) / n as f64))
+            .collect();
+        println!("bytes an event by table: {}", parts.join(", "));
+    }
     let t_sealed = export(&data, "csv", &csv);
     println!("export --format csv: {t_open:.2} s before sealing, {t_sealed:.2} s after");
 

@@ -108,7 +108,7 @@ async fn main() {
     let key = ["keys", "create", "--org", "acme", "--role", "admin"];
     let key: Value = serde_json::from_str(&run(&data, &key)).unwrap();
     let key = key["token"].as_str().unwrap().to_owned();
-    // Once as loaded, then again after `auditrail seal` (all but the newest 65,536 events
+    // Once as loaded, then again after `auditrail seal` (all but the newest `seal_keep_open` events
     // in sealed frames): the detail, the proof and the oldest-first searches read frames.
     for phase in ["open", "sealed"] {
         if phase == "sealed" {

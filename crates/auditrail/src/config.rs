@@ -101,7 +101,7 @@ pub struct ServiceFlags {
     #[arg(long, env = "AUDITRAIL_LEASE_TTL")]
     pub lease_ttl: Option<String>,
     /// Each org's newest events kept as they are; older complete tiles of 256 events
-    /// are sealed (compressed) in the background [default: 65536]
+    /// are sealed (compressed) in the background [default: 4096]
     #[arg(long, env = "AUDITRAIL_SEAL_KEEP_OPEN")]
     pub seal_keep_open: Option<usize>,
     /// Live tails (`GET /v1/events/stream`, the Audit page's Live mode) one org may
@@ -369,7 +369,7 @@ impl Config {
                 "seal_keep_open",
                 o.service.seal_keep_open,
                 f.seal_keep_open,
-                65_536,
+                4_096,
                 1 << 40,
             )? as u64,
             tail_max_streams: limit(

@@ -29,7 +29,9 @@
 //! - `leases` names background work and who runs it until when (see `Store::acquire_lease`).
 //! - `sealed` holds, since version 11, the zstd frames of sealed tiles, and
 //!   `sealed_upto` each org's first unsealed seq (see `seal.rs`); a sealed event has no
-//!   row in `events`.
+//!   row in `events`. Since version 12 a frame longer than a quarter of a page goes on
+//!   in `sealed_more`, keyed by the frame's first rid plus 1, 2, ..., so frames pack
+//!   pages instead of leaving half of one empty after each.
 
 use super::rid::{block_of, by_block, rid};
 use rusqlite::Connection;
@@ -165,6 +167,9 @@ CREATE TABLE postings_buckets (
     r#"
 CREATE TABLE sealed (first_rid INTEGER PRIMARY KEY, version INTEGER NOT NULL, live INTEGER NOT NULL, live_from_ms INTEGER, data BLOB NOT NULL);
 CREATE TABLE sealed_upto (org_num INTEGER PRIMARY KEY, next_seq INTEGER NOT NULL);
+"#,
+    r#"
+CREATE TABLE sealed_more (rid INTEGER PRIMARY KEY, data BLOB NOT NULL);
 "#,
 ];
 

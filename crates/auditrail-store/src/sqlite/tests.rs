@@ -452,7 +452,12 @@ async fn purged_bodies_leave_their_frames() {
         .map(|i| {
             conformance::event(
                 "acme",
-                serde_json::json!({"action": "a", "details": {"secret": format!("s-{i}-x")}}),
+                // ~32 bytes no codec can shrink: frames run to several parts.
+                serde_json::json!({"action": "a", "details": {"secret": format!(
+                    "s-{i}-x{:032x}{:032x}",
+                    (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835),
+                    (i as u128 + 7).wrapping_mul(0xD6E8_FEB8_6659_FD93_A5A5_5A5A_0F0F_F0F1)
+                )}}),
                 i,
             )
         })
@@ -467,15 +472,29 @@ async fn purged_bodies_leave_their_frames() {
     let frames = || {
         let c = db();
         let mut st = c
-            .prepare("SELECT live, data FROM sealed ORDER BY first_rid")
+            .prepare("SELECT first_rid, live, data FROM sealed ORDER BY first_rid")
             .unwrap();
-        st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        let rows: Vec<(i64, i64, Vec<u8>)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .unwrap()
-            .map(|r| {
-                let (live, d) = r.unwrap();
-                (live, crate::sealed::decode(&d).unwrap())
+            .map(|r| r.unwrap())
+            .collect();
+        // Every part of `sealed_more` belongs to a frame, and no frame misses one.
+        let mut parts = 0;
+        let f = rows
+            .into_iter()
+            .map(|(first, live, head)| {
+                let whole = super::seal::frame_bytes(&c, first, head).unwrap();
+                parts += whole.len().div_ceil(super::seal::PART) - 1;
+                (live, crate::sealed::decode(&whole).unwrap())
             })
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        let stored: usize = c
+            .query_row("SELECT count(*) FROM sealed_more", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, parts, "parts of frames");
+        assert!(parts >= 2, "frames here run to several parts");
+        f
     };
     let rows = || -> i64 {
         db().query_row("SELECT count(*) FROM events", [], |r| r.get(0))

@@ -12,7 +12,7 @@ pub struct Args {
     /// Only print the figures, as `auditrail status` does; seal nothing
     #[arg(long)]
     stats: bool,
-    /// Each org's newest events left as they are [default: seal_keep_open, 65536]
+    /// Each org's newest events left as they are [default: seal_keep_open, 4096]
     #[arg(long)]
     keep_open: Option<usize>,
     /// How long a stopped process keeps the sealing lease [default: 15s]

@@ -1,0 +1,186 @@
+"""The official auditrail client for asyncio: the same behaviour as `Client`, with
+requests made on a worker thread (the standard library has no async HTTP client)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.parse
+from typing import Any, AsyncIterator, Dict, List, Optional
+
+from .client import (
+    AuditrailError,
+    Batcher,
+    ClientClosedError,
+    Event,
+    Http,
+    Options,
+    QueueFullError,
+    UnsentError,
+    _event_texts,
+    _obj,
+)
+
+
+class AsyncClient:
+    """`await client.record(event)` queues; a task sends batches one at a time, in
+    order, retrying each until acknowledged. Create it inside a running event loop."""
+
+    def __init__(self, url: str, token: str, **options: Any):
+        self.opts = Options(**options)
+        self.stats = self.opts.stats
+        self.http = Http(url, token, self.opts.timeout)
+        self._b = Batcher(self.opts)
+        self._changed = asyncio.Condition()
+        self._busy = False
+        self._closed = False
+        self._abandoned = False
+        self._since = 0.0
+        self._urgent = False
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def pending(self) -> int:
+        return len(self._b.queue)
+
+    async def record(self, event: Event) -> None:
+        async with self._changed:
+            if self._closed:
+                raise ClientClosedError("the client is closed")
+            while len(self._b.queue) >= self.opts.max_queue:
+                if self.opts.when_full == "drop":
+                    self.stats.dropped += 1
+                    return
+                if self.opts.when_full == "raise":
+                    raise QueueFullError(f"{len(self._b.queue)} events are queued")
+                await self._changed.wait()
+                if self._closed:
+                    raise ClientClosedError("the client is closed")
+            if not self._b.queue:
+                self._since = time.monotonic()
+            if self._b.add(event) or len(self._b.queue) == 1:
+                self._changed.notify_all()
+
+    async def flush(self, timeout: Optional[float] = None) -> bool:
+        async def drained() -> None:
+            async with self._changed:
+                self._urgent = True
+                self._changed.notify_all()
+                await self._changed.wait_for(lambda: not self._b.queue and not self._busy)
+
+        try:
+            await asyncio.wait_for(drained(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def close(self, timeout: Optional[float] = None) -> None:
+        async with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        flushed = await self.flush(timeout)
+        self._abandoned = True
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        if not flushed:
+            events = [e for e, _ in self._b.queue]
+            self._b.queue.clear()
+            raise UnsentError(events)
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def _due(self) -> Optional[float]:
+        if not self._b.queue:
+            return float("inf")
+        o = self.opts
+        if self._urgent or self._closed or len(self._b.queue) >= o.batch_size or self._b.bytes >= o.max_batch_bytes:
+            return None
+        left = self._since + o.flush_interval - time.monotonic()
+        return None if left <= 0 else left
+
+    async def _run(self) -> None:
+        while True:
+            async with self._changed:
+                while True:
+                    wait = self._due()
+                    if wait is None:
+                        break
+                    try:
+                        await asyncio.wait_for(self._changed.wait(), None if wait == float("inf") else wait)
+                    except asyncio.TimeoutError:
+                        pass
+                events, n, size = self._b.take()
+                self._busy = True
+            body = json.dumps({"events": events}).encode()
+            attempt = 0
+            while True:
+                try:
+                    status, headers, data = await asyncio.to_thread(self.http.request, "POST", "/v1/events", body)
+                except OSError:
+                    status, headers, data = None, {}, b""
+                attempt += 1
+                wait = self._b.outcome(status, headers, data, events, attempt)
+                if wait is None:
+                    break
+                await asyncio.sleep(wait)
+            async with self._changed:
+                self._busy = False
+                self._b.done(n, size)
+                self._since = time.monotonic()
+                if not self._b.queue:
+                    self._urgent = False
+                self._changed.notify_all()
+
+    async def _ok(self, method: str, path: str, body: Optional[bytes] = None) -> bytes:
+        return await asyncio.to_thread(self.http.ok, method, path, body)
+
+    async def search(self, **params: Any) -> AsyncIterator[Event]:
+        cursor: Optional[str] = None
+        while True:
+            q = {k: str(v) for k, v in params.items() if v is not None}
+            if cursor:
+                q["cursor"] = cursor
+            text = (await self._ok("GET", "/v1/events?" + urllib.parse.urlencode(q))).decode()
+            for raw in _event_texts(text):
+                yield {**json.loads(raw), "raw": raw}
+            cursor = json.loads(text).get("next_cursor")
+            if not cursor:
+                return
+
+    async def create_export(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        return _obj(json.loads(await self._ok("POST", "/v1/exports", json.dumps(request).encode())))
+
+    async def wait_export(self, export_id: str, timeout: float = 600.0, poll: float = 0.25) -> Dict[str, Any]:
+        end = time.monotonic() + timeout
+        while True:
+            job = _obj(json.loads(await self._ok("GET", f"/v1/exports/{urllib.parse.quote(export_id)}")))
+            if job["status"] == "succeeded":
+                return job
+            if job["status"] in ("failed", "expired"):
+                raise AuditrailError(409, f"export_{job['status']}", f"export {export_id} {job['status']}")
+            if time.monotonic() > end:
+                raise TimeoutError(f"export {export_id} not done after {timeout} s")
+            await asyncio.sleep(poll)
+
+    async def download_export(self, export_id: str) -> bytes:
+        return await self._ok("GET", f"/v1/exports/{urllib.parse.quote(export_id)}/download")
+
+    async def checkpoint(self) -> str:
+        return (await self._ok("GET", "/v1/checkpoints/latest")).decode()
+
+    async def public_key(self) -> str:
+        return (await self._ok("GET", "/v1/public-key")).decode()
+
+    async def inclusion_proof(self, seq: int, tree_size: int) -> Dict[str, Any]:
+        return _obj(json.loads(await self._ok("GET", f"/v1/proofs/inclusion?seq={seq}&tree_size={tree_size}")))
+
+
+__all__: List[str] = ["AsyncClient"]

@@ -1,0 +1,379 @@
+"""The official auditrail client, synchronous: the standard library only."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Deque, Dict, Iterator, List, Literal, Optional, Tuple
+
+Event = Dict[str, Any]
+WhenFull = Literal["block", "drop", "raise"]
+
+
+class AuditrailError(Exception):
+    """An answer of the server that is not a success, with its error body."""
+
+    def __init__(self, status: int, code: str, message: str, details: Optional[List[Any]] = None):
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message, self.details = status, code, message, details or []
+
+
+class QueueFullError(Exception):
+    """`record()` found the queue full and `when_full` is "raise"."""
+
+
+class ClientClosedError(Exception):
+    """The client is closed."""
+
+
+class UnsentError(Exception):
+    """`close(timeout=...)` ran out of time: these events were not acknowledged."""
+
+    def __init__(self, events: List[Event]):
+        super().__init__(f"{len(events)} events were not acknowledged")
+        self.events = events
+
+
+@dataclass
+class Stats:
+    sent: int = 0
+    dropped: int = 0
+    failed: int = 0
+    retries: int = 0
+
+
+@dataclass
+class Options:
+    batch_size: int = 500
+    max_batch_bytes: int = 1_000_000
+    flush_interval: float = 0.2
+    max_queue: int = 10_000
+    when_full: WhenFull = "block"
+    max_backoff: float = 10.0
+    timeout: float = 30.0
+    on_error: Optional[Callable[[AuditrailError, List[Event]], None]] = None
+    stats: Stats = field(default_factory=Stats)
+
+
+def _obj(v: Any) -> Dict[str, Any]:
+    """A JSON object the server answered."""
+    if not isinstance(v, dict):
+        raise AuditrailError(200, "unexpected_answer", f"expected a JSON object, got {type(v).__name__}")
+    return v
+
+
+def _retry_after(h: Optional[str]) -> Optional[float]:
+    """Seconds, as `Retry-After` says (seconds or an HTTP date), capped at 15 minutes."""
+    if not h:
+        return None
+    try:
+        s = float(h)
+    except ValueError:
+        try:
+            s = parsedate_to_datetime(h).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(s, 0.0), 900.0)
+
+
+def _error_of(status: int, body: bytes) -> AuditrailError:
+    try:
+        e = json.loads(body).get("error") or {}
+        return AuditrailError(status, e.get("code", "error"), e.get("message", ""), e.get("details"))
+    except (ValueError, AttributeError):
+        return AuditrailError(status, "http_error", body.decode(errors="replace"))
+
+
+def _event_texts(body: str) -> List[str]:
+    """The `events` array of a search answer, split into each event's own JSON text."""
+    out: List[str] = []
+    depth, start, in_string, i = 0, -1, False, body.index("[") + 1
+    while i < len(body):
+        c = body[i]
+        if in_string:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c == "{":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                out.append(body[start : i + 1])
+        elif c == "]" and depth == 0:
+            break
+        i += 1
+    return out
+
+
+class Http:
+    """One request at a time to the server with the org's key."""
+
+    def __init__(self, url: str, token: str, timeout: float):
+        self.base, self.token, self.timeout = url.rstrip("/"), token, timeout
+
+    def request(
+        self, method: str, path: str, body: Optional[bytes] = None, content_type: str = "application/json"
+    ) -> Tuple[int, Dict[str, str], bytes]:
+        req = urllib.request.Request(self.base + path, data=body, method=method)
+        req.add_header("authorization", f"Bearer {self.token}")
+        if body is not None:
+            req.add_header("content-type", content_type)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                return r.status, dict(r.headers.items()), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers.items()), e.read()
+
+    def ok(self, method: str, path: str, body: Optional[bytes] = None) -> bytes:
+        status, _, data = self.request(method, path, body)
+        if status >= 300:
+            raise _error_of(status, data)
+        return data
+
+
+class Batcher:
+    """The queue and the rules for sending it, shared by the sync and async clients."""
+
+    def __init__(self, opts: Options):
+        self.opts = opts
+        self.queue: Deque[Tuple[Event, int]] = deque()
+        self.bytes = 0
+
+    def take(self) -> Tuple[List[Event], int, int]:
+        """The next batch off the head (not removed): events, count, bytes."""
+        events: List[Event] = []
+        size = 0
+        for e, b in self.queue:
+            if len(events) >= self.opts.batch_size or (events and size + b > self.opts.max_batch_bytes):
+                break
+            events.append(e)
+            size += b
+        return events, len(events), size
+
+    def done(self, n: int, size: int) -> None:
+        for _ in range(n):
+            self.queue.popleft()
+        self.bytes -= size
+
+    def add(self, event: Event) -> bool:
+        """Queues `event` (with an `id`); true if a batch is due now."""
+        e = event if event.get("id") else {**event, "id": str(uuid.uuid4())}
+        b = len(json.dumps(e)) + 1
+        self.queue.append((e, b))
+        self.bytes += b
+        return len(self.queue) >= self.opts.batch_size or self.bytes >= self.opts.max_batch_bytes
+
+    def outcome(self, status: Optional[int], headers: Dict[str, str], body: bytes, events: List[Event], attempt: int) -> Optional[float]:
+        """None when the batch is settled (sent or refused for good), else seconds to wait."""
+        stats = self.opts.stats
+        if status is not None and status < 300:
+            stats.sent += len(events)
+            return None
+        if status is not None and status < 500 and status not in (408, 429):
+            stats.failed += len(events)
+            if self.opts.on_error:
+                self.opts.on_error(_error_of(status, body), events)
+            return None
+        stats.retries += 1
+        wait = _retry_after({k.lower(): v for k, v in headers.items()}.get("retry-after"))
+        backoff = min(self.opts.max_backoff, 0.1 * 2 ** min(attempt, 16))
+        return wait if wait is not None else backoff / 2 + random.random() * backoff / 2
+
+
+class Client:
+    """Records events in batches from a background thread; reads the org's log.
+
+    `record(event)` queues the event and returns; batches go one at a time, in order,
+    each retried until acknowledged (429/503 as `Retry-After` says; 5xx, 408 and network
+    errors with jittered backoff), so events are stored in the order recorded and once
+    each (every event gets an `id`). A batch refused for good goes to `on_error`.
+    """
+
+    def __init__(self, url: str, token: str, **options: Any):
+        self.opts = Options(**options)
+        self.stats = self.opts.stats
+        self.http = Http(url, token, self.opts.timeout)
+        self._b = Batcher(self.opts)
+        self._cv = threading.Condition()
+        self._busy = False
+        self._closed = False
+        self._abandoned = False
+        # When the oldest queued event was recorded; a flush makes the queue due now.
+        self._since = 0.0
+        self._urgent = False
+        self._thread = threading.Thread(target=self._run, name="auditrail-sender", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        with self._cv:
+            return len(self._b.queue)
+
+    def record(self, event: Event) -> None:
+        with self._cv:
+            if self._closed:
+                raise ClientClosedError("the client is closed")
+            while len(self._b.queue) >= self.opts.max_queue:
+                if self.opts.when_full == "drop":
+                    self.stats.dropped += 1
+                    return
+                if self.opts.when_full == "raise":
+                    raise QueueFullError(f"{len(self._b.queue)} events are queued")
+                self._cv.wait()
+                if self._closed:
+                    raise ClientClosedError("the client is closed")
+            if not self._b.queue:
+                self._since = time.monotonic()
+            if self._b.add(event) or len(self._b.queue) == 1:
+                self._cv.notify_all()
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Waits until everything recorded so far is acknowledged; false on timeout."""
+        end = None if timeout is None else time.monotonic() + timeout
+        with self._cv:
+            self._urgent = True
+            self._cv.notify_all()
+            while self._b.queue or self._busy:
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cv.wait(left)
+            return True
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Flushes and refuses further events; with `timeout`, gives up after that many
+        seconds and raises `UnsentError` with the events not acknowledged."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        if not self.flush(timeout):
+            with self._cv:
+                self._abandoned = True
+                self._cv.notify_all()
+            self._thread.join()
+            events = [e for e, _ in self._b.queue]
+            self._b.queue.clear()
+            raise UnsentError(events)
+        with self._cv:
+            self._abandoned = True
+            self._cv.notify_all()
+        self._thread.join()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _due(self) -> Optional[float]:
+        """None if a batch should go now, else how long to wait (inf: nothing queued)."""
+        if not self._b.queue:
+            return float("inf")
+        o = self.opts
+        if self._urgent or self._closed or len(self._b.queue) >= o.batch_size or self._b.bytes >= o.max_batch_bytes:
+            return None
+        left = self._since + o.flush_interval - time.monotonic()
+        return None if left <= 0 else left
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._abandoned:
+                    wait = self._due()
+                    if wait is None:
+                        break
+                    self._cv.wait(None if wait == float("inf") else wait)
+                if self._abandoned:
+                    return
+                events, n, size = self._b.take()
+                self._busy = True
+            settled = self._send(events)
+            with self._cv:
+                self._busy = False
+                if settled:
+                    self._b.done(n, size)
+                    self._since = time.monotonic()
+                if not self._b.queue:
+                    self._urgent = False
+                self._cv.notify_all()
+
+    def _send(self, events: List[Event]) -> bool:
+        body = json.dumps({"events": events}).encode()
+        attempt = 0
+        while True:
+            try:
+                status, headers, data = self.http.request("POST", "/v1/events", body)
+            except OSError:
+                status, headers, data = None, {}, b""
+            attempt += 1
+            wait = self._b.outcome(status, headers, data, events, attempt)
+            if wait is None:
+                return True
+            with self._cv:
+                if self._abandoned or self._cv.wait_for(lambda: self._abandoned, wait):
+                    return False
+
+    # --- reading ---------------------------------------------------------------------
+
+    def search(self, **params: Any) -> Iterator[Event]:
+        """Every event matching `params` (the filters of `GET /v1/events`), page by
+        page. Each event is a dict of its fields plus `raw`, its JSON text as returned."""
+        cursor: Optional[str] = None
+        while True:
+            q = {k: str(v) for k, v in params.items() if v is not None}
+            if cursor:
+                q["cursor"] = cursor
+            text = self.http.ok("GET", "/v1/events?" + urllib.parse.urlencode(q)).decode()
+            for raw in _event_texts(text):
+                yield {**json.loads(raw), "raw": raw}
+            cursor = json.loads(text).get("next_cursor")
+            if not cursor:
+                return
+
+    def create_export(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        return _obj(json.loads(self.http.ok("POST", "/v1/exports", json.dumps(request).encode())))
+
+    def get_export(self, export_id: str) -> Dict[str, Any]:
+        return _obj(json.loads(self.http.ok("GET", f"/v1/exports/{urllib.parse.quote(export_id)}")))
+
+    def wait_export(self, export_id: str, timeout: float = 600.0, poll: float = 0.25) -> Dict[str, Any]:
+        end = time.monotonic() + timeout
+        while True:
+            job = self.get_export(export_id)
+            if job["status"] == "succeeded":
+                return job
+            if job["status"] in ("failed", "expired"):
+                raise AuditrailError(409, f"export_{job['status']}", f"export {export_id} {job['status']}")
+            if time.monotonic() > end:
+                raise TimeoutError(f"export {export_id} not done after {timeout} s")
+            time.sleep(poll)
+
+    def download_export(self, export_id: str) -> bytes:
+        return self.http.ok("GET", f"/v1/exports/{urllib.parse.quote(export_id)}/download")
+
+    def checkpoint(self) -> str:
+        return self.http.ok("GET", "/v1/checkpoints/latest").decode()
+
+    def public_key(self) -> str:
+        return self.http.ok("GET", "/v1/public-key").decode()
+
+    def inclusion_proof(self, seq: int, tree_size: int) -> Dict[str, Any]:
+        return _obj(json.loads(self.http.ok("GET", f"/v1/proofs/inclusion?seq={seq}&tree_size={tree_size}")))
+
+    def consistency_proof(self, first: int, second: int) -> Dict[str, Any]:
+        return _obj(json.loads(self.http.ok("GET", f"/v1/proofs/consistency?from={first}&to={second}")))

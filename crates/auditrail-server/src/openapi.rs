@@ -150,6 +150,40 @@ fn contract(doc: &mut Value) {
             }
         }
     }
+    unique_operation_ids(paths);
+}
+
+/// Operation ids are the handlers' names, and several modules have a `get` or a
+/// `list`; generators need them unique. A name used more than once is qualified with
+/// its path's first segment after `/v1` (`exports_get`, `destinations_get`).
+fn unique_operation_ids(paths: &mut serde_json::Map<String, Value>) {
+    let mut uses: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for item in paths.values() {
+        for op in item.as_object().into_iter().flat_map(|o| o.values()) {
+            if let Some(id) = op.get("operationId").and_then(Value::as_str) {
+                *uses.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    for (path, item) in paths.iter_mut() {
+        let area = path
+            .split('/')
+            .find(|s| !s.is_empty() && *s != "v1")
+            .unwrap_or("root")
+            .replace('-', "_");
+        for op in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
+            let Some(id) = op.get("operationId").and_then(Value::as_str) else {
+                continue;
+            };
+            if uses.get(id).copied().unwrap_or(0) > 1 {
+                op["operationId"] = json!(format!("{area}_{id}"));
+            }
+        }
+    }
 }
 
 /// A path parameter's schema, by its name.

@@ -127,9 +127,16 @@ async fn the_cli_prints_the_served_document() {
     assert_eq!(printed, served);
     assert_eq!(served["openapi"], "3.1.0");
     let mut ops = 0;
+    let mut ids = std::collections::HashSet::new();
     for (path, item) in served["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             ops += 1;
+            // Generators name a method per operation id: each is unique.
+            let id = op["operationId"].as_str().unwrap().to_owned();
+            assert!(
+                ids.insert(id.clone()),
+                "{method} {path}: operationId {id} is used twice"
+            );
             for name in path
                 .split('{')
                 .skip(1)

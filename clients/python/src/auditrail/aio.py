@@ -12,12 +12,11 @@ from typing import Any, AsyncIterator, Dict, List, Optional
 from .client import (
     AuditrailError,
     Batcher,
-    ClientClosedError,
     Event,
     Http,
     Options,
-    QueueFullError,
     UnsentError,
+    _Dropped,
     _event_texts,
     _obj,
 )
@@ -33,11 +32,7 @@ class AsyncClient:
         self.http = Http(url, token, self.opts.timeout)
         self._b = Batcher(self.opts)
         self._changed = asyncio.Condition()
-        self._busy = False
-        self._closed = False
         self._abandoned = False
-        self._since = 0.0
-        self._urgent = False
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     @property
@@ -46,28 +41,20 @@ class AsyncClient:
 
     async def record(self, event: Event) -> None:
         async with self._changed:
-            if self._closed:
-                raise ClientClosedError("the client is closed")
-            while len(self._b.queue) >= self.opts.max_queue:
-                if self.opts.when_full == "drop":
-                    self.stats.dropped += 1
-                    return
-                if self.opts.when_full == "raise":
-                    raise QueueFullError(f"{len(self._b.queue)} events are queued")
-                await self._changed.wait()
-                if self._closed:
-                    raise ClientClosedError("the client is closed")
-            if not self._b.queue:
-                self._since = time.monotonic()
-            if self._b.add(event) or len(self._b.queue) == 1:
+            try:
+                while self._b.full():
+                    await self._changed.wait()
+            except _Dropped:
+                return
+            if self._b.add(event):
                 self._changed.notify_all()
 
     async def flush(self, timeout: Optional[float] = None) -> bool:
         async def drained() -> None:
             async with self._changed:
-                self._urgent = True
+                self._b.urgent = True
                 self._changed.notify_all()
-                await self._changed.wait_for(lambda: not self._b.queue and not self._busy)
+                await self._changed.wait_for(lambda: not self._b.queue and not self._b.busy)
 
         try:
             await asyncio.wait_for(drained(), timeout)
@@ -77,7 +64,7 @@ class AsyncClient:
 
     async def close(self, timeout: Optional[float] = None) -> None:
         async with self._changed:
-            self._closed = True
+            self._b.closed = True
             self._changed.notify_all()
         flushed = await self.flush(timeout)
         self._abandoned = True
@@ -97,20 +84,11 @@ class AsyncClient:
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
-    def _due(self) -> Optional[float]:
-        if not self._b.queue:
-            return float("inf")
-        o = self.opts
-        if self._urgent or self._closed or len(self._b.queue) >= o.batch_size or self._b.bytes >= o.max_batch_bytes:
-            return None
-        left = self._since + o.flush_interval - time.monotonic()
-        return None if left <= 0 else left
-
     async def _run(self) -> None:
         while True:
             async with self._changed:
                 while True:
-                    wait = self._due()
+                    wait = self._b.due()
                     if wait is None:
                         break
                     try:
@@ -118,7 +96,7 @@ class AsyncClient:
                     except asyncio.TimeoutError:
                         pass
                 events, n, size = self._b.take()
-                self._busy = True
+                self._b.busy = True
             body = json.dumps({"events": events}).encode()
             attempt = 0
             while True:
@@ -132,11 +110,8 @@ class AsyncClient:
                     break
                 await asyncio.sleep(wait)
             async with self._changed:
-                self._busy = False
-                self._b.done(n, size)
-                self._since = time.monotonic()
-                if not self._b.queue:
-                    self._urgent = False
+                self._b.busy = False
+                self._b.settled(n, size)
                 self._changed.notify_all()
 
     async def _ok(self, method: str, path: str, body: Optional[bytes] = None) -> bytes:

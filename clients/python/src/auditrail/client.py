@@ -27,6 +27,10 @@ class AuditrailError(Exception):
         self.status, self.code, self.message, self.details = status, code, message, details or []
 
 
+class _Dropped(Exception):
+    """The queue was full and the event was dropped (counted)."""
+
+
 class QueueFullError(Exception):
     """`record()` found the queue full and `when_full` is "raise"."""
 
@@ -153,6 +157,41 @@ class Batcher:
         self.opts = opts
         self.queue: Deque[Tuple[Event, int]] = deque()
         self.bytes = 0
+        # When the oldest queued event was recorded; a flush or close makes it due now.
+        self.since = 0.0
+        self.urgent = False
+        self.closed = False
+        self.busy = False
+
+    def full(self) -> bool:
+        """True if `record()` must wait; drops (and counts) or raises per `when_full`."""
+        if self.closed:
+            raise ClientClosedError("the client is closed")
+        if len(self.queue) < self.opts.max_queue:
+            return False
+        if self.opts.when_full == "drop":
+            self.opts.stats.dropped += 1
+            raise _Dropped()
+        if self.opts.when_full == "raise":
+            raise QueueFullError(f"{len(self.queue)} events are queued")
+        return True
+
+    def due(self) -> Optional[float]:
+        """None if a batch should go now, else how long to wait (inf: nothing queued)."""
+        if not self.queue:
+            return float("inf")
+        o = self.opts
+        if self.urgent or self.closed or len(self.queue) >= o.batch_size or self.bytes >= o.max_batch_bytes:
+            return None
+        left = self.since + o.flush_interval - time.monotonic()
+        return None if left <= 0 else left
+
+    def settled(self, n: int, size: int) -> None:
+        """The batch at the head was acknowledged or refused for good."""
+        self.done(n, size)
+        self.since = time.monotonic()
+        if not self.queue:
+            self.urgent = False
 
     def take(self) -> Tuple[List[Event], int, int]:
         """The next batch off the head (not removed): events, count, bytes."""
@@ -171,12 +210,14 @@ class Batcher:
         self.bytes -= size
 
     def add(self, event: Event) -> bool:
-        """Queues `event` (with an `id`); true if a batch is due now."""
+        """Queues `event` (with an `id`); true if the sender should look again."""
+        if not self.queue:
+            self.since = time.monotonic()
         e = event if event.get("id") else {**event, "id": str(uuid.uuid4())}
         b = len(json.dumps(e)) + 1
         self.queue.append((e, b))
         self.bytes += b
-        return len(self.queue) >= self.opts.batch_size or self.bytes >= self.opts.max_batch_bytes
+        return len(self.queue) == 1 or len(self.queue) >= self.opts.batch_size or self.bytes >= self.opts.max_batch_bytes
 
     def outcome(self, status: Optional[int], headers: Dict[str, str], body: bytes, events: List[Event], attempt: int) -> Optional[float]:
         """None when the batch is settled (sent or refused for good), else seconds to wait."""
@@ -210,12 +251,7 @@ class Client:
         self.http = Http(url, token, self.opts.timeout)
         self._b = Batcher(self.opts)
         self._cv = threading.Condition()
-        self._busy = False
-        self._closed = False
         self._abandoned = False
-        # When the oldest queued event was recorded; a flush makes the queue due now.
-        self._since = 0.0
-        self._urgent = False
         self._thread = threading.Thread(target=self._run, name="auditrail-sender", daemon=True)
         self._thread.start()
 
@@ -226,29 +262,21 @@ class Client:
 
     def record(self, event: Event) -> None:
         with self._cv:
-            if self._closed:
-                raise ClientClosedError("the client is closed")
-            while len(self._b.queue) >= self.opts.max_queue:
-                if self.opts.when_full == "drop":
-                    self.stats.dropped += 1
-                    return
-                if self.opts.when_full == "raise":
-                    raise QueueFullError(f"{len(self._b.queue)} events are queued")
-                self._cv.wait()
-                if self._closed:
-                    raise ClientClosedError("the client is closed")
-            if not self._b.queue:
-                self._since = time.monotonic()
-            if self._b.add(event) or len(self._b.queue) == 1:
+            try:
+                while self._b.full():
+                    self._cv.wait()
+            except _Dropped:
+                return
+            if self._b.add(event):
                 self._cv.notify_all()
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Waits until everything recorded so far is acknowledged; false on timeout."""
         end = None if timeout is None else time.monotonic() + timeout
         with self._cv:
-            self._urgent = True
+            self._b.urgent = True
             self._cv.notify_all()
-            while self._b.queue or self._busy:
+            while self._b.queue or self._b.busy:
                 left = None if end is None else end - time.monotonic()
                 if left is not None and left <= 0:
                     return False
@@ -259,7 +287,7 @@ class Client:
         """Flushes and refuses further events; with `timeout`, gives up after that many
         seconds and raises `UnsentError` with the events not acknowledged."""
         with self._cv:
-            self._closed = True
+            self._b.closed = True
             self._cv.notify_all()
         if not self.flush(timeout):
             with self._cv:
@@ -280,36 +308,23 @@ class Client:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _due(self) -> Optional[float]:
-        """None if a batch should go now, else how long to wait (inf: nothing queued)."""
-        if not self._b.queue:
-            return float("inf")
-        o = self.opts
-        if self._urgent or self._closed or len(self._b.queue) >= o.batch_size or self._b.bytes >= o.max_batch_bytes:
-            return None
-        left = self._since + o.flush_interval - time.monotonic()
-        return None if left <= 0 else left
-
     def _run(self) -> None:
         while True:
             with self._cv:
                 while not self._abandoned:
-                    wait = self._due()
+                    wait = self._b.due()
                     if wait is None:
                         break
                     self._cv.wait(None if wait == float("inf") else wait)
                 if self._abandoned:
                     return
                 events, n, size = self._b.take()
-                self._busy = True
+                self._b.busy = True
             settled = self._send(events)
             with self._cv:
-                self._busy = False
+                self._b.busy = False
                 if settled:
-                    self._b.done(n, size)
-                    self._since = time.monotonic()
-                if not self._b.queue:
-                    self._urgent = False
+                    self._b.settled(n, size)
                 self._cv.notify_all()
 
     def _send(self, events: List[Event]) -> bool:

@@ -306,11 +306,15 @@ pub(super) fn split(bodies: &[(&str, Times)], out: &mut Vec<u8>) -> Option<()> {
             }
             Some(())
         })?;
-        let next = shape_list.len();
-        let idx = *shapes.entry(shape.clone()).or_insert(next);
-        if idx == next {
-            shape_list.push(shape);
-        }
+        // Most bodies repeat a shape already seen: only a new one is copied.
+        let idx = match shapes.get(&shape) {
+            Some(&i) => i,
+            None => {
+                shapes.insert(shape.clone(), shape_list.len());
+                shape_list.push(shape);
+                shape_list.len() - 1
+            }
+        };
         shape_of.push(idx);
     }
     put_varint(out, shape_list.len() as u64);

@@ -1,7 +1,8 @@
 """Throughput of record(): one Python process sending N events through the client to a
 real `auditrail serve` (AUDITRAIL_BIN, a release build for a fair figure), shaped as the
 ingest bench's events. `AUDITRAIL_BIN=... PYTHONPATH=src python3 bench/record.py`
-(BENCH_EVENTS, default 200,000)."""
+(BENCH_EVENTS, default 200,000). With AUDITRAIL_URL and AUDITRAIL_TOKEN (an ingest key)
+it sends to that server instead of starting one (`cargo bench --bench clients` does)."""
 
 import os
 import sys
@@ -14,10 +15,14 @@ from conftest import Server  # noqa: E402
 from auditrail import Client  # noqa: E402
 
 n = int(os.environ.get("BENCH_EVENTS", "200000"))
-server = Server(os.environ.get("AUDITRAIL_BIN", "auditrail")).start()
+url = os.environ.get("AUDITRAIL_URL")
+server = None if url else Server(os.environ.get("AUDITRAIL_BIN", "auditrail")).start()
 try:
-    token = server.org_key("acme", "ingest")
-    client = Client(server.url, token, batch_size=500, max_queue=20_000)
+    if server is None:
+        token = os.environ["AUDITRAIL_TOKEN"]
+    else:
+        url, token = server.url, server.org_key("acme", "ingest")
+    client = Client(url, token, max_queue=20_000)
     actions = ["addProject", "releaseProject", "addPipeline", "updatePipeline"]
     t = time.perf_counter()
     for i in range(n):
@@ -36,4 +41,5 @@ try:
     s = time.perf_counter() - t
     print(f"python client record(): {n} events in {s:.2f} s = {n / s:.0f} events/s (sent {client.stats.sent}, retries {client.stats.retries})")
 finally:
-    server.stop()
+    if server is not None:
+        server.stop()

@@ -1,15 +1,18 @@
 // Throughput of record(): one Node process sending N events through the client to a
 // real `auditrail serve` (AUDITRAIL_BIN, a release build for a fair figure), the events
 // shaped as the ingest bench's. `npm run build && AUDITRAIL_BIN=… node bench/record.mjs`
-// (BENCH_EVENTS, default 200,000).
+// (BENCH_EVENTS, default 200,000). With AUDITRAIL_URL and AUDITRAIL_TOKEN (an ingest key)
+// it sends to that server instead of starting one (`cargo bench --bench clients` does).
 import { AuditrailClient } from "../dist/index.js";
 import { Server, binary } from "../support/server.mjs";
 
 const n = Number(process.env.BENCH_EVENTS ?? 200_000);
-const server = await new Server(binary() ?? "auditrail").start();
+const external = process.env.AUDITRAIL_URL;
+const server = external ? undefined : await new Server(binary() ?? "auditrail").start();
 try {
-  const token = await server.orgKey("acme", "ingest");
-  const client = new AuditrailClient({ url: server.url, token, batchSize: 500, maxQueue: 20_000 });
+  const url = external ?? server.url;
+  const token = external ? process.env.AUDITRAIL_TOKEN : await server.orgKey("acme", "ingest");
+  const client = new AuditrailClient({ url, token, maxQueue: 20_000 });
   const actions = ["addProject", "releaseProject", "addPipeline", "updatePipeline"];
   const t = performance.now();
   for (let i = 0; i < n; i++) {
@@ -27,5 +30,5 @@ try {
   const s = (performance.now() - t) / 1000;
   console.log(`typescript client record(): ${n} events in ${s.toFixed(2)} s = ${Math.round(n / s)} events/s (sent ${client.stats.sent}, retries ${client.stats.retries})`);
 } finally {
-  await server.stop();
+  await server?.stop();
 }

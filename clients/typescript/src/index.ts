@@ -3,30 +3,17 @@
 
 export * from "./verify.js";
 import type { InclusionProof } from "./verify.js";
+import type { components } from "./schema.js";
+export type { components, paths, operations } from "./schema.js";
 
-/** An event as the host product sends it (only `action` is required). */
-export interface AuditEvent {
-  /** Idempotency key; `record()` assigns one when absent. */
-  id?: string;
-  occurred_at?: string;
-  action: string;
-  actor?: { id?: string; type?: "USER" | "API_KEY" | "GRAPH" | "SYSTEM"; email?: string; name?: string; role?: string };
-  resource?: { type?: string; id?: string };
-  scope?: { type?: string; id?: string };
-  details?: Record<string, unknown>;
-  context?: { ip?: string; user_agent?: string };
-  outcome?: "success" | "failure";
-}
+/**
+ * An event as the host product sends it (only `action` is required): the `Event` schema
+ * of the server's OpenAPI document, in `schema.ts` as openapi-typescript generates it.
+ */
+export type AuditEvent = components["schemas"]["Event"];
 
-/** An event as auditrail stored it. `raw` is its JSON text exactly as returned. */
-export interface StoredEvent extends AuditEvent {
-  id: string;
-  org_id: string;
-  seq: number;
-  received_at: string;
-  leaf_hash: string;
-  raw: string;
-}
+/** An event as auditrail stored it (the `StoredEvent` schema), with `raw`: its JSON text exactly as returned. */
+export type StoredEvent = components["schemas"]["StoredEvent"] & { raw: string };
 
 export interface SearchParams {
   actor_id?: string;
@@ -41,19 +28,11 @@ export interface SearchParams {
   limit?: number;
 }
 
-export interface ExportRequest {
-  from: string;
-  to: string;
-  format?: "csv" | "ndjson" | "parquet" | "ocsf" | "ocsf_parquet";
-  filters?: Record<string, string>;
-  [k: string]: unknown;
-}
+/** An export request (the `ExportRequest` schema). */
+export type ExportRequest = components["schemas"]["ExportRequest"];
 
-export interface ExportJob {
-  id: string;
-  status: string;
-  [k: string]: unknown;
-}
+/** An export job (the `Export` schema). */
+export type ExportJob = components["schemas"]["Export"];
 
 /** What `record()` does when the queue is full. */
 export type WhenFull = "block" | "drop" | "throw";
@@ -110,7 +89,8 @@ export class UnsentError extends Error {
 
 interface Queued {
   event: AuditEvent;
-  bytes: number;
+  /** Its JSON text, written once: it sizes the batch and is the batch's body. */
+  json: string;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -207,9 +187,9 @@ export class AuditrailClient {
       await new Promise<void>((r) => this.spaceWaiters.push(r));
       if (this.closed) throw new ClientClosedError("the client is closed");
     }
-    const bytes = JSON.stringify(e).length + 1;
-    this.queue.push({ event: e, bytes });
-    this.queuedBytes += bytes;
+    const json = JSON.stringify(e);
+    this.queue.push({ event: e, json });
+    this.queuedBytes += json.length + 1;
     if (this.queue.length >= this.opts.batchSize || this.queuedBytes >= this.opts.maxBatchBytes) {
       this.kick();
     } else {
@@ -266,11 +246,11 @@ export class AuditrailClient {
       let n = 0;
       let bytes = 0;
       for (const q of this.queue) {
-        if (n >= this.opts.batchSize || (n > 0 && bytes + q.bytes > this.opts.maxBatchBytes)) break;
+        if (n >= this.opts.batchSize || (n > 0 && bytes + q.json.length + 1 > this.opts.maxBatchBytes)) break;
         n++;
-        bytes += q.bytes;
+        bytes += q.json.length + 1;
       }
-      const batch = this.queue.slice(0, n).map((q) => q.event);
+      const batch = this.queue.slice(0, n);
       if (!(await this.sendBatch(batch))) return;
       this.queue.splice(0, n);
       this.queuedBytes -= bytes;
@@ -282,7 +262,8 @@ export class AuditrailClient {
    * One batch until the server acknowledges it or refuses it for good (true), or
    * `close()` gives up on it (false).
    */
-  private async sendBatch(events: AuditEvent[]): Promise<boolean> {
+  private async sendBatch(batch: Queued[]): Promise<boolean> {
+    const body = `{"events":[${batch.map((q) => q.json).join(",")}]}`;
     let attempt = 0;
     for (;;) {
       if (this.abandoned) return false;
@@ -291,17 +272,17 @@ export class AuditrailClient {
         const r = await this.doFetch(`${this.base}/v1/events`, {
           method: "POST",
           headers: { authorization: `Bearer ${this.opts.token}`, "content-type": "application/json" },
-          body: JSON.stringify({ events }),
+          body,
         });
         if (r.ok) {
           await r.arrayBuffer();
-          this.stats.sent += events.length;
+          this.stats.sent += batch.length;
           return true;
         }
         const err = await errorOf(r);
         if (r.status < 500 && r.status !== 408 && r.status !== 429) {
-          this.stats.failed += events.length;
-          this.opts.onError?.(err, events);
+          this.stats.failed += batch.length;
+          this.opts.onError?.(err, batch.map((q) => q.event));
           return true;
         }
         wait = retryAfterMs(r.headers.get("retry-after"));
@@ -396,7 +377,7 @@ export class AuditrailClient {
     return this.json(`/v1/proofs/inclusion?seq=${seq}&tree_size=${treeSize}`);
   }
 
-  consistencyProof(from: number, to: number): Promise<{ from: number; to: number; from_root: string; to_root: string; hashes: string[] }> {
+  consistencyProof(from: number, to: number): Promise<components["schemas"]["ConsistencyProof"]> {
     return this.json(`/v1/proofs/consistency?from=${from}&to=${to}`);
   }
 }

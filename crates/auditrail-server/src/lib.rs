@@ -9,6 +9,7 @@ pub mod exports;
 pub mod metrics;
 pub mod ocsf;
 mod openapi;
+mod openapi_responses;
 pub use openapi::document as openapi_document;
 pub mod outbound;
 pub mod retention;

@@ -47,6 +47,7 @@ impl utoipa::Modify for Bearer {
 pub fn document() -> String {
     let mut doc = serde_json::to_value(Doc::openapi()).unwrap_or_default();
     contract(&mut doc);
+    crate::openapi_responses::apply(&mut doc);
     serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into())
 }
 
@@ -68,7 +69,9 @@ fn contract(doc: &mut Value) {
                        "maxItems": crate::routes::events::MAX_BATCH_EVENTS,
                        "items": {"$ref": "#/components/schemas/Event"}}}}),
         );
-        schemas.insert("DetailValue".into(), detail_value_schema());
+        for (name, schema) in detail_value_schemas() {
+            schemas.insert(name, schema);
+        }
         // Any JSON value but null.
         if let Some(h) = schemas.get_mut("HmacRequest") {
             h["required"] = json!(["value"]);
@@ -256,7 +259,7 @@ fn event_schema() -> Value {
             "resource": object(&RESOURCE_FIELDS),
             "scope": object(&RESOURCE_FIELDS),
             "details": {"type": ["object", "null"], "maxProperties": limits.max_details_keys,
-                "propertyNames": {"maxLength": limits.max_details_key_len},
+                "propertyNames": {"maxLength": limits.max_details_key_len, "pattern": "^[^\\u0000]*$"},
                 "additionalProperties": {"$ref": "#/components/schemas/DetailValue"},
                 "description": format!("at most {} bytes as canonical JSON, {} levels, {} keys in all; with a catalog, only the action's parameters", limits.max_details_bytes, limits.max_details_depth, limits.max_details_keys)},
             "context": {"type": ["object", "null"], "maxProperties": 16,
@@ -267,14 +270,73 @@ fn event_schema() -> Value {
     })
 }
 
-/// A value inside `details`.
-fn detail_value_schema() -> Value {
+/// The values inside `details`, one schema a level: `details` is level 1, and a value
+/// at level `max_details_depth` holds nothing more (a scalar, or an empty array or
+/// object). The levels are spelled out rather than one recursive schema, so that the
+/// nesting bound is part of the contract and generators that cannot type a recursive
+/// schema (TypeScript's, Python's) still can. An object's values refer to the next
+/// level by name; an array's items are the next level written in place, as generators
+/// cannot name a union as an array's items.
+fn detail_value_schemas() -> Vec<(String, Value)> {
+    let max = auditrail_core::Limits::default().max_details_depth.max(2);
+    (2..=max)
+        .map(|level| {
+            let mut schema = detail_value(level, max);
+            schema["description"] = json!(format!(
+                "a value of `details` at nesting level {level} (of at most {max})"
+            ));
+            (detail_value_name(level), schema)
+        })
+        .collect()
+}
+
+fn detail_value_name(level: usize) -> String {
+    match level {
+        2 => "DetailValue".to_owned(),
+        n => format!("DetailValueL{n}"),
+    }
+}
+
+/// A value of `details` at `level` (of at most `max`).
+fn detail_value(level: usize, max: usize) -> Value {
     let limits = auditrail_core::Limits::default();
+    let no_nul = "^[^\\u0000]*$";
+    let (array, object) = if level < max {
+        (
+            json!({"type": "array", "items": detail_value(level + 1, max)}),
+            json!({"type": "object",
+                   "propertyNames": {"maxLength": limits.max_details_key_len, "pattern": no_nul},
+                   "additionalProperties": {"$ref": format!("#/components/schemas/{}", detail_value_name(level + 1))}}),
+        )
+    } else {
+        (
+            json!({"type": "array", "maxItems": 0, "items": {"type": "null"}}),
+            json!({"type": "object", "maxProperties": 0}),
+        )
+    };
     json!({"anyOf": [
-        {"type": "string", "maxLength": limits.max_details_value_len, "pattern": "^[^\\u0000]*$"},
-        {"type": "number"}, {"type": "boolean"}, {"type": "null"},
-        {"type": "array", "items": {"$ref": "#/components/schemas/DetailValue"}},
-        {"type": "object", "propertyNames": {"maxLength": limits.max_details_key_len},
-         "additionalProperties": {"$ref": "#/components/schemas/DetailValue"}},
+        {"type": "string", "maxLength": limits.max_details_value_len, "pattern": no_nul},
+        {"type": "number"}, {"type": "boolean"}, {"type": "null"}, array, object,
     ]})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every answer the responses table names is an operation of the document.
+    #[test]
+    fn every_typed_answer_is_an_operation() {
+        let doc: Value = serde_json::from_str(&document()).unwrap_or_default();
+        for (method, path, status, name) in crate::openapi_responses::ANSWERS {
+            let op = &doc["paths"][path][method];
+            assert!(op.is_object(), "{method} {path}");
+            assert_eq!(
+                op["responses"][status]["content"]["application/json"]["schema"]["$ref"],
+                format!("#/components/schemas/{name}"),
+                "{method} {path} {status}"
+            );
+            assert!(doc["components"]["schemas"][name].is_object(), "{name}");
+        }
+    }
 }

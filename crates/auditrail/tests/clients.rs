@@ -3,6 +3,11 @@
 //! `auditrail serve`: each suite starts, kills and restarts real servers itself. Needs
 //! Node.js >= 18 and npm, Python >= 3.9 with pytest and mypy;
 //! `AUDITRAIL_REQUIRE_CLIENTS` makes a missing one a failure instead of a skip.
+//!
+//! Clients generated from `auditrail openapi` by standard generators must typecheck:
+//! openapi-typescript's types (the TypeScript client's `src/schema.ts` is that output,
+//! and must be current) under `tsc --strict`, and openapi-python-client's whole client
+//! under `mypy --strict`.
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed test")]
 
 use std::path::Path;
@@ -53,7 +58,81 @@ fn the_typescript_client_passes_its_suite_against_a_real_server() {
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/typescript");
     run(&dir, "npm", &["ci", "--no-audit", "--no-fund"]);
+    // The client's types are openapi-typescript's output for this build's document.
+    let tmp = tempfile::tempdir().unwrap();
+    let doc = openapi_document(tmp.path());
+    let fresh = tmp.path().join("schema.ts");
+    let generator = dir.join("node_modules/.bin/openapi-typescript");
+    run(
+        &dir,
+        generator.to_str().unwrap(),
+        &[doc.to_str().unwrap(), "-o", fresh.to_str().unwrap()],
+    );
+    let committed = std::fs::read_to_string(dir.join("src/schema.ts")).unwrap();
+    assert!(
+        std::fs::read_to_string(&fresh).unwrap() == committed,
+        "clients/typescript/src/schema.ts is not what openapi-typescript makes of this build's \
+         document; regenerate it: auditrail openapi > openapi.json && \
+         npx openapi-typescript openapi.json -o src/schema.ts"
+    );
+    // `npm test` builds with `tsc --strict` first, the generated types included.
     run(&dir, "npm", &["test"]);
+}
+
+/// Writes `auditrail openapi` into `dir`; its path.
+fn openapi_document(dir: &Path) -> std::path::PathBuf {
+    let out = Command::new(env!("CARGO_BIN_EXE_auditrail"))
+        .arg("openapi")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let path = dir.join("openapi.json");
+    std::fs::write(&path, out.stdout).unwrap();
+    path
+}
+
+#[test]
+fn a_python_client_generated_from_the_document_typechecks() {
+    if !have("openapi-python-client") || !have_with("python3", &["-m", "mypy", "--version"]) {
+        return;
+    }
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/python");
+    let tmp = tempfile::tempdir().unwrap();
+    let doc = openapi_document(tmp.path());
+    let out = Command::new("openapi-python-client")
+        .args(["generate", "--meta", "setup", "--overwrite", "--path"])
+        .arg(&doc)
+        .arg("--config")
+        .arg(python.join("openapi-python-client.yml"))
+        .arg("--output-path")
+        .arg(tmp.path().join("generated"))
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "generation failed:\n{text}");
+    // A schema it cannot read makes it leave operations out, with a warning.
+    assert!(
+        !text.contains("Warning") && !text.contains("WARNING"),
+        "the generator skipped parts of the document:\n{text}"
+    );
+    run(
+        &tmp.path().join("generated"),
+        "python3",
+        &[
+            "-m",
+            "mypy",
+            "--strict",
+            "--cache-dir",
+            "/dev/null",
+            // The package's name, from the document's title.
+            "auditrail_client",
+        ],
+    );
 }
 
 #[test]

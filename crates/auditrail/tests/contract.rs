@@ -157,6 +157,20 @@ async fn the_cli_prints_the_served_document() {
                 }
             }
             assert!(op["responses"].get("401").is_some(), "{method} {path}");
+            // Every success but 204 says what it answers, and a JSON answer by a named
+            // schema, so that generated clients are typed.
+            for (status, r) in op["responses"].as_object().unwrap() {
+                if status.starts_with('2') && status != "204" {
+                    let content = r["content"].as_object();
+                    assert!(content.is_some(), "{method} {path} {status}: no content");
+                    if let Some(json) = content.unwrap().get("application/json") {
+                        assert!(
+                            json["schema"]["$ref"].is_string(),
+                            "{method} {path} {status}: an unnamed schema"
+                        );
+                    }
+                }
+            }
         }
     }
     assert!(ops >= 40, "{ops} operations");

@@ -95,9 +95,8 @@ class AsyncClient:
                         await asyncio.wait_for(self._changed.wait(), None if wait == float("inf") else wait)
                     except asyncio.TimeoutError:
                         pass
-                events, n, size = self._b.take()
+                events, n, size, body = self._b.take()
                 self._b.busy = True
-            body = json.dumps({"events": events}).encode()
             attempt = 0
             while True:
                 try:

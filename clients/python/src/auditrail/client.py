@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
+import itertools
 import json
 import random
+import secrets
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -125,23 +125,59 @@ def _event_texts(body: str) -> List[str]:
 
 
 class Http:
-    """One request at a time to the server with the org's key."""
+    """Requests to the server with the org's key, over one kept-alive connection per
+    thread. A request that finds its kept connection closed by the server is sent again
+    on a new one when that is safe: reads, and event batches (their ids make a repeat
+    harmless). Network failures raise `OSError`."""
 
     def __init__(self, url: str, token: str, timeout: float):
         self.base, self.token, self.timeout = url.rstrip("/"), token, timeout
+        parts = urllib.parse.urlsplit(self.base)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self._https = parts.scheme == "https"
+        self._host, self._port, self._prefix = parts.hostname, parts.port, parts.path
+        self._local = threading.local()
+
+    def _connection(self) -> Tuple[http.client.HTTPConnection, bool]:
+        """This thread's connection, and whether it has served a request before."""
+        c: Optional[http.client.HTTPConnection] = getattr(self._local, "conn", None)
+        if c is not None:
+            return c, True
+        if self._https:
+            c = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout)
+        else:
+            c = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        self._local.conn = c
+        return c, False
+
+    def _drop(self) -> None:
+        c = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if c is not None:
+            c.close()
 
     def request(
         self, method: str, path: str, body: Optional[bytes] = None, content_type: str = "application/json"
     ) -> Tuple[int, Dict[str, str], bytes]:
-        req = urllib.request.Request(self.base + path, data=body, method=method)
-        req.add_header("authorization", f"Bearer {self.token}")
+        headers = {"authorization": f"Bearer {self.token}"}
         if body is not None:
-            req.add_header("content-type", content_type)
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                return r.status, dict(r.headers.items()), r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, dict(e.headers.items()), e.read()
+            headers["content-type"] = content_type
+        repeatable = method == "GET" or (method == "POST" and path == "/v1/events")
+        while True:
+            c, reused = self._connection()
+            try:
+                c.request(method, self._prefix + path, body=body, headers=headers)
+                r = c.getresponse()
+                data = r.read()
+            except (OSError, http.client.HTTPException) as e:
+                self._drop()
+                if reused and repeatable:
+                    continue
+                raise e if isinstance(e, OSError) else ConnectionError(str(e)) from e
+            if r.will_close:
+                self._drop()
+            return r.status, dict(r.getheaders()), data
 
     def ok(self, method: str, path: str, body: Optional[bytes] = None) -> bytes:
         status, _, data = self.request(method, path, body)
@@ -155,13 +191,17 @@ class Batcher:
 
     def __init__(self, opts: Options):
         self.opts = opts
-        self.queue: Deque[Tuple[Event, int]] = deque()
+        # Each event with its JSON text, written once: it sizes the batch and is its body.
+        self.queue: Deque[Tuple[Event, bytes]] = deque()
         self.bytes = 0
         # When the oldest queued event was recorded; a flush or close makes it due now.
         self.since = 0.0
         self.urgent = False
         self.closed = False
         self.busy = False
+        # Idempotency ids: 96 random bits for this client, then a counter.
+        self._ids = itertools.count()
+        self._id_prefix = secrets.token_hex(12)
 
     def full(self) -> bool:
         """True if `record()` must wait; drops (and counts) or raises per `when_full`."""
@@ -193,16 +233,19 @@ class Batcher:
         if not self.queue:
             self.urgent = False
 
-    def take(self) -> Tuple[List[Event], int, int]:
-        """The next batch off the head (not removed): events, count, bytes."""
+    def take(self) -> Tuple[List[Event], int, int, bytes]:
+        """The next batch off the head (not removed): events, count, bytes, its body."""
         events: List[Event] = []
+        texts: List[bytes] = []
         size = 0
-        for e, b in self.queue:
+        for e, text in self.queue:
+            b = len(text) + 1
             if len(events) >= self.opts.batch_size or (events and size + b > self.opts.max_batch_bytes):
                 break
             events.append(e)
+            texts.append(text)
             size += b
-        return events, len(events), size
+        return events, len(events), size, b'{"events":[' + b",".join(texts) + b"]}"
 
     def done(self, n: int, size: int) -> None:
         for _ in range(n):
@@ -213,10 +256,10 @@ class Batcher:
         """Queues `event` (with an `id`); true if the sender should look again."""
         if not self.queue:
             self.since = time.monotonic()
-        e = event if event.get("id") else {**event, "id": str(uuid.uuid4())}
-        b = len(json.dumps(e)) + 1
-        self.queue.append((e, b))
-        self.bytes += b
+        e = event if event.get("id") else {**event, "id": f"{self._id_prefix}-{next(self._ids):x}"}
+        text = json.dumps(e, separators=(",", ":"), ensure_ascii=False).encode()
+        self.queue.append((e, text))
+        self.bytes += len(text) + 1
         return len(self.queue) == 1 or len(self.queue) >= self.opts.batch_size or self.bytes >= self.opts.max_batch_bytes
 
     def outcome(self, status: Optional[int], headers: Dict[str, str], body: bytes, events: List[Event], attempt: int) -> Optional[float]:
@@ -318,17 +361,16 @@ class Client:
                     self._cv.wait(None if wait == float("inf") else wait)
                 if self._abandoned:
                     return
-                events, n, size = self._b.take()
+                events, n, size, body = self._b.take()
                 self._b.busy = True
-            settled = self._send(events)
+            settled = self._send(events, body)
             with self._cv:
                 self._b.busy = False
                 if settled:
                     self._b.settled(n, size)
                 self._cv.notify_all()
 
-    def _send(self, events: List[Event]) -> bool:
-        body = json.dumps({"events": events}).encode()
+    def _send(self, events: List[Event], body: bytes) -> bool:
         attempt = 0
         while True:
             try:

@@ -12,7 +12,8 @@ const server = external ? undefined : await new Server(binary() ?? "auditrail").
 try {
   const url = external ?? server.url;
   const token = external ? process.env.AUDITRAIL_TOKEN : await server.orgKey("acme", "ingest");
-  const client = new AuditrailClient({ url, token, maxQueue: 20_000 });
+  const batchSize = process.env.BENCH_BATCH ? Number(process.env.BENCH_BATCH) : undefined;
+  const client = new AuditrailClient({ url, token, maxQueue: 20_000, batchSize });
   const actions = ["addProject", "releaseProject", "addPipeline", "updatePipeline"];
   const t = performance.now();
   for (let i = 0; i < n; i++) {

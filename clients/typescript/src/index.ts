@@ -42,7 +42,7 @@ export interface ClientOptions {
   url: string;
   /** An org API key (role `ingest` to record; `viewer` or `admin` to read). */
   token: string;
-  /** Events per request, at most (default 500; the server takes 1,000). */
+  /** Events per request, at most (default and most: 1,000, the server's bound). */
   batchSize?: number;
   /** Bytes of JSON per request, at most (default 1 MB). */
   maxBatchBytes?: number;
@@ -153,7 +153,7 @@ export class AuditrailClient {
     this.opts = {
       url: this.base,
       token: options.token,
-      batchSize: Math.min(options.batchSize ?? 500, 1000),
+      batchSize: Math.min(options.batchSize ?? 1000, 1000),
       maxBatchBytes: options.maxBatchBytes ?? 1_000_000,
       flushIntervalMs: options.flushIntervalMs ?? 200,
       maxQueue: options.maxQueue ?? 10_000,

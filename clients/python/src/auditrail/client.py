@@ -57,7 +57,7 @@ class Stats:
 
 @dataclass
 class Options:
-    batch_size: int = 500
+    batch_size: int = 1000
     max_batch_bytes: int = 1_000_000
     flush_interval: float = 0.2
     max_queue: int = 10_000

@@ -11,6 +11,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: viewer, admin. */
         get: operations["logs_checkpoint"];
         put?: never;
         post?: never;
@@ -27,6 +28,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: viewer, admin. */
         get: operations["tile"];
         put?: never;
         post?: never;
@@ -43,6 +45,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: ingest, viewer, admin. */
         get: operations["get_catalog"];
         put?: never;
         post?: never;
@@ -59,6 +62,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: viewer, admin. */
         get: operations["latest_checkpoint"];
         put?: never;
         post?: never;
@@ -75,6 +79,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: admin. */
         get: operations["destinations_list"];
         put?: never;
         post?: never;
@@ -91,9 +96,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: admin. */
         get: operations["destinations_get"];
+        /** @description Keys: admin. */
         put: operations["destinations_put"];
         post?: never;
+        /** @description Keys: admin. */
         delete: operations["destinations_delete"];
         options?: never;
         head?: never;
@@ -107,6 +115,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: admin. */
         get: operations["bucket_policy"];
         put?: never;
         post?: never;
@@ -125,6 +134,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** @description Keys: admin. */
         post: operations["pause"];
         delete?: never;
         options?: never;
@@ -141,6 +151,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** @description Keys: admin. */
         post: operations["resume"];
         delete?: never;
         options?: never;
@@ -157,6 +168,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** @description Keys: admin. */
         post: operations["test"];
         delete?: never;
         options?: never;
@@ -171,8 +183,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: viewer, admin. */
         get: operations["search"];
         put?: never;
+        /** @description Keys: ingest, admin. */
         post: operations["ingest"];
         delete?: never;
         options?: never;
@@ -187,6 +201,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: viewer, admin. */
         get: operations["stream"];
         put?: never;
         post?: never;
@@ -203,8 +218,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: viewer, admin. */
         get: operations["exports_list"];
         put?: never;
+        /** @description Keys: admin. */
         post: operations["exports_create"];
         delete?: never;
         options?: never;
@@ -219,6 +236,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: viewer, admin. */
         get: operations["exports_get"];
         put?: never;
         post?: never;
@@ -235,6 +253,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: viewer, admin. */
         get: operations["exports_checkpoint"];
         put?: never;
         post?: never;
@@ -251,6 +270,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: admin. */
         get: operations["download"];
         put?: never;
         post?: never;
@@ -267,6 +287,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: admin. */
         get: operations["proof"];
         put?: never;
         post?: never;
@@ -285,6 +306,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** @description Keys: admin. */
         post: operations["hmac"];
         delete?: never;
         options?: never;
@@ -301,6 +323,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** @description Keys: platform_admin. */
         post: operations["create_org"];
         delete?: never;
         options?: never;
@@ -315,7 +338,9 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: platform_admin, admin. */
         get: operations["get_admin_emails"];
+        /** @description Keys: platform_admin, admin. */
         put: operations["put_admin_emails"];
         post?: never;
         delete?: never;
@@ -332,6 +357,7 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
+        /** @description Keys: platform_admin, admin. */
         put: operations["put_catalog"];
         post?: never;
         delete?: never;
@@ -348,6 +374,7 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
+        /** @description Keys: platform_admin, admin. */
         put: operations["put_for_org"];
         post?: never;
         delete?: never;
@@ -364,8 +391,10 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
+        /** @description Keys: platform_admin, admin. */
         put: operations["put_webhook"];
         post?: never;
+        /** @description Keys: platform_admin, admin. */
         delete: operations["delete_webhook"];
         options?: never;
         head?: never;
@@ -379,8 +408,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: platform_admin, admin. */
         get: operations["list_keys"];
         put?: never;
+        /** @description Keys: platform_admin, admin. */
         post: operations["create_key"];
         delete?: never;
         options?: never;
@@ -398,6 +429,7 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
+        /** @description Keys: platform_admin, admin. */
         delete: operations["revoke_key"];
         options?: never;
         head?: never;
@@ -413,6 +445,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** @description Keys: platform_admin, admin. */
         post: operations["orgs_create"];
         delete?: never;
         options?: never;
@@ -427,6 +460,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: viewer, admin. */
         get: operations["consistency"];
         put?: never;
         post?: never;
@@ -443,6 +477,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: viewer, admin. */
         get: operations["inclusion"];
         put?: never;
         post?: never;
@@ -459,6 +494,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: viewer, admin. */
         get: operations["public_key"];
         put?: never;
         post?: never;
@@ -475,6 +511,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: admin. */
         get: operations["witnesses_list"];
         put?: never;
         post?: never;
@@ -491,9 +528,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Keys: admin. */
         get: operations["witnesses_get"];
+        /** @description Keys: admin. */
         put: operations["witnesses_put"];
         post?: never;
+        /** @description Keys: admin. */
         delete: operations["witnesses_delete"];
         options?: never;
         head?: never;

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod ocsf;
 mod openapi;
 mod openapi_responses;
+mod openapi_roles;
 pub use openapi::document as openapi_document;
 pub mod outbound;
 pub mod retention;

@@ -48,6 +48,7 @@ pub fn document() -> String {
     let mut doc = serde_json::to_value(Doc::openapi()).unwrap_or_default();
     contract(&mut doc);
     crate::openapi_responses::apply(&mut doc);
+    crate::openapi_roles::apply(&mut doc);
     serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into())
 }
 
@@ -338,5 +339,27 @@ mod tests {
             );
             assert!(doc["components"]["schemas"][name].is_object(), "{name}");
         }
+    }
+
+    /// Every operation says which roles may call it, and the table names no other.
+    #[test]
+    fn every_operation_names_its_roles() {
+        let doc: Value = serde_json::from_str(&document()).unwrap_or_default();
+        let mut ops = 0;
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                ops += 1;
+                let listed = crate::openapi_roles::ROLES
+                    .iter()
+                    .any(|(m, p, _)| m == method && p == path);
+                assert!(listed, "{method} {path} has no roles");
+                assert!(
+                    op["security"][0]["bearer"]
+                        .as_array()
+                        .is_some_and(|r| !r.is_empty())
+                );
+            }
+        }
+        assert_eq!(ops, crate::openapi_roles::ROLES.len());
     }
 }

@@ -7,6 +7,7 @@
 //! to the store, and one more than [`MAX_LAG`] events behind is cut off with its resume
 //! point: memory is the channel's, whatever the readers do.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -48,19 +49,67 @@ pub struct LiveEvent {
     occurred_us: Option<i64>,
 }
 
+/// The members of a stored body that filters read, borrowed where they have no escapes;
+/// the rest is skipped unread into values.
+#[derive(serde::Deserialize)]
+struct Probe<'a> {
+    #[serde(borrow, default)]
+    action: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    actor: Option<Ids<'a>>,
+    #[serde(borrow, default)]
+    resource: Option<Ids<'a>>,
+    #[serde(borrow, default)]
+    scope: Option<Ids<'a>>,
+    #[serde(borrow, default)]
+    occurred_at: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Ids<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+}
+
 impl LiveEvent {
     pub fn new(event: StoredEvent) -> Self {
-        let v: serde_json::Value = serde_json::from_str(&event.body).unwrap_or_default();
-        let fields = Field::ALL.map(|f| terms::field_value(&v, f).map(str::to_owned));
-        let occurred_us = v
-            .get("occurred_at")
-            .and_then(|t| t.as_str())
-            .and_then(time::parse_rfc3339)
-            .map(time::micros);
+        // A body the probe cannot read (a member of another type than it expects) is
+        // read whole, as search reads it.
+        let (fields, occurred) = match serde_json::from_str::<Probe>(&event.body) {
+            Ok(p) => {
+                let id =
+                    |o: &Option<Ids>| o.as_ref().and_then(|o| o.id.as_deref()).map(str::to_owned);
+                let fields = [
+                    p.action.as_deref().map(str::to_owned),
+                    id(&p.actor),
+                    p.resource
+                        .as_ref()
+                        .and_then(|r| r.kind.as_deref())
+                        .map(str::to_owned),
+                    id(&p.resource),
+                    id(&p.scope),
+                ];
+                (
+                    fields,
+                    p.occurred_at.as_deref().and_then(time::parse_rfc3339),
+                )
+            }
+            Err(_) => {
+                let v: serde_json::Value = serde_json::from_str(&event.body).unwrap_or_default();
+                let fields = Field::ALL.map(|f| terms::field_value(&v, f).map(str::to_owned));
+                let occurred = v
+                    .get("occurred_at")
+                    .and_then(|t| t.as_str())
+                    .and_then(time::parse_rfc3339);
+                (fields, occurred)
+            }
+        };
         Self {
             event,
             fields,
-            occurred_us,
+            occurred_us: occurred.map(time::micros),
         }
     }
 
@@ -259,6 +308,31 @@ async fn read_new(
 mod tests {
     use super::*;
     use auditrail_core::query::parse_q;
+
+    /// The probe reads the fields search reads, escapes and nulls included.
+    #[test]
+    fn the_probe_reads_what_search_reads() {
+        for body in [
+            r#"{"action":"a\"b","actor":{"email":"x@y","id":"u-\u00e9"},"details":{"actor":{"id":"no"}},"occurred_at":"2026-11-01T10:00:00.000000Z","resource":{"id":"r","type":"T"},"scope":null}"#,
+            r#"{"action":"a","actor":null,"resource":{"type":"T"},"scope":{"id":"s"}}"#,
+            r#"{"action":"a","actor":{"id":7}}"#,
+            r#"{}"#,
+        ] {
+            let live = LiveEvent::new(StoredEvent {
+                seq: 1,
+                body: body.into(),
+                leaf: [0; 32],
+            });
+            let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            let want = Field::ALL.map(|f| terms::field_value(&v, f).map(str::to_owned));
+            assert_eq!(live.fields, want, "{body}");
+            let at = v["occurred_at"]
+                .as_str()
+                .and_then(time::parse_rfc3339)
+                .map(time::micros);
+            assert_eq!(live.occurred_us, at, "{body}");
+        }
+    }
 
     #[test]
     fn live_events_match_filters_as_search_does() {

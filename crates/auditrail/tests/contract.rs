@@ -177,3 +177,74 @@ async fn the_cli_prints_the_served_document() {
     assert!(served["paths"]["/v1/events/stream"]["get"].is_object());
     drop(srv);
 }
+
+/// Every operation names the roles whose keys may call it (`security`: the bearer
+/// scheme with role names, as OpenAPI 3.1 allows), and the server keeps to it: called
+/// with a key of each role, an operation answers 403 exactly to the roles it does not
+/// name.
+#[tokio::test]
+async fn each_operation_answers_the_roles_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = common::process::serve(ADMIN, |c| {
+        c.arg("--data-dir").arg(dir.path());
+    });
+    let base = srv.base.clone();
+    post(&base, ADMIN, "/v1/orgs", json!({"id": "acme"})).await;
+    let mut tokens = vec![("platform_admin".to_owned(), ADMIN.to_owned())];
+    for role in ["admin", "ingest", "viewer"] {
+        let key = post(
+            &base,
+            ADMIN,
+            "/v1/orgs/acme/keys",
+            json!({"name": role, "role": role}),
+        )
+        .await;
+        tokens.push((role.to_owned(), key["token"].as_str().unwrap().to_owned()));
+    }
+    let doc: Value = reqwest::get(format!("{base}/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let roles: Vec<&str> = op["security"][0]["bearer"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{method} {path} names no roles"))
+                .iter()
+                .map(|r| r.as_str().unwrap())
+                .collect();
+            let mut url = format!("{base}{path}")
+                .replace("{org}", "acme")
+                .replace("{path}", "tile/0/000");
+            for name in ["name", "id", "key_id"] {
+                url = url.replace(&format!("{{{name}}}"), "none-such");
+            }
+            if path.ends_with("/inclusion") {
+                url.push_str("?seq=1&tree_size=2");
+            } else if path.ends_with("/consistency") {
+                url.push_str("?from=1&to=2");
+            }
+            for (role, token) in &tokens {
+                let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                let mut req = http.request(m, &url).bearer_auth(token);
+                if method == "post" || method == "put" {
+                    req = req.json(&json!({}));
+                }
+                let status = req.send().await.unwrap().status().as_u16();
+                let named = roles.contains(&role.as_str());
+                assert_eq!(
+                    status == 403,
+                    !named,
+                    "{method} {path} as {role}: {status}, and the document names {roles:?}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 160, "{checked} calls");
+    drop(srv);
+}

@@ -341,6 +341,53 @@ mod tests {
         }
     }
 
+    /// Every link names an operation of the document, and parameters it takes.
+    #[test]
+    fn every_link_names_an_operation_and_its_parameters() {
+        let doc: Value = serde_json::from_str(&document()).unwrap_or_default();
+        let mut ops = std::collections::HashMap::new();
+        for item in doc["paths"]
+            .as_object()
+            .into_iter()
+            .flat_map(|p| p.values())
+        {
+            for op in item.as_object().into_iter().flat_map(|o| o.values()) {
+                ops.insert(
+                    op["operationId"].as_str().unwrap_or("").to_owned(),
+                    op.clone(),
+                );
+            }
+        }
+        let mut links = 0;
+        for op in ops.values() {
+            for answer in op["responses"]
+                .as_object()
+                .into_iter()
+                .flat_map(|r| r.values())
+            {
+                for link in answer["links"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|l| l.values())
+                {
+                    links += 1;
+                    let target = &ops[link["operationId"].as_str().unwrap_or("")];
+                    for name in link["parameters"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|p| p.keys())
+                    {
+                        let taken = target["parameters"]
+                            .as_array()
+                            .is_some_and(|ps| ps.iter().any(|p| p["name"] == *name));
+                        assert!(taken, "{} takes no {name}", link["operationId"]);
+                    }
+                }
+            }
+        }
+        assert!(links >= 16, "{links} links");
+    }
+
     /// Every operation says which roles may call it, and the table names no other.
     #[test]
     fn every_operation_names_its_roles() {

@@ -327,6 +327,100 @@ pub(crate) const ANSWERS: &[(&str, &str, &str, &str)] = &[
     ("put", "/v1/orgs/{org}/admin-emails", "200", "AdminEmails"),
 ];
 
+/// Links between operations, for clients and for Schemathesis' stateful phase: what one
+/// answer names, another operation takes. Source method, path, status; then the link's
+/// name, its operation id and its parameters.
+type Link = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Value,
+);
+
+fn links() -> Vec<Link> {
+    let export = |name, op| {
+        (
+            "post",
+            "/v1/exports",
+            "202",
+            name,
+            op,
+            json!({"id": "$response.body#/id"}),
+        )
+    };
+    let key = |name, op| {
+        (
+            "post",
+            "/v1/orgs/{org}/keys",
+            "201",
+            name,
+            op,
+            json!({"org": "$request.path.org", "key_id": "$response.body#/id"}),
+        )
+    };
+    let witness = |status, name, op| {
+        (
+            "put",
+            "/v1/witnesses/{name}",
+            status,
+            name,
+            op,
+            json!({"name": "$request.path.name"}),
+        )
+    };
+    let destination = |status, name, op| {
+        (
+            "put",
+            "/v1/destinations/{name}",
+            status,
+            name,
+            op,
+            json!({"name": "$request.path.name"}),
+        )
+    };
+    vec![
+        (
+            "post",
+            "/v1/orgs",
+            "201",
+            "CreateKey",
+            "create_key",
+            json!({"org": "$response.body#/id"}),
+        ),
+        (
+            "post",
+            "/v1/orgs",
+            "201",
+            "ListKeys",
+            "list_keys",
+            json!({"org": "$response.body#/id"}),
+        ),
+        key("RevokeKey", "revoke_key"),
+        export("GetExport", "exports_get"),
+        export("DownloadExport", "download"),
+        export("GetExportCheckpoint", "exports_checkpoint"),
+        export("GetExportProof", "proof"),
+        (
+            "get",
+            "/v1/events",
+            "200",
+            "NextPage",
+            "search",
+            json!({"cursor": "$response.body#/next_cursor"}),
+        ),
+        witness("201", "GetWitness", "witnesses_get"),
+        witness("201", "DeleteWitness", "witnesses_delete"),
+        witness("200", "GetWitness", "witnesses_get"),
+        destination("201", "GetDestination", "destinations_get"),
+        destination("201", "PauseDestination", "pause"),
+        destination("201", "ResumeDestination", "resume"),
+        destination("201", "DeleteDestination", "destinations_delete"),
+        destination("200", "GetDestination", "destinations_get"),
+    ]
+}
+
 /// Puts each answer's schema into the document's operations.
 pub(crate) fn apply(doc: &mut Value) {
     if let Some(schemas) = doc
@@ -344,6 +438,15 @@ pub(crate) fn apply(doc: &mut Value) {
         );
         if let Some(answer) = doc.pointer_mut(&pointer) {
             answer["content"] = json!({"application/json": {"schema": r(name)}});
+        }
+    }
+    for (method, path, status, name, op, parameters) in links() {
+        let pointer = format!(
+            "/paths/{}/{method}/responses/{status}",
+            path.replace('~', "~0").replace('/', "~1")
+        );
+        if let Some(answer) = doc.pointer_mut(&pointer) {
+            answer["links"][name] = json!({"operationId": op, "parameters": parameters});
         }
     }
     // The export's file, in the media type of its format (gzip when asked for).

@@ -104,6 +104,14 @@ async fn schemathesis_finds_no_failure_and_no_error() {
         shown.contains("Stateful"),
         "the stateful phase ran:\n{shown}"
     );
+    // ... and followed links: what one operation answered, another used.
+    let covered: u32 = shown
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("API Links:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(covered > 0, "the stateful phase followed no link:\n{shown}");
     drop(srv);
 }
 

@@ -143,6 +143,22 @@ fn the_python_client_typechecks_and_passes_its_suite_against_a_real_server() {
         return;
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/python");
+    // The client's types are what tools/generate_types.py makes of this build's document.
+    let tmp = tempfile::tempdir().unwrap();
+    let doc = openapi_document(tmp.path());
+    let out = Command::new("python3")
+        .arg(dir.join("tools/generate_types.py"))
+        .arg(&doc)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let committed = std::fs::read(dir.join("src/auditrail/types.py")).unwrap();
+    assert!(
+        out.stdout == committed,
+        "clients/python/src/auditrail/types.py is not what tools/generate_types.py makes of \
+         this build's document; regenerate it: auditrail openapi > openapi.json && \
+         python3 tools/generate_types.py openapi.json > src/auditrail/types.py"
+    );
     run(
         &dir,
         "python3",

@@ -1,5 +1,6 @@
 """The official auditrail client: record events in batches, search, export and verify."""
 
+from . import types
 from .aio import AsyncClient
 from .client import (
     AuditrailError,
@@ -20,6 +21,7 @@ __all__ = [
     "Stats",
     "UnsentError",
     "VerificationError",
+    "types",
     "Verified",
     "verify",
     "verify_note",

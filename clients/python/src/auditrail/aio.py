@@ -7,7 +7,9 @@ import asyncio
 import json
 import time
 import urllib.parse
-from typing import Any, AsyncIterator, Dict, List, Optional
+from typing import Any, AsyncIterator, Dict, List, Optional, cast
+
+from . import types as api
 
 from .client import (
     AuditrailError,
@@ -39,14 +41,14 @@ class AsyncClient:
     def pending(self) -> int:
         return len(self._b.queue)
 
-    async def record(self, event: Event) -> None:
+    async def record(self, event: api.Event) -> None:
         async with self._changed:
             try:
                 while self._b.full():
                     await self._changed.wait()
             except _Dropped:
                 return
-            if self._b.add(event):
+            if self._b.add(cast(Event, event)):
                 self._changed.notify_all()
 
     async def flush(self, timeout: Optional[float] = None) -> bool:

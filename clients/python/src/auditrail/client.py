@@ -13,7 +13,9 @@ import urllib.parse
 from collections import deque
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Deque, Dict, Iterator, List, Literal, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Literal, Optional, Tuple, cast
+
+from . import types as api
 
 Event = Dict[str, Any]
 WhenFull = Literal["block", "drop", "raise"]
@@ -303,14 +305,14 @@ class Client:
         with self._cv:
             return len(self._b.queue)
 
-    def record(self, event: Event) -> None:
+    def record(self, event: api.Event) -> None:
         with self._cv:
             try:
                 while self._b.full():
                     self._cv.wait()
             except _Dropped:
                 return
-            if self._b.add(event):
+            if self._b.add(cast(Event, event)):
                 self._cv.notify_all()
 
     def flush(self, timeout: Optional[float] = None) -> bool:

@@ -53,6 +53,11 @@ export interface ClientOptions {
   whenFull?: WhenFull;
   /** Longest wait between retries (default 10 s). */
   maxBackoffMs?: number;
+  /**
+   * Batches sent at once, at most (default 2). Each names its place in the client's
+   * stream (`Auditrail-Order`), and the server stores them in that order.
+   */
+  inFlight?: number;
   /** Called with a batch the server refused for good (a 4xx other than 408/429). */
   onError?: (error: AuditrailError, events: AuditEvent[]) => void;
   fetch?: typeof fetch;
@@ -85,6 +90,24 @@ export class UnsentError extends Error {
   constructor(readonly events: AuditEvent[]) {
     super(`${events.length} events were not acknowledged`);
   }
+}
+
+/** How one attempt at a batch ended. */
+interface Outcome {
+  settled: boolean;
+  /** Refused only because the batch before it was not stored yet. */
+  outOfOrder?: boolean;
+  waitMs?: number | undefined;
+}
+
+/** A batch in flight. */
+interface Flight {
+  number: number;
+  batch: Queued[];
+  bytes: number;
+  body: string;
+  attempt: number;
+  outcome: Promise<Outcome>;
 }
 
 interface Queued {
@@ -147,6 +170,13 @@ export class AuditrailClient {
   /** Set when `close()` gives up: sending stops, what is queued stays unsent. */
   private abandoned = false;
   private wake: (() => void) | undefined;
+  /** This client's `Auditrail-Order` stream, and its next batch's number. */
+  private readonly stream = newId().replace(/-/g, "");
+  private batchNumber = 0;
+  /** Whether the server has acknowledged an ordered batch (it keeps their order). */
+  private ordered = false;
+  /** Set by `flush()` and the flush timer: send what is queued, full batches or not. */
+  private draining = false;
 
   constructor(options: ClientOptions) {
     this.base = options.url.replace(/\/+$/, "");
@@ -159,6 +189,7 @@ export class AuditrailClient {
       maxQueue: options.maxQueue ?? 10_000,
       whenFull: options.whenFull ?? "block",
       maxBackoffMs: options.maxBackoffMs ?? 10_000,
+      inFlight: Math.max(1, Math.min(options.inFlight ?? 2, 8)),
       onError: options.onError,
     };
     this.doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
@@ -193,13 +224,17 @@ export class AuditrailClient {
     if (this.queue.length >= this.opts.batchSize || this.queuedBytes >= this.opts.maxBatchBytes) {
       this.kick();
     } else {
-      this.timer ??= setTimeout(() => this.kick(), this.opts.flushIntervalMs);
+      this.timer ??= setTimeout(() => {
+        this.draining = true;
+        this.kick();
+      }, this.opts.flushIntervalMs);
     }
   }
 
   /** Sends everything queued so far; resolves once the server has acknowledged it. */
   async flush(): Promise<void> {
     while (this.queue.length > 0 || this.pumping) {
+      this.draining = true;
       this.kick();
       await this.pumping;
     }
@@ -240,67 +275,112 @@ export class AuditrailClient {
     });
   }
 
-  /** Sends batches, one at a time and in order, until the queue is empty. */
+  /**
+   * Sends the queue in batches, in order, until it is empty: up to `inFlight` batches at
+   * once, each numbered in this client's `Auditrail-Order` stream so that the server
+   * appends each only after the one before it. A batch that must be sent again is sent
+   * again before any later one is settled.
+   */
   private async pump(): Promise<void> {
-    while (this.queue.length > 0 && !this.abandoned) {
-      let n = 0;
-      let bytes = 0;
-      for (const q of this.queue) {
-        if (n >= this.opts.batchSize || (n > 0 && bytes + q.json.length + 1 > this.opts.maxBatchBytes)) break;
-        n++;
-        bytes += q.json.length + 1;
+    const flights: Flight[] = [];
+    let assigned = 0;
+    while (!this.abandoned && (flights.length > 0 || this.queue.length > assigned)) {
+      // Launches batches while there is room: a follower only with a full batch to send
+      // (or when flushing), so that batches stay large.
+      while (flights.length < this.opts.inFlight && this.queue.length > assigned) {
+        let n = 0;
+        let bytes = 0;
+        for (let i = assigned; i < this.queue.length; i++) {
+          const b = this.queue[i]!.json.length + 1;
+          if (n >= this.opts.batchSize || (n > 0 && bytes + b > this.opts.maxBatchBytes)) break;
+          n++;
+          bytes += b;
+        }
+        const full = n >= this.opts.batchSize || assigned + n < this.queue.length;
+        // Followers only to a server that has shown it keeps their order.
+        if (flights.length > 0 && (!this.ordered || (!full && !this.draining))) break;
+        const batch = this.queue.slice(assigned, assigned + n);
+        const f: Flight = {
+          number: this.batchNumber++,
+          batch,
+          bytes,
+          body: `{"events":[${batch.map((q) => q.json).join(",")}]}`,
+          attempt: 0,
+          outcome: Promise.resolve<Outcome>({ settled: true }),
+        };
+        f.outcome = this.send(f, flights.length > 0);
+        flights.push(f);
+        assigned += n;
       }
-      const batch = this.queue.slice(0, n);
-      if (!(await this.sendBatch(batch))) return;
-      this.queue.splice(0, n);
-      this.queuedBytes -= bytes;
-      for (const w of this.spaceWaiters.splice(0, n)) w();
+      const head = flights[0]!;
+      const out = await head.outcome;
+      if (this.abandoned) return;
+      if (!out.settled) {
+        // Sent again alone: every batch before it is settled, so it follows none.
+        head.attempt++;
+        this.stats.retries++;
+        const backoff = Math.min(this.opts.maxBackoffMs, 100 * 2 ** Math.min(head.attempt, 16));
+        await this.pause(out.waitMs ?? backoff / 2 + Math.random() * (backoff / 2));
+        if (this.abandoned) return;
+        head.outcome = this.send(head, false);
+        continue;
+      }
+      flights.shift();
+      // A follower that was refused because this one was not yet stored goes again.
+      const next = flights[0];
+      if (next) {
+        next.outcome = next.outcome.then((o) => (o.settled || !o.outOfOrder ? o : this.send(next, false)));
+      }
+      this.queue.splice(0, head.batch.length);
+      assigned -= head.batch.length;
+      this.queuedBytes -= head.bytes;
+      for (const w of this.spaceWaiters.splice(0, head.batch.length)) w();
     }
+    this.draining = false;
   }
 
-  /**
-   * One batch until the server acknowledges it or refuses it for good (true), or
-   * `close()` gives up on it (false).
-   */
-  private async sendBatch(batch: Queued[]): Promise<boolean> {
-    const body = `{"events":[${batch.map((q) => q.json).join(",")}]}`;
-    let attempt = 0;
-    for (;;) {
-      if (this.abandoned) return false;
-      let wait: number | undefined;
-      try {
-        const r = await this.doFetch(`${this.base}/v1/events`, {
-          method: "POST",
-          headers: { authorization: `Bearer ${this.opts.token}`, "content-type": "application/json" },
-          body,
-        });
-        if (r.ok) {
-          await r.arrayBuffer();
-          this.stats.sent += batch.length;
-          return true;
-        }
-        const err = await errorOf(r);
-        if (r.status < 500 && r.status !== 408 && r.status !== 429) {
-          this.stats.failed += batch.length;
-          this.opts.onError?.(err, batch.map((q) => q.event));
-          return true;
-        }
-        wait = retryAfterMs(r.headers.get("retry-after"));
-      } catch {
-        // A network error: the server may or may not have the batch; ids make the
-        // retry safe either way.
-      }
-      attempt++;
-      this.stats.retries++;
-      const backoff = Math.min(this.opts.maxBackoffMs, 100 * 2 ** Math.min(attempt, 16));
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, wait ?? backoff / 2 + Math.random() * (backoff / 2));
-        this.wake = () => {
-          clearTimeout(t);
-          r();
-        };
+  /** Waits `ms`, or less if `close()` gives up. */
+  private async pause(ms: number): Promise<void> {
+    await new Promise<void>((r) => {
+      const t = setTimeout(r, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        r();
+      };
+    });
+    this.wake = undefined;
+  }
+
+  /** One attempt at a batch: settled (acknowledged, or refused for good) or not. */
+  private async send(f: Flight, follows: boolean): Promise<Outcome> {
+    try {
+      const r = await this.doFetch(`${this.base}/v1/events`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${this.opts.token}`,
+          "content-type": "application/json",
+          "auditrail-order": `${this.stream} ${f.number} ${follows ? 1 : 0}`,
+        },
+        body: f.body,
       });
-      this.wake = undefined;
+      if (r.ok) {
+        await r.arrayBuffer();
+        this.stats.sent += f.batch.length;
+        if (r.headers.has("auditrail-order")) this.ordered = true;
+        return { settled: true };
+      }
+      const err = await errorOf(r);
+      if (r.status < 500 && r.status !== 408 && r.status !== 429) {
+        this.stats.failed += f.batch.length;
+        this.opts.onError?.(err, f.batch.map((q) => q.event));
+        return { settled: true };
+      }
+      if (err.code === "batch_out_of_order") return { settled: false, outOfOrder: true, waitMs: 0 };
+      return { settled: false, waitMs: retryAfterMs(r.headers.get("retry-after")) };
+    } catch {
+      // A network error: the server may or may not have the batch; ids make the
+      // resend safe either way.
+      return { settled: false };
     }
   }
 

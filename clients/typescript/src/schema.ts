@@ -1950,7 +1950,10 @@ export interface operations {
     ingest: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `<stream> <n> <follows>`: this batch is number n of the client's stream, and with follows = 1 it is appended only after batch n - 1 (503 `batch_out_of_order` if that one failed or has not arrived within a second). Lets a client keep two batches in flight, stored in order. */
+                "Auditrail-Order"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1963,6 +1966,8 @@ export interface operations {
             /** @description `{accepted: [{id, seq, duplicate?}]}`, sent once durable */
             200: {
                 headers: {
+                    /** @description the batch's number, when the request named its place: this server keeps ordered batches in order */
+                    "Auditrail-Order"?: string;
                     [name: string]: unknown;
                 };
                 content: {

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod batch_order;
 mod checkpoint_signer;
 pub mod delivery;
 pub mod error;
@@ -76,6 +77,8 @@ pub struct App {
     pub(crate) tiles: tile_cache::TileCache,
     /// Live tails' feeds, one per org with subscribers.
     pub tail: tail::TailHub,
+    /// Ordered batches' streams (`Auditrail-Order`).
+    pub batches: batch_order::Streams,
 }
 
 impl std::ops::Deref for App {
@@ -114,6 +117,7 @@ impl App {
             witness_client: std::sync::OnceLock::new(),
             tiles: tile_cache::TileCache::new(64 << 20),
             tail: tail::TailHub::new(settings_tail_max),
+            batches: batch_order::Streams::default(),
         })
     }
 

@@ -83,6 +83,12 @@ fn contract(doc: &mut Value) {
     if let Some(op) = doc.pointer_mut("/paths/~1v1~1events/post") {
         op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema":
             {"oneOf": [{"$ref": "#/components/schemas/Event"}, {"$ref": "#/components/schemas/EventBatch"}]}}}});
+        op["parameters"] = json!([{"name": "Auditrail-Order", "in": "header", "required": false,
+            "description": "`<stream> <n> <follows>`: this batch is number n of the client's stream, and with follows = 1 it is appended only after batch n - 1 (503 `batch_out_of_order` if that one failed or has not arrived within a second). Lets a client keep two batches in flight, stored in order.",
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64} ([0-9]{1,18} 0|0*[1-9][0-9]{0,17} 1)$"}}]);
+        op["responses"]["200"]["headers"] = json!({"Auditrail-Order": {
+            "description": "the batch's number, when the request named its place: this server keeps ordered batches in order",
+            "schema": {"type": "string"}}});
     }
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;

@@ -151,7 +151,11 @@ fn the_python_client_typechecks_and_passes_its_suite_against_a_real_server() {
         .arg(&doc)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let committed = std::fs::read(dir.join("src/auditrail/types.py")).unwrap();
     assert!(
         out.stdout == committed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import itertools
 import json
@@ -65,6 +66,9 @@ class Options:
     max_queue: int = 10_000
     when_full: WhenFull = "block"
     max_backoff: float = 10.0
+    # Batches sent at once, at most; each names its place in the client's stream
+    # (`Auditrail-Order`), and the server stores them in that order.
+    in_flight: int = 2
     timeout: float = 30.0
     on_error: Optional[Callable[[AuditrailError, List[Event]], None]] = None
     stats: Stats = field(default_factory=Stats)
@@ -160,9 +164,14 @@ class Http:
             c.close()
 
     def request(
-        self, method: str, path: str, body: Optional[bytes] = None, content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: Optional[bytes] = None,
+        content_type: str = "application/json",
+        extra: Optional[Dict[str, str]] = None,
     ) -> Tuple[int, Dict[str, str], bytes]:
-        headers = {"authorization": f"Bearer {self.token}"}
+        headers = {"authorization": f"Bearer {self.token}", **(extra or {})}
         if body is not None:
             headers["content-type"] = content_type
         repeatable = method == "GET" or (method == "POST" and path == "/v1/events")
@@ -188,6 +197,19 @@ class Http:
         return data
 
 
+@dataclass
+class _Flight:
+    """A batch in flight: its number in the stream, events, count, bytes and body."""
+
+    number: int
+    events: List[Event]
+    n: int
+    size: int
+    body: bytes
+    attempt: int = 0
+    future: "Optional[concurrent.futures.Future[Tuple[Optional[int], Dict[str, str], bytes]]]" = None
+
+
 class Batcher:
     """The queue and the rules for sending it, shared by the sync and async clients."""
 
@@ -204,6 +226,19 @@ class Batcher:
         # Idempotency ids: 96 random bits for this client, then a counter.
         self._ids = itertools.count()
         self._id_prefix = secrets.token_hex(12)
+        # The client's `Auditrail-Order` stream and its batches' numbers; `ordered` once
+        # the server has acknowledged an ordered batch (it keeps their order).
+        self.stream = secrets.token_hex(12)
+        self.numbers = itertools.count()
+        self.ordered = False
+
+    def follower_ready(self, assigned: int) -> bool:
+        """Whether another batch may go while `assigned` queued events are in flight."""
+        rest = len(self.queue) - assigned
+        return self.ordered and rest > 0 and (rest >= self.opts.batch_size or self.urgent or self.closed)
+
+    def order(self, number: int, follows: bool) -> Dict[str, str]:
+        return {"auditrail-order": f"{self.stream} {number} {1 if follows else 0}"}
 
     def full(self) -> bool:
         """True if `record()` must wait; drops (and counts) or raises per `when_full`."""
@@ -235,12 +270,13 @@ class Batcher:
         if not self.queue:
             self.urgent = False
 
-    def take(self) -> Tuple[List[Event], int, int, bytes]:
-        """The next batch off the head (not removed): events, count, bytes, its body."""
+    def take(self, skip: int = 0) -> Tuple[List[Event], int, int, bytes]:
+        """The next batch after the first `skip` queued events (not removed): events,
+        count, bytes, its body."""
         events: List[Event] = []
         texts: List[bytes] = []
         size = 0
-        for e, text in self.queue:
+        for e, text in itertools.islice(self.queue, skip, None):
             b = len(text) + 1
             if len(events) >= self.opts.batch_size or (events and size + b > self.opts.max_batch_bytes):
                 break
@@ -297,6 +333,9 @@ class Client:
         self._b = Batcher(self.opts)
         self._cv = threading.Condition()
         self._abandoned = False
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, self.opts.in_flight), thread_name_prefix="auditrail-send"
+        )
         self._thread = threading.Thread(target=self._run, name="auditrail-sender", daemon=True)
         self._thread.start()
 
@@ -339,6 +378,7 @@ class Client:
                 self._abandoned = True
                 self._cv.notify_all()
             self._thread.join()
+            self._pool.shutdown(wait=False)
             events = [e for e, _ in self._b.queue]
             self._b.queue.clear()
             raise UnsentError(events)
@@ -346,6 +386,7 @@ class Client:
             self._abandoned = True
             self._cv.notify_all()
         self._thread.join()
+        self._pool.shutdown(wait=False)
 
     def __enter__(self) -> "Client":
         return self
@@ -354,38 +395,71 @@ class Client:
         self.close()
 
     def _run(self) -> None:
+        flights: Deque[_Flight] = deque()
+        assigned = 0
         while True:
             with self._cv:
-                while not self._abandoned:
+                while not self._abandoned and not flights:
                     wait = self._b.due()
                     if wait is None:
                         break
                     self._cv.wait(None if wait == float("inf") else wait)
                 if self._abandoned:
                     return
-                events, n, size, body = self._b.take()
+                # Launches batches while there is room; followers only in full batches.
+                while len(flights) < max(1, self.opts.in_flight) and len(self._b.queue) > assigned:
+                    if flights and not self._b.follower_ready(assigned):
+                        break
+                    events, n, size, body = self._b.take(assigned)
+                    f = _Flight(next(self._b.numbers), events, n, size, body)
+                    f.future = self._pool.submit(self._attempt, f, bool(flights))
+                    flights.append(f)
+                    assigned += n
                 self._b.busy = True
-            settled = self._send(events, body)
+            head = flights[0]
+            result = self._result(head)
+            if result is None:
+                return
+            wait = self._b.outcome(*result, head.events, head.attempt + 1)
+            if wait is not None:
+                # Sent again alone: every batch before it is settled, so it follows none.
+                head.attempt += 1
+                with self._cv:
+                    if self._cv.wait_for(self._gave_up, wait):
+                        return
+                head.future = self._pool.submit(self._attempt, head, False)
+                continue
+            flights.popleft()
+            assigned -= head.n
             with self._cv:
-                self._b.busy = False
-                if settled:
-                    self._b.settled(n, size)
+                self._b.settled(head.n, head.size)
+                self._b.busy = bool(flights)
                 self._cv.notify_all()
 
-    def _send(self, events: List[Event], body: bytes) -> bool:
-        attempt = 0
+    def _gave_up(self) -> bool:
+        return self._abandoned
+
+    def _result(self, f: "_Flight") -> Optional[Tuple[Optional[int], Dict[str, str], bytes]]:
+        """The flight's answer; None if `close()` gave up first."""
+        assert f.future is not None
         while True:
             try:
-                status, headers, data = self.http.request("POST", "/v1/events", body)
-            except OSError:
-                status, headers, data = None, {}, b""
-            attempt += 1
-            wait = self._b.outcome(status, headers, data, events, attempt)
-            if wait is None:
-                return True
-            with self._cv:
-                if self._abandoned or self._cv.wait_for(lambda: self._abandoned, wait):
-                    return False
+                return f.future.result(timeout=0.05)
+            except concurrent.futures.TimeoutError:
+                if self._abandoned:
+                    return None
+
+    def _attempt(self, f: "_Flight", follows: bool) -> Tuple[Optional[int], Dict[str, str], bytes]:
+        """One request for a batch (on a pool thread, with its own connection)."""
+        try:
+            status, headers, data = self.http.request(
+                "POST", "/v1/events", f.body, extra=self._b.order(f.number, follows)
+            )
+        except OSError:
+            return None, {}, b""
+        if status < 300 and any(k.lower() == "auditrail-order" for k in headers):
+            self._b.ordered = True
+        return status, headers, data
 
     # --- reading ---------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,10 +17,10 @@ use auditrail_core::{PreparedEvent, time};
 use auditrail_service::ingest;
 use auditrail_store::{Accepted, Order, PageRequest, Role};
 
-use crate::App;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::{OrgLabel, Outcome};
+use crate::{App, batch_order};
 use auditrail_service::policy::OrgPolicy;
 
 pub const MAX_BATCH_EVENTS: usize = 1000;
@@ -112,18 +112,40 @@ async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
 pub async fn ingest(
     State(app): State<Arc<App>>,
     who: Principal,
+    headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     let org = who.org_with(&[Role::Ingest, Role::Admin])?.to_owned();
+    let place = batch_order::place(&headers)?;
     let result = async {
-        let bytes = read_body(body).await?;
-        let policy = app.policies.get(&app, &org).await?;
-        let prepared = prepare_body(&app, &org, Some(&policy), &bytes)?;
-        let unknown: Vec<bool> = prepared.iter().map(|p| p.unknown_action).collect();
-        let accepted = app.store.append(&org, prepared, false).await?;
-        app.notify_appended();
-        count_unknown_actions(&app, &org, &unknown, &accepted);
-        Ok::<_, ApiError>(accepted)
+        let prepared = async {
+            let bytes = read_body(body).await?;
+            let policy = app.policies.get(&app, &org).await?;
+            prepare_body(&app, &org, Some(&policy), &bytes)
+        }
+        .await;
+        // An ordered batch is prepared at once, and appended (or refused) only in its
+        // turn, after the batch before it.
+        let turn = match &place {
+            Some(p) => Some(app.batches.turn(&org, p).await?),
+            None => None,
+        };
+        let result = async {
+            let prepared = prepared?;
+            let unknown: Vec<bool> = prepared.iter().map(|p| p.unknown_action).collect();
+            let accepted = app.store.append(&org, prepared, false).await?;
+            app.notify_appended();
+            count_unknown_actions(&app, &org, &unknown, &accepted);
+            Ok::<_, ApiError>(accepted)
+        }
+        .await;
+        if let Some(turn) = turn {
+            turn.end(match &result {
+                Ok(_) => batch_order::End::Settled,
+                Err(e) => batch_order::End::of(e.status),
+            });
+        }
+        result
     }
     .await;
     let outcome = match &result {
@@ -144,10 +166,17 @@ pub async fn ingest(
     struct Answer<'a> {
         accepted: &'a [Accepted],
     }
-    Ok(axum::Json(Answer {
+    let mut resp = axum::Json(Answer {
         accepted: &accepted,
     })
-    .into_response())
+    .into_response();
+    // Says the order was kept, so a client knows this server keeps it.
+    if let Some(p) = &place
+        && let Ok(v) = axum::http::HeaderValue::from_str(&p.n.to_string())
+    {
+        resp.headers_mut().insert(batch_order::HEADER, v);
+    }
+    Ok(resp)
 }
 
 /// Counts newly stored events whose action the org's catalog does not name.

@@ -54,10 +54,27 @@ def test_ed25519_matches_rfc_8032_test_vector_1():
 def test_record_batches_events_that_arrive_in_order_once_each(server):
     token = server.org_key("ordered")
     client = Client(server.url, token, batch_size=300)
+    # Counts event batches in flight at once: two go together once the server has shown
+    # it keeps their order.
+    lock, now, most = threading.Lock(), [0], [0]
+    send = client.http.request
+
+    def counting(method, path, body=None, content_type="application/json", extra=None):
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        try:
+            return send(method, path, body, content_type, extra)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    client.http.request = counting
     for i in range(2500):
         client.record(event(i, "ordered"))
     client.close()
     assert client.stats.sent == 2500
+    assert most[0] == 2, "two batches were in flight at once"
     got = ours(client, order="asc", limit=1000)
     assert [e["details"]["n"] for e in got] == list(range(2500))
     assert all(a["seq"] < b["seq"] for a, b in zip(got, got[1:]))

@@ -54,8 +54,8 @@ def test_ed25519_matches_rfc_8032_test_vector_1():
 def test_record_batches_events_that_arrive_in_order_once_each(server):
     token = server.org_key("ordered")
     client = Client(server.url, token, batch_size=300)
-    # Counts event batches in flight at once: two go together once the server has shown
-    # it keeps their order.
+    # Counts event batches in flight at once: several (4 at most) go together once the
+    # server has shown it keeps their order.
     lock, now, most = threading.Lock(), [0], [0]
     send = client.http.request
 
@@ -74,7 +74,7 @@ def test_record_batches_events_that_arrive_in_order_once_each(server):
         client.record(event(i, "ordered"))
     client.close()
     assert client.stats.sent == 2500
-    assert most[0] == 2, "two batches were in flight at once"
+    assert 2 <= most[0] <= 4, f"batches in flight at once: {most[0]}"
     got = ours(client, order="asc", limit=1000)
     assert [e["details"]["n"] for e in got] == list(range(2500))
     assert all(a["seq"] < b["seq"] for a, b in zip(got, got[1:]))

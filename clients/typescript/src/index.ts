@@ -54,8 +54,8 @@ export interface ClientOptions {
   /** Longest wait between retries (default 10 s). */
   maxBackoffMs?: number;
   /**
-   * Batches sent at once, at most (default 2). Each names its place in the client's
-   * stream (`Auditrail-Order`), and the server stores them in that order.
+   * Batches sent at once, at most (default 4, at most 8). Each names its place in the
+   * client's stream (`Auditrail-Order`), and the server stores them in that order.
    */
   inFlight?: number;
   /** Called with a batch the server refused for good (a 4xx other than 408/429). */
@@ -189,7 +189,7 @@ export class AuditrailClient {
       maxQueue: options.maxQueue ?? 10_000,
       whenFull: options.whenFull ?? "block",
       maxBackoffMs: options.maxBackoffMs ?? 10_000,
-      inFlight: Math.max(1, Math.min(options.inFlight ?? 2, 8)),
+      inFlight: Math.max(1, Math.min(options.inFlight ?? 4, 8)),
       onError: options.onError,
     };
     this.doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);

@@ -34,8 +34,8 @@ async function all(client, params) {
 
 test("record() batches events that arrive in the order recorded, once each", { skip }, async () => {
   const token = await server.orgKey("ordered");
-  // Counts requests in flight at once: two batches go together once the server has
-  // shown it keeps their order.
+  // Counts requests in flight at once: several batches (4 at most) go together once the
+  // server has shown it keeps their order.
   let inFlight = 0;
   let most = 0;
   const counting = async (url, init) => {
@@ -50,7 +50,7 @@ test("record() batches events that arrive in the order recorded, once each", { s
   for (let i = 0; i < 2500; i++) await client.record(event(i, "ordered"));
   await client.close();
   assert.equal(client.stats.sent, 2500);
-  assert.equal(most, 2, "two batches were in flight at once");
+  assert.ok(most >= 2 && most <= 4, `batches in flight at once: ${most}`);
   const got = await all(client, { order: "asc", limit: 1000 });
   assert.deepEqual(got.map((e) => e.details.n), [...Array(2500).keys()]);
   // Seqs follow the order events were recorded in.

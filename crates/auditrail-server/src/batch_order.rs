@@ -1,5 +1,5 @@
-//! Ordered batches: a client may keep two batches of events in flight and still have
-//! them stored in the order it sent them.
+//! Ordered batches: a client may keep several batches of events in flight and still
+//! have them stored in the order it sent them.
 //!
 //! A batch names its place with `Auditrail-Order: <stream> <n> <follows>`: the client's
 //! stream (8 to 64 of `A-Z a-z 0-9 _ -`), the batch's number in it (0, 1, 2, … kept on
@@ -11,8 +11,8 @@
 //! resends both, in order. Batches are idempotent (every event has an `id`), so a
 //! resent one that was stored is acknowledged as duplicates.
 //!
-//! An acknowledgement of an ordered batch carries `Auditrail-Order: <n>`: a client keeps a
-//! second batch in flight only once a server has shown it keeps their order.
+//! An acknowledgement of an ordered batch carries `Auditrail-Order: <n>`: a client keeps
+//! more than one batch in flight only once a server has shown it keeps their order.
 //!
 //! What the node knows of streams is kept in memory only: after a restart, or on
 //! another node, a follower waits [`WAIT`] and gets 503, which costs time, never order.

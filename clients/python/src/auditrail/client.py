@@ -68,7 +68,7 @@ class Options:
     max_backoff: float = 10.0
     # Batches sent at once, at most; each names its place in the client's stream
     # (`Auditrail-Order`), and the server stores them in that order.
-    in_flight: int = 2
+    in_flight: int = 4
     timeout: float = 30.0
     on_error: Optional[Callable[[AuditrailError, List[Event]], None]] = None
     stats: Stats = field(default_factory=Stats)

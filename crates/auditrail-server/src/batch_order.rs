@@ -203,25 +203,27 @@ impl Streams {
         let stream = self.stream(org, &place.stream);
         let deadline = tokio::time::Instant::now() + WAIT;
         let before = place.n.saturating_sub(1);
-        while place.follows {
-            let changed = stream.changed.notified();
-            {
-                let s = stream.state.lock().unwrap_or_else(|p| p.into_inner());
-                if s.done.is_some_and(|d| d >= before) {
-                    break;
+        if place.follows {
+            loop {
+                let changed = stream.changed.notified();
+                {
+                    let s = stream.state.lock().unwrap_or_else(|p| p.into_inner());
+                    if s.done.is_some_and(|d| d >= before) {
+                        break;
+                    }
+                    if s.failed == Some(before) {
+                        return Err(not_yet(format!(
+                            "batch {before} of stream {} failed; send it again, then this one",
+                            place.stream
+                        )));
+                    }
                 }
-                if s.failed == Some(before) {
+                if tokio::time::timeout_at(deadline, changed).await.is_err() {
                     return Err(not_yet(format!(
-                        "batch {before} of stream {} failed; send it again, then this one",
+                        "batch {before} of stream {} has not arrived; send it again, then this one",
                         place.stream
                     )));
                 }
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return Err(not_yet(format!(
-                    "batch {before} of stream {} has not arrived; send it again, then this one",
-                    place.stream
-                )));
             }
         }
         Ok(Turn {

@@ -32,22 +32,28 @@ fn have_with(cmd: &str, args: &[&str]) -> bool {
     ok
 }
 
-fn run(dir: &Path, cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .current_dir(dir)
-        .env("AUDITRAIL_BIN", env!("CARGO_BIN_EXE_auditrail"))
-        .env("AUDITRAIL_REQUIRE_CLIENTS", "1")
-        .env("PYTHONPATH", dir.join("src"))
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .unwrap();
+/// Runs `command`: whether it succeeded, and all it printed.
+fn output(command: &mut Command) -> (bool, String) {
+    let out = command.output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{cmd} {args:?} failed:\n{text}");
+    (out.status.success(), text)
+}
+
+fn run(dir: &Path, cmd: &str, args: &[&str]) {
+    let (ok, text) = output(
+        Command::new(cmd)
+            .args(args)
+            .current_dir(dir)
+            .env("AUDITRAIL_BIN", env!("CARGO_BIN_EXE_auditrail"))
+            .env("AUDITRAIL_REQUIRE_CLIENTS", "1")
+            .env("PYTHONPATH", dir.join("src"))
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+    );
+    assert!(ok, "{cmd} {args:?} failed:\n{text}");
     eprintln!("{text}");
 }
 
@@ -99,22 +105,17 @@ fn a_python_client_generated_from_the_document_typechecks() {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/python");
     let tmp = tempfile::tempdir().unwrap();
     let doc = openapi_document(tmp.path());
-    let out = Command::new("openapi-python-client")
-        .args(["generate", "--meta", "setup", "--overwrite", "--path"])
-        .arg(&doc)
-        .arg("--config")
-        .arg(python.join("openapi-python-client.yml"))
-        .arg("--output-path")
-        .arg(tmp.path().join("generated"))
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = output(
+        Command::new("openapi-python-client")
+            .args(["generate", "--meta", "setup", "--overwrite", "--path"])
+            .arg(&doc)
+            .arg("--config")
+            .arg(python.join("openapi-python-client.yml"))
+            .arg("--output-path")
+            .arg(tmp.path().join("generated"))
+            .current_dir(tmp.path()),
     );
-    assert!(out.status.success(), "generation failed:\n{text}");
+    assert!(ok, "generation failed:\n{text}");
     // A schema it cannot read makes it leave operations out, with a warning.
     assert!(
         !text.contains("Warning") && !text.contains("WARNING"),

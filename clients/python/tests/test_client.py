@@ -224,3 +224,32 @@ def test_the_asyncio_client_records_in_order_across_a_restart_and_reads(server):
     client, got = asyncio.run(run())
     assert [e["details"]["n"] for e in got] == list(range(1500))
     assert client.stats.retries > 0
+
+
+def test_the_asyncio_client_keeps_several_batches_in_flight_in_order(server):
+    token = server.org_key("aio-flight")
+    lock, now, most = threading.Lock(), [0], [0]
+
+    async def run():
+        client = AsyncClient(server.url, token, batch_size=300)
+        send = client.http.request
+
+        def counting(method, path, body=None, content_type="application/json", extra=None):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            try:
+                return send(method, path, body, content_type, extra)
+            finally:
+                with lock:
+                    now[0] -= 1
+
+        client.http.request = counting
+        for i in range(2500):
+            await client.record(event(i, "aio-flight"))
+        await client.close()
+        return [e async for e in client.search(action="addProject", order="asc", limit=1000)]
+
+    got = asyncio.run(run())
+    assert [e["details"]["n"] for e in got if e["details"].get("org") == "aio-flight"] == list(range(2500))
+    assert 2 <= most[0] <= 4, f"batches in flight at once: {most[0]}"

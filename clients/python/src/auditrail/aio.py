@@ -7,7 +7,8 @@ import asyncio
 import json
 import time
 import urllib.parse
-from typing import Any, AsyncIterator, Dict, List, Optional, cast
+from collections import deque
+from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Tuple, cast
 
 from . import types as api
 
@@ -19,14 +20,20 @@ from .client import (
     Options,
     UnsentError,
     _Dropped,
+    _Flight,
     _event_texts,
     _obj,
 )
 
 
+# An answer to a batch: status (None for a network error), headers, body.
+_Answer = Tuple[Optional[int], Dict[str, str], bytes]
+
+
 class AsyncClient:
-    """`await client.record(event)` queues; a task sends batches one at a time, in
-    order, retrying each until acknowledged. Create it inside a running event loop."""
+    """`await client.record(event)` queues; a task sends batches, up to `in_flight` at
+    once and stored in order (`Auditrail-Order`), retrying each until acknowledged.
+    Create it inside a running event loop."""
 
     def __init__(self, url: str, token: str, **options: Any):
         self.opts = Options(**options)
@@ -87,33 +94,56 @@ class AsyncClient:
         await self.close()
 
     async def _run(self) -> None:
-        while True:
-            async with self._changed:
-                while True:
-                    wait = self._b.due()
-                    if wait is None:
-                        break
-                    try:
-                        await asyncio.wait_for(self._changed.wait(), None if wait == float("inf") else wait)
-                    except asyncio.TimeoutError:
-                        pass
-                events, n, size, body = self._b.take()
-                self._b.busy = True
-            attempt = 0
+        flights: Deque[Tuple[_Flight, "asyncio.Task[_Answer]"]] = deque()
+        assigned = 0
+        try:
             while True:
-                try:
-                    status, headers, data = await asyncio.to_thread(self.http.request, "POST", "/v1/events", body)
-                except OSError:
-                    status, headers, data = None, {}, b""
-                attempt += 1
-                wait = self._b.outcome(status, headers, data, events, attempt)
-                if wait is None:
-                    break
-                await asyncio.sleep(wait)
-            async with self._changed:
-                self._b.busy = False
-                self._b.settled(n, size)
-                self._changed.notify_all()
+                async with self._changed:
+                    while not flights:
+                        wait = self._b.due()
+                        if wait is None:
+                            break
+                        try:
+                            await asyncio.wait_for(self._changed.wait(), None if wait == float("inf") else wait)
+                        except asyncio.TimeoutError:
+                            pass
+                    # Launches batches while there is room; followers only in full batches.
+                    while len(flights) < max(1, self.opts.in_flight) and len(self._b.queue) > assigned:
+                        if flights and not self._b.follower_ready(assigned):
+                            break
+                        events, n, size, body = self._b.take(assigned)
+                        f = _Flight(next(self._b.numbers), events, n, size, body)
+                        flights.append((f, asyncio.create_task(self._attempt(f, bool(flights)))))
+                        assigned += n
+                    self._b.busy = True
+                head, task = flights[0]
+                wait = self._b.outcome(*(await task), head.events, head.attempt + 1)
+                if wait is not None:
+                    # Sent again alone: every batch before it is settled, so it follows none.
+                    head.attempt += 1
+                    await asyncio.sleep(wait)
+                    flights[0] = (head, asyncio.create_task(self._attempt(head, False)))
+                    continue
+                flights.popleft()
+                assigned -= head.n
+                async with self._changed:
+                    self._b.settled(head.n, head.size)
+                    self._b.busy = bool(flights)
+                    self._changed.notify_all()
+        finally:
+            for _, t in flights:
+                t.cancel()
+
+    async def _attempt(self, f: _Flight, follows: bool) -> _Answer:
+        """One request for a batch, on a thread of the loop's executor."""
+        try:
+            status, headers, data = await asyncio.to_thread(
+                self.http.request, "POST", "/v1/events", f.body, "application/json", self._b.order(f.number, follows)
+            )
+        except OSError:
+            return None, {}, b""
+        self._b.answered(status, headers)
+        return status, headers, data
 
     async def _ok(self, method: str, path: str, body: Optional[bytes] = None) -> bytes:
         return await asyncio.to_thread(self.http.ok, method, path, body)

@@ -240,6 +240,11 @@ class Batcher:
     def order(self, number: int, follows: bool) -> Dict[str, str]:
         return {"auditrail-order": f"{self.stream} {number} {1 if follows else 0}"}
 
+    def answered(self, status: int, headers: Dict[str, str]) -> None:
+        """Notes a server that acknowledged an ordered batch: it keeps their order."""
+        if status < 300 and any(k.lower() == "auditrail-order" for k in headers):
+            self.ordered = True
+
     def full(self) -> bool:
         """True if `record()` must wait; drops (and counts) or raises per `when_full`."""
         if self.closed:
@@ -457,8 +462,7 @@ class Client:
             )
         except OSError:
             return None, {}, b""
-        if status < 300 and any(k.lower() == "auditrail-order" for k in headers):
-            self._b.ordered = True
+        self._b.answered(status, headers)
         return status, headers, data
 
     # --- reading ---------------------------------------------------------------------

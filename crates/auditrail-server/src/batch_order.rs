@@ -207,11 +207,15 @@ impl Streams {
             loop {
                 let changed = stream.changed.notified();
                 {
-                    let s = stream.state.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut s = stream.state.lock().unwrap_or_else(|p| p.into_inner());
                     if s.done.is_some_and(|d| d >= before) {
                         break;
                     }
                     if s.failed == Some(before) {
+                        // This one fails too, so the batch after it is refused at once.
+                        s.failed = Some(place.n);
+                        drop(s);
+                        stream.changed.notify_waiters();
                         return Err(not_yet(format!(
                             "batch {before} of stream {} failed; send it again, then this one",
                             place.stream
@@ -219,6 +223,12 @@ impl Streams {
                     }
                 }
                 if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                    Turn {
+                        stream: stream.clone(),
+                        n: place.n,
+                        ended: false,
+                    }
+                    .end(End::Failed);
                     return Err(not_yet(format!(
                         "batch {before} of stream {} has not arrived; send it again, then this one",
                         place.stream
@@ -303,6 +313,18 @@ mod tests {
             t.end(End::Settled);
         }
         assert!(streams.turn("o", &at(1, true)).await.is_ok());
+        // A chain: batch 2 follows batch 1, which follows batch 0 (failed): both are
+        // refused at once, not after the wait.
+        if let Ok(t) = streams.turn("o", &at(2, false)).await {
+            drop(t);
+        }
+        let t = std::time::Instant::now();
+        assert!(streams.turn("o", &at(3, true)).await.is_err());
+        assert!(streams.turn("o", &at(4, true)).await.is_err());
+        assert!(
+            t.elapsed() < WAIT,
+            "a follower of a refused follower waited"
+        );
         // Another org's stream of the same name is its own.
         let other =
             tokio::time::timeout(Duration::from_millis(1500), streams.turn("p", &at(1, true)))

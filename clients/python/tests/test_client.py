@@ -27,6 +27,25 @@ from auditrail import (
 from auditrail.verify import ed25519_verify
 
 
+def count_in_flight(client):
+    """Counts the client's requests in flight at once; the list holds the most seen."""
+    lock, now, most = threading.Lock(), [0], [0]
+    send = client.http.request
+
+    def counting(method, path, body=None, content_type="application/json", extra=None):
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        try:
+            return send(method, path, body, content_type, extra)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    client.http.request = counting
+    return most
+
+
 def event(i: int, org: str = "") -> dict:
     return {
         "action": "addProject",
@@ -54,22 +73,9 @@ def test_ed25519_matches_rfc_8032_test_vector_1():
 def test_record_batches_events_that_arrive_in_order_once_each(server):
     token = server.org_key("ordered")
     client = Client(server.url, token, batch_size=300)
-    # Counts event batches in flight at once: several (4 at most) go together once the
-    # server has shown it keeps their order.
-    lock, now, most = threading.Lock(), [0], [0]
-    send = client.http.request
-
-    def counting(method, path, body=None, content_type="application/json", extra=None):
-        with lock:
-            now[0] += 1
-            most[0] = max(most[0], now[0])
-        try:
-            return send(method, path, body, content_type, extra)
-        finally:
-            with lock:
-                now[0] -= 1
-
-    client.http.request = counting
+    # Several batches (4 at most) go together once the server has shown it keeps their
+    # order.
+    most = count_in_flight(client)
     for i in range(2500):
         client.record(event(i, "ordered"))
     client.close()
@@ -228,23 +234,11 @@ def test_the_asyncio_client_records_in_order_across_a_restart_and_reads(server):
 
 def test_the_asyncio_client_keeps_several_batches_in_flight_in_order(server):
     token = server.org_key("aio-flight")
-    lock, now, most = threading.Lock(), [0], [0]
+    most = []
 
     async def run():
         client = AsyncClient(server.url, token, batch_size=300)
-        send = client.http.request
-
-        def counting(method, path, body=None, content_type="application/json", extra=None):
-            with lock:
-                now[0] += 1
-                most[0] = max(most[0], now[0])
-            try:
-                return send(method, path, body, content_type, extra)
-            finally:
-                with lock:
-                    now[0] -= 1
-
-        client.http.request = counting
+        most.append(count_in_flight(client))
         for i in range(2500):
             await client.record(event(i, "aio-flight"))
         await client.close()
@@ -252,4 +246,4 @@ def test_the_asyncio_client_keeps_several_batches_in_flight_in_order(server):
 
     got = asyncio.run(run())
     assert [e["details"]["n"] for e in got if e["details"].get("org") == "aio-flight"] == list(range(2500))
-    assert 2 <= most[0] <= 4, f"batches in flight at once: {most[0]}"
+    assert 2 <= most[0][0] <= 4, f"batches in flight at once: {most[0][0]}"

@@ -370,12 +370,13 @@ export class AuditrailClient {
         return { settled: true };
       }
       const err = await errorOf(r);
+      // Refused only because the batch before it is not stored yet: sent again after it.
+      if (r.status === 409 && err.code === "batch_out_of_order") return { settled: false, outOfOrder: true, waitMs: 0 };
       if (r.status < 500 && r.status !== 408 && r.status !== 429) {
         this.stats.failed += f.batch.length;
         this.opts.onError?.(err, f.batch.map((q) => q.event));
         return { settled: true };
       }
-      if (err.code === "batch_out_of_order") return { settled: false, outOfOrder: true, waitMs: 0 };
       return { settled: false, waitMs: retryAfterMs(r.headers.get("retry-after")) };
     } catch {
       // A network error: the server may or may not have the batch; ids make the

@@ -1951,7 +1951,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description `<stream> <n> <follows>`: this batch is number n of the client's stream, and with follows = 1 it is appended only after batch n - 1 (503 `batch_out_of_order` if that one failed or has not arrived within a second). Lets a client keep several batches in flight, stored in order. */
+                /** @description `<stream> <n> <follows>`: this batch is number n of the client's stream, and with follows = 1 it is appended only after batch n - 1 (409 `batch_out_of_order` if that one failed or has not arrived within a second). Lets a client keep several batches in flight, stored in order. */
                 "Auditrail-Order"?: string;
             };
             path?: never;

@@ -6,16 +6,17 @@
 //! every retry), and `1` when batch `n - 1` may still be in flight (`0` once the client
 //! has its acknowledgement). A batch that follows is appended only after batch `n - 1`
 //! of its stream is stored or refused for good on this node. If that batch failed
-//! (overload, a storage error, a dropped request), or has not arrived within
-//! [`WAIT`], the follower gets 503 at once and nothing of it is stored: the client
-//! resends both, in order. Batches are idempotent (every event has an `id`), so a
-//! resent one that was stored is acknowledged as duplicates.
+//! (overload, a storage error, a dropped request), or has not arrived within [`WAIT`],
+//! the follower gets 409 `batch_out_of_order` and nothing of it is stored: the client
+//! resends both, in order. Batches are idempotent (every event has an `id`), so a resent
+//! one that was stored is acknowledged as duplicates.
 //!
 //! An acknowledgement of an ordered batch carries `Auditrail-Order: <n>`: a client keeps
 //! more than one batch in flight only once a server has shown it keeps their order.
 //!
 //! What the node knows of streams is kept in memory only: after a restart, or on
-//! another node, a follower waits [`WAIT`] and gets 503, which costs time, never order.
+//! another node, a follower of a stream the node has not seen gets 409 at once, which
+//! costs a resend, never order.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -166,17 +167,18 @@ impl Drop for Turn {
     }
 }
 
+/// The batch cannot go before the one it follows: the client sends that one again, then
+/// this one. A conflict with the stream's state, not an overload: 409.
 fn not_yet(reason: String) -> ApiError {
-    let mut e = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "batch_out_of_order",
-        reason,
-    );
-    e.retry_after = Some(0);
-    e
+    ApiError::new(StatusCode::CONFLICT, "batch_out_of_order", reason)
 }
 
 impl Streams {
+    fn existing(&self, org: &str, name: &str) -> Option<Arc<Stream>> {
+        let all = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        all.get(&(org.to_owned(), name.to_owned())).cloned()
+    }
+
     fn stream(&self, org: &str, name: &str) -> Arc<Stream> {
         let mut all = self.streams.lock().unwrap_or_else(|p| p.into_inner());
         let key = (org.to_owned(), name.to_owned());
@@ -200,9 +202,20 @@ impl Streams {
     /// Waits until the batch at `place` may be appended in `org`: at once unless it
     /// follows a batch still in flight. Its [`Turn`] must be ended with the answer.
     pub async fn turn(&self, org: &str, place: &Place) -> Result<Turn, ApiError> {
-        let stream = self.stream(org, &place.stream);
-        let deadline = tokio::time::Instant::now() + WAIT;
         let before = place.n.saturating_sub(1);
+        let stream = if place.follows {
+            // A stream this node has not seen (a restart, another node, a made-up name):
+            // its batch `n - 1` is not coming here, so there is nothing to wait for.
+            self.existing(org, &place.stream).ok_or_else(|| {
+                not_yet(format!(
+                    "this node knows nothing of stream {}; send batch {before} again, then this one",
+                    place.stream
+                ))
+            })?
+        } else {
+            self.stream(org, &place.stream)
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
         if place.follows {
             loop {
                 let changed = stream.changed.notified();
@@ -307,7 +320,7 @@ mod tests {
         let first = streams.turn("o", &at(0, false)).await.ok();
         drop(first); // the request was dropped: failed
         let e = streams.turn("o", &at(1, true)).await.err();
-        assert_eq!(e.map(|e| e.status), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(e.map(|e| e.status), Some(StatusCode::CONFLICT));
         // The resend of batch 0 is stored; batch 1 may follow.
         if let Ok(t) = streams.turn("o", &at(0, false)).await {
             t.end(End::Settled);
@@ -336,11 +349,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_follower_whose_predecessor_never_comes_gets_503_after_the_wait() {
+    async fn a_follower_whose_predecessor_never_comes_gets_409_after_the_wait() {
         let streams = Streams::default();
+        // Of a stream the node has not seen: at once.
+        let t = std::time::Instant::now();
+        assert!(streams.turn("o", &at(5, true)).await.is_err());
+        assert!(t.elapsed() < WAIT);
+        if let Ok(t) = streams.turn("o", &at(0, false)).await {
+            t.end(End::Settled);
+        }
         let t = std::time::Instant::now();
         let e = streams.turn("o", &at(5, true)).await.err();
-        assert_eq!(e.map(|e| e.status), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(e.map(|e| e.status), Some(StatusCode::CONFLICT));
         assert!(t.elapsed() >= WAIT);
     }
 }

@@ -1,6 +1,6 @@
 //! Ordered batches (`Auditrail-Order`): a client's batches are stored in the order it
 //! numbered them, whatever order they reach the server in; a batch whose predecessor
-//! never comes, or failed, is refused with 503 and nothing of it is stored.
+//! never comes, or failed, is refused with 409 and nothing of it is stored.
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed test")]
 
 mod common;
@@ -103,12 +103,24 @@ async fn a_batch_whose_predecessor_never_comes_is_refused_and_stores_nothing() {
     let token = srv.key("acme", "ingest").await;
     let viewer = srv.key("acme", "viewer").await;
 
+    // Of a stream this node has never seen: refused at once.
     let t = Instant::now();
     let (s, _, b) = send(&srv, &token, "stream-bbb 5 1", 0..10).await;
-    assert_eq!(s, 503, "{b}");
+    assert_eq!(s, 409, "{b}");
     assert_eq!(b["error"]["code"], "batch_out_of_order");
+    assert!(t.elapsed() < Duration::from_millis(900));
+    // Of a known stream whose batch 4 never comes: after a second.
+    let (s, _, b) = send(&srv, &token, "stream-bbb 3 0", 300..301).await;
+    assert_eq!(s, 200, "{b}");
+    let t = Instant::now();
+    let (s, _, b) = send(&srv, &token, "stream-bbb 5 1", 0..10).await;
+    assert_eq!(s, 409, "{b}");
     assert!(t.elapsed() >= Duration::from_millis(900));
-    assert!(seqs(&srv, &viewer).await.is_empty());
+    assert_eq!(
+        seqs(&srv, &viewer).await.len(),
+        1,
+        "nothing of the refused batch"
+    );
 
     // A batch refused for good settles its place: the next one goes.
     let (s, _, _) = send(&srv, &token, "stream-bbb 5 0", 0..0).await;
@@ -120,7 +132,7 @@ async fn a_batch_whose_predecessor_never_comes_is_refused_and_stores_nothing() {
     srv.create_org("other").await;
     let other = srv.key("other", "ingest").await;
     let (s, _, _) = send(&srv, &other, "stream-bbb 7 1", 100..101).await;
-    assert_eq!(s, 503);
+    assert_eq!(s, 409);
 
     // A malformed header changes nothing.
     for bad in [
@@ -133,6 +145,6 @@ async fn a_batch_whose_predecessor_never_comes_is_refused_and_stores_nothing() {
         assert_eq!(s, 422, "{bad}: {b}");
         assert_eq!(b["error"]["details"][0]["field"], "Auditrail-Order", "{b}");
     }
-    assert_eq!(seqs(&srv, &viewer).await.len(), 10);
+    assert_eq!(seqs(&srv, &viewer).await.len(), 11);
     srv.stop().await;
 }

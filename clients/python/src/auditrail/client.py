@@ -311,6 +311,10 @@ class Batcher:
         if status is not None and status < 300:
             stats.sent += len(events)
             return None
+        if status == 409 and _error_of(status, body).code == "batch_out_of_order":
+            # Refused only because the batch before it is not stored yet: sent again,
+            # at once, after it.
+            return 0.0
         if status is not None and status < 500 and status not in (408, 429):
             stats.failed += len(events)
             if self.opts.on_error:

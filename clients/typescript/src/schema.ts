@@ -2001,6 +2001,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `batch_out_of_order`: the batch follows one (`Auditrail-Order`) that failed, has not arrived within a second, or of a stream this node has not seen; nothing of it is stored */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description the body is too large */
             413: {
                 headers: {

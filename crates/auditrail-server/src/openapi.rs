@@ -86,6 +86,7 @@ fn contract(doc: &mut Value) {
         op["parameters"] = json!([{"name": "Auditrail-Order", "in": "header", "required": false,
             "description": "`<stream> <n> <follows>`: this batch is number n of the client's stream, and with follows = 1 it is appended only after batch n - 1 (409 `batch_out_of_order` if that one failed or has not arrived within a second). Lets a client keep several batches in flight, stored in order.",
             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64} ([0-9]{1,18} 0|0*[1-9][0-9]{0,17} 1)$"}}]);
+        op["responses"]["409"] = json!({"description": "`batch_out_of_order`: the batch follows one (`Auditrail-Order`) that failed, has not arrived within a second, or of a stream this node has not seen; nothing of it is stored"});
         op["responses"]["200"]["headers"] = json!({"Auditrail-Order": {
             "description": "the batch's number, when the request named its place: this server keeps ordered batches in order",
             "schema": {"type": "string"}}});

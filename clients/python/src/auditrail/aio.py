@@ -107,14 +107,9 @@ class AsyncClient:
                             await asyncio.wait_for(self._changed.wait(), None if wait == float("inf") else wait)
                         except asyncio.TimeoutError:
                             pass
-                    # Launches batches while there is room; followers only in full batches.
-                    while len(flights) < max(1, self.opts.in_flight) and len(self._b.queue) > assigned:
-                        if flights and not self._b.follower_ready(assigned):
-                            break
-                        events, n, size, body = self._b.take(assigned)
-                        f = _Flight(next(self._b.numbers), events, n, size, body)
+                    while (f := self._b.next_flight(len(flights), assigned)) is not None:
                         flights.append((f, asyncio.create_task(self._attempt(f, bool(flights)))))
-                        assigned += n
+                        assigned += f.n
                     self._b.busy = True
                 head, task = flights[0]
                 wait = self._b.outcome(*(await task), head.events, head.attempt + 1)
@@ -136,14 +131,7 @@ class AsyncClient:
 
     async def _attempt(self, f: _Flight, follows: bool) -> _Answer:
         """One request for a batch, on a thread of the loop's executor."""
-        try:
-            status, headers, data = await asyncio.to_thread(
-                self.http.request, "POST", "/v1/events", f.body, "application/json", self._b.order(f.number, follows)
-            )
-        except OSError:
-            return None, {}, b""
-        self._b.answered(status, headers)
-        return status, headers, data
+        return await asyncio.to_thread(self._b.attempt, self.http, f, follows)
 
     async def _ok(self, method: str, path: str, body: Optional[bytes] = None) -> bytes:
         return await asyncio.to_thread(self.http.ok, method, path, body)

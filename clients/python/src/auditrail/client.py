@@ -240,10 +240,26 @@ class Batcher:
     def order(self, number: int, follows: bool) -> Dict[str, str]:
         return {"auditrail-order": f"{self.stream} {number} {1 if follows else 0}"}
 
-    def answered(self, status: int, headers: Dict[str, str]) -> None:
-        """Notes a server that acknowledged an ordered batch: it keeps their order."""
+    def next_flight(self, flying: int, assigned: int) -> "Optional[_Flight]":
+        """The next batch to launch with `flying` in flight covering the first `assigned`
+        queued events, if there is room: a follower only as a full batch."""
+        if flying >= max(1, self.opts.in_flight) or len(self.queue) <= assigned:
+            return None
+        if flying and not self.follower_ready(assigned):
+            return None
+        events, n, size, body = self.take(assigned)
+        return _Flight(next(self.numbers), events, n, size, body)
+
+    def attempt(self, http: "Http", f: "_Flight", follows: bool) -> Tuple[Optional[int], Dict[str, str], bytes]:
+        """One request for a batch (a network error is status None); notes a server that
+        acknowledged an ordered batch: it keeps their order."""
+        try:
+            status, headers, data = http.request("POST", "/v1/events", f.body, extra=self.order(f.number, follows))
+        except OSError:
+            return None, {}, b""
         if status < 300 and any(k.lower() == "auditrail-order" for k in headers):
             self.ordered = True
+        return status, headers, data
 
     def full(self) -> bool:
         """True if `record()` must wait; drops (and counts) or raises per `when_full`."""
@@ -415,15 +431,10 @@ class Client:
                     self._cv.wait(None if wait == float("inf") else wait)
                 if self._abandoned:
                     return
-                # Launches batches while there is room; followers only in full batches.
-                while len(flights) < max(1, self.opts.in_flight) and len(self._b.queue) > assigned:
-                    if flights and not self._b.follower_ready(assigned):
-                        break
-                    events, n, size, body = self._b.take(assigned)
-                    f = _Flight(next(self._b.numbers), events, n, size, body)
-                    f.future = self._pool.submit(self._attempt, f, bool(flights))
+                while (f := self._b.next_flight(len(flights), assigned)) is not None:
+                    f.future = self._pool.submit(self._b.attempt, self.http, f, bool(flights))
                     flights.append(f)
-                    assigned += n
+                    assigned += f.n
                 self._b.busy = True
             head = flights[0]
             result = self._result(head)
@@ -436,7 +447,7 @@ class Client:
                 with self._cv:
                     if self._cv.wait_for(self._gave_up, wait):
                         return
-                head.future = self._pool.submit(self._attempt, head, False)
+                head.future = self._pool.submit(self._b.attempt, self.http, head, False)
                 continue
             flights.popleft()
             assigned -= head.n
@@ -457,17 +468,6 @@ class Client:
             except concurrent.futures.TimeoutError:
                 if self._abandoned:
                     return None
-
-    def _attempt(self, f: "_Flight", follows: bool) -> Tuple[Optional[int], Dict[str, str], bytes]:
-        """One request for a batch (on a pool thread, with its own connection)."""
-        try:
-            status, headers, data = self.http.request(
-                "POST", "/v1/events", f.body, extra=self._b.order(f.number, follows)
-            )
-        except OSError:
-            return None, {}, b""
-        self._b.answered(status, headers)
-        return status, headers, data
 
     # --- reading ---------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """Throughput of record(): one Python process sending N events through the client to a
 real `auditrail serve` (AUDITRAIL_BIN, a release build for a fair figure), shaped as the
 ingest bench's events. `AUDITRAIL_BIN=... PYTHONPATH=src python3 bench/record.py`
-(BENCH_EVENTS, default 200,000). With AUDITRAIL_URL and AUDITRAIL_TOKEN (an ingest key)
-it sends to that server instead of starting one (`cargo bench --bench clients` does)."""
+(BENCH_EVENTS, default 200,000). Events are written with orjson if it is installed, else
+with the standard library (`AUDITRAIL_JSON=stdlib` chooses it). With AUDITRAIL_URL and
+AUDITRAIL_TOKEN (an ingest key) it sends to that server instead of starting one
+(`cargo bench --bench clients` does)."""
 
 import os
 import sys
@@ -13,6 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from conftest import Server  # noqa: E402
 
 from auditrail import Client  # noqa: E402
+from auditrail._encoding import ENCODER  # noqa: E402
 
 n = int(os.environ.get("BENCH_EVENTS", "200000"))
 url = os.environ.get("AUDITRAIL_URL")
@@ -39,7 +42,7 @@ try:
         )
     client.close()
     s = time.perf_counter() - t
-    print(f"python client record(): {n} events in {s:.2f} s = {n / s:.0f} events/s (sent {client.stats.sent}, retries {client.stats.retries})")
+    print(f"python client record() ({ENCODER}): {n} events in {s:.2f} s = {n / s:.0f} events/s (sent {client.stats.sent}, retries {client.stats.retries})")
 finally:
     if server is not None:
         server.stop()

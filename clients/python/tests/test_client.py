@@ -70,6 +70,40 @@ def test_ed25519_matches_rfc_8032_test_vector_1():
     assert not ed25519_verify(public, b"", sig[:-1] + bytes([sig[-1] ^ 1]))
 
 
+def test_both_json_encoders_write_the_same_events_and_refuse_the_same_values():
+    """orjson (the `fast` extra) and the standard library write an event alike: the same
+    bytes where there are no floats (whose digits may differ), the same values always."""
+    import importlib
+    import os
+
+    from auditrail import _encoding
+
+    try:
+        orjson = importlib.import_module("orjson")
+    except ImportError:
+        if os.environ.get("AUDITRAIL_REQUIRE_CLIENTS"):
+            raise
+        pytest.skip("orjson is not installed")
+    fast, stdlib = _encoding._with(orjson), _encoding._with_stdlib
+    events = [
+        event(1),
+        {"z": 1, "a": 2, "m": {"y": [], "b": {}}},
+        {"text": "é ü 漢字 😀 \u2028 \x00 \x1f \"quoted\" \\ / \t\n", "ok": True, "none": None},
+        {"big": 2**63 - 1, "neg": -(2**63), "list": [1, [2, [3, {"k": "v"}]]]},
+    ]
+    for e in events:
+        assert fast(e) == stdlib(e), e
+    floats = {"f": [0.1, 2.5, 1e100, -3.25e-7, 12345678.9]}
+    assert json.loads(fast(floats)) == json.loads(stdlib(floats)) == floats
+    for f in (fast, stdlib):
+        with pytest.raises(TypeError):
+            f({"at": dt.datetime(2026, 12, 7)})
+        with pytest.raises(TypeError):
+            f({"o": object()})
+    with pytest.raises(ValueError):
+        stdlib({"n": float("nan")})
+
+
 def test_record_batches_events_that_arrive_in_order_once_each(server):
     token = server.org_key("ordered")
     client = Client(server.url, token, batch_size=300)

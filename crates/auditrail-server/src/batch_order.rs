@@ -4,8 +4,10 @@
 //! A batch names its place with `Auditrail-Order: <stream> <n> <follows>`: the client's
 //! stream (8 to 64 of `A-Z a-z 0-9 _ -`), the batch's number in it (0, 1, 2, … kept on
 //! every retry), and `1` when batch `n - 1` may still be in flight (`0` once the client
-//! has its acknowledgement). A batch that follows is appended only after batch `n - 1`
-//! of its stream is stored or refused for good on this node. If that batch failed
+//! has its acknowledgement). A batch that follows is queued for the store only after
+//! batch `n - 1` of its stream is queued, stored or refused for good on this node, and
+//! is stored only if that batch is (the store's writer takes batches in the order queued:
+//! consecutive batches of a stream usually share one commit). If that batch failed
 //! (overload, a storage error, a dropped request), or has not arrived within [`WAIT`],
 //! the follower gets 409 `batch_out_of_order` and nothing of it is stored: the client
 //! resends both, in order. Batches are idempotent (every event has an `id`), so a resent
@@ -22,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use auditrail_store::Outcome;
 use axum::http::{HeaderMap, StatusCode};
 
 use crate::error::ApiError;
@@ -85,6 +88,8 @@ struct State {
     done: Option<u64>,
     /// A batch that failed after `done`: its follower must not go first.
     failed: Option<u64>,
+    /// The newest batch queued for the store, with its fate once known there.
+    queued: Option<(u64, Outcome)>,
     touched: Option<Instant>,
 }
 
@@ -110,12 +115,16 @@ pub enum End {
 }
 
 impl End {
-    /// How an answer with `status` ends a batch.
-    pub fn of(status: StatusCode) -> End {
-        if status.is_success()
-            || (status.is_client_error()
-                && status != StatusCode::TOO_MANY_REQUESTS
-                && status != StatusCode::REQUEST_TIMEOUT)
+    /// How an answer ends a batch: `None` for success, else its error.
+    pub fn of(error: Option<&ApiError>) -> End {
+        let Some(e) = error else {
+            return End::Settled;
+        };
+        let status = e.status;
+        if status.is_client_error()
+            && status != StatusCode::TOO_MANY_REQUESTS
+            && status != StatusCode::REQUEST_TIMEOUT
+            && e.code != OUT_OF_ORDER
         {
             End::Settled
         } else {
@@ -124,14 +133,33 @@ impl End {
     }
 }
 
+/// The error code of a batch refused for its place in the stream.
+const OUT_OF_ORDER: &str = "batch_out_of_order";
+
 /// A batch in its stream until it ends; dropped without [`Turn::end`], it failed.
 pub struct Turn {
     stream: Arc<Stream>,
     n: u64,
     ended: bool,
+    /// The batch before, queued and not yet settled: this one is stored only if it is.
+    after: Option<Outcome>,
 }
 
 impl Turn {
+    /// What this batch must be queued after (`Store::enqueue_after`).
+    pub fn after(&self) -> Option<Outcome> {
+        self.after.clone()
+    }
+
+    /// The batch is queued for the store; its follower may be queued behind it.
+    pub fn queued(&self, outcome: Outcome) {
+        let mut s = self.stream.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.queued = Some((self.n, outcome));
+        s.touched = Some(Instant::now());
+        drop(s);
+        self.stream.changed.notify_waiters();
+    }
+
     pub fn end(mut self, end: End) {
         self.finish(end);
     }
@@ -170,7 +198,7 @@ impl Drop for Turn {
 /// The batch cannot go before the one it follows: the client sends that one again, then
 /// this one. A conflict with the stream's state, not an overload: 409.
 fn not_yet(reason: String) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, "batch_out_of_order", reason)
+    ApiError::new(StatusCode::CONFLICT, OUT_OF_ORDER, reason)
 }
 
 impl Streams {
@@ -199,8 +227,8 @@ impl Streams {
         all.entry(key).or_default().clone()
     }
 
-    /// Waits until the batch at `place` may be appended in `org`: at once unless it
-    /// follows a batch still in flight. Its [`Turn`] must be ended with the answer.
+    /// Waits until the batch at `place` may be queued in `org`: at once unless it follows
+    /// a batch not yet queued. Its [`Turn`] must be ended with the answer.
     pub async fn turn(&self, org: &str, place: &Place) -> Result<Turn, ApiError> {
         let before = place.n.saturating_sub(1);
         let stream = if place.follows {
@@ -216,6 +244,7 @@ impl Streams {
             self.stream(org, &place.stream)
         };
         let deadline = tokio::time::Instant::now() + WAIT;
+        let mut after = None;
         if place.follows {
             loop {
                 let changed = stream.changed.notified();
@@ -224,7 +253,11 @@ impl Streams {
                     if s.done.is_some_and(|d| d >= before) {
                         break;
                     }
-                    if s.failed == Some(before) {
+                    let queued_failed = s
+                        .queued
+                        .as_ref()
+                        .is_some_and(|(q, o)| *q == before && o.stored() == Some(false));
+                    if s.failed == Some(before) || queued_failed {
                         // This one fails too, so the batch after it is refused at once.
                         s.failed = Some(place.n);
                         drop(s);
@@ -234,12 +267,19 @@ impl Streams {
                             place.stream
                         )));
                     }
+                    if let Some((q, o)) = &s.queued
+                        && *q == before
+                    {
+                        after = Some(o.clone());
+                        break;
+                    }
                 }
                 if tokio::time::timeout_at(deadline, changed).await.is_err() {
                     Turn {
                         stream: stream.clone(),
                         n: place.n,
                         ended: false,
+                        after: None,
                     }
                     .end(End::Failed);
                     return Err(not_yet(format!(
@@ -253,6 +293,7 @@ impl Streams {
             stream,
             n: place.n,
             ended: false,
+            after,
         })
     }
 }
@@ -312,6 +353,49 @@ mod tests {
             t.end(End::Settled);
         }
         assert!(second.await.unwrap_or(false));
+    }
+
+    #[tokio::test]
+    async fn a_follower_goes_once_the_batch_before_it_is_queued_and_shares_its_fate() {
+        let streams = Arc::new(Streams::default());
+        let Ok(first) = streams.turn("o", &at(0, false)).await else {
+            unreachable!()
+        };
+        assert!(first.after().is_none());
+        let s2 = streams.clone();
+        let second = tokio::spawn(async move { s2.turn("o", &at(1, true)).await.ok() });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !second.is_finished(),
+            "went before its predecessor was queued"
+        );
+        let outcome = Outcome::default();
+        first.queued(outcome.clone());
+        let second = second.await.ok().flatten();
+        let after = second.as_ref().and_then(Turn::after);
+        assert!(after.is_some(), "not queued behind its predecessor");
+        // The store decides both: what it says of the first, the second's `after` says.
+        outcome.set(false);
+        assert_eq!(after.and_then(|a| a.stored()), Some(false));
+        // The first then fails: a later follower of it is refused at once.
+        first.end(End::Failed);
+        drop(second);
+        let t = std::time::Instant::now();
+        assert!(streams.turn("o", &at(1, true)).await.is_err());
+        assert!(t.elapsed() < WAIT);
+    }
+
+    #[test]
+    fn a_refusal_for_order_is_a_failure_other_client_errors_settle() {
+        assert_eq!(End::of(None), End::Settled);
+        let e = not_yet("x".into());
+        assert_eq!(End::of(Some(&e)), End::Failed);
+        let e = ApiError::new(StatusCode::CONFLICT, "conflict", "x");
+        assert_eq!(End::of(Some(&e)), End::Settled);
+        let e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_event", "x");
+        assert_eq!(End::of(Some(&e)), End::Settled);
+        let e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "x");
+        assert_eq!(End::of(Some(&e)), End::Failed);
     }
 
     #[tokio::test]

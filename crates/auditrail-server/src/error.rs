@@ -95,6 +95,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { what } => Self::not_found(what),
             StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::OutOfOrder(m) => Self::new(StatusCode::CONFLICT, "batch_out_of_order", m),
             StoreError::Overloaded => {
                 Self::unavailable("overloaded", "the write queue is full; retry shortly")
             }

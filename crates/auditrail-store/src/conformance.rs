@@ -6,7 +6,10 @@ use auditrail_core::query::{Field, Filter, parse_q};
 use auditrail_core::{Limits, PreparedEvent, event};
 use serde_json::{Value, json};
 
-use crate::{KeyRecord, NewCatalog, NewOrg, Order, PageRequest, Role, Store, StoreError, proofs};
+use crate::{
+    Appending, KeyRecord, NewCatalog, NewOrg, Order, Outcome, PageRequest, Result, Role, Store,
+    StoreError, proofs,
+};
 
 /// A prepared event of `org` from JSON `v` (`n` makes generated ids unique).
 pub fn event(org: &str, v: Value, n: usize) -> PreparedEvent {
@@ -285,6 +288,79 @@ async fn futures_join<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
     .await;
     out.extend(done.into_iter().flatten());
     out
+}
+
+/// `enqueue_after`: a batch queued behind a stored one is stored after it; behind one
+/// that was not stored, it is refused with `OutOfOrder` and nothing of it is stored, and
+/// so is a batch behind that one; sent again alone, it is stored.
+pub async fn enqueue_after_follows_its_batch(store: &dyn Store) {
+    new_org(store, "acme").await;
+    let batch = |b: usize| -> Vec<PreparedEvent> {
+        (0..20)
+            .map(|i| prep("acme", json!({"id": format!("b{b}-{i}"), "action": "x"}), i))
+            .collect()
+    };
+    async fn refused(r: Result<Appending>) -> StoreError {
+        match r {
+            Err(e) => e,
+            Ok(f) => f.await.err().unwrap(),
+        }
+    }
+    let (a, b) = (Outcome::default(), Outcome::default());
+    let fa = store
+        .enqueue_after("acme", batch(0), true, None, a.clone())
+        .await
+        .unwrap();
+    let fb = store
+        .enqueue_after("acme", batch(1), true, Some(a.clone()), b.clone())
+        .await
+        .unwrap();
+    let (ra, rb) = (fa.await.unwrap(), fb.await.unwrap());
+    assert_eq!((a.stored(), b.stored()), (Some(true), Some(true)));
+    assert_eq!(ra.last().map(|x| x.seq), Some(20));
+    assert_eq!(rb.first().map(|x| x.seq), Some(21));
+
+    let failed = Outcome::default();
+    failed.set(false);
+    let (c, d) = (Outcome::default(), Outcome::default());
+    let e = refused(
+        store
+            .enqueue_after("acme", batch(2), true, Some(failed), c.clone())
+            .await,
+    )
+    .await;
+    assert!(matches!(e, StoreError::OutOfOrder(_)), "{e}");
+    let e = refused(
+        store
+            .enqueue_after("acme", batch(3), true, Some(c.clone()), d.clone())
+            .await,
+    )
+    .await;
+    assert!(matches!(e, StoreError::OutOfOrder(_)), "{e}");
+    assert_eq!((c.stored(), d.stored()), (Some(false), Some(false)));
+    let all = store
+        .search("acme", &Filter::default(), page(1000))
+        .await
+        .unwrap();
+    assert_eq!(all.events.len(), 40, "a refused batch was stored");
+    // Sent again, in order: stored, as new events.
+    let c2 = Outcome::default();
+    let rc = store
+        .enqueue_after("acme", batch(2), true, None, c2.clone())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let rd = store
+        .enqueue_after("acme", batch(3), true, Some(c2), Outcome::default())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(rc.first().map(|x| (x.seq, x.duplicate)), Some((41, false)));
+    assert_eq!(rd.last().map(|x| (x.seq, x.duplicate)), Some((80, false)));
+    let head = store.tree_head("acme").await.unwrap();
+    assert_eq!(independent_root(store, "acme").await, (80, head.root));
 }
 
 /// `enqueue`: batches queued one after another take seqs in that order, whichever of

@@ -9,6 +9,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("the write queue is full; retry shortly")]
     Overloaded,
+    /// A batch queued behind another (`Store::enqueue_after`) that was not stored:
+    /// nothing of this one was stored either.
+    #[error("{0}")]
+    OutOfOrder(String),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     #[error("data directory {path} is in use by another auditrail process (lock file {lock})")]

@@ -35,6 +35,23 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub type Appending =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Accepted>>> + Send>>;
 
+/// Whether a batch queued with [`Store::enqueue_after`] was stored: unknown until its
+/// fate is, which is before any batch queued after it is considered.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome(std::sync::Arc<std::sync::OnceLock<bool>>);
+
+impl Outcome {
+    /// `Some(true)` once stored, `Some(false)` once it will not be.
+    pub fn stored(&self) -> Option<bool> {
+        self.0.get().copied()
+    }
+
+    /// Records the fate (the first one said stands).
+    pub fn set(&self, stored: bool) {
+        let _ = self.0.set(stored);
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates an org; `Conflict` if its id is taken.
@@ -84,6 +101,32 @@ pub trait Store: Send + Sync + 'static {
         wait: bool,
     ) -> Result<Appending> {
         let done = self.append(org, events, wait).await;
+        Ok(Box::pin(std::future::ready(done)))
+    }
+
+    /// [`enqueue`](Store::enqueue) for a batch that may be stored only if `after`, a
+    /// batch enqueued before it, is: when `after` is not, this one fails with
+    /// `OutOfOrder` and nothing of it is stored. `outcome` is set to this batch's fate
+    /// before any batch enqueued after it is considered. Where the batches share a
+    /// commit, they share its fate: a client's consecutive batches can go out in one
+    /// fsync. A backend without a queue of its own appends here, once `after` is known.
+    async fn enqueue_after(
+        &self,
+        org: &str,
+        events: Vec<PreparedEvent>,
+        wait: bool,
+        after: Option<Outcome>,
+        outcome: Outcome,
+    ) -> Result<Appending> {
+        // Here `after` was appended in its own `enqueue_after`, so its fate is known.
+        if after.is_some_and(|a| a.stored() != Some(true)) {
+            outcome.set(false);
+            return Err(StoreError::OutOfOrder(
+                "the batch before this one was not stored; nothing of this one was".into(),
+            ));
+        }
+        let done = self.append(org, events, wait).await;
+        outcome.set(done.is_ok());
         Ok(Box::pin(std::future::ready(done)))
     }
 

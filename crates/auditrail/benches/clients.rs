@@ -4,7 +4,9 @@
 //! batch load: this process posting the bench's events (with ids) in 500-event batches
 //! over 16 connections. Then one Node process (`clients/typescript`, `bench/record.mjs`)
 //! and one Python process (`clients/python`, `bench/record.py`) each send the same number
-//! of events through `record()`, each into an org of its own. The peer runs again last,
+//! of events through `record()`, each into an org of its own; Python twice, with the
+//! standard library's JSON and, where it is installed, with orjson (the client's `fast`
+//! extra). The peer runs again last,
 //! so that each client's figure lies between two of its own.
 //!
 //! `cargo bench -p auditrail --bench clients` (`BENCH_EVENTS`, default 200,000; needs
@@ -75,10 +77,19 @@ async fn peer(base: &str, token: &str, from: u64, n: u64) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
-/// Runs a client's bench script against the server; the events/s it prints.
-fn client(dir: &Path, program: &str, args: &[&str], base: &str, token: &str, n: u64) -> f64 {
+/// Runs a client's bench script against the server, with `env` set; the events/s it
+/// prints.
+fn client(
+    dir: &Path,
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    (base, token): (&str, &str),
+    n: u64,
+) -> f64 {
     let out = Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .env("AUDITRAIL_URL", base)
         .env("AUDITRAIL_TOKEN", token)
@@ -121,7 +132,7 @@ async fn main() {
     let base = srv.base.clone();
     let http = reqwest::Client::new();
     let mut tokens = Vec::new();
-    for org in ["peer", "typescript", "python"] {
+    for org in ["peer", "typescript", "python", "python-orjson"] {
         let post = |path: String, body: Value| {
             http.post(format!("{base}{path}"))
                 .bearer_auth(ADMIN)
@@ -142,15 +153,40 @@ async fn main() {
 
     let before = peer(&base, &tokens[0], 0, n).await;
     println!("peer (500-event batches × {CONNECTIONS}, first): {before:.0} events/s");
-    let node = client(&ts, "node", &["bench/record.mjs"], &base, &tokens[1], n);
-    let python = client(&py, "python3", &["bench/record.py"], &base, &tokens[2], n);
+    let node = client(
+        &ts,
+        "node",
+        &["bench/record.mjs"],
+        &[],
+        (&base, &tokens[1]),
+        n,
+    );
+    // Python twice: with the standard library's JSON, and with orjson (the client's
+    // `fast` extra) where it is installed.
+    let py_run = |env: &[(&str, &str)], token: &str| {
+        client(&py, "python3", &["bench/record.py"], env, (&base, token), n)
+    };
+    let python = py_run(&[("AUDITRAIL_JSON", "stdlib")], &tokens[2]);
+    let has_orjson = Command::new("python3")
+        .args(["-c", "import orjson"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let fast = if has_orjson {
+        Some(py_run(&[], &tokens[3]))
+    } else {
+        println!("  python client with orjson: not measured (`pip install orjson`)");
+        None
+    };
     let after = peer(&base, &tokens[0], n, n).await;
     println!("peer (last): {after:.0} events/s");
     let mean = (before + after) / 2.0;
+    let pct = |r: f64| r * 100.0 / mean;
     println!(
-        "record() against the peer's mean ({mean:.0} events/s): TypeScript {:.0}%, Python {:.0}%",
-        node * 100.0 / mean,
-        python * 100.0 / mean
+        "record() against the peer's mean ({mean:.0} events/s): TypeScript {:.0}%, Python {:.0}% (standard library JSON){}",
+        pct(node),
+        pct(python),
+        fast.map(|f| format!(", {:.0}% with orjson", pct(f)))
+            .unwrap_or_default()
     );
     drop(srv);
 }

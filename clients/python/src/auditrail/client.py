@@ -17,6 +17,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Deque, Dict, Iterator, List, Literal, Optional, Tuple, cast
 
 from . import types as api
+from ._encoding import encode_event
 
 Event = Dict[str, Any]
 WhenFull = Literal["block", "drop", "raise"]
@@ -316,7 +317,7 @@ class Batcher:
         if not self.queue:
             self.since = time.monotonic()
         e = event if event.get("id") else {**event, "id": f"{self._id_prefix}-{next(self._ids):x}"}
-        text = json.dumps(e, separators=(",", ":"), ensure_ascii=False).encode()
+        text = encode_event(e)
         self.queue.append((e, text))
         self.bytes += len(text) + 1
         return len(self.queue) == 1 or len(self.queue) >= self.opts.batch_size or self.bytes >= self.opts.max_batch_bytes

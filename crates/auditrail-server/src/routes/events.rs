@@ -133,17 +133,27 @@ pub async fn ingest(
         let result = async {
             let prepared = prepared?;
             let unknown: Vec<bool> = prepared.iter().map(|p| p.unknown_action).collect();
-            let accepted = app.store.append(&org, prepared, false).await?;
+            let accepted = match &turn {
+                None => app.store.append(&org, prepared, false).await?,
+                Some(turn) => {
+                    // Queued behind the batch before it (and ahead of the one after):
+                    // stored only if that one is, often in the same commit.
+                    let outcome = auditrail_store::Outcome::default();
+                    let appending = app
+                        .store
+                        .enqueue_after(&org, prepared, false, turn.after(), outcome.clone())
+                        .await?;
+                    turn.queued(outcome);
+                    appending.await?
+                }
+            };
             app.notify_appended();
             count_unknown_actions(&app, &org, &unknown, &accepted);
             Ok::<_, ApiError>(accepted)
         }
         .await;
         if let Some(turn) = turn {
-            turn.end(match &result {
-                Ok(_) => batch_order::End::Settled,
-                Err(e) => batch_order::End::of(e.status),
-            });
+            turn.end(batch_order::End::of(result.as_ref().err()));
         }
         result
     }

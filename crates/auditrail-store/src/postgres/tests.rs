@@ -32,6 +32,7 @@ macro_rules! story {
 story!(orgs_and_keys);
 story!(append_idempotency_and_tree);
 story!(enqueue_keeps_call_order);
+story!(enqueue_after_follows_its_batch);
 story!(search_filters_and_paging);
 story!(search_across_blocks);
 story!(catalogs);

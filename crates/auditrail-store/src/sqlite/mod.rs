@@ -38,8 +38,8 @@ use crate::queue::WriteQueue;
 use crate::sql::{KEY_COLS, ORG_COLS, now_text};
 use crate::{
     Accepted, Appending, CommitObserver, DeliveryUpdate, Destination, ExportJob, ExportOutcome,
-    KeyRecord, NewCatalog, NewOrg, Org, Page, PageRequest, Result, Role, SealCounts, Store,
-    StoreError, StoredCatalog, StoredCheckpoint, TreeHead,
+    KeyRecord, NewCatalog, NewOrg, Org, Outcome, Page, PageRequest, Result, Role, SealCounts,
+    Store, StoreError, StoredCatalog, StoredCheckpoint, TreeHead,
 };
 
 const DB_FILE: &str = "auditrail.db";
@@ -132,6 +132,48 @@ impl SqliteStore {
         if let Some(h) = handle {
             let _ = h.join();
         }
+    }
+
+    /// Queues events for the writer: they are stored in the order queued, `after` and
+    /// `outcome` as `Store::enqueue_after` says.
+    async fn queue_append(
+        &self,
+        org: &str,
+        events: Vec<PreparedEvent>,
+        wait: bool,
+        after: Option<Outcome>,
+        outcome: Option<Outcome>,
+    ) -> Result<Appending> {
+        if events.is_empty() {
+            if let Some(o) = &outcome {
+                o.set(after.is_none_or(|a| a.stored() == Some(true)));
+            }
+            return Ok(Box::pin(std::future::ready(Ok(Vec::new()))));
+        }
+        let org_num = self.org_num(org).await?;
+        let permit = self.queue.admit(events.len(), wait).await?;
+        let keys = events
+            .iter()
+            .map(|e| writer::Keys::of(org_num, e))
+            .collect();
+        let (tx, rx) = oneshot::channel();
+        // The writer takes jobs in the order they are sent: this is what orders batches.
+        self.send(Job::Append(writer::Append {
+            org_num,
+            events,
+            keys,
+            after,
+            outcome,
+            reply: tx,
+            _permit: permit,
+        }))?;
+        Ok(Box::pin(async move {
+            let (result, spent) = rx
+                .await
+                .map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
+            drop(spent);
+            result
+        }))
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -598,31 +640,24 @@ impl Store for SqliteStore {
         events: Vec<PreparedEvent>,
         wait: bool,
     ) -> Result<Appending> {
-        if events.is_empty() {
-            return Ok(Box::pin(std::future::ready(Ok(Vec::new()))));
+        self.queue_append(org, events, wait, None, None).await
+    }
+
+    async fn enqueue_after(
+        &self,
+        org: &str,
+        events: Vec<PreparedEvent>,
+        wait: bool,
+        after: Option<Outcome>,
+        outcome: Outcome,
+    ) -> Result<Appending> {
+        let queued = self
+            .queue_append(org, events, wait, after, Some(outcome.clone()))
+            .await;
+        if queued.is_err() {
+            outcome.set(false);
         }
-        let org_num = self.org_num(org).await?;
-        let permit = self.queue.admit(events.len(), wait).await?;
-        let keys = events
-            .iter()
-            .map(|e| writer::Keys::of(org_num, e))
-            .collect();
-        let (tx, rx) = oneshot::channel();
-        // The writer takes jobs in the order they are sent: this is what orders batches.
-        self.send(Job::Append(writer::Append {
-            org_num,
-            events,
-            keys,
-            reply: tx,
-            _permit: permit,
-        }))?;
-        Ok(Box::pin(async move {
-            let (result, spent) = rx
-                .await
-                .map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
-            drop(spent);
-            result
-        }))
+        queued
     }
 
     async fn search(&self, org: &str, filter: &Filter, page: PageRequest) -> Result<Page> {

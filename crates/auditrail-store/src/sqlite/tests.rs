@@ -24,6 +24,80 @@ async fn enqueue_keeps_call_order() {
 }
 
 #[tokio::test]
+async fn enqueue_after_follows_its_batch() {
+    let d = tempfile::tempdir().unwrap();
+    conformance::enqueue_after_follows_its_batch(&open(d.path())).await;
+}
+
+/// Batches queued one behind another while the writer is busy go out in one commit
+/// (one fsync), in the order queued.
+#[tokio::test]
+async fn batches_queued_behind_each_other_share_a_commit() {
+    let d = tempfile::tempdir().unwrap();
+    let commits = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let seen = commits.clone();
+    let store = SqliteStore::open(
+        d.path(),
+        Options {
+            on_commit: Some(std::sync::Arc::new(move |c: crate::CommitStats| {
+                seen.lock().unwrap().push(c.events)
+            })),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    conformance::new_org(&store, "acme").await;
+    let batch = |b: usize| -> Vec<PreparedEvent> {
+        (0..10)
+            .map(|i| {
+                conformance::event(
+                    "acme",
+                    serde_json::json!({"id": format!("b{b}-{i}"), "action": "x"}),
+                    i,
+                )
+            })
+            .collect()
+    };
+    // Hold the writer on a write of its own while three batches queue behind it.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let store = std::sync::Arc::new(store);
+    let s = store.clone();
+    let hold = tokio::spawn(async move {
+        s.write(move |_| {
+            let _ = held.recv();
+            Ok(())
+        })
+        .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    commits.lock().unwrap().clear();
+    let mut before: Option<Outcome> = None;
+    let mut queued = Vec::new();
+    for b in 0..3 {
+        let o = Outcome::default();
+        queued.push(
+            store
+                .enqueue_after("acme", batch(b), true, before.take(), o.clone())
+                .await
+                .unwrap(),
+        );
+        before = Some(o);
+    }
+    release.send(()).unwrap();
+    hold.await.unwrap().unwrap();
+    let mut seqs = Vec::new();
+    for q in queued {
+        seqs.extend(q.await.unwrap().into_iter().map(|a| a.seq));
+    }
+    assert_eq!(seqs, (1..=30).collect::<Vec<u64>>());
+    assert_eq!(
+        *commits.lock().unwrap(),
+        vec![30],
+        "one commit for the three"
+    );
+}
+
+#[tokio::test]
 async fn search_filters_and_paging() {
     let d = tempfile::tempdir().unwrap();
     conformance::search_filters_and_paging(&open(d.path())).await;

@@ -23,7 +23,7 @@ use super::wal_checkpointer::WalCheckpointer;
 use super::{STORED_LEVEL, read_nodes};
 use crate::error::Context;
 use crate::terms::{event_terms, term_key};
-use crate::{Accepted, CommitObserver, CommitStats, Result, StoreError};
+use crate::{Accepted, CommitObserver, CommitStats, Outcome, Result, StoreError};
 
 /// Events gathered into one transaction at most.
 const MAX_GROUP_EVENTS: usize = 50_000;
@@ -70,6 +70,11 @@ pub(crate) struct Append {
     pub events: Vec<PreparedEvent>,
     /// `Keys::of` each event, in the same order.
     pub keys: Vec<Keys>,
+    /// A batch queued before this one that must be stored for this one to be (see
+    /// `Store::enqueue_after`): its fate is known here, or it is in this same group.
+    pub after: Option<Outcome>,
+    /// This batch's fate, set before the writer takes the next job.
+    pub outcome: Option<Outcome>,
     /// The outcome, and the events themselves handed back to be freed by the request
     /// that made them (see `Reply`).
     pub reply: oneshot::Sender<Reply>,
@@ -212,7 +217,10 @@ impl Writer {
                     .sum();
                 self.committed(bytes as u64);
                 for (job, out) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send((Ok(out), job.events));
+                    if let Some(o) = &job.outcome {
+                        o.set(out.is_ok());
+                    }
+                    let _ = job.reply.send((out, job.events));
                 }
                 if let Some(obs) = &self.observer {
                     obs(CommitStats {
@@ -230,6 +238,9 @@ impl Writer {
                 self.postings.invalidate();
                 let msg = e.to_string();
                 for job in jobs {
+                    if let Some(o) = &job.outcome {
+                        o.set(false);
+                    }
                     let _ = job
                         .reply
                         .send((Err(StoreError::Unavailable(msg.clone())), job.events));
@@ -244,7 +255,7 @@ impl Writer {
         &mut self,
         jobs: &mut [Append],
         undo: &mut HashMap<i64, OrgState>,
-    ) -> Result<Vec<Vec<Accepted>>> {
+    ) -> Result<Vec<Result<Vec<Accepted>>>> {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let tx = self.conn.transaction().op("begin append")?;
         // Index entries of this group, (term, rid) (see `postings.rs`).
@@ -266,9 +277,22 @@ impl Writer {
                 org_num,
                 events,
                 keys,
+                after,
+                outcome,
                 ..
             } in jobs
             {
+                // A batch behind one that was not stored is not stored either. One in
+                // this same group (fate not known yet) shares this commit's fate.
+                if after.as_ref().is_some_and(|a| a.stored() == Some(false)) {
+                    if let Some(o) = outcome {
+                        o.set(false);
+                    }
+                    outcomes.push(Err(StoreError::OutOfOrder(
+                        "the batch before this one was not stored; nothing of this one was".into(),
+                    )));
+                    continue;
+                }
                 let org_num = *org_num;
                 let state = match self.orgs.entry(org_num) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -328,7 +352,7 @@ impl Writer {
                         duplicate: false,
                     });
                 }
-                outcomes.push(out);
+                outcomes.push(Ok(out));
             }
         }
         self.postings.add_group(&tx, postings, inserted)?;

@@ -25,7 +25,7 @@ try:
         token = os.environ["AUDITRAIL_TOKEN"]
     else:
         url, token = server.url, server.org_key("acme", "ingest")
-    client = Client(url, token, max_queue=20_000, batch_size=int(os.environ.get("BENCH_BATCH", "1000")), in_flight=int(os.environ.get("BENCH_IN_FLIGHT", "4")))
+    client = Client(url, token, batch_size=int(os.environ.get("BENCH_BATCH", "1000")), in_flight=int(os.environ.get("BENCH_IN_FLIGHT", "4")))
     actions = ["addProject", "releaseProject", "addPipeline", "updatePipeline"]
     t = time.perf_counter()
     for i in range(n):

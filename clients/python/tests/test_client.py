@@ -81,7 +81,7 @@ def test_both_json_encoders_write_the_same_events_and_refuse_the_same_values():
     try:
         orjson = importlib.import_module("orjson")
     except ImportError:
-        if os.environ.get("AUDITRAIL_REQUIRE_CLIENTS"):
+        if os.environ.get("AUDITRAIL_REQUIRE_ORJSON"):
             raise
         pytest.skip("orjson is not installed")
     fast, stdlib = _encoding._with(orjson), _encoding._with_stdlib
@@ -186,6 +186,10 @@ def test_a_full_queue_blocks_drops_or_raises_and_close_hands_back_the_rest():
         with pytest.raises(UnsentError) as e:
             client.close(timeout=0.05)
         assert len(e.value.events) == queued
+        # Handed back as recorded, each with the id it was (or would have been) sent with.
+        assert [{k: v for k, v in x.items() if k != "id"} for x in e.value.events] == [event(i) for i in range(queued)]
+        ids = [x["id"] for x in e.value.events]
+        assert len(set(ids)) == queued and all(isinstance(i, str) and i for i in ids)
     t.join(5)
     assert outcome == ["refused"]
 
@@ -193,12 +197,18 @@ def test_a_full_queue_blocks_drops_or_raises_and_close_hands_back_the_rest():
 def test_a_refused_batch_is_reported_not_retried(server):
     token = server.org_key("refused")
     errors = []
-    client = Client(server.url, token, on_error=lambda e, evs: errors.append((e.status, len(evs))))
+    refused = []
+    client = Client(server.url, token, on_error=lambda e, evs: (errors.append((e.status, len(evs))), refused.extend(evs)))
     client.record({"action": ""})
     client.record(event(1, "refused"))
+    client.record({})
+    client.record({"id": "", "action": "x"})
     assert client.flush(10)
-    assert errors == [(422, 2)]
-    assert (client.stats.failed, client.stats.retries) == (2, 0)
+    assert errors == [(422, 4)]
+    # The events as recorded, each with its own id (an empty one replaced).
+    assert [{k: v for k, v in x.items() if k != "id"} for x in refused] == [{"action": ""}, event(1, "refused"), {}, {"action": "x"}]
+    assert len({x["id"] for x in refused}) == 4 and all(x["id"] for x in refused)
+    assert (client.stats.failed, client.stats.retries) == (4, 0)
     client.close()
 
 

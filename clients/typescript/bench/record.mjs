@@ -14,7 +14,7 @@ try {
   const token = external ? process.env.AUDITRAIL_TOKEN : await server.orgKey("acme", "ingest");
   const batchSize = process.env.BENCH_BATCH ? Number(process.env.BENCH_BATCH) : undefined;
   const inFlight = process.env.BENCH_IN_FLIGHT ? Number(process.env.BENCH_IN_FLIGHT) : undefined;
-  const client = new AuditrailClient({ url, token, maxQueue: 20_000, batchSize, inFlight });
+  const client = new AuditrailClient({ url, token, batchSize, inFlight });
   const actions = ["addProject", "releaseProject", "addPipeline", "updatePipeline"];
   const t = performance.now();
   for (let i = 0; i < n; i++) {

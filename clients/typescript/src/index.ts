@@ -111,9 +111,30 @@ interface Flight {
 }
 
 interface Queued {
-  event: AuditEvent;
-  /** Its JSON text, written once: it sizes the batch and is the batch's body. */
+  /**
+   * The event's JSON text (with its `id`), written once: it sizes the batch and is the
+   * batch's body. Only the text is kept, so the caller's object is garbage as soon as
+   * `record()` returns; the rare event handed back (`onError`, `UnsentError`) is parsed
+   * from it.
+   */
   json: string;
+}
+
+/** `event` as JSON with an `id`: its own, or a new one written first. */
+function withId(event: AuditEvent): string {
+  if (event.id) return JSON.stringify(event);
+  if (event.id === undefined) {
+    // No object copy: the id goes in front of the event's own text.
+    const text = JSON.stringify(event);
+    if (text === "{}") return `{"id":"${newId()}"}`;
+    if (text.charCodeAt(0) === 123) return `{"id":"${newId()}",${text.slice(1)}`;
+  }
+  return JSON.stringify({ ...event, id: newId() });
+}
+
+/** The events of queued entries, as sent. */
+function eventsOf(queued: Queued[]): AuditEvent[] {
+  return queued.map((q) => JSON.parse(q.json) as AuditEvent);
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -208,7 +229,6 @@ export class AuditrailClient {
    */
   async record(event: AuditEvent): Promise<void> {
     if (this.closed) throw new ClientClosedError("the client is closed");
-    const e: AuditEvent = event.id ? event : { ...event, id: newId() };
     while (this.queue.length >= this.opts.maxQueue) {
       if (this.opts.whenFull === "drop") {
         this.stats.dropped++;
@@ -218,8 +238,8 @@ export class AuditrailClient {
       await new Promise<void>((r) => this.spaceWaiters.push(r));
       if (this.closed) throw new ClientClosedError("the client is closed");
     }
-    const json = JSON.stringify(e);
-    this.queue.push({ event: e, json });
+    const json = withId(event);
+    this.queue.push({ json });
     this.queuedBytes += json.length + 1;
     if (this.queue.length >= this.opts.batchSize || this.queuedBytes >= this.opts.maxBatchBytes) {
       this.kick();
@@ -258,7 +278,7 @@ export class AuditrailClient {
       this.abandoned = true;
       this.wake?.();
       await this.pumping?.catch(() => undefined);
-      const events = this.queue.map((q) => q.event);
+      const events = eventsOf(this.queue);
       this.queue = [];
       this.queuedBytes = 0;
       throw new UnsentError(events);
@@ -374,7 +394,7 @@ export class AuditrailClient {
       if (r.status === 409 && err.code === "batch_out_of_order") return { settled: false, outOfOrder: true, waitMs: 0 };
       if (r.status < 500 && r.status !== 408 && r.status !== 429) {
         this.stats.failed += f.batch.length;
-        this.opts.onError?.(err, f.batch.map((q) => q.event));
+        this.opts.onError?.(err, eventsOf(f.batch));
         return { settled: true };
       }
       return { settled: false, waitMs: retryAfterMs(r.headers.get("retry-after")) };

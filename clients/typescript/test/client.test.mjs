@@ -119,6 +119,13 @@ test("a full queue blocks, drops with a count, or throws, as asked", { skip }, a
     const err = await client.close({ timeoutMs: 50 }).catch((e) => e);
     assert.ok(err instanceof UnsentError);
     assert.equal(err.events.length, queued);
+    // Handed back as recorded, each with the id it was (or would have been) sent with.
+    assert.deepEqual(
+      err.events.map(({ id, ...rest }) => rest),
+      Array.from({ length: queued }, (_, i) => JSON.parse(JSON.stringify(event(i)))),
+    );
+    assert.equal(new Set(err.events.map((e) => e.id)).size, queued);
+    assert.ok(err.events.every((e) => typeof e.id === "string" && e.id.length > 0));
   }
   assert.ok((await waiting) instanceof Error, "the waiting record() is refused");
 });
@@ -126,13 +133,17 @@ test("a full queue blocks, drops with a count, or throws, as asked", { skip }, a
 test("a batch the server refuses is reported, not retried", { skip }, async () => {
   const token = await server.orgKey("refused");
   const errors = [];
-  const client = new AuditrailClient({ url: server.url, token, onError: (e, evs) => errors.push([e, evs.length]) });
+  const client = new AuditrailClient({ url: server.url, token, onError: (e, evs) => errors.push([e, evs.length, evs]) });
   await client.record({ action: "" });
   await client.record(event(1, "refused"));
   await client.flush();
   assert.equal(errors.length, 1);
   assert.equal(errors[0][0].status, 422);
   assert.equal(errors[0][1], 2, "the whole batch was refused");
+  const [bad, good] = errors[0][2];
+  assert.equal(bad.action, "");
+  assert.deepEqual({ ...good, id: undefined }, { ...event(1, "refused"), id: undefined });
+  assert.ok(typeof good.id === "string" && good.id !== bad.id);
   assert.equal(client.stats.failed, 2);
   assert.equal(client.stats.retries, 0);
 });

@@ -2,7 +2,9 @@
 //! `clients/python`: pytest, after `mypy --strict`), run against this build's
 //! `auditrail serve`: each suite starts, kills and restarts real servers itself. Needs
 //! Node.js >= 18 and npm, Python >= 3.9 with pytest and mypy;
-//! `AUDITRAIL_REQUIRE_CLIENTS` makes a missing one a failure instead of a skip.
+//! `AUDITRAIL_REQUIRE_CLIENTS` makes a missing one a failure instead of a skip, orjson
+//! included. The Python suite runs twice: with orjson where installed, and with the
+//! standard library's JSON.
 //!
 //! Clients generated from `auditrail openapi` by standard generators must typecheck:
 //! openapi-typescript's types (the TypeScript client's `src/schema.ts` is that output,
@@ -44,12 +46,24 @@ fn output(command: &mut Command) -> (bool, String) {
 }
 
 fn run(dir: &Path, cmd: &str, args: &[&str]) {
+    run_with(dir, cmd, args, &[]);
+}
+
+fn run_with(dir: &Path, cmd: &str, args: &[&str], env: &[(&str, &str)]) {
+    // orjson (the Python client's `fast` extra) is required where the clients are.
+    let orjson = if std::env::var_os("AUDITRAIL_REQUIRE_CLIENTS").is_some() {
+        "1"
+    } else {
+        ""
+    };
     let (ok, text) = output(
         Command::new(cmd)
             .args(args)
             .current_dir(dir)
             .env("AUDITRAIL_BIN", env!("CARGO_BIN_EXE_auditrail"))
             .env("AUDITRAIL_REQUIRE_CLIENTS", "1")
+            .env("AUDITRAIL_REQUIRE_ORJSON", orjson)
+            .envs(env.iter().copied())
             .env("PYTHONPATH", dir.join("src"))
             .env("PYTHONDONTWRITEBYTECODE", "1"),
     );
@@ -176,9 +190,8 @@ fn the_python_client_typechecks_and_passes_its_suite_against_a_real_server() {
             "src/auditrail",
         ],
     );
-    run(
-        &dir,
-        "python3",
-        &["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-    );
+    // With orjson where it is installed, then with the standard library's JSON.
+    let pytest = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"];
+    run(&dir, "python3", &pytest);
+    run_with(&dir, "python3", &pytest, &[("AUDITRAIL_JSON", "stdlib")]);
 }

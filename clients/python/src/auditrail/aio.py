@@ -14,6 +14,7 @@ from . import types as api
 
 from .client import (
     AuditrailError,
+    events_of,
     Batcher,
     Event,
     Http,
@@ -83,7 +84,7 @@ class AsyncClient:
         except asyncio.CancelledError:
             pass
         if not flushed:
-            events = [e for e, _ in self._b.queue]
+            events = events_of(self._b.queue)
             self._b.queue.clear()
             raise UnsentError(events)
 
@@ -112,7 +113,7 @@ class AsyncClient:
                         assigned += f.n
                     self._b.busy = True
                 head, task = flights[0]
-                wait = self._b.outcome(*(await task), head.events, head.attempt + 1)
+                wait = self._b.outcome(*(await task), head.texts, head.attempt + 1)
                 if wait is not None:
                     # Sent again alone: every batch before it is settled, so it follows none.
                     head.attempt += 1

@@ -14,7 +14,7 @@ import urllib.parse
 from collections import deque
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Deque, Dict, Iterator, List, Literal, Optional, Tuple, cast
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Literal, Optional, Tuple, cast
 
 from . import types as api
 from ._encoding import encode_event
@@ -131,6 +131,11 @@ def _event_texts(body: str) -> List[str]:
     return out
 
 
+def events_of(texts: Iterable[bytes]) -> List[Event]:
+    """Queued events as the caller recorded them, with their ids."""
+    return [json.loads(t) for t in texts]
+
+
 class Http:
     """Requests to the server with the org's key, over one kept-alive connection per
     thread. A request that finds its kept connection closed by the server is sent again
@@ -200,10 +205,11 @@ class Http:
 
 @dataclass
 class _Flight:
-    """A batch in flight: its number in the stream, events, count, bytes and body."""
+    """A batch in flight: its number in the stream, its events' texts, count, bytes and
+    body."""
 
     number: int
-    events: List[Event]
+    texts: List[bytes]
     n: int
     size: int
     body: bytes
@@ -216,8 +222,10 @@ class Batcher:
 
     def __init__(self, opts: Options):
         self.opts = opts
-        # Each event with its JSON text, written once: it sizes the batch and is its body.
-        self.queue: Deque[Tuple[Event, bytes]] = deque()
+        # Each event's JSON text (with its id), written once: it sizes the batch and is its
+        # body. Only the text is kept: the rare event handed back (`on_error`,
+        # `UnsentError`) is read back from it.
+        self.queue: Deque[bytes] = deque()
         self.bytes = 0
         # When the oldest queued event was recorded; a flush or close makes it due now.
         self.since = 0.0
@@ -248,8 +256,8 @@ class Batcher:
             return None
         if flying and not self.follower_ready(assigned):
             return None
-        events, n, size, body = self.take(assigned)
-        return _Flight(next(self.numbers), events, n, size, body)
+        texts, n, size, body = self.take(assigned)
+        return _Flight(next(self.numbers), texts, n, size, body)
 
     def attempt(self, http: "Http", f: "_Flight", follows: bool) -> Tuple[Optional[int], Dict[str, str], bytes]:
         """One request for a batch (a network error is status None); notes a server that
@@ -292,20 +300,18 @@ class Batcher:
         if not self.queue:
             self.urgent = False
 
-    def take(self, skip: int = 0) -> Tuple[List[Event], int, int, bytes]:
-        """The next batch after the first `skip` queued events (not removed): events,
+    def take(self, skip: int = 0) -> Tuple[List[bytes], int, int, bytes]:
+        """The next batch after the first `skip` queued events (not removed): their texts,
         count, bytes, its body."""
-        events: List[Event] = []
         texts: List[bytes] = []
         size = 0
-        for e, text in itertools.islice(self.queue, skip, None):
+        for text in itertools.islice(self.queue, skip, None):
             b = len(text) + 1
-            if len(events) >= self.opts.batch_size or (events and size + b > self.opts.max_batch_bytes):
+            if len(texts) >= self.opts.batch_size or (texts and size + b > self.opts.max_batch_bytes):
                 break
-            events.append(e)
             texts.append(text)
             size += b
-        return events, len(events), size, b'{"events":[' + b",".join(texts) + b"]}"
+        return texts, len(texts), size, b'{"events":[' + b",".join(texts) + b"]}"
 
     def done(self, n: int, size: int) -> None:
         for _ in range(n):
@@ -316,26 +322,33 @@ class Batcher:
         """Queues `event` (with an `id`); true if the sender should look again."""
         if not self.queue:
             self.since = time.monotonic()
-        e = event if event.get("id") else {**event, "id": f"{self._id_prefix}-{next(self._ids):x}"}
-        text = encode_event(e)
-        self.queue.append((e, text))
+        if event.get("id") or "id" in event:
+            text = encode_event(event if event.get("id") else {**event, "id": self._new_id()})
+        else:
+            # No copy of the event: its id goes in front of its own text.
+            text = encode_event(event)
+            text = b'{"id":"' + self._new_id().encode() + (b'",' + text[1:] if len(text) > 2 else b'"}')
+        self.queue.append(text)
         self.bytes += len(text) + 1
         return len(self.queue) == 1 or len(self.queue) >= self.opts.batch_size or self.bytes >= self.opts.max_batch_bytes
 
-    def outcome(self, status: Optional[int], headers: Dict[str, str], body: bytes, events: List[Event], attempt: int) -> Optional[float]:
+    def _new_id(self) -> str:
+        return f"{self._id_prefix}-{next(self._ids):x}"
+
+    def outcome(self, status: Optional[int], headers: Dict[str, str], body: bytes, texts: List[bytes], attempt: int) -> Optional[float]:
         """None when the batch is settled (sent or refused for good), else seconds to wait."""
         stats = self.opts.stats
         if status is not None and status < 300:
-            stats.sent += len(events)
+            stats.sent += len(texts)
             return None
         if status == 409 and _error_of(status, body).code == "batch_out_of_order":
             # Refused only because the batch before it is not stored yet: sent again,
             # at once, after it.
             return 0.0
         if status is not None and status < 500 and status not in (408, 429):
-            stats.failed += len(events)
+            stats.failed += len(texts)
             if self.opts.on_error:
-                self.opts.on_error(_error_of(status, body), events)
+                self.opts.on_error(_error_of(status, body), events_of(texts))
             return None
         stats.retries += 1
         wait = _retry_after({k.lower(): v for k, v in headers.items()}.get("retry-after"))
@@ -357,7 +370,10 @@ class Client:
         self.stats = self.opts.stats
         self.http = Http(url, token, self.opts.timeout)
         self._b = Batcher(self.opts)
-        self._cv = threading.Condition()
+        # A plain lock, taken directly where nothing waits (`record()` runs for every
+        # event); the condition shares it.
+        self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
         self._abandoned = False
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, self.opts.in_flight), thread_name_prefix="auditrail-send"
@@ -371,7 +387,7 @@ class Client:
             return len(self._b.queue)
 
     def record(self, event: api.Event) -> None:
-        with self._cv:
+        with self._lock:
             try:
                 while self._b.full():
                     self._cv.wait()
@@ -405,7 +421,7 @@ class Client:
                 self._cv.notify_all()
             self._thread.join()
             self._pool.shutdown(wait=False)
-            events = [e for e, _ in self._b.queue]
+            events = events_of(self._b.queue)
             self._b.queue.clear()
             raise UnsentError(events)
         with self._cv:
@@ -441,7 +457,7 @@ class Client:
             result = self._result(head)
             if result is None:
                 return
-            wait = self._b.outcome(*result, head.events, head.attempt + 1)
+            wait = self._b.outcome(*result, head.texts, head.attempt + 1)
             if wait is not None:
                 # Sent again alone: every batch before it is settled, so it follows none.
                 head.attempt += 1

@@ -32,20 +32,81 @@ pub fn event_terms(t: &Terms) -> impl Iterator<Item = (Field, &str)> {
 
 /// Reads a field of a stored event, to re-check conditions exactly.
 pub fn field_value(event: &serde_json::Value, field: Field) -> Option<&str> {
-    let path: [&str; 2] = match field {
-        Field::Action => return event.get("action").and_then(|v| v.as_str()),
-        Field::ActorId => ["actor", "id"],
-        Field::ResourceType => ["resource", "type"],
-        Field::ResourceId => ["resource", "id"],
-        Field::ScopeId => ["scope", "id"],
-    };
-    event
-        .get(path[0])
-        .and_then(|o| o.get(path[1]))
+    field_keys(field)
+        .iter()
+        .try_fold(event, |v, k| v.get(k))
         .and_then(|v| v.as_str())
 }
 
-/// Whether a stored event satisfies every condition of `filter` exactly.
+/// The keys of a field in a stored event, from the root (as [`field_value`] reads them).
+pub fn field_keys(field: Field) -> &'static [&'static str] {
+    match field {
+        Field::Action => &["action"],
+        Field::ActorId => &["actor", "id"],
+        Field::ResourceType => &["resource", "type"],
+        Field::ResourceId => &["resource", "id"],
+        Field::ScopeId => &["scope", "id"],
+    }
+}
+
+/// A quick test of an event's field values, as JSON text (what
+/// [`crate::sealed::decode_some`] shows), against a filter's field conditions: it says
+/// no only when a condition cannot hold, so an event it lets through still needs
+/// [`matches`]. It reads a value only where that is sure: a string with no escape in
+/// it, for a condition value with nothing to escape; anything else lets the event
+/// through.
+pub struct FieldTest {
+    /// The fields' paths ([`crate::sealed::field_path`]), one a field tested.
+    pub paths: Vec<Vec<u8>>,
+    /// Per condition: its field's place in `paths`, its value, and whether negated.
+    conds: Vec<(usize, Vec<u8>, bool)>,
+}
+
+impl FieldTest {
+    /// The test of `filter`'s conditions; `None` if there is none it can test.
+    pub fn of(filter: &auditrail_core::query::Filter) -> Option<Self> {
+        let mut t = FieldTest {
+            paths: Vec::new(),
+            conds: Vec::new(),
+        };
+        let mut fields: Vec<Field> = Vec::new();
+        for c in &filter.conds {
+            if c.value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+                continue;
+            }
+            let at = match fields.iter().position(|f| *f == c.field) {
+                Some(i) => i,
+                None => {
+                    fields.push(c.field);
+                    t.paths.push(crate::sealed::field_path(field_keys(c.field)));
+                    fields.len() - 1
+                }
+            };
+            t.conds.push((at, c.value.as_bytes().to_vec(), c.negate));
+        }
+        (!t.conds.is_empty()).then_some(t)
+    }
+
+    /// False only if some condition cannot hold for an event with these values (one a
+    /// path, `None` where the event has none or it is not known).
+    pub fn may_hold(&self, values: &[Option<&[u8]>]) -> bool {
+        self.conds.iter().all(|(at, want, negate)| {
+            let Some(Some(raw)) = values.get(*at) else {
+                return true;
+            };
+            let plain = raw.len() >= 2
+                && raw[0] == b'"'
+                && raw[raw.len() - 1] == b'"'
+                && !raw.contains(&b'\\');
+            if !plain {
+                return true;
+            }
+            (&raw[1..raw.len() - 1] == want.as_slice()) != *negate
+        })
+    }
+}
+
+/// Whether a stored event satisfies every condition of `filter` exactly./// Whether a stored event satisfies every condition of `filter` exactly.
 pub fn matches(body: &str, filter: &auditrail_core::query::Filter) -> bool {
     // Substring tests first, which most candidates of a scan fail: text conditions are
     // substring tests; and a stored body is canonical JSON, so a value with nothing to
@@ -162,5 +223,71 @@ mod tests {
         assert!(m("\"u-12\" actor:u-12"));
         assert!(!m("-\"u-12\""));
         assert!(!m("\"nothing\""));
+    }
+
+    /// The quick test on a sealed event's values never says no where `matches` would
+    /// say yes, and says no where it is sure.
+    #[test]
+    fn the_field_test_refuses_only_events_that_cannot_match() {
+        use auditrail_core::query::{Cond, Filter};
+        let bodies = [
+            r#"{"action":"add","actor":{"id":"u-12"}}"#,
+            r#"{"action":"add","actor":{"id":"u-1\u0032"}}"#,
+            r#"{"action":"a\"b","actor":{"id":12}}"#,
+            r#"{"action":"add"}"#,
+            r#"{"action":"add","actor":{"id":["u-12"]}}"#,
+            r#"{"action":"add","actor":{"id":{"x":"u-12"}}}"#,
+            r#"{"action":"add","actor":"u-12"}"#,
+        ];
+        let values = |body: &str| -> Vec<Option<Vec<u8>>> {
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            [&["actor", "id"][..], &["action"][..]]
+                .iter()
+                .map(|keys| {
+                    keys.iter()
+                        .try_fold(&v, |v, k| v.get(k))
+                        .filter(|x| !x.is_object() && !x.is_array())
+                        .map(|x| x.to_string().into_bytes())
+                })
+                .collect()
+        };
+        let mut refused = 0;
+        for (field, value) in [
+            (Field::ActorId, "u-12"),
+            (Field::ActorId, "u-1"),
+            (Field::ActorId, "12"),
+            (Field::Action, "add"),
+            (Field::Action, "a\"b"),
+            (Field::Action, "other"),
+        ] {
+            for negate in [false, true] {
+                let mut f = Filter::default();
+                f.conds.push(Cond {
+                    field,
+                    value: value.into(),
+                    negate,
+                });
+                let Some(test) = FieldTest::of(&f) else {
+                    assert_eq!(value, "a\"b", "only a value with something to escape");
+                    continue;
+                };
+                for body in bodies {
+                    let vals = values(body);
+                    // The test's paths, in its order: this filter has one field.
+                    let at = if field == Field::ActorId { 0 } else { 1 };
+                    let shown = [vals[at].as_deref()];
+                    let may = test.may_hold(&shown);
+                    assert!(
+                        may || !matches(body, &f),
+                        "{field:?} {value} negate={negate}: refused {body}"
+                    );
+                    refused += usize::from(!may);
+                }
+            }
+        }
+        assert!(
+            refused >= 10,
+            "the test refuses what it is sure of ({refused})"
+        );
     }
 }

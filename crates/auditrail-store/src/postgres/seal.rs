@@ -27,7 +27,7 @@ use super::to_hash;
 use crate::error::Pg;
 use crate::frame_cache::{Frame, FrameCache};
 use crate::sealed::{self, Body, Entry, FRAME_EVENTS, sealable_end};
-use crate::terms::term_key;
+use crate::terms::{FieldTest, term_key};
 use crate::{Result, SealCounts, StoreError};
 
 /// The 32-bit key a frame's `terms` holds for `field = value` in org `num`.
@@ -71,20 +71,60 @@ pub(super) async fn counts(c: &impl GenericClient, num: i64, keep_open: u64) -> 
 
 /// Decodes a frame row's (first_seq, version, data), through the cache.
 pub(super) fn decoded(cache: &FrameCache, num: i64, row: &Row) -> Result<(i64, Frame)> {
-    let (first, version): (i64, i32) = (row.get(0), row.get(1));
-    let key = (cache_key(num, first), i64::from(version));
-    if let Some(f) = cache.get(key) {
+    let first: i64 = row.get(0);
+    if let Some(f) = cached(cache, num, row) {
         return Ok((first, f));
     }
     let f = Arc::new(sealed::decode(row.get::<_, &[u8]>(2))?);
-    if f.len() as u64 != FRAME_EVENTS {
+    whole(num, first, f.len())?;
+    let version: i32 = row.get(1);
+    cache.put((cache_key(num, first), i64::from(version)), f.clone());
+    Ok((first, f))
+}
+
+/// The frame of a `(first_seq, version, data)` row if the cache holds it decoded.
+pub(super) fn cached(cache: &FrameCache, num: i64, row: &Row) -> Option<Frame> {
+    cached_frame(cache, num, row.get(0), row.get(1))
+}
+
+/// Org `num`'s frame at `first` in `version`, if the cache holds it decoded.
+pub(super) fn cached_frame(
+    cache: &FrameCache,
+    num: i64,
+    first: i64,
+    version: i32,
+) -> Option<Frame> {
+    cache.get((cache_key(num, first), i64::from(version)))
+}
+
+/// Whether the cache holds that frame (without counting it as used).
+pub(super) fn is_cached(cache: &FrameCache, num: i64, first: i64, version: i32) -> bool {
+    cache.contains((cache_key(num, first), i64::from(version)))
+}
+
+/// A frame row's events that `test` lets through (the others `None`, in their places),
+/// without joining the bodies of the rest; not cached, being partial.
+pub(super) fn decoded_some(
+    num: i64,
+    row: &Row,
+    test: &FieldTest,
+) -> Result<(i64, Vec<Option<Entry>>)> {
+    let first: i64 = row.get(0);
+    let f = sealed::decode_some(row.get::<_, &[u8]>(2), &test.paths, &mut |v| {
+        test.may_hold(v)
+    })?;
+    whole(num, first, f.len())?;
+    Ok((first, f))
+}
+
+/// A frame must hold a whole tile.
+fn whole(num: i64, first: i64, len: usize) -> Result<()> {
+    if len as u64 != FRAME_EVENTS {
         return Err(StoreError::Corrupt(format!(
-            "the sealed frame at seq {first} of org {num} holds {} events",
-            f.len()
+            "the sealed frame at seq {first} of org {num} holds {len} events"
         )));
     }
-    cache.put(key, f.clone());
-    Ok((first, f))
+    Ok(())
 }
 
 /// The leaves of org `num`'s seqs in `first..=last` that lie in frames, by seq.

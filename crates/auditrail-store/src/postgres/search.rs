@@ -7,9 +7,12 @@
 //!   `strpos`), so no candidate needs re-checking; the planner picks the
 //!   `(org_num, field, seq)` index of the most selective condition, or
 //!   `(org_num, occurred_us)` for a narrow time range.
-//! - Frames (seqs below the mark): frames are listed in seq order a few at a time,
-//!   skipped by their time bounds and, for positive conditions, by their `terms` (a GIN
-//!   lookup); the events of those read are re-checked exactly.
+//! - Frames (seqs below the mark): frames are listed in seq order, up to 256 at a time
+//!   and without their data, skipped by their time bounds and, for positive conditions,
+//!   by their `terms` (a GIN lookup, which costs about the same whatever the limit);
+//!   their data is then read a few frames at a time, as the page needs, except for frames
+//!   decoded before. With field conditions only the events whose field values may match
+//!   are joined from a frame's columns; every event read is re-checked exactly.
 //!
 //! Descending, rows come first and frames follow; ascending, the other way round.
 
@@ -22,13 +25,17 @@ use tokio_postgres::types::ToSql;
 use super::seal;
 use crate::error::Pg;
 use crate::frame_cache::FrameCache;
-use crate::terms::matches;
+use crate::terms::{FieldTest, matches};
 use crate::{Order, Page, PageRequest, Result, StoredEvent};
 
-/// Frames read by the first query of the sealed part; each further query reads twice as
-/// many, up to `MAX_FRAME_BATCH`, so a page that needs many frames takes few queries.
-const FRAME_BATCH: i64 = 8;
-const MAX_FRAME_BATCH: i64 = 64;
+/// Frames whose data the first read of the sealed part fetches; each further read twice
+/// as many, up to `MAX_FRAME_BATCH`, so a page that needs many frames takes few reads.
+const FRAME_BATCH: usize = 8;
+const MAX_FRAME_BATCH: usize = 64;
+/// Frames listed by one query for the candidates (seqs and versions, no data). With a
+/// condition the query is a GIN lookup over the org's every frame holding the term, as
+/// costly for 8 as for 256, so it runs once for many data reads.
+const CANDIDATES: i64 = 256;
 
 type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
@@ -202,10 +209,10 @@ fn frame_query(num: i64, filter: &Filter, order: Order) -> (String, Params) {
         Box::new(num),
         Box::new(0i64),
         Box::new(0i64),
-        Box::new(FRAME_BATCH),
+        Box::new(CANDIDATES),
     ];
     let mut sql = String::from(
-        "SELECT first_seq, version, data FROM sealed WHERE org_num = $1 \
+        "SELECT first_seq, version FROM sealed WHERE org_num = $1 \
          AND first_seq BETWEEN $2 AND $3",
     );
     let terms: Vec<i32> = filter
@@ -254,43 +261,104 @@ async fn frames(
         .get(0);
     let lo = lo.max(purged + 1);
     let (sql, mut params) = frame_query(num, filter, order);
+    let test = FieldTest::of(filter);
     let st = tx.prepare_cached(&sql).await.pg("prepare frame search")?;
+    let read = tx
+        .prepare_cached(
+            "SELECT first_seq, version, data FROM sealed WHERE org_num = $1 \
+             AND first_seq = ANY($2)",
+        )
+        .await
+        .pg("prepare frame read")?;
     // The frames' first seqs still to read: [first_lo, first_hi].
     let (mut first_lo, mut first_hi) = (crate::sealed::frame_start(lo.max(1) as u64) as i64, hi);
     let mut batch = FRAME_BATCH;
     while first_lo <= first_hi && out.len() < want {
         params[1] = Box::new(first_lo);
         params[2] = Box::new(first_hi);
-        params[3] = Box::new(batch);
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
-        let rows = tx.query(&st, &refs).await.pg("search frames")?;
-        let done = (rows.len() as i64) < batch;
-        batch = (batch * 2).min(MAX_FRAME_BATCH);
-        for row in &rows {
-            let (first, frame) = seal::decoded(cache, num, row)?;
-            let events = seal::within(first, &frame, lo, hi);
-            let events: Box<dyn Iterator<Item = _>> = match order {
-                Order::Asc => Box::new(events),
-                Order::Desc => Box::new(events.rev()),
-            };
-            for (seq, e) in events {
-                let Some(body) = e.text() else { continue };
-                let in_time = filter.from_us.is_none_or(|t| e.occurred_us >= t)
-                    && filter.to_us.is_none_or(|t| e.occurred_us < t);
-                if in_time && matches(body, filter) {
-                    out.push(StoredEvent {
-                        seq: seq as u64,
-                        body: body.to_owned(),
-                        leaf: leaf_hash(body.as_bytes()),
-                    });
-                    if out.len() >= want {
-                        return Ok(());
-                    }
+        let listed: Vec<(i64, i32)> = tx
+            .query(&st, &refs)
+            .await
+            .pg("search frames")?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let done = (listed.len() as i64) < CANDIDATES;
+        let mut at = 0;
+        while at < listed.len() {
+            let chunk = &listed[at..(at + batch).min(listed.len())];
+            at += chunk.len();
+            batch = (batch * 2).min(MAX_FRAME_BATCH);
+            // Frames decoded before need no data; the rest is read in one query.
+            let missing: Vec<i64> = chunk
+                .iter()
+                .filter(|&&(first, version)| !seal::is_cached(cache, num, first, version))
+                .map(|&(first, _)| first)
+                .collect();
+            let mut data: std::collections::HashMap<i64, tokio_postgres::Row> =
+                std::collections::HashMap::with_capacity(missing.len());
+            if !missing.is_empty() {
+                for row in tx.query(&read, &[&num, &missing]).await.pg("read frames")? {
+                    data.insert(row.get(0), row);
                 }
             }
-            match order {
-                Order::Asc => first_lo = first + 1,
-                Order::Desc => first_hi = first - 1,
+            for &(first, version) in chunk {
+                // A frame decoded before is used whole; otherwise, with field
+                // conditions, only the events whose fields may match are joined (most of
+                // a decode).
+                let (whole, some);
+                let cached = seal::cached_frame(cache, num, first, version);
+                let events: Vec<(i64, &crate::sealed::Entry)> = match (cached, &test) {
+                    (Some(f), _) => {
+                        whole = f;
+                        seal::within(first, &whole, lo, hi).collect()
+                    }
+                    (None, test) => {
+                        let row = data.get(&first).ok_or_else(|| {
+                            crate::StoreError::Corrupt(format!(
+                                "the sealed frame at seq {first} of org {num} went missing"
+                            ))
+                        })?;
+                        match test {
+                            Some(test) => {
+                                some = seal::decoded_some(num, row, test)?.1;
+                                some.iter()
+                                    .enumerate()
+                                    .filter_map(|(i, e)| e.as_ref().map(|e| (first + i as i64, e)))
+                                    .filter(|(s, _)| (lo..=hi).contains(s))
+                                    .collect()
+                            }
+                            None => {
+                                whole = seal::decoded(cache, num, row)?.1;
+                                seal::within(first, &whole, lo, hi).collect()
+                            }
+                        }
+                    }
+                };
+                let events: Box<dyn Iterator<Item = _>> = match order {
+                    Order::Asc => Box::new(events.into_iter()),
+                    Order::Desc => Box::new(events.into_iter().rev()),
+                };
+                for (seq, e) in events {
+                    let Some(body) = e.text() else { continue };
+                    let in_time = filter.from_us.is_none_or(|t| e.occurred_us >= t)
+                        && filter.to_us.is_none_or(|t| e.occurred_us < t);
+                    if in_time && matches(body, filter) {
+                        out.push(StoredEvent {
+                            seq: seq as u64,
+                            body: body.to_owned(),
+                            leaf: leaf_hash(body.as_bytes()),
+                        });
+                        if out.len() >= want {
+                            return Ok(());
+                        }
+                    }
+                }
+                match order {
+                    Order::Asc => first_lo = first + 1,
+                    Order::Desc => first_hi = first - 1,
+                }
             }
         }
         if done {

@@ -348,14 +348,48 @@ fn bad(why: &str) -> StoreError {
     StoreError::Corrupt(format!("sealed frame: {why}"))
 }
 
+/// A stored `seq` value, if it is one a following derived seq counts on from (a number
+/// written as `u64` writes it: "01" is not).
+fn written_seq(v: &[u8]) -> Option<u64> {
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|n| n.to_string().as_bytes() == v)
+}
+
 /// One shape, ready to fill: its text and, per hole, where it is and its column.
 struct Plan<'a> {
     text: &'a [u8],
     holes: Vec<(usize, usize)>,
 }
 
+/// Which bodies [`join_picked`] writes out. Before a body is written, `keep` is shown
+/// its value of each of `paths` (a column's path: the keys from the root, each as its
+/// JSON text): the value's JSON text, or `None` when the body has none there, or more
+/// than one. Skipping a body costs finding its values, not writing it.
+pub(super) struct Pick<'p> {
+    pub paths: &'p [Vec<u8>],
+    pub keep: &'p mut super::Keep<'p>,
+}
+
 /// Reads what [`split`] wrote for bodies with these times; the bodies, in order.
 pub(super) fn join<'a>(r: &mut Reader<'a>, times: &[Times]) -> Result<Vec<String>> {
+    let all = join_picked(r, times, None)?;
+    let n = all.len();
+    let out: Vec<String> = all.into_iter().flatten().collect();
+    if out.len() != n {
+        return Err(bad("a body is missing"));
+    }
+    Ok(out)
+}
+
+/// [`join`], writing only the bodies `pick` keeps (all without one); the others are
+/// `None`, in their places.
+pub(super) fn join_picked<'a>(
+    r: &mut Reader<'a>,
+    times: &[Times],
+    mut pick: Option<&mut Pick<'_>>,
+) -> Result<Vec<Option<String>>> {
     let count = |r: &mut Reader<'a>| -> Result<usize> {
         usize::try_from(r.varint()?)
             .ok()
@@ -392,6 +426,19 @@ pub(super) fn join<'a>(r: &mut Reader<'a>, times: &[Times]) -> Result<Vec<String
             return Err(bad("a column appears twice"));
         }
     }
+    // Which of the picked paths each column is.
+    let mut watched: Vec<Option<usize>> = vec![None; n_cols];
+    let n_watched = pick.as_ref().map_or(0, |p| p.paths.len());
+    if let Some(p) = &pick {
+        for (w, path) in p.paths.iter().enumerate() {
+            if let Some(&c) = col_of.get(path.as_slice()) {
+                watched[c] = Some(w);
+            }
+        }
+    }
+    // A body's values of the picked paths; `Err` where it has more than one.
+    let mut seen: Vec<std::result::Result<Option<&[u8]>, ()>> = vec![Ok(None); n_watched];
+    let mut shown: Vec<Option<&[u8]>> = vec![None; n_watched];
     let mut path = Vec::new();
     let mut plans: Vec<Plan<'_>> = Vec::with_capacity(shapes.len());
     for s in &shapes {
@@ -412,18 +459,54 @@ pub(super) fn join<'a>(r: &mut Reader<'a>, times: &[Times]) -> Result<Vec<String
     let mut out = Vec::with_capacity(times.len());
     let mut last_seq: Option<u64> = None;
     let mut buf = Vec::new();
+    // This body's values, one a hole.
+    let mut vals: Vec<&[u8]> = Vec::new();
     for (t, s) in times.iter().zip(shape_of) {
         let plan = &plans[s];
-        buf.clear();
-        let mut from = 0;
-        for &(at, c) in &plan.holes {
-            buf.extend_from_slice(&plan.text[from..at]);
-            from = at + 1;
-            let (values, path) = &mut cols[c];
+        vals.clear();
+        seen.fill(Ok(None));
+        for &(_, c) in &plan.holes {
+            let values = &mut cols[c].0;
             let end = memchr::memchr(END, values).ok_or_else(|| bad("a column ran out"))?;
             let v = &values[..end];
             *values = &values[end + 1..];
-            let path: &[u8] = path;
+            vals.push(v);
+            if let Some(w) = watched[c] {
+                seen[w] = match seen[w] {
+                    Ok(None) => Ok(Some(v)),
+                    _ => Err(()),
+                };
+            }
+        }
+        if let Some(p) = pick.as_mut() {
+            for (to, from) in shown.iter_mut().zip(&seen) {
+                *to = from.ok().flatten();
+            }
+            if !(p.keep)(&shown) {
+                // Not written; the seqs still count on.
+                for (&(_, c), v) in plan.holes.iter().zip(&vals) {
+                    if cols[c].1 == SEQ {
+                        last_seq = if v.is_empty() {
+                            Some(
+                                last_seq
+                                    .and_then(|s| s.checked_add(1))
+                                    .ok_or_else(|| bad("a seq with nothing before it"))?,
+                            )
+                        } else {
+                            written_seq(v)
+                        };
+                    }
+                }
+                out.push(None);
+                continue;
+            }
+        }
+        buf.clear();
+        let mut from = 0;
+        for (&(at, c), &v) in plan.holes.iter().zip(&vals) {
+            buf.extend_from_slice(&plan.text[from..at]);
+            from = at + 1;
+            let path: &[u8] = cols[c].1;
             if v.is_empty() {
                 match path {
                     SEQ => {
@@ -444,10 +527,7 @@ pub(super) fn join<'a>(r: &mut Reader<'a>, times: &[Times]) -> Result<Vec<String
                 }
             } else {
                 if path == SEQ {
-                    last_seq = std::str::from_utf8(v)
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .filter(|n| n.to_string().as_bytes() == v);
+                    last_seq = written_seq(v);
                 }
                 buf.extend_from_slice(v);
             }
@@ -456,7 +536,7 @@ pub(super) fn join<'a>(r: &mut Reader<'a>, times: &[Times]) -> Result<Vec<String
         let len = buf.len();
         let body = String::from_utf8(std::mem::replace(&mut buf, Vec::with_capacity(len + 64)))
             .map_err(|_| bad("a body is not UTF-8"))?;
-        out.push(body);
+        out.push(Some(body));
     }
     if cols.iter().any(|(v, _)| !v.is_empty()) {
         return Err(bad("a column has values left"));

@@ -202,6 +202,44 @@ impl<'a> Reader<'a> {
 
 /// Decompresses a frame; `Corrupt` on anything but a frame [`encode`] made.
 pub fn decode(data: &[u8]) -> Result<Vec<Entry>> {
+    let all = decode_picked(data, None)?;
+    let n = all.len();
+    let out: Vec<Entry> = all.into_iter().flatten().collect();
+    if out.len() != n {
+        return Err(Reader::bad("an entry is missing"));
+    }
+    Ok(out)
+}
+
+/// The path of a field in [`decode_some`]: its keys from the root (`["actor", "id"]`).
+pub fn field_path(keys: &[&str]) -> Vec<u8> {
+    let mut p = Vec::new();
+    for k in keys {
+        // Keys here are plain: nothing in them to escape.
+        p.push(b'"');
+        p.extend_from_slice(k.as_bytes());
+        p.push(b'"');
+    }
+    p
+}
+
+/// What [`decode_some`] asks of each event: its values of the paths, as JSON text.
+pub type Keep<'a> = dyn FnMut(&[Option<&[u8]>]) -> bool + 'a;
+
+/// [`decode`], writing out only the events `keep` accepts: it is shown each event's
+/// value of each of `paths` ([`field_path`]) as JSON text, or `None` where the event has
+/// none there (or more than one). The others are `None`, in their places; events whose
+/// body was purged, and every event of a frame without columns, are always written.
+/// Skipping an event spares joining its body, most of decoding it.
+pub fn decode_some(
+    data: &[u8],
+    paths: &[Vec<u8>],
+    keep: &mut Keep<'_>,
+) -> Result<Vec<Option<Entry>>> {
+    decode_picked(data, Some(&mut columns::Pick { paths, keep }))
+}
+
+fn decode_picked(data: &[u8], pick: Option<&mut columns::Pick<'_>>) -> Result<Vec<Option<Entry>>> {
     thread_local! {
         /// One decompression context per thread: making one costs more than a frame.
         static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
@@ -268,7 +306,7 @@ pub fn decode(data: &[u8]) -> Result<Vec<Entry>> {
                 received_ms,
             })
             .collect();
-        columns::join(&mut r, &times)?.into_iter()
+        columns::join_picked(&mut r, &times, pick)?.into_iter()
     } else {
         Vec::new().into_iter()
     };
@@ -276,22 +314,29 @@ pub fn decode(data: &[u8]) -> Result<Vec<Entry>> {
     for (occurred_us, received_ms, body) in heads {
         let body = match body {
             Ok(b) => b,
-            Err(_) if version == COLUMNS => Body::Text(
-                joined
+            Err(_) if version == COLUMNS => {
+                match joined
                     .next()
-                    .ok_or_else(|| Reader::bad("a body is missing"))?,
-            ),
+                    .ok_or_else(|| Reader::bad("a body is missing"))?
+                {
+                    Some(t) => Body::Text(t),
+                    None => {
+                        out.push(None);
+                        continue;
+                    }
+                }
+            }
             Err(len) => {
                 let t = std::str::from_utf8(r.take(len)?)
                     .map_err(|_| Reader::bad("a body is not UTF-8"))?;
                 Body::Text(t.to_owned())
             }
         };
-        out.push(Entry {
+        out.push(Some(Entry {
             occurred_us,
             received_ms,
             body,
-        });
+        }));
     }
     if r.at != raw.len() {
         return Err(Reader::bad("trailing bytes"));
@@ -514,6 +559,64 @@ mod tests {
                 Entry { occurred_us: o, received_ms: r, body: Body::Text(text) }
             }).collect();
             prop_assert_eq!(decode(&encode(&entries).unwrap()).unwrap(), entries);
+        }
+
+        /// Decoding some events: those kept come back exactly as a whole decode gives
+        /// them, the others are `None`, purged ones always come back, and `keep` is
+        /// shown each event's values of the paths as its body has them.
+        #[test]
+        fn decoding_some_events_gives_exactly_those(items in proptest::collection::vec(
+            (0i64..1 << 50, 0i64..1 << 42, json(), any::<bool>(), any::<bool>(), any::<u8>()), 0..=64)) {
+            let entries: Vec<Entry> = items.iter().enumerate().map(|(i, (o, r, v, seq, purged, _))| {
+                let text = if *seq { stored(i as i64, *o, *r) } else { v.to_string() };
+                let mut e = Entry { occurred_us: *o, received_ms: *r, body: Body::Text(text) };
+                if *purged && i % 3 == 0 {
+                    e.purge();
+                }
+                e
+            }).collect();
+            let frame = encode(&entries).unwrap();
+            let whole = decode(&frame).unwrap();
+            let paths = [field_path(&["actor", "id"]), field_path(&["action"])];
+            // What keep is shown, and what it says, in the order it is asked.
+            let mut asked: Vec<Vec<Option<Vec<u8>>>> = Vec::new();
+            let mut said = Vec::new();
+            let votes: Vec<bool> = items.iter().map(|t| t.5 % 2 == 0).collect();
+            let some = decode_some(&frame, &paths, &mut |v| {
+                asked.push(v.iter().map(|x| x.map(<[u8]>::to_vec)).collect());
+                let k = votes.get(said.len()).copied().unwrap_or(true);
+                said.push(k);
+                k
+            }).unwrap();
+            prop_assert_eq!(some.len(), whole.len());
+            let columnar = zstd::bulk::decompress(&frame, 1 << 24).unwrap()[0] == COLUMNS;
+            let mut shown = asked.into_iter().zip(said);
+            for (e, got) in whole.iter().zip(&some) {
+                let Some(text) = e.text() else {
+                    prop_assert_eq!(got.as_ref(), Some(e));
+                    continue;
+                };
+                if !columnar {
+                    prop_assert_eq!(got.as_ref(), Some(e));
+                    continue;
+                }
+                let (values, kept) = shown.next().unwrap();
+                prop_assert_eq!(got.is_some(), kept);
+                if kept {
+                    prop_assert_eq!(got.as_ref(), Some(e));
+                }
+                // The values shown are the body's scalars at those paths, as written.
+                let v: serde_json::Value = match serde_json::from_str(text) {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                };
+                let at = |keys: &[&str]| keys.iter().try_fold(&v, |v, k| v.get(k))
+                    .filter(|x| !x.is_object() && !x.is_array())
+                    .map(|x| x.to_string().into_bytes());
+                prop_assert_eq!(&values[0], &at(&["actor", "id"]));
+                prop_assert_eq!(&values[1], &at(&["action"]));
+            }
+            prop_assert!(shown.next().is_none());
         }
     }
 }

@@ -60,16 +60,18 @@ async fn batches_queued_behind_each_other_share_a_commit() {
     };
     // Hold the writer on a write of its own while three batches queue behind it.
     let (release, held) = std::sync::mpsc::channel::<()>();
+    let (started, holding) = tokio::sync::oneshot::channel::<()>();
     let store = std::sync::Arc::new(store);
     let s = store.clone();
     let hold = tokio::spawn(async move {
         s.write(move |_| {
+            let _ = started.send(());
             let _ = held.recv();
             Ok(())
         })
         .await
     });
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    holding.await.unwrap();
     commits.lock().unwrap().clear();
     let mut before: Option<Outcome> = None;
     let mut queued = Vec::new();
@@ -90,11 +92,17 @@ async fn batches_queued_behind_each_other_share_a_commit() {
         seqs.extend(q.await.unwrap().into_iter().map(|a| a.seq));
     }
     assert_eq!(seqs, (1..=30).collect::<Vec<u64>>());
-    assert_eq!(
-        *commits.lock().unwrap(),
-        vec![30],
-        "one commit for the three"
-    );
+    // The writer reports a commit just after it answers the appends in it.
+    let seen = || commits.lock().map(|c| c.clone()).unwrap_or_default();
+    for _ in 0..500 {
+        if !seen().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let commits = seen();
+    assert_eq!(commits, vec![30], "one commit for the three");
 }
 
 #[tokio::test]

@@ -35,6 +35,15 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// A batch queued behind one that was not stored (`Store::enqueue_after`).
+    pub(crate) fn out_of_order() -> Self {
+        StoreError::OutOfOrder(
+            "the batch before this one was not stored; nothing of this one was".into(),
+        )
+    }
+}
+
 pub(crate) trait Context<T> {
     fn op(self, operation: &'static str) -> Result<T, StoreError>;
 }

@@ -121,9 +121,7 @@ pub trait Store: Send + Sync + 'static {
         // Here `after` was appended in its own `enqueue_after`, so its fate is known.
         if after.is_some_and(|a| a.stored() != Some(true)) {
             outcome.set(false);
-            return Err(StoreError::OutOfOrder(
-                "the batch before this one was not stored; nothing of this one was".into(),
-            ));
+            return Err(StoreError::out_of_order());
         }
         let done = self.append(org, events, wait).await;
         outcome.set(done.is_ok());

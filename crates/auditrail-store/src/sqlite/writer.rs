@@ -288,9 +288,7 @@ impl Writer {
                     if let Some(o) = outcome {
                         o.set(false);
                     }
-                    outcomes.push(Err(StoreError::OutOfOrder(
-                        "the batch before this one was not stored; nothing of this one was".into(),
-                    )));
+                    outcomes.push(Err(StoreError::out_of_order()));
                     continue;
                 }
                 let org_num = *org_num;

@@ -253,11 +253,15 @@ impl Streams {
                     if s.done.is_some_and(|d| d >= before) {
                         break;
                     }
-                    let queued_failed = s
+                    // The batch before, if it is queued (its fate may be known already).
+                    let queued = s
                         .queued
                         .as_ref()
-                        .is_some_and(|(q, o)| *q == before && o.stored() == Some(false));
-                    if s.failed == Some(before) || queued_failed {
+                        .filter(|(q, _)| *q == before)
+                        .map(|(_, o)| o.clone());
+                    if s.failed == Some(before)
+                        || queued.as_ref().is_some_and(|o| o.stored() == Some(false))
+                    {
                         // This one fails too, so the batch after it is refused at once.
                         s.failed = Some(place.n);
                         drop(s);
@@ -267,10 +271,8 @@ impl Streams {
                             place.stream
                         )));
                     }
-                    if let Some((q, o)) = &s.queued
-                        && *q == before
-                    {
-                        after = Some(o.clone());
+                    if queued.is_some() {
+                        after = queued;
                         break;
                     }
                 }

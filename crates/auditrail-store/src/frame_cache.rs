@@ -32,11 +32,6 @@ impl FrameCache {
         })
     }
 
-    /// Whether `key` is held, without counting it as used.
-    pub(crate) fn contains(&self, key: (i64, i64)) -> bool {
-        self.inner.lock().is_ok_and(|g| g.1.contains_key(&key))
-    }
-
     pub(crate) fn put(&self, key: (i64, i64), frame: Frame) {
         let Ok(mut g) = self.inner.lock() else { return };
         let (tick, map) = &mut *g;

@@ -97,24 +97,14 @@ pub(super) fn cached_frame(
     cache.get((cache_key(num, first), i64::from(version)))
 }
 
-/// Whether the cache holds that frame (without counting it as used).
-pub(super) fn is_cached(cache: &FrameCache, num: i64, first: i64, version: i32) -> bool {
-    cache.contains((cache_key(num, first), i64::from(version)))
-}
-
 /// A frame row's events that `test` lets through (the others `None`, in their places),
 /// without joining the bodies of the rest; not cached, being partial.
-pub(super) fn decoded_some(
-    num: i64,
-    row: &Row,
-    test: &FieldTest,
-) -> Result<(i64, Vec<Option<Entry>>)> {
-    let first: i64 = row.get(0);
+pub(super) fn decoded_some(num: i64, row: &Row, test: &FieldTest) -> Result<Vec<Option<Entry>>> {
     let f = sealed::decode_some(row.get::<_, &[u8]>(2), &test.paths, &mut |v| {
         test.may_hold(v)
     })?;
-    whole(num, first, f.len())?;
-    Ok((first, f))
+    whole(num, row.get(0), f.len())?;
+    Ok(f)
 }
 
 /// A frame must hold a whole tile.
@@ -423,5 +413,19 @@ pub(super) fn within(
         .iter()
         .enumerate()
         .map(move |(i, e)| (first + i as i64, e))
+        .filter(move |(s, _)| (lo..=hi).contains(s))
+}
+
+/// [`within`] for a frame decoded in part ([`decoded_some`]): the events it holds.
+pub(super) fn within_some(
+    first: i64,
+    frame: &[Option<Entry>],
+    lo: i64,
+    hi: i64,
+) -> impl DoubleEndedIterator<Item = (i64, &Entry)> {
+    frame
+        .iter()
+        .enumerate()
+        .filter_map(move |(i, e)| e.as_ref().map(|e| (first + i as i64, e)))
         .filter(move |(s, _)| (lo..=hi).contains(s))
 }

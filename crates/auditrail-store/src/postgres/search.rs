@@ -16,6 +16,8 @@
 //!
 //! Descending, rows come first and frames follow; ascending, the other way round.
 
+use std::collections::HashMap;
+
 use auditrail_core::merkle::leaf_hash;
 use auditrail_core::query::{Field, Filter};
 use deadpool_postgres::Transaction;
@@ -24,9 +26,10 @@ use tokio_postgres::types::ToSql;
 
 use super::seal;
 use crate::error::Pg;
-use crate::frame_cache::FrameCache;
+use crate::frame_cache::{Frame, FrameCache};
+use crate::sealed::Entry;
 use crate::terms::{FieldTest, matches};
-use crate::{Order, Page, PageRequest, Result, StoredEvent};
+use crate::{Order, Page, PageRequest, Result, StoreError, StoredEvent};
 
 /// Frames whose data the first read of the sealed part fetches; each further read twice
 /// as many, up to `MAX_FRAME_BATCH`, so a page that needs many frames takes few reads.
@@ -290,50 +293,42 @@ async fn frames(
             let chunk = &listed[at..(at + batch).min(listed.len())];
             at += chunk.len();
             batch = (batch * 2).min(MAX_FRAME_BATCH);
-            // Frames decoded before need no data; the rest is read in one query.
-            let missing: Vec<i64> = chunk
-                .iter()
-                .filter(|&&(first, version)| !seal::is_cached(cache, num, first, version))
-                .map(|&(first, _)| first)
-                .collect();
-            let mut data: std::collections::HashMap<i64, tokio_postgres::Row> =
-                std::collections::HashMap::with_capacity(missing.len());
+            // Frames decoded before need no data: taken from the cache now, as another
+            // search may push them out of it meanwhile. The rest is read in one query.
+            let mut held: HashMap<i64, Frame> = HashMap::new();
+            let mut missing: Vec<i64> = Vec::new();
+            for &(first, version) in chunk {
+                match seal::cached_frame(cache, num, first, version) {
+                    Some(f) => {
+                        held.insert(first, f);
+                    }
+                    None => missing.push(first),
+                }
+            }
+            let mut data: HashMap<i64, tokio_postgres::Row> = HashMap::new();
             if !missing.is_empty() {
                 for row in tx.query(&read, &[&num, &missing]).await.pg("read frames")? {
                     data.insert(row.get(0), row);
                 }
             }
-            for &(first, version) in chunk {
-                // A frame decoded before is used whole; otherwise, with field
-                // conditions, only the events whose fields may match are joined (most of
-                // a decode).
+            for &(first, _) in chunk {
+                // A frame held decoded is used whole; otherwise, with field conditions,
+                // only the events whose fields may match are joined (most of a decode).
                 let (whole, some);
-                let cached = seal::cached_frame(cache, num, first, version);
-                let events: Vec<(i64, &crate::sealed::Entry)> = match (cached, &test) {
-                    (Some(f), _) => {
-                        whole = f;
+                let events: Vec<(i64, &Entry)> = if let Some(f) = held.get(&first) {
+                    seal::within(first, f, lo, hi).collect()
+                } else {
+                    let row = data.get(&first).ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "the sealed frame at seq {first} of org {num} went missing"
+                        ))
+                    })?;
+                    if let Some(test) = &test {
+                        some = seal::decoded_some(num, row, test)?;
+                        seal::within_some(first, &some, lo, hi).collect()
+                    } else {
+                        whole = seal::decoded(cache, num, row)?.1;
                         seal::within(first, &whole, lo, hi).collect()
-                    }
-                    (None, test) => {
-                        let row = data.get(&first).ok_or_else(|| {
-                            crate::StoreError::Corrupt(format!(
-                                "the sealed frame at seq {first} of org {num} went missing"
-                            ))
-                        })?;
-                        match test {
-                            Some(test) => {
-                                some = seal::decoded_some(num, row, test)?.1;
-                                some.iter()
-                                    .enumerate()
-                                    .filter_map(|(i, e)| e.as_ref().map(|e| (first + i as i64, e)))
-                                    .filter(|(s, _)| (lo..=hi).contains(s))
-                                    .collect()
-                            }
-                            None => {
-                                whole = seal::decoded(cache, num, row)?.1;
-                                seal::within(first, &whole, lo, hi).collect()
-                            }
-                        }
                     }
                 };
                 let events: Box<dyn Iterator<Item = _>> = match order {

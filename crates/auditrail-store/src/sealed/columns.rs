@@ -244,9 +244,23 @@ fn string_end(text: &[u8], start: usize) -> Option<usize> {
     None
 }
 
+/// How a column's values are kept (frame version 4 names it in the column's head).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Codes {
+    /// Version 3: every column plain, its head without a code.
+    Plain,
+    /// Version 4: each head carries [`PLAIN`] or [`HEX`].
+    Named,
+}
+
+/// A column's values back to back, each followed by [`END`].
+const PLAIN: u8 = 0;
+/// A column of hex identifiers of one layout, packed (`hex.rs`).
+const HEX: u8 = 1;
+
 /// Appends the bodies as shapes and columns to `out`; `None` if one cannot be split
 /// (the caller then keeps the bodies whole).
-pub(super) fn split(bodies: &[(&str, Times)], out: &mut Vec<u8>) -> Option<()> {
+pub(super) fn split(bodies: &[(&str, Times)], codes: Codes, out: &mut Vec<u8>) -> Option<()> {
     let mut shapes: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut shape_list: Vec<Vec<u8>> = Vec::new();
     let mut shape_of: Vec<usize> = Vec::with_capacity(bodies.len());
@@ -325,14 +339,24 @@ pub(super) fn split(bodies: &[(&str, Times)], out: &mut Vec<u8>) -> Option<()> {
     for s in shape_of {
         put_varint(out, s as u64);
     }
+    let packed: Vec<Option<Vec<u8>>> = cols
+        .iter()
+        .map(|(_, data)| match codes {
+            Codes::Named => super::hex::pack(data),
+            Codes::Plain => None,
+        })
+        .collect();
     put_varint(out, cols.len() as u64);
-    for (p, data) in &cols {
+    for ((p, data), packed) in cols.iter().zip(&packed) {
         put_varint(out, p.len() as u64);
         out.extend_from_slice(p);
-        put_varint(out, data.len() as u64);
+        if codes == Codes::Named {
+            out.push(if packed.is_some() { HEX } else { PLAIN });
+        }
+        put_varint(out, packed.as_ref().unwrap_or(data).len() as u64);
     }
-    for (_, data) in &cols {
-        out.extend_from_slice(data);
+    for ((_, data), packed) in cols.iter().zip(&packed) {
+        out.extend_from_slice(packed.as_ref().unwrap_or(data));
     }
     Some(())
 }
@@ -373,8 +397,8 @@ pub(super) struct Pick<'p> {
 }
 
 /// Reads what [`split`] wrote for bodies with these times; the bodies, in order.
-pub(super) fn join<'a>(r: &mut Reader<'a>, times: &[Times]) -> Result<Vec<String>> {
-    let all = join_picked(r, times, None)?;
+pub(super) fn join<'a>(r: &mut Reader<'a>, times: &[Times], codes: Codes) -> Result<Vec<String>> {
+    let all = join_picked(r, times, codes, None)?;
     let n = all.len();
     let out: Vec<String> = all.into_iter().flatten().collect();
     if out.len() != n {
@@ -388,6 +412,7 @@ pub(super) fn join<'a>(r: &mut Reader<'a>, times: &[Times]) -> Result<Vec<String
 pub(super) fn join_picked<'a>(
     r: &mut Reader<'a>,
     times: &[Times],
+    codes: Codes,
     mut pick: Option<&mut Pick<'_>>,
 ) -> Result<Vec<Option<String>>> {
     let count = |r: &mut Reader<'a>| -> Result<usize> {
@@ -415,13 +440,27 @@ pub(super) fn join_picked<'a>(
     for _ in 0..n_cols {
         let len = count(r)?;
         let p = r.take(len)?;
-        heads.push((p, count(r)?));
+        let code = match codes {
+            Codes::Named => r.byte()?,
+            Codes::Plain => PLAIN,
+        };
+        heads.push((p, code, count(r)?));
+    }
+    // Packed columns, unpacked: their values as a plain column's.
+    let mut stored = Vec::with_capacity(n_cols);
+    for &(_, code, len) in &heads {
+        let data = r.take(len)?;
+        stored.push(match code {
+            PLAIN => (data, None),
+            HEX => (data, Some(super::hex::unpack(data)?)),
+            _ => return Err(bad("unknown column code")),
+        });
     }
     let mut col_of: HashMap<&[u8], usize> = HashMap::with_capacity(n_cols);
     // Each column's values not yet used, and its path.
     let mut cols: Vec<(&[u8], &[u8])> = Vec::with_capacity(n_cols);
-    for (i, (p, len)) in heads.iter().enumerate() {
-        cols.push((r.take(*len)?, p));
+    for (i, (&(p, _, _), (data, unpacked))) in heads.iter().zip(&stored).enumerate() {
+        cols.push((unpacked.as_deref().unwrap_or(data), p));
         if col_of.insert(p, i).is_some() {
             return Err(bad("a column appears twice"));
         }

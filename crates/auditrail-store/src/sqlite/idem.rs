@@ -1,22 +1,23 @@
 //! Client-id claims (idempotency), kept off the random-write path.
 //!
-//! A client id is looked up by a 128-bit key: SHA-256(org ‖ id) split into `h` (the
-//! rowid) and `h2`. Equal keys mean the same id (a collision costs 2^64 work); when only
-//! `h` agrees, the ids differ and the exact text goes to `ids_collided`.
+//! A client id is looked up by a 128-bit key: SHA-256(org ‖ id) split into `h` and `h2`.
+//! Equal keys mean the same id (a collision costs 2^64 work); when only `h` agrees, the
+//! ids differ and the exact text goes to `ids_collided`.
 //!
-//! Random keys inserted one commit at a time would dirty pages all over a growing B-tree
+//! Random keys written one commit at a time would dirty pages all over a growing table
 //! on every commit, and each dirty page is written to the WAL and again to the database.
 //! So new claims are kept in memory and written to `ids_pending` as one row per group
 //! commit (rowid = the rid of the group's first claim, always the end of the table; the
 //! claims packed in a blob), which costs one row rather than one per claim; once there
-//! are enough of them (a quarter as many as `ids` holds, within `MERGE_AT ..=
-//! MAX_MERGE_AT`) they are inserted into `ids` in key order and `ids_pending` is emptied,
-//! in the same transaction. Each page of `ids` is then written once per merge rather than
-//! once per commit, and, as merges wait longer while `ids` grows, a claim costs about
-//! the same bytes written in a large table as in a small one.
+//! are enough of them (a quarter as many as are merged, within `MERGE_AT ..=
+//! MAX_MERGE_AT`) they are merged in key order into the sorted chunks of `id_chunks`
+//! (`id_chunks.rs`) and `ids_pending` is emptied, in the same transaction. Each chunk is
+//! then written once per merge rather than once per commit, and, as merges wait longer
+//! while the merged claims grow, a claim costs about the same bytes written in a large
+//! set as in a small one.
 //!
-//! Most ids are new, and a lookup of a new id in `ids` is a B-tree descent that finds
-//! nothing; a Bloom filter of the keys in `ids` (`idem_filter.rs`) skips it.
+//! Most ids are new, and a lookup of a new id among the merged claims reads a chunk and
+//! finds nothing; a Bloom filter of the merged keys (`idem_filter.rs`) skips it.
 
 use std::path::PathBuf;
 
@@ -129,15 +130,6 @@ impl Claims {
         self
     }
 
-    /// Claims for a database whose claims are all in `ids` (a schema conversion, which
-    /// runs before `ids_pending` exists and merges everything it claims).
-    pub(crate) fn all_merged() -> Self {
-        let mut c = Self::new();
-        c.stale = false;
-        c.pending_rows = false;
-        c
-    }
-
     /// Forgets what memory holds; it is reloaded from the database before the next claim.
     /// Until then nothing is written: what memory held may have been rolled back.
     pub(crate) fn invalidate(&mut self) {
@@ -197,11 +189,7 @@ impl Claims {
             None if !self.known.may_contain(h) => None,
             None => {
                 self.lookups += 1;
-                tx.prepare_cached("SELECT h2, rid FROM ids WHERE h = ?1")
-                    .op("prepare id read")?
-                    .query_row([h], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-                    .op("read id")?
+                super::id_chunks::lookup(tx, h)?
             }
         };
         match found {
@@ -238,15 +226,6 @@ impl Claims {
         Ok(())
     }
 
-    /// Merges the claims in memory into `ids` once there are enough of them (see
-    /// [`Self::end_group`], which writers call instead).
-    pub(crate) fn merge_if_due(&mut self, tx: &Transaction<'_>) -> Result<()> {
-        if self.stale || self.recent.len() < self.due() {
-            return Ok(());
-        }
-        self.merge(tx)
-    }
-
     pub(crate) fn merge(&mut self, tx: &Transaction<'_>) -> Result<()> {
         let started = std::time::Instant::now();
         let mut all: Vec<(i64, i64, i64)> = self
@@ -255,14 +234,7 @@ impl Claims {
             .map(|(&h, &(h2, rid))| (h, h2, rid))
             .collect();
         all.sort_unstable();
-        {
-            let mut ins = tx
-                .prepare_cached("INSERT INTO ids (h, h2, rid) VALUES (?1, ?2, ?3)")
-                .op("prepare id merge")?;
-            for (h, h2, rid) in all {
-                ins.execute(params![h, h2, rid]).op("merge ids")?;
-            }
-        }
+        super::id_chunks::merge(tx, &all)?;
         if self.pending_rows {
             tx.execute("DELETE FROM ids_pending", [])
                 .op("empty pending ids")?;
@@ -335,6 +307,10 @@ mod tests {
     }
 
     fn count(c: &Connection, table: &str) -> i64 {
+        if table == "ids" {
+            // The merged claims, in their chunks.
+            return super::super::id_chunks::count(c).unwrap();
+        }
         c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .unwrap()
     }
@@ -539,17 +515,13 @@ mod tests {
         let mut claims = Claims::merging_at(1_000);
         let tx = c.transaction().unwrap();
         // Another id already holds `h` with a different second half.
-        tx.execute(
-            "INSERT INTO ids (h, h2, rid) VALUES (?1, ?2, 7)",
-            params![h, h2 ^ 1],
-        )
-        .unwrap();
+        super::super::id_chunks::merge(&tx, &[(h, h2 ^ 1, 7)]).unwrap();
         assert_eq!(claims.claim(&tx, 1, "victim", 8).unwrap(), Claim::New);
         assert_eq!(claims.claim(&tx, 1, "victim", 9).unwrap(), Claim::Seen(8));
         assert_eq!(count(&tx, "ids_collided"), 1);
         // And in memory, before any merge.
         let (h, h2) = id_key(1, "other");
-        tx.execute("DELETE FROM ids", []).unwrap();
+        tx.execute("DELETE FROM id_chunks", []).unwrap();
         claims.recent.insert(h, (h2 ^ 1, 10));
         assert_eq!(claims.claim(&tx, 1, "other", 11).unwrap(), Claim::New);
         assert_eq!(claims.claim(&tx, 1, "other", 12).unwrap(), Claim::Seen(11));

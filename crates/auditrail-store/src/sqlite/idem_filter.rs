@@ -1,4 +1,4 @@
-//! A Bloom filter over the claim keys merged into `ids`, so that a new client id (the
+//! A Bloom filter over the claim keys merged into `id_chunks`, so that a new client id (the
 //! common case) is accepted without a B-tree lookup.
 //!
 //! A claim key's `h` is the first 64 bits of a SHA-256, so its bits are already uniform:
@@ -6,7 +6,7 @@
 //! filter answers "maybe" for every key it was given and "no" for almost every other;
 //! a "maybe" only costs the lookup that every claim made before.
 //!
-//! It is built from `ids` on a thread of its own with its own connection, so neither
+//! It is built from `id_chunks` on a thread of its own with its own connection, so neither
 //! opening the store nor the writer waits for a scan of every claim ever made. Keys merged
 //! while it is built are kept by the writer and added when it arrives. A filter that has
 //! taken the keys it was sized for is built again, twice as large; until the new one
@@ -204,7 +204,7 @@ impl Known {
         }
     }
 
-    /// Records keys merged into `ids` (even if their transaction may yet roll back: a key
+    /// Records keys merged into `id_chunks` (even if their transaction may yet roll back: a key
     /// the filter holds but `ids` does not only costs a lookup). A filter that is full
     /// is built again, larger; these keys, not committed yet, are not in its scan, so
     /// they are kept for it.
@@ -252,19 +252,9 @@ fn scan(db: &PathBuf) -> Result<Filter> {
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .op("set busy timeout")?;
     let tx = conn.transaction().op("begin client-id scan")?;
-    let n: i64 = tx
-        .query_row("SELECT count(*) FROM ids", [], |r| r.get(0))
-        .op("count client ids")?;
+    let n = super::id_chunks::count(&tx)?;
     let mut f = Filter::with_capacity((n.max(0) as usize) * 2);
-    {
-        let mut st = tx
-            .prepare("SELECT h FROM ids")
-            .op("prepare client-id scan")?;
-        let mut rows = st.query([]).op("scan client ids")?;
-        while let Some(r) = rows.next().op("scan client ids")? {
-            f.insert(r.get(0).op("client id key")?);
-        }
-    }
+    super::id_chunks::scan(&tx, |h| f.insert(h))?;
     tracing::debug!(
         keys = f.keys,
         ms = started.elapsed().as_millis() as u64,
@@ -329,13 +319,13 @@ mod tests {
     fn a_full_filter_answers_while_its_successor_is_built() {
         let d = tempfile::tempdir().unwrap();
         let db = d.path().join("ids.db");
-        let c = Connection::open(&db).unwrap();
-        c.execute_batch("CREATE TABLE ids (h INTEGER PRIMARY KEY, h2 INTEGER, rid INTEGER)")
-            .unwrap();
-        for i in 0..10 {
-            c.execute("INSERT INTO ids VALUES (?1, 0, ?2)", [key(i), i as i64])
-                .unwrap();
-        }
+        let mut c = Connection::open(&db).unwrap();
+        super::super::schema::migrate(&mut c).unwrap();
+        let t = c.transaction().unwrap();
+        let mut claims: Vec<(i64, i64, i64)> = (0..10).map(|i| (key(i), 0, i as i64)).collect();
+        claims.sort_unstable();
+        super::super::id_chunks::merge(&t, &claims).unwrap();
+        t.commit().unwrap();
         // A filter of the ten, sized for eight: the next merge finds it full.
         let mut f = Filter::with_capacity(0);
         f.capacity = 8;

@@ -5,6 +5,7 @@
 mod by_key;
 mod destinations;
 mod exports;
+mod id_chunks;
 mod idem;
 mod idem_filter;
 mod pending_blob;
@@ -283,9 +284,46 @@ impl Drop for SqliteStore {
 /// storing levels 1-3 saves 15 of every 16 node rows on the commit path.
 pub(crate) const STORED_LEVEL: u32 = 4;
 
-/// `count` consecutive nodes at `level` from `first`, in one range query: stored nodes,
-/// or the leaves beneath, hashed up.
+/// The lowest level stored within a sealed tile: the tile's root. Sealing drops the
+/// nodes of levels `STORED_LEVEL..SEALED_LEVEL` beneath it (16 of every 256 leaves' 31
+/// rows, ~5.5 bytes an event); a proof hashes them again from the frame's leaves, one
+/// frame decoded and at most 256 bodies hashed.
+pub(crate) const SEALED_LEVEL: u32 = 8;
+
+/// Whether the node at (`level`, `index`) is hashed from leaves rather than read, in an
+/// org whose first unsealed seq is `next`.
+fn hashed(level: u32, index: u64, next: u64) -> bool {
+    level < STORED_LEVEL
+        || (level < SEALED_LEVEL && index.saturating_add(1).saturating_mul(1 << level) < next)
+}
+
+/// `count` consecutive nodes at `level` from `first`: stored nodes in one range query, or
+/// (below the stored levels, or within sealed tiles) the leaves beneath, hashed up.
 fn read_run(
+    conn: &Connection,
+    org_num: i64,
+    level: u32,
+    first: u64,
+    count: u64,
+) -> Result<Vec<Hash>> {
+    let end = first + count;
+    // Nodes before `split` are hashed from leaves, the rest read.
+    let split = if level >= SEALED_LEVEL {
+        first
+    } else if level >= STORED_LEVEL {
+        // Sealed tiles end on multiples of 256, so those hashed are the ones before the
+        // node holding the first unsealed seq.
+        ((seal::sealed_upto(conn, org_num)? - 1) >> level).clamp(first, end)
+    } else {
+        end
+    };
+    let mut out = hashed_run(conn, org_num, level, first, split - first)?;
+    out.extend(stored_run(conn, org_num, level, split, end - split)?);
+    Ok(out)
+}
+
+/// `count` stored nodes at `level` from `first`, in one range query.
+fn stored_run(
     conn: &Connection,
     org_num: i64,
     level: u32,
@@ -300,35 +338,48 @@ fn read_run(
     if count == 0 {
         return Ok(Vec::new());
     }
-    if level >= STORED_LEVEL {
-        let mut q = conn
-            .prepare_cached("SELECT idx, hash FROM nodes WHERE org_num = ?1 AND level = ?2 AND idx BETWEEN ?3 AND ?4 ORDER BY idx")
-            .op("prepare node run")?;
-        let rows = q
-            .query_map(
-                params![org_num, level, first as i64, (first + count - 1) as i64],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-            )
-            .op("read node run")?;
-        let mut out = Vec::with_capacity(count as usize);
-        for (i, row) in rows.enumerate() {
-            let (idx, h) = row.op("read node")?;
-            if idx as u64 != first + i as u64 {
-                return Err(missing());
-            }
-            out.push(h.try_into().map_err(|_| missing())?);
-        }
-        if out.len() as u64 != count {
+    let mut q = conn
+        .prepare_cached("SELECT idx, hash FROM nodes WHERE org_num = ?1 AND level = ?2 AND idx BETWEEN ?3 AND ?4 ORDER BY idx")
+        .op("prepare node run")?;
+    let rows = q
+        .query_map(
+            params![org_num, level, first as i64, (first + count - 1) as i64],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        )
+        .op("read node run")?;
+    let mut out = Vec::with_capacity(count as usize);
+    for (i, row) in rows.enumerate() {
+        let (idx, h) = row.op("read node")?;
+        if idx as u64 != first + i as u64 {
             return Err(missing());
         }
-        return Ok(out);
+        out.push(h.try_into().map_err(|_| missing())?);
+    }
+    if out.len() as u64 != count {
+        return Err(missing());
+    }
+    Ok(out)
+}
+
+/// `count` nodes at `level` from `first`, hashed up from the leaves beneath them.
+fn hashed_run(
+    conn: &Connection,
+    org_num: i64,
+    level: u32,
+    first: u64,
+    count: u64,
+) -> Result<Vec<Hash>> {
+    if count == 0 {
+        return Ok(Vec::new());
     }
     let width = 1u64 << level;
     let (lo, hi) = (first * width + 1, (first + count) * width);
     let frames = crate::frame_cache::FrameCache::default();
     let mut level_hashes = seal::leaves(&mut seal::Unsealer::new(conn, &frames, org_num)?, lo, hi)?;
     if level_hashes.len() as u64 != count * width {
-        return Err(missing());
+        return Err(StoreError::Corrupt(format!(
+            "missing leaves under level {level} of org {org_num}"
+        )));
     }
     while level_hashes.len() as u64 > count {
         level_hashes = level_hashes
@@ -349,7 +400,7 @@ pub(crate) fn read_nodes(conn: &Connection, org_num: i64, ids: &[NodeId]) -> Res
         |id: &NodeId| StoreError::Corrupt(format!("missing tree node {id:?} of org {org_num}"));
     ids.iter()
         .map(|id| {
-            if id.level >= STORED_LEVEL {
+            if !hashed(id.level, id.index, unseal.next()) {
                 let h: Option<Vec<u8>> = node
                     .query_row(params![org_num, id.level, id.index as i64], |r| r.get(0))
                     .optional()

@@ -18,20 +18,25 @@
 //!   per block and bucket (the top 8 bits of the term) holding all that merge's such terms
 //!   of the bucket, packed as the pending rows are; a search reads its term's rows of both
 //!   tables.
-//! - `ids`, `ids_pending` and `ids_collided` hold the claims of client-supplied ids (see
-//!   `idem.rs`); generated ids are unique by construction. (`ids_recent`, one row per
-//!   claim, was replaced in version 7 by `ids_pending`, one row per group commit.)
+//! - `id_chunks`, `ids_pending` and `ids_collided` hold the claims of client-supplied ids
+//!   (see `idem.rs`); generated ids are unique by construction. (`ids_recent`, one row
+//!   per claim, was replaced in version 7 by `ids_pending`, one row per group commit;
+//!   `ids`, one row per merged claim, in version 14 by `id_chunks`, sorted claims packed
+//!   a few hundred to a row, see `id_chunks.rs`.)
 //! - `catalogs` holds every version of each org's catalog; `orgs.catalog` is unused
 //!   since schema version 2 (the current catalog is the highest version).
 //! - `exports` holds export jobs with their lease (owner, until) and results.
-//! - `nodes` holds every complete Merkle subtree above the leaves, so roots and proofs
-//!   take O(log n) point reads; leaves are `events.leaf`.
+//! - `nodes` holds every complete Merkle subtree of 16 leaves or more (smaller ones are
+//!   hashed from their leaves), so roots and proofs take O(log n) point reads; leaves are
+//!   `events.leaf`, or a sealed body's hash.
 //! - `leases` names background work and who runs it until when (see `Store::acquire_lease`).
 //! - `sealed` holds, since version 11, the zstd frames of sealed tiles, and
 //!   `sealed_upto` each org's first unsealed seq (see `seal.rs`); a sealed event has no
 //!   row in `events`. Since version 12 a frame longer than a quarter of a page goes on
 //!   in `sealed_more`, keyed by the frame's first rid plus 1, 2, ..., so frames pack
-//!   pages instead of leaving half of one empty after each.
+//!   pages instead of leaving half of one empty after each. Since version 13 `nodes`
+//!   holds no node below a tile's root within a sealed tile: those are hashed from the
+//!   frame's leaves when a proof needs them.
 
 use super::rid::{block_of, by_block, rid};
 use rusqlite::Connection;
@@ -171,12 +176,24 @@ CREATE TABLE sealed_upto (org_num INTEGER PRIMARY KEY, next_seq INTEGER NOT NULL
     r#"
 CREATE TABLE sealed_more (rid INTEGER PRIMARY KEY, data BLOB NOT NULL);
 "#,
+    // Nodes below a tile's root in sealed tiles are hashed from the frame's leaves
+    // when needed (`mod.rs`, `SEALED_LEVEL`); sealing no longer keeps them.
+    r#"
+DELETE FROM nodes WHERE level >= 4 AND level < 8 AND ((idx + 1) << level) <
+    coalesce((SELECT next_seq FROM sealed_upto s WHERE s.org_num = nodes.org_num), 1);
+"#,
+    // Merged client-id claims packed in sorted chunks; `convert_ids` moves `ids` there.
+    r#"
+CREATE TABLE id_chunks (first_h INTEGER PRIMARY KEY, n INTEGER NOT NULL, data BLOB NOT NULL);
+"#,
 ];
 
 /// The schema version whose script is followed by `convert_v6`.
 const BLOCKED_POSTINGS: usize = 6;
 /// The schema version whose script is followed by `postings::convert_v9`.
 const INDEXED_PENDING: usize = 9;
+/// The schema version whose script is followed by `id_chunks::convert_ids`.
+const CHUNKED_IDS: usize = 14;
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     migrate_to(conn, MIGRATIONS.len())
@@ -200,6 +217,9 @@ fn migrate_to(conn: &mut Connection, target: usize) -> Result<()> {
         }
         if i + 1 == INDEXED_PENDING {
             super::postings::convert_v9(&tx)?;
+        }
+        if i + 1 == CHUNKED_IDS {
+            super::id_chunks::convert_ids(&tx)?;
         }
         tx.pragma_update(None, "user_version", i + 1)
             .op("set schema version")?;
@@ -238,10 +258,16 @@ fn convert_v6(tx: &rusqlite::Transaction<'_>) -> Result<()> {
         }
     }
     {
-        let mut claims = super::idem::Claims::all_merged();
+        // Into `ids` as it was then (version 14 packs it into chunks).
         let mut read = tx
             .prepare("SELECT org_num, id, seq FROM idem ORDER BY org_num, seq")
             .op("read old ids")?;
+        let mut ins = tx
+            .prepare("INSERT OR IGNORE INTO ids (h, h2, rid) VALUES (?1, ?2, ?3)")
+            .op("prepare ids")?;
+        let mut collided = tx
+            .prepare("INSERT INTO ids_collided (org_num, id, rid) VALUES (?1, ?2, ?3)")
+            .op("prepare ids")?;
         let mut rows = read.query([]).op("read old ids")?;
         while let Some(r) = rows.next().op("read old ids")? {
             let (org, id, seq): (i64, String, i64) = (
@@ -249,10 +275,13 @@ fn convert_v6(tx: &rusqlite::Transaction<'_>) -> Result<()> {
                 r.get(1).op("old ids")?,
                 r.get(2).op("old ids")?,
             );
-            claims.claim(tx, org, &id, rid(org, seq as u64))?;
-            claims.merge_if_due(tx)?;
+            let (h, h2) = super::idem::id_key(org, &id);
+            let at = rid(org, seq as u64);
+            // Ids are unique in `idem`: a key taken is another id's (see `idem.rs`).
+            if ins.execute(params![h, h2, at]).op("convert ids")? == 0 {
+                collided.execute(params![org, id, at]).op("convert ids")?;
+            }
         }
-        claims.merge(tx)?;
     }
     tx.execute_batch("DROP TABLE postings_v1; DROP TABLE idem;")
         .op("drop old tables")?;
@@ -429,6 +458,88 @@ mod tests {
         assert_eq!(claims.claim(&tx, 1, "new", rid(1, 10)).unwrap(), Claim::New);
         let gone = tables_named(&tx, "'ids_recent'");
         assert_eq!(gone, 0);
+    }
+
+    /// Version 14 packs the merged claims of `ids` into chunks: each is found as it was.
+    #[test]
+    fn version_14_packs_every_merged_claim() {
+        use super::super::id_chunks;
+        let d = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(d.path().join("old.db")).unwrap();
+        migrate_to(&mut c, 13).unwrap();
+        let claim = |i: i64| {
+            let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as i64);
+            (h, h ^ 0x55, rid(1 + i % 3, (i * 7 % 100_000) as u64))
+        };
+        let n = 70_000;
+        {
+            let tx = c.transaction().unwrap();
+            let mut ins = tx
+                .prepare("INSERT INTO ids (h, h2, rid) VALUES (?1, ?2, ?3)")
+                .unwrap();
+            for i in 0..n {
+                let (h, h2, r) = claim(i);
+                ins.execute(params![h, h2, r]).unwrap();
+            }
+            drop(ins);
+            tx.commit().unwrap();
+        }
+        migrate(&mut c).unwrap();
+        assert_eq!(tables_named(&c, "'ids'"), 0, "the old table is gone");
+        assert_eq!(id_chunks::count(&c).unwrap(), n);
+        for i in 0..n {
+            let (h, h2, r) = claim(i);
+            assert_eq!(
+                id_chunks::lookup(&c, h).unwrap(),
+                Some((h2, r)),
+                "claim {i}"
+            );
+        }
+    }
+
+    /// Version 13 drops the nodes below sealed tiles' roots and keeps every other node.
+    #[test]
+    fn version_13_drops_the_nodes_within_sealed_tiles() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(d.path().join("old.db")).unwrap();
+        migrate_to(&mut c, 12).unwrap();
+        // Org 1 sealed up to seq 512 (two tiles), org 2 nothing; nodes of levels 3 to 9.
+        c.execute(
+            "INSERT INTO sealed_upto (org_num, next_seq) VALUES (1, 513)",
+            [],
+        )
+        .unwrap();
+        for org in [1i64, 2] {
+            for level in 3..10u32 {
+                for idx in 0..(1024u64 >> level) {
+                    c.execute(
+                        "INSERT INTO nodes (org_num, level, idx, hash) VALUES (?1, ?2, ?3, x'00')",
+                        params![org, level, idx as i64],
+                    )
+                    .unwrap();
+                }
+            }
+        }
+        migrate(&mut c).unwrap();
+        let left = |org: i64, level: u32| -> Vec<i64> {
+            let mut q = c
+                .prepare("SELECT idx FROM nodes WHERE org_num = ?1 AND level = ?2 ORDER BY idx")
+                .unwrap();
+            q.query_map(params![org, level], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        for level in 3..10u32 {
+            let all: Vec<i64> = (0..(1024i64 >> level)).collect();
+            assert_eq!(left(2, level), all, "org 2 level {level}");
+            let kept: Vec<i64> = if (4..8).contains(&level) {
+                all.into_iter().filter(|i| (i + 1) << level > 512).collect()
+            } else {
+                all
+            };
+            assert_eq!(left(1, level), kept, "org 1 level {level}");
+        }
     }
 
     #[test]

@@ -66,6 +66,11 @@ impl<'a> Unsealer<'a> {
         seq < self.next
     }
 
+    /// The org's first unsealed seq.
+    pub(crate) fn next(&self) -> u64 {
+        self.next
+    }
+
     /// The frame starting at seq `start` (a sealed tile's first seq).
     pub(crate) fn frame(&mut self, start: u64) -> Result<Frame> {
         if let Some((s, f)) = &self.last
@@ -313,6 +318,19 @@ pub(crate) fn seal(
             .op("prepare row delete")?
             .execute(params![a, b])
             .op("delete rows")?;
+        // The tile's nodes below its root: hashed from the frame's leaves from now on.
+        let mut drop_nodes = t
+            .prepare_cached(
+                "DELETE FROM nodes WHERE org_num = ?1 AND level = ?2 AND idx BETWEEN ?3 AND ?4",
+            )
+            .op("prepare node delete")?;
+        for level in super::STORED_LEVEL..super::SEALED_LEVEL {
+            let lo = (next - 1) >> level;
+            let hi = lo + (FRAME_EVENTS >> level) - 1;
+            drop_nodes
+                .execute(params![org_num, level, lo as i64, hi as i64])
+                .op("delete nodes")?;
+        }
         next += FRAME_EVENTS;
         sealed += FRAME_EVENTS;
     }

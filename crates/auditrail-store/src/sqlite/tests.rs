@@ -123,6 +123,85 @@ async fn sealing() {
     conformance::sealing(&open(d.path())).await;
 }
 
+/// Every root, proof and node run of org `acme` a reader can ask for, as text; each
+/// proof verified against the head.
+async fn tree_answers(s: &SqliteStore) -> Vec<String> {
+    use auditrail_core::merkle;
+    let head = s.tree_head("acme").await.unwrap();
+    let mut out = vec![format!("{} {}", head.size, hex::encode(head.root))];
+    let sizes = [
+        1, 15, 16, 100, 255, 256, 257, 300, 511, 512, 700, 1024, 1100,
+    ];
+    for size in sizes.into_iter().chain([head.size]) {
+        let root = crate::proofs::root_at(s, "acme", size).await.unwrap();
+        let c = crate::proofs::consistency(s, "acme", head.size, size, head.size)
+            .await
+            .unwrap();
+        merkle::verify_consistency(size, head.size, &root, &head.root, &c.hashes).unwrap();
+        out.push(format!("{size} {} {:?}", hex::encode(root), c.hashes));
+    }
+    for index in (0..head.size).step_by(7) {
+        let p = crate::proofs::inclusion(s, "acme", head.size, index, head.size)
+            .await
+            .unwrap();
+        merkle::verify_inclusion(index, head.size, &p.leaf, &p.hashes, &head.root).unwrap();
+        out.push(format!("{index} {:?}", p.hashes));
+    }
+    for level in 0..11 {
+        let run = s
+            .run_hashes("acme", level, 0, head.size >> level)
+            .await
+            .unwrap();
+        out.push(format!("{level} {run:?}"));
+    }
+    out
+}
+
+/// Sealing drops the tree's nodes below each sealed tile's root (they are hashed again
+/// from the frame's leaves); every root, proof and node read afterwards is the same.
+#[tokio::test]
+async fn sealed_tiles_keep_no_nodes_below_their_root() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    conformance::new_org(&s, "acme").await;
+    for start in (0..1500).step_by(250) {
+        let evs = (start..start + 250)
+            .map(|i| {
+                conformance::event(
+                    "acme",
+                    serde_json::json!({"action": "a", "details": {"i": i}}),
+                    i,
+                )
+            })
+            .collect();
+        s.append("acme", evs, false).await.unwrap();
+    }
+    let db = rusqlite::Connection::open(d.path().join("auditrail.db")).unwrap();
+    let low = |sealed_below: i64| -> i64 {
+        db.query_row(
+            "SELECT count(*) FROM nodes WHERE level BETWEEN 4 AND 7 AND ((idx + 1) << level) < ?1 \
+             AND org_num = (SELECT num FROM orgs WHERE id = 'acme')",
+            [sealed_below],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let before = tree_answers(&s).await;
+    let head = s.tree_head("acme").await.unwrap().size;
+    let (all, within) = (low(i64::MAX), low(1281));
+    // Five tiles: 16 + 8 + 4 + 2 nodes of levels 4 to 7 each.
+    assert_eq!(within, 5 * 30);
+    let sealed = s.seal("acme", head - 1280, 100).await.unwrap();
+    assert_eq!(sealed, 1280);
+    assert_eq!(low(1281), 0, "no node below a sealed tile's root");
+    assert_eq!(low(i64::MAX), all - within, "the open tiles keep theirs");
+    assert_eq!(tree_answers(&s).await, before);
+    assert_eq!(
+        conformance::independent_root(&s, "acme").await,
+        (head, s.tree_head("acme").await.unwrap().root)
+    );
+}
+
 #[tokio::test]
 async fn catalogs() {
     let d = tempfile::tempdir().unwrap();

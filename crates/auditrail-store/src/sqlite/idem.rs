@@ -162,6 +162,7 @@ impl Claims {
     }
 
     /// Claims `id` of `org_num` for `rid` unless it was accepted before.
+    #[cfg(test)]
     pub(crate) fn claim(
         &mut self,
         tx: &Transaction<'_>,

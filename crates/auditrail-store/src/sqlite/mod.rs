@@ -2,6 +2,7 @@
 //! load, alone on the data dir, commits through a rollback journal instead: see
 //! [`Journal`]), one writer thread (see `writer.rs`), a small pool of read connections.
 
+mod bucket_blob;
 mod by_key;
 mod destinations;
 mod exports;

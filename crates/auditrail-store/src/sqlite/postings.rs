@@ -19,8 +19,8 @@
 //! answered. So where a merge writes at least `BUCKET_FROM` terms of a block with few
 //! events each (at most `BUCKET_MAX_RIDS`), it writes those to `postings_buckets`
 //! instead: one row per bucket (the term's top 8 bits, so 256 rows), its terms packed
-//! with a directory as the pending rows are; terms of many events keep rows of their
-//! own. A search reads the term's own rows and its bucket's rows of each block
+//! densely, each named by 32 bits of its hash (`bucket_blob.rs`); terms of many events
+//! keep rows of their own. A search reads the term's own rows and its bucket's rows of each block
 //! (`merged_rids`). Small merges (many small commits) keep a row per term: a bucket row
 //! of a few terms would make every search of the bucket read one more row per merge.
 //!
@@ -229,7 +229,7 @@ impl Pending {
                             bucket[0].0,
                             bucket_of(bucket[0].1),
                             first,
-                            pack(first, &terms)
+                            super::bucket_blob::pack(first, &terms)
                         ])
                         .op("merge postings")?;
                     written += 1;
@@ -375,11 +375,40 @@ pub(crate) fn merged_rids(conn: &rusqlite::Connection, blk: i64, term: i64) -> R
         .op("read postings")?;
     while let Some(r) = rows.next().op("read postings")? {
         let (first, blob) = first_and_blob(r, BUCKETED)?;
-        rids_of(first, blob, term, &mut out).map_err(|_| corrupt(BUCKETED, first))?;
+        super::bucket_blob::rids_of(first, blob, term, &mut out)
+            .map_err(|_| corrupt(BUCKETED, first))?;
     }
-    // Each row's rids ascend; rows of the two tables interleave in time.
+    // Each row's rids ascend; rows of the two tables interleave in time. A bucket row
+    // may also hold, under the same key, an event of another term that this one has too.
     out.sort_unstable();
+    out.dedup();
     Ok(out)
+}
+
+/// Rewrites the bucket rows in version 15's format (see `bucket_blob.rs`).
+pub(crate) fn convert_v15(tx: &Transaction<'_>) -> Result<()> {
+    let mut st = tx
+        .prepare("SELECT blk, bucket, first_rid, terms FROM postings_buckets")
+        .op("read bucketed postings")?;
+    let mut up = tx
+        .prepare("UPDATE postings_buckets SET terms = ?4 WHERE blk = ?1 AND bucket = ?2 AND first_rid = ?3")
+        .op("prepare bucketed postings")?;
+    let mut rows = st.query([]).op("read bucketed postings")?;
+    let mut done = Vec::new();
+    while let Some(r) = rows.next().op("read bucketed postings")? {
+        let (blk, bucket): (i64, i64) = (r.get(0).op(BUCKETED)?, r.get(1).op(BUCKETED)?);
+        let first: i64 = r.get(2).op(BUCKETED)?;
+        let blob: Vec<u8> = r.get(3).op(BUCKETED)?;
+        let terms = unpack(first, &blob).map_err(|_| corrupt(BUCKETED, first))?;
+        let refs: Vec<(i64, &[i64])> = terms.iter().map(|(t, r)| (*t, r.as_slice())).collect();
+        done.push((blk, bucket, first, super::bucket_blob::pack(first, &refs)));
+    }
+    drop(rows);
+    for (blk, bucket, first, blob) in done {
+        up.execute(params![blk, bucket, first, blob])
+            .op("convert bucketed postings")?;
+    }
+    Ok(())
 }
 
 /// Rewrites version 8's pending rows in version 9's format (see `pending_blob.rs`).
@@ -548,8 +577,8 @@ mod tests {
         let mut c = Connection::open(d.path().join("p.db")).unwrap();
         migrate(&mut c).unwrap();
         let r = |seq| rid(1, seq);
-        // Terms 5 and 6 share bucket 0, -1 is bucket 255, 1 << 60 is bucket 16.
-        let (a, b, z, x) = (5i64, 6i64, -1i64, 1i64 << 60);
+        // Terms a and b share bucket 0, -1 is bucket 255, 1 << 60 is bucket 16.
+        let (a, b, z, x) = (5i64 << 32, 6i64 << 32, -1i64, 1i64 << 60);
         assert_eq!(
             (bucket_of(a), bucket_of(b), bucket_of(z), bucket_of(x)),
             (0, 0, 255, 16)
@@ -595,16 +624,19 @@ mod tests {
         assert_eq!(merged_rids(&c, blk0, z).unwrap(), vec![r(2), r(4)]);
         assert_eq!(merged_rids(&c, blk0, x).unwrap(), vec![r(4)]);
         assert!(
-            merged_rids(&c, blk0, 7).unwrap().is_empty(),
+            merged_rids(&c, blk0, 7 << 32).unwrap().is_empty(),
             "same bucket, other term"
         );
+        // A term of bucket 0 whose 32 bits are b's reads b's events (of a bucket row)
+        // too: the search re-checks each event it reads.
+        assert_eq!(merged_rids(&c, blk0, b | 1).unwrap(), vec![r(3)]);
         assert_eq!(merged_rids(&c, blk0, h).unwrap(), many);
         assert_eq!(merged_rids(&c, blk0 + 1, a).unwrap(), vec![r(65_536)]);
         assert!(merged_rids(&c, blk0 + 1, b).unwrap().is_empty());
 
         // A damaged bucket row is reported, not misread.
         c.execute(
-            "UPDATE postings_buckets SET terms = x'ffffffff' WHERE bucket = 0",
+            "UPDATE postings_buckets SET terms = x'ffff' WHERE bucket = 0",
             [],
         )
         .unwrap();

@@ -16,8 +16,8 @@
 //!   events at a time (see `postings.rs`); a search reads both. Since version 10 a merge
 //!   of many terms writes its terms of few events to `postings_buckets` instead: one row
 //!   per block and bucket (the top 8 bits of the term) holding all that merge's such terms
-//!   of the bucket, packed as the pending rows are; a search reads its term's rows of both
-//!   tables.
+//!   of the bucket, packed as the pending rows are (since version 15 in a denser layout of
+//!   their own, see `bucket_blob.rs`); a search reads its term's rows of both tables.
 //! - `id_chunks`, `ids_pending` and `ids_collided` hold the claims of client-supplied ids
 //!   (see `idem.rs`); generated ids are unique by construction. (`ids_recent`, one row
 //!   per claim, was replaced in version 7 by `ids_pending`, one row per group commit;
@@ -186,6 +186,8 @@ DELETE FROM nodes WHERE level >= 4 AND level < 8 AND ((idx + 1) << level) <
     r#"
 CREATE TABLE id_chunks (first_h INTEGER PRIMARY KEY, n INTEGER NOT NULL, data BLOB NOT NULL);
 "#,
+    // Version 15 only rewrites the bucket rows' blobs (`postings::convert_v15`).
+    "",
 ];
 
 /// The schema version whose script is followed by `convert_v6`.
@@ -194,6 +196,8 @@ const BLOCKED_POSTINGS: usize = 6;
 const INDEXED_PENDING: usize = 9;
 /// The schema version whose script is followed by `id_chunks::convert_ids`.
 const CHUNKED_IDS: usize = 14;
+/// The schema version whose script is followed by `postings::convert_v15`.
+const PACKED_BUCKETS: usize = 15;
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     migrate_to(conn, MIGRATIONS.len())
@@ -220,6 +224,9 @@ fn migrate_to(conn: &mut Connection, target: usize) -> Result<()> {
         }
         if i + 1 == CHUNKED_IDS {
             super::id_chunks::convert_ids(&tx)?;
+        }
+        if i + 1 == PACKED_BUCKETS {
+            super::postings::convert_v15(&tx)?;
         }
         tx.pragma_update(None, "user_version", i + 1)
             .op("set schema version")?;
@@ -458,6 +465,31 @@ mod tests {
         assert_eq!(claims.claim(&tx, 1, "new", rid(1, 10)).unwrap(), Claim::New);
         let gone = tables_named(&tx, "'ids_recent'");
         assert_eq!(gone, 0);
+    }
+
+    /// Version 15 rewrites the bucket rows: each term's rids are read as before.
+    #[test]
+    fn version_15_bucket_rows_are_rewritten_and_still_found() {
+        use super::super::postings::merged_rids;
+        let d = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(d.path().join("old.db")).unwrap();
+        migrate_to(&mut c, 14).unwrap();
+        let first = rid(1, 10);
+        let (a, b) = (3i64 << 32, 4i64 << 32 | 9);
+        let (ra, rb) = ([first, first + 7], [first + 3]);
+        let old = super::super::pending_blob::pack(first, &[(a, &ra), (b, &rb)]);
+        c.execute(
+            "INSERT INTO postings_buckets (blk, bucket, first_rid, terms) VALUES (?1, 0, ?2, ?3)",
+            params![block_of(first), first, old],
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        assert_eq!(merged_rids(&c, block_of(first), a).unwrap(), ra);
+        assert_eq!(merged_rids(&c, block_of(first), b).unwrap(), rb);
+        let now: Vec<u8> = c
+            .query_row("SELECT terms FROM postings_buckets", [], |r| r.get(0))
+            .unwrap();
+        assert!(now.len() < old.len() / 3, "{} of {}", now.len(), old.len());
     }
 
     /// Version 14 packs the merged claims of `ids` into chunks: each is found as it was.

@@ -15,37 +15,92 @@
 //! ones were. Keys are random, so every chunk takes some of a merge's claims, as every
 //! page of the former table did; writing them in order fills the pages.
 //!
+//! A claim whose event is sealed keeps only 16 bits of `h2` (an 80-bit key; see
+//! [`Check`]): its event's body is in a frame, where the exact id is read whenever the
+//! 80 bits agree, so only a purged body leaves the 80 bits to decide. Sealing packs them
+//! (`compact`), as merges do: ~10 bytes a claim less.
+//!
 //! Chunk layout: the claim count (LEB128), then per claim the gap of `h` from the claim
-//! before (from the chunk's first `h` for the first, so 0), LEB128; `h2`, 8 bytes LE; the
-//! zigzag change of the rid from the claim before (from 0), LEB128.
+//! before (from the chunk's first `h` for the first, so 0), LEB128; the zigzag change of
+//! the rid from the claim before (from 0) × 2, plus 1 if the claim is short, LEB128;
+//! then `h2`, 8 bytes LE, or for a short claim its top 16 bits, 2 bytes LE.
+
+use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::rid::{SEQ_BITS, seq_of};
 
 use crate::error::Context;
 use crate::terms::put_varint;
 use crate::{Result, StoreError};
 
-/// A claim: `h`, `h2`, rid.
-pub(crate) type Claim = (i64, i64, i64);
+/// What a merged claim keeps of `h2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// All of it.
+    Full(i64),
+    /// Its top 16 bits, once the claim's event is sealed (its exact id is in the frame).
+    Short(u16),
+}
+
+impl Check {
+    /// The short check of a full `h2`.
+    pub(crate) fn short(h2: i64) -> u16 {
+        ((h2 as u64) >> 48) as u16
+    }
+
+    /// Whether `h2` may be the key this check was made from: equal, or equal in its top
+    /// 16 bits for a short one (the caller then compares the ids themselves).
+    pub(crate) fn admits(self, h2: i64) -> bool {
+        match self {
+            Check::Full(x) => x == h2,
+            Check::Short(s) => s == Self::short(h2),
+        }
+    }
+}
+
+/// A claim: `h`, what is kept of `h2`, rid.
+pub(crate) type Claim = (i64, Check, i64);
+
+/// A claim as the writer holds it: `h`, `h2`, rid.
+pub(crate) type FullClaim = (i64, i64, i64);
 
 /// The most bytes a chunk holds: four chunks and their rows' headers fill a 16 KB page
 /// without spilling into overflow pages.
 pub(crate) const CHUNK_BYTES: usize = 4_000;
 /// Chunks rewritten together in a merge.
 const WINDOW: usize = 256;
-/// The most bytes one claim takes in a chunk.
-const MAX_CLAIM_BYTES: usize = 10 + 8 + 10;
+/// The most bytes one claim takes in a chunk: the gap of `h`, the rid's word (66 bits)
+/// and `h2`.
+const MAX_CLAIM_BYTES: usize = 10 + 10 + 8;
 
 fn corrupt(first: i64, why: &str) -> StoreError {
     StoreError::Corrupt(format!("client-id claims chunk at {first}: {why}"))
 }
 
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
+/// The change of a rid (any two `i64` apart, so 65 bits) zigzagged, times 2, plus `flag`.
+fn rid_word(delta: i128, flag: bool) -> u128 {
+    (((delta << 1) ^ (delta >> 127)) as u128) << 1 | u128::from(flag)
 }
 
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
+/// The change of a rid and the flag of a [`rid_word`].
+fn rid_delta(w: u128) -> (i128, bool) {
+    let z = w >> 1;
+    (((z >> 1) as i128) ^ -((z & 1) as i128), w & 1 == 1)
+}
+
+/// Appends `v` as LEB128.
+fn put_varint128(out: &mut Vec<u8>, mut v: u128) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn varint128_len(v: u128) -> usize {
+    (128 - v.leading_zeros() as usize).max(1).div_ceil(7)
 }
 
 /// `claims` (sorted by `h`, none equal) as one chunk's bytes.
@@ -53,10 +108,17 @@ fn encode(claims: &[Claim]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + claims.len() * 20);
     put_varint(&mut out, claims.len() as u64);
     let (mut h0, mut rid0) = (claims.first().map_or(0, |c| c.0), 0i64);
-    for &(h, h2, rid) in claims {
+    for &(h, check, rid) in claims {
         put_varint(&mut out, (h as u64).wrapping_sub(h0 as u64));
-        out.extend_from_slice(&h2.to_le_bytes());
-        put_varint(&mut out, zigzag(rid.wrapping_sub(rid0)));
+        let short = matches!(check, Check::Short(_));
+        put_varint128(
+            &mut out,
+            rid_word(i128::from(rid) - i128::from(rid0), short),
+        );
+        match check {
+            Check::Full(h2) => out.extend_from_slice(&h2.to_le_bytes()),
+            Check::Short(s) => out.extend_from_slice(&s.to_le_bytes()),
+        }
         (h0, rid0) = (h, rid);
     }
     out
@@ -69,11 +131,15 @@ struct Bytes<'a> {
 
 impl Bytes<'_> {
     fn varint(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
+        u64::try_from(self.varint128()?).ok()
+    }
+
+    fn varint128(&mut self) -> Option<u128> {
+        let mut v = 0u128;
+        for shift in (0..128).step_by(7) {
             let b = *self.data.get(self.at)?;
             self.at += 1;
-            v |= u64::from(b & 0x7f) << shift;
+            v |= u128::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
                 return Some(v);
             }
@@ -81,12 +147,12 @@ impl Bytes<'_> {
         None
     }
 
-    fn word(&mut self) -> Option<i64> {
-        let b = self.data.get(self.at..self.at + 8)?;
-        self.at += 8;
-        let mut w = [0u8; 8];
+    fn bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let b = self.data.get(self.at..self.at + N)?;
+        self.at += N;
+        let mut w = [0u8; N];
         w.copy_from_slice(b);
-        Some(i64::from_le_bytes(w))
+        Some(w)
     }
 }
 
@@ -95,7 +161,7 @@ impl Bytes<'_> {
 fn decode(first: i64, data: &[u8]) -> Result<Vec<Claim>> {
     let mut r = Bytes { data, at: 0 };
     let n = r.varint().ok_or_else(|| corrupt(first, "no count"))?;
-    if n == 0 || n > (data.len() / 9) as u64 {
+    if n == 0 || n > (data.len() / 4) as u64 {
         return Err(corrupt(first, "a count that does not fit"));
     }
     let mut out = Vec::with_capacity(n as usize);
@@ -110,11 +176,16 @@ fn decode(first: i64, data: &[u8]) -> Result<Vec<Claim>> {
             return Err(corrupt(first, "keys out of order"));
         }
         h = next;
-        let h2 = r.word().ok_or_else(|| corrupt(first, "truncated"))?;
-        rid = rid.wrapping_add(unzigzag(
-            r.varint().ok_or_else(|| corrupt(first, "truncated"))?,
-        ));
-        out.push((h, h2, rid));
+        let w = r.varint128().ok_or_else(|| corrupt(first, "truncated"))?;
+        let (delta, short) = rid_delta(w);
+        rid = i64::try_from(i128::from(rid) + delta)
+            .map_err(|_| corrupt(first, "a rid out of range"))?;
+        let check = if short {
+            r.bytes().map(|b| Check::Short(u16::from_le_bytes(b)))
+        } else {
+            r.bytes().map(|b| Check::Full(i64::from_le_bytes(b)))
+        };
+        out.push((h, check.ok_or_else(|| corrupt(first, "truncated"))?, rid));
     }
     if r.at != data.len() {
         return Err(corrupt(first, "trailing bytes"));
@@ -122,8 +193,8 @@ fn decode(first: i64, data: &[u8]) -> Result<Vec<Claim>> {
     Ok(out)
 }
 
-/// The `(h2, rid)` of the merged claim keyed `h`, if there is one.
-pub(crate) fn lookup(c: &Connection, h: i64) -> Result<Option<(i64, i64)>> {
+/// What the merged claim keyed `h` keeps of `h2`, and its rid, if there is one.
+pub(crate) fn lookup(c: &Connection, h: i64) -> Result<Option<(Check, i64)>> {
     let chunk: Option<(i64, Vec<u8>)> = c
         .prepare_cached(
             "SELECT first_h, data FROM id_chunks WHERE first_h <= ?1 ORDER BY first_h DESC LIMIT 1",
@@ -191,57 +262,131 @@ fn write(t: &Transaction<'_>, claims: &[Claim]) -> Result<()> {
 
 /// The bytes claim `i` of `claims` takes in a chunk that starts with claim `first`.
 fn claim_bytes(claims: &[Claim], first: usize, i: usize) -> usize {
-    let varint_len = |v: u64| (64 - v.leading_zeros() as usize).max(1).div_ceil(7);
+    let varint_len = |v: u64| varint128_len(u128::from(v));
     let (h0, rid0) = if i == first {
         (claims[i].0, 0)
     } else {
         (claims[i - 1].0, claims[i - 1].2)
     };
+    let check = match claims[i].1 {
+        Check::Full(_) => 8,
+        Check::Short(_) => 2,
+    };
     varint_len((claims[i].0 as u64).wrapping_sub(h0 as u64))
-        + 8
-        + varint_len(zigzag(claims[i].2.wrapping_sub(rid0)))
+        + varint128_len(rid_word(i128::from(claims[i].2) - i128::from(rid0), true))
+        + check
+}
+
+/// Each org's first unsealed seq: the claims of events below it are kept short.
+pub(crate) struct Sealed(HashMap<i64, u64>);
+
+impl Sealed {
+    pub(crate) fn read(c: &Connection) -> Result<Self> {
+        let mut st = c
+            .prepare_cached("SELECT org_num, next_seq FROM sealed_upto")
+            .op("prepare sealing progress")?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .op("read sealing progress")?;
+        let mut m = HashMap::new();
+        for row in rows {
+            let (org, next) = row.op("read sealing progress")?;
+            m.insert(org, next.max(0) as u64);
+        }
+        Ok(Self(m))
+    }
+
+    /// `c`, short if its event is sealed.
+    fn shorten(&self, c: Claim) -> Claim {
+        match c.1 {
+            Check::Full(h2)
+                if self
+                    .0
+                    .get(&(c.2 >> SEQ_BITS))
+                    .is_some_and(|&next| seq_of(c.2) < next) =>
+            {
+                (c.0, Check::Short(Check::short(h2)), c.2)
+            }
+            _ => c,
+        }
+    }
+}
+
+/// Rewrites the chunks of the window of at most `size` chunks from key `from`, with the
+/// claims of `new` (sorted by `h`) that fall in its key range merged in and claims of
+/// sealed events made short; a window neither changes is left as it is. Returns the
+/// next window's first key (`None` after the last) and how many of `new` it took.
+fn window(
+    t: &Transaction<'_>,
+    from: i64,
+    size: usize,
+    new: &[Claim],
+    sealed: &Sealed,
+) -> Result<(Option<i64>, usize)> {
+    let chunks: Vec<(i64, Vec<u8>)> = t
+        .prepare_cached(
+            "SELECT first_h, data FROM id_chunks WHERE first_h >= ?1 ORDER BY first_h LIMIT ?2",
+        )
+        .op("prepare id merge")?
+        .query_map(params![from, size as i64 + 1], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .op("read ids")?
+        .collect::<std::result::Result<_, _>>()
+        .op("read ids")?;
+    // The window's key range is from..until (until: the next window's first key).
+    let until = chunks.get(size).map(|c| c.0);
+    let take = until.map_or(new.len(), |u| new.partition_point(|c| c.0 < u));
+    let mut old = Vec::new();
+    for (first, data) in chunks.iter().take(size) {
+        old.extend(decode(*first, data)?);
+    }
+    let mut changed = take > 0;
+    for c in &mut old {
+        let short = sealed.shorten(*c);
+        changed |= short != *c;
+        *c = short;
+    }
+    if changed {
+        let mine: Vec<Claim> = new[..take].iter().map(|&c| sealed.shorten(c)).collect();
+        let merged = merge_sorted(&old, &mine)?;
+        // `until` is above `from` (it is a later chunk's first key).
+        t.prepare_cached("DELETE FROM id_chunks WHERE first_h BETWEEN ?1 AND ?2")
+            .op("prepare id merge")?
+            .execute(params![from, until.map_or(i64::MAX, |u| u - 1)])
+            .op("merge ids")?;
+        write(t, &merged)?;
+    }
+    Ok((until, take))
 }
 
 /// Merges `new` (sorted by `h`; no key among them or already merged) into the chunks.
 /// `Corrupt` (and the caller's transaction rolls back) if a key is already there.
-pub(crate) fn merge(t: &Transaction<'_>, new: &[Claim]) -> Result<()> {
-    let mut read = t
-        .prepare_cached(
-            "SELECT first_h, data FROM id_chunks WHERE first_h >= ?1 ORDER BY first_h LIMIT ?2",
-        )
-        .op("prepare id merge")?;
-    let mut rest = new;
-    let mut from = i64::MIN;
+pub(crate) fn merge(t: &Transaction<'_>, new: &[FullClaim]) -> Result<()> {
+    let sealed = Sealed::read(t)?;
+    let new: Vec<Claim> = new
+        .iter()
+        .map(|&(h, h2, rid)| (h, Check::Full(h2), rid))
+        .collect();
+    let (mut from, mut rest) = (i64::MIN, new.as_slice());
     loop {
-        let chunks: Vec<(i64, Vec<u8>)> = read
-            .query_map(params![from, WINDOW as i64 + 1], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .op("read ids")?
-            .collect::<std::result::Result<_, _>>()
-            .op("read ids")?;
-        // The window's key range is from..until (until: the next window's first key).
-        let until = chunks.get(WINDOW).map(|c| c.0);
-        let take = until.map_or(rest.len(), |u| rest.partition_point(|c| c.0 < u));
-        let (mine, later) = rest.split_at(take);
-        if !mine.is_empty() {
-            let mut old = Vec::new();
-            for (first, data) in chunks.iter().take(WINDOW) {
-                old.extend(decode(*first, data)?);
-            }
-            let merged = merge_sorted(&old, mine)?;
-            // `until` is above `from` (it is a later chunk's first key).
-            t.prepare_cached("DELETE FROM id_chunks WHERE first_h BETWEEN ?1 AND ?2")
-                .op("prepare id merge")?
-                .execute(params![from, until.map_or(i64::MAX, |u| u - 1)])
-                .op("merge ids")?;
-            write(t, &merged)?;
-        }
+        let (until, took) = window(t, from, WINDOW, rest, &sealed)?;
+        rest = &rest[took..];
         match until {
-            Some(u) => (from, rest) = (u, later),
+            Some(u) => from = u,
             None => return Ok(()),
         }
     }
+}
+
+/// Chunks a compaction step rewrites at most: a few milliseconds of the writer's time.
+pub(crate) const COMPACT_WINDOW: usize = 32;
+
+/// Makes short the claims of sealed events in the window of chunks from key `from`;
+/// returns the next window's first key (`None` after the last).
+pub(crate) fn compact(t: &Transaction<'_>, from: i64) -> Result<Option<i64>> {
+    let sealed = Sealed::read(t)?;
+    Ok(window(t, from, COMPACT_WINDOW, &[], &sealed)?.0)
 }
 
 /// `a` and `b` (each sorted by `h`) in one sorted list; `Corrupt` if a key is in both.
@@ -279,7 +424,7 @@ pub(crate) fn convert_ids(t: &Transaction<'_>) -> Result<()> {
             .prepare("SELECT h, h2, rid FROM ids ORDER BY h")
             .op("read old ids")?;
         let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_map([], |r| Ok((r.get(0)?, Check::Full(r.get(1)?), r.get(2)?)))
             .op("read old ids")?;
         for row in rows {
             all.push(row.op("read old ids")?);
@@ -298,6 +443,7 @@ pub(crate) fn convert_ids(t: &Transaction<'_>) -> Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed test")]
     use super::*;
+    use crate::sqlite::rid::rid;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
@@ -307,27 +453,48 @@ mod tests {
         c
     }
 
-    fn claim(x: u64) -> Claim {
+    fn claim(x: u64) -> FullClaim {
         let h = x.wrapping_mul(0x9E37_79B9_7F4A_7C15) as i64;
-        (h, h.rotate_left(17) ^ 5, (1 << 40) | (x as i64 % 1_000_000))
+        (h, h.rotate_left(17) ^ 5, rid(1, x % 1_000_000 + 1))
     }
 
     #[test]
     fn a_chunk_comes_back_as_written_and_damage_is_refused() {
-        let mut claims: Vec<Claim> = (0..200).map(claim).collect();
-        claims.push((i64::MIN, -1, 0));
-        claims.push((i64::MAX, 1, i64::MAX));
-        claims.sort_unstable();
+        let mut claims: Vec<Claim> = (0..200)
+            .map(|x| {
+                let (h, h2, r) = claim(x);
+                let check = if x % 3 == 0 {
+                    Check::Short(Check::short(h2))
+                } else {
+                    Check::Full(h2)
+                };
+                (h, check, r)
+            })
+            .collect();
+        claims.push((i64::MIN, Check::Full(-1), 0));
+        claims.push((i64::MAX, Check::Short(u16::MAX), i64::MAX));
+        claims.push((i64::MAX - 1, Check::Full(7), i64::MIN));
+        claims.sort_unstable_by_key(|c| c.0);
         let data = encode(&claims);
         assert_eq!(decode(claims[0].0, &data).unwrap(), claims);
-        // ~19 bytes a claim here, against 24 as three words.
-        assert!(data.len() < claims.len() * 20, "{}", data.len());
         assert!(decode(claims[0].0, &data[..data.len() - 1]).is_err());
         assert!(decode(claims[0].0, &[data.as_slice(), &[0]].concat()).is_err());
         assert!(decode(claims[0].0, &[0]).is_err(), "empty");
         // Keys that would wrap around: out of order.
-        let wrapped = encode(&[(i64::MAX - 1, 0, 0), (i64::MIN, 0, 0)]);
+        let wrapped = encode(&[
+            (i64::MAX - 1, Check::Full(0), 0),
+            (i64::MIN, Check::Full(0), 0),
+        ]);
         assert!(decode(i64::MAX - 1, &wrapped).is_err());
+    }
+
+    fn bytes_a_claim(t: &Connection) -> f64 {
+        let (n, bytes): (i64, i64) = t
+            .query_row("SELECT sum(n), sum(length(data)) FROM id_chunks", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        bytes as f64 / n as f64
     }
 
     #[test]
@@ -337,10 +504,11 @@ mod tests {
         let t = c.transaction().unwrap();
         let mut model = BTreeMap::new();
         for round in 0..4u64 {
-            let mut new: Vec<Claim> = (round * 30_000..(round + 1) * 30_000).map(claim).collect();
+            let mut new: Vec<FullClaim> =
+                (round * 30_000..(round + 1) * 30_000).map(claim).collect();
             new.sort_unstable();
             merge(&t, &new).unwrap();
-            model.extend(new.iter().map(|&(h, h2, rid)| (h, (h2, rid))));
+            model.extend(new.iter().map(|&(h, h2, rid)| (h, (Check::Full(h2), rid))));
         }
         assert_eq!(count(&t).unwrap(), 120_000);
         for (&h, &v) in model.iter().step_by(97) {
@@ -364,18 +532,66 @@ mod tests {
             bytes / chunks > (CHUNK_BYTES as i64) * 9 / 10,
             "{bytes} / {chunks}"
         );
-        // A key merged twice is refused, and the claims stay as they were.
+        assert!(bytes_a_claim(&t) < 20.0, "{}", bytes_a_claim(&t));
+        // A key merged twice is refused.
         let twice = [claim(5)];
         assert!(merge(&t, &twice).is_err());
     }
 
+    /// Once events are sealed, compaction (and any merge) keeps their claims short; the
+    /// others stay whole, and every claim is still found.
+    #[test]
+    fn claims_of_sealed_events_are_made_short() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = db(d.path());
+        let t = c.transaction().unwrap();
+        let mut all: Vec<FullClaim> = (0..40_000).map(claim).collect();
+        all.sort_unstable();
+        merge(&t, &all).unwrap();
+        let full = bytes_a_claim(&t);
+        // Org 1 sealed below seq 30,001.
+        t.execute(
+            "INSERT INTO sealed_upto (org_num, next_seq) VALUES (1, 30001)",
+            [],
+        )
+        .unwrap();
+        let mut from = Some(i64::MIN);
+        let mut steps = 0;
+        while let Some(f) = from {
+            from = compact(&t, f).unwrap();
+            steps += 1;
+        }
+        assert!(steps > 1, "a window at a time");
+        for &(h, h2, r) in &all {
+            let want = if seq_of(r) < 30_001 {
+                Check::Short(Check::short(h2))
+            } else {
+                Check::Full(h2)
+            };
+            assert_eq!(lookup(&t, h).unwrap(), Some((want, r)));
+        }
+        let short = bytes_a_claim(&t);
+        // Three in four made short: 6 bytes less each.
+        assert!(short < full - 4.0, "{short} against {full}");
+        // A merge after it keeps them short and shortens new claims of sealed events.
+        let mut more: Vec<FullClaim> = (40_000..41_000).map(claim).collect();
+        more.sort_unstable();
+        merge(&t, &more).unwrap();
+        for &(h, h2, r) in all.iter().chain(&more).step_by(7) {
+            let got = lookup(&t, h).unwrap().unwrap();
+            assert!(got.0.admits(h2));
+            assert_eq!(matches!(got.0, Check::Short(_)), seq_of(r) < 30_001);
+        }
+    }
+
     proptest! {
-        /// Whatever keys come, in whatever merges, every claim is found as merged, and
-        /// keys not merged are not.
+        /// Whatever keys come, in whatever merges and compactions, every claim is found
+        /// as merged (short once its event is sealed), and keys not merged are not.
         #[test]
         fn merged_claims_are_found_and_others_are_not(
             rounds in proptest::collection::vec(
-                proptest::collection::btree_map(any::<i64>(), (any::<i64>(), any::<i64>()), 0..400),
+                (proptest::collection::btree_map(any::<i64>(), (any::<i64>(), 1u64..5_000), 0..400),
+                 0u64..5_000),
                 1..5),
             probes in proptest::collection::vec(any::<i64>(), 0..50),
         ) {
@@ -383,21 +599,42 @@ mod tests {
             let mut c = db(d.path());
             let t = c.transaction().unwrap();
             let mut model: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-            for round in rounds {
-                let new: Vec<Claim> = round
+            let mut sealed_below = 0;
+            for (round, seal) in rounds {
+                let new: Vec<FullClaim> = round
                     .into_iter()
                     .filter(|(h, _)| !model.contains_key(h))
-                    .map(|(h, (h2, rid))| (h, h2, rid))
+                    .map(|(h, (h2, seq))| (h, h2, rid(1, seq)))
                     .collect();
                 merge(&t, &new).unwrap();
                 model.extend(new.iter().map(|&(h, h2, rid)| (h, (h2, rid))));
+                if seal > sealed_below {
+                    sealed_below = seal;
+                    t.execute(
+                        "INSERT OR REPLACE INTO sealed_upto (org_num, next_seq) VALUES (1, ?1)",
+                        [seal as i64],
+                    )
+                    .unwrap();
+                    let mut from = Some(i64::MIN);
+                    while let Some(f) = from {
+                        from = compact(&t, f).unwrap();
+                    }
+                }
             }
             prop_assert_eq!(count(&t).unwrap(), model.len() as i64);
-            for (&h, &v) in &model {
-                prop_assert_eq!(lookup(&t, h).unwrap(), Some(v));
+            for (&h, &(h2, r)) in &model {
+                let want = if seq_of(r) < sealed_below {
+                    Check::Short(Check::short(h2))
+                } else {
+                    Check::Full(h2)
+                };
+                prop_assert_eq!(lookup(&t, h).unwrap(), Some((want, r)));
             }
             for p in probes {
-                prop_assert_eq!(lookup(&t, p).unwrap(), model.get(&p).copied());
+                prop_assert_eq!(
+                    lookup(&t, p).unwrap().map(|x| x.1),
+                    model.get(&p).map(|x| x.1)
+                );
             }
         }
     }

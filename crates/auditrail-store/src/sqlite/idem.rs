@@ -25,7 +25,9 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
 
 use super::by_key::ByKey;
+use super::id_chunks::Check;
 use super::idem_filter::Known;
+use super::rid::{SEQ_BITS, seq_of};
 use crate::Result;
 use crate::error::Context;
 
@@ -186,7 +188,7 @@ impl Claims {
             self.reload(tx)?;
         }
         let found = match self.recent.get(&h) {
-            Some(&hit) => Some(hit),
+            Some(&(h2, rid)) => Some((Check::Full(h2), rid)),
             None if !self.known.may_contain(h) => None,
             None => {
                 self.lookups += 1;
@@ -194,7 +196,12 @@ impl Claims {
             }
         };
         match found {
-            Some((seen_h2, seen_rid)) if seen_h2 == h2 => Ok(Claim::Seen(seen_rid)),
+            Some((Check::Full(seen), seen_rid)) if seen == h2 => Ok(Claim::Seen(seen_rid)),
+            Some((check @ Check::Short(_), seen_rid))
+                if check.admits(h2) && carries_id(tx, org_num, seen_rid, id)? =>
+            {
+                Ok(Claim::Seen(seen_rid))
+            }
             Some(_) => claim_collided(tx, org_num, id, rid),
             None => {
                 self.group.push((h, h2, rid));
@@ -273,6 +280,34 @@ fn unpack(blob: &[u8]) -> impl Iterator<Item = (i64, i64, i64)> + '_ {
         let word = |i| i64::from_le_bytes(eight(c, i));
         (word(0), word(8), word(16))
     })
+}
+
+/// Whether the stored event `seen`, whose claim agrees with `id`'s key in its 80 bits
+/// kept (a sealed event's, see `id_chunks.rs`), carries `id`: its body's `id` decides, read
+/// from its frame (or its row). A purged body cannot tell: the 80 bits decide.
+fn carries_id(tx: &Transaction<'_>, org_num: i64, seen: i64, id: &str) -> Result<bool> {
+    if seen >> SEQ_BITS != org_num {
+        return Ok(false);
+    }
+    let seq = seq_of(seen);
+    let frames = crate::frame_cache::FrameCache::default();
+    let mut unsealer = super::seal::Unsealer::new(tx, &frames, org_num)?;
+    let body: Option<String> = if unsealer.is_sealed(seq) {
+        unsealer.entry(seq)?.text().map(str::to_owned)
+    } else {
+        tx.query_row("SELECT body FROM events WHERE rid = ?1", [seen], |r| {
+            r.get(0)
+        })
+        .optional()
+        .op("read claimed event")?
+        .flatten()
+    };
+    let Some(body) = body else {
+        return Ok(true);
+    };
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|e| crate::StoreError::Corrupt(format!("the body of seq {seq}: {e}")))?;
+    Ok(v.get("id").and_then(serde_json::Value::as_str) == Some(id))
 }
 
 /// Two different ids share `h`: the exact text decides.
@@ -526,6 +561,105 @@ mod tests {
         claims.recent.insert(h, (h2 ^ 1, 10));
         assert_eq!(claims.claim(&tx, 1, "other", 11).unwrap(), Claim::New);
         assert_eq!(claims.claim(&tx, 1, "other", 12).unwrap(), Claim::Seen(11));
+    }
+
+    /// Org 1's events `1..=n` as rows, each body carrying its client id `id-<seq>`.
+    fn event_rows(tx: &Transaction<'_>, n: u64) {
+        for seq in 1..=n {
+            let body = format!(r#"{{"action":"a","id":"id-{seq}","seq":{seq}}}"#);
+            tx.execute(
+                "INSERT INTO events (rid, occurred_us, received_ms, leaf, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    super::super::rid::rid(1, seq),
+                    seq as i64,
+                    seq as i64,
+                    auditrail_core::merkle::leaf_hash(body.as_bytes()).to_vec(),
+                    body
+                ],
+            )
+            .unwrap();
+        }
+    }
+
+    /// Claims of sealed events keep 80 bits of their key; a retry of such an event is
+    /// still found (its frame holds the exact id), across a restart, and an id whose key
+    /// agrees in those 80 bits but is another is told apart by its text.
+    #[test]
+    fn claims_of_sealed_events_are_short_and_still_found() {
+        use super::super::id_chunks::{self, Check};
+        use super::super::rid::rid;
+        let d = tempfile::tempdir().unwrap();
+        let mut c = db(d.path());
+        let tx = c.transaction().unwrap();
+        event_rows(&tx, 1_000);
+        let mut claims = Claims::merging_at(100);
+        for seq in 1..=1_000 {
+            let id = format!("id-{seq}");
+            assert_eq!(claims.claim(&tx, 1, &id, rid(1, seq)).unwrap(), Claim::New);
+            claims.end_group(&tx).unwrap();
+        }
+        claims.merge(&tx).unwrap();
+        assert_eq!(super::super::seal::seal(&tx, 1, 100, 100).unwrap(), 768);
+        let mut from = Some(i64::MIN);
+        while let Some(f) = from {
+            from = id_chunks::compact(&tx, f).unwrap();
+        }
+        let short = |tx: &Transaction<'_>, id: &str| {
+            let (h, _) = id_key(1, id);
+            matches!(
+                id_chunks::lookup(tx, h).unwrap(),
+                Some((Check::Short(_), _))
+            )
+        };
+        assert!(short(&tx, "id-1") && short(&tx, "id-768"), "sealed: short");
+        assert!(
+            !short(&tx, "id-769") && !short(&tx, "id-1000"),
+            "open: whole"
+        );
+        tx.commit().unwrap();
+
+        let mut claims = Claims::merging_at(100);
+        let tx = c.transaction().unwrap();
+        for seq in [1, 500, 768, 769, 1_000] {
+            let id = format!("id-{seq}");
+            assert_eq!(
+                claims.claim(&tx, 1, &id, rid(1, 5_000)).unwrap(),
+                Claim::Seen(rid(1, seq)),
+                "{id}"
+            );
+        }
+        assert_eq!(
+            claims.claim(&tx, 1, "id-1001", rid(1, 1_001)).unwrap(),
+            Claim::New
+        );
+        assert_eq!(claims.claim(&tx, 2, "id-1", rid(2, 1)).unwrap(), Claim::New);
+
+        // A short claim of "victim" that points at an event whose body carries another
+        // id (the 80 bits agreeing for two ids): the text tells them apart.
+        let (h, h2) = id_key(1, "victim");
+        let sealed_other = rid(1, 3);
+        tx.execute("DELETE FROM id_chunks", []).unwrap();
+        let merged = [(h, h2, sealed_other)];
+        id_chunks::merge(&tx, &merged).unwrap();
+        assert!(short(&tx, "victim"));
+        assert_eq!(
+            claims.claim(&tx, 1, "victim", rid(1, 5_001)).unwrap(),
+            Claim::New
+        );
+        assert_eq!(
+            claims.claim(&tx, 1, "victim", rid(1, 5_002)).unwrap(),
+            Claim::Seen(rid(1, 5_001)),
+            "now claimed by its text"
+        );
+        // A short claim whose event was purged: the 80 bits decide.
+        let (h, h2) = id_key(1, "purged");
+        tx.execute("DELETE FROM id_chunks", []).unwrap();
+        id_chunks::merge(&tx, &[(h, h2, rid(1, 4))]).unwrap();
+        super::super::seal::purge(&tx, 1, i64::MAX, 10).unwrap();
+        assert_eq!(
+            claims.claim(&tx, 1, "purged", rid(1, 5_003)).unwrap(),
+            Claim::Seen(rid(1, 4))
+        );
     }
 
     #[test]

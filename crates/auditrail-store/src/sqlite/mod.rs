@@ -55,6 +55,8 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     org_nums: RwLock<HashMap<String, i64>>,
     frames: std::sync::Arc<crate::frame_cache::FrameCache>,
+    /// Events sealed since the client-id claims were last compacted (see `seal`).
+    sealed_since_compaction: std::sync::atomic::AtomicU64,
     _lock: File,
 }
 
@@ -121,6 +123,7 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             org_nums: RwLock::new(HashMap::new()),
             frames: Default::default(),
+            sealed_since_compaction: Default::default(),
             _lock: lock,
         })
     }
@@ -272,6 +275,57 @@ pub fn disk_bytes(dir: &Path) -> u64 {
         .filter_map(|suffix| std::fs::metadata(dir.join(format!("{DB_FILE}{suffix}"))).ok())
         .map(|m| m.len())
         .sum()
+}
+
+/// Events sealed, at least, before the claims are compacted again.
+const COMPACT_AFTER: u64 = 65_536;
+/// ... and at least one for every this many merged claims: a compaction reads every
+/// chunk, so it waits longer as they grow, and costs each sealed event about the same.
+const CLAIMS_PER_COMPACTED_EVENT: u64 = 8;
+
+impl SqliteStore {
+    /// Gives the emptied pages back (the file has `auto_vacuum = INCREMENTAL` unless it
+    /// predates it; then they are reused by later writes).
+    async fn vacuum(&self) -> Result<()> {
+        self.write(|t| {
+            // Each step frees one page: step until it is done.
+            let mut st = t
+                .prepare("PRAGMA incremental_vacuum")
+                .op("incremental vacuum")?;
+            let mut rows = st.query([]).op("incremental vacuum")?;
+            while rows.next().op("incremental vacuum")?.is_some() {}
+            Ok(())
+        })
+        .await
+    }
+
+    /// Once sealing has caught up, and enough events were sealed since the last time,
+    /// makes short the client-id claims of sealed events (`id_chunks.rs`): a window of
+    /// chunks per write, so commits go on between them.
+    async fn compact_claims_if_due(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let since = self.sealed_since_compaction.load(Ordering::Relaxed);
+        if since < COMPACT_AFTER {
+            return Ok(());
+        }
+        let claims = self.read(|c| id_chunks::count(c)).await?.max(0) as u64;
+        if since < claims / CLAIMS_PER_COMPACTED_EVENT {
+            return Ok(());
+        }
+        self.sealed_since_compaction.store(0, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let mut from = Some(i64::MIN);
+        while let Some(f) = from {
+            from = self.write(move |t| id_chunks::compact(t, f)).await?;
+        }
+        self.vacuum().await?;
+        tracing::debug!(
+            claims,
+            ms = started.elapsed().as_millis() as u64,
+            "compacted the client-id claims of sealed events"
+        );
+        Ok(())
+    }
 }
 
 impl Drop for SqliteStore {
@@ -731,18 +785,11 @@ impl Store for SqliteStore {
             .write(move |t| seal::seal(t, org_num, keep_open, max_frames))
             .await?;
         if sealed > 0 {
-            // Give the emptied pages back (the file has `auto_vacuum = INCREMENTAL`
-            // unless it predates it; then they are reused by later writes).
-            self.write(|t| {
-                // Each step frees one page: step until it is done.
-                let mut st = t
-                    .prepare("PRAGMA incremental_vacuum")
-                    .op("incremental vacuum")?;
-                let mut rows = st.query([]).op("incremental vacuum")?;
-                while rows.next().op("incremental vacuum")?.is_some() {}
-                Ok(())
-            })
-            .await?;
+            self.sealed_since_compaction
+                .fetch_add(sealed, std::sync::atomic::Ordering::Relaxed);
+            self.vacuum().await?;
+        } else {
+            self.compact_claims_if_due().await?;
         }
         Ok(sealed)
     }

@@ -523,7 +523,7 @@ mod tests {
             let (h, h2, r) = claim(i);
             assert_eq!(
                 id_chunks::lookup(&c, h).unwrap(),
-                Some((h2, r)),
+                Some((id_chunks::Check::Full(h2), r)),
                 "claim {i}"
             );
         }

@@ -314,13 +314,22 @@ impl SqliteStore {
         }
         self.sealed_since_compaction.store(0, Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let mut from = Some(i64::MIN);
+        // A merge rewrites every chunk, claims of sealed events made short: merging the
+        // recent claims now does both (in one transaction; the windows below, when there
+        // is nothing to merge, are one each).
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::MergeClaims(tx))?;
+        let merged = rx
+            .await
+            .map_err(|_| StoreError::Unavailable("writer stopped".into()))??;
+        let mut from = (!merged).then_some(i64::MIN);
         while let Some(f) = from {
             from = self.write(move |t| id_chunks::compact(t, f)).await?;
         }
         self.vacuum().await?;
         tracing::debug!(
             claims,
+            merged,
             ms = started.elapsed().as_millis() as u64,
             "compacted the client-id claims of sealed events"
         );

@@ -202,6 +202,79 @@ async fn sealed_tiles_keep_no_nodes_below_their_root() {
     );
 }
 
+/// Once sealing catches up after sealing enough, the client-id claims of sealed events
+/// are kept short (the recent ones merged early); retries of those events are still
+/// found, before and after a restart, and new ids are still new.
+#[tokio::test]
+async fn claims_of_sealed_events_are_compacted_once_sealing_catches_up() {
+    let d = tempfile::tempdir().unwrap();
+    let ev = |i: usize| {
+        conformance::event(
+            "acme",
+            serde_json::json!({"id": format!("id-{i}"), "action": "a"}),
+            i,
+        )
+    };
+    let s = open(d.path());
+    conformance::new_org(&s, "acme").await;
+    let n = 80_000;
+    for start in (0..n).step_by(5_000) {
+        s.append("acme", (start..start + 5_000).map(ev).collect(), false)
+            .await
+            .unwrap();
+    }
+    let first = s.append("acme", vec![ev(0)], false).await.unwrap()[0].clone();
+    assert!(first.duplicate);
+    while s.seal("acme", 4_096, 1_000).await.unwrap() > 0 {}
+    let db = rusqlite::Connection::open(d.path().join("auditrail.db")).unwrap();
+    let org: i64 = db
+        .query_row("SELECT num FROM orgs WHERE id = 'acme'", [], |r| r.get(0))
+        .unwrap();
+    let check = |i: usize| {
+        let (h, _) = super::idem::id_key(org, &format!("id-{i}"));
+        super::id_chunks::lookup(&db, h).unwrap().map(|c| c.0)
+    };
+    assert!(matches!(check(0), Some(super::id_chunks::Check::Short(_))));
+    assert!(matches!(
+        check(70_000),
+        Some(super::id_chunks::Check::Short(_))
+    ));
+    assert!(matches!(
+        check(79_999),
+        Some(super::id_chunks::Check::Full(_))
+    ));
+    let pending: i64 = db
+        .query_row("SELECT count(*) FROM ids_pending", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(pending, 0, "merged early");
+    let retry = [0, 1, 40_000, 75_000, 79_999];
+    let again = s
+        .append("acme", retry.iter().map(|&i| ev(i)).collect(), false)
+        .await
+        .unwrap();
+    assert!(again.iter().all(|a| a.duplicate));
+    assert_eq!(again[0].seq, first.seq);
+    s.shutdown_writer();
+    drop(s);
+    let s = open(d.path());
+    let after = s
+        .append(
+            "acme",
+            retry.iter().map(|&i| ev(i)).chain([ev(n)]).collect(),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        after
+            .iter()
+            .map(|a| (a.seq, a.duplicate))
+            .collect::<Vec<_>>()[..5],
+        again.iter().map(|a| (a.seq, true)).collect::<Vec<_>>()[..]
+    );
+    assert!(!after[5].duplicate, "a new id is new");
+}
+
 #[tokio::test]
 async fn catalogs() {
     let d = tempfile::tempdir().unwrap();

@@ -91,6 +91,9 @@ pub(crate) enum Job {
     Append(Append),
     /// Any other write, in a transaction of its own; it replies itself.
     Exec(ExecFn),
+    /// Merges the recent client-id claims early (see `Claims::merge_early`); replies
+    /// whether it merged.
+    MergeClaims(tokio::sync::oneshot::Sender<Result<bool>>),
 }
 
 #[derive(Clone)]
@@ -164,6 +167,12 @@ impl Writer {
                         pending += job.events.len();
                         appends.push(job);
                     }
+                    Job::MergeClaims(reply) => {
+                        self.commit_appends(std::mem::take(&mut appends));
+                        pending = 0;
+                        let _ = reply.send(self.merge_claims_early());
+                        self.committed(0);
+                    }
                 }
                 if pending < MAX_GROUP_EVENTS {
                     next = rx.try_recv().ok();
@@ -177,6 +186,19 @@ impl Writer {
             let _ = schema::set_journal(&self.conn, Journal::Wal);
         }
         tracing::debug!("writer: queue closed, exiting");
+    }
+
+    fn merge_claims_early(&mut self) -> Result<bool> {
+        let tx = self.conn.transaction().op("begin claims merge")?;
+        let merged = self
+            .claims
+            .merge_early(&tx)
+            .and_then(|m| tx.commit().op("commit claims merge").map(|()| m));
+        if merged.is_err() {
+            // Memory may hold what was rolled back.
+            self.claims.invalidate();
+        }
+        merged
     }
 
     fn exec(&mut self, f: ExecFn) {

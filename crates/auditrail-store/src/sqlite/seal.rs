@@ -93,9 +93,11 @@ impl<'a> Unsealer<'a> {
     }
 }
 
-/// The bytes of a frame kept in a row of `sealed` and, beyond it, of `sealed_more`: a
-/// quarter of a 16 KB page, less the row's own bytes.
+/// The bytes of a frame kept in its row of `sealed`: a quarter of a 16 KB page, less the
+/// row's own bytes. The rest goes on in rows of `sealed_more`.
 pub(crate) const PART: usize = 4_000;
+/// The bytes of each further part of a frame, in `sealed_more`, at least.
+const MORE_PART: usize = 1_000;
 
 /// The whole frame whose first part (from `sealed`) is `head`.
 pub(crate) fn frame_bytes(conn: &Connection, first: i64, mut head: Vec<u8>) -> Result<Vec<u8>> {
@@ -125,12 +127,14 @@ fn store_parts<'d>(t: &Transaction<'_>, first: i64, data: &'d [u8]) -> Result<&'
         .op("prepare frame parts delete")?
         .execute([first + 1, first + FRAME_EVENTS as i64 - 1])
         .op("delete frame parts")?;
-    let mut parts = data.chunks(PART);
-    let head = parts.next().unwrap_or_default();
+    let (head, rest) = data.split_at(data.len().min(PART));
+    // Small parts pack pages tightly (parts of 4,000 bytes left a tenth of each page
+    // empty), but no more of them than the rids up to the next frame.
+    let size = MORE_PART.max(rest.len().div_ceil(FRAME_EVENTS as usize - 1));
     let mut ins = t
         .prepare_cached("INSERT INTO sealed_more (rid, data) VALUES (?1, ?2)")
         .op("prepare frame part")?;
-    for (k, part) in parts.enumerate() {
+    for (k, part) in rest.chunks(size).enumerate() {
         ins.execute(params![first + 1 + k as i64, part])
             .op("write frame part")?;
     }

@@ -5,9 +5,9 @@
 //! bytes as a varint, `h2` 8, the rid 6, and each row has its own header and pointer.
 //! Claims are merged in large sorted batches (`idem.rs`), so they can be kept sorted in
 //! chunks instead: `id_chunks` rows keyed by the chunk's first `h`, each holding up to
-//! [`CHUNK_BYTES`] of claims in key order, `h` as the gap from the claim before (a
-//! varint: ~6 bytes at a million claims, less as the set grows), `h2` as it is and the
-//! rid as the zigzag change from the claim before. About 19 bytes a claim; a lookup reads
+//! [`CHUNK_BYTES`] of claims in key order, bit-packed (see [`encode`]): the gaps between
+//! random sorted keys Rice-coded (~46 bits each at a million claims, fewer as the set
+//! grows), the rids' changes in as many bits as the chunk's largest needs. A lookup reads
 //! the one chunk whose range holds its key.
 //!
 //! A merge rewrites the chunks in key order, a window at a time: the chunks of the window
@@ -17,13 +17,9 @@
 //!
 //! A claim whose event is sealed keeps only 16 bits of `h2` (an 80-bit key; see
 //! [`Check`]): its event's body is in a frame, where the exact id is read whenever the
-//! 80 bits agree, so only a purged body leaves the 80 bits to decide. Sealing packs them
-//! (`compact`), as merges do: ~10 bytes a claim less.
-//!
-//! Chunk layout: the claim count (LEB128), then per claim the gap of `h` from the claim
-//! before (from the chunk's first `h` for the first, so 0), LEB128; the zigzag change of
-//! the rid from the claim before (from 0) × 2, plus 1 if the claim is short, LEB128;
-//! then `h2`, 8 bytes LE, or for a short claim its top 16 bits, 2 bytes LE.
+//! 80 bits agree, so only a purged body leaves the 80 bits to decide. Sealing makes them
+//! short (`compact`), as merges do: 6 bytes a claim less. About 11 bytes a short claim
+//! on disk, 17 a whole one.
 
 use std::collections::HashMap;
 
@@ -71,9 +67,6 @@ pub(crate) type FullClaim = (i64, i64, i64);
 pub(crate) const CHUNK_BYTES: usize = 4_000;
 /// Chunks rewritten together in a merge.
 const WINDOW: usize = 256;
-/// The most bytes one claim takes in a chunk: the gap of `h`, the rid's word (66 bits)
-/// and `h2`.
-const MAX_CLAIM_BYTES: usize = 10 + 10 + 8;
 
 fn corrupt(first: i64, why: &str) -> StoreError {
     StoreError::Corrupt(format!("client-id claims chunk at {first}: {why}"))
@@ -90,105 +83,196 @@ fn rid_delta(w: u128) -> (i128, bool) {
     (((z >> 1) as i128) ^ -((z & 1) as i128), w & 1 == 1)
 }
 
-/// Appends `v` as LEB128.
-fn put_varint128(out: &mut Vec<u8>, mut v: u128) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+/// The bits `v` takes (0 for 0).
+fn bit_len(v: u128) -> u32 {
+    128 - v.leading_zeros()
 }
 
-fn varint128_len(v: u128) -> usize {
-    (128 - v.leading_zeros() as usize).max(1).div_ceil(7)
+/// The most a gap's quotient (its bits above the chunk's Rice parameter) may be: the
+/// encoder picks the parameter so that it is below this.
+const MAX_QUOTIENT: u64 = 64;
+
+/// Bits written low first.
+#[derive(Default)]
+struct BitWriter {
+    out: Vec<u8>,
+    acc: u128,
+    n: u32,
 }
 
-/// `claims` (sorted by `h`, none equal) as one chunk's bytes.
-fn encode(claims: &[Claim]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + claims.len() * 20);
-    put_varint(&mut out, claims.len() as u64);
-    let (mut h0, mut rid0) = (claims.first().map_or(0, |c| c.0), 0i64);
-    for &(h, check, rid) in claims {
-        put_varint(&mut out, (h as u64).wrapping_sub(h0 as u64));
-        let short = matches!(check, Check::Short(_));
-        put_varint128(
-            &mut out,
-            rid_word(i128::from(rid) - i128::from(rid0), short),
-        );
-        match check {
-            Check::Full(h2) => out.extend_from_slice(&h2.to_le_bytes()),
-            Check::Short(s) => out.extend_from_slice(&s.to_le_bytes()),
+impl BitWriter {
+    /// The low `bits` (at most 66) of `v`.
+    fn put(&mut self, v: u128, bits: u32) {
+        if bits == 0 {
+            return;
         }
-        (h0, rid0) = (h, rid);
+        self.acc |= (v & ((1u128 << bits) - 1)) << self.n;
+        self.n += bits;
+        while self.n >= 8 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.n -= 8;
+        }
     }
-    out
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.n > 0 {
+            self.out.push(self.acc as u8);
+        }
+        self.out
+    }
 }
 
-struct Bytes<'a> {
+struct BitReader<'a> {
     data: &'a [u8],
     at: usize,
+    acc: u128,
+    n: u32,
 }
 
-impl Bytes<'_> {
-    fn varint(&mut self) -> Option<u64> {
-        u64::try_from(self.varint128()?).ok()
-    }
-
-    fn varint128(&mut self) -> Option<u128> {
-        let mut v = 0u128;
-        for shift in (0..128).step_by(7) {
+impl BitReader<'_> {
+    /// The next `bits` (at most 66).
+    fn get(&mut self, bits: u32) -> Option<u128> {
+        while self.n < bits {
             let b = *self.data.get(self.at)?;
             self.at += 1;
-            v |= u128::from(b & 0x7f) << shift;
+            self.acc |= u128::from(b) << self.n;
+            self.n += 8;
+        }
+        if bits == 0 {
+            return Some(0);
+        }
+        let v = self.acc & ((1u128 << bits) - 1);
+        self.acc >>= bits;
+        self.n -= bits;
+        Some(v)
+    }
+
+    /// Ones up to a zero, at most [`MAX_QUOTIENT`].
+    fn unary(&mut self) -> Option<u64> {
+        let mut q = 0;
+        while self.get(1)? == 1 {
+            q += 1;
+            if q > MAX_QUOTIENT {
+                return None;
+            }
+        }
+        Some(q)
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.get(8)? as u64;
+            v |= (b & 0x7f) << shift;
             if b & 0x80 == 0 {
                 return Some(v);
             }
         }
         None
     }
+}
 
-    fn bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let b = self.data.get(self.at..self.at + N)?;
-        self.at += N;
-        let mut w = [0u8; N];
-        w.copy_from_slice(b);
-        Some(w)
+/// `claims` (sorted by `h`, none equal; at least one) as one chunk's bytes.
+///
+/// Layout: the claim count (LEB128); the Rice parameter `k` of the gaps of `h` (a byte);
+/// the bits `w` of each rid word (a byte); then bits, low first: per claim after the
+/// first, its gap of `h` from the claim before, Rice-coded (the gap's bits above `k` as
+/// that many ones and a zero, then its low `k` bits); per claim, the change of its rid
+/// from the claim before (from 0), zigzagged, times 2, plus 1 if the claim is short, in
+/// `w` bits; then `h2` in 64 bits, or for a short claim its top 16 bits. Zero bits pad
+/// the last byte.
+fn encode(claims: &[Claim]) -> Vec<u8> {
+    let gaps: Vec<u64> = claims
+        .windows(2)
+        .map(|p| (p[1].0 as u64).wrapping_sub(p[0].0 as u64))
+        .collect();
+    let most = gaps.iter().copied().max().unwrap_or(0);
+    let mean = gaps.iter().map(|&g| u128::from(g)).sum::<u128>() / (gaps.len().max(1) as u128);
+    // Near the gaps' mean (the best for random keys), but high enough that no gap's
+    // quotient passes MAX_QUOTIENT.
+    let k = bit_len(mean)
+        .saturating_sub(1)
+        .max(bit_len(u128::from(most)).saturating_sub(6));
+    let words: Vec<u128> = claims
+        .iter()
+        .scan(0i64, |rid0, &(_, check, rid)| {
+            let w = rid_word(
+                i128::from(rid) - i128::from(*rid0),
+                matches!(check, Check::Short(_)),
+            );
+            *rid0 = rid;
+            Some(w)
+        })
+        .collect();
+    let w = words.iter().map(|&x| bit_len(x)).max().unwrap_or(1).max(1);
+    let mut head = Vec::with_capacity(12);
+    put_varint(&mut head, claims.len() as u64);
+    head.push(k as u8);
+    head.push(w as u8);
+    let mut bits = BitWriter {
+        out: head,
+        ..BitWriter::default()
+    };
+    for (i, &(_, check, _)) in claims.iter().enumerate() {
+        if let Some(&gap) = i.checked_sub(1).and_then(|j| gaps.get(j)) {
+            let q = gap >> k;
+            bits.put((1u128 << q) - 1, q as u32);
+            bits.put(0, 1);
+            bits.put(u128::from(gap), k);
+        }
+        bits.put(words[i], w);
+        match check {
+            Check::Full(h2) => bits.put(u128::from(h2 as u64), 64),
+            Check::Short(s) => bits.put(u128::from(s), 16),
+        }
     }
+    bits.finish()
 }
 
 /// The claims of the chunk whose first key is `first`, in key order; `Corrupt` unless
 /// they are exactly what [`encode`] writes for a chunk starting there.
 fn decode(first: i64, data: &[u8]) -> Result<Vec<Claim>> {
-    let mut r = Bytes { data, at: 0 };
-    let n = r.varint().ok_or_else(|| corrupt(first, "no count"))?;
-    if n == 0 || n > (data.len() / 4) as u64 {
-        return Err(corrupt(first, "a count that does not fit"));
+    let bad = |why| corrupt(first, why);
+    let mut r = BitReader {
+        data,
+        at: 0,
+        acc: 0,
+        n: 0,
+    };
+    let n = r.varint().ok_or_else(|| bad("no count"))?;
+    // Each claim takes at least 18 bits.
+    if n == 0 || n > (data.len() as u64 * 8) / 18 {
+        return Err(bad("a count that does not fit"));
     }
+    let (k, w) = match (r.get(8), r.get(8)) {
+        (Some(k), Some(w)) if k < 64 && (1..=66).contains(&w) => (k as u32, w as u32),
+        _ => return Err(bad("bad widths")),
+    };
     let mut out = Vec::with_capacity(n as usize);
     let (mut h, mut rid) = (first, 0i64);
     for i in 0..n {
-        let gap = r.varint().ok_or_else(|| corrupt(first, "truncated"))?;
-        if (i == 0) != (gap == 0) {
-            return Err(corrupt(first, "keys out of order"));
+        if i > 0 {
+            let q = r.unary().ok_or_else(|| bad("a gap too long"))?;
+            let gap = u128::from(q) << k | r.get(k).ok_or_else(|| bad("truncated"))?;
+            let next = i128::from(h) + i128::try_from(gap).map_err(|_| bad("a gap too long"))?;
+            h = match i64::try_from(next) {
+                Ok(next) if gap > 0 => next,
+                _ => return Err(bad("keys out of order")),
+            };
         }
-        let next = (h as u64).wrapping_add(gap) as i64;
-        if next < h {
-            return Err(corrupt(first, "keys out of order"));
-        }
-        h = next;
-        let w = r.varint128().ok_or_else(|| corrupt(first, "truncated"))?;
-        let (delta, short) = rid_delta(w);
-        rid = i64::try_from(i128::from(rid) + delta)
-            .map_err(|_| corrupt(first, "a rid out of range"))?;
+        let word = r.get(w).ok_or_else(|| bad("truncated"))?;
+        let (delta, short) = rid_delta(word);
+        rid = i64::try_from(i128::from(rid) + delta).map_err(|_| bad("a rid out of range"))?;
         let check = if short {
-            r.bytes().map(|b| Check::Short(u16::from_le_bytes(b)))
+            r.get(16).map(|s| Check::Short(s as u16))
         } else {
-            r.bytes().map(|b| Check::Full(i64::from_le_bytes(b)))
+            r.get(64).map(|x| Check::Full(x as u64 as i64))
         };
-        out.push((h, check.ok_or_else(|| corrupt(first, "truncated"))?, rid));
+        out.push((h, check.ok_or_else(|| bad("truncated"))?, rid));
     }
-    if r.at != data.len() {
-        return Err(corrupt(first, "trailing bytes"));
+    if r.at != data.len() || r.acc != 0 {
+        return Err(bad("trailing bytes"));
     }
     Ok(out)
 }
@@ -244,37 +328,31 @@ fn write(t: &Transaction<'_>, claims: &[Claim]) -> Result<()> {
         .prepare_cached("INSERT INTO id_chunks (first_h, n, data) VALUES (?1, ?2, ?3)")
         .op("prepare id merge")?;
     let mut from = 0;
+    // Claims a chunk is tried with: the last chunk's.
+    let mut try_n = 256usize;
     while from < claims.len() {
-        // Each claim takes at most MAX_CLAIM_BYTES; grow the chunk while it fits.
-        let mut end = from;
-        let mut bytes = 10;
-        while end < claims.len() && bytes + MAX_CLAIM_BYTES <= CHUNK_BYTES {
-            bytes += claim_bytes(claims, from, end);
-            end += 1;
-        }
-        let chunk = &claims[from..end];
-        ins.execute(params![chunk[0].0, chunk.len() as i64, encode(chunk)])
+        let rest = claims.len() - from;
+        let mut n = try_n.min(rest);
+        let mut grown = false;
+        let data = loop {
+            let data = encode(&claims[from..from + n]);
+            // Claims take about the same bits each: grow once to nearly fill the chunk,
+            // then shrink until it fits.
+            if data.len() > CHUNK_BYTES && n > 1 {
+                n = (n * CHUNK_BYTES / data.len() * 99 / 100).clamp(1, n - 1);
+            } else if !grown && n < rest && data.len() < CHUNK_BYTES * 97 / 100 {
+                n = (n * CHUNK_BYTES * 99 / 100 / data.len().max(1)).clamp(n + 1, rest);
+                grown = true;
+            } else {
+                break data;
+            }
+        };
+        ins.execute(params![claims[from].0, n as i64, data])
             .op("merge ids")?;
-        from = end;
+        from += n;
+        try_n = n;
     }
     Ok(())
-}
-
-/// The bytes claim `i` of `claims` takes in a chunk that starts with claim `first`.
-fn claim_bytes(claims: &[Claim], first: usize, i: usize) -> usize {
-    let varint_len = |v: u64| varint128_len(u128::from(v));
-    let (h0, rid0) = if i == first {
-        (claims[i].0, 0)
-    } else {
-        (claims[i - 1].0, claims[i - 1].2)
-    };
-    let check = match claims[i].1 {
-        Check::Full(_) => 8,
-        Check::Short(_) => 2,
-    };
-    varint_len((claims[i].0 as u64).wrapping_sub(h0 as u64))
-        + varint128_len(rid_word(i128::from(claims[i].2) - i128::from(rid0), true))
-        + check
 }
 
 /// Each org's first unsealed seq: the claims of events below it are kept short.

@@ -175,12 +175,12 @@ impl BitReader<'_> {
 
 /// `claims` (sorted by `h`, none equal; at least one) as one chunk's bytes.
 ///
-/// Layout: the claim count (LEB128); the Rice parameter `k` of the gaps of `h` (a byte);
-/// the bits `w` of each rid word (a byte); then bits, low first: per claim after the
-/// first, its gap of `h` from the claim before, Rice-coded (the gap's bits above `k` as
-/// that many ones and a zero, then its low `k` bits); per claim, the change of its rid
-/// from the claim before (from 0), zigzagged, times 2, plus 1 if the claim is short, in
-/// `w` bits; then `h2` in 64 bits, or for a short claim its top 16 bits. Zero bits pad
+/// Layout: the claim count (LEB128); the first claim's rid (its 64 bits as LEB128); the
+/// Rice parameter `k` of the gaps of `h` (a byte); the bits `w` of each rid word (a
+/// byte); then bits, low first: per claim after the first, its gap of `h` from the claim
+/// before, Rice-coded (the gap's bits above `k` as that many ones and a zero, then its
+/// low `k` bits); per claim, the change of its rid from the claim before (from the first
+/// claim's rid), zigzagged, times 2, plus 1 if the claim is short, in `w` bits; then `h2` in 64 bits, or for a short claim its top 16 bits. Zero bits pad
 /// the last byte.
 fn encode(claims: &[Claim]) -> Vec<u8> {
     let gaps: Vec<u64> = claims
@@ -194,9 +194,11 @@ fn encode(claims: &[Claim]) -> Vec<u8> {
     let k = bit_len(mean)
         .saturating_sub(1)
         .max(bit_len(u128::from(most)).saturating_sub(6));
+    // The first claim's rid is in the head: the changes from it are small.
+    let base = claims.first().map_or(0, |c| c.2);
     let words: Vec<u128> = claims
         .iter()
-        .scan(0i64, |rid0, &(_, check, rid)| {
+        .scan(base, |rid0, &(_, check, rid)| {
             let w = rid_word(
                 i128::from(rid) - i128::from(*rid0),
                 matches!(check, Check::Short(_)),
@@ -208,6 +210,7 @@ fn encode(claims: &[Claim]) -> Vec<u8> {
     let w = words.iter().map(|&x| bit_len(x)).max().unwrap_or(1).max(1);
     let mut head = Vec::with_capacity(12);
     put_varint(&mut head, claims.len() as u64);
+    put_varint(&mut head, base as u64);
     head.push(k as u8);
     head.push(w as u8);
     let mut bits = BitWriter {
@@ -245,12 +248,13 @@ fn decode(first: i64, data: &[u8]) -> Result<Vec<Claim>> {
     if n == 0 || n > (data.len() as u64 * 8) / 18 {
         return Err(bad("a count that does not fit"));
     }
+    let base = r.varint().ok_or_else(|| bad("no first rid"))? as i64;
     let (k, w) = match (r.get(8), r.get(8)) {
         (Some(k), Some(w)) if k < 64 && (1..=66).contains(&w) => (k as u32, w as u32),
         _ => return Err(bad("bad widths")),
     };
     let mut out = Vec::with_capacity(n as usize);
-    let (mut h, mut rid) = (first, 0i64);
+    let (mut h, mut rid) = (first, base);
     for i in 0..n {
         if i > 0 {
             let q = r.unary().ok_or_else(|| bad("a gap too long"))?;

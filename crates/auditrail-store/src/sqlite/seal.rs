@@ -120,6 +120,13 @@ pub(crate) fn frame_bytes(conn: &Connection, first: i64, mut head: Vec<u8>) -> R
     Ok(head)
 }
 
+/// The bytes of each part in `sealed_more` of a frame that has `rest` beyond its first:
+/// small parts pack pages tightly (parts of 4,000 bytes left a tenth of each page empty),
+/// but no more of them than the rids up to the next frame.
+pub(crate) fn more_part(rest: usize) -> usize {
+    MORE_PART.max(rest.div_ceil(FRAME_EVENTS as usize - 1))
+}
+
 /// Writes frame `data` at `first`: its first part is returned for the `sealed` row, the
 /// rest replace what `sealed_more` held for it.
 fn store_parts<'d>(t: &Transaction<'_>, first: i64, data: &'d [u8]) -> Result<&'d [u8]> {
@@ -128,9 +135,7 @@ fn store_parts<'d>(t: &Transaction<'_>, first: i64, data: &'d [u8]) -> Result<&'
         .execute([first + 1, first + FRAME_EVENTS as i64 - 1])
         .op("delete frame parts")?;
     let (head, rest) = data.split_at(data.len().min(PART));
-    // Small parts pack pages tightly (parts of 4,000 bytes left a tenth of each page
-    // empty), but no more of them than the rids up to the next frame.
-    let size = MORE_PART.max(rest.len().div_ceil(FRAME_EVENTS as usize - 1));
+    let size = more_part(rest.len());
     let mut ins = t
         .prepare_cached("INSERT INTO sealed_more (rid, data) VALUES (?1, ?2)")
         .op("prepare frame part")?;

@@ -781,7 +781,8 @@ async fn purged_bodies_leave_their_frames() {
             .into_iter()
             .map(|(first, live, head)| {
                 let whole = super::seal::frame_bytes(&c, first, head).unwrap();
-                parts += whole.len().div_ceil(super::seal::PART) - 1;
+                let rest = whole.len().saturating_sub(super::seal::PART);
+                parts += rest.div_ceil(super::seal::more_part(rest));
                 (live, crate::sealed::decode(&whole).unwrap())
             })
             .collect::<Vec<_>>();

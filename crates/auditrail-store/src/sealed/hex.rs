@@ -114,7 +114,9 @@ pub(super) fn unpack(data: &[u8]) -> Result<Vec<u8>> {
         .count();
     let per = slots.div_ceil(2);
     let digits = &data[r.at..];
-    if per == 0 || u64::try_from(digits.len() / per).ok() != Some(count) || digits.len() % per != 0
+    if per == 0
+        || u64::try_from(digits.len() / per).ok() != Some(count)
+        || !digits.len().is_multiple_of(per)
     {
         return Err(bad("its digits do not fill its values"));
     }

@@ -163,6 +163,7 @@ pub(crate) fn rids_of(
 }
 
 /// Every entry of a blob: its key and rids, in key order.
+#[cfg(test)]
 pub(crate) fn unpack(first: i64, blob: &[u8]) -> Result<Vec<(u32, Vec<i64>)>, Damaged> {
     let mut out = Vec::new();
     walk(blob, |k, r, n| {

@@ -844,7 +844,13 @@ impl Store for SqliteStore {
     async fn node_hashes(&self, org: &str, ids: &[NodeId]) -> Result<Vec<Hash>> {
         let org_num = self.org_num(org).await?;
         let ids = ids.to_vec();
-        self.read(move |c| read_nodes(c, org_num, &ids)).await
+        self.read(move |c| {
+            // One snapshot: sealing drops nodes it makes redundant, and where they are
+            // read or hashed from depends on how far it had got.
+            let tx = c.transaction().op("begin read")?;
+            read_nodes(&tx, org_num, &ids)
+        })
+        .await
     }
 
     async fn save_checkpoint(&self, org: &str, size: u64, note: &str) -> Result<()> {
@@ -864,8 +870,12 @@ impl Store for SqliteStore {
 
     async fn run_hashes(&self, org: &str, level: u32, first: u64, count: u64) -> Result<Vec<Hash>> {
         let org_num = self.org_num(org).await?;
-        self.read(move |c| read_run(c, org_num, level, first, count))
-            .await
+        self.read(move |c| {
+            // One snapshot, as for `node_hashes`.
+            let tx = c.transaction().op("begin read")?;
+            read_run(&tx, org_num, level, first, count)
+        })
+        .await
     }
 
     async fn set_checkpoint_note(&self, org: &str, size: u64, note: &str) -> Result<bool> {

@@ -385,27 +385,33 @@ pub(crate) fn merged_rids(conn: &rusqlite::Connection, blk: i64, term: i64) -> R
     Ok(out)
 }
 
-/// Rewrites the bucket rows in version 15's format (see `bucket_blob.rs`).
+/// Rewrites the bucket rows in version 15's format (see `bucket_blob.rs`): all deleted,
+/// then written again in key order, so the smaller rows fill the pages they take.
 pub(crate) fn convert_v15(tx: &Transaction<'_>) -> Result<()> {
-    let mut st = tx
-        .prepare("SELECT blk, bucket, first_rid, terms FROM postings_buckets")
-        .op("read bucketed postings")?;
-    let mut up = tx
-        .prepare("UPDATE postings_buckets SET terms = ?4 WHERE blk = ?1 AND bucket = ?2 AND first_rid = ?3")
-        .op("prepare bucketed postings")?;
-    let mut rows = st.query([]).op("read bucketed postings")?;
     let mut done = Vec::new();
-    while let Some(r) = rows.next().op("read bucketed postings")? {
-        let (blk, bucket): (i64, i64) = (r.get(0).op(BUCKETED)?, r.get(1).op(BUCKETED)?);
-        let first: i64 = r.get(2).op(BUCKETED)?;
-        let blob: Vec<u8> = r.get(3).op(BUCKETED)?;
-        let terms = unpack(first, &blob).map_err(|_| corrupt(BUCKETED, first))?;
-        let refs: Vec<(i64, &[i64])> = terms.iter().map(|(t, r)| (*t, r.as_slice())).collect();
-        done.push((blk, bucket, first, super::bucket_blob::pack(first, &refs)));
+    {
+        let mut st = tx
+            .prepare("SELECT blk, bucket, first_rid, terms FROM postings_buckets ORDER BY blk, bucket, first_rid")
+            .op("read bucketed postings")?;
+        let mut rows = st.query([]).op("read bucketed postings")?;
+        while let Some(r) = rows.next().op("read bucketed postings")? {
+            let (blk, bucket): (i64, i64) = (r.get(0).op(BUCKETED)?, r.get(1).op(BUCKETED)?);
+            let first: i64 = r.get(2).op(BUCKETED)?;
+            let blob: Vec<u8> = r.get(3).op(BUCKETED)?;
+            let terms = unpack(first, &blob).map_err(|_| corrupt(BUCKETED, first))?;
+            let refs: Vec<(i64, &[i64])> = terms.iter().map(|(t, r)| (*t, r.as_slice())).collect();
+            done.push((blk, bucket, first, super::bucket_blob::pack(first, &refs)));
+        }
     }
-    drop(rows);
+    tx.execute("DELETE FROM postings_buckets", [])
+        .op("convert bucketed postings")?;
+    let mut ins = tx
+        .prepare(
+            "INSERT INTO postings_buckets (blk, bucket, first_rid, terms) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .op("prepare bucketed postings")?;
     for (blk, bucket, first, blob) in done {
-        up.execute(params![blk, bucket, first, blob])
+        ins.execute(params![blk, bucket, first, blob])
             .op("convert bucketed postings")?;
     }
     Ok(())

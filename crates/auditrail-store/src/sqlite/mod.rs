@@ -381,7 +381,9 @@ fn read_run(
     } else {
         end
     };
-    let mut out = hashed_run(conn, org_num, level, first, split - first)?;
+    let frames = crate::frame_cache::FrameCache::default();
+    let mut unseal = seal::Unsealer::new(conn, &frames, org_num)?;
+    let mut out = hashed_run(&mut unseal, level, first, split - first)?;
     out.extend(stored_run(conn, org_num, level, split, end - split)?);
     Ok(out)
 }
@@ -427,8 +429,7 @@ fn stored_run(
 
 /// `count` nodes at `level` from `first`, hashed up from the leaves beneath them.
 fn hashed_run(
-    conn: &Connection,
-    org_num: i64,
+    unseal: &mut seal::Unsealer<'_>,
     level: u32,
     first: u64,
     count: u64,
@@ -438,11 +439,11 @@ fn hashed_run(
     }
     let width = 1u64 << level;
     let (lo, hi) = (first * width + 1, (first + count) * width);
-    let frames = crate::frame_cache::FrameCache::default();
-    let mut level_hashes = seal::leaves(&mut seal::Unsealer::new(conn, &frames, org_num)?, lo, hi)?;
+    let mut level_hashes = seal::leaves(unseal, lo, hi)?;
     if level_hashes.len() as u64 != count * width {
         return Err(StoreError::Corrupt(format!(
-            "missing leaves under level {level} of org {org_num}"
+            "missing leaves under level {level} of org {}",
+            unseal.org_num()
         )));
     }
     while level_hashes.len() as u64 > count {
@@ -471,19 +472,9 @@ pub(crate) fn read_nodes(conn: &Connection, org_num: i64, ids: &[NodeId]) -> Res
                     .op("read tree node")?;
                 return h.and_then(|h| h.try_into().ok()).ok_or_else(|| missing(id));
             }
-            let width = 1u64 << id.level;
-            let first = id.index * width + 1;
-            let mut level = seal::leaves(&mut unseal, first, first + width - 1)?;
-            if level.len() as u64 != width {
-                return Err(missing(id));
-            }
-            while level.len() > 1 {
-                level = level
-                    .chunks(2)
-                    .map(|p| merkle::node_hash(&p[0], &p[1]))
-                    .collect();
-            }
-            level.pop().ok_or_else(|| missing(id))
+            hashed_run(&mut unseal, id.level, id.index, 1)?
+                .pop()
+                .ok_or_else(|| missing(id))
         })
         .collect()
 }

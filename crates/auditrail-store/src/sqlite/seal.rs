@@ -71,6 +71,10 @@ impl<'a> Unsealer<'a> {
         self.next
     }
 
+    pub(crate) fn org_num(&self) -> i64 {
+        self.org_num
+    }
+
     /// The frame starting at seq `start` (a sealed tile's first seq).
     pub(crate) fn frame(&mut self, start: u64) -> Result<Frame> {
         if let Some((s, f)) = &self.last

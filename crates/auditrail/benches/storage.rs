@@ -1,7 +1,8 @@
 //! Storage benchmark: what an event costs on disk before and after sealing, on the
 //! embedded SQLite store, beside `zstd -3` of the same events as NDJSON and DuckDB's own
 //! database file holding them; the time `auditrail seal` takes, and a CSV export before
-//! and after (every row read back through the sealed frames).
+//! and after (every row read back through the sealed frames), and search p50/p99 before
+//! and after (an actor filter, two pages, newest first).
 //! Then the same on PostgreSQL: the tables' size before sealing, after it, and once
 //! compacted (`VACUUM FULL`: what the deleted rows' pages come to when reused), and
 //! search p50/p99 before and after (through the store, an actor filter, newest first).
@@ -88,8 +89,8 @@ fn pg_report(what: &str, sizes: &[(String, i64)], n: u64) -> i64 {
 }
 
 /// Search latency through the store: `k` actor filters, newest first, 50 a page.
-async fn pg_search(store: &auditrail_store::postgres::PgStore, k: u64) -> (f64, f64) {
-    use auditrail_store::{Order, PageRequest, Store};
+async fn search_ms(store: &impl auditrail_store::Store, k: u64) -> (f64, f64) {
+    use auditrail_store::{Order, PageRequest};
     let mut ms = Vec::new();
     for i in 0..k {
         let mut f = auditrail_core::query::Filter::default();
@@ -154,7 +155,7 @@ fn postgres(n: u64, src: &Path, tmp: &Path) {
     let store = rt
         .block_on(PgStore::connect(&db.url, PgOptions::default()))
         .unwrap();
-    let (p50a, p99a) = rt.block_on(pg_search(&store, 200));
+    let (p50a, p99a) = rt.block_on(search_ms(&store, 200));
     let t = Instant::now();
     print!("{}", pg(&["seal"]));
     let secs = t.elapsed().as_secs_f64();
@@ -164,7 +165,7 @@ fn postgres(n: u64, src: &Path, tmp: &Path) {
     );
     rt.block_on(client.batch_execute("VACUUM ANALYZE")).unwrap();
     let after = pg_report("after sealing", &rt.block_on(pg_sizes(&client)), n);
-    let (p50b, p99b) = rt.block_on(pg_search(&store, 200));
+    let (p50b, p99b) = rt.block_on(search_ms(&store, 200));
     rt.block_on(client.batch_execute("VACUUM FULL")).unwrap();
     let full = pg_report(
         "after sealing, compacted",
@@ -197,6 +198,12 @@ fn main() {
     let data = tmp.path().join("data");
     load(&data, &src);
     let before = db_bytes(&data);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sqlite_search = |rt: &tokio::runtime::Runtime| {
+        let store = auditrail_store::sqlite::SqliteStore::open(&data, Default::default()).unwrap();
+        rt.block_on(search_ms(&store, 200))
+    };
+    let (p50a, p99a) = sqlite_search(&rt);
     println!(
         "{n} events loaded: {:.1} MB on disk = {:.0} bytes an event",
         before as f64 / 1e6,
@@ -232,6 +239,10 @@ fn main() {
     }
     let t_sealed = export(&data, "csv", &csv);
     println!("export --format csv: {t_open:.2} s before sealing, {t_sealed:.2} s after");
+    let (p50b, p99b) = sqlite_search(&rt);
+    println!(
+        "search (actor filter, two pages): p50 {p50a:.2} ms, p99 {p99a:.2} ms before sealing; p50 {p50b:.2} ms, p99 {p99b:.2} ms after"
+    );
 
     // Peers: the stored events as NDJSON (what the export writes), zstd -3'd; DuckDB's
     // database file holding them.

@@ -1,5 +1,8 @@
 //! Search on PostgreSQL, in one snapshot (a read-only `REPEATABLE READ` transaction) so
-//! sealing cannot move events between its reads.
+//! sealing cannot move events between its reads. Its statements are prepared once per
+//! connection, and those that do not wait on one another are sent together: a search of
+//! rows alone is two round trips (the transaction's start; the rows with the org's
+//! marks), and the transaction ends by a rollback nothing waits for.
 //!
 //! - Rows (seqs from the org's sealed mark on): the filter becomes one `WHERE` over the
 //!   org's events, ordered by seq and cut one row past the page, so `next_after` is set
@@ -10,8 +13,8 @@
 //! - Frames (seqs below the mark): frames are listed in seq order, up to 256 at a time
 //!   and without their data, skipped by their time bounds and, for positive conditions,
 //!   by their `terms` (a GIN lookup, which costs about the same whatever the limit);
-//!   their data is then read a few frames at a time, as the page needs, except for frames
-//!   decoded before. With field conditions only the events whose field values may match
+//!   the first few frames' data come with the list, the rest is read a few frames at a
+//!   time as the page needs, except for frames decoded before. With field conditions only the events whose field values may match
 //!   are joined from a frame's columns; every event read is re-checked exactly.
 //!
 //! Descending, rows come first and frames follow; ascending, the other way round.
@@ -22,7 +25,7 @@ use auditrail_core::merkle::leaf_hash;
 use auditrail_core::query::{Field, Filter};
 use deadpool_postgres::Transaction;
 use tokio_postgres::IsolationLevel;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::seal;
 use crate::error::Pg;
@@ -41,6 +44,8 @@ const MAX_FRAME_BATCH: usize = 64;
 const CANDIDATES: i64 = 256;
 
 type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+/// Parameters with their types, for a statement sent without preparing it first.
+type Typed = Vec<(Box<dyn ToSql + Sync + Send>, Type)>;
 
 fn column(f: Field) -> &'static str {
     match f {
@@ -53,38 +58,31 @@ fn column(f: Field) -> &'static str {
 }
 
 /// The SQL and parameters of up to `limit` rows of `filter` over org `num` after
-/// `page`'s cursor, among seqs from `mark` on.
-fn query(
-    num: i64,
-    filter: &Filter,
-    page: PageRequest,
-    mark: i64,
-    limit: usize,
-) -> (String, Params) {
-    let mut params: Params = vec![Box::new(num)];
+/// `page`'s cursor: seqs from the org's sealed mark on, above its purge watermark.
+fn query(num: i64, filter: &Filter, page: PageRequest, limit: usize) -> (String, Typed) {
+    let mut params: Typed = vec![(Box::new(num), Type::INT8)];
     let mut sql = String::from(
         "SELECT seq, body, leaf FROM events WHERE org_num = $1 \
-         AND seq > (SELECT purged_seq FROM orgs WHERE num = $1)",
+         AND seq > (SELECT purged_seq FROM orgs WHERE num = $1) \
+         AND seq >= COALESCE((SELECT next_seq FROM sealed_upto WHERE org_num = $1), 1)",
     );
-    let mut bind = |sql: &mut String, clause: &str, p: Box<dyn ToSql + Sync + Send>| {
-        params.push(p);
+    let mut bind = |sql: &mut String, clause: &str, p: Box<dyn ToSql + Sync + Send>, ty| {
+        params.push((p, ty));
         sql.push_str(&clause.replace('?', &format!("${}", params.len())));
     };
-    if mark > 1 {
-        bind(&mut sql, " AND seq >= ?", Box::new(mark));
-    }
     if let Some(after) = page.after_seq {
         let op = match page.order {
             Order::Desc => " AND seq < ?",
             Order::Asc => " AND seq > ?",
         };
-        bind(&mut sql, op, Box::new(after.min(i64::MAX as u64) as i64));
+        let after = after.min(i64::MAX as u64) as i64;
+        bind(&mut sql, op, Box::new(after), Type::INT8);
     }
     if let Some(t) = filter.from_us {
-        bind(&mut sql, " AND occurred_us >= ?", Box::new(t));
+        bind(&mut sql, " AND occurred_us >= ?", Box::new(t), Type::INT8);
     }
     if let Some(t) = filter.to_us {
-        bind(&mut sql, " AND occurred_us < ?", Box::new(t));
+        bind(&mut sql, " AND occurred_us < ?", Box::new(t), Type::INT8);
     }
     for c in &filter.conds {
         let clause = if c.negate {
@@ -92,7 +90,7 @@ fn query(
         } else {
             format!(" AND {} = ?", column(c.field))
         };
-        bind(&mut sql, &clause, Box::new(c.value.clone()));
+        bind(&mut sql, &clause, Box::new(c.value.clone()), Type::TEXT);
     }
     for (text, negate) in &filter.text {
         let clause = if *negate {
@@ -100,7 +98,7 @@ fn query(
         } else {
             " AND strpos(body, ?) > 0"
         };
-        bind(&mut sql, clause, Box::new(text.clone()));
+        bind(&mut sql, clause, Box::new(text.clone()), Type::TEXT);
     }
     sql.push_str(match page.order {
         Order::Desc => " ORDER BY seq DESC",
@@ -110,9 +108,14 @@ fn query(
         &mut sql,
         " LIMIT ?",
         Box::new(limit.min(i64::MAX as usize) as i64),
+        Type::INT8,
     );
     (sql, params)
 }
+
+/// Where org `num`'s rows begin (its sealed mark) and its purge watermark.
+const MARKS: &str = "SELECT COALESCE((SELECT next_seq FROM sealed_upto WHERE org_num = $1), 1), \
+                     purged_seq FROM orgs WHERE num = $1";
 
 pub(super) async fn search(
     c: &mut deadpool_postgres::Object,
@@ -128,19 +131,24 @@ pub(super) async fn search(
         .start()
         .await
         .pg("begin search")?;
-    let mark = seal::sealed_upto(&tx, num).await?;
+    let marks = tx.prepare_cached(MARKS).await.pg("prepare search marks")?;
     let want = page.limit.saturating_add(1);
     let mut events = Vec::new();
     let after = page.after_seq.map(|a| a.min(i64::MAX as u64) as i64);
     match page.order {
         Order::Desc => {
-            rows(&tx, num, filter, page, mark, want, &mut events).await?;
+            // The rows query reads the marks itself: both are sent at once.
+            let (row, ()) = tokio::try_join!(
+                async { tx.query_one(&marks, &[&num]).await.pg("read search marks") },
+                rows(&tx, num, filter, page, want, &mut events),
+            )?;
+            let (mark, purged): (i64, i64) = (row.get(0), row.get(1));
             let hi = after.map_or(mark - 1, |a| a.saturating_sub(1).min(mark - 1));
             if events.len() < want && hi >= 1 {
                 frames(
                     &tx,
                     cache,
-                    num,
+                    (num, purged),
                     filter,
                     Order::Desc,
                     (1, hi),
@@ -151,12 +159,17 @@ pub(super) async fn search(
             }
         }
         Order::Asc => {
+            let row = tx
+                .query_one(&marks, &[&num])
+                .await
+                .pg("read search marks")?;
+            let (mark, purged): (i64, i64) = (row.get(0), row.get(1));
             let lo = after.map_or(1, |a| a.saturating_add(1)).max(1);
             if lo < mark {
                 frames(
                     &tx,
                     cache,
-                    num,
+                    (num, purged),
                     filter,
                     Order::Asc,
                     (lo, mark - 1),
@@ -167,11 +180,13 @@ pub(super) async fn search(
             }
             if events.len() < want {
                 let left = want - events.len();
-                rows(&tx, num, filter, page, mark, left, &mut events).await?;
+                rows(&tx, num, filter, page, left, &mut events).await?;
             }
         }
     }
-    tx.commit().await.pg("end search")?;
+    // Read-only: dropping the transaction sends its rollback without waiting for it,
+    // and the connection's next use queues behind it.
+    drop(tx);
     let more = events.len() > page.limit;
     events.truncate(page.limit);
     let next_after = if more {
@@ -182,19 +197,23 @@ pub(super) async fn search(
     Ok(Page { events, next_after })
 }
 
-/// Up to `limit` matching rows (seqs from `mark` on), appended to `out`.
+/// Up to `limit` matching rows (seqs from the sealed mark on), appended to `out`.
 async fn rows(
     tx: &Transaction<'_>,
     num: i64,
     filter: &Filter,
     page: PageRequest,
-    mark: i64,
     limit: usize,
     out: &mut Vec<StoredEvent>,
 ) -> Result<()> {
-    let (sql, params) = query(num, filter, page, mark, limit);
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
-    for r in tx.query(&sql, &refs).await.pg("search")? {
+    let (sql, params) = query(num, filter, page, limit);
+    let refs: Vec<(&(dyn ToSql + Sync), Type)> = params
+        .iter()
+        .map(|(p, t)| (p.as_ref() as _, t.clone()))
+        .collect();
+    // Typed, the statement goes with its parameters in one round trip, and filters of
+    // every shape leave no prepared statement behind.
+    for r in tx.query_typed(&sql, &refs).await.pg("search")? {
         let seq = r.get::<_, i64>(0) as u64;
         out.push(StoredEvent {
             seq,
@@ -206,7 +225,8 @@ async fn rows(
 }
 
 /// The SQL listing frames of org `num` that may hold matches of `filter` among seqs
-/// `lo..=hi` in `order`; `$2`/`$3` bound the frames' first seqs, `$4` is how many.
+/// `lo..=hi` in `order`, with the data of the first `FRAME_BATCH`; `$2`/`$3` bound the
+/// frames' first seqs, `$4` is how many.
 fn frame_query(num: i64, filter: &Filter, order: Order) -> (String, Params) {
     let mut params: Params = vec![
         Box::new(num),
@@ -214,8 +234,13 @@ fn frame_query(num: i64, filter: &Filter, order: Order) -> (String, Params) {
         Box::new(0i64),
         Box::new(CANDIDATES),
     ];
-    let mut sql = String::from(
-        "SELECT first_seq, version FROM sealed WHERE org_num = $1 \
+    let dir = match order {
+        Order::Desc => "DESC",
+        Order::Asc => "ASC",
+    };
+    let mut sql = format!(
+        "SELECT first_seq, version, CASE WHEN row_number() OVER (ORDER BY first_seq {dir}) \
+         <= {FRAME_BATCH} THEN data END FROM sealed WHERE org_num = $1 \
          AND first_seq BETWEEN $2 AND $3",
     );
     let terms: Vec<i32> = filter
@@ -236,11 +261,7 @@ fn frame_query(num: i64, filter: &Filter, order: Order) -> (String, Params) {
         params.push(Box::new(t));
         sql.push_str(&format!(" AND min_us < ${}", params.len()));
     }
-    sql.push_str(match order {
-        Order::Desc => " ORDER BY first_seq DESC",
-        Order::Asc => " ORDER BY first_seq ASC",
-    });
-    sql.push_str(" LIMIT $4");
+    sql.push_str(&format!(" ORDER BY first_seq {dir} LIMIT $4"));
     (sql, params)
 }
 
@@ -250,18 +271,13 @@ fn frame_query(num: i64, filter: &Filter, order: Order) -> (String, Params) {
 async fn frames(
     tx: &Transaction<'_>,
     cache: &FrameCache,
-    num: i64,
+    (num, purged): (i64, i64),
     filter: &Filter,
     order: Order,
     (lo, hi): (i64, i64),
     want: usize,
     out: &mut Vec<StoredEvent>,
 ) -> Result<()> {
-    let purged: i64 = tx
-        .query_one("SELECT purged_seq FROM orgs WHERE num = $1", &[&num])
-        .await
-        .pg("read purge watermark")?
-        .get(0);
     let lo = lo.max(purged + 1);
     let (sql, mut params) = frame_query(num, filter, order);
     let test = FieldTest::of(filter);
@@ -280,18 +296,20 @@ async fn frames(
         params[1] = Box::new(first_lo);
         params[2] = Box::new(first_hi);
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
-        let listed: Vec<(i64, i32)> = tx
-            .query(&st, &refs)
-            .await
-            .pg("search frames")?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+        let rows = tx.query(&st, &refs).await.pg("search frames")?;
+        let listed: Vec<(i64, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         let done = (listed.len() as i64) < CANDIDATES;
+        // Frames' data by first seq: the first few came with the list.
+        let mut data: HashMap<i64, tokio_postgres::Row> = rows
+            .into_iter()
+            .filter(|r| r.get::<_, Option<&[u8]>>(2).is_some())
+            .map(|r| (r.get(0), r))
+            .collect();
         let mut at = 0;
         while at < listed.len() {
             let chunk = &listed[at..(at + batch).min(listed.len())];
             at += chunk.len();
+            // The first batch's data came with the list: the next read takes more.
             batch = (batch * 2).min(MAX_FRAME_BATCH);
             // Frames decoded before need no data: taken from the cache now, as another
             // search may push them out of it meanwhile. The rest is read in one query.
@@ -302,10 +320,10 @@ async fn frames(
                     Some(f) => {
                         held.insert(first, f);
                     }
+                    None if data.contains_key(&first) => {}
                     None => missing.push(first),
                 }
             }
-            let mut data: HashMap<i64, tokio_postgres::Row> = HashMap::new();
             if !missing.is_empty() {
                 for row in tx.query(&read, &[&num, &missing]).await.pg("read frames")? {
                     data.insert(row.get(0), row);
@@ -382,13 +400,13 @@ mod tests {
                 limit: 50,
                 order: Order::Desc,
             },
-            1,
             51,
         );
         assert_eq!(
             sql,
             "SELECT seq, body, leaf FROM events WHERE org_num = $1 \
-             AND seq > (SELECT purged_seq FROM orgs WHERE num = $1) AND seq < $2 AND occurred_us >= $3 \
+             AND seq > (SELECT purged_seq FROM orgs WHERE num = $1) \
+             AND seq >= COALESCE((SELECT next_seq FROM sealed_upto WHERE org_num = $1), 1) AND seq < $2 AND occurred_us >= $3 \
              AND actor_id = $4 AND action IS DISTINCT FROM $5 AND strpos(body, $6) > 0 ORDER BY seq DESC LIMIT $7"
         );
         assert_eq!(params.len(), 7);

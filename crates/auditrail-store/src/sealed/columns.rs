@@ -1,4 +1,4 @@
-//! A frame's bodies as shapes and columns (frame version 3).
+//! A frame's bodies as shapes and columns (frame version 3); `join.rs` reads them back.
 //!
 //! Events of one org mostly share their structure and differ in a few values, and a
 //! general-purpose compressor pays for every field of every event again when values of
@@ -19,23 +19,21 @@
 //! compression, never a byte.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 
 use auditrail_core::time;
 use chrono::{DateTime, Utc};
 
-use super::Reader;
+use crate::StoreError;
 use crate::terms::put_varint;
-use crate::{Result, StoreError};
 
 /// Where a scalar was in a shape. Never in JSON text (control characters are escaped).
-const HOLE: u8 = 0;
+pub(super) const HOLE: u8 = 0;
 /// Ends each value in a column. Never inside a JSON scalar.
-const END: u8 = b'\n';
+pub(super) const END: u8 = b'\n';
 
-const SEQ: &[u8] = b"\"seq\"";
-const RECEIVED: &[u8] = b"\"received_at\"";
-const OCCURRED: &[u8] = b"\"occurred_at\"";
+pub(super) const SEQ: &[u8] = b"\"seq\"";
+pub(super) const RECEIVED: &[u8] = b"\"received_at\"";
+pub(super) const OCCURRED: &[u8] = b"\"occurred_at\"";
 
 /// What a body's derivable values are derived from.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +43,7 @@ pub(super) struct Times {
 }
 
 /// Appends `received_at` as auditrail writes it for `ms` (quoted).
-fn put_received(ms: i64, out: &mut Vec<u8>) {
+pub(super) fn put_received(ms: i64, out: &mut Vec<u8>) {
     out.push(b'"');
     if !put_time(ms.div_euclid(1000), ms.rem_euclid(1000) as u32, 3, out) {
         out.extend_from_slice(time::format_millis(ms).as_bytes());
@@ -54,7 +52,7 @@ fn put_received(ms: i64, out: &mut Vec<u8>) {
 }
 
 /// Appends `occurred_at` as auditrail writes it for `us` (quoted); false if out of range.
-fn put_occurred(us: i64, out: &mut Vec<u8>) -> bool {
+pub(super) fn put_occurred(us: i64, out: &mut Vec<u8>) -> bool {
     let (secs, frac) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000) as u32);
     out.push(b'"');
     // As chrono's `AutoSi` writes it: no fraction, or 3 or 6 digits.
@@ -118,7 +116,7 @@ enum Ctx {
 }
 
 /// One step of reading a body or a shape.
-enum Step<'a> {
+pub(super) enum Step<'a> {
     /// Bytes that belong to the shape.
     Text(&'a [u8]),
     /// A scalar value (a hole in a shape), and the path of its column.
@@ -128,7 +126,7 @@ enum Step<'a> {
 /// Walks JSON text (`shape`: holes in place of scalars), keeping the path of the
 /// position. Calls `f` for each run of shape text and each scalar; `None` on text it
 /// does not understand.
-fn walk<'a>(
+pub(super) fn walk<'a>(
     text: &'a [u8],
     shape: bool,
     path: &mut Vec<u8>,
@@ -244,19 +242,37 @@ fn string_end(text: &[u8], start: usize) -> Option<usize> {
     None
 }
 
-/// How a column's values are kept (frame version 4 names it in the column's head).
+/// How a column's values are kept (from frame version 4 on, its head names it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Codes {
     /// Version 3: every column plain, its head without a code.
     Plain,
     /// Version 4: each head carries [`PLAIN`] or [`HEX`].
     Named,
+    /// Version 5: [`PLAIN`], [`HEX`] or [`ONE`].
+    NamedOrOne,
 }
 
 /// A column's values back to back, each followed by [`END`].
-const PLAIN: u8 = 0;
+pub(super) const PLAIN: u8 = 0;
 /// A column of hex identifiers of one layout, packed (`hex.rs`).
-const HEX: u8 = 1;
+pub(super) const HEX: u8 = 1;
+/// A column whose values are all one value: how many (LEB128), then the value. Values
+/// every event of an org repeats (a type, an outcome, a user agent, the derived times)
+/// then cost nothing to decompress.
+pub(super) const ONE: u8 = 2;
+
+/// A plain column's values kept as [`ONE`], if they are all one value.
+fn one_value(col: &[u8]) -> Option<Vec<u8>> {
+    let first = &col[..memchr::memchr(END, col)? + 1];
+    if !col.len().is_multiple_of(first.len()) || !col.chunks(first.len()).all(|v| v == first) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(first.len() + 4);
+    put_varint(&mut out, (col.len() / first.len()) as u64);
+    out.extend_from_slice(&first[..first.len() - 1]);
+    Some(out)
+}
 
 /// Appends the bodies as shapes and columns to `out`; `None` if one cannot be split
 /// (the caller then keeps the bodies whole).
@@ -339,23 +355,31 @@ pub(super) fn split(bodies: &[(&str, Times)], codes: Codes, out: &mut Vec<u8>) -
     for s in shape_of {
         put_varint(out, s as u64);
     }
-    let packed: Vec<Option<Vec<u8>>> = cols
+    // Each column's code and, unless plain, its values as that code keeps them.
+    let packed: Vec<(u8, Option<Vec<u8>>)> = cols
         .iter()
-        .map(|(_, data)| match codes {
-            Codes::Named => super::hex::pack(data),
-            Codes::Plain => None,
+        .map(|(_, data)| {
+            let one = match codes {
+                Codes::NamedOrOne => one_value(data).map(|v| (ONE, Some(v))),
+                _ => None,
+            };
+            let hex = || match codes {
+                Codes::Named | Codes::NamedOrOne => super::hex::pack(data).map(|v| (HEX, Some(v))),
+                Codes::Plain => None,
+            };
+            one.or_else(hex).unwrap_or((PLAIN, None))
         })
         .collect();
     put_varint(out, cols.len() as u64);
-    for ((p, data), packed) in cols.iter().zip(&packed) {
+    for ((p, data), (code, packed)) in cols.iter().zip(&packed) {
         put_varint(out, p.len() as u64);
         out.extend_from_slice(p);
-        if codes == Codes::Named {
-            out.push(if packed.is_some() { HEX } else { PLAIN });
+        if codes != Codes::Plain {
+            out.push(*code);
         }
         put_varint(out, packed.as_ref().unwrap_or(data).len() as u64);
     }
-    for ((_, data), packed) in cols.iter().zip(&packed) {
+    for ((_, data), (_, packed)) in cols.iter().zip(&packed) {
         out.extend_from_slice(packed.as_ref().unwrap_or(data));
     }
     Some(())
@@ -368,219 +392,8 @@ fn put_digits(v: i64, width: u32, out: &mut Vec<u8>) {
     }
 }
 
-fn bad(why: &str) -> StoreError {
+pub(super) fn bad(why: &str) -> StoreError {
     StoreError::Corrupt(format!("sealed frame: {why}"))
-}
-
-/// A stored `seq` value, if it is one a following derived seq counts on from (a number
-/// written as `u64` writes it: "01" is not).
-fn written_seq(v: &[u8]) -> Option<u64> {
-    std::str::from_utf8(v)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .filter(|n| n.to_string().as_bytes() == v)
-}
-
-/// One shape, ready to fill: its text and, per hole, where it is and its column.
-struct Plan<'a> {
-    text: &'a [u8],
-    holes: Vec<(usize, usize)>,
-}
-
-/// Which bodies [`join_picked`] writes out. Before a body is written, `keep` is shown
-/// its value of each of `paths` (a column's path: the keys from the root, each as its
-/// JSON text): the value's JSON text, or `None` when the body has none there, or more
-/// than one. Skipping a body costs finding its values, not writing it.
-pub(super) struct Pick<'p> {
-    pub paths: &'p [Vec<u8>],
-    pub keep: &'p mut super::Keep<'p>,
-}
-
-/// Reads what [`split`] wrote for bodies with these times; the bodies, in order.
-pub(super) fn join<'a>(r: &mut Reader<'a>, times: &[Times], codes: Codes) -> Result<Vec<String>> {
-    let all = join_picked(r, times, codes, None)?;
-    let n = all.len();
-    let out: Vec<String> = all.into_iter().flatten().collect();
-    if out.len() != n {
-        return Err(bad("a body is missing"));
-    }
-    Ok(out)
-}
-
-/// [`join`], writing only the bodies `pick` keeps (all without one); the others are
-/// `None`, in their places.
-pub(super) fn join_picked<'a>(
-    r: &mut Reader<'a>,
-    times: &[Times],
-    codes: Codes,
-    mut pick: Option<&mut Pick<'_>>,
-) -> Result<Vec<Option<String>>> {
-    let count = |r: &mut Reader<'a>| -> Result<usize> {
-        usize::try_from(r.varint()?)
-            .ok()
-            .filter(|&n| n <= r.raw.len())
-            .ok_or_else(|| bad("a count is too large"))
-    };
-    let n_shapes = count(r)?;
-    let mut shapes = Vec::with_capacity(n_shapes);
-    for _ in 0..n_shapes {
-        let len = count(r)?;
-        shapes.push(r.take(len)?);
-    }
-    let mut shape_of = Vec::with_capacity(times.len());
-    for _ in times {
-        let s = count(r)?;
-        if s >= shapes.len() {
-            return Err(bad("no such shape"));
-        }
-        shape_of.push(s);
-    }
-    let n_cols = count(r)?;
-    let mut heads = Vec::with_capacity(n_cols);
-    for _ in 0..n_cols {
-        let len = count(r)?;
-        let p = r.take(len)?;
-        let code = match codes {
-            Codes::Named => r.byte()?,
-            Codes::Plain => PLAIN,
-        };
-        heads.push((p, code, count(r)?));
-    }
-    // Packed columns, unpacked: their values as a plain column's.
-    let mut stored = Vec::with_capacity(n_cols);
-    for &(_, code, len) in &heads {
-        let data = r.take(len)?;
-        stored.push(match code {
-            PLAIN => (data, None),
-            HEX => (data, Some(super::hex::unpack(data)?)),
-            _ => return Err(bad("unknown column code")),
-        });
-    }
-    let mut col_of: HashMap<&[u8], usize> = HashMap::with_capacity(n_cols);
-    // Each column's values not yet used, and its path.
-    let mut cols: Vec<(&[u8], &[u8])> = Vec::with_capacity(n_cols);
-    for (i, (&(p, _, _), (data, unpacked))) in heads.iter().zip(&stored).enumerate() {
-        cols.push((unpacked.as_deref().unwrap_or(data), p));
-        if col_of.insert(p, i).is_some() {
-            return Err(bad("a column appears twice"));
-        }
-    }
-    // Which of the picked paths each column is.
-    let mut watched: Vec<Option<usize>> = vec![None; n_cols];
-    let n_watched = pick.as_ref().map_or(0, |p| p.paths.len());
-    if let Some(p) = &pick {
-        for (w, path) in p.paths.iter().enumerate() {
-            if let Some(&c) = col_of.get(path.as_slice()) {
-                watched[c] = Some(w);
-            }
-        }
-    }
-    // A body's values of the picked paths; `Err` where it has more than one.
-    let mut seen: Vec<std::result::Result<Option<&[u8]>, ()>> = vec![Ok(None); n_watched];
-    let mut shown: Vec<Option<&[u8]>> = vec![None; n_watched];
-    let mut path = Vec::new();
-    let mut plans: Vec<Plan<'_>> = Vec::with_capacity(shapes.len());
-    for s in &shapes {
-        let mut holes = Vec::new();
-        let mut at = 0usize;
-        walk(s, true, &mut path, |step, path| {
-            if let Step::Value(_) = step {
-                holes.push((at, *col_of.get(path)?));
-            }
-            at += match step {
-                Step::Text(t) | Step::Value(t) => t.len(),
-            };
-            Some(())
-        })
-        .ok_or_else(|| bad("a shape is not JSON with holes"))?;
-        plans.push(Plan { text: s, holes });
-    }
-    let mut out = Vec::with_capacity(times.len());
-    let mut last_seq: Option<u64> = None;
-    let mut buf = Vec::new();
-    // This body's values, one a hole.
-    let mut vals: Vec<&[u8]> = Vec::new();
-    for (t, s) in times.iter().zip(shape_of) {
-        let plan = &plans[s];
-        vals.clear();
-        seen.fill(Ok(None));
-        for &(_, c) in &plan.holes {
-            let values = &mut cols[c].0;
-            let end = memchr::memchr(END, values).ok_or_else(|| bad("a column ran out"))?;
-            let v = &values[..end];
-            *values = &values[end + 1..];
-            vals.push(v);
-            if let Some(w) = watched[c] {
-                seen[w] = match seen[w] {
-                    Ok(None) => Ok(Some(v)),
-                    _ => Err(()),
-                };
-            }
-        }
-        if let Some(p) = pick.as_mut() {
-            for (to, from) in shown.iter_mut().zip(&seen) {
-                *to = from.ok().flatten();
-            }
-            if !(p.keep)(&shown) {
-                // Not written; the seqs still count on.
-                for (&(_, c), v) in plan.holes.iter().zip(&vals) {
-                    if cols[c].1 == SEQ {
-                        last_seq = if v.is_empty() {
-                            Some(
-                                last_seq
-                                    .and_then(|s| s.checked_add(1))
-                                    .ok_or_else(|| bad("a seq with nothing before it"))?,
-                            )
-                        } else {
-                            written_seq(v)
-                        };
-                    }
-                }
-                out.push(None);
-                continue;
-            }
-        }
-        buf.clear();
-        let mut from = 0;
-        for (&(at, c), &v) in plan.holes.iter().zip(&vals) {
-            buf.extend_from_slice(&plan.text[from..at]);
-            from = at + 1;
-            let path: &[u8] = cols[c].1;
-            if v.is_empty() {
-                match path {
-                    SEQ => {
-                        let n = last_seq
-                            .and_then(|s| s.checked_add(1))
-                            .ok_or_else(|| bad("a seq with nothing before it"))?;
-                        // Writing to a Vec cannot fail.
-                        let _ = write!(buf, "{n}");
-                        last_seq = Some(n);
-                    }
-                    RECEIVED => put_received(t.received_ms, &mut buf),
-                    OCCURRED => {
-                        if !put_occurred(t.occurred_us, &mut buf) {
-                            return Err(bad("a time out of range"));
-                        }
-                    }
-                    _ => return Err(bad("an empty value")),
-                }
-            } else {
-                if path == SEQ {
-                    last_seq = written_seq(v);
-                }
-                buf.extend_from_slice(v);
-            }
-        }
-        buf.extend_from_slice(&plan.text[from..]);
-        let len = buf.len();
-        let body = String::from_utf8(std::mem::replace(&mut buf, Vec::with_capacity(len + 64)))
-            .map_err(|_| bad("a body is not UTF-8"))?;
-        out.push(Some(body));
-    }
-    if cols.iter().any(|(v, _)| !v.is_empty()) {
-        return Err(bad("a column has values left"));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

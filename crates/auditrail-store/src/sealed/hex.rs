@@ -99,31 +99,57 @@ pub(super) fn pack(col: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The plain column (each value followed by `\n`) that [`pack`] packed into `data`.
-pub(super) fn unpack(data: &[u8]) -> Result<Vec<u8>> {
-    let mut r = Reader { raw: data, at: 0 };
-    let len = usize::try_from(r.varint()?)
-        .ok()
-        .filter(|&n| n <= data.len())
-        .ok_or_else(|| bad("too long a value"))?;
-    let pattern = r.take(len)?;
-    let count = r.varint()?;
-    let slots = pattern
-        .iter()
-        .filter(|&&b| b == LOWER || b == UPPER)
-        .count();
-    let per = slots.div_ceil(2);
-    let digits = &data[r.at..];
-    if per == 0
-        || u64::try_from(digits.len() / per).ok() != Some(count)
-        || !digits.len().is_multiple_of(per)
-    {
-        return Err(bad("its digits do not fill its values"));
+/// A packed column, read in place: any value can be written out on its own.
+pub(super) struct Packed<'a> {
+    pattern: &'a [u8],
+    /// Bytes of digits a value.
+    per: usize,
+    digits: &'a [u8],
+}
+
+impl<'a> Packed<'a> {
+    /// Reads the layout of a column [`pack`] made; `Corrupt` if its digits do not fill
+    /// a whole number of values of it.
+    pub(super) fn parse(data: &'a [u8]) -> Result<Self> {
+        let mut r = Reader { raw: data, at: 0 };
+        let len = usize::try_from(r.varint()?)
+            .ok()
+            .filter(|&n| n <= data.len())
+            .ok_or_else(|| bad("too long a value"))?;
+        let pattern = r.take(len)?;
+        let count = r.varint()?;
+        let slots = pattern
+            .iter()
+            .filter(|&&b| b == LOWER || b == UPPER)
+            .count();
+        let per = slots.div_ceil(2);
+        let digits = &data[r.at..];
+        if per == 0
+            || u64::try_from(digits.len() / per).ok() != Some(count)
+            || !digits.len().is_multiple_of(per)
+        {
+            return Err(bad("its digits do not fill its values"));
+        }
+        Ok(Self {
+            pattern,
+            per,
+            digits,
+        })
     }
-    let mut out = Vec::with_capacity(digits.len() / per * (len + 1));
-    for value in digits.chunks(per) {
+
+    /// How many values the column holds.
+    pub(super) fn count(&self) -> usize {
+        self.digits.len() / self.per
+    }
+
+    /// Appends value `k` (without its end) to `out`.
+    pub(super) fn write(&self, k: usize, out: &mut Vec<u8>) -> Result<()> {
+        let value = self
+            .digits
+            .get(k * self.per..(k + 1) * self.per)
+            .ok_or_else(|| bad("no such value"))?;
         let mut nibbles = value.iter().flat_map(|b| [b >> 4, b & 15]);
-        for &p in pattern {
+        for &p in self.pattern {
             out.push(match p {
                 LOWER | UPPER => {
                     let n = nibbles.next().ok_or_else(|| bad("a value is short"))?;
@@ -140,9 +166,24 @@ pub(super) fn unpack(data: &[u8]) -> Result<Vec<u8>> {
         if nibbles.any(|n| n != 0) {
             return Err(bad("a value's padding is not zero"));
         }
-        out.push(END);
+        Ok(())
     }
-    Ok(out)
+
+    /// The column as a plain one: each value followed by `\n`.
+    pub(super) fn plain(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.count() * (self.pattern.len() + 1));
+        for k in 0..self.count() {
+            self.write(k, &mut out)?;
+            out.push(END);
+        }
+        Ok(out)
+    }
+}
+
+/// The plain column (each value followed by `\n`) that [`pack`] packed into `data`.
+#[cfg(test)]
+pub(super) fn unpack(data: &[u8]) -> Result<Vec<u8>> {
+    Packed::parse(data)?.plain()
 }
 
 #[cfg(test)]

@@ -8,13 +8,15 @@
 //! Layout before compression: a version byte and the entry count (u16 LE); then per
 //! entry the change of `occurred_us` and of `received_ms` from the entry before (zigzag
 //! LEB128) and a kind byte (0: a body; 1: purged, its 32-byte leaf follows). Then the
-//! bodies: in version 3, as shapes and columns (`columns.rs`), about 40% smaller once
-//! compressed; in version 2 (what earlier releases wrote, and what a frame falls back to
+//! bodies: from version 3 on, as shapes and columns (`columns.rs`), about 40% smaller
+//! once compressed (version 4 packs columns of hex ids; version 5 keeps a column whose
+//! values are all one value once); in version 2 (what earlier releases wrote, and what a frame falls back to
 //! if a body cannot be split), each body's LEB128 length in its entry, then the bodies
 //! back to back.
 
 mod columns;
 mod hex;
+mod join;
 
 use auditrail_core::Hash;
 use auditrail_core::merkle::leaf_hash;
@@ -34,6 +36,8 @@ const WHOLE: u8 = 2;
 const COLUMNS: u8 = 3;
 /// Bodies as shapes and columns, columns of hex ids packed (`hex.rs`).
 const PACKED: u8 = 4;
+/// As [`PACKED`], and a column of one value repeated is kept as that value and how many.
+const CONSTANT: u8 = 5;
 /// The largest body a frame may hold once decoded (events are capped far below this).
 const MAX_BODY: usize = 4 << 20;
 
@@ -109,19 +113,20 @@ pub fn encode(entries: &[Entry]) -> Result<Vec<u8>> {
 
 /// The columns' codes of a columnar frame version.
 fn codes(version: u8) -> columns::Codes {
-    if version == COLUMNS {
-        columns::Codes::Plain
-    } else {
-        columns::Codes::Named
+    match version {
+        COLUMNS => columns::Codes::Plain,
+        PACKED => columns::Codes::Named,
+        _ => columns::Codes::NamedOrOne,
     }
 }
 
-/// The version 4 layout, if every body splits and joins back exactly.
+/// The version 5 layout, if every body splits and joins back exactly.
 fn columnar(entries: &[Entry]) -> Option<Vec<u8>> {
-    columnar_as(entries, PACKED)
+    columnar_as(entries, CONSTANT)
 }
 
-/// A columnar layout (`COLUMNS` or `PACKED`), if every body splits and joins back.
+/// A columnar layout (`COLUMNS`, `PACKED` or `CONSTANT`), if every body splits and
+/// joins back.
 fn columnar_as(entries: &[Entry], version: u8) -> Option<Vec<u8>> {
     let bodies: Vec<(&str, columns::Times)> = entries
         .iter()
@@ -131,7 +136,7 @@ fn columnar_as(entries: &[Entry], version: u8) -> Option<Vec<u8>> {
     let at = raw.len();
     columns::split(&bodies, codes(version), &mut raw)?;
     let times: Vec<columns::Times> = bodies.iter().map(|b| b.1).collect();
-    let back = columns::join(&mut Reader { raw: &raw, at }, &times, codes(version)).ok()?;
+    let back = join::join(&mut Reader { raw: &raw, at }, &times, codes(version)).ok()?;
     let same = back.len() == bodies.len() && back.iter().zip(&bodies).all(|(a, b)| a == b.0);
     same.then_some(raw)
 }
@@ -221,7 +226,7 @@ impl<'a> Reader<'a> {
 
 /// Decompresses a frame; `Corrupt` on anything but a frame [`encode`] made.
 pub fn decode(data: &[u8]) -> Result<Vec<Entry>> {
-    let all = decode_picked(data, None)?;
+    let all = decode_picked(data, &[], None)?;
     let n = all.len();
     let out: Vec<Entry> = all.into_iter().flatten().collect();
     if out.len() != n {
@@ -255,10 +260,30 @@ pub fn decode_some(
     paths: &[Vec<u8>],
     keep: &mut Keep<'_>,
 ) -> Result<Vec<Option<Entry>>> {
-    decode_picked(data, Some(&mut columns::Pick { paths, keep }))
+    decode_picked(data, paths, Some(&mut |_, v: &[Option<&[u8]>]| keep(v)))
 }
 
-fn decode_picked(data: &[u8], pick: Option<&mut columns::Pick<'_>>) -> Result<Vec<Option<Entry>>> {
+/// [`decode`], writing out only the events at places `at` of the frame (0 its first);
+/// the others are `None`, as in [`decode_some`] (purged events are always written).
+pub fn decode_at(data: &[u8], at: &[usize]) -> Result<Vec<Option<Entry>>> {
+    let mut wanted = [false; FRAME_EVENTS as usize];
+    for &i in at {
+        if let Some(w) = wanted.get_mut(i) {
+            *w = true;
+        }
+    }
+    decode_picked(data, &[], Some(&mut |i, _| wanted[i]))
+}
+
+/// Which events a partial decode writes, asked with the event's place in its frame and
+/// its values of the paths asked for.
+type KeepAt<'a> = dyn FnMut(usize, &[Option<&[u8]>]) -> bool + 'a;
+
+fn decode_picked(
+    data: &[u8],
+    paths: &[Vec<u8>],
+    keep: Option<&mut KeepAt<'_>>,
+) -> Result<Vec<Option<Entry>>> {
     thread_local! {
         /// One decompression context per thread: making one costs more than a frame.
         static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
@@ -286,7 +311,7 @@ fn decode_picked(data: &[u8], pick: Option<&mut columns::Pick<'_>>) -> Result<Ve
     .map_err(|e| Reader::bad(&e.to_string()))?;
     let mut r = Reader { raw: &raw, at: 0 };
     let version = r.byte()?;
-    if ![WHOLE, COLUMNS, PACKED].contains(&version) {
+    if ![WHOLE, COLUMNS, PACKED, CONSTANT].contains(&version) {
         return Err(Reader::bad("unknown version"));
     }
     let columnar = version != WHOLE;
@@ -326,7 +351,15 @@ fn decode_picked(data: &[u8], pick: Option<&mut columns::Pick<'_>>) -> Result<Ve
                 received_ms,
             })
             .collect();
-        columns::join_picked(&mut r, &times, codes(version), pick)?.into_iter()
+        // The join counts only the events with bodies; `keep` is told their places.
+        let places: Vec<usize> = (0..heads.len()).filter(|&i| heads[i].2.is_err()).collect();
+        let mut at_place = keep
+            .map(|k| move |b: usize, v: &[Option<&[u8]>]| places.get(b).is_some_and(|&i| k(i, v)));
+        let pick = at_place.as_mut().map(|keep| join::Pick {
+            paths,
+            keep: keep as &mut join::KeepBody<'_>,
+        });
+        join::join_picked(&mut r, &times, codes(version), pick)?.into_iter()
     } else {
         Vec::new().into_iter()
     };
@@ -464,7 +497,7 @@ mod tests {
         entries[3].purge();
         entries[200].purge();
         let f = encode(&entries).unwrap();
-        assert_eq!(version_of(&f), PACKED);
+        assert_eq!(version_of(&f), CONSTANT);
         assert_eq!(decode(&f).unwrap(), entries);
         // The same bodies kept whole compress worse.
         let whole = zstd::bulk::compress(&layout(&entries, WHOLE), LEVEL).unwrap();
@@ -474,9 +507,20 @@ mod tests {
             f.len(),
             whole.len()
         );
-        // ... and frames earlier releases wrote still read: bodies whole, and columns
-        // all plain (version 3).
+        // ... and frames earlier releases wrote still read: bodies whole, columns all
+        // plain (version 3), hex ids packed (version 4).
         assert_eq!(decode(&whole).unwrap(), entries);
+        let v4 = zstd::bulk::compress(&columnar_as(&entries, PACKED).unwrap(), LEVEL).unwrap();
+        assert_eq!(version_of(&v4), PACKED);
+        assert_eq!(decode(&v4).unwrap(), entries);
+        // A column of one value (`action`, `actor.type`, ...) is kept once: less to decompress.
+        let raw = |f: &[u8]| zstd::bulk::decompress(f, 1 << 24).unwrap().len();
+        assert!(
+            raw(&f) + 255 * 10 <= raw(&v4),
+            "{} vs {}",
+            raw(&f),
+            raw(&v4)
+        );
         let plain = zstd::bulk::compress(&columnar_as(&entries, COLUMNS).unwrap(), LEVEL).unwrap();
         assert_eq!(version_of(&plain), COLUMNS);
         assert_eq!(decode(&plain).unwrap(), entries);
@@ -524,7 +568,7 @@ mod tests {
         entries[3].received_ms += 1;
         entries[4].occurred_us += 1;
         let f = encode(&entries).unwrap();
-        assert_eq!(version_of(&f), PACKED);
+        assert_eq!(version_of(&f), CONSTANT);
         assert_eq!(decode(&f).unwrap(), entries);
     }
 
@@ -556,7 +600,7 @@ mod tests {
             let mut entries = stored_frame(3);
             entries[1].body = Body::Text(odd.into());
             let f = encode(&entries).unwrap();
-            assert_eq!(version_of(&f), PACKED, "{odd:?}");
+            assert_eq!(version_of(&f), CONSTANT, "{odd:?}");
             assert_eq!(decode(&f).unwrap(), entries, "{odd:?}");
         }
     }
@@ -640,7 +684,7 @@ mod tests {
                 k
             }).unwrap();
             prop_assert_eq!(some.len(), whole.len());
-            let columnar = zstd::bulk::decompress(&frame, 1 << 24).unwrap()[0] == PACKED;
+            let columnar = zstd::bulk::decompress(&frame, 1 << 24).unwrap()[0] == CONSTANT;
             let mut shown = asked.into_iter().zip(said);
             for (e, got) in whole.iter().zip(&some) {
                 let Some(text) = e.text() else {
@@ -668,6 +712,35 @@ mod tests {
                 prop_assert_eq!(&values[1], &at(&["action"]));
             }
             prop_assert!(shown.next().is_none());
+        }
+
+        /// Decoding the events at some places gives exactly those (purged ones always),
+        /// each as a whole decode gives it, with the seqs derived before them counted.
+        #[test]
+        fn decoding_events_at_places_gives_exactly_those(
+            items in proptest::collection::vec(
+                (0i64..1 << 50, 0i64..1 << 42, json(), any::<bool>(), any::<bool>()), 0..=80),
+            at in proptest::collection::vec(0usize..90, 0..12),
+        ) {
+            let entries: Vec<Entry> = items.iter().enumerate().map(|(i, (o, r, v, seq, purged))| {
+                let text = if *seq { stored(i as i64, *o, *r) } else { v.to_string() };
+                let mut e = Entry { occurred_us: *o, received_ms: *r, body: Body::Text(text) };
+                if *purged && i % 3 == 0 {
+                    e.purge();
+                }
+                e
+            }).collect();
+            let frame = encode(&entries).unwrap();
+            let some = decode_at(&frame, &at).unwrap();
+            prop_assert_eq!(some.len(), entries.len());
+            let columnar = zstd::bulk::decompress(&frame, 1 << 24).unwrap()[0] == CONSTANT;
+            for (i, (e, got)) in entries.iter().zip(&some).enumerate() {
+                if at.contains(&i) || e.text().is_none() || !columnar {
+                    prop_assert_eq!(got.as_ref(), Some(e));
+                } else {
+                    prop_assert_eq!(got, &None);
+                }
+            }
         }
     }
 }

@@ -87,6 +87,30 @@ impl<'a> Unsealer<'a> {
         Ok(f)
     }
 
+    /// The events at places `at` of the frame starting at seq `start` (the others
+    /// `None`): from the frame if it is held decoded, else decoding only those (a search's
+    /// candidates are a few events of each frame).
+    pub(crate) fn entries_at(&mut self, start: u64, at: &[usize]) -> Result<Vec<Option<Entry>>> {
+        let whole = |f: &Frame| {
+            (0..f.len())
+                .map(|i| at.contains(&i).then(|| f[i].clone()))
+                .collect()
+        };
+        if let Some((s, f)) = &self.last
+            && *s == start
+        {
+            return Ok(whole(f));
+        }
+        match frame_read(self.conn, self.cache, rid(self.org_num, start))? {
+            Read::Decoded(f) => {
+                let picked = whole(&f);
+                self.last = Some((start, f));
+                Ok(picked)
+            }
+            Read::Stored(_, data) => sealed::decode_at(&data, at),
+        }
+    }
+
     /// Sealed event `seq`.
     pub(crate) fn entry(&mut self, seq: u64) -> Result<Entry> {
         let start = frame_start(seq);
@@ -152,6 +176,28 @@ fn store_parts<'d>(t: &Transaction<'_>, first: i64, data: &'d [u8]) -> Result<&'
 
 /// The decoded frame whose first rid is `first`.
 fn frame_at(conn: &Connection, cache: &FrameCache, first: i64, keep: bool) -> Result<Frame> {
+    match frame_read(conn, cache, first)? {
+        Read::Decoded(f) => Ok(f),
+        Read::Stored(version, data) => {
+            let f = Arc::new(sealed::decode(&data)?);
+            if keep {
+                cache.put((first, version), f.clone());
+            }
+            Ok(f)
+        }
+    }
+}
+
+/// A frame as [`frame_read`] finds it.
+enum Read {
+    /// Held decoded by the shared cache.
+    Decoded(Frame),
+    /// Its version and its bytes, whole.
+    Stored(i64, Vec<u8>),
+}
+
+/// The frame whose first rid is `first`, decoded if the cache holds it.
+fn frame_read(conn: &Connection, cache: &FrameCache, first: i64) -> Result<Read> {
     let missing = || {
         StoreError::Corrupt(format!(
             "the sealed frame of seq {} is missing",
@@ -166,7 +212,7 @@ fn frame_at(conn: &Connection, cache: &FrameCache, first: i64, keep: bool) -> Re
         .op("read frame version")?
         .ok_or_else(missing)?;
     if let Some(b) = cache.get((first, version)) {
-        return Ok(b);
+        return Ok(Read::Decoded(b));
     }
     // The version again with the data: outside a transaction a purge may commit between
     // the two reads, and the frame is cached under the version its data has.
@@ -177,11 +223,7 @@ fn frame_at(conn: &Connection, cache: &FrameCache, first: i64, keep: bool) -> Re
         .optional()
         .op("read frame")?
         .ok_or_else(missing)?;
-    let f = Arc::new(sealed::decode(&frame_bytes(conn, first, data)?)?);
-    if keep {
-        cache.put((first, version), f.clone());
-    }
-    Ok(f)
+    Ok(Read::Stored(version, frame_bytes(conn, first, data)?))
 }
 
 /// The leaves of `u`'s org's seqs `lo..=hi`, in order: from the frames below the sealed

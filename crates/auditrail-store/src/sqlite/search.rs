@@ -196,30 +196,59 @@ fn by_postings(
             "SELECT occurred_us, body, leaf FROM events WHERE rid = ?1 AND body IS NOT NULL",
         )
         .op("prepare event fetch")?;
-    // Offers rid `r` if it is in range; true once the page is full.
-    let mut offer = |r: i64| -> Result<bool> {
-        if r < lo || r > hi {
-            return Ok(false);
-        }
-        if frames.is_sealed(seq_of(r)) {
-            return c.offer_sealed(seq_of(r), &frames.entry(seq_of(r))?);
-        }
-        let found = fetch
-            .query_row([r], |x| {
-                Ok((
-                    x.get::<_, i64>(0)?,
-                    x.get::<_, String>(1)?,
-                    x.get::<_, Vec<u8>>(2)?,
-                ))
-            })
-            .optional()
-            .op("fetch event")?;
-        match found {
-            Some((occurred, body, leaf)) => {
-                c.offer(seq_of(r), occurred, body, |_| stored_leaf(seq_of(r), leaf))
+    // Offers the rids of `rids` in range, in the list's order; true once the page is
+    // full. Sealed candidates of one frame (next to one another in the list) are decoded
+    // together, and only they.
+    let mut offer = |rids: &[i64]| -> Result<bool> {
+        let in_range = |r: &i64| (lo..=hi).contains(r);
+        let mut i = 0;
+        while i < rids.len() {
+            let r = rids[i];
+            i += 1;
+            if !in_range(&r) {
+                continue;
             }
-            None => Ok(false),
+            if frames.is_sealed(seq_of(r)) {
+                let start = frame_start(seq_of(r));
+                let n = rids[i - 1..]
+                    .iter()
+                    .take_while(|&&x| frame_start(seq_of(x)) == start)
+                    .count();
+                let run: Vec<i64> = rids[i - 1..i - 1 + n]
+                    .iter()
+                    .copied()
+                    .filter(in_range)
+                    .collect();
+                i += n - 1;
+                let at: Vec<usize> = run.iter().map(|&x| (seq_of(x) - start) as usize).collect();
+                let got = frames.entries_at(start, &at)?;
+                for (&x, &place) in run.iter().zip(&at) {
+                    let e = got.get(place).and_then(Option::as_ref).ok_or_else(|| {
+                        StoreError::Corrupt(format!("sealed event {}: not in its frame", seq_of(x)))
+                    })?;
+                    if c.offer_sealed(seq_of(x), e)? {
+                        return Ok(true);
+                    }
+                }
+                continue;
+            }
+            let found = fetch
+                .query_row([r], |x| {
+                    Ok((
+                        x.get::<_, i64>(0)?,
+                        x.get::<_, String>(1)?,
+                        x.get::<_, Vec<u8>>(2)?,
+                    ))
+                })
+                .optional()
+                .op("fetch event")?;
+            if let Some((occurred, body, leaf)) = found
+                && c.offer(seq_of(r), occurred, body, |_| stored_leaf(seq_of(r), leaf))?
+            {
+                return Ok(true);
+            }
         }
+        Ok(false)
     };
     // The pending rids are newer than every merged one: first in descending order, last
     // in ascending.
@@ -231,10 +260,9 @@ fn by_postings(
             .collect::<Result<Vec<_>>>()?,
     );
     if order == Order::Desc {
-        for &r in pending.iter().rev() {
-            if offer(r)? {
-                return Ok(());
-            }
+        let newest_first: Vec<i64> = pending.iter().rev().copied().collect();
+        if offer(&newest_first)? {
+            return Ok(());
         }
     }
     let (first, last) = (block_of(lo), block_of(hi));
@@ -254,18 +282,12 @@ fn by_postings(
         if order == Order::Desc {
             rids.reverse();
         }
-        for r in rids {
-            if offer(r)? {
-                return Ok(());
-            }
+        if offer(&rids)? {
+            return Ok(());
         }
     }
     if order == Order::Asc {
-        for &r in &pending {
-            if offer(r)? {
-                return Ok(());
-            }
-        }
+        offer(&pending)?;
     }
     Ok(())
 }

@@ -451,7 +451,10 @@ mod tests {
         one.skip(2).unwrap();
         assert!(!one.done());
         assert!(one.skip(2).is_err());
-        assert!(Values::new(ONE, b"\xff\x7f").is_err(), "more than a frame holds");
+        assert!(
+            Values::new(ONE, b"\xff\x7f").is_err(),
+            "more than a frame holds"
+        );
         let mut plain = Values::new(PLAIN, &col).unwrap();
         plain.skip(70).unwrap();
         assert!(plain.done());

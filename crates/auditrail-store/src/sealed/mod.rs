@@ -630,6 +630,32 @@ mod tests {
         })
     }
 
+    /// Entries from (occurred, received, a JSON body, whether the body is a stored event's
+    /// instead, whether to purge it (one in three asked for)).
+    fn mixed_entries<'a>(
+        items: impl Iterator<Item = (i64, i64, &'a serde_json::Value, bool, bool)>,
+    ) -> Vec<Entry> {
+        items
+            .enumerate()
+            .map(|(i, (o, r, v, seq, purged))| {
+                let text = if seq {
+                    stored(i as i64, o, r)
+                } else {
+                    v.to_string()
+                };
+                let mut e = Entry {
+                    occurred_us: o,
+                    received_ms: r,
+                    body: Body::Text(text),
+                };
+                if purged && i % 3 == 0 {
+                    e.purge();
+                }
+                e
+            })
+            .collect()
+    }
+
     proptest! {
         #[test]
         fn frames_round_trip(items in proptest::collection::vec(
@@ -662,14 +688,7 @@ mod tests {
         #[test]
         fn decoding_some_events_gives_exactly_those(items in proptest::collection::vec(
             (0i64..1 << 50, 0i64..1 << 42, json(), any::<bool>(), any::<bool>(), any::<u8>()), 0..=64)) {
-            let entries: Vec<Entry> = items.iter().enumerate().map(|(i, (o, r, v, seq, purged, _))| {
-                let text = if *seq { stored(i as i64, *o, *r) } else { v.to_string() };
-                let mut e = Entry { occurred_us: *o, received_ms: *r, body: Body::Text(text) };
-                if *purged && i % 3 == 0 {
-                    e.purge();
-                }
-                e
-            }).collect();
+            let entries = mixed_entries(items.iter().map(|(o, r, v, seq, purged, _)| (*o, *r, v, *seq, *purged)));
             let frame = encode(&entries).unwrap();
             let whole = decode(&frame).unwrap();
             let paths = [field_path(&["actor", "id"]), field_path(&["action"])];
@@ -722,14 +741,7 @@ mod tests {
                 (0i64..1 << 50, 0i64..1 << 42, json(), any::<bool>(), any::<bool>()), 0..=80),
             at in proptest::collection::vec(0usize..90, 0..12),
         ) {
-            let entries: Vec<Entry> = items.iter().enumerate().map(|(i, (o, r, v, seq, purged))| {
-                let text = if *seq { stored(i as i64, *o, *r) } else { v.to_string() };
-                let mut e = Entry { occurred_us: *o, received_ms: *r, body: Body::Text(text) };
-                if *purged && i % 3 == 0 {
-                    e.purge();
-                }
-                e
-            }).collect();
+            let entries = mixed_entries(items.iter().map(|(o, r, v, seq, purged)| (*o, *r, v, *seq, *purged)));
             let frame = encode(&entries).unwrap();
             let some = decode_at(&frame, &at).unwrap();
             prop_assert_eq!(some.len(), entries.len());

@@ -275,14 +275,12 @@ pub fn decode_at(data: &[u8], at: &[usize]) -> Result<Vec<Option<Entry>>> {
     decode_picked(data, &[], Some(&mut |i, _| wanted[i]))
 }
 
-/// Which events a partial decode writes, asked with the event's place in its frame and
-/// its values of the paths asked for.
-type KeepAt<'a> = dyn FnMut(usize, &[Option<&[u8]>]) -> bool + 'a;
-
+/// A whole or partial decode; `keep`, when given, is asked with each event's place in
+/// its frame (a [`join::KeepBody`] is told a body's index among those joined).
 fn decode_picked(
     data: &[u8],
     paths: &[Vec<u8>],
-    keep: Option<&mut KeepAt<'_>>,
+    keep: Option<&mut join::KeepBody<'_>>,
 ) -> Result<Vec<Option<Entry>>> {
     thread_local! {
         /// One decompression context per thread: making one costs more than a frame.

@@ -1,46 +1,147 @@
-//! Decoded sealed frames shared by every read of a store, so a scan or a run of tile
-//! reads decodes each frame once. Keyed by (the frame's first rid, its version): a purge
-//! that rewrites a frame bumps its version, so no decoded copy of the old one is served.
+//! Sealed frames shared by every read of a store, so that reads which come back to a
+//! frame do not pay for it again. Two kinds are kept, each least recently used first
+//! out, keyed by (the frame's first rid, its version): a purge that rewrites a frame
+//! bumps its version, so no copy of the old one is served.
+//!
+//! - **Decoded** frames (every event joined back): a scan or a run of tile reads
+//!   decodes each frame once. Up to 64 (a few MB).
+//! - **Decompressed** frames (`sealed::decompress`, before joining): a search decodes
+//!   only its candidates of a frame, and decompressing was about half of that; pages of
+//!   recent events come back to the same frames. Up to 32 MB (~1,000 frames of the
+//!   export bench's events).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use crate::sealed::Entry;
 
-/// Decoded frames kept for reads, by (first rid, version).
+/// Decoded frames kept for reads.
 const CACHE_FRAMES: usize = 64;
+/// Bytes of decompressed frames kept for reads.
+const RAW_BYTES: usize = 32 << 20;
 
 pub(crate) type Frame = Arc<Vec<Entry>>;
-/// A frame by (first rid, version), and when it was last used.
-type Frames = HashMap<(i64, i64), (u64, Frame)>;
+/// A decompressed frame, as `sealed::decompress` returns it.
+pub(crate) type RawFrame = Arc<[u8]>;
+type Key = (i64, i64);
 
-#[derive(Default)]
+/// Values by key within a budget of cost, the least recently used dropped first.
+struct Lru<V> {
+    tick: u64,
+    /// Each value, its last use and its cost.
+    map: HashMap<Key, (u64, V, usize)>,
+    /// Keys by last use.
+    order: BTreeMap<u64, Key>,
+    cost: usize,
+    budget: usize,
+}
+
+impl<V: Clone> Lru<V> {
+    fn new(budget: usize) -> Self {
+        Self {
+            tick: 0,
+            map: HashMap::new(),
+            order: BTreeMap::new(),
+            cost: 0,
+            budget,
+        }
+    }
+
+    fn get(&mut self, key: Key) -> Option<V> {
+        self.tick += 1;
+        let (t, v, _) = self.map.get_mut(&key)?;
+        self.order.remove(t);
+        *t = self.tick;
+        self.order.insert(self.tick, key);
+        Some(v.clone())
+    }
+
+    fn put(&mut self, key: Key, value: V, cost: usize) {
+        if cost > self.budget {
+            return;
+        }
+        self.tick += 1;
+        if let Some((t, _, c)) = self.map.remove(&key) {
+            self.order.remove(&t);
+            self.cost -= c;
+        }
+        while self.cost + cost > self.budget {
+            let Some((_, old)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some((_, _, c)) = self.map.remove(&old) {
+                self.cost -= c;
+            }
+        }
+        self.map.insert(key, (self.tick, value, cost));
+        self.order.insert(self.tick, key);
+        self.cost += cost;
+    }
+}
+
 pub(crate) struct FrameCache {
-    /// A use counter, and the frames.
-    inner: Mutex<(u64, Frames)>,
+    decoded: Mutex<Lru<Frame>>,
+    raw: Mutex<Lru<RawFrame>>,
+}
+
+impl Default for FrameCache {
+    fn default() -> Self {
+        Self {
+            decoded: Mutex::new(Lru::new(CACHE_FRAMES)),
+            raw: Mutex::new(Lru::new(RAW_BYTES)),
+        }
+    }
 }
 
 impl FrameCache {
-    pub(crate) fn get(&self, key: (i64, i64)) -> Option<Frame> {
-        let mut g = self.inner.lock().ok()?;
-        let (tick, map) = &mut *g;
-        *tick += 1;
-        let now = *tick;
-        map.get_mut(&key).map(|(t, b)| {
-            *t = now;
-            b.clone()
-        })
+    /// The decoded frame at `key` (first rid, version), if held.
+    pub(crate) fn get(&self, key: Key) -> Option<Frame> {
+        self.decoded.lock().ok()?.get(key)
     }
 
-    pub(crate) fn put(&self, key: (i64, i64), frame: Frame) {
-        let Ok(mut g) = self.inner.lock() else { return };
-        let (tick, map) = &mut *g;
-        *tick += 1;
-        if map.len() >= CACHE_FRAMES
-            && let Some(old) = map.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| *k)
-        {
-            map.remove(&old);
+    pub(crate) fn put(&self, key: Key, frame: Frame) {
+        if let Ok(mut g) = self.decoded.lock() {
+            g.put(key, frame, 1);
         }
-        map.insert(key, (*tick, frame));
+    }
+
+    /// The decompressed frame at `key`, if held.
+    pub(crate) fn get_raw(&self, key: Key) -> Option<RawFrame> {
+        self.raw.lock().ok()?.get(key)
+    }
+
+    pub(crate) fn put_raw(&self, key: Key, raw: RawFrame) {
+        if let Ok(mut g) = self.raw.lock() {
+            let cost = raw.len();
+            g.put(key, raw, cost);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed test")]
+    use super::*;
+
+    #[test]
+    fn the_least_recently_used_goes_first_within_the_budget() {
+        let mut l = Lru::new(10);
+        l.put((1, 0), 'a', 4);
+        l.put((2, 0), 'b', 4);
+        assert_eq!(l.get((1, 0)), Some('a'));
+        // 4 + 4 + 4 > 10: b, used least recently, goes.
+        l.put((3, 0), 'c', 4);
+        assert_eq!(l.get((2, 0)), None);
+        assert_eq!(l.get((1, 0)), Some('a'));
+        assert_eq!(l.get((3, 0)), Some('c'));
+        assert_eq!(l.cost, 8);
+        // Replacing a key replaces its cost; a value over the budget is not kept.
+        l.put((3, 0), 'd', 2);
+        assert_eq!((l.get((3, 0)), l.cost), (Some('d'), 6));
+        l.put((4, 0), 'e', 11);
+        assert_eq!((l.get((4, 0)), l.cost), (None, 6));
+        // A new version is another key.
+        assert_eq!(l.get((1, 1)), None);
+        assert_eq!(l.map.len(), l.order.len());
     }
 }

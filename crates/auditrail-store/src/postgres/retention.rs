@@ -220,6 +220,54 @@ async fn archive(c: &impl GenericClient, name: &str, org: Option<i64>) -> Result
     Ok(())
 }
 
+/// The archived rows that may hold leaves of seqs `$2..=$3` of org `$1` (`$4` is
+/// `LEAF_WINDOW`).
+const ARCHIVED_LEAVES: &str = "SELECT first_seq, leaves FROM purged_leaves WHERE org_num = $1 \
+     AND first_seq <= $3 AND first_seq > $2::bigint - $4::bigint ORDER BY first_seq";
+
+/// Adds to `found` the archived leaves of seqs `first..=last` of org `num` it does not
+/// hold yet; `query` is `ARCHIVED_LEAVES`, prepared or not.
+pub(super) async fn archived_leaves<Q>(
+    c: &impl GenericClient,
+    query: &Q,
+    num: i64,
+    first: i64,
+    last: i64,
+    found: &mut BTreeMap<i64, Hash>,
+) -> Result<()>
+where
+    Q: ?Sized + tokio_postgres::ToStatement + Sync + Send,
+{
+    for r in c
+        .query(query, &[&num, &first, &last, &LEAF_WINDOW])
+        .await
+        .pg("read archived leaves")?
+    {
+        let start: i64 = r.get(0);
+        let packed: &[u8] = r.get(1);
+        for (i, leaf) in packed.chunks(32).enumerate() {
+            let seq = start + i as i64;
+            if (first..=last).contains(&seq) && !found.contains_key(&seq) {
+                found.insert(seq, to_hash(leaf, &format_args!("archived leaf {seq}"))?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The archived leaves of seqs `first..=last` of org `num`, by seq, in one query (inside
+/// a transaction, where a prepared statement would outlive nothing).
+pub(super) async fn archived_leaves_in(
+    c: &impl GenericClient,
+    num: i64,
+    first: i64,
+    last: i64,
+) -> Result<BTreeMap<i64, Hash>> {
+    let mut found = BTreeMap::new();
+    archived_leaves(c, ARCHIVED_LEAVES, num, first, last, &mut found).await?;
+    Ok(found)
+}
+
 /// The leaves of seqs `first..=last` of org `num`, from the events where they still are,
 /// the sealed frames, and the archive where retention removed them.
 pub(super) async fn leaves(
@@ -249,28 +297,11 @@ pub(super) async fn leaves(
     }
     if found.len() < width {
         let archived = c
-            .prepare_cached(
-                "SELECT first_seq, leaves FROM purged_leaves WHERE org_num = $1 \
-                 AND first_seq <= $3 AND first_seq > $2::bigint - $4::bigint ORDER BY first_seq",
-            )
+            .prepare_cached(ARCHIVED_LEAVES)
             .await
             .pg("prepare archived leaf read")?;
-        for r in c
-            .query(&archived, &[&num, &first, &last, &LEAF_WINDOW])
-            .await
-            .pg("read archived leaves")?
-        {
-            let start: i64 = r.get(0);
-            let packed: &[u8] = r.get(1);
-            for (i, leaf) in packed.chunks(32).enumerate() {
-                let seq = start + i as i64;
-                if (first..=last).contains(&seq) {
-                    found
-                        .entry(seq)
-                        .or_insert(to_hash(leaf, &format_args!("archived leaf {seq}"))?);
-                }
-            }
-        }
+        let client: &Client = c;
+        archived_leaves(client, &archived, num, first, last, &mut found).await?;
     }
     if found.len() != width {
         return Err(StoreError::Corrupt(format!(

@@ -25,7 +25,7 @@ use tokio_postgres::Row;
 
 use super::to_hash;
 use crate::error::Pg;
-use crate::frame_cache::{Frame, FrameCache};
+use crate::frame_cache::{Frame, FrameCache, RawFrame};
 use crate::sealed::{self, Body, Entry, FRAME_EVENTS, sealable_end};
 use crate::terms::{FieldTest, term_key};
 use crate::{Result, SealCounts, StoreError};
@@ -97,13 +97,34 @@ pub(super) fn cached_frame(
     cache.get((cache_key(num, first), i64::from(version)))
 }
 
-/// A frame row's events that `test` lets through (the others `None`, in their places),
-/// without joining the bodies of the rest; not cached, being partial.
-pub(super) fn decoded_some(num: i64, row: &Row, test: &FieldTest) -> Result<Vec<Option<Entry>>> {
-    let f = sealed::decode_some(row.get::<_, &[u8]>(2), &test.paths, &mut |v| {
-        test.may_hold(v)
-    })?;
-    whole(num, row.get(0), f.len())?;
+/// Org `num`'s frame at `first` in `version`, if the cache holds it decompressed.
+pub(super) fn cached_raw(
+    cache: &FrameCache,
+    num: i64,
+    first: i64,
+    version: i32,
+) -> Option<RawFrame> {
+    cache.get_raw((cache_key(num, first), i64::from(version)))
+}
+
+/// A frame row's (first_seq, version, data) decompressed, and kept so in the cache.
+pub(super) fn decompressed(cache: &FrameCache, num: i64, row: &Row) -> Result<RawFrame> {
+    let (first, version): (i64, i32) = (row.get(0), row.get(1));
+    let raw: RawFrame = sealed::decompress(row.get::<_, &[u8]>(2))?.into();
+    cache.put_raw((cache_key(num, first), i64::from(version)), raw.clone());
+    Ok(raw)
+}
+
+/// The events of org `num`'s frame at `first` (decompressed) that `test` lets through
+/// (the others `None`, in their places), without joining the bodies of the rest.
+pub(super) fn decoded_some(
+    num: i64,
+    first: i64,
+    raw: &[u8],
+    test: &FieldTest,
+) -> Result<Vec<Option<Entry>>> {
+    let f = sealed::decode_some(raw, &test.paths, &mut |v| test.may_hold(v))?;
+    whole(num, first, f.len())?;
     Ok(f)
 }
 
@@ -243,21 +264,20 @@ pub(super) async fn seal(
             );
         }
         if by_seq.len() as u64 != FRAME_EVENTS {
-            // Retention reclaimed part of the tile (its leaves are archived): the rest
-            // stays in rows until reclaimed in turn, and reads find the leaves there.
+            // Retention reclaimed part of the tile: its rows are gone, their leaves
+            // archived in `purged_leaves`.
             let purged: i64 = tx
                 .query_one("SELECT purged_seq FROM orgs WHERE num = $1", &[&num])
                 .await
                 .pg("read purge watermark")?
                 .get(0);
             if last <= purged {
+                // Wholly purged: the rest stays in rows until reclaimed in turn, and
+                // reads find the leaves there.
                 finish_step(tx, num, last + 1).await?;
                 continue;
             }
-            return Err(StoreError::Corrupt(format!(
-                "seqs {next}..={last} of org {num}: {} of {FRAME_EVENTS} rows present",
-                by_seq.len()
-            )));
+            fill_reclaimed(&tx, num, next, last, purged, &mut by_seq).await?;
         }
         let mut entries = Vec::with_capacity(FRAME_EVENTS as usize);
         let mut terms = BTreeSet::new();
@@ -321,6 +341,53 @@ pub(super) async fn seal(
         sealed += FRAME_EVENTS;
     }
     Ok(sealed)
+}
+
+/// Completes a tile of which retention reclaimed rows at or below the watermark
+/// `purged` (the rest is kept, so the tile is sealed now): each missing seq becomes a
+/// purged entry holding its archived leaf, timed as the next row present (so the
+/// frame's time bounds and `received_ms` order are those of the rows).
+async fn fill_reclaimed(
+    tx: &deadpool_postgres::Transaction<'_>,
+    num: i64,
+    next: i64,
+    last: i64,
+    purged: i64,
+    by_seq: &mut BTreeMap<i64, TileRow>,
+) -> Result<()> {
+    let missing: Vec<i64> = (next..=last).filter(|s| !by_seq.contains_key(s)).collect();
+    let corrupt = || {
+        StoreError::Corrupt(format!(
+            "seqs {next}..={last} of org {num}: {} of {FRAME_EVENTS} rows present, \
+             purged up to {purged}",
+            FRAME_EVENTS as usize - missing.len()
+        ))
+    };
+    if missing.iter().any(|&s| s > purged) {
+        return Err(corrupt());
+    }
+    let client: &tokio_postgres::Transaction<'_> = tx;
+    let archived = super::retention::archived_leaves_in(client, num, next, purged).await?;
+    for &seq in missing.iter().rev() {
+        let leaf = *archived.get(&seq).ok_or_else(corrupt)?;
+        let (occurred_us, received_ms) = by_seq
+            .range(seq..)
+            .next()
+            .map(|(_, r)| (r.occurred_us, r.received_ms))
+            .ok_or_else(corrupt)?;
+        by_seq.insert(
+            seq,
+            TileRow {
+                seq,
+                occurred_us,
+                received_ms,
+                leaf,
+                body: None,
+                terms: Default::default(),
+            },
+        );
+    }
+    Ok(())
 }
 
 /// Moves org `num`'s sealed mark to `next` and commits the step.

@@ -29,7 +29,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::seal;
 use crate::error::Pg;
-use crate::frame_cache::{Frame, FrameCache};
+use crate::frame_cache::{Frame, FrameCache, RawFrame};
 use crate::sealed::Entry;
 use crate::terms::{FieldTest, matches};
 use crate::{Order, Page, PageRequest, Result, StoreError, StoredEvent};
@@ -322,14 +322,18 @@ async fn frames(
             // Frames decoded before need no data: taken from the cache now, as another
             // search may push them out of it meanwhile. The rest is read in one query.
             let mut held: HashMap<i64, Frame> = HashMap::new();
+            let mut raws: HashMap<i64, RawFrame> = HashMap::new();
             let mut missing: Vec<i64> = Vec::new();
             for &(first, version) in chunk {
-                match seal::cached_frame(cache, num, first, version) {
-                    Some(f) => {
-                        held.insert(first, f);
-                    }
-                    None if data.contains_key(&first) => {}
-                    None => missing.push(first),
+                if let Some(f) = seal::cached_frame(cache, num, first, version) {
+                    held.insert(first, f);
+                } else if let Some(r) = test
+                    .as_ref()
+                    .and_then(|_| seal::cached_raw(cache, num, first, version))
+                {
+                    raws.insert(first, r);
+                } else if !data.contains_key(&first) {
+                    missing.push(first);
                 }
             }
             if !missing.is_empty() {
@@ -344,15 +348,22 @@ async fn frames(
                 let events: Vec<(i64, &Entry)> = if let Some(f) = held.get(&first) {
                     seal::within(first, f, lo, hi).collect()
                 } else {
-                    let row = data.get(&first).ok_or_else(|| {
-                        StoreError::Corrupt(format!(
-                            "the sealed frame at seq {first} of org {num} went missing"
-                        ))
-                    })?;
+                    let row = || {
+                        data.get(&first).ok_or_else(|| {
+                            StoreError::Corrupt(format!(
+                                "the sealed frame at seq {first} of org {num} went missing"
+                            ))
+                        })
+                    };
                     if let Some(test) = &test {
-                        some = seal::decoded_some(num, row, test)?;
+                        let raw = match raws.remove(&first) {
+                            Some(r) => r,
+                            None => seal::decompressed(cache, num, row()?)?,
+                        };
+                        some = seal::decoded_some(num, first, &raw, test)?;
                         seal::within_some(first, &some, lo, hi).collect()
                     } else {
+                        let row = row()?;
                         whole = seal::decoded(cache, num, row)?.1;
                         seal::within(first, &whole, lo, hi).collect()
                     }

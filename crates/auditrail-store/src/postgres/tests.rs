@@ -67,6 +67,16 @@ fn sealing_never_changes_an_answer() {
 }
 
 #[tokio::test]
+async fn sealing_regressions_answer_as_rows() {
+    for ops in conformance::seal_regressions() {
+        let (Some((_a, sealing)), Some((_b, plain))) = (fresh().await, fresh().await) else {
+            return;
+        };
+        conformance::sealing_case(&sealing, &plain, &ops).await;
+    }
+}
+
+#[tokio::test]
 async fn a_reconnected_node_continues_seqs_and_root() {
     let Some((db, s)) = fresh().await else { return };
     conformance::append_idempotency_and_tree(&s).await;

@@ -226,7 +226,12 @@ impl<'a> Reader<'a> {
 
 /// Decompresses a frame; `Corrupt` on anything but a frame [`encode`] made.
 pub fn decode(data: &[u8]) -> Result<Vec<Entry>> {
-    let all = decode_picked(data, &[], None)?;
+    decode_raw(&decompress(data)?)
+}
+
+/// [`decode`] of a frame already [`decompress`]ed.
+pub fn decode_raw(raw: &[u8]) -> Result<Vec<Entry>> {
+    let all = decode_picked(raw, &[], None)?;
     let n = all.len();
     let out: Vec<Entry> = all.into_iter().flatten().collect();
     if out.len() != n {
@@ -250,38 +255,35 @@ pub fn field_path(keys: &[&str]) -> Vec<u8> {
 /// What [`decode_some`] asks of each event: its values of the paths, as JSON text.
 pub type Keep<'a> = dyn FnMut(&[Option<&[u8]>]) -> bool + 'a;
 
-/// [`decode`], writing out only the events `keep` accepts: it is shown each event's
+/// [`decode_raw`], writing out only the events `keep` accepts: it is shown each event's
 /// value of each of `paths` ([`field_path`]) as JSON text, or `None` where the event has
 /// none there (or more than one). The others are `None`, in their places; events whose
 /// body was purged, and every event of a frame without columns, are always written.
 /// Skipping an event spares joining its body, most of decoding it.
 pub fn decode_some(
-    data: &[u8],
+    raw: &[u8],
     paths: &[Vec<u8>],
     keep: &mut Keep<'_>,
 ) -> Result<Vec<Option<Entry>>> {
-    decode_picked(data, paths, Some(&mut |_, v: &[Option<&[u8]>]| keep(v)))
+    decode_picked(raw, paths, Some(&mut |_, v: &[Option<&[u8]>]| keep(v)))
 }
 
-/// [`decode`], writing out only the events at places `at` of the frame (0 its first);
-/// the others are `None`, as in [`decode_some`] (purged events are always written).
-pub fn decode_at(data: &[u8], at: &[usize]) -> Result<Vec<Option<Entry>>> {
+/// [`decode_raw`], writing out only the events at places `at` of the frame (0 its
+/// first); the others are `None`, as in [`decode_some`] (purged events are always
+/// written).
+pub fn decode_at(raw: &[u8], at: &[usize]) -> Result<Vec<Option<Entry>>> {
     let mut wanted = [false; FRAME_EVENTS as usize];
     for &i in at {
         if let Some(w) = wanted.get_mut(i) {
             *w = true;
         }
     }
-    decode_picked(data, &[], Some(&mut |i, _| wanted[i]))
+    decode_picked(raw, &[], Some(&mut |i, _| wanted[i]))
 }
 
-/// A whole or partial decode; `keep`, when given, is asked with each event's place in
-/// its frame (a [`join::KeepBody`] is told a body's index among those joined).
-fn decode_picked(
-    data: &[u8],
-    paths: &[Vec<u8>],
-    keep: Option<&mut join::KeepBody<'_>>,
-) -> Result<Vec<Option<Entry>>> {
+/// A frame's bytes as [`encode`] laid them out before compressing: what the decodes
+/// read. Kept by readers that come back to a frame (the decodes cost a part of it).
+pub fn decompress(data: &[u8]) -> Result<Vec<u8>> {
     thread_local! {
         /// One decompression context per thread: making one costs more than a frame.
         static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
@@ -307,7 +309,18 @@ fn decode_picked(
         d.decompress_to_buffer(data, &mut raw)
     })
     .map_err(|e| Reader::bad(&e.to_string()))?;
-    let mut r = Reader { raw: &raw, at: 0 };
+    Ok(raw)
+}
+
+/// A whole or partial decode of a [`decompress`]ed frame; `keep`, when given, is asked
+/// with each event's place in its frame (a [`join::KeepBody`] is told a body's index
+/// among those joined).
+fn decode_picked(
+    raw: &[u8],
+    paths: &[Vec<u8>],
+    keep: Option<&mut join::KeepBody<'_>>,
+) -> Result<Vec<Option<Entry>>> {
+    let mut r = Reader { raw, at: 0 };
     let version = r.byte()?;
     if ![WHOLE, COLUMNS, PACKED, CONSTANT].contains(&version) {
         return Err(Reader::bad("unknown version"));
@@ -524,7 +537,12 @@ mod tests {
         assert_eq!(decode(&plain).unwrap(), entries);
         // The ids (random hex) are packed: the frame is smaller than with plain columns.
         assert!(f.len() < plain.len(), "{} vs {}", f.len(), plain.len());
-        let some = decode_some(&plain, &[field_path(&["id"])], &mut |_| true).unwrap();
+        let some = decode_some(
+            &decompress(&plain).unwrap(),
+            &[field_path(&["id"])],
+            &mut |_| true,
+        )
+        .unwrap();
         assert_eq!(
             some.into_iter().map(Option::unwrap).collect::<Vec<_>>(),
             entries
@@ -536,7 +554,7 @@ mod tests {
         let entries = stored_frame(40);
         let f = encode(&entries).unwrap();
         let mut ids = Vec::new();
-        decode_some(&f, &[field_path(&["id"])], &mut |v| {
+        decode_some(&decompress(&f).unwrap(), &[field_path(&["id"])], &mut |v| {
             ids.push(String::from_utf8(v[0].unwrap().to_vec()).unwrap());
             false
         })
@@ -694,7 +712,7 @@ mod tests {
             let mut asked: Vec<Vec<Option<Vec<u8>>>> = Vec::new();
             let mut said = Vec::new();
             let votes: Vec<bool> = items.iter().map(|t| t.5 % 2 == 0).collect();
-            let some = decode_some(&frame, &paths, &mut |v| {
+            let some = decode_some(&decompress(&frame).unwrap(), &paths, &mut |v| {
                 asked.push(v.iter().map(|x| x.map(<[u8]>::to_vec)).collect());
                 let k = votes.get(said.len()).copied().unwrap_or(true);
                 said.push(k);
@@ -741,7 +759,7 @@ mod tests {
         ) {
             let entries = mixed_entries(items.iter().map(|(o, r, v, seq, purged)| (*o, *r, v, *seq, *purged)));
             let frame = encode(&entries).unwrap();
-            let some = decode_at(&frame, &at).unwrap();
+            let some = decode_at(&decompress(&frame).unwrap(), &at).unwrap();
             prop_assert_eq!(some.len(), entries.len());
             let columnar = zstd::bulk::decompress(&frame, 1 << 24).unwrap()[0] == CONSTANT;
             for (i, (e, got)) in entries.iter().zip(&some).enumerate() {

@@ -25,7 +25,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::rid::{MAX_SEQ, rid, seq_of};
 use crate::error::Context;
-use crate::frame_cache::{Frame, FrameCache};
+use crate::frame_cache::{Frame, FrameCache, RawFrame};
 use crate::sealed::{self, Body, Entry, FRAME_EVENTS, frame_start, sealable_end};
 use crate::{Result, SealCounts, StoreError};
 
@@ -107,7 +107,15 @@ impl<'a> Unsealer<'a> {
                 self.last = Some((start, f));
                 Ok(picked)
             }
-            Read::Stored(_, data) => sealed::decode_at(&data, at),
+            Read::Raw(_, raw) => sealed::decode_at(&raw, at),
+            Read::Stored(version, data) => {
+                let raw: RawFrame = sealed::decompress(&data)?.into();
+                if self.keep {
+                    self.cache
+                        .put_raw((rid(self.org_num, start), version), raw.clone());
+                }
+                sealed::decode_at(&raw, at)
+            }
         }
     }
 
@@ -178,6 +186,13 @@ fn store_parts<'d>(t: &Transaction<'_>, first: i64, data: &'d [u8]) -> Result<&'
 fn frame_at(conn: &Connection, cache: &FrameCache, first: i64, keep: bool) -> Result<Frame> {
     match frame_read(conn, cache, first)? {
         Read::Decoded(f) => Ok(f),
+        Read::Raw(version, raw) => {
+            let f = Arc::new(sealed::decode_raw(&raw)?);
+            if keep {
+                cache.put((first, version), f.clone());
+            }
+            Ok(f)
+        }
         Read::Stored(version, data) => {
             let f = Arc::new(sealed::decode(&data)?);
             if keep {
@@ -192,11 +207,13 @@ fn frame_at(conn: &Connection, cache: &FrameCache, first: i64, keep: bool) -> Re
 enum Read {
     /// Held decoded by the shared cache.
     Decoded(Frame),
+    /// Its version, held decompressed by the shared cache.
+    Raw(i64, RawFrame),
     /// Its version and its bytes, whole.
     Stored(i64, Vec<u8>),
 }
 
-/// The frame whose first rid is `first`, decoded if the cache holds it.
+/// The frame whose first rid is `first`, decoded or decompressed if the cache holds it.
 fn frame_read(conn: &Connection, cache: &FrameCache, first: i64) -> Result<Read> {
     let missing = || {
         StoreError::Corrupt(format!(
@@ -213,6 +230,9 @@ fn frame_read(conn: &Connection, cache: &FrameCache, first: i64) -> Result<Read>
         .ok_or_else(missing)?;
     if let Some(b) = cache.get((first, version)) {
         return Ok(Read::Decoded(b));
+    }
+    if let Some(r) = cache.get_raw((first, version)) {
+        return Ok(Read::Raw(version, r));
     }
     // The version again with the data: outside a transaction a purge may commit between
     // the two reads, and the frame is cached under the version its data has.

@@ -737,6 +737,17 @@ fn sealing_never_changes_an_answer() {
     });
 }
 
+#[tokio::test]
+async fn sealing_regressions_answer_as_rows() {
+    for ops in conformance::seal_regressions() {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (sealing, plain) = (open(da.path()), open(db.path()));
+        conformance::sealing_case(&sealing, &plain, &ops).await;
+        sealing.shutdown_writer();
+        plain.shutdown_writer();
+    }
+}
+
 /// Retention removes a sealed body from the disk, not only from the answers: its frame
 /// is rewritten with the leaf in its place, and the rows of sealed events are gone.
 #[tokio::test]

@@ -9,7 +9,10 @@ mod remote;
 use clap::{Parser, Subcommand};
 
 /// Ingest allocates many short-lived strings on several threads at once; mimalloc keeps
-/// that from contending the way the system allocator does.
+/// that from contending the way the system allocator does. It is built without
+/// transparent huge pages (`no_thp`): with them, memory it had freed stayed resident in
+/// 2 MB pages, and a sealed export of 1M events peaked at 95–117 MB where 64–67 MB are
+/// in use.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -257,6 +257,22 @@ async fn sealing_empties_old_months_and_reclaim_drops_them() {
         0
     );
     assert_eq!(count(&client, "SELECT count(*) FROM sealed").await, 3);
+    // A frame's row keeps its data and terms out of line (the candidate list reads
+    // small rows), and its terms go straight into the index (no pending list for
+    // searches to scan).
+    for (table, option) in [
+        ("sealed", "toast_tuple_target=128"),
+        ("sealed_by_term", "fastupdate=off"),
+    ] {
+        let set = client
+            .query_one(
+                "SELECT count(*) FROM pg_class WHERE relname = $1 AND $2 = ANY(reloptions)",
+                &[&table, &option],
+            )
+            .await
+            .unwrap();
+        assert_eq!(set.get::<_, i64>(0), 1, "{table}: {option}");
+    }
     let now = chrono::Utc::now().timestamp_millis();
     let r = s.reclaim(now).await.unwrap();
     assert_eq!(r.partitions_dropped, 1, "{r:?}");

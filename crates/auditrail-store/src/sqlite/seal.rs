@@ -87,6 +87,16 @@ impl<'a> Unsealer<'a> {
         Ok(f)
     }
 
+    /// The frame starting at seq `start` for a scan to read once: a scanning unsealer
+    /// keeps no hold of it, so when it was decoded here the caller holds the only copy.
+    pub(crate) fn frame_to_scan(&mut self, start: u64) -> Result<Frame> {
+        let f = self.frame(start)?;
+        if !self.keep {
+            self.last = None;
+        }
+        Ok(f)
+    }
+
     /// The events at places `at` of the frame starting at seq `start` (the others
     /// `None`): from the frame if it is held decoded, else decoding only those (a search's
     /// candidates are a few events of each frame).

@@ -11,6 +11,8 @@
 //! stops one match past the page, so the cursor never skips or repeats and `next_after`
 //! is set only when more matches exist.
 
+use std::sync::Arc;
+
 use auditrail_core::query::{Field, Filter};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -91,6 +93,22 @@ impl Collector<'_> {
             _ => Ok(false),
         }
     }
+
+    /// [`Self::offer_sealed`] of an entry the caller owns: a kept body is moved out.
+    fn offer_sealed_owned(&mut self, seq: u64, e: &mut Entry) -> Result<bool> {
+        match &mut e.body {
+            Body::Text(body) if self.accepts(e.occurred_us, body) => {
+                self.keep(seq, std::mem::take(body), |b| Ok(leaf_hash(b.as_bytes())))
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// A frame a scan reads: its own, or one shared with the cache.
+enum ScanFrame {
+    Owned(Vec<Entry>),
+    Shared(Arc<Vec<Entry>>),
 }
 
 fn stored_leaf(seq: u64, leaf: Vec<u8>) -> Result<Hash> {
@@ -340,16 +358,26 @@ fn scan_sealed(
         starts.reverse();
     }
     for start in starts {
-        let frame = u.frame(start)?;
+        // A scan's frame is its own (not cached): its bodies are moved into the page,
+        // not copied, which halves what an export allocates.
+        let mut frame = match Arc::try_unwrap(u.frame_to_scan(start)?) {
+            Ok(owned) => ScanFrame::Owned(owned),
+            Err(shared) => ScanFrame::Shared(shared),
+        };
         let mut seqs: Vec<u64> = (start.max(a)..=(start + FRAME_EVENTS - 1).min(b)).collect();
         if order == Order::Desc {
             seqs.reverse();
         }
         for seq in seqs {
-            let e = frame.get((seq - start) as usize).ok_or_else(|| {
-                StoreError::Corrupt(format!("sealed event {seq}: not in its frame"))
-            })?;
-            if c.offer_sealed(seq, e)? {
+            let missing = || StoreError::Corrupt(format!("sealed event {seq}: not in its frame"));
+            let at = (seq - start) as usize;
+            let full = match &mut frame {
+                ScanFrame::Owned(f) => {
+                    c.offer_sealed_owned(seq, f.get_mut(at).ok_or_else(missing)?)?
+                }
+                ScanFrame::Shared(f) => c.offer_sealed(seq, f.get(at).ok_or_else(missing)?)?,
+            };
+            if full {
                 return Ok(true);
             }
         }

@@ -8,12 +8,24 @@
 //! - **Decompressed** frames (`sealed::decompress`, before joining): a search decodes
 //!   only its candidates of a frame, and decompressing was about half of that; pages of
 //!   recent events come back to the same frames. Up to 32 MB (~1,000 frames of the
-//!   export bench's events).
+//!   export bench's events). A frame read ahead for a search that was done before it
+//!   came to it is kept as stored, so the next search needs no read of it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use crate::Result;
 use crate::sealed::Entry;
+
+/// A frame's bytes as the cache holds them.
+#[derive(Clone)]
+pub(crate) enum Held {
+    /// Decompressed.
+    Raw(RawFrame),
+    /// As stored: read for a search that was done before it came to the frame (the next
+    /// search then needs no read of it).
+    Stored(Arc<[u8]>),
+}
 
 /// Decoded frames kept for reads.
 const CACHE_FRAMES: usize = 64;
@@ -81,7 +93,7 @@ impl<V: Clone> Lru<V> {
 
 pub(crate) struct FrameCache {
     decoded: Mutex<Lru<Frame>>,
-    raw: Mutex<Lru<RawFrame>>,
+    raw: Mutex<Lru<Held>>,
 }
 
 impl Default for FrameCache {
@@ -105,15 +117,43 @@ impl FrameCache {
         }
     }
 
-    /// The decompressed frame at `key`, if held.
-    pub(crate) fn get_raw(&self, key: Key) -> Option<RawFrame> {
+    /// Frame `key`'s bytes, if held: take them now, and [`Self::raw_of`] them when
+    /// they are needed.
+    pub(crate) fn get_held(&self, key: Key) -> Option<Held> {
         self.raw.lock().ok()?.get(key)
+    }
+
+    /// The decompressed frame of bytes `held` for `key` (decompressed now, and kept so,
+    /// if they were held as stored).
+    pub(crate) fn raw_of(&self, key: Key, held: Held) -> Result<RawFrame> {
+        match held {
+            Held::Raw(r) => Ok(r),
+            Held::Stored(data) => {
+                let raw: RawFrame = crate::sealed::decompress(&data)?.into();
+                self.put_raw(key, raw.clone());
+                Ok(raw)
+            }
+        }
+    }
+
+    /// The decompressed frame at `key`, if held.
+    pub(crate) fn get_raw(&self, key: Key) -> Result<Option<RawFrame>> {
+        self.get_held(key).map(|h| self.raw_of(key, h)).transpose()
     }
 
     pub(crate) fn put_raw(&self, key: Key, raw: RawFrame) {
         if let Ok(mut g) = self.raw.lock() {
             let cost = raw.len();
-            g.put(key, raw, cost);
+            g.put(key, Held::Raw(raw), cost);
+        }
+    }
+
+    /// Keeps frame `key`'s stored bytes, unless it is held already.
+    pub(crate) fn put_stored(&self, key: Key, data: &[u8]) {
+        if let Ok(mut g) = self.raw.lock()
+            && !g.map.contains_key(&key)
+        {
+            g.put(key, Held::Stored(data.into()), data.len());
         }
     }
 }
@@ -143,5 +183,30 @@ mod tests {
         // A new version is another key.
         assert_eq!(l.get((1, 1)), None);
         assert_eq!(l.map.len(), l.order.len());
+    }
+
+    #[test]
+    fn a_frame_kept_as_stored_is_decompressed_once_and_never_replaces_one_decompressed() {
+        use crate::sealed::{self, Body, Entry};
+        let entries: Vec<Entry> = (0..3)
+            .map(|i| Entry {
+                occurred_us: i,
+                received_ms: i,
+                body: Body::Text(format!("{{\"seq\":{}}}", i + 1)),
+            })
+            .collect();
+        let stored = sealed::encode(&entries).unwrap();
+        let raw = sealed::decompress(&stored).unwrap();
+        let c = FrameCache::default();
+        assert!(c.get_raw((1, 0)).unwrap().is_none());
+        c.put_stored((1, 0), &stored);
+        assert!(matches!(c.get_held((1, 0)), Some(Held::Stored(_))));
+        assert_eq!(&*c.get_raw((1, 0)).unwrap().unwrap(), &raw[..]);
+        // Now held decompressed; keeping the stored bytes again changes nothing.
+        c.put_stored((1, 0), &stored);
+        assert!(matches!(c.get_held((1, 0)), Some(Held::Raw(_))));
+        // Bytes that are no frame are an error when needed, not before.
+        c.put_stored((2, 0), b"not a frame");
+        assert!(c.get_raw((2, 0)).is_err());
     }
 }

@@ -25,7 +25,7 @@ use tokio_postgres::Row;
 
 use super::to_hash;
 use crate::error::Pg;
-use crate::frame_cache::{Frame, FrameCache, RawFrame};
+use crate::frame_cache::{Frame, FrameCache, Held, RawFrame};
 use crate::sealed::{self, Body, Entry, FRAME_EVENTS, sealable_end};
 use crate::terms::{FieldTest, term_key};
 use crate::{Result, SealCounts, StoreError};
@@ -97,14 +97,27 @@ pub(super) fn cached_frame(
     cache.get((cache_key(num, first), i64::from(version)))
 }
 
-/// Org `num`'s frame at `first` in `version`, if the cache holds it decompressed.
-pub(super) fn cached_raw(
+/// Org `num`'s frame at `first` in `version`, if the cache holds its bytes.
+pub(super) fn cached_bytes(cache: &FrameCache, num: i64, first: i64, version: i32) -> Option<Held> {
+    cache.get_held((cache_key(num, first), i64::from(version)))
+}
+
+/// Org `num`'s frame at `first` in `version`, decompressed from what the cache held.
+pub(super) fn raw_of(
     cache: &FrameCache,
     num: i64,
-    first: i64,
-    version: i32,
-) -> Option<RawFrame> {
-    cache.get_raw((cache_key(num, first), i64::from(version)))
+    (first, version): (i64, i32),
+    held: Held,
+) -> Result<RawFrame> {
+    cache.raw_of((cache_key(num, first), i64::from(version)), held)
+}
+
+/// Keeps a frame row's (first_seq, version, data) as stored, for a later search.
+pub(super) fn keep_stored(cache: &FrameCache, num: i64, row: &Row) {
+    let (first, version): (i64, i32) = (row.get(0), row.get(1));
+    if let Some(data) = row.get::<_, Option<&[u8]>>(2) {
+        cache.put_stored((cache_key(num, first), i64::from(version)), data);
+    }
 }
 
 /// A frame row's (first_seq, version, data) decompressed, and kept so in the cache.

@@ -29,7 +29,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::seal;
 use crate::error::Pg;
-use crate::frame_cache::{Frame, FrameCache, RawFrame};
+use crate::frame_cache::{Frame, FrameCache, Held};
 use crate::sealed::Entry;
 use crate::terms::{FieldTest, matches};
 use crate::{Order, Page, PageRequest, Result, StoreError, StoredEvent};
@@ -322,16 +322,16 @@ async fn frames(
             // Frames decoded before need no data: taken from the cache now, as another
             // search may push them out of it meanwhile. The rest is read in one query.
             let mut held: HashMap<i64, Frame> = HashMap::new();
-            let mut raws: HashMap<i64, RawFrame> = HashMap::new();
+            let mut bytes: HashMap<i64, Held> = HashMap::new();
             let mut missing: Vec<i64> = Vec::new();
             for &(first, version) in chunk {
                 if let Some(f) = seal::cached_frame(cache, num, first, version) {
                     held.insert(first, f);
-                } else if let Some(r) = test
+                } else if let Some(b) = test
                     .as_ref()
-                    .and_then(|_| seal::cached_raw(cache, num, first, version))
+                    .and_then(|_| seal::cached_bytes(cache, num, first, version))
                 {
-                    raws.insert(first, r);
+                    bytes.insert(first, b);
                 } else if !data.contains_key(&first) {
                     missing.push(first);
                 }
@@ -341,30 +341,27 @@ async fn frames(
                     data.insert(row.get(0), row);
                 }
             }
-            for &(first, _) in chunk {
+            for &(first, version) in chunk {
                 // A frame held decoded is used whole; otherwise, with field conditions,
                 // only the events whose fields may match are joined (most of a decode).
                 let (whole, some);
                 let events: Vec<(i64, &Entry)> = if let Some(f) = held.get(&first) {
                     seal::within(first, f, lo, hi).collect()
                 } else {
-                    let row = || {
-                        data.get(&first).ok_or_else(|| {
-                            StoreError::Corrupt(format!(
-                                "the sealed frame at seq {first} of org {num} went missing"
-                            ))
-                        })
-                    };
+                    let row = data.remove(&first).ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "the sealed frame at seq {first} of org {num} went missing"
+                        ))
+                    });
                     if let Some(test) = &test {
-                        let raw = match raws.remove(&first) {
-                            Some(r) => r,
-                            None => seal::decompressed(cache, num, row()?)?,
+                        let raw = match bytes.remove(&first) {
+                            Some(b) => seal::raw_of(cache, num, (first, version), b)?,
+                            None => seal::decompressed(cache, num, &row?)?,
                         };
                         some = seal::decoded_some(num, first, &raw, test)?;
                         seal::within_some(first, &some, lo, hi).collect()
                     } else {
-                        let row = row()?;
-                        whole = seal::decoded(cache, num, row)?.1;
+                        whole = seal::decoded(cache, num, &row?)?.1;
                         seal::within(first, &whole, lo, hi).collect()
                     }
                 };
@@ -383,6 +380,11 @@ async fn frames(
                             leaf: leaf_hash(body.as_bytes()),
                         });
                         if out.len() >= want {
+                            // Frames read ahead and not reached are kept as stored: the
+                            // next page, or the same search again, needs no read of them.
+                            for row in data.values() {
+                                seal::keep_stored(cache, num, row);
+                            }
                             return Ok(());
                         }
                     }

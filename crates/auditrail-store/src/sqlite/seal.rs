@@ -241,7 +241,7 @@ fn frame_read(conn: &Connection, cache: &FrameCache, first: i64) -> Result<Read>
     if let Some(b) = cache.get((first, version)) {
         return Ok(Read::Decoded(b));
     }
-    if let Some(r) = cache.get_raw((first, version)) {
+    if let Some(r) = cache.get_raw((first, version))? {
         return Ok(Read::Raw(version, r));
     }
     // The version again with the data: outside a transaction a purge may commit between

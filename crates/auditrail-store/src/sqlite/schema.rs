@@ -344,13 +344,24 @@ impl Journal {
 /// Puts the database file in `journal`'s mode; it stays in another (said in a warning)
 /// only if some other connection is using the file.
 pub fn set_journal(conn: &Connection, journal: Journal) -> Result<()> {
-    let mode: String = conn
-        .query_row(
-            &format!("PRAGMA journal_mode={}", journal.mode()),
-            [],
-            |r| r.get(0),
-        )
-        .op("set journal mode")?;
+    // Leaving WAL needs the file to itself, and SQLite refuses at once (no busy wait)
+    // while another connection is open: one a store just closed may still be finishing
+    // (its client-id filter's scan). The switch is tried again for up to 10 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let sql = format!("PRAGMA journal_mode={}", journal.mode());
+    let mode: String = loop {
+        match conn.query_row(&sql, [], |r| r.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => break r.op("set journal mode")?,
+        }
+    };
     if mode.eq_ignore_ascii_case(journal.mode()) {
         tracing::debug!(mode, "database journal mode set");
     } else {

@@ -708,6 +708,28 @@ async fn a_bulk_load_store_commits_through_a_rollback_journal_and_leaves_wal() {
     assert_eq!(root, head.root);
 }
 
+/// A bulk load opened while another connection still holds the file in WAL mode (a
+/// store just closed, finishing its client-id filter's scan) waits for it to close.
+#[test]
+fn a_bulk_load_waits_for_a_connection_still_closing() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join(DB_FILE);
+    open(d.path()).shutdown_writer();
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .unwrap();
+    assert!(n > 0);
+    let closing = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(c);
+    });
+    let s = open_for_load(d.path());
+    closing.join().unwrap();
+    assert_eq!(journal_mode(&db), "delete");
+    s.shutdown_writer();
+}
+
 #[tokio::test]
 async fn a_bulk_load_store_keeps_call_order_and_searches() {
     let d = tempfile::tempdir().unwrap();

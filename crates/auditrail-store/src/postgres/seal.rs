@@ -35,9 +35,10 @@ pub(super) fn frame_term(num: i64, field: Field, value: &str) -> i32 {
     (term_key(num, field, value) >> 32) as i32
 }
 
-/// The key of a frame in the shared cache: org and first seq, as one number.
-fn cache_key(num: i64, first: i64) -> i64 {
-    (num << 40) | first
+/// The key of a frame in the shared cache: org and first seq as one number, and the
+/// frame's version.
+fn cache_key(num: i64, first: i64, version: i32) -> (i64, i64) {
+    ((num << 40) | first, i64::from(version))
 }
 
 /// The first seq of org `num` not yet sealed (1 when nothing is).
@@ -78,7 +79,7 @@ pub(super) fn decoded(cache: &FrameCache, num: i64, row: &Row) -> Result<(i64, F
     let f = Arc::new(sealed::decode(row.get::<_, &[u8]>(2))?);
     whole(num, first, f.len())?;
     let version: i32 = row.get(1);
-    cache.put((cache_key(num, first), i64::from(version)), f.clone());
+    cache.put(cache_key(num, first, version), f.clone());
     Ok((first, f))
 }
 
@@ -94,12 +95,12 @@ pub(super) fn cached_frame(
     first: i64,
     version: i32,
 ) -> Option<Frame> {
-    cache.get((cache_key(num, first), i64::from(version)))
+    cache.get(cache_key(num, first, version))
 }
 
 /// Org `num`'s frame at `first` in `version`, if the cache holds its bytes.
 pub(super) fn cached_bytes(cache: &FrameCache, num: i64, first: i64, version: i32) -> Option<Held> {
-    cache.get_held((cache_key(num, first), i64::from(version)))
+    cache.get_held(cache_key(num, first, version))
 }
 
 /// Org `num`'s frame at `first` in `version`, decompressed from what the cache held.
@@ -109,14 +110,14 @@ pub(super) fn raw_of(
     (first, version): (i64, i32),
     held: Held,
 ) -> Result<RawFrame> {
-    cache.raw_of((cache_key(num, first), i64::from(version)), held)
+    cache.raw_of(cache_key(num, first, version), held)
 }
 
 /// Keeps a frame row's (first_seq, version, data) as stored, for a later search.
 pub(super) fn keep_stored(cache: &FrameCache, num: i64, row: &Row) {
     let (first, version): (i64, i32) = (row.get(0), row.get(1));
     if let Some(data) = row.get::<_, Option<&[u8]>>(2) {
-        cache.put_stored((cache_key(num, first), i64::from(version)), data);
+        cache.put_stored(cache_key(num, first, version), data);
     }
 }
 
@@ -124,7 +125,7 @@ pub(super) fn keep_stored(cache: &FrameCache, num: i64, row: &Row) {
 pub(super) fn decompressed(cache: &FrameCache, num: i64, row: &Row) -> Result<RawFrame> {
     let (first, version): (i64, i32) = (row.get(0), row.get(1));
     let raw: RawFrame = sealed::decompress(row.get::<_, &[u8]>(2))?.into();
-    cache.put_raw((cache_key(num, first), i64::from(version)), raw.clone());
+    cache.put_raw(cache_key(num, first, version), raw.clone());
     Ok(raw)
 }
 

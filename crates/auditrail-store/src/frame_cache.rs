@@ -5,9 +5,11 @@
 //!
 //! - **Decoded** frames (every event joined back): a scan or a run of tile reads
 //!   decodes each frame once. Up to 64 (a few MB).
-//! - **Decompressed** frames (`sealed::decompress`, before joining): a search decodes
-//!   only its candidates of a frame, and decompressing was about half of that; pages of
-//!   recent events come back to the same frames. Up to 32 MB (~1,000 frames of the
+//! - **Opened** frames (`sealed::Opened`: decompressed, their layout read, and where
+//!   each column stands every few events found as they are asked for): a search joins
+//!   only its candidates of a frame, and an opened frame gives one for about the cost of
+//!   that event, where decompressing and skipping to it cost the whole frame; pages of
+//!   recent events come back to the same frames. Up to 32 MB (~900 frames of the
 //!   export bench's events). A frame read ahead for a search that was done before it
 //!   came to it is kept as stored, so the next search needs no read of it.
 
@@ -15,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use crate::Result;
-use crate::sealed::Entry;
+use crate::sealed::{Entry, Opened};
 
 /// A frame's bytes as the cache holds them.
 #[derive(Clone)]
@@ -29,12 +31,12 @@ pub(crate) enum Held {
 
 /// Decoded frames kept for reads.
 const CACHE_FRAMES: usize = 64;
-/// Bytes of decompressed frames kept for reads.
+/// Bytes of opened frames kept for reads.
 const RAW_BYTES: usize = 32 << 20;
 
 pub(crate) type Frame = Arc<Vec<Entry>>;
-/// A decompressed frame, as `sealed::decompress` returns it.
-pub(crate) type RawFrame = Arc<[u8]>;
+/// A decompressed frame, opened for reading a few events at a time.
+pub(crate) type RawFrame = Arc<Opened>;
 type Key = (i64, i64);
 
 /// Values by key within a budget of cost, the least recently used dropped first.
@@ -123,27 +125,27 @@ impl FrameCache {
         self.raw.lock().ok()?.get(key)
     }
 
-    /// The decompressed frame of bytes `held` for `key` (decompressed now, and kept so,
-    /// if they were held as stored).
+    /// The opened frame of bytes `held` for `key` (opened now, and kept so, if they were
+    /// held as stored).
     pub(crate) fn raw_of(&self, key: Key, held: Held) -> Result<RawFrame> {
         match held {
             Held::Raw(r) => Ok(r),
             Held::Stored(data) => {
-                let raw: RawFrame = crate::sealed::decompress(&data)?.into();
+                let raw: RawFrame = Arc::new(Opened::open(crate::sealed::decompress(&data)?)?);
                 self.put_raw(key, raw.clone());
                 Ok(raw)
             }
         }
     }
 
-    /// The decompressed frame at `key`, if held.
+    /// The opened frame at `key`, if held.
     pub(crate) fn get_raw(&self, key: Key) -> Result<Option<RawFrame>> {
         self.get_held(key).map(|h| self.raw_of(key, h)).transpose()
     }
 
     pub(crate) fn put_raw(&self, key: Key, raw: RawFrame) {
         if let Ok(mut g) = self.raw.lock() {
-            let cost = raw.len();
+            let cost = raw.cost();
             g.put(key, Held::Raw(raw), cost);
         }
     }
@@ -201,7 +203,7 @@ mod tests {
         assert!(c.get_raw((1, 0)).unwrap().is_none());
         c.put_stored((1, 0), &stored);
         assert!(matches!(c.get_held((1, 0)), Some(Held::Stored(_))));
-        assert_eq!(&*c.get_raw((1, 0)).unwrap().unwrap(), &raw[..]);
+        assert_eq!(c.get_raw((1, 0)).unwrap().unwrap().raw(), &raw[..]);
         // Now held decompressed; keeping the stored bytes again changes nothing.
         c.put_stored((1, 0), &stored);
         assert!(matches!(c.get_held((1, 0)), Some(Held::Raw(_))));

@@ -26,7 +26,7 @@ use tokio_postgres::Row;
 use super::to_hash;
 use crate::error::Pg;
 use crate::frame_cache::{Frame, FrameCache, Held, RawFrame};
-use crate::sealed::{self, Body, Entry, FRAME_EVENTS, sealable_end};
+use crate::sealed::{self, Body, Entry, FRAME_EVENTS, Opened, sealable_end};
 use crate::terms::{FieldTest, term_key};
 use crate::{Result, SealCounts, StoreError};
 
@@ -124,7 +124,7 @@ pub(super) fn keep_stored(cache: &FrameCache, num: i64, row: &Row) {
 /// A frame row's (first_seq, version, data) decompressed, and kept so in the cache.
 pub(super) fn decompressed(cache: &FrameCache, num: i64, row: &Row) -> Result<RawFrame> {
     let (first, version): (i64, i32) = (row.get(0), row.get(1));
-    let raw: RawFrame = sealed::decompress(row.get::<_, &[u8]>(2))?.into();
+    let raw: RawFrame = Arc::new(Opened::open(sealed::decompress(row.get::<_, &[u8]>(2))?)?);
     cache.put_raw(cache_key(num, first, version), raw.clone());
     Ok(raw)
 }
@@ -134,10 +134,10 @@ pub(super) fn decompressed(cache: &FrameCache, num: i64, row: &Row) -> Result<Ra
 pub(super) fn decoded_some(
     num: i64,
     first: i64,
-    raw: &[u8],
+    raw: &Opened,
     test: &FieldTest,
 ) -> Result<Vec<Option<Entry>>> {
-    let f = sealed::decode_some(raw, &test.paths, &mut |v| test.may_hold(v))?;
+    let f = raw.decode_some(&test.paths, &mut |v| test.may_hold(v))?;
     whole(num, first, f.len())?;
     Ok(f)
 }

@@ -312,15 +312,12 @@ pub fn decompress(data: &[u8]) -> Result<Vec<u8>> {
     Ok(raw)
 }
 
-/// A whole or partial decode of a [`decompress`]ed frame; `keep`, when given, is asked
-/// with each event's place in its frame (a [`join::KeepBody`] is told a body's index
-/// among those joined).
-fn decode_picked(
-    raw: &[u8],
-    paths: &[Vec<u8>],
-    keep: Option<&mut join::KeepBody<'_>>,
-) -> Result<Vec<Option<Entry>>> {
-    let mut r = Reader { raw, at: 0 };
+/// An entry's head: its times, and its body if purged (its leaf), else (`Err`) its
+/// body's length in a [`WHOLE`] frame (0 in a columnar one).
+type Head = (i64, i64, std::result::Result<Body, usize>);
+
+/// A frame's version and its entries' heads; leaves `r` where the bodies begin.
+fn read_heads(r: &mut Reader<'_>) -> Result<(u8, Vec<Head>)> {
     let version = r.byte()?;
     if ![WHOLE, COLUMNS, PACKED, CONSTANT].contains(&version) {
         return Err(Reader::bad("unknown version"));
@@ -353,6 +350,146 @@ fn decode_picked(
         };
         heads.push((occ, rec, body));
     }
+    Ok((version, heads))
+}
+
+/// A decompressed frame made ready to read a few of its events at a time: its entries'
+/// heads and its columns' layout read once, and where each column stands every few
+/// bodies (`join::Index`), so reading an event of it costs that event, not the frame.
+/// What readers that come back to a frame keep. A frame without columns (version 2)
+/// is decoded as before.
+pub struct Opened {
+    raw: Vec<u8>,
+    /// Each entry's times.
+    heads: Vec<(i64, i64)>,
+    /// The entries whose bodies were purged: their places and leaves.
+    purged: Vec<(usize, Hash)>,
+    /// The places of the entries with bodies (in order), their times and the columns'
+    /// index; `None` without columns.
+    index: Option<(Vec<usize>, Vec<columns::Times>, join::Index)>,
+}
+
+impl Opened {
+    /// Reads a [`decompress`]ed frame's layout and indexes it: a pass over the whole
+    /// frame, which checks it as a whole decode does.
+    pub fn open(raw: Vec<u8>) -> Result<Self> {
+        let mut r = Reader { raw: &raw, at: 0 };
+        let (version, heads) = read_heads(&mut r)?;
+        if version == WHOLE {
+            return Ok(Self {
+                raw,
+                heads: Vec::new(),
+                purged: Vec::new(),
+                index: None,
+            });
+        }
+        let places: Vec<usize> = (0..heads.len()).filter(|&i| heads[i].2.is_err()).collect();
+        let times: Vec<columns::Times> = places
+            .iter()
+            .map(|&i| columns::Times {
+                occurred_us: heads[i].0,
+                received_ms: heads[i].1,
+            })
+            .collect();
+        let index = join::Index::build(&mut r, places.len(), codes(version))?;
+        if r.at != raw.len() {
+            return Err(Reader::bad("trailing bytes"));
+        }
+        let purged = heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| match h.2 {
+                Ok(Body::Purged(leaf)) => Some((i, leaf)),
+                _ => None,
+            })
+            .collect();
+        Ok(Self {
+            raw,
+            heads: heads.into_iter().map(|(o, rc, _)| (o, rc)).collect(),
+            purged,
+            index: Some((places, times, index)),
+        })
+    }
+
+    /// The frame's bytes, as [`decompress`] returned them.
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// What keeping it costs, in bytes (about).
+    pub fn cost(&self) -> usize {
+        self.raw.len()
+            + 16 * self.heads.len()
+            + 40 * self.purged.len()
+            + self
+                .index
+                .as_ref()
+                .map_or(0, |(p, _, i)| 24 * p.len() + i.cost())
+    }
+
+    /// [`decode_at`] of this frame.
+    pub fn decode_at(&self, at: &[usize]) -> Result<Vec<Option<Entry>>> {
+        let Some((places, _, _)) = &self.index else {
+            return decode_at(&self.raw, at);
+        };
+        let bodies: Vec<usize> = (0..places.len())
+            .filter(|&b| at.contains(&places[b]))
+            .collect();
+        self.with_bodies(&bodies)
+    }
+
+    /// [`decode_some`] of this frame.
+    pub fn decode_some(
+        &self,
+        paths: &[Vec<u8>],
+        keep: &mut Keep<'_>,
+    ) -> Result<Vec<Option<Entry>>> {
+        let Some((_, _, index)) = &self.index else {
+            return decode_some(&self.raw, paths, keep);
+        };
+        let bodies = index.pick(&self.raw, paths, &mut |_, v| keep(v))?;
+        self.with_bodies(&bodies)
+    }
+
+    /// Every entry whose body was purged, and those of `bodies` (indexes among the
+    /// entries with bodies, ascending); the others `None`, in their places.
+    fn with_bodies(&self, bodies: &[usize]) -> Result<Vec<Option<Entry>>> {
+        let Some((places, times, index)) = &self.index else {
+            return Err(Reader::bad("a frame without columns"));
+        };
+        let mut out: Vec<Option<Entry>> = vec![None; self.heads.len()];
+        for &(place, leaf) in &self.purged {
+            let (occurred_us, received_ms) = self.heads[place];
+            out[place] = Some(Entry {
+                occurred_us,
+                received_ms,
+                body: Body::Purged(leaf),
+            });
+        }
+        for (&b, text) in bodies.iter().zip(index.join_at(&self.raw, times, bodies)?) {
+            let place = places[b];
+            let (occurred_us, received_ms) = self.heads[place];
+            out[place] = Some(Entry {
+                occurred_us,
+                received_ms,
+                body: Body::Text(text),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A whole or partial decode of a [`decompress`]ed frame; `keep`, when given, is asked
+/// with each event's place in its frame (a [`join::KeepBody`] is told a body's index
+/// among those joined).
+fn decode_picked(
+    raw: &[u8],
+    paths: &[Vec<u8>],
+    keep: Option<&mut join::KeepBody<'_>>,
+) -> Result<Vec<Option<Entry>>> {
+    let mut r = Reader { raw, at: 0 };
+    let (version, heads) = read_heads(&mut r)?;
+    let columnar = version != WHOLE;
     let mut joined = if columnar {
         let times: Vec<columns::Times> = heads
             .iter()
@@ -374,7 +511,7 @@ fn decode_picked(
     } else {
         Vec::new().into_iter()
     };
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(heads.len());
     for (occurred_us, received_ms, body) in heads {
         let body = match body {
             Ok(b) => b,
@@ -496,6 +633,35 @@ mod tests {
                 e
             })
             .collect()
+    }
+
+    #[test]
+    fn an_opened_frame_gives_any_of_its_events_as_a_whole_decode_does() {
+        let mut entries = stored_frame(256);
+        entries[3].purge();
+        entries[200].purge();
+        let f = encode(&entries).unwrap();
+        let opened = Opened::open(decompress(&f).unwrap()).unwrap();
+        assert!(opened.cost() > opened.raw().len());
+        for (i, e) in entries.iter().enumerate() {
+            assert_eq!(opened.decode_at(&[i]).unwrap()[i].as_ref(), Some(e));
+        }
+        // Several at once: within a mark, across marks, back again, past the end.
+        let at = [0, 1, 7, 8, 9, 100, 101, 254, 255, 256, 4];
+        let got = opened.decode_at(&at).unwrap();
+        for (i, e) in entries.iter().enumerate() {
+            let want = at.contains(&i) || e.text().is_none();
+            assert_eq!(got[i].as_ref(), want.then_some(e), "event {i}");
+        }
+        // A frame that is not one fails to open.
+        let mut raw = decompress(&f).unwrap();
+        raw.push(0);
+        assert!(Opened::open(raw).is_err(), "trailing bytes");
+        let raw = decompress(&f).unwrap();
+        assert!(
+            Opened::open(raw[..raw.len() - 1].to_vec()).is_err(),
+            "truncated"
+        );
     }
 
     fn version_of(frame: &[u8]) -> u8 {
@@ -720,6 +886,7 @@ mod tests {
             }).unwrap();
             prop_assert_eq!(some.len(), whole.len());
             let columnar = zstd::bulk::decompress(&frame, 1 << 24).unwrap()[0] == CONSTANT;
+            let asked_before = asked.clone();
             let mut shown = asked.into_iter().zip(said);
             for (e, got) in whole.iter().zip(&some) {
                 let Some(text) = e.text() else {
@@ -747,6 +914,15 @@ mod tests {
                 prop_assert_eq!(&values[1], &at(&["action"]));
             }
             prop_assert!(shown.next().is_none());
+            // An opened frame shows `keep` the same values and gives the same events.
+            let opened = Opened::open(decompress(&frame).unwrap()).unwrap();
+            let mut asked_again: Vec<Vec<Option<Vec<u8>>>> = Vec::new();
+            let again = opened.decode_some(&paths, &mut |v| {
+                asked_again.push(v.iter().map(|x| x.map(<[u8]>::to_vec)).collect());
+                votes.get(asked_again.len() - 1).copied().unwrap_or(true)
+            }).unwrap();
+            prop_assert_eq!(again, some);
+            prop_assert_eq!(asked_again, asked_before);
         }
 
         /// Decoding the events at some places gives exactly those (purged ones always),
@@ -761,6 +937,14 @@ mod tests {
             let frame = encode(&entries).unwrap();
             let some = decode_at(&decompress(&frame).unwrap(), &at).unwrap();
             prop_assert_eq!(some.len(), entries.len());
+            // An opened frame gives the same, asked once or place by place.
+            let opened = Opened::open(decompress(&frame).unwrap()).unwrap();
+            prop_assert_eq!(&opened.decode_at(&at).unwrap(), &some);
+            for &i in &at {
+                let one = opened.decode_at(&[i]).unwrap();
+                let want = entries.get(i).cloned().map(Some);
+                prop_assert_eq!(one.get(i), want.as_ref());
+            }
             let columnar = zstd::bulk::decompress(&frame, 1 << 24).unwrap()[0] == CONSTANT;
             for (i, (e, got)) in entries.iter().zip(&some).enumerate() {
                 if at.contains(&i) || e.text().is_none() || !columnar {

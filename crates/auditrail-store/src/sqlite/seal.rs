@@ -26,7 +26,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use super::rid::{MAX_SEQ, rid, seq_of};
 use crate::error::Context;
 use crate::frame_cache::{Frame, FrameCache, RawFrame};
-use crate::sealed::{self, Body, Entry, FRAME_EVENTS, frame_start, sealable_end};
+use crate::sealed::{self, Body, Entry, FRAME_EVENTS, Opened, frame_start, sealable_end};
 use crate::{Result, SealCounts, StoreError};
 
 /// Reads one org's sealed events within one read (one snapshot): where the sealed part
@@ -117,15 +117,16 @@ impl<'a> Unsealer<'a> {
                 self.last = Some((start, f));
                 Ok(picked)
             }
-            Read::Raw(_, raw) => sealed::decode_at(&raw, at),
-            Read::Stored(version, data) => {
-                let raw: RawFrame = sealed::decompress(&data)?.into();
-                if self.keep {
-                    self.cache
-                        .put_raw((rid(self.org_num, start), version), raw.clone());
-                }
-                sealed::decode_at(&raw, at)
+            Read::Raw(_, raw) => raw.decode_at(at),
+            // Kept, the frame is opened (indexed) once for the searches that come back
+            // to it; otherwise only the events wanted are decoded.
+            Read::Stored(version, data) if self.keep => {
+                let raw: RawFrame = Arc::new(Opened::open(sealed::decompress(&data)?)?);
+                self.cache
+                    .put_raw((rid(self.org_num, start), version), raw.clone());
+                raw.decode_at(at)
             }
+            Read::Stored(_, data) => sealed::decode_at(&sealed::decompress(&data)?, at),
         }
     }
 
@@ -197,7 +198,7 @@ fn frame_at(conn: &Connection, cache: &FrameCache, first: i64, keep: bool) -> Re
     match frame_read(conn, cache, first)? {
         Read::Decoded(f) => Ok(f),
         Read::Raw(version, raw) => {
-            let f = Arc::new(sealed::decode_raw(&raw)?);
+            let f = Arc::new(sealed::decode_raw(raw.raw())?);
             if keep {
                 cache.put((first, version), f.clone());
             }

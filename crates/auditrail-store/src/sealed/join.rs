@@ -241,6 +241,11 @@ impl<'a> Values<'a> {
 /// The next value of a plain column `data` from byte `at` on; moves `at` past it.
 fn next_value<'d>(data: &'d [u8], at: &mut usize) -> Result<&'d [u8]> {
     let rest = &data[*at..];
+    // Derived values (seqs, times) are empty: no need to search for their end.
+    if rest.first() == Some(&END) {
+        *at += 1;
+        return Ok(&[]);
+    }
     let end = memchr::memchr(END, rest).ok_or_else(|| bad("a column ran out"))?;
     *at += end + 1;
     Ok(&rest[..end])

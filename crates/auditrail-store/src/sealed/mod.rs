@@ -642,11 +642,17 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn an_opened_frame_gives_any_of_its_events_as_a_whole_decode_does() {
+    /// A whole frame of stored events, two of them purged.
+    fn frame_with_purges() -> Vec<Entry> {
         let mut entries = stored_frame(256);
         entries[3].purge();
         entries[200].purge();
+        entries
+    }
+
+    #[test]
+    fn an_opened_frame_gives_any_of_its_events_as_a_whole_decode_does() {
+        let entries = frame_with_purges();
         let f = encode(&entries).unwrap();
         let opened = Opened::open(decompress(&f).unwrap()).unwrap();
         assert!(opened.cost() > opened.raw().len());
@@ -677,9 +683,7 @@ mod tests {
 
     #[test]
     fn stored_events_are_split_into_columns_and_come_back_byte_for_byte() {
-        let mut entries = stored_frame(256);
-        entries[3].purge();
-        entries[200].purge();
+        let entries = frame_with_purges();
         let f = encode(&entries).unwrap();
         assert_eq!(version_of(&f), CONSTANT);
         assert_eq!(decode(&f).unwrap(), entries);

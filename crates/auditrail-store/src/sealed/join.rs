@@ -713,15 +713,15 @@ impl Index {
         Ok(())
     }
 
-    /// Bodies `at` (ascending indexes among the frame's bodies, whose times are `times`)
+    /// Bodies `at` (ascending indexes among the frame's bodies, each with its times)
     /// joined, in that order.
-    pub(super) fn join_at(&self, raw: &[u8], times: &[Times], at: &[usize]) -> Result<Vec<String>> {
+    pub(super) fn join_at(&self, raw: &[u8], at: &[(usize, Times)]) -> Result<Vec<String>> {
         let mut cols = self.layout.columns(raw)?;
         // The body the columns' reading stands at, once one was joined.
         let mut stands: Option<usize> = None;
         let mut buf = Vec::new();
         let mut out = Vec::with_capacity(at.len());
-        for &b in at {
+        for &(b, t) in at {
             let mark = b / MARK;
             let from = match stands {
                 Some(s) if s <= b && s >= mark * MARK => s,
@@ -732,7 +732,6 @@ impl Index {
             };
             self.layout.skip(&mut cols, from, b)?;
             let plan = self.layout.plan(b)?;
-            let t = *times.get(b).ok_or_else(|| bad("no such body"))?;
             out.push(write_body(
                 part(raw, &plan.text)?,
                 plan,
@@ -754,12 +753,14 @@ impl Index {
         paths: &[Vec<u8>],
         keep: &mut KeepBody<'_>,
     ) -> Result<Vec<usize>> {
-        let cols = self.layout.columns(raw)?;
         // Each path's column and its values as plain text; where reading stands in each.
         let mut watched: Vec<Option<(usize, Cow<'_, [u8]>)>> = Vec::new();
         for p in paths {
             watched.push(match self.layout.column(raw, p) {
-                Some(c) => Some((c, cols[c].1.plain()?)),
+                Some(c) => {
+                    let col = &self.layout.cols[c];
+                    Some((c, Values::new(col.code, part(raw, &col.data)?)?.plain()?))
+                }
                 None => None,
             });
         }

@@ -371,9 +371,9 @@ pub struct Opened {
     heads: Vec<(i64, i64)>,
     /// The entries whose bodies were purged: their places and leaves.
     purged: Vec<(usize, Hash)>,
-    /// The places of the entries with bodies (in order), their times and the columns'
-    /// index; `None` without columns.
-    index: Option<(Vec<usize>, Vec<columns::Times>, join::Index)>,
+    /// The places of the entries with bodies (in order) and the columns' index; `None`
+    /// without columns.
+    index: Option<(Vec<usize>, join::Index)>,
 }
 
 impl Opened {
@@ -391,13 +391,6 @@ impl Opened {
             });
         }
         let places: Vec<usize> = (0..heads.len()).filter(|&i| heads[i].2.is_err()).collect();
-        let times: Vec<columns::Times> = places
-            .iter()
-            .map(|&i| columns::Times {
-                occurred_us: heads[i].0,
-                received_ms: heads[i].1,
-            })
-            .collect();
         let index = join::Index::build(&mut r, places.len(), codes(version))?;
         if r.at != raw.len() {
             return Err(Reader::bad("trailing bytes"));
@@ -414,7 +407,7 @@ impl Opened {
             raw,
             heads: heads.into_iter().map(|(o, rc, _)| (o, rc)).collect(),
             purged,
-            index: Some((places, times, index)),
+            index: Some((places, index)),
         })
     }
 
@@ -431,12 +424,12 @@ impl Opened {
             + self
                 .index
                 .as_ref()
-                .map_or(0, |(p, _, i)| 24 * p.len() + i.cost())
+                .map_or(0, |(p, i)| 8 * p.len() + i.cost())
     }
 
     /// [`decode_at`] of this frame.
     pub fn decode_at(&self, at: &[usize]) -> Result<Vec<Option<Entry>>> {
-        let Some((places, _, _)) = &self.index else {
+        let Some((places, _)) = &self.index else {
             return decode_at(&self.raw, at);
         };
         let bodies: Vec<usize> = (0..places.len())
@@ -451,7 +444,7 @@ impl Opened {
         paths: &[Vec<u8>],
         keep: &mut Keep<'_>,
     ) -> Result<Vec<Option<Entry>>> {
-        let Some((_, _, index)) = &self.index else {
+        let Some((_, index)) = &self.index else {
             return decode_some(&self.raw, paths, keep);
         };
         let bodies = index.pick(&self.raw, paths, &mut |_, v| keep(v))?;
@@ -461,7 +454,7 @@ impl Opened {
     /// Every entry whose body was purged, and those of `bodies` (indexes among the
     /// entries with bodies, ascending); the others `None`, in their places.
     fn with_bodies(&self, bodies: &[usize]) -> Result<Vec<Option<Entry>>> {
-        let Some((places, times, index)) = &self.index else {
+        let Some((places, index)) = &self.index else {
             return Err(Reader::bad("a frame without columns"));
         };
         let mut out: Vec<Option<Entry>> = vec![None; self.heads.len()];
@@ -473,7 +466,20 @@ impl Opened {
                 body: Body::Purged(leaf),
             });
         }
-        for (&b, text) in bodies.iter().zip(index.join_at(&self.raw, times, bodies)?) {
+        let wanted: Vec<(usize, columns::Times)> = bodies
+            .iter()
+            .map(|&b| {
+                let (occurred_us, received_ms) = self.heads[places[b]];
+                (
+                    b,
+                    columns::Times {
+                        occurred_us,
+                        received_ms,
+                    },
+                )
+            })
+            .collect();
+        for (&b, text) in bodies.iter().zip(index.join_at(&self.raw, &wanted)?) {
             let place = places[b];
             let (occurred_us, received_ms) = self.heads[place];
             out[place] = Some(Entry {
